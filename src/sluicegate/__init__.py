@@ -1,0 +1,70 @@
+"""sluicegate: run large numbers of LLM API requests at the full speed your rate limits allow."""
+
+from __future__ import annotations
+
+from ._clock import Clock, SystemClock
+from ._events import (
+    AttemptFailed,
+    CooldownStarted,
+    Event,
+    EventSink,
+    LimitsObserved,
+    RequestAdmitted,
+    RequestCompleted,
+    RunAborted,
+)
+from ._exceptions import (
+    AttemptTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigError,
+    InputError,
+    OverloadedError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitedError,
+    RunAbortedError,
+    ServerError,
+    SluicegateError,
+    TransportError,
+    UsageError,
+)
+from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttemptFailed",
+    "AttemptTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BucketView",
+    "BudgetExceededError",
+    "Clock",
+    "ConfigError",
+    "CooldownStarted",
+    "ErrorInfo",
+    "Event",
+    "EventSink",
+    "InputError",
+    "LimitsObserved",
+    "OverloadedError",
+    "ProviderError",
+    "QuotaExceededError",
+    "RateLimitSnapshot",
+    "RateLimitedError",
+    "RequestAdmitted",
+    "RequestCompleted",
+    "RequestItem",
+    "Result",
+    "RunAborted",
+    "RunAbortedError",
+    "ServerError",
+    "SluicegateError",
+    "SystemClock",
+    "TransportError",
+    "Usage",
+    "UsageError",
+    "__version__",
+]

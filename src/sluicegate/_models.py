@@ -1,0 +1,186 @@
+"""Value objects shared by every layer: requests in, results out, usage, and the server's view of its limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "BucketView",
+    "ErrorInfo",
+    "RateLimitSnapshot",
+    "RequestItem",
+    "Result",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestItem:
+    """One request to send: its position in the input, its id, and the provider params (model, messages, ...).
+
+    `line` is the 1-based input line for requests read from a file (None for library callers).
+    """
+
+    index: int
+    custom_id: str
+    params: Mapping[str, Any]
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the Anthropic API reports it (OpenAI usage is mapped onto the same fields).
+
+    `input_tokens` excludes cached tokens, as the Anthropic API counts them: total prompt =
+    input_tokens + cache_creation_input_tokens + cache_read_input_tokens.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+        )
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @property
+    def rate_limited_input_tokens(self) -> int:
+        """What the input-token bucket is charged: cache reads do not count, cache writes do."""
+        return self.input_tokens + self.cache_creation_input_tokens
+
+    @classmethod
+    def from_anthropic(cls, data: Mapping[str, Any] | None) -> Usage:
+        if not data:
+            return cls()
+        return cls(
+            input_tokens=int(data.get("input_tokens") or 0),
+            output_tokens=int(data.get("output_tokens") or 0),
+            cache_creation_input_tokens=int(data.get("cache_creation_input_tokens") or 0),
+            cache_read_input_tokens=int(data.get("cache_read_input_tokens") or 0),
+        )
+
+
+ErrorKind = Literal[
+    "invalid_request",  # bad input line or params; nothing was sent (or the API said 400/404/413/422)
+    "authentication",  # 401/403
+    "rate_limited",  # 429s until attempts or deadline ran out
+    "quota_exceeded",  # spend cap / insufficient quota
+    "overloaded",  # 529s until attempts ran out
+    "server",  # 5xx until attempts ran out
+    "transport",  # connection errors, timeouts, truncated streams until attempts ran out
+    "budget_exceeded",  # not sent: the cost cap would have been passed
+    "aborted",  # not sent or not finished: the run stopped (bad key, fail-fast, shutdown)
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why an item failed, in a form that serialises into the Batch results format."""
+
+    kind: ErrorKind
+    message: str
+    status: int | None = None
+    error_type: str | None = None  # the API's own error type, e.g. "overloaded_error"
+    request_id: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def to_api_error(self) -> dict[str, Any]:
+        """The Anthropic ErrorResponse shape: {"type": "error", "error": {"type", "message"}, "request_id"?}."""
+        api_type = (
+            self.error_type
+            or {
+                "invalid_request": "invalid_request_error",
+                "authentication": "authentication_error",
+                "rate_limited": "rate_limit_error",
+                "quota_exceeded": "rate_limit_error",
+                "overloaded": "overloaded_error",
+                "server": "api_error",
+                "transport": "api_error",
+                "budget_exceeded": "budget_exceeded",
+                "aborted": "aborted",
+            }[self.kind]
+        )
+        inner: dict[str, Any] = {"type": api_type, "message": self.message}
+        if self.line is not None:
+            inner["line"] = self.line
+        if self.field is not None:
+            inner["field"] = self.field
+        out: dict[str, Any] = {"type": "error", "error": inner}
+        if self.request_id:
+            out["request_id"] = self.request_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one request: the message (raw API JSON) or the error, plus usage, cost and timing."""
+
+    index: int
+    custom_id: str
+    message: Mapping[str, Any] | None = None
+    error: ErrorInfo | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    attempts: int = 0
+    latency: float = 0.0  # seconds from first admission to the final answer
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.message is not None
+
+    @property
+    def text(self) -> str:
+        """The concatenated text of the answer ('' for errors). Works for Anthropic and OpenAI messages."""
+        if self.message is None:
+            return ""
+        content = self.message.get("content")
+        if isinstance(content, list):
+            return "".join(b.get("text", "") for b in content if isinstance(b, Mapping) and b.get("type") == "text")
+        choices = self.message.get("choices")
+        if isinstance(choices, list) and choices:
+            msg = choices[0].get("message") or {}
+            return str(msg.get("content") or "")
+        return ""
+
+    def to_batch_line(self) -> dict[str, Any]:
+        """The Message Batches results format, so the same files work with the Batch API."""
+        if self.error is None and self.message is not None:
+            return {"custom_id": self.custom_id, "result": {"type": "succeeded", "message": dict(self.message)}}
+        err = self.error or ErrorInfo(kind="aborted", message="no result")
+        return {"custom_id": self.custom_id, "result": {"type": "errored", "error": err.to_api_error()}}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketView:
+    """The server's view of one bucket: its capacity per minute, what is left, and seconds until full."""
+
+    limit: int
+    remaining: int
+    reset_in: float  # seconds from the response's arrival until the bucket is fully replenished
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSnapshot:
+    """Rate-limit headers of one response, parsed (any bucket may be missing)."""
+
+    requests: BucketView | None = None
+    input_tokens: BucketView | None = None
+    output_tokens: BucketView | None = None
+    tokens: BucketView | None = None  # combined or most-restrictive token bucket (OpenAI; Anthropic "tokens")
+    retry_after: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.requests or self.input_tokens or self.output_tokens or self.tokens)

@@ -1,0 +1,36 @@
+"""The `sluicegate` command: a click group whose subcommands live in their own modules."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+__all__ = ["main"]
+
+# name -> "module:attribute"; imported only when the subcommand runs, so `sluicegate --help` stays fast.
+_COMMANDS = {
+    "run": "sluicegate.cli.run:run",
+    "emulate": "sluicegate.cli.emulate:emulate",
+    "demo": "sluicegate.cli.demo:demo",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="sluicegate")
+def main() -> None:
+    """Run large numbers of LLM API requests at the full speed your rate limits allow."""

@@ -1,0 +1,1 @@
+"""Capacity: pure token buckets and the async limiter that gates every request."""
