@@ -64,9 +64,11 @@ class BatchStore:
         duration: float = 60.0,
         deadline: float = 86_400.0,
         cancel_delay: float = 1.0,
+        max_requests: int = 100_000,
         seed: int = 0,
     ) -> None:
         self.duration = duration
+        self.max_requests = max_requests
         self.deadline = deadline
         self.cancel_delay = cancel_delay
         self._rng = random.Random(seed)
