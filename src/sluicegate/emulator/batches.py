@@ -1,0 +1,139 @@
+"""The emulator's Message Batches endpoints: create, retrieve, list, cancel, delete and JSONL results.
+
+Each request of a batch runs through the core's single-request simulation (`complete_message` with the batch
+service tier, no online rate limits, no latency) when its emulated due time arrives; see `batch_store.py`.
+Every read of a batch first advances it to the current emulated time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sluicegate.emulator.batch_format import BatchInputError, batch_object, parse_create_body, results_jsonl
+from sluicegate.emulator.batch_store import Batch, BatchStore
+
+__all__ = ["BatchStore", "batch_routes"]
+
+
+def _error(status: int, error_type: str, message: str) -> JSONResponse:
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return JSONResponse(body, status_code=status)
+
+
+def _not_found(batch_id: str) -> JSONResponse:
+    return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
+
+
+def batch_routes(state: Any) -> list[Route]:
+    """The Message Batches routes of one emulator, over `state.batches`."""
+    from sluicegate.emulator.errors import ApiError
+    from sluicegate.emulator.messages import complete_message
+
+    store: BatchStore = state.batches
+    scale = state.config.minute / 60.0  # real seconds per emulated second
+
+    def wall(t: float) -> float:
+        return time.time() + (t - state.emulated_now()) * scale
+
+    def process(params: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            message = complete_message(state, dict(params), service_tier="batch")
+        except ApiError as exc:
+            return {"type": "errored", "error": exc.anthropic_body()}
+        return {"type": "succeeded", "message": message}
+
+    def fresh(batch: Batch) -> Batch:
+        store.advance(batch, state.emulated_now(), process)
+        return batch
+
+    def base(request: Request) -> str:
+        return str(request.base_url)
+
+    async def create(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "invalid_request_error", "Request body is not valid JSON.")
+        try:
+            requests = parse_create_body(body, max_requests=store.max_requests)
+        except BatchInputError as exc:
+            return _error(exc.status, exc.error_type, exc.message)
+        batch = store.create(requests, state.emulated_now())
+        return JSONResponse(batch_object(batch, base(request), wall))
+
+    async def retrieve(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id)
+        if batch is None:
+            return _not_found(batch_id)
+        return JSONResponse(batch_object(fresh(batch), base(request), wall))
+
+    async def list_batches(request: Request) -> Response:
+        query = request.query_params
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            return _error(400, "invalid_request_error", "limit: Input should be a valid integer")
+        if not 1 <= limit <= 1000:
+            return _error(400, "invalid_request_error", "limit: Input should be between 1 and 1000")
+        if query.get("before_id") and query.get("after_id"):
+            return _error(400, "invalid_request_error", "Only one of before_id and after_id may be given.")
+        page, has_more = store.page(limit=limit, before_id=query.get("before_id"), after_id=query.get("after_id"))
+        data = [batch_object(fresh(b), base(request), wall) for b in page]
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": has_more,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+
+    async def cancel(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id)
+        if batch is None:
+            return _not_found(batch_id)
+        fresh(batch)
+        store.cancel(batch, state.emulated_now())
+        return JSONResponse(batch_object(batch, base(request), wall))
+
+    async def delete(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id)
+        if batch is None:
+            return _not_found(batch_id)
+        if fresh(batch).ended_at is None:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"Batch {batch_id} cannot be deleted while it is {batch.status}; cancel it and wait until it ends.",
+            )
+        store.delete(batch_id)
+        return JSONResponse({"id": batch_id, "type": "message_batch_deleted"})
+
+    async def results(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id)
+        if batch is None:
+            return _not_found(batch_id)
+        if fresh(batch).ended_at is None:
+            # The real message is UNCONFIRMED; the SDK never gets here because results_url is still null.
+            return _error(404, "not_found_error", f"Results for batch {batch_id} are not available yet.")
+        return Response(results_jsonl(batch), media_type="application/binary")
+
+    return [
+        Route("/v1/messages/batches", create, methods=["POST"]),
+        Route("/v1/messages/batches", list_batches, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", retrieve, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", delete, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", results, methods=["GET"]),
+    ]

@@ -1,0 +1,216 @@
+"""The emulator's OpenAI surface: `POST /v1/chat/completions`, JSON and data-only SSE, on the shared limiter.
+
+Token count of a chat request: the emulator's documented rule (see `prompt.py`) applied to the request as is:
+`messages` (system and developer turns included, each message 3 tokens of role framing plus 1 per content part)
+and `tools` when given. The rate limiter is the same one as the Anthropic surface, with `max_completion_tokens`
+(or the deprecated `max_tokens`, else `DEFAULT_MAX_TOKENS`) as the output reservation, as OpenAI reserves it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sluicegate.emulator import openai_format as fmt
+from sluicegate.emulator.prompt import count_tokens
+
+__all__ = ["DEFAULT_MAX_TOKENS", "openai_routes"]
+
+DEFAULT_MAX_TOKENS = 4096
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class _OpenAIError(Exception):
+    """An error answered with the OpenAI body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = fmt.error_body(message, type, code, param)
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+
+def _bad(message: str, param: str | None = None, code: str | None = None) -> _OpenAIError:
+    return _OpenAIError(400, message, "invalid_request_error", code, param)
+
+
+def _api_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("api-key", "")
+
+
+def _validate(body: Any) -> tuple[str, list[Mapping[str, Any]], int, list[str]]:
+    """(model, messages, max_tokens, stop) of a valid body; raises the OpenAI 400 otherwise."""
+    if not isinstance(body, Mapping):
+        raise _bad("We could not parse the JSON body of your request.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("you must provide a model parameter", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+    if not messages:
+        raise _bad("Invalid 'messages': empty array. Expected an array with minimum length 1.", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or message.get("role") not in _ROLES:
+            raise _bad(
+                f"Invalid value for 'messages[{i}].role': expected one of system, developer, user, assistant, tool.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
+    raw_max = body.get("max_completion_tokens", body.get("max_tokens"))
+    if raw_max is None:
+        max_tokens = DEFAULT_MAX_TOKENS
+    elif isinstance(raw_max, bool) or not isinstance(raw_max, int) or raw_max < 1:
+        raise _bad(f"Invalid 'max_completion_tokens': integer below minimum value. Got {raw_max!r}.")
+    else:
+        max_tokens = raw_max
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or [] if isinstance(s, str)]
+    if len(stops) > 4:
+        raise _bad("Invalid 'stop': array too long. Expected an array with maximum length 4.", "stop")
+    n = body.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise _bad(f"Invalid 'n': must be between 1 and 128. Got {n!r}.", "n")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not body.get("stream"):
+        raise _bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+    return model, messages, max_tokens, stops
+
+
+def _pieces(text: str, parts: int) -> list[str]:
+    """Split text into about `parts` deltas on word boundaries, so streamed deltas rebuild it exactly."""
+    words = text.split(" ")
+    if parts <= 1 or len(words) <= 1:
+        return [text]
+    size = max(1, -(-len(words) // parts))
+    out = []
+    for i in range(0, len(words), size):
+        piece = " ".join(words[i : i + size])
+        out.append(piece if i == 0 else " " + piece)
+    return out
+
+
+def openai_routes(state: Any) -> list[Route]:
+    """The OpenAI-compatible routes of one emulator."""
+    from sluicegate.emulator import content, latency
+    from sluicegate.emulator.errors import ApiError
+    from sluicegate.emulator.ratelimit import RateLimited
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            return await _handle(request)
+        except _OpenAIError as exc:
+            return exc.response()
+        except ApiError as exc:
+            return JSONResponse(exc.openai_body(), status_code=exc.status, headers=dict(exc.headers or {}))
+
+    async def _handle(request: Request) -> Response:
+        key = _api_key(request)
+        if not key:
+            raise _OpenAIError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+                "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+            )
+        if key in state.config.invalid_keys:
+            raise _OpenAIError(
+                401,
+                "Incorrect API key provided. You can find your API key in your account settings.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise _bad("We could not parse the JSON body of your request.") from None
+        model, messages, max_tokens, stops = _validate(body)
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if stream else False
+        n = int(body.get("n", 1))
+        prompt_params = {"model": model, "messages": messages, "tools": body.get("tools") or []}
+        prompt_tokens = count_tokens(prompt_params)
+        if state.config.spend_cap:
+            raise _OpenAIError(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. For more information "
+                "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+                "insufficient_quota",
+                headers={"x-should-retry": "false"},
+            )
+        try:
+            admission = state.limits.admit(key, model, prompt_tokens, max_tokens * n)
+        except RateLimited as exc:
+            headers = {**exc.headers, "retry-after": str(exc.retry_after)}
+            raise _OpenAIError(
+                429,
+                f"Rate limit reached for {model} in organization org-emulator on {exc.bucket}. "
+                f"Please try again in {exc.retry_after}s.",
+                "tokens" if "token" in exc.bucket else "requests",
+                "rate_limit_exceeded",
+                headers=headers,
+            ) from None
+        gen = content.generate(
+            state, {"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops}
+        )
+        finish = fmt.FINISH_REASONS.get(gen.stop_reason, "stop")
+        completion_tokens = gen.output_tokens * n
+        usage = fmt.usage_body(prompt_tokens, completion_tokens)
+        ids = {
+            "id": fmt.completion_id(state.rng),
+            "created": int(time.time()),
+            "model": model,
+            "fingerprint": "fp_emu0000001",
+        }
+        headers = {**admission.headers(style="openai"), "x-request-id": "req_" + fmt.completion_id(state.rng)[9:]}
+        if not stream:
+            await anyio.sleep(latency.total(state, gen.output_tokens))
+            admission.finish(completion_tokens)
+            body_out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
+            return JSONResponse(body_out, headers=headers)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                await anyio.sleep(latency.first_token(state))
+                for i in range(n):
+                    role = fmt.delta_choice(i, {"role": "assistant", "content": "", "refusal": None})
+                    yield fmt.sse_data(fmt.chunk(choices=[role], include_usage=include_usage, **ids))
+                pieces = _pieces(gen.text, max(1, gen.output_tokens // 4))
+                per_piece = latency.per_token(state) * gen.output_tokens / max(1, len(pieces))
+                for piece in pieces:
+                    await anyio.sleep(per_piece)
+                    choices = [fmt.delta_choice(i, {"content": piece}) for i in range(n)]
+                    yield fmt.sse_data(fmt.chunk(choices=choices, include_usage=include_usage, **ids))
+                done = [fmt.delta_choice(i, {}, finish) for i in range(n)]
+                yield fmt.sse_data(fmt.chunk(choices=done, include_usage=include_usage, **ids))
+                if include_usage:
+                    yield fmt.sse_data(fmt.chunk(choices=[], usage=usage, include_usage=True, **ids))
+                yield fmt.sse_data("[DONE]")
+            finally:
+                admission.finish(completion_tokens)
+
+        return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=headers)
+
+    return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
