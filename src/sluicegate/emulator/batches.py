@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -17,9 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sluicegate.emulator.batch_format import BatchInputError, batch_object, parse_create_body, results_jsonl
-from sluicegate.emulator.batch_store import Batch, BatchStore
+from sluicegate.emulator.batch_store import Batch, BatchStore, Processor
 
-__all__ = ["BatchStore", "batch_routes"]
+__all__ = ["BatchStore", "batch_routes", "core_processor"]
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _error(status: int, error_type: str, message: str) -> JSONResponse:
@@ -27,20 +29,21 @@ def _error(status: int, error_type: str, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _api_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
 def _not_found(batch_id: str) -> JSONResponse:
     return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
 
 
-def batch_routes(state: Any) -> list[Route]:
-    """The Message Batches routes of one emulator, over `state.batches`."""
+def core_processor(state: Any) -> Processor:
+    """Run one batch request through the core's single-request simulation, errors becoming `errored` results."""
     from sluicegate.emulator.errors import ApiError
     from sluicegate.emulator.messages import complete_message
-
-    store: BatchStore = state.batches
-    scale = state.config.minute / 60.0  # real seconds per emulated second
-
-    def wall(t: float) -> float:
-        return time.time() + (t - state.emulated_now()) * scale
 
     def process(params: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -49,8 +52,20 @@ def batch_routes(state: Any) -> list[Route]:
             return {"type": "errored", "error": exc.anthropic_body()}
         return {"type": "succeeded", "message": message}
 
+    return process
+
+
+def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]:
+    """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
+    store: BatchStore = state.batches
+    run = core_processor(state) if process is None else process
+    scale = state.config.minute / 60.0  # real seconds per emulated second
+
+    def wall(t: float) -> float:
+        return time.time() + (t - state.emulated_now()) * scale
+
     def fresh(batch: Batch) -> Batch:
-        store.advance(batch, state.emulated_now(), process)
+        store.advance(batch, state.emulated_now(), run)
         return batch
 
     def base(request: Request) -> str:
@@ -129,6 +144,17 @@ def batch_routes(state: Any) -> list[Route]:
             return _error(404, "not_found_error", f"Results for batch {batch_id} are not available yet.")
         return Response(results_jsonl(batch), media_type="application/binary")
 
+    def authed(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            if not _api_key(request):
+                return _error(401, "authentication_error", "x-api-key header is required")
+            return await handler(request)
+
+        return wrapped
+
+    create, list_batches, retrieve, delete, cancel, results = (
+        authed(h) for h in (create, list_batches, retrieve, delete, cancel, results)
+    )
     return [
         Route("/v1/messages/batches", create, methods=["POST"]),
         Route("/v1/messages/batches", list_batches, methods=["GET"]),
