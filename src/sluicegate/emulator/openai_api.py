@@ -9,9 +9,11 @@ and `tools` when given. The rate limiter is the same one as the Anthropic surfac
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 from starlette.requests import Request
@@ -21,7 +23,7 @@ from starlette.routing import Route
 from sluicegate.emulator import openai_format as fmt
 from sluicegate.emulator.prompt import count_tokens
 
-__all__ = ["DEFAULT_MAX_TOKENS", "openai_routes"]
+__all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
 DEFAULT_MAX_TOKENS = 4096
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -111,19 +113,98 @@ def _pieces(text: str, parts: int) -> list[str]:
     return out
 
 
-def openai_routes(state: Any) -> list[Route]:
-    """The OpenAI-compatible routes of one emulator."""
+class Throttled(Exception):
+    """The limiter refused the request: seconds to wait, the bucket that is empty, its rate-limit headers."""
+
+    def __init__(self, retry_after: int, bucket: str, headers: Mapping[str, str]) -> None:
+        super().__init__(bucket)
+        self.retry_after = retry_after
+        self.bucket = bucket
+        self.headers = dict(headers)
+
+
+class Admitted(Protocol):
+    """An admitted request: its OpenAI-style rate-limit headers, and settlement of its output tokens."""
+
+    def headers(self) -> dict[str, str]: ...
+
+    def finish(self, output_tokens: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Generated content: text, its output tokens and an Anthropic-style stop reason."""
+
+    text: str
+    output_tokens: int
+    stop_reason: str
+
+
+class ChatBackend(Protocol):
+    """What the chat route needs from the emulator core (see `core_backend`)."""
+
+    rng: random.Random
+
+    def key_status(self, key: str) -> str | None:
+        """None for a usable key, "invalid" for a rejected key, "quota" when the spend cap is hit."""
+
+    def admit(self, key: str, model: str, input_tokens: int, max_tokens: int) -> Admitted:
+        """Take capacity from the limiter or raise Throttled."""
+
+    def generate(self, params: Mapping[str, Any]) -> Completion:
+        """Deterministic content for the prompt, capped by max_tokens, honouring stop_sequences."""
+
+    def delays(self, output_tokens: int) -> tuple[float, float]:
+        """(time to first token, time per output token) in real seconds."""
+
+
+def core_backend(state: Any) -> ChatBackend:
+    """Adapt the emulator core (limiter, content generator, latency, config) to the chat route."""
     from sluicegate.emulator import content, latency
-    from sluicegate.emulator.errors import ApiError
     from sluicegate.emulator.ratelimit import RateLimited
+
+    class _Core:
+        rng: random.Random = state.rng
+
+        def key_status(self, key: str) -> str | None:
+            if key in state.config.invalid_keys:
+                return "invalid"
+            return "quota" if state.config.spend_cap else None
+
+        def admit(self, key: str, model: str, input_tokens: int, max_tokens: int) -> Admitted:
+            try:
+                admission = state.limits.admit(key, model, input_tokens, max_tokens)
+            except RateLimited as exc:
+                raise Throttled(int(exc.retry_after), str(exc.bucket), exc.headers) from None
+
+            class _Admitted:
+                def headers(self) -> dict[str, str]:
+                    return dict(admission.headers(style="openai"))
+
+                def finish(self, output_tokens: int) -> None:
+                    admission.finish(output_tokens)
+
+            return _Admitted()
+
+        def generate(self, params: Mapping[str, Any]) -> Completion:
+            gen = content.generate(state, params)
+            return Completion(gen.text, gen.output_tokens, gen.stop_reason)
+
+        def delays(self, output_tokens: int) -> tuple[float, float]:
+            return float(latency.first_token(state)), float(latency.per_token(state))
+
+    return _Core()
+
+
+def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Route]:
+    """The OpenAI-compatible routes of one emulator; `backend` defaults to the emulator core."""
+    core = core_backend(state) if backend is None else backend
 
     async def chat_completions(request: Request) -> Response:
         try:
             return await _handle(request)
         except _OpenAIError as exc:
             return exc.response()
-        except ApiError as exc:
-            return JSONResponse(exc.openai_body(), status_code=exc.status, headers=dict(exc.headers or {}))
 
     async def _handle(request: Request) -> Response:
         key = _api_key(request)
@@ -134,7 +215,8 @@ def openai_routes(state: Any) -> list[Route]:
                 "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 "invalid_request_error",
             )
-        if key in state.config.invalid_keys:
+        status = core.key_status(key)
+        if status == "invalid":
             raise _OpenAIError(
                 401,
                 "Incorrect API key provided. You can find your API key in your account settings.",
@@ -146,61 +228,60 @@ def openai_routes(state: Any) -> list[Route]:
         except ValueError:
             raise _bad("We could not parse the JSON body of your request.") from None
         model, messages, max_tokens, stops = _validate(body)
-        stream = bool(body.get("stream"))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if stream else False
-        n = int(body.get("n", 1))
-        prompt_params = {"model": model, "messages": messages, "tools": body.get("tools") or []}
-        prompt_tokens = count_tokens(prompt_params)
-        if state.config.spend_cap:
+        if status == "quota":
+            # Retrying never helps; x-should-retry stops the SDK from trying anyway.
             raise _OpenAIError(
                 429,
-                "You exceeded your current quota, please check your plan and billing details. For more information "
-                "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "You exceeded your current quota, please check your plan and billing details.",
                 "insufficient_quota",
                 "insufficient_quota",
                 headers={"x-should-retry": "false"},
             )
+        stream = bool(body.get("stream"))
+        include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+        n = int(body.get("n", 1))
+        prompt_tokens = count_tokens({"model": model, "messages": messages, "tools": body.get("tools") or []})
         try:
-            admission = state.limits.admit(key, model, prompt_tokens, max_tokens * n)
-        except RateLimited as exc:
-            headers = {**exc.headers, "retry-after": str(exc.retry_after)}
+            admission = core.admit(key, model, prompt_tokens, max_tokens * n)
+        except Throttled as exc:
+            kind = "tokens" if "token" in exc.bucket else "requests"
             raise _OpenAIError(
                 429,
-                f"Rate limit reached for {model} in organization org-emulator on {exc.bucket}. "
+                f"Rate limit reached for {model} in organization org-emulator on {kind}. "
                 f"Please try again in {exc.retry_after}s.",
-                "tokens" if "token" in exc.bucket else "requests",
+                kind,
                 "rate_limit_exceeded",
-                headers=headers,
+                headers={**exc.headers, "retry-after": str(exc.retry_after), "x-should-retry": "true"},
             ) from None
-        gen = content.generate(
-            state, {"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops}
-        )
+        gen = core.generate({"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops})
         finish = fmt.FINISH_REASONS.get(gen.stop_reason, "stop")
         completion_tokens = gen.output_tokens * n
         usage = fmt.usage_body(prompt_tokens, completion_tokens)
-        ids = {
-            "id": fmt.completion_id(state.rng),
+        ids: dict[str, Any] = {
+            "id": fmt.completion_id(core.rng),
             "created": int(time.time()),
             "model": model,
-            "fingerprint": "fp_emu0000001",
+            "fingerprint": "fp_e0a1b2c3d4",
         }
-        headers = {**admission.headers(style="openai"), "x-request-id": "req_" + fmt.completion_id(state.rng)[9:]}
+        headers = {**admission.headers(), "x-request-id": "req_" + fmt.completion_id(core.rng)[9:]}
+        first, per_token = core.delays(gen.output_tokens)
         if not stream:
-            await anyio.sleep(latency.total(state, gen.output_tokens))
-            admission.finish(completion_tokens)
-            body_out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
-            return JSONResponse(body_out, headers=headers)
+            try:
+                await anyio.sleep(first + per_token * gen.output_tokens)
+            finally:
+                admission.finish(completion_tokens)
+            out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
+            return JSONResponse(out, headers=headers)
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                await anyio.sleep(latency.first_token(state))
-                for i in range(n):
-                    role = fmt.delta_choice(i, {"role": "assistant", "content": "", "refusal": None})
-                    yield fmt.sse_data(fmt.chunk(choices=[role], include_usage=include_usage, **ids))
+                await anyio.sleep(first)
+                role = [fmt.delta_choice(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(n)]
+                yield fmt.sse_data(fmt.chunk(choices=role, include_usage=include_usage, **ids))
                 pieces = _pieces(gen.text, max(1, gen.output_tokens // 4))
-                per_piece = latency.per_token(state) * gen.output_tokens / max(1, len(pieces))
+                gap = per_token * gen.output_tokens / len(pieces)
                 for piece in pieces:
-                    await anyio.sleep(per_piece)
+                    await anyio.sleep(gap)
                     choices = [fmt.delta_choice(i, {"content": piece}) for i in range(n)]
                     yield fmt.sse_data(fmt.chunk(choices=choices, include_usage=include_usage, **ids))
                 done = [fmt.delta_choice(i, {}, finish) for i in range(n)]
