@@ -59,10 +59,10 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
     """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
     store: BatchStore = state.batches
     run = core_processor(state) if process is None else process
-    scale = state.config.minute / 60.0  # real seconds per emulated second
+    scale = float(state.config.minute) / 60.0  # real seconds per emulated second
 
     def wall(t: float) -> float:
-        return time.time() + (t - state.emulated_now()) * scale
+        return time.time() + (t - float(state.emulated_now())) * scale
 
     def fresh(batch: Batch) -> Batch:
         store.advance(batch, state.emulated_now(), run)
@@ -152,14 +152,11 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
 
         return wrapped
 
-    create, list_batches, retrieve, delete, cancel, results = (
-        authed(h) for h in (create, list_batches, retrieve, delete, cancel, results)
-    )
     return [
-        Route("/v1/messages/batches", create, methods=["POST"]),
-        Route("/v1/messages/batches", list_batches, methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", retrieve, methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", delete, methods=["DELETE"]),
-        Route("/v1/messages/batches/{batch_id}/cancel", cancel, methods=["POST"]),
-        Route("/v1/messages/batches/{batch_id}/results", results, methods=["GET"]),
+        Route("/v1/messages/batches", authed(create), methods=["POST"]),
+        Route("/v1/messages/batches", authed(list_batches), methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", authed(retrieve), methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", authed(delete), methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", authed(cancel), methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", authed(results), methods=["GET"]),
     ]
