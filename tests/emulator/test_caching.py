@@ -238,3 +238,20 @@ def test_no_breakpoints_is_all_uncached_and_clear_forgets() -> None:
     assert len(cache) == 1
     cache.clear()
     assert len(cache) == 0
+
+
+def test_tool_choice_change_invalidates_messages_but_not_system() -> None:
+    """Changing tool_choice misses an entry in the messages section, while a system entry still hits."""
+    cache = PromptCache()
+    convo: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 5,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": BIG, "cache_control": {"type": "ephemeral"}}]}
+        ],
+    }
+    cache.commit(cache.plan(convo, MODEL, 0.0), 0.0)
+    assert cache.plan(convo, MODEL, 1.0).read_tokens > 0
+    assert cache.plan({**convo, "tool_choice": {"type": "auto"}}, MODEL, 1.0).read_tokens == 0
+    cache.commit(cache.plan(_params(), MODEL, 0.0), 0.0)
+    assert cache.plan(_params(tool_choice={"type": "auto"}), MODEL, 1.0).read_tokens > 0

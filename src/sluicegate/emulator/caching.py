@@ -12,12 +12,15 @@ Rules (Anthropic prompt caching as documented; see the fidelity notes, section 7
   cacheable length is written; below the minimum nothing is cached, silently.
 - `plan` decides and changes nothing; `commit` (called when the response starts) makes the writes readable and
   refreshes the TTL of what was read. So N requests planned before the first commit are N writes.
+- Changing `tool_choice` or `thinking` misses the message entries; tools and system entries still hit.
 - Token split (as the real usage reports it): read = the prefix up to the hit; writes = from the hit to the last
   written breakpoint, each segment billed at the TTL of the breakpoint that ends it; uncached = the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +176,19 @@ def breakpoints(params: Mapping[str, Any], blocks: list[PromptBlock]) -> list[tu
     return points
 
 
+def _entry_keys(params: Mapping[str, Any], blocks: list[PromptBlock]) -> list[str]:
+    """Prefix keys, with message blocks also keyed by tool_choice and thinking.
+
+    The API documents that changing tool_choice or the thinking parameters invalidates the messages part of the
+    cache while tools and system entries survive.
+    """
+    salt = json.dumps([params.get("tool_choice"), params.get("thinking")], sort_keys=True, default=str)
+    if salt == "[null, null]":
+        return [b.prefix_key for b in blocks]
+    digest = hashlib.sha256(salt.encode()).hexdigest()[:16]
+    return [b.prefix_key + ":" + digest if b.section == "messages" else b.prefix_key for b in blocks]
+
+
 class PromptCache:
     """Prompt-cache entries of one emulator, in emulated seconds; not thread-safe (one event loop owns it)."""
 
@@ -207,6 +223,7 @@ class PromptCache:
         points = breakpoints(params, blocks)
         if not points:
             return CachePlan(0, 0, 0, total, model=model, scope=scope)
+        keys = _entry_keys(params, blocks)
         # cumulative[i] = tokens of blocks 0..i
         cumulative: list[int] = []
         running = 0
@@ -218,7 +235,7 @@ class PromptCache:
             for j in range(index, max(-1, index - self._lookback - 1), -1):
                 if j <= hit:
                     break
-                if self._live(model, scope, blocks[j].prefix_key, now):
+                if self._live(model, scope, keys[j], now):
                     hit = j
                     break
         read = cumulative[hit] if hit >= 0 else 0
@@ -235,7 +252,7 @@ class PromptCache:
             else:
                 w5 += segment
             boundary = cumulative[index]
-            writes.append(CacheWrite(blocks[index].prefix_key, TTL_SECONDS[ttl]))
+            writes.append(CacheWrite(keys[index], TTL_SECONDS[ttl]))
         return CachePlan(
             read_tokens=read,
             write_5m_tokens=w5,
@@ -243,7 +260,7 @@ class PromptCache:
             uncached_tokens=total - boundary,
             model=model,
             scope=scope,
-            read_key=blocks[hit].prefix_key if hit >= 0 else None,
+            read_key=keys[hit] if hit >= 0 else None,
             writes=tuple(writes),
         )
 
