@@ -32,9 +32,9 @@ KNOWN_MODELS = {"claude-haiku-4-5"}
 class _State:
     """The slice of the emulator state the batch routes use: config.minute, emulated time, the store."""
 
-    def __init__(self, minute: float, batch_seconds: float) -> None:
+    def __init__(self, minute: float, batch_seconds: float, deadline: float) -> None:
         self.config = SimpleNamespace(minute=minute)
-        self.batches = BatchStore(duration=batch_seconds, cancel_delay=1.0, seed=3)
+        self.batches = BatchStore(duration=batch_seconds, deadline=deadline, cancel_delay=1.0, seed=3)
         self._t0 = time.monotonic()
 
     def emulated_now(self) -> float:
@@ -81,8 +81,8 @@ def emulator() -> Iterator[Callable[..., Any]]:
     """Start batch-route servers on loopback; stopped at teardown."""
     stack: list[Any] = []
 
-    def start(minute: float = 0.6, batch_seconds: float = 60.0) -> Any:
-        cm = _serve(_State(minute, batch_seconds))
+    def start(minute: float = 0.6, batch_seconds: float = 60.0, deadline: float = 86_400.0) -> Any:
+        cm = _serve(_State(minute, batch_seconds, deadline))
         url = cm.__enter__()
         stack.append(cm)
         return SimpleNamespace(base_url=url)
@@ -202,5 +202,21 @@ def test_create_validation(emulator: Callable[..., Any], requests: list[Any], fr
         assert body["type"] == "error"
         assert body["error"]["type"] == "invalid_request_error"
         assert fragment in body["error"]["message"]
+
+    anyio.run(main)
+
+
+def test_expiry_marks_unfinished_requests_expired(emulator: Callable[..., Any]) -> None:
+    """A batch that outlives its deadline ends there, with the finished part kept and the rest `expired`."""
+    emu = emulator(minute=0.6, batch_seconds=40.0, deadline=20.0)  # half the requests are due after the deadline
+
+    async def main() -> None:
+        async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
+            batch = await client.messages.batches.create(requests=[_req(i) for i in range(4)])  # type: ignore[arg-type]
+            ended = await _wait_ended(client, batch.id)
+            assert (ended.request_counts.succeeded, ended.request_counts.expired) == (2, 2)
+            assert ended.ended_at == ended.expires_at
+            kinds = sorted(r.result.type async for r in await client.messages.batches.results(batch.id))
+            assert kinds == ["expired", "expired", "succeeded", "succeeded"]
 
     anyio.run(main)

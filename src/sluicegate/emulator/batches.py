@@ -61,8 +61,11 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
     run = core_processor(state) if process is None else process
     scale = float(state.config.minute) / 60.0  # real seconds per emulated second
 
+    # One anchor, so equal emulated times always print as equal timestamps.
+    epoch = time.time() - float(state.emulated_now()) * scale
+
     def wall(t: float) -> float:
-        return time.time() + (t - float(state.emulated_now())) * scale
+        return epoch + t * scale
 
     def fresh(batch: Batch) -> Batch:
         store.advance(batch, state.emulated_now(), run)
