@@ -216,7 +216,7 @@ def test_expiry_marks_unfinished_requests_expired(emulator: Callable[..., Any]) 
             ended = await _wait_ended(client, batch.id)
             assert (ended.request_counts.succeeded, ended.request_counts.expired) == (2, 2)
             assert ended.ended_at == ended.expires_at
-            kinds = sorted(r.result.type async for r in await client.messages.batches.results(batch.id))
-            assert kinds == ["expired", "expired", "succeeded", "succeeded"]
+            kinds = [r.result.type async for r in await client.messages.batches.results(batch.id)]
+            assert sorted(kinds) == ["expired", "expired", "succeeded", "succeeded"]
 
     anyio.run(main)
