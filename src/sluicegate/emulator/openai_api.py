@@ -160,7 +160,8 @@ class ChatBackend(Protocol):
 
 def core_backend(state: Any) -> ChatBackend:
     """Adapt the emulator core (limiter, content generator, latency, config) to the chat route."""
-    from sluicegate.emulator import content, latency
+    from sluicegate.emulator.content import generate
+    from sluicegate.emulator.latency import first_token, per_token
     from sluicegate.emulator.ratelimit import RateLimited
 
     class _Core:
@@ -187,11 +188,11 @@ def core_backend(state: Any) -> ChatBackend:
             return _Admitted()
 
         def generate(self, params: Mapping[str, Any]) -> Completion:
-            gen = content.generate(state, params)
+            gen = generate(state, params)
             return Completion(gen.text, gen.output_tokens, gen.stop_reason)
 
         def delays(self, output_tokens: int) -> tuple[float, float]:
-            return float(latency.first_token(state)), float(latency.per_token(state))
+            return float(first_token(state)), float(per_token(state))
 
     return _Core()
 
