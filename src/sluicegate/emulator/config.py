@@ -1,0 +1,72 @@
+"""Emulator configuration: limits, time compression, latency, content, faults and tier presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Published Anthropic tier limits for the Sonnet/Haiku class (requests, input tokens, output tokens per minute).
+TIERS: dict[int, tuple[int, int, int]] = {
+    1: (50, 30_000, 8_000),
+    2: (1_000, 450_000, 90_000),
+    3: (2_000, 800_000, 160_000),
+    4: (4_000, 2_000_000, 400_000),
+}
+
+DEFAULT_MODELS: tuple[str, ...] = (
+    "claude-haiku-4-5-20251001",
+    "claude-sonnet-4-5-20250929",
+    "claude-opus-4-1-20250805",
+)
+DEFAULT_ALIASES: dict[str, str] = {
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+}
+
+FaultKind = Literal["overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaultSpec:
+    """One fault: injected with `probability`, or always inside the real-seconds window [start, end)."""
+
+    kind: FaultKind
+    probability: float = 0.0
+    start: float | None = None
+    end: float | None = None
+    delay: float = 5.0  # seconds of silence for the "slow" fault
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EmulatorConfig:
+    """Everything one emulator instance needs; rpm/itpm/otpm default to the tier preset."""
+
+    tier: int = 4
+    rpm: int | None = None
+    itpm: int | None = None
+    otpm: int | None = None
+    minute: float = 60.0
+    burst: int | None = None  # max requests per emulated second-scale window; None = only the minute bucket
+    output_accounting: Literal["produced", "reserved"] = "produced"
+    spend_cap: bool = False
+    seed: int = 0
+    first_token_latency: float = 0.0
+    per_token_latency: float = 0.0
+    jitter: float = 0.0
+    heavy_tail: float = 0.0  # probability of a 10x slower response
+    min_output_tokens: int = 8
+    max_output_tokens: int = 64
+    models: tuple[str, ...] = DEFAULT_MODELS
+    aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    accept_any_model: bool = False
+    invalid_keys: frozenset[str] = frozenset()
+    max_body_bytes: int = 32 * 1024 * 1024
+    faults: tuple[FaultSpec, ...] = ()
+    batch_seconds: float = 30.0
+    batch_deadline: float = 86_400.0
+
+    def limits(self) -> tuple[int, int, int]:
+        """(rpm, itpm, otpm) after applying explicit overrides to the tier preset."""
+        rpm, itpm, otpm = TIERS.get(self.tier, TIERS[4])
+        return (self.rpm or rpm, self.itpm or itpm, self.otpm or otpm)

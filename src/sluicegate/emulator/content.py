@@ -1,0 +1,49 @@
+"""Deterministic answer text: seeded per prompt, tagged with the prompt tag, capped by max_tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sluicegate.emulator.prompt import count_text, prompt_tag
+
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo")
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """One generated answer."""
+
+    text: str
+    output_tokens: int
+    stop_reason: str
+    stop_sequence: str | None
+
+
+def generate(state: Any, params: Mapping[str, Any]) -> Generated:
+    """The answer for `params`: same prompt and seed, same text."""
+    tag = prompt_tag(params)
+    cfg = state.config
+    seed = int(hashlib.sha256(f"{cfg.seed}:{tag}".encode()).hexdigest()[:12], 16)
+    rng = random.Random(seed)
+    target = rng.randint(cfg.min_output_tokens, max(cfg.min_output_tokens, cfg.max_output_tokens))
+    max_tokens = int(params.get("max_tokens", target))
+    words = [f"[{tag}]"]
+    while count_text(" ".join(words)) < min(target, max_tokens) + 1:
+        words.append(rng.choice(_WORDS))
+    # Trim to the budget: the tag always survives, as the text must name its prompt.
+    while len(words) > 1 and count_text(" ".join(words)) > min(target, max_tokens):
+        words.pop()
+    text = " ".join(words) + " " if len(words) == 1 else " ".join(words)
+    tokens = max(1, min(count_text(text), max_tokens))
+    stop_reason, stop_sequence = ("max_tokens" if max_tokens < target else "end_turn"), None
+    for seq in params.get("stop_sequences") or ():
+        if isinstance(seq, str) and seq and seq in text[len(tag) + 3 :]:
+            cut = text.index(seq, len(tag) + 3)
+            text, stop_reason, stop_sequence = text[:cut], "stop_sequence", seq
+            tokens = max(1, count_text(text))
+            break
+    return Generated(text, tokens, stop_reason, stop_sequence)

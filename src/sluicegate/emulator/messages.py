@@ -1,0 +1,301 @@
+"""The Anthropic Messages endpoints: /v1/messages (JSON and SSE) and /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from sluicegate.emulator import content, latency
+from sluicegate.emulator.config import FaultSpec
+from sluicegate.emulator.errors import ApiError
+from sluicegate.emulator.faults import pick_fault
+from sluicegate.emulator.prompt import count_tokens
+from sluicegate.emulator.ratelimit import Admission, RateLimited
+from sluicegate.emulator.transport import abort_connection
+from sluicegate.emulator.validation import validate_message_params
+
+_SPEND_CAP_MESSAGE = (
+    "You have reached your API usage limits: your organization's monthly spend limit is exhausted. "
+    "You will regain access on 2026-12-01 at 00:00 UTC."
+)
+_LIMIT_NAMES = {"requests": "requests", "input_tokens": "input tokens", "output_tokens": "output tokens"}
+
+
+def request_id(state: Any) -> str:
+    """A seeded `req_...` id."""
+    return "req_011" + format(state.rng.getrandbits(96), "024x")
+
+
+def api_key(request: Request) -> str | None:
+    """The key from x-api-key or an Authorization bearer."""
+    key = request.headers.get("x-api-key")
+    if not key:
+        auth = request.headers.get("authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    return key or None
+
+
+def check_key(state: Any, key: str | None) -> None:
+    """401 without a key or with a key configured as invalid."""
+    if key is None:
+        raise ApiError(401, "authentication_error", "x-api-key header is required")
+    if key in state.config.invalid_keys:
+        raise ApiError(401, "authentication_error", "invalid x-api-key")
+
+
+def _input_usage(state: Any, params: Mapping[str, Any], model: str) -> tuple[dict[str, Any], int, Any]:
+    """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None)."""
+    if state.cache is not None:
+        plan = state.cache.plan(params, model, state.emulated_now())
+        return plan.usage(), int(plan.rate_limited_tokens), plan
+    total = count_tokens(params)
+    usage = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return usage, total, None
+
+
+def _message(
+    msg_id: str, model: str, text: str, stop_reason: str | None, stop_seq: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}] if text is not None else [],
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_seq,
+        "usage": usage,
+    }
+
+
+def _usage(input_usage: Mapping[str, Any], output_tokens: int, service_tier: str) -> dict[str, Any]:
+    return {**input_usage, "output_tokens": output_tokens, "service_tier": service_tier}
+
+
+def _msg_id(state: Any) -> str:
+    return "msg_01" + format(state.rng.getrandbits(110), "022x")
+
+
+def complete_message(state: Any, params: dict[str, Any], *, service_tier: str = "standard") -> dict[str, Any]:
+    """A full Message dict for `params` without rate limiting or latency (batches use this)."""
+    model = validate_message_params(params, state.config)
+    input_usage, _, plan = _input_usage(state, params, model)
+    if plan is not None:
+        state.cache.commit(plan, state.emulated_now())
+    gen = content.generate(state, params)
+    usage = _usage(input_usage, gen.output_tokens, service_tier)
+    return _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
+
+
+def _sse(event: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _pieces(text: str, n: int) -> list[str]:
+    """Split `text` into about `n` word-aligned deltas."""
+    words = text.split(" ")
+    n = max(1, min(n, len(words)))
+    size = -(-len(words) // n)
+    chunks = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    return [c + (" " if i < len(chunks) - 1 else "") for i, c in enumerate(chunks)]
+
+
+class MessagesHandler:
+    """Simulates one /v1/messages call: auth, validation, faults, limits, latency, content."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def error(self, exc: ApiError, rid: str) -> JSONResponse:
+        """The Anthropic error response for `exc`."""
+        headers = {"request-id": rid, **exc.headers}
+        if exc.status in (408, 409, 429) or exc.status >= 500:
+            headers.setdefault("x-should-retry", "true")
+        return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
+
+    async def handle(self, request: Request) -> Response:
+        state = self.state
+        state.stats.enter()
+        status = 0
+        try:
+            response = await self._handle(request)
+            status = response.status_code
+            return response
+        finally:
+            state.stats.leave(status)
+
+    async def _handle(self, request: Request) -> Response:
+        state = self.state
+        rid = request_id(state)
+        try:
+            return await self._respond(request, rid)
+        except ApiError as exc:
+            return self.error(exc, rid)
+
+    async def _respond(self, request: Request, rid: str) -> Response:
+        state = self.state
+        key = api_key(request)
+        check_key(state, key)
+        assert key is not None
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > state.config.max_body_bytes:
+            raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
+        raw = await request.body()
+        if len(raw) > state.config.max_body_bytes:
+            raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
+        try:
+            params = json.loads(raw)
+        except ValueError:
+            raise ApiError(
+                400, "invalid_request_error", "There was an issue with your request body: invalid JSON"
+            ) from None
+        model = validate_message_params(params, state.config)
+        fault = pick_fault(state)
+        if fault is not None:
+            state.stats.faults[fault.kind] += 1
+            early = await self._early_fault(request, fault)
+            if early is not None:
+                return early
+        if state.config.spend_cap:
+            exc = ApiError(429, "rate_limit_error", _SPEND_CAP_MESSAGE)
+            exc.details = {"error_code": "enforced_spend_limit_reached"}
+            return JSONResponse(exc.anthropic_body(rid), status_code=429, headers={"request-id": rid})
+        input_usage, limited_tokens, plan = _input_usage(state, params, model)
+        try:
+            admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
+        except RateLimited as exc:
+            rpm = state.limits.buckets(key, model)
+            cap = {"requests": rpm.requests, "input_tokens": rpm.input, "output_tokens": rpm.output}[exc.bucket]
+            message = (
+                f"This request would exceed the rate limit for your organization of {int(cap.capacity):,} "
+                f"{_LIMIT_NAMES[exc.bucket]} per minute. For details, refer to: "
+                "https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage."
+            )
+            headers = {**exc.headers, "retry-after": str(exc.retry_after)}
+            raise ApiError(429, "rate_limit_error", message, headers) from None
+        gen = content.generate(state, params)
+        state.stats.input_tokens += input_usage["input_tokens"]
+        state.stats.cache_read_tokens += input_usage["cache_read_input_tokens"]
+        state.stats.cache_write_tokens += input_usage["cache_creation_input_tokens"]
+        first, per = latency.first_token(state), latency.per_token(state)
+        if fault is not None and fault.kind == "slow":
+            first += fault.delay
+        if params.get("stream"):
+            return self._stream(request, rid, model, params, gen, input_usage, plan, admission, first, per, fault)
+        if first or per:
+            await anyio.sleep(first + per * gen.output_tokens)
+        if plan is not None:
+            state.cache.commit(plan, state.emulated_now())
+        admission.finish(gen.output_tokens)
+        state.stats.output_tokens += gen.output_tokens
+        usage = _usage(input_usage, gen.output_tokens, "standard")
+        body = _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
+        return JSONResponse(body, headers={**admission.headers(), "request-id": rid})
+
+    async def _early_fault(self, request: Request, fault: FaultSpec) -> Response | None:
+        """Faults that replace the whole response; None for faults applied later."""
+        if fault.kind == "overloaded":
+            raise ApiError(529, "overloaded_error", "Overloaded")
+        if fault.kind == "api_error":
+            raise ApiError(500, "api_error", "Internal server error")
+        if fault.kind == "unavailable":
+            raise ApiError(503, "api_error", "Service unavailable")
+        if fault.kind == "reset":
+            await abort_connection(request)
+            return Response(status_code=500)
+        if fault.kind == "hang":
+            # Poll: one condition is set from another thread, the other needs a receive() probe.
+            while not self.state.stopping and not await request.is_disconnected():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            return Response(status_code=499)
+        return None
+
+    def _stream(
+        self,
+        request: Request,
+        rid: str,
+        model: str,
+        params: Mapping[str, Any],
+        gen: content.Generated,
+        input_usage: dict[str, Any],
+        plan: Any,
+        admission: Admission,
+        first: float,
+        per: float,
+        fault: FaultSpec | None,
+    ) -> Response:
+        state = self.state
+        kind = fault.kind if fault is not None else None
+
+        async def events() -> AsyncIterator[bytes]:
+            if first:
+                await anyio.sleep(first)
+            if plan is not None:
+                state.cache.commit(plan, state.emulated_now())
+            start = _message(_msg_id(state), model, "", None, None, _usage(input_usage, 1, "standard"))
+            start["content"] = []
+            yield _sse("message_start", {"type": "message_start", "message": start})
+            yield _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+            yield _sse("ping", {"type": "ping"})
+            pieces = _pieces(gen.text, max(1, gen.output_tokens // 4))
+            step = per * gen.output_tokens / len(pieces)
+            for i, piece in enumerate(pieces):
+                if i and kind == "stream_error" and i >= len(pieces) // 2:
+                    admission.finish(0)
+                    err = ApiError(529, "overloaded_error", "Overloaded").anthropic_body(rid)
+                    yield _sse("error", err)
+                    return
+                if i and kind == "truncate" and i >= len(pieces) // 2:
+                    admission.finish(0)
+                    await abort_connection(request)
+                    return
+                if step:
+                    await anyio.sleep(step)
+                delta = {"type": "text_delta", "text": piece}
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            if kind == "stream_error":
+                admission.finish(0)
+                yield _sse("error", ApiError(529, "overloaded_error", "Overloaded").anthropic_body(rid))
+                return
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            admission.finish(gen.output_tokens)
+            state.stats.output_tokens += gen.output_tokens
+            final_usage = {**input_usage, "output_tokens": gen.output_tokens}
+            final_usage.pop("cache_creation", None)
+            delta = {"stop_reason": gen.stop_reason, "stop_sequence": gen.stop_sequence}
+            yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
+            yield _sse("message_stop", {"type": "message_stop"})
+
+        headers = {**admission.headers(), "request-id": rid, "cache-control": "no-cache"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+class CountTokensHandler:
+    """/v1/messages/count_tokens: the same rule as usage and the buckets."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    async def handle(self, request: Request) -> Response:
+        state = self.state
+        rid = request_id(state)
+        try:
+            check_key(state, api_key(request))
+            try:
+                params = json.loads(await request.body())
+            except ValueError:
+                raise ApiError(400, "invalid_request_error", "invalid JSON") from None
+            if isinstance(params, dict):
+                params.setdefault("max_tokens", 1)
+            validate_message_params(params, state.config)
+            return JSONResponse({"input_tokens": count_tokens(params)}, headers={"request-id": rid})
+        except ApiError as exc:
+            return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers={"request-id": rid})

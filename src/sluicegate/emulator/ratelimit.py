@@ -1,0 +1,142 @@
+"""Per (API key, model class) request / input / output token buckets and their response headers."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.limits.bucket import TokenBucket, ceil_seconds
+
+
+def model_class(model: str) -> str:
+    """Limits are shared by a model family (opus / sonnet / haiku), not per dated id."""
+    for family in ("opus", "sonnet", "haiku"):
+        if family in model:
+            return family
+    return model
+
+
+class RateLimited(Exception):
+    """The request exceeds a bucket: 429 with `retry_after` real seconds."""
+
+    def __init__(self, retry_after: int, bucket: str, headers: dict[str, str]) -> None:
+        super().__init__(f"rate limited on {bucket}")
+        self.retry_after = retry_after
+        self.bucket = bucket
+        self.headers = headers
+
+
+def _rfc3339(seconds_from_now: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds_from_now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI duration format: "1s", "6m0s", "120ms"."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+
+
+class Buckets:
+    """The three buckets of one (key, model class)."""
+
+    def __init__(self, rpm: int, itpm: int, otpm: int, minute: float, now: float, burst: int | None) -> None:
+        self.requests = TokenBucket(rpm, period=minute, now=now)
+        self.input = TokenBucket(itpm, period=minute, now=now)
+        self.output = TokenBucket(otpm, period=minute, now=now)
+        # A short-interval cap: `burst` requests refilled over one emulated second-scale slice of the minute.
+        self.burst = TokenBucket(burst, period=minute * burst / rpm, now=now) if burst else None
+
+
+class Admission:
+    """An admitted request; settle its output tokens with `finish`."""
+
+    def __init__(self, limits: Limits, buckets: Buckets, reserved: int) -> None:
+        self._limits = limits
+        self._buckets = buckets
+        self._reserved = reserved
+        self._finished = False
+
+    def finish(self, output_tokens: int) -> None:
+        """Charge produced output tokens (or refund the unused part of the reservation)."""
+        if self._finished:
+            return
+        self._finished = True
+        now = self._limits.now()
+        if self._reserved:
+            self._buckets.output.refund(max(0, self._reserved - output_tokens), now)
+        else:
+            self._buckets.output.take(output_tokens, now)
+
+    def headers(self, style: Literal["anthropic", "openai"] = "anthropic") -> dict[str, str]:
+        """Rate-limit headers as they stand now."""
+        return self._limits.headers(self._buckets, style)
+
+
+class Limits:
+    """All buckets of one emulator, keyed by (api_key, model class)."""
+
+    def __init__(self, config: EmulatorConfig, now: Callable[[], float]) -> None:
+        self.config = config
+        self.now = now
+        self._scale = config.minute / 60.0
+        self._buckets: dict[tuple[str, str], Buckets] = {}
+
+    def buckets(self, api_key: str, model: str) -> Buckets:
+        """The buckets for this key and model class, created full like a fresh account's."""
+        key = (api_key, model_class(model))
+        found = self._buckets.get(key)
+        if found is None:
+            rpm, itpm, otpm = self.config.limits()
+            found = Buckets(rpm, itpm, otpm, self.config.minute, self.now(), self.config.burst)
+            self._buckets[key] = found
+        return found
+
+    def admit(self, api_key: str, model: str, input_tokens: int, max_tokens: int) -> Admission:
+        """Take one request and its input tokens, or raise RateLimited with an honest retry-after."""
+        b = self.buckets(api_key, model)
+        now = self.now()
+        reserve = max_tokens if self.config.output_accounting == "reserved" else 0
+        checks = [("requests", b.requests, 1.0), ("input_tokens", b.input, float(input_tokens))]
+        if b.burst is not None:
+            checks.append(("requests", b.burst, 1.0))
+        # Produced mode still refuses when the output bucket is already exhausted.
+        checks.append(("output_tokens", b.output, float(max(reserve, 1))))
+        for name, bucket, amount in checks:
+            wait = bucket.wait_time(amount, now)
+            if wait > 0:
+                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, "anthropic"))
+        b.requests.take(1, now)
+        if b.burst is not None:
+            b.burst.take(1, now)
+        b.input.take(input_tokens, now)
+        if reserve:
+            b.output.take(reserve, now)
+        return Admission(self, b, reserve)
+
+    def headers(self, b: Buckets, style: Literal["anthropic", "openai"]) -> dict[str, str]:
+        """Limits and remaining per emulated minute; resets in real wall-clock time."""
+        now = self.now()
+        rows = (("requests", b.requests), ("input-tokens", b.input), ("output-tokens", b.output))
+        out: dict[str, str] = {}
+        if style == "openai":
+            for name, bucket in (("requests", b.requests), ("tokens", b.input)):
+                out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
+                out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level(now))))
+                out[f"x-ratelimit-reset-{name}"] = _duration(bucket.full_in(now))
+            return out
+        for name, bucket in rows:
+            out[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.capacity))
+            out[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(bucket.level(now))))
+            out[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(bucket.full_in(now))
+        tokens_cap = b.input.capacity + b.output.capacity
+        tokens_left = max(0, int(b.input.level(now))) + max(0, int(b.output.level(now)))
+        out["anthropic-ratelimit-tokens-limit"] = str(int(tokens_cap))
+        out["anthropic-ratelimit-tokens-remaining"] = str(tokens_left)
+        out["anthropic-ratelimit-tokens-reset"] = _rfc3339(max(b.input.full_in(now), b.output.full_in(now)))
+        return out

@@ -1,0 +1,52 @@
+"""Counters the emulator exposes at GET /_emulator/stats."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+
+class Stats:
+    """Counts per status and fault, token totals, peak concurrency and a per-second timeline."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self.status: Counter[int] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.timeline: dict[int, list[int]] = {}
+
+    def enter(self) -> None:
+        """A request started."""
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self, status: int) -> None:
+        """A request ended with `status`."""
+        self.in_flight -= 1
+        self.status[status] += 1
+        slot = self.timeline.setdefault(int(self._now()), [0, 0])
+        if status == 200:
+            slot[0] += 1
+        elif status == 429:
+            slot[1] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of GET /_emulator/stats."""
+        return {
+            "status": {str(k): v for k, v in sorted(self.status.items())},
+            "faults": dict(self.faults),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_input_tokens": self.cache_read_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "in_flight": self.in_flight,
+            "peak_concurrent": self.peak_in_flight,
+            "timeline": [{"second": s, "ok": v[0], "rate_limited": v[1]} for s, v in sorted(self.timeline.items())],
+        }
