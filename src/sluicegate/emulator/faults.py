@@ -10,7 +10,8 @@ from sluicegate.emulator.config import FaultSpec
 def pick_fault(state: Any) -> FaultSpec | None:
     """The fault this request suffers, if any (first matching spec wins)."""
     now = state.now()
-    for spec in state.config.faults:
+    specs: tuple[FaultSpec, ...] = state.config.faults
+    for spec in specs:
         if spec.start is not None:
             end = float("inf") if spec.end is None else spec.end
             if spec.start <= now < end:

@@ -270,8 +270,8 @@ class MessagesHandler:
             state.stats.output_tokens += gen.output_tokens
             final_usage = {**input_usage, "output_tokens": gen.output_tokens}
             final_usage.pop("cache_creation", None)
-            delta = {"stop_reason": gen.stop_reason, "stop_sequence": gen.stop_sequence}
-            yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
+            stop: dict[str, Any] = {"stop_reason": gen.stop_reason, "stop_sequence": gen.stop_sequence}
+            yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final_usage})
             yield _sse("message_stop", {"type": "message_stop"})
 
         headers = {**admission.headers(), "request-id": rid, "cache-control": "no-cache"}
