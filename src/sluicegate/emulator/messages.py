@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from sluicegate.emulator import content, latency
+from sluicegate.emulator.caching import CacheControlError, breakpoints
 from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.errors import ApiError
 from sluicegate.emulator.faults import pick_fault
-from sluicegate.emulator.prompt import count_tokens
+from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
 from sluicegate.emulator.transport import abort_connection
 from sluicegate.emulator.validation import validate_message_params
@@ -51,7 +52,10 @@ def check_key(state: Any, key: str | None) -> None:
 def _input_usage(state: Any, params: Mapping[str, Any], model: str) -> tuple[dict[str, Any], int, Any]:
     """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None)."""
     if state.cache is not None:
-        plan = state.cache.plan(params, model, state.emulated_now())
+        try:
+            plan = state.cache.plan(params, model, state.emulated_now())
+        except CacheControlError as exc:
+            raise ApiError(400, "invalid_request_error", str(exc)) from None
         return plan.usage(), int(plan.rate_limited_tokens), plan
     total = count_tokens(params)
     usage = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
@@ -187,10 +191,13 @@ class MessagesHandler:
             first += fault.delay
         if params.get("stream"):
             return self._stream(request, rid, model, params, gen, input_usage, plan, admission, first, per, fault)
-        if first or per:
-            await anyio.sleep(first + per * gen.output_tokens)
+        # The cache entry becomes readable when the answer starts (first token), not when the body is complete.
+        if first:
+            await anyio.sleep(first)
         if plan is not None:
             state.cache.commit(plan, state.emulated_now())
+        if per:
+            await anyio.sleep(per * gen.output_tokens)
         admission.finish(gen.output_tokens)
         state.stats.output_tokens += gen.output_tokens
         usage = _usage(input_usage, gen.output_tokens, "standard")
@@ -296,6 +303,11 @@ class CountTokensHandler:
             if isinstance(params, dict):
                 params.setdefault("max_tokens", 1)
             validate_message_params(params, state.config)
+            try:
+                # Accepted and validated as on /v1/messages, but nothing is cached.
+                breakpoints(params, prompt_blocks(params))
+            except CacheControlError as exc:
+                raise ApiError(400, "invalid_request_error", str(exc)) from None
             return JSONResponse({"input_tokens": count_tokens(params)}, headers={"request-id": rid})
         except ApiError as exc:
             return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers={"request-id": rid})

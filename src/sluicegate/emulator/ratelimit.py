@@ -42,6 +42,11 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
+def _thousands(tokens: float) -> int:
+    """Token `*-remaining` values as Anthropic sends them: rounded to the nearest thousand (half up)."""
+    return int(max(0.0, tokens) + 500) // 1000 * 1000
+
+
 class Buckets:
     """The three buckets of one (key, model class)."""
 
@@ -131,12 +136,13 @@ class Limits:
                 out[f"x-ratelimit-reset-{name}"] = _duration(bucket.full_in(now))
             return out
         for name, bucket in rows:
+            level = max(0, int(bucket.level(now)))
             out[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.capacity))
-            out[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(bucket.level(now))))
+            out[f"anthropic-ratelimit-{name}-remaining"] = str(level if name == "requests" else _thousands(level))
             out[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(bucket.full_in(now))
         tokens_cap = b.input.capacity + b.output.capacity
         tokens_left = max(0, int(b.input.level(now))) + max(0, int(b.output.level(now)))
         out["anthropic-ratelimit-tokens-limit"] = str(int(tokens_cap))
-        out["anthropic-ratelimit-tokens-remaining"] = str(tokens_left)
+        out["anthropic-ratelimit-tokens-remaining"] = str(_thousands(tokens_left))
         out["anthropic-ratelimit-tokens-reset"] = _rfc3339(max(b.input.full_in(now), b.output.full_in(now)))
         return out

@@ -47,7 +47,14 @@ class EmulatorState:
         return self.now() * 60.0 / self.config.minute
 
     def reset(self) -> None:
-        """Forget buckets, stats and cache, as if freshly started."""
-        stopping = self.stopping
-        self.__init__(self.config)  # type: ignore[misc]
-        self.stopping = stopping
+        """Forget buckets, stats, cache entries and batches; reseed the RNG. The clock keeps running.
+
+        Done in place: routes built at startup hold references to the RNG, the cache and the batch store.
+        """
+        self.rng.seed(self.config.seed)
+        self.limits = Limits(self.config, self.now)
+        self.stats = Stats(self.now)
+        if self.cache is not None:
+            self.cache.clear()
+        if self.batches is not None:
+            self.batches.clear()

@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+# Seconds of timeline kept: memory stays bounded however long the emulator runs.
+TIMELINE_SECONDS = 3600
+
 
 class Stats:
     """Counts per status and fault, token totals, peak concurrency and a per-second timeline."""
@@ -31,7 +34,13 @@ class Stats:
         """A request ended with `status`."""
         self.in_flight -= 1
         self.status[status] += 1
-        slot = self.timeline.setdefault(int(self._now()), [0, 0])
+        second = int(self._now())
+        slot = self.timeline.get(second)
+        if slot is None:
+            slot = self.timeline[second] = [0, 0]
+            if len(self.timeline) > TIMELINE_SECONDS:
+                # Dicts keep insertion order and seconds only grow, so the first key is the oldest.
+                del self.timeline[next(iter(self.timeline))]
         if status == 200:
             slot[0] += 1
         elif status == 429:
