@@ -1,0 +1,235 @@
+"""The limiter on a fake clock: pacing, learning from headers, the 429 pause, FIFO order and concurrency."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from sluicegate import BucketView, RateLimitSnapshot, Usage
+from sluicegate.limits.limiter import Limiter, Limits
+from sluicegate.testing import FakeClock
+
+
+def test_requests_are_paced_at_the_rpm_rate_not_burst() -> None:
+    """RPM 60 with no headers: one second's burst at t=0, then exactly one admission per second."""
+    clock = FakeClock()
+    times: list[float] = []
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=60), clock=clock)
+        limiter.saw_response()
+        for _ in range(10):
+            permit = await limiter.acquire(0, 0)
+            times.append(clock.now())
+            permit.settle(Usage())
+
+    clock.run(main)
+    assert times == [float(i) for i in range(10)]
+
+
+def test_input_tokens_bucket_binds() -> None:
+    """ITPM 6,000 and 1,000-token requests: 100 tokens at start, so the first waits 9 s, then one per 10 s."""
+    clock = FakeClock()
+    times: list[float] = []
+
+    async def main() -> None:
+        limiter = Limiter(Limits(input_tokens_per_minute=6000), clock=clock)
+        limiter.saw_response()
+        for _ in range(3):
+            permit = await limiter.acquire(1000, 50)
+            times.append(clock.now())
+            permit.settle(Usage(input_tokens=1000, output_tokens=10))
+
+    clock.run(main)
+    assert times == [9.0, 19.0, 29.0]
+
+
+def test_settle_refunds_unused_output_reservation() -> None:
+    """Reserving 600 output tokens and producing 100 gives 500 back to the bucket at once."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(output_tokens_per_minute=6000), clock=clock, initial_burst=60.0)
+        limiter.saw_response()
+        permit = await limiter.acquire(10, 600)
+        permit.settle(Usage(input_tokens=10, output_tokens=100))
+        stats = limiter.statistics()
+        assert stats.in_flight == 0
+        bucket = limiter._gates["output_tokens"].bucket
+        assert bucket is not None
+        assert bucket.level(clock.now()) == 5900
+
+    clock.run(main)
+
+
+def test_limits_are_learnt_from_headers_and_remaining_is_respected() -> None:
+    """No limits given: the first snapshot creates the buckets; a low `remaining` pulls our level down."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock)
+        assert limiter.statistics().requests_per_minute is None
+        limiter.observe(RateLimitSnapshot(requests=BucketView(limit=120, remaining=119, reset_in=0.5)))
+        stats = limiter.statistics()
+        assert stats.requests_per_minute == 120
+        # Starts with one second of refill (2 requests), not the server's full minute.
+        p1 = await limiter.acquire(0, 0)
+        p2 = await limiter.acquire(0, 0)
+        assert clock.now() == 0.0
+        p3 = await limiter.acquire(0, 0)
+        assert clock.now() == 0.5
+        for p in (p1, p2, p3):
+            p.settle(Usage())
+        limiter.observe(RateLimitSnapshot(requests=BucketView(limit=120, remaining=0, reset_in=60.0)))
+        await limiter.acquire(0, 0)
+        assert clock.now() == 1.0
+
+    clock.run(main)
+
+
+def test_user_limit_is_a_ceiling_that_headers_do_not_raise() -> None:
+    """The stricter of the user's limit and the server's wins."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=30), clock=clock)
+        limiter.observe(RateLimitSnapshot(requests=BucketView(limit=1000, remaining=999, reset_in=0.0)))
+        assert limiter.statistics().requests_per_minute == 30
+        limiter.observe(RateLimitSnapshot(requests=BucketView(limit=20, remaining=19, reset_in=0.0)))
+        assert limiter.statistics().requests_per_minute == 20
+
+    clock.run(main)
+
+
+def test_cooldown_pauses_everyone_then_resumes_with_bounded_jitter() -> None:
+    """A 429 with retry-after 10 stops all admissions until 10 s plus at most 1 s of jitter."""
+    clock = FakeClock()
+    admitted: list[float] = []
+
+    async def worker(limiter: Limiter) -> None:
+        permit = await limiter.acquire(0, 0)
+        admitted.append(clock.now())
+        permit.settle(Usage())
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, rng=random.Random(7), max_concurrency=8)
+        limiter.saw_response()
+        limiter.cool_down(10.0)
+        assert limiter.statistics().cooldown_remaining > 10.0
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(worker, limiter)
+
+    clock.run(main)
+    assert len(admitted) == 4
+    assert all(10.0 <= t <= 11.0 for t in admitted)
+
+
+def test_first_come_first_served_even_when_the_head_is_large() -> None:
+    """A large request at the head is not overtaken by a small one queued after it."""
+    clock = FakeClock()
+    order: list[str] = []
+
+    async def worker(limiter: Limiter, name: str, tokens: int) -> None:
+        permit = await limiter.acquire(tokens, 0)
+        order.append(name)
+        permit.settle(Usage(input_tokens=tokens))
+
+    async def main() -> None:
+        limiter = Limiter(Limits(input_tokens_per_minute=600), clock=clock, max_concurrency=4)
+        limiter.saw_response()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker, limiter, "big", 300)
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(worker, limiter, "small", 1)
+
+    clock.run(main)
+    assert order == ["big", "small"]
+    assert clock.now() == 29.1  # 10 tokens at start: big waits 29 s, then small 0.1 s for its token
+
+
+def test_single_probe_until_the_first_response() -> None:
+    """Before any response only one request is in flight (a bad key costs one request, not a burst)."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock)
+        assert limiter.concurrency_limit() == 1
+        first = await limiter.acquire(0, 0)
+        with anyio.move_on_after(5):
+            await limiter.acquire(0, 0)
+            pytest.fail("second request admitted before any response")
+        limiter.saw_response()
+        first.settle(Usage())
+        assert limiter.concurrency_limit() >= 4
+
+    clock.run(main)
+
+
+def test_concurrency_cap_waits_for_a_release_and_release_refunds() -> None:
+    """With max_concurrency 2 a third acquire waits until a slot is released; a 429-style release refunds."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=6000), clock=clock, max_concurrency=2, initial_burst=60.0)
+        limiter.saw_response()
+        a = await limiter.acquire(0, 0)
+        await limiter.acquire(0, 0)
+        async with anyio.create_task_group() as tg:
+
+            async def third() -> None:
+                await limiter.acquire(0, 0)
+                assert clock.now() == 3.0
+
+            tg.start_soon(third)
+            await anyio.sleep(3)
+            assert limiter.statistics().binding == "concurrency"
+            a.release()
+        bucket = limiter._gates["requests"].bucket
+        assert bucket is not None
+        assert bucket.level(clock.now()) == 5999  # 2 taken, 1 refunded, and full again anyway after 3 s
+
+    clock.run(main)
+
+
+def test_cancelled_head_passes_its_turn_on() -> None:
+    """A waiter cancelled at the head of the queue does not block the ones behind it."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=60), clock=clock)
+        limiter.saw_response()
+        (await limiter.acquire(0, 0)).settle(Usage())
+        with anyio.move_on_after(0.5):
+            await limiter.acquire(0, 0)
+        assert limiter.statistics().waiting == 0
+        await limiter.acquire(0, 0)
+        assert clock.now() == 1.0
+
+    clock.run(main)
+
+
+def test_adaptive_concurrency_without_limits_halves_on_overload() -> None:
+    """With no known limits the concurrency grows per success and halves on a 529."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, max_concurrency=100)
+        limiter.saw_response()
+        assert limiter.concurrency_limit() == 4
+        for _ in range(4):
+            (await limiter.acquire(0, 0)).settle(Usage())
+        assert limiter.concurrency_limit() == 8
+        limiter.overloaded()
+        assert limiter.concurrency_limit() == 4
+
+    clock.run(main)
+
+
+def test_limits_reject_nonsense() -> None:
+    """A zero or negative limit is a configuration error."""
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        Limits(requests_per_minute=0)
