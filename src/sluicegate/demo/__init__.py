@@ -1,0 +1,5 @@
+"""`sluicegate demo` and the naive peers it (and the benchmark) compares sluicegate with."""
+
+from sluicegate.demo.run import SYSTEMS, DemoSettings, Row, render_table, run_demo
+
+__all__ = ["SYSTEMS", "DemoSettings", "Row", "render_table", "run_demo"]

@@ -1,0 +1,65 @@
+"""sluicegate itself as one more system in the comparison: the Engine over the same documents."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sluicegate.demo.peers import Document, Recorder
+
+__all__ = ["engine_available", "run_sluicegate"]
+
+
+def engine_available() -> bool:
+    """Whether this build of sluicegate has the Engine yet."""
+    import sluicegate
+
+    return hasattr(sluicegate, "Engine")
+
+
+async def run_sluicegate(
+    docs: Sequence[Document],
+    rec: Recorder,
+    *,
+    base_url: str,
+    api_key: str,
+    limits: tuple[int, int, int] | None = None,
+    samples: list[tuple[float, int, int]] | None = None,
+    **_: Any,
+) -> None:
+    """Run the documents through `Engine.as_completed`; `limits` = (rpm, itpm, otpm) or None to learn them.
+
+    When `samples` is given, (seconds, in_flight, concurrency_limit) is appended ten times a second.
+    """
+    import sluicegate
+
+    engine_cls: Any = getattr(sluicegate, "Engine", None)
+    if engine_cls is None:
+        raise RuntimeError("this build of sluicegate has no Engine yet")
+    given: Any = None
+    if limits is not None:
+        from sluicegate.limits import Limits  # type: ignore[attr-defined,unused-ignore]
+
+        rpm, itpm, otpm = limits
+        given = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
+    async with engine_cls(provider="anthropic", api_key=api_key, base_url=base_url, limits=given) as engine:
+        sampler = asyncio.create_task(_sample(engine, rec.started, samples)) if samples is not None else None
+        try:
+            async for result in engine.as_completed([dict(doc) for doc in docs]):
+                if result.ok:
+                    rec.ok(result.custom_id, result.text, result.attempts)
+                else:
+                    error = result.error
+                    rec.fail(result.custom_id, f"{error.kind}: {error.message}" if error else "error", result.attempts)
+        finally:
+            if sampler is not None:
+                sampler.cancel()
+
+
+async def _sample(engine: Any, started: float, samples: list[tuple[float, int, int]]) -> None:
+    for _ in range(100_000):  # bounded: ~3 hours at 10 Hz
+        stats = engine.statistics()
+        samples.append((time.monotonic() - started, stats.in_flight, stats.limiter.concurrency_limit))
+        await asyncio.sleep(0.1)
