@@ -1,0 +1,141 @@
+"""Rate-limit behaviour as clients see it: header formats, burst cap, output accounting, spend cap."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import anthropic
+import anyio
+import httpx2
+import openai
+import pytest
+
+from sluicegate.emulator import RunningEmulator
+from sluicegate.emulator.prompt import count_tokens
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+Factory = Callable[..., RunningEmulator]
+MODEL = "claude-haiku-4-5"
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+H = "anthropic-ratelimit-"
+
+
+def _params(text: str = "x", max_tokens: int = 50) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
+
+
+async def _statuses(emu: RunningEmulator, params: dict[str, Any], n: int) -> list[httpx2.Response]:
+    """Fire `n` identical requests at once; the responses in completion order."""
+    out: list[httpx2.Response] = []
+    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}, timeout=30) as http:
+
+        async def one() -> None:
+            out.append(await http.post("/v1/messages", json=params))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+    return out
+
+
+async def test_header_formats_rounding_reset_and_retry_after(emulator: Factory) -> None:
+    """Token remaining is rounded to thousands, requests remaining exact, resets RFC 3339, retry-after = ceil."""
+    emu = emulator(rpm=50, itpm=6_000, otpm=8_000, minute=6.0)  # input refills 1000 tokens per real second
+    params = _params("a" * 19_972)
+    assert count_tokens(params) == 5_000
+    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http:
+        ok = await http.post("/v1/messages", json=params)
+        assert ok.status_code == 200
+        usage = ok.json()["usage"]
+        assert ok.headers[H + "requests-remaining"] == "49"
+        assert ok.headers[H + "input-tokens-remaining"] == "1000"
+        # 8000 minus the output produced (under 100 tokens) rounds back to 8000.
+        assert usage["output_tokens"] < 100
+        assert ok.headers[H + "output-tokens-remaining"] == "8000"
+        assert ok.headers[H + "tokens-limit"] == "14000"
+        assert ok.headers[H + "tokens-remaining"] == "9000"
+        for name in ("requests", "input-tokens", "output-tokens", "tokens"):
+            assert RFC3339.match(ok.headers[H + f"{name}-reset"])
+        reset = datetime.fromisoformat(ok.headers[H + "input-tokens-reset"]).timestamp()
+        # Full again after 5000 tokens at 1000/s: about 5 s from now, truncated to the second.
+        assert time.time() + 2 <= reset <= time.time() + 6
+
+        limited = await http.post("/v1/messages", json=params)
+        assert limited.status_code == 429
+        # 4000 tokens missing at 1000 per second, minus the few ms already refilled: ceil gives 4.
+        assert limited.headers["retry-after"] == "4"
+        assert limited.headers["x-should-retry"] == "true"
+        assert limited.headers[H + "input-tokens-remaining"] == "1000"
+        body = limited.json()
+        assert body["error"]["type"] == "rate_limit_error"
+        assert "6,000 input tokens per minute" in body["error"]["message"]
+
+
+async def test_burst_cap_limits_simultaneous_requests_below_the_minute(emulator: Factory) -> None:
+    """With burst=5 only 5 of 10 simultaneous requests pass although the minute bucket holds 60."""
+    emu = emulator(rpm=60, burst=5, minute=60.0)  # the burst refills one request per real second
+    responses = await _statuses(emu, _params(), 10)
+    ok = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(ok) == 5
+    assert len(limited) == 5
+    for r in limited:
+        assert r.headers["retry-after"] == "1"
+        # The minute bucket is far from empty: the short-interval cap refused these.
+        assert int(r.headers[H + "requests-remaining"]) >= 50
+
+
+@pytest.mark.parametrize(("mode", "admitted", "stream_remaining"), [("reserved", 2, "5000"), ("produced", 3, "8000")])
+async def test_output_accounting_modes(emulator: Factory, mode: str, admitted: int, stream_remaining: str) -> None:
+    """Reserved mode holds max_tokens of OTPM per request in flight; produced mode charges only real output."""
+    # A one-hour minute freezes refill during the test; the latency keeps the first requests in flight.
+    emu = emulator(otpm=8_000, minute=3600.0, output_accounting=mode, first_token_latency=0.5)
+    params = _params(max_tokens=3_000)
+    responses = await _statuses(emu, params, 3)
+    assert sum(r.status_code == 200 for r in responses) == admitted
+    for r in responses:
+        if r.status_code == 429:
+            assert "output tokens per minute" in r.json()["error"]["message"]
+    emu.reset()
+    async with (
+        anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client,
+        client.messages.stream(**params) as stream,
+    ):
+        # Stream headers are sent at admission, before any output is produced.
+        assert stream.response.headers[H + "output-tokens-remaining"] == stream_remaining
+        await stream.get_final_message()
+
+
+async def test_spend_cap_anthropic(emulator: Factory) -> None:
+    """The spend-cap 429 has no retry-after and names enforced_spend_limit_reached, on every attempt."""
+    emu = emulator(spend_cap=True)
+    async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
+        for _ in range(2):
+            with pytest.raises(anthropic.RateLimitError) as exc_info:
+                await client.messages.create(**_params())
+            err = exc_info.value
+            assert "retry-after" not in err.response.headers
+            assert err.request_id is not None
+            assert err.request_id.startswith("req_")
+            assert isinstance(err.body, dict)
+            assert err.body["error"]["type"] == "rate_limit_error"
+            assert err.body["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
+    assert emu.stats()["status"] == {"429": 2}
+
+
+async def test_spend_cap_openai(emulator: Factory) -> None:
+    """OpenAI's spend cap is a 429 insufficient_quota with x-should-retry false."""
+    emu = emulator(spend_cap=True)
+    async with openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key="k", max_retries=0) as client:
+        with pytest.raises(openai.RateLimitError) as exc_info:
+            await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    err = exc_info.value
+    assert err.code == "insufficient_quota"
+    assert err.type == "insufficient_quota"
+    assert err.response.headers["x-should-retry"] == "false"
+    assert "retry-after" not in err.response.headers
