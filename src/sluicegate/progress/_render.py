@@ -150,7 +150,7 @@ def render_live(snapshot: ProgressSnapshot) -> RenderableType:
     )
     if limits.requests_per_minute:
         rates += f"   rpm limit {format_count(limits.requests_per_minute)}"
-    errors = f"{_in_flight(snapshot)}   429s {r429:,}   529s {r529:,}   other retries: {format_kinds(other)}"
+    errors = f"{_in_flight(snapshot)}   429s {r429:,}   529s {r529:,}   other attempt errors: {format_kinds(other)}"
     outcome = f"ok {snapshot.ok:,}   failed: {format_kinds(snapshot.failed_by_kind)}   skipped {snapshot.skipped:,}"
     money = (
         f"{_cost_text(snapshot)}   eta {format_duration(snapshot.eta)}   elapsed {format_duration(snapshot.elapsed)}"
