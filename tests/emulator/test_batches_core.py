@@ -66,7 +66,7 @@ async def test_batch_results_match_the_messages_endpoint(emulator: Factory) -> N
             message = result.message
             text = message.content[0].text  # type: ignore[union-attr]
             assert text.startswith(f"[{prompt_tag(params)}] ")
-            assert text == online.content[0].text  # type: ignore[union-attr]
+            assert text == online.content[0].text
             assert message.model == online.model == "claude-haiku-4-5-20251001"
             assert message.id.startswith("msg_01")
             assert message.stop_reason == online.stop_reason
@@ -77,5 +77,5 @@ async def test_batch_results_match_the_messages_endpoint(emulator: Factory) -> N
         for custom_id, (_, error_type) in bad.items():
             result = results[custom_id]
             assert result.type == "errored"
-            assert result.error.type == "error"  # type: ignore[union-attr]
-            assert result.error.error.type == error_type  # type: ignore[union-attr]
+            assert result.error.type == "error"
+            assert result.error.error.type == error_type

@@ -106,7 +106,8 @@ async def test_stats_contents_and_reset(emulator: Factory) -> None:
         await one(cached)
         await one(cached)
         await one(_params("over the limit"))  # the 7th request of an rpm-6 minute
-        batch = await client.messages.batches.create(requests=[{"custom_id": "a", "params": _params()}])
+        requests: Any = [{"custom_id": "a", "params": _params()}]
+        batch = await client.messages.batches.create(requests=requests)
         stats = emu.stats()
         assert stats["status"] == {"200": 6, "429": 1}
         assert stats["input_tokens"] == sum(u.input_tokens for u in usages)
