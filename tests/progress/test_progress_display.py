@@ -12,6 +12,7 @@ from rich.console import Console
 from sluicegate._models import Usage
 from sluicegate._stats import EngineStatistics, LimiterStatistics
 from sluicegate.progress import ProgressDisplay, ProgressTracker
+from sluicegate.testing import FakeClock
 
 
 class SteppingClock:
@@ -96,3 +97,35 @@ def test_print_summary_uses_engine_statistics() -> None:
     text = out.getvalue()
     assert "sluicegate summary" in text
     assert "50.0% (0.50/s of 1.00/s, bound by requests)" in text
+
+
+def test_display_in_a_task_group_on_virtual_time() -> None:
+    """Beside a producer of events on the shared FakeClock, plain lines show the run advancing every 5 s."""
+    clock = FakeClock()
+    tracker = ProgressTracker(clock=clock, total=40)
+    console, out = _console(terminal=False)
+    display = ProgressDisplay(tracker, console=console, statistics=None, clock=clock, plain_interval=5.0)
+
+    async def produce() -> None:
+        await clock.sleep(0.5)  # off the display's 5-second ticks, so no two timers share a deadline
+        for i in range(20):
+            tracker(ok(clock.now(), index=i, cost=0.25))
+            await clock.sleep(1.0)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(display.run)
+            await produce()
+            tg.cancel_scope.cancel()
+
+    clock.run(main)
+    lines = out.getvalue().splitlines()
+    assert clock.now() == 20.5
+    assert [line.split(" | ")[0] for line in lines] == [
+        "[5s] 5/40 (12.5%)",
+        "[10s] 10/40 (25.0%)",
+        "[15s] 15/40 (37.5%)",
+        "[20s] 20/40 (50.0%)",
+    ]
+    assert "cost $5.00 (proj $10.00)" in lines[-1]
+    assert "eta 20s" in lines[-1]  # 20 remaining at 1/s

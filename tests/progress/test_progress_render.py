@@ -199,3 +199,15 @@ def test_format_kinds_orders_by_count() -> None:
     """Counts by kind list the largest first and skip zeros; nothing reads '0'."""
     assert format_kinds({"transport": 1, "server": 3, "timeout": 0}) == "server 3, transport 1"
     assert format_kinds({}) == "0"
+
+
+def test_live_panel_without_total_and_with_empty_total(clock: SettableClock) -> None:
+    """An unknown total shows a count of done items; an empty input shows 100%."""
+    tracker = ProgressTracker(clock=clock)
+    tracker(ok(0.5))
+    clock.t = 1.0
+    assert "1 done" in _text(render_live(tracker.snapshot()))
+    empty = ProgressTracker(clock=clock, total=0)
+    text = _text(render_live(empty.snapshot()))
+    assert "0/0 (100.0%)" in text
+    assert "eta 0s" in text

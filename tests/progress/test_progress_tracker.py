@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from progress_helpers import SettableClock, failed, ok
 
 from sluicegate._events import (
@@ -160,3 +161,9 @@ def test_limits_cooldown_abort_and_in_flight(clock: SettableClock) -> None:
     stats = EngineStatistics(in_flight=3, limiter=LimiterStatistics(cooldown_remaining=20.0))
     with_stats = tracker.snapshot(stats)
     assert (with_stats.in_flight, with_stats.cooldown_remaining) == (3, 20.0)
+
+
+def test_rejects_a_resolution_wider_than_the_window(clock: SettableClock) -> None:
+    """The window must hold at least one bucket of positive width."""
+    with pytest.raises(ValueError, match="resolution"):
+        ProgressTracker(clock=clock, window=1.0, resolution=2.0)

@@ -140,8 +140,13 @@ def render_live(snapshot: ProgressSnapshot) -> RenderableType:
     head.add_column()
     head.add_column()
     finished = snapshot.already_done + snapshot.done
-    total = float(snapshot.total) if snapshot.total else None
-    head.add_row(ProgressBar(total=total, completed=float(finished), width=40), Text(_progress_text(snapshot)))
+    if snapshot.total is None:
+        bar = ProgressBar(total=None, width=40)  # pulses: the input's length is not known
+    else:
+        # An empty input is complete: draw a full bar rather than divide by zero.
+        completed = finished if snapshot.total else 1
+        bar = ProgressBar(total=float(max(snapshot.total, 1)), completed=float(completed), width=40)
+    head.add_row(bar, Text(_progress_text(snapshot)))
     rates = (
         f"{format_rate(snapshot.completions_per_second)}   "
         f"in {_of_limit(snapshot.input_tokens_per_minute, limits.input_tokens_per_minute)}   "
