@@ -83,6 +83,9 @@ class _Backend:
     def delays(self, output_tokens: int) -> tuple[float, float]:
         return 0.0, 0.0
 
+    def prompt_cache(self, key: str, prompt: Mapping[str, Any]) -> tuple[int, Callable[[], None]]:
+        return 0, lambda: None
+
 
 @contextmanager
 def _serve(backend: _Backend) -> Iterator[str]:

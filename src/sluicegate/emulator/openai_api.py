@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -157,6 +157,9 @@ class ChatBackend(Protocol):
     def delays(self, output_tokens: int) -> tuple[float, float]:
         """(time to first token, time per output token) in real seconds."""
 
+    def prompt_cache(self, key: str, prompt: Mapping[str, Any]) -> tuple[int, Callable[[], None]]:
+        """(cached_tokens for this prompt now, a callback that caches its prefixes once the answer starts)."""
+
 
 def core_backend(state: Any) -> ChatBackend:
     """Adapt the emulator core (limiter, content generator, latency, config) to the chat route."""
@@ -176,7 +179,9 @@ def core_backend(state: Any) -> ChatBackend:
             try:
                 admission = state.limits.admit(key, model, input_tokens, max_tokens)
             except RateLimited as exc:
-                raise Throttled(int(exc.retry_after), str(exc.bucket), exc.headers) from None
+                # The limiter's 429 headers are Anthropic-style; OpenAI clients read x-ratelimit-*.
+                headers = state.limits.headers(state.limits.buckets(key, model), "openai")
+                raise Throttled(int(exc.retry_after), str(exc.bucket), headers) from None
 
             class _Admitted:
                 def headers(self) -> dict[str, str]:
@@ -193,6 +198,15 @@ def core_backend(state: Any) -> ChatBackend:
 
         def delays(self, output_tokens: int) -> tuple[float, float]:
             return float(first_token(state)), float(per_token(state))
+
+        def prompt_cache(self, key: str, prompt: Mapping[str, Any]) -> tuple[int, Callable[[], None]]:
+            cache = state.openai_cache
+            cached = int(cache.cached_tokens(prompt, key, state.emulated_now()))
+
+            def commit() -> None:
+                cache.remember(prompt, key, state.emulated_now())
+
+            return cached, commit
 
     return _Core()
 
@@ -241,7 +255,8 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         stream = bool(body.get("stream"))
         include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
         n = int(body.get("n", 1))
-        prompt_tokens = count_tokens({"model": model, "messages": messages, "tools": body.get("tools") or []})
+        prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
+        prompt_tokens = count_tokens(prompt)
         try:
             admission = core.admit(key, model, prompt_tokens, max_tokens * n)
         except Throttled as exc:
@@ -254,10 +269,11 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 "rate_limit_exceeded",
                 headers={**exc.headers, "retry-after": str(exc.retry_after), "x-should-retry": "true"},
             ) from None
+        cached_tokens, cache_commit = core.prompt_cache(key, prompt)
         gen = core.generate({"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops})
         finish = fmt.FINISH_REASONS.get(gen.stop_reason, "stop")
         completion_tokens = gen.output_tokens * n
-        usage = fmt.usage_body(prompt_tokens, completion_tokens)
+        usage = fmt.usage_body(prompt_tokens, completion_tokens, cached_tokens)
         ids: dict[str, Any] = {
             "id": fmt.completion_id(core.rng),
             "created": int(time.time()),
@@ -268,7 +284,9 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         first, per_token = core.delays(gen.output_tokens)
         if not stream:
             try:
-                await anyio.sleep(first + per_token * gen.output_tokens)
+                await anyio.sleep(first)
+                cache_commit()
+                await anyio.sleep(per_token * gen.output_tokens)
             finally:
                 admission.finish(completion_tokens)
             out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
@@ -277,6 +295,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         async def events() -> AsyncIterator[bytes]:
             try:
                 await anyio.sleep(first)
+                cache_commit()
                 role = [fmt.delta_choice(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(n)]
                 yield fmt.sse_data(fmt.chunk(choices=role, include_usage=include_usage, **ids))
                 pieces = _pieces(gen.text, max(1, gen.output_tokens // 4))

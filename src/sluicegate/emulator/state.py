@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.emulator.openai_cache import OpenAIPrefixCache
 from sluicegate.emulator.ratelimit import Limits
 from sluicegate.emulator.stats import Stats
 
@@ -22,6 +23,7 @@ class EmulatorState:
         self.limits = Limits(config, self.now)
         self.stats = Stats(self.now)
         self.cache: Any = None
+        self.openai_cache = OpenAIPrefixCache()
         self.batches: Any = None
         try:
             from sluicegate.emulator.caching import PromptCache
@@ -54,6 +56,7 @@ class EmulatorState:
         self.rng.seed(self.config.seed)
         self.limits = Limits(self.config, self.now)
         self.stats = Stats(self.now)
+        self.openai_cache.clear()
         if self.cache is not None:
             self.cache.clear()
         if self.batches is not None:

@@ -1,0 +1,115 @@
+"""The OpenAI chat route on the full emulator core (limits, content, prefix caching), via the openai SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from sluicegate.emulator import RunningEmulator
+from sluicegate.emulator.openai_cache import OpenAIPrefixCache
+from sluicegate.emulator.prompt import count_tokens, prompt_blocks, prompt_tag
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+Factory = Callable[..., RunningEmulator]
+MODEL = "gpt-4o"
+SYSTEM = "lorem " * 1000  # 1500 tokens: above OpenAI's 1024-token caching minimum
+
+
+def _messages(question: str, system: str = SYSTEM) -> list[Any]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def _prompt(messages: list[Any]) -> dict[str, Any]:
+    return {"model": MODEL, "messages": messages, "tools": []}
+
+
+def _client(emu: RunningEmulator) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key="k", max_retries=0)
+
+
+async def test_completion_usage_and_exact_token_headers(emulator: Factory) -> None:
+    """A completion is tagged, counts the prompt by the documented rule and reports unrounded OpenAI headers."""
+    emu = emulator(itpm=100_000, minute=3600.0)
+    messages = _messages("hello", system="be brief")
+    async with _client(emu) as client:
+        raw = await client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=30)
+        completion = raw.parse()
+    prompt_tokens = count_tokens(_prompt(messages))
+    content = completion.choices[0].message.content
+    assert content is not None
+    assert content.startswith(f"[{prompt_tag({'messages': messages})}] ")
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == prompt_tokens
+    assert completion.usage.completion_tokens <= 30
+    assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
+    remaining = int(raw.headers["x-ratelimit-remaining-tokens"])
+    # Exact, not rounded: the prompt is charged and at most a few seconds of refill (28 tokens/s) came back.
+    assert 100_000 - prompt_tokens <= remaining < 100_000 - prompt_tokens + 100
+    assert remaining % 1000 != 0
+
+
+async def test_rate_limit_from_the_core_buckets(emulator: Factory) -> None:
+    """With rpm=2 the third request is a 429 with retry-after and zero requests remaining."""
+    emu = emulator(rpm=2, minute=3600.0)
+    async with _client(emu) as client:
+        for _ in range(2):
+            await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"))
+        with pytest.raises(openai.RateLimitError) as exc_info:
+            await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"))
+    headers = exc_info.value.response.headers
+    assert exc_info.value.code == "rate_limit_exceeded"
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_automatic_prefix_caching_reports_cached_tokens(emulator: Factory) -> None:
+    """Long prompts seen before report cached_tokens in 128-token steps; new or short prompts report none."""
+    emu = emulator()
+    first, repeat, other = _messages("q1"), _messages("q1"), _messages("another question")
+    system_prefix = prompt_blocks(_prompt(first))[0].tokens
+    async with _client(emu) as client:
+
+        async def cached(messages: list[Any], stream: bool = False) -> int:
+            if stream:
+                chunks = await client.chat.completions.create(
+                    model=MODEL,
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                usage = [c.usage async for c in chunks if c.usage is not None][-1]
+            else:
+                result = await client.chat.completions.create(model=MODEL, messages=messages)
+                assert result.usage is not None
+                usage = result.usage
+            assert usage.prompt_tokens_details is not None
+            assert usage.prompt_tokens_details.cached_tokens is not None
+            return usage.prompt_tokens_details.cached_tokens
+
+        assert await cached(first) == 0
+        assert await cached(repeat) == count_tokens(_prompt(repeat)) // 128 * 128
+        assert await cached(other, stream=True) == system_prefix // 128 * 128 == 1408
+        short = _messages("q", system="tiny")
+        assert await cached(short) == 0
+        assert await cached(short) == 0  # below 1024 tokens nothing is cached
+
+
+def test_prefix_cache_expires_and_stays_bounded() -> None:
+    """Entries expire after the TTL, are refreshed by use, and the store never exceeds its size bound."""
+    cache = OpenAIPrefixCache(ttl=300.0, max_entries=3)
+    prompt = _prompt(_messages("q"))
+    cache.remember(prompt, "k", now=0.0)
+    assert cache.cached_tokens(prompt, "k", now=299.0) > 0
+    assert cache.cached_tokens(prompt, "other-key", now=1.0) == 0
+    cache.remember(prompt, "k", now=200.0)
+    assert cache.cached_tokens(prompt, "k", now=450.0) > 0
+    assert cache.cached_tokens(prompt, "k", now=500.0) == 0
+    for i in range(10):
+        cache.remember(_prompt(_messages(f"q{i}")), "k", now=600.0)
+        assert len(cache) <= 3
+    cache.remember(_prompt(_messages("late")), "k", now=1000.0)
+    assert len(cache) == 2  # the older entries expired and were swept: the system prefix and this prompt
