@@ -255,3 +255,13 @@ def test_tool_choice_change_invalidates_messages_but_not_system() -> None:
     assert cache.plan({**convo, "tool_choice": {"type": "auto"}}, MODEL, 1.0).read_tokens == 0
     cache.commit(cache.plan(_params(), MODEL, 0.0), 0.0)
     assert cache.plan(_params(tool_choice={"type": "auto"}), MODEL, 1.0).read_tokens > 0
+
+
+def test_entry_count_is_bounded_by_max_entries() -> None:
+    """Distinct prefixes within one TTL never grow the store past max_entries; the oldest go first."""
+    cache = PromptCache(max_entries=3)
+    for i in range(10):
+        cache.commit(cache.plan(_params(system=f"{i} " + BIG), MODEL, 1.0), 1.0)
+        assert len(cache) <= 3
+    assert cache.plan(_params(system="9 " + BIG), MODEL, 2.0).read_tokens > 0
+    assert cache.plan(_params(system="0 " + BIG), MODEL, 2.0).read_tokens == 0

@@ -198,10 +198,12 @@ class PromptCache:
         min_tokens: Mapping[str, int] | None = None,
         default_min_tokens: int = DEFAULT_MIN_FALLBACK,
         lookback_blocks: int = DEFAULT_LOOKBACK_BLOCKS,
+        max_entries: int = 200_000,
     ) -> None:
         self._min_tokens = dict(DEFAULT_MIN_CACHEABLE_TOKENS if min_tokens is None else min_tokens)
         self._default_min = default_min_tokens
         self._lookback = lookback_blocks
+        self._max_entries = max_entries
         self._entries: dict[tuple[str, str, str], _Entry] = {}
         self._next_sweep = 0.0
 
@@ -274,10 +276,14 @@ class PromptCache:
             k = (plan.scope, plan.model, write.key)
             entry = self._entries.get(k)
             if entry is None or entry.expires_at <= now:
+                self._entries.pop(k, None)
                 self._entries[k] = _Entry(now + write.ttl, write.ttl)
             else:
                 entry.ttl = max(entry.ttl, write.ttl)
                 entry.expires_at = max(entry.expires_at, now + write.ttl)
+        while len(self._entries) > self._max_entries:
+            # A flood of distinct prefixes within one TTL: drop the oldest-created entries first.
+            del self._entries[next(iter(self._entries))]
         if now >= self._next_sweep:
             # Amortised cleanup keeps memory bounded by the live entries without a timer task.
             self._entries = {k: e for k, e in self._entries.items() if e.expires_at > now}
