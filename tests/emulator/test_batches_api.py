@@ -195,7 +195,9 @@ def test_create_validation(emulator: Callable[..., Any], requests: list[Any], fr
     async def main() -> None:
         async with httpx2.AsyncClient() as http:
             r = await http.post(
-                f"{emu.base_url}/v1/messages/batches", json={"requests": requests}, headers={"x-api-key": "k"}
+                f"{emu.base_url}/v1/messages/batches",
+                json={"requests": requests},
+                headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
             )
         assert r.status_code == 400
         body = r.json()

@@ -86,7 +86,9 @@ async def test_truncated_stream(emulator: Factory) -> None:
     async def consume() -> None:
         nonlocal seen
         async with (
-            httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http,
+            httpx2.AsyncClient(
+                base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+            ) as http,
             http.stream("POST", "/v1/messages", json={**PARAMS, "stream": True}) as resp,
         ):
             statuses.append(resp.status_code)
@@ -105,7 +107,9 @@ async def test_bucket_admits_capacity_then_retry_after_succeeds(emulator: Factor
     emu = emulator(rpm=60, minute=6.0)
     statuses: list[int] = []
     retry_after: list[int] = []
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    ) as http:
 
         async def one() -> None:
             resp = await http.post("/v1/messages", json=PARAMS)

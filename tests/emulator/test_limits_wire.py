@@ -32,7 +32,9 @@ def _params(text: str = "x", max_tokens: int = 50) -> dict[str, Any]:
 async def _statuses(emu: RunningEmulator, params: dict[str, Any], n: int) -> list[httpx2.Response]:
     """Fire `n` identical requests at once; the responses in completion order."""
     out: list[httpx2.Response] = []
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}, timeout=30) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}, timeout=30
+    ) as http:
 
         async def one() -> None:
             out.append(await http.post("/v1/messages", json=params))
@@ -48,7 +50,9 @@ async def test_header_formats_rounding_reset_and_retry_after(emulator: Factory) 
     emu = emulator(rpm=50, itpm=6_000, otpm=8_000, minute=6.0)  # input refills 1000 tokens per real second
     params = _params("a" * 19_972)
     assert count_tokens(params) == 5_000
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    ) as http:
         ok = await http.post("/v1/messages", json=params)
         assert ok.status_code == 200
         usage = ok.json()["usage"]

@@ -114,7 +114,9 @@ async def test_missing_key_is_401(emulator: Factory) -> None:
 async def test_validation_errors(emulator: Factory, body: dict[str, Any], status: int, message: str) -> None:
     """Ill-formed bodies get the real status, error type and a message naming the field."""
     emu = emulator()
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    ) as http:
         resp = await http.post("/v1/messages", json=body)
     assert resp.status_code == status
     data = resp.json()
@@ -127,7 +129,30 @@ async def test_validation_errors(emulator: Factory, body: dict[str, Any], status
 async def test_oversize_body_is_413(emulator: Factory) -> None:
     """A body over the configured limit gets 413 request_too_large."""
     emu = emulator(max_body_bytes=1000)
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    ) as http:
         resp = await http.post("/v1/messages", json=_params("x" * 2000))
     assert resp.status_code == 413
     assert resp.json()["error"]["type"] == "request_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", _params()),
+        ("/v1/messages/count_tokens", {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/messages/batches", {"requests": [{"custom_id": "a", "params": _params()}]}),
+    ],
+)
+async def test_missing_anthropic_version_is_400(emulator: Factory, path: str, body: dict[str, Any]) -> None:
+    """Every Anthropic route wants anthropic-version as the API does; require_version=False relaxes it."""
+    strict, relaxed = emulator(), emulator(require_version=False)
+    async with httpx2.AsyncClient(headers={"x-api-key": "k"}) as http:
+        resp = await http.post(strict.base_url + path, json=body)
+        assert resp.status_code == 400
+        assert resp.json()["error"] == {
+            "type": "invalid_request_error",
+            "message": "anthropic-version: header is required",
+        }
+        assert (await http.post(relaxed.base_url + path, json=body)).status_code == 200

@@ -69,7 +69,9 @@ def test_stats_timeline_is_bounded() -> None:
 async def test_slow_fault_delays_the_first_byte(emulator: Factory) -> None:
     """The slow fault keeps a stream silent for `delay` seconds after the status line, then answers normally."""
     emu = emulator(faults=(FaultSpec(kind="slow", probability=1.0, delay=0.4),))
-    async with httpx2.AsyncClient(base_url=emu.base_url, headers={"x-api-key": "k"}, timeout=10) as http:
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}, timeout=10
+    ) as http:
         started = time.monotonic()
         async with http.stream("POST", "/v1/messages", json={**_params(), "stream": True}) as resp:
             assert resp.status_code == 200

@@ -151,6 +151,8 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
         async def wrapped(request: Request) -> Response:
             if not _api_key(request):
                 return _error(401, "authentication_error", "x-api-key header is required")
+            if getattr(state.config, "require_version", False) and not request.headers.get("anthropic-version"):
+                return _error(400, "invalid_request_error", "anthropic-version: header is required")
             return await handler(request)
 
         return wrapped

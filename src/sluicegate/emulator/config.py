@@ -61,6 +61,7 @@ class EmulatorConfig:
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     accept_any_model: bool = False
     invalid_keys: frozenset[str] = frozenset()
+    require_version: bool = True  # Anthropic routes answer 400 without an anthropic-version header, as the API does
     max_body_bytes: int = 32 * 1024 * 1024
     faults: tuple[FaultSpec, ...] = ()
     batch_seconds: float = 30.0

@@ -49,6 +49,12 @@ def check_key(state: Any, key: str | None) -> None:
         raise ApiError(401, "authentication_error", "invalid x-api-key")
 
 
+def check_version(state: Any, request: Request) -> None:
+    """400 without the anthropic-version header (the SDKs always send it; raw clients must too)."""
+    if state.config.require_version and not request.headers.get("anthropic-version"):
+        raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
+
+
 def _input_usage(state: Any, params: Mapping[str, Any], model: str) -> tuple[dict[str, Any], int, Any]:
     """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None)."""
     if state.cache is not None:
@@ -146,6 +152,7 @@ class MessagesHandler:
         key = api_key(request)
         check_key(state, key)
         assert key is not None
+        check_version(state, request)
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > state.config.max_body_bytes:
             raise ApiError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
@@ -296,6 +303,7 @@ class CountTokensHandler:
         rid = request_id(state)
         try:
             check_key(state, api_key(request))
+            check_version(state, request)
             try:
                 params = json.loads(await request.body())
             except ValueError:
