@@ -113,3 +113,25 @@ def test_prefix_cache_expires_and_stays_bounded() -> None:
         assert len(cache) <= 3
     cache.remember(_prompt(_messages("late")), "k", now=1000.0)
     assert len(cache) == 2  # the older entries expired and were swept: the system prefix and this prompt
+
+
+async def test_chat_requests_are_counted_in_stats(emulator: Factory) -> None:
+    """Chat completions show up in the emulator's stats: statuses, tokens and cached reads."""
+    emu = emulator(rpm=2, minute=3600.0)
+    messages = _messages("q")
+    async with _client(emu) as client:
+        first = await client.chat.completions.create(model=MODEL, messages=messages)
+        second = await client.chat.completions.create(model=MODEL, messages=messages)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model=MODEL, messages=messages)
+    assert first.usage is not None
+    assert second.usage is not None
+    assert second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens or 0
+    assert cached > 0
+    stats = emu.stats()
+    assert stats["status"] == {"200": 2, "429": 1}
+    assert stats["input_tokens"] == first.usage.prompt_tokens + second.usage.prompt_tokens - cached
+    assert stats["cache_read_input_tokens"] == cached
+    assert stats["output_tokens"] == first.usage.completion_tokens + second.usage.completion_tokens
+    assert stats["in_flight"] == 0

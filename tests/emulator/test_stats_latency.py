@@ -19,6 +19,7 @@ from sluicegate.emulator.stats import TIMELINE_SECONDS, Stats
 Factory = Callable[..., RunningEmulator]
 MODEL = "claude-haiku-4-5"
 SYSTEM = "lorem " * 4000  # above the model's minimum cacheable length
+REMAINING_OUT = "anthropic-ratelimit-output-tokens-remaining"
 
 
 def _params(text: str = "x") -> dict[str, Any]:
@@ -133,3 +134,33 @@ async def test_stats_contents_and_reset(emulator: Factory) -> None:
         assert (await raw.parse()).usage.cache_creation_input_tokens > 4000  # the cache was emptied
         with pytest.raises(anthropic.NotFoundError):
             await client.messages.batches.retrieve(batch.id)
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_open_streams_count_in_flight_and_hang_up_settles_output(emulator: Factory) -> None:
+    """Streams count as in flight until they end; a client hanging up mid-stream frees its OTPM reservation."""
+    emu = emulator(otpm=8_000, minute=3600.0, output_accounting="reserved", per_token_latency=0.05)
+    params = {**_params(), "max_tokens": 3_000, "stream": True}
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    async with httpx2.AsyncClient(base_url=emu.base_url, headers=headers, timeout=10) as http:
+        async with (
+            http.stream("POST", "/v1/messages", json=params) as one,
+            http.stream("POST", "/v1/messages", json=params) as two,
+        ):
+            assert one.headers[REMAINING_OUT] == "5000"
+            assert two.headers[REMAINING_OUT] == "2000"
+            await one.aiter_bytes().__anext__()
+            await two.aiter_bytes().__anext__()
+            assert emu.stats()["in_flight"] == 2
+        for _ in range(100):  # bounded: the server notices the hang-ups within a few polls
+            if emu.stats()["in_flight"] == 0:
+                break
+            await anyio.sleep(0.02)
+        stats = emu.stats()
+        assert stats["in_flight"] == 0
+        assert stats["peak_concurrent"] == 2
+        assert stats["status"] == {"200": 2}
+        plain = await http.post("/v1/messages", json=_params())
+        # Both 3000-token reservations came back (minus the little output streamed); leaking them would leave 2000.
+        assert plain.headers[REMAINING_OUT] == "8000"

@@ -17,6 +17,7 @@ from sluicegate.emulator.errors import ApiError
 from sluicegate.emulator.faults import pick_fault
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
+from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import abort_connection
 from sluicegate.emulator.validation import validate_message_params
 
@@ -129,15 +130,21 @@ class MessagesHandler:
         return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
 
     async def handle(self, request: Request) -> Response:
-        state = self.state
-        state.stats.enter()
+        stats = self.state.stats
+        stats.enter()
         status = 0
+        streaming = False
         try:
             response = await self._handle(request)
             status = response.status_code
+            if isinstance(response, StreamingResponse):
+                # A stream is in flight until its last event, not until its headers are sent.
+                response.body_iterator = leave_after(response.body_iterator, stats, status)
+                streaming = True
             return response
         finally:
-            state.stats.leave(status)
+            if not streaming:
+                stats.leave(status)
 
     async def _handle(self, request: Request) -> Response:
         state = self.state
@@ -246,7 +253,18 @@ class MessagesHandler:
         state = self.state
         kind = fault.kind if fault is not None else None
 
+        produced = [0]  # output tokens already streamed, for a client that hangs up mid-answer
+
         async def events() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in answer():
+                    yield chunk
+            finally:
+                # Idempotent: the normal end and the fault paths settle first; a disconnect settles here,
+                # so a reservation is never leaked and streamed output is charged.
+                admission.finish(produced[0])
+
+        async def answer() -> AsyncIterator[bytes]:
             if first:
                 await anyio.sleep(first)
             if plan is not None:
@@ -275,6 +293,7 @@ class MessagesHandler:
                     await anyio.sleep(step)
                 delta = {"type": "text_delta", "text": piece}
                 yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+                produced[0] = gen.output_tokens * (i + 1) // len(pieces)
             if kind == "stream_error":
                 admission.finish(0)
                 yield _sse("error", ApiError(529, "overloaded_error", "Overloaded").anthropic_body(rid))

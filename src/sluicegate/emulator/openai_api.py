@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from sluicegate.emulator import openai_format as fmt
 from sluicegate.emulator.prompt import count_tokens
+from sluicegate.emulator.stats import leave_after
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
@@ -215,7 +216,29 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
     """The OpenAI-compatible routes of one emulator; `backend` defaults to the emulator core."""
     core = core_backend(state) if backend is None else backend
 
+    def stats() -> Any:
+        """The emulator's live counters (replaced on reset), or None when served without the core."""
+        return getattr(state, "stats", None)
+
     async def chat_completions(request: Request) -> Response:
+        counters = stats()
+        if counters is None:
+            return await _respond(request)
+        counters.enter()
+        status = 0
+        streaming = False
+        try:
+            response = await _respond(request)
+            status = response.status_code
+            if isinstance(response, StreamingResponse):
+                response.body_iterator = leave_after(response.body_iterator, counters, status)
+                streaming = True
+            return response
+        finally:
+            if not streaming:
+                counters.leave(status)
+
+    async def _respond(request: Request) -> Response:
         try:
             return await _handle(request)
         except _OpenAIError as exc:
@@ -274,6 +297,12 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         finish = fmt.FINISH_REASONS.get(gen.stop_reason, "stop")
         completion_tokens = gen.output_tokens * n
         usage = fmt.usage_body(prompt_tokens, completion_tokens, cached_tokens)
+        counters = stats()
+        if counters is not None:
+            # Same meaning as the Anthropic counters: input excludes the cached part, which counts as a read.
+            counters.input_tokens += prompt_tokens - cached_tokens
+            counters.cache_read_tokens += cached_tokens
+            counters.output_tokens += completion_tokens
         ids: dict[str, Any] = {
             "id": fmt.completion_id(core.rng),
             "created": int(time.time()),

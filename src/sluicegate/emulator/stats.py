@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Seconds of timeline kept: memory stays bounded however long the emulator runs.
 TIMELINE_SECONDS = 3600
@@ -59,3 +61,12 @@ class Stats:
             "peak_concurrent": self.peak_in_flight,
             "timeline": [{"second": s, "ok": v[0], "rate_limited": v[1]} for s, v in sorted(self.timeline.items())],
         }
+
+
+async def leave_after(body: AsyncIterable[T], stats: Stats, status: int) -> AsyncIterator[T]:
+    """Yield a streamed body, counting the request as in flight until the stream ends (or breaks)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        stats.leave(status)
