@@ -26,10 +26,15 @@ async def run_sluicegate(
     base_url: str,
     api_key: str,
     limits: tuple[int, int, int] | None = None,
+    max_concurrency: int | None = None,
+    minute: float | None = None,
     samples: list[tuple[float, int, int]] | None = None,
     **_: Any,
 ) -> None:
     """Run the documents through `Engine.as_completed`; `limits` = (rpm, itpm, otpm) or None to learn them.
+
+    `minute` is how many real seconds the limits' minute lasts (the emulator's time compression); limits given
+    and limits learnt from headers are both per that minute.
 
     When `samples` is given, (seconds, in_flight, concurrency_limit) is appended ten times a second.
     """
@@ -44,7 +49,13 @@ async def run_sluicegate(
 
         rpm, itpm, otpm = limits
         given = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
-    async with engine_cls(provider="anthropic", api_key=api_key, base_url=base_url, limits=given) as engine:
+    engine_kwargs: dict[str, Any] = {"provider": "anthropic", "api_key": api_key, "base_url": base_url}
+    engine_kwargs["limits"] = given
+    if max_concurrency is not None:
+        engine_kwargs["max_concurrency"] = max_concurrency
+    if minute is not None:
+        engine_kwargs["minute"] = minute
+    async with engine_cls(**engine_kwargs) as engine:
         sampler = asyncio.create_task(_sample(engine, rec.started, samples)) if samples is not None else None
         try:
             async for result in engine.as_completed([dict(doc) for doc in docs]):

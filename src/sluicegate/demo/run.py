@@ -94,7 +94,7 @@ def run_system(system: str, docs: Sequence[dict[str, Any]], emu: RunningEmulator
             if system == "sluicegate":
                 if not engine_available():
                     return _skipped(system, label, "not available: this build has no Engine yet")
-                coro = run_sluicegate(docs, rec, **kwargs)
+                coro = run_sluicegate(docs, rec, minute=settings.minute, **kwargs)
             else:
                 coro = PEERS[system][1](docs, rec, **kwargs)
             status = asyncio.run(_capped(coro, settings.peer_cap))

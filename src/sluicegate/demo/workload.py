@@ -10,7 +10,7 @@ from typing import Any
 from sluicegate.demo.peers import Outcome
 from sluicegate.emulator.prompt import count_tokens, prompt_tag
 
-__all__ = ["Tally", "average_input_tokens", "make_documents", "tally"]
+__all__ = ["Tally", "accepted_tags", "average_input_tokens", "make_documents", "tally"]
 
 _WORDS = (
     "revenue",
@@ -78,6 +78,15 @@ class Tally:
     missing: int
 
 
+def accepted_tags(doc: Mapping[str, Any]) -> set[str]:
+    """Tags of the prompt as written and as text blocks: some libraries send a string content as blocks."""
+    as_blocks = [
+        {**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str) else m
+        for m in doc.get("messages", [])
+    ]
+    return {prompt_tag(doc), prompt_tag({**doc, "messages": as_blocks})}
+
+
 def tally(docs: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Outcome]) -> Tally:
     """Check every document's outcome: its text must start with `[<tag of its own prompt>] `."""
     ok = failed = wrong = missing = 0
@@ -87,7 +96,7 @@ def tally(docs: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Outcome]) ->
             missing += 1
         elif outcome.text is None:
             failed += 1
-        elif outcome.text.startswith(f"[{prompt_tag(doc)}]"):
+        elif outcome.text[1:9] in accepted_tags(doc) and outcome.text.startswith("["):
             ok += 1
         else:
             wrong += 1

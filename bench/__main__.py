@@ -1,0 +1,82 @@
+"""python -m bench [scenario ...] [--repeats N] [--quick] [--setup]: run the benchmark and write bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from bench import env
+from bench.scenarios import ALL_SCENARIOS, SCENARIOS
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", help=f"default: all of {', '.join(ALL_SCENARIOS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per system; the median is reported [3]")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (minutes instead of an hour)")
+    parser.add_argument("--setup", action="store_true", help="(re)create the bench virtualenv, then exit")
+    parser.add_argument("--systems", default="", help="comma-separated subset of systems to run")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.scenarios if s not in ALL_SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(ALL_SCENARIOS)}")
+    if not 1 <= args.repeats <= 10:
+        parser.error("--repeats must be between 1 and 10")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    if args.setup:
+        notes = env.setup()
+        print("bench: setup done" + (f"; problems: {notes}" if notes else ""))
+        return 0
+    env.ensure(argv)  # re-executes inside the bench virtualenv when not already there
+
+    from bench import report
+    from bench.cli_runs import cli_sections
+    from bench.runner import Run, run_scenario
+
+    unavailable = env.unavailable_peers()
+    chosen = args.scenarios or list(ALL_SCENARIOS)
+    only = {s for s in args.systems.split(",") if s}
+    results: dict[str, dict[str, list[Run]]] = {}
+    started = time.monotonic()
+    for name in chosen:
+        scenario = SCENARIOS.get(name)
+        if scenario is None:
+            continue
+        systems = [s for s in scenario.systems if not only or s in only]
+        print(f"bench: {name} ({len(systems)} systems x {args.repeats})", flush=True)
+        groups: dict[str, list[Run]] = {s: [] for s in systems}
+        for repeat in range(args.repeats):
+            for run in run_scenario(
+                scenario,
+                systems,
+                quick=args.quick,
+                seed=args.seed + repeat,
+                python_for={},
+                unavailable=unavailable,
+            ):
+                groups[run.system].append(run)
+        results[name] = groups
+    extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick)
+    command = "python -m bench " + shlex.join(argv) if argv else "python -m bench"
+    report.write(
+        results,
+        command=command.strip(),
+        quick=args.quick,
+        repeats=args.repeats,
+        versions=env.versions(),
+        unavailable=unavailable,
+        extra_sections=extra,
+    )
+    print(f"bench: wrote bench/RESULTS.md in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

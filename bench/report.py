@@ -1,0 +1,170 @@
+"""bench/RESULTS.md and the PNG plots, from the runs of one benchmark invocation."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.runner import Run
+from bench.scenarios import SCENARIOS
+
+HERE = Path(__file__).resolve().parent
+PLOTS = HERE / "plots"
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """The repeat with the median wall time (an actual run, so its counts stay consistent)."""
+    done = sorted(runs, key=lambda r: r.wall)
+    return done[(len(done) - 1) // 2]
+
+
+def _row(run: Run, n: int, repeats: Sequence[Run]) -> str:
+    if run.status.startswith("not run"):
+        return f"| {run.system} | {run.status} | | | | | | | | |"
+    walls = sorted(r.wall for r in repeats)
+    spread = f" ({walls[0]:.1f}–{walls[-1]:.1f})" if len(walls) > 1 else ""
+    lost = n - run.ok - run.failed - run.wrong
+    return (
+        f"| {run.system} | {run.status} | {run.wall:.1f}{spread} | {run.per_second:.1f} | {run.utilization:.2f} | "
+        f"{run.rate_limited} ({100 * run.rate_limited / max(1, run.requests):.0f}%) | {run.other_errors} | "
+        f"{run.failed} | {lost} | {run.wrong} |"
+    )
+
+
+def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> list[str]:
+    lines = [
+        "| system | status | wall s (range) | done/s | utilization | 429s (% of requests) | other HTTP errors "
+        "| failed | lost | wrong |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for runs in groups.values():
+        lines.append(_row(median_run(runs), n, runs))
+    first = next(iter(groups.values()))[0]
+    lines.append("")
+    lines.append(
+        f"Ceiling: {first.ceiling_per_s:.1f} completions per real second in steady state; a perfect client "
+        f"needs {first.ideal_wall:.1f} s for the {n} requests (the buckets start full)."
+    )
+    return lines
+
+
+def _overhead_table(groups: Mapping[str, list[Run]]) -> list[str]:
+    lines = [
+        "| system | status | requests ok | CPU s | CPU µs per request | vs bare loop |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = None
+    if "bare_loop" in groups:
+        b = median_run(groups["bare_loop"])
+        base = b.cpu / b.ok if b.ok else None
+    for system, runs in groups.items():
+        per = [r.cpu / r.ok for r in runs if r.ok]
+        if not per:
+            lines.append(f"| {system} | {runs[0].status} | 0 | | | |")
+            continue
+        med = statistics.median(per)
+        ratio = f"{med / base:.2f}x" if base else "-"
+        ok = median_run(runs).ok
+        cpu = statistics.median(r.cpu for r in runs)
+        lines.append(f"| {system} | {runs[0].status} | {ok} | {cpu:.2f} | {med * 1e6:.0f} | {ratio} |")
+    return lines
+
+
+def write(
+    results: Mapping[str, Mapping[str, list[Run]]],
+    *,
+    command: str,
+    quick: bool,
+    repeats: int,
+    versions: Mapping[str, str],
+    unavailable: Mapping[str, str],
+    extra_sections: Sequence[str] = (),
+    path: Path = HERE / "RESULTS.md",
+) -> None:
+    """Write RESULTS.md with one table per scenario and the plots next to it."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# sluicegate benchmark results",
+        "",
+        f"- Date: {now}" + (" — **quick run** (smaller workloads)" if quick else ""),
+        f"- Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {versions['python']}",
+        f"- Command: `{command}`",
+        f"- Repeats per system: {repeats} (tables show the repeat with the median wall time; range in brackets)",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
+        "",
+        "The emulator runs on 127.0.0.1 in the benchmark's process and each system runs in its own child process,",
+        "all on the same generated documents. Time is compressed (an emulated minute lasts a few real seconds);",
+        "limits handed to wall-clock limiters (LangChain, LiteLLM) are scaled to the real minute, and sluicegate is",
+        "told the emulated minute's length (`Engine(minute=...)`), so the limits it is given or learns stay per",
+        "emulated minute. Backoff sleeps of the Semaphore(10) pattern are compressed by the same factor.",
+        "*utilization* = time a perfect client needs (counting the full buckets at start) / wall time.",
+        "*lost* = documents with no outcome at all; *wrong* = an answer whose tag is not its own prompt's;",
+        "*failed* = documents that ended in an error. 429s and other HTTP errors are counted by the emulator.",
+        "",
+    ]
+    if unavailable:
+        lines += ["## Peers that could not run", ""]
+        lines += [f"- {peer}: {why}" for peer, why in unavailable.items()]
+        lines.append("")
+    for name, groups in results.items():
+        scenario = SCENARIOS.get(name)
+        if name == "overhead":
+            lines += [f"## {name}", "", scenario.summary if scenario else "", "", *_overhead_table(groups), ""]
+            continue
+        if scenario is None:
+            continue
+        n = scenario.quick_documents if quick else scenario.documents
+        lines += [f"## {name}", "", f"{scenario.summary}; {n} documents.", ""]
+        lines += _throughput_table(name, groups, n)
+        png = plot(name, groups)
+        if png:
+            lines += ["", f"![{name}](plots/{png})"]
+        lines.append("")
+    lines += list(extra_sections)
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
+    """completions over time, 429s per second, and sluicegate's concurrency; returns the PNG's file name."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    PLOTS.mkdir(exist_ok=True)
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
+    ax_done, ax_429, ax_conc = axes
+    for system, runs in groups.items():
+        run = median_run(runs)
+        if run.status.startswith("not run"):
+            continue
+        times = run.completion_times
+        ax_done.step(times, range(1, len(times) + 1), where="post", label=system)
+        if run.rate_limited_timeline:
+            xs, ys = zip(*run.rate_limited_timeline, strict=True)
+            ax_429.plot(xs, ys, marker=".", label=system)
+        if run.concurrency:
+            cx: Any = [s[0] for s in run.concurrency]
+            ax_conc.plot(cx, [s[1] for s in run.concurrency], label=f"{system} in flight")
+            ax_conc.plot(cx, [s[2] for s in run.concurrency], linestyle="--", label=f"{system} limit")
+    ax_done.set_ylabel("completed (cumulative)")
+    ax_429.set_ylabel("429s per second")
+    ax_conc.set_ylabel("sluicegate concurrency")
+    ax_conc.set_xlabel("seconds since the system started")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    ax_done.set_title(name)
+    fig.tight_layout()
+    out = f"{name}.png"
+    fig.savefig(PLOTS / out, dpi=80)
+    plt.close(fig)
+    return out

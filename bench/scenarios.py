@@ -1,0 +1,173 @@
+"""The benchmark's scenarios: emulator settings, the generated workload and which systems run, full and quick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sluicegate.emulator import EmulatorConfig, FaultSpec
+
+THROUGHPUT_SYSTEMS: tuple[str, ...] = (
+    "sequential",
+    "gather",
+    "semaphore10",
+    "semaphore20",
+    "langchain",
+    "litellm",
+    "sluicegate_given",
+    "sluicegate_learn",
+)
+# The for loop is latency-bound by design; on the big workloads it would only hit its time cap.
+FAST_SYSTEMS: tuple[str, ...] = tuple(s for s in THROUGHPUT_SYSTEMS if s != "sequential")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """One workload against one emulator configuration."""
+
+    name: str
+    summary: str
+    documents: int
+    quick_documents: int
+    rpm: int
+    itpm: int
+    otpm: int
+    minute: float  # real seconds per emulated minute
+    burst: int | None = None
+    latency: tuple[float, float] = (1.0, 10.0)  # emulated seconds per answer, uniformly spread
+    per_token: float = 0.0  # emulated seconds per output token
+    words: int = 120  # prompt length
+    max_tokens: int = 256
+    output_tokens: tuple[int, int] = (8, 64)
+    faults: tuple[FaultSpec, ...] = ()
+    quick_faults: tuple[FaultSpec, ...] = ()
+    systems: tuple[str, ...] = FAST_SYSTEMS
+    cap: float = 120.0  # real seconds one system may take
+    quick_cap: float = 45.0
+    concurrency: int = 32  # max_concurrency for the library peers that need one
+    engine_max_concurrency: int | None = None  # sluicegate's max_concurrency (None: its own choice)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def time_scale(self) -> float:
+        return self.minute / 60.0
+
+    def emulator(self, quick: bool, seed: int) -> EmulatorConfig:
+        """The emulator configuration of this scenario."""
+        low, high = self.latency
+        mid, spread = (low + high) / 2, (high - low) / 2
+        return EmulatorConfig(
+            rpm=self.rpm,
+            itpm=self.itpm,
+            otpm=self.otpm,
+            minute=self.minute,
+            burst=self.burst,
+            seed=seed,
+            first_token_latency=mid * self.time_scale,
+            per_token_latency=self.per_token * self.time_scale,
+            jitter=spread / mid if mid else 0.0,
+            min_output_tokens=self.output_tokens[0],
+            max_output_tokens=self.output_tokens[1],
+            faults=self.quick_faults if quick and self.quick_faults else self.faults,
+        )
+
+    def real_limits(self) -> tuple[float, float, float]:
+        """The limits per real minute (what wall-clock rate limiters must be told)."""
+        factor = 60.0 / self.minute
+        return (self.rpm * factor, self.itpm * factor, self.otpm * factor)
+
+
+def _faults(start: float) -> tuple[FaultSpec, ...]:
+    return (
+        FaultSpec(kind="overloaded", start=start, end=start + 10.0),
+        FaultSpec(kind="overloaded", probability=0.05),
+        FaultSpec(kind="api_error", probability=0.02),
+        FaultSpec(kind="reset", probability=0.01),
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="seed100",
+            summary="100 documents, answers in 1–10 s, 50 RPM (enforced over short intervals too), 30x time",
+            documents=100,
+            quick_documents=100,
+            rpm=50,
+            itpm=450_000,
+            otpm=90_000,
+            minute=2.0,
+            burst=5,
+            systems=THROUGHPUT_SYSTEMS,
+            cap=60.0,
+            quick_cap=40.0,
+        ),
+        Scenario(
+            name="rpm_bound",
+            summary="short prompts, 300 RPM binding (burst 10), answers in 1–10 s, 6x time",
+            documents=900,
+            quick_documents=300,
+            rpm=300,
+            itpm=2_000_000,
+            otpm=400_000,
+            minute=10.0,
+            burst=10,
+        ),
+        Scenario(
+            name="itpm_bound",
+            summary="long prompts (~3,000 tokens), 300k ITPM binding, 6x time",
+            documents=300,
+            quick_documents=150,
+            rpm=4_000,
+            itpm=300_000,
+            otpm=400_000,
+            minute=10.0,
+            words=1_700,
+        ),
+        Scenario(
+            name="otpm_bound",
+            summary="short prompts, long answers (400–800 tokens), 40k OTPM binding, 6x time",
+            documents=300,
+            quick_documents=150,
+            rpm=4_000,
+            itpm=2_000_000,
+            otpm=40_000,
+            minute=10.0,
+            latency=(0.5, 1.5),
+            per_token=0.01,
+            max_tokens=1024,
+            output_tokens=(400, 800),
+        ),
+        Scenario(
+            name="faults",
+            summary="rpm_bound plus 5% 529, 2% 500, 1% connection resets and a 10 s all-529 window",
+            documents=900,
+            quick_documents=300,
+            rpm=300,
+            itpm=2_000_000,
+            otpm=400_000,
+            minute=10.0,
+            burst=10,
+            faults=_faults(10.0),
+            quick_faults=_faults(3.0),
+        ),
+        Scenario(
+            name="overhead",
+            summary=(
+                "zero latency, limits far above demand: client CPU per request of a bare AsyncAnthropic loop "
+                "under Semaphore(32) and of sluicegate with max_concurrency=32 (child process resource usage)"
+            ),
+            documents=4_000,
+            quick_documents=1_500,
+            rpm=10_000_000,
+            itpm=1_000_000_000,
+            otpm=1_000_000_000,
+            minute=60.0,
+            latency=(0.0, 0.0),
+            systems=("bare_loop", "sluicegate_given"),
+            engine_max_concurrency=32,
+        ),
+    )
+}
+
+ALL_SCENARIOS: tuple[str, ...] = (*SCENARIOS, "memory", "resume")
