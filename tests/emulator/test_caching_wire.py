@@ -53,7 +53,7 @@ async def _call(client: anthropic.AsyncAnthropic, stream: bool) -> tuple[Any, di
 async def test_simultaneous_requests_all_write_then_later_ones_read(emulator: Factory) -> None:
     """4 overlapping cached requests (JSON and SSE) all write; later ones read, and reads cost no ITPM."""
     # A long emulated minute keeps the input bucket from refilling visibly while the test runs.
-    emu = emulator(itpm=100_000, minute=3600.0, first_token_latency=0.5)
+    emu = emulator(itpm=100_000, minute=3600.0, first_token_latency=0.8)
     results: list[tuple[Any, dict[str, str]]] = []
     async with _client(emu) as client:
 
@@ -107,3 +107,20 @@ async def test_count_tokens_accepts_cache_control_and_caches_nothing(emulator: F
         assert "ttl" in str(exc_info.value)
         with pytest.raises(anthropic.BadRequestError):
             await client.messages.create(**bad)
+
+
+async def test_max_tokens_zero_prewarms_the_cache(emulator: Factory) -> None:
+    """max_tokens=0 writes the cache and generates nothing; the next request reads; streaming it is a 400."""
+    emu = emulator()
+    async with _client(emu) as client:
+        warm = await client.messages.create(**{**PARAMS, "max_tokens": 0})
+        assert warm.content == []
+        assert warm.stop_reason == "max_tokens"
+        assert warm.usage.output_tokens == 0
+        assert warm.usage.cache_creation_input_tokens == PREFIX
+        hot = await client.messages.create(**_params("a later question"))
+        assert hot.usage.cache_read_input_tokens == PREFIX
+        with pytest.raises(anthropic.BadRequestError):
+            await client.messages.create(**{**PARAMS, "max_tokens": 0, "stream": True})
+        with pytest.raises(anthropic.BadRequestError, match="greater than or equal to 0"):
+            await client.messages.create(**{**PARAMS, "max_tokens": -1})

@@ -84,7 +84,7 @@ async def test_slow_fault_delays_the_first_byte(emulator: Factory) -> None:
         assert waited >= 0.4
         assert b"event: message_stop" in first + rest
         started = time.monotonic()
-        plain = await http.post("/v1/messages", json=_params())
+        plain = await http.post("/v1/messages", json={**_params(), "max_tokens": 1})  # one token: 0.5 s
         assert plain.status_code == 200
         assert time.monotonic() - started >= 0.4
     assert emu.stats()["faults"] == {"slow": 2}
@@ -94,7 +94,7 @@ async def test_slow_fault_delays_the_first_byte(emulator: Factory) -> None:
 @pytest.mark.anyio
 async def test_stats_contents_and_reset(emulator: Factory) -> None:
     """Stats count statuses, tokens, cache use, peak concurrency and a timeline; reset forgets all of it."""
-    emu = emulator(rpm=6, minute=3600.0, first_token_latency=0.3, seed=2)
+    emu = emulator(rpm=6, minute=3600.0, first_token_latency=0.6, seed=2)
     cached = {**_params(), "system": [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]}
     usages: list[Any] = []
     async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
@@ -140,7 +140,7 @@ async def test_stats_contents_and_reset(emulator: Factory) -> None:
 @pytest.mark.anyio
 async def test_open_streams_count_in_flight_and_hang_up_settles_output(emulator: Factory) -> None:
     """Streams count as in flight until they end; a client hanging up mid-stream frees its OTPM reservation."""
-    emu = emulator(otpm=8_000, minute=3600.0, output_accounting="reserved", per_token_latency=0.05)
+    emu = emulator(otpm=8_000, minute=3600.0, output_accounting="reserved", per_token_latency=0.5)
     params = {**_params(), "max_tokens": 3_000, "stream": True}
     headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
     async with httpx2.AsyncClient(base_url=emu.base_url, headers=headers, timeout=10) as http:
@@ -150,8 +150,10 @@ async def test_open_streams_count_in_flight_and_hang_up_settles_output(emulator:
         ):
             assert one.headers[REMAINING_OUT] == "5000"
             assert two.headers[REMAINING_OUT] == "2000"
-            await one.aiter_bytes().__anext__()
-            await two.aiter_bytes().__anext__()
+            # Keep the iterators referenced: a collected one closes its response, which hangs up early.
+            bodies = [one.aiter_bytes(), two.aiter_bytes()]
+            for body in bodies:
+                assert (await body.__anext__()).startswith(b"event: message_start")
             assert emu.stats()["in_flight"] == 2
         for _ in range(100):  # bounded: the server notices the hang-ups within a few polls
             if emu.stats()["in_flight"] == 0:
@@ -161,6 +163,6 @@ async def test_open_streams_count_in_flight_and_hang_up_settles_output(emulator:
         assert stats["in_flight"] == 0
         assert stats["peak_concurrent"] == 2
         assert stats["status"] == {"200": 2}
-        plain = await http.post("/v1/messages", json=_params())
+        plain = await http.post("/v1/messages", json={**_params(), "max_tokens": 1})  # one token: 0.5 s
         # Both 3000-token reservations came back (minus the little output streamed); leaking them would leave 2000.
         assert plain.headers[REMAINING_OUT] == "8000"

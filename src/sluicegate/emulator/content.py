@@ -31,6 +31,9 @@ def generate(state: Any, params: Mapping[str, Any]) -> Generated:
     rng = random.Random(seed)
     target = rng.randint(cfg.min_output_tokens, max(cfg.min_output_tokens, cfg.max_output_tokens))
     max_tokens = int(params.get("max_tokens", target))
+    if max_tokens == 0:
+        # A cache pre-warm: the prompt is processed (and cached), nothing is generated.
+        return Generated("", 0, "max_tokens", None)
     words = [f"[{tag}]"]
     while count_text(" ".join(words)) < min(target, max_tokens) + 1:
         words.append(rng.choice(_WORDS))

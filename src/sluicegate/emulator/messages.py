@@ -77,7 +77,7 @@ def _message(
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}] if text is not None else [],
+        "content": [{"type": "text", "text": text}] if text else [],
         "stop_reason": stop_reason,
         "stop_sequence": stop_seq,
         "usage": usage,

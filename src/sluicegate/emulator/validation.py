@@ -35,8 +35,11 @@ def validate_message_params(body: Any, config: EmulatorConfig) -> str:
         raise _bad("max_tokens: Field required")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
         raise _bad("max_tokens: Input should be a valid integer")
-    if max_tokens < 1:
-        raise _bad("max_tokens: Input should be greater than or equal to 1")
+    if max_tokens < 0:
+        raise _bad("max_tokens: Input should be greater than or equal to 0")
+    if max_tokens == 0 and body.get("stream"):
+        # max_tokens 0 only pre-warms the cache; the API refuses it with streaming (exact message UNCONFIRMED).
+        raise _bad("max_tokens: 0 is not supported with stream: true")
     messages = body.get("messages")
     if messages is None:
         raise _bad("messages: Field required")
