@@ -124,3 +124,26 @@ async def test_max_tokens_zero_prewarms_the_cache(emulator: Factory) -> None:
             await client.messages.create(**{**PARAMS, "max_tokens": 0, "stream": True})
         with pytest.raises(anthropic.BadRequestError, match="greater than or equal to 0"):
             await client.messages.create(**{**PARAMS, "max_tokens": -1})
+
+
+async def test_cache_entries_are_per_api_key_and_shared_with_that_keys_batches(emulator: Factory) -> None:
+    """Each key is its own organisation: another key cannot read an entry; the same key's batches can."""
+    emu = emulator(minute=0.6, batch_seconds=6.0)  # a batch takes 0.06 real seconds
+    clients = {k: anthropic.AsyncAnthropic(base_url=emu.base_url, api_key=k, max_retries=0) for k in ("a", "b")}
+    async with clients["a"] as a, clients["b"] as b:
+        assert (await a.messages.create(**PARAMS)).usage.cache_creation_input_tokens == PREFIX
+        assert (await b.messages.create(**PARAMS)).usage.cache_creation_input_tokens == PREFIX
+        assert (await a.messages.create(**PARAMS)).usage.cache_read_input_tokens == PREFIX
+        requests: Any = [{"custom_id": "x", "params": _params("from a batch")}]
+        reads = {}
+        for name, client in (("a", a), ("b", b), ("c", clients["a"].with_options(api_key="c"))):
+            batch = await client.messages.batches.create(requests=requests)
+            for _ in range(100):  # bounded: the batch ends within a few polls
+                batch = await client.messages.batches.retrieve(batch.id)
+                if batch.processing_status == "ended":
+                    break
+                await anyio.sleep(0.02)
+            [line] = [r async for r in await client.messages.batches.results(batch.id)]
+            assert line.result.type == "succeeded"
+            reads[name] = line.result.message.usage.cache_read_input_tokens
+        assert reads == {"a": PREFIX, "b": PREFIX, "c": 0}

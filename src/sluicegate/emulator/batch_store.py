@@ -40,6 +40,7 @@ class Batch:
     cancel_initiated_at: float | None = None
     cancel_done_at: float | None = None
     ended_at: float | None = None
+    scope: str = ""  # the creating API key: its requests share that key's prompt cache
 
     @property
     def status(self) -> str:
@@ -81,7 +82,7 @@ class BatchStore:
     def _new_id(self) -> str:
         return "msgbatch_01" + "".join(self._rng.choice(_ALNUM) for _ in range(22))
 
-    def create(self, requests: list[tuple[str, Mapping[str, Any]]], now: float) -> Batch:
+    def create(self, requests: list[tuple[str, Mapping[str, Any]]], now: float, *, scope: str = "") -> Batch:
         """Register a batch; its requests finish evenly spread over `duration` in a shuffled order."""
         n = len(requests)
         order = list(range(n))
@@ -99,6 +100,7 @@ class BatchStore:
             requests=list(requests),
             due=due,
             order=order,
+            scope=scope,
         )
         self._batches[batch.id] = batch
         return batch

@@ -40,14 +40,14 @@ def _not_found(batch_id: str) -> JSONResponse:
     return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
 
 
-def core_processor(state: Any) -> Processor:
+def core_processor(state: Any, scope: str = "") -> Processor:
     """Run one batch request through the core's single-request simulation, errors becoming `errored` results."""
     from sluicegate.emulator.errors import ApiError
     from sluicegate.emulator.messages import complete_message
 
     def process(params: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            message = complete_message(state, dict(params), service_tier="batch")
+            message = complete_message(state, dict(params), service_tier="batch", scope=scope)
         except ApiError as exc:
             return {"type": "errored", "error": exc.anthropic_body()}
         return {"type": "succeeded", "message": message}
@@ -58,7 +58,11 @@ def core_processor(state: Any) -> Processor:
 def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]:
     """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
     store: BatchStore = state.batches
-    run = core_processor(state) if process is None else process
+
+    def runner(batch: Batch) -> Processor:
+        # The core processor is bound to the batch's key so its requests use that key's prompt cache.
+        return core_processor(state, batch.scope) if process is None else process
+
     scale = float(state.config.minute) / 60.0  # real seconds per emulated second
 
     # One anchor, so equal emulated times always print as equal timestamps.
@@ -68,7 +72,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
         return epoch + t * scale
 
     def fresh(batch: Batch) -> Batch:
-        store.advance(batch, state.emulated_now(), run)
+        store.advance(batch, state.emulated_now(), runner(batch))
         return batch
 
     def base(request: Request) -> str:
@@ -83,7 +87,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             requests = parse_create_body(body, max_requests=store.max_requests)
         except BatchInputError as exc:
             return _error(exc.status, exc.error_type, exc.message)
-        batch = store.create(requests, state.emulated_now())
+        batch = store.create(requests, state.emulated_now(), scope=_api_key(request))
         return JSONResponse(batch_object(batch, base(request), wall))
 
     async def retrieve(request: Request) -> Response:

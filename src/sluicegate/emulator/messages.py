@@ -56,11 +56,14 @@ def check_version(state: Any, request: Request) -> None:
         raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
 
 
-def _input_usage(state: Any, params: Mapping[str, Any], model: str) -> tuple[dict[str, Any], int, Any]:
-    """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None)."""
+def _input_usage(state: Any, params: Mapping[str, Any], model: str, scope: str = "") -> tuple[dict[str, Any], int, Any]:
+    """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None).
+
+    `scope` isolates cache entries: the API key, as each key is its own organisation here (limits are per key too).
+    """
     if state.cache is not None:
         try:
-            plan = state.cache.plan(params, model, state.emulated_now())
+            plan = state.cache.plan(params, model, state.emulated_now(), scope=scope)
         except CacheControlError as exc:
             raise ApiError(400, "invalid_request_error", str(exc)) from None
         return plan.usage(), int(plan.rate_limited_tokens), plan
@@ -92,10 +95,12 @@ def _msg_id(state: Any) -> str:
     return "msg_01" + format(state.rng.getrandbits(110), "022x")
 
 
-def complete_message(state: Any, params: dict[str, Any], *, service_tier: str = "standard") -> dict[str, Any]:
+def complete_message(
+    state: Any, params: dict[str, Any], *, service_tier: str = "standard", scope: str = ""
+) -> dict[str, Any]:
     """A full Message dict for `params` without rate limiting or latency (batches use this)."""
     model = validate_message_params(params, state.config)
-    input_usage, _, plan = _input_usage(state, params, model)
+    input_usage, _, plan = _input_usage(state, params, model, scope)
     if plan is not None:
         state.cache.commit(plan, state.emulated_now())
     gen = content.generate(state, params)
@@ -183,7 +188,7 @@ class MessagesHandler:
             exc = ApiError(429, "rate_limit_error", _SPEND_CAP_MESSAGE)
             exc.details = {"error_code": "enforced_spend_limit_reached"}
             return JSONResponse(exc.anthropic_body(rid), status_code=429, headers={"request-id": rid})
-        input_usage, limited_tokens, plan = _input_usage(state, params, model)
+        input_usage, limited_tokens, plan = _input_usage(state, params, model, key)
         try:
             admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
         except RateLimited as exc:
