@@ -86,6 +86,9 @@ class _Backend:
     def prompt_cache(self, key: str, prompt: Mapping[str, Any]) -> tuple[int, Callable[[], None]]:
         return 0, lambda: None
 
+    def fault(self) -> None:
+        return None
+
 
 @contextmanager
 def _serve(backend: _Backend) -> Iterator[str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
-from sluicegate.emulator import RunningEmulator
+from sluicegate.emulator import FaultSpec, RunningEmulator
 from sluicegate.emulator.openai_cache import OpenAIPrefixCache
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks, prompt_tag
 
@@ -50,6 +52,9 @@ async def test_completion_usage_and_exact_token_headers(emulator: Factory) -> No
     # Exact, not rounded: the prompt is charged and at most a few seconds of refill (28 tokens/s) came back.
     assert 100_000 - prompt_tokens <= remaining < 100_000 - prompt_tokens + 100
     assert remaining % 1000 != 0
+    # Durations as OpenAI writes them ("6m0s", "1s", "20ms"), never fractional seconds.
+    for name in ("requests", "tokens"):
+        assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s|\d+ms", raw.headers[f"x-ratelimit-reset-{name}"])
 
 
 async def test_rate_limit_from_the_core_buckets(emulator: Factory) -> None:
@@ -135,3 +140,64 @@ async def test_chat_requests_are_counted_in_stats(emulator: Factory) -> None:
     assert stats["cache_read_input_tokens"] == cached
     assert stats["output_tokens"] == first.usage.completion_tokens + second.usage.completion_tokens
     assert stats["in_flight"] == 0
+
+
+def _faulty(emulator: Factory, kind: str) -> RunningEmulator:
+    return emulator(faults=(FaultSpec(kind=kind, probability=1.0),))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kind", "status"), [("overloaded", 503), ("api_error", 500), ("unavailable", 503)])
+async def test_server_error_faults(emulator: Factory, kind: str, status: int) -> None:
+    """Injected 5xx faults reach the openai SDK as InternalServerError with a request id; stats count them."""
+    emu = _faulty(emulator, kind)
+    async with _client(emu) as client:
+        with pytest.raises(openai.InternalServerError) as exc_info:
+            await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"))
+    assert exc_info.value.status_code == status
+    assert exc_info.value.type == "server_error"
+    assert exc_info.value.request_id is not None
+    assert emu.stats()["faults"] == {kind: 1}
+
+
+async def test_connection_reset_and_hang_faults(emulator: Factory) -> None:
+    """A reset is a connection error and a hang a timeout, as the openai SDK sees them."""
+    async with _client(_faulty(emulator, "reset")) as client:
+        with pytest.raises(openai.APIConnectionError):
+            await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"))
+    async with _client(_faulty(emulator, "hang")).with_options(timeout=0.5) as client:
+        with pytest.raises(openai.APITimeoutError):
+            await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"))
+
+
+async def test_mid_stream_faults(emulator: Factory) -> None:
+    """stream_error is an error chunk (APIError, not a status error); truncate cuts the stream with no [DONE]."""
+    long = {"min_output_tokens": 40, "max_output_tokens": 40}
+    received: list[Any] = []
+    emu = emulator(faults=(FaultSpec(kind="stream_error", probability=1.0),), **long)
+    async with _client(emu) as client:
+        chunks = await client.chat.completions.create(model=MODEL, messages=_messages("x", "s"), stream=True)
+
+        async def drain() -> None:
+            async for chunk in chunks:
+                received.append(chunk)
+
+        with pytest.raises(openai.APIError) as exc_info:
+            await drain()
+    assert not isinstance(exc_info.value, openai.APIStatusError)
+    assert len(received) >= 2
+
+    emu = emulator(faults=(FaultSpec(kind="truncate", probability=1.0),), **long)
+    seen: list[bytes] = []
+    async with httpx2.AsyncClient(headers={"authorization": "Bearer k"}, timeout=10) as http:
+        body = {"model": MODEL, "messages": _messages("x", "s"), "stream": True}
+
+        async def read() -> None:
+            async with http.stream("POST", emu.openai_base_url + "/chat/completions", json=body) as resp:
+                assert resp.status_code == 200
+                async for chunk in resp.aiter_bytes():
+                    seen.append(chunk)
+
+        with pytest.raises(httpx2.TransportError):
+            await read()
+    assert b"chat.completion.chunk" in b"".join(seen)
+    assert b"[DONE]" not in b"".join(seen)

@@ -21,8 +21,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sluicegate.emulator import openai_format as fmt
+from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
+from sluicegate.emulator.transport import abort_connection
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
@@ -161,10 +163,14 @@ class ChatBackend(Protocol):
     def prompt_cache(self, key: str, prompt: Mapping[str, Any]) -> tuple[int, Callable[[], None]]:
         """(cached_tokens for this prompt now, a callback that caches its prefixes once the answer starts)."""
 
+    def fault(self) -> FaultSpec | None:
+        """The fault this request suffers (seeded, counted in stats), if any."""
+
 
 def core_backend(state: Any) -> ChatBackend:
     """Adapt the emulator core (limiter, content generator, latency, config) to the chat route."""
     from sluicegate.emulator.content import generate
+    from sluicegate.emulator.faults import pick_fault
     from sluicegate.emulator.latency import first_token, per_token
     from sluicegate.emulator.ratelimit import RateLimited
 
@@ -209,6 +215,12 @@ def core_backend(state: Any) -> ChatBackend:
 
             return cached, commit
 
+        def fault(self) -> FaultSpec | None:
+            spec = pick_fault(state)
+            if spec is not None:
+                state.stats.faults[spec.kind] += 1
+            return spec
+
     return _Core()
 
 
@@ -242,7 +254,27 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         try:
             return await _handle(request)
         except _OpenAIError as exc:
-            return exc.response()
+            response = exc.response()
+            response.headers["x-request-id"] = "req_" + fmt.completion_id(core.rng)[9:]
+            return response
+
+    async def _early_fault(request: Request, fault: FaultSpec) -> Response | None:
+        """Faults that replace the whole response, as OpenAI clients see them; None for later ones."""
+        if fault.kind == "overloaded":
+            raise _OpenAIError(503, "The engine is currently overloaded, please try again later.", "server_error")
+        if fault.kind == "api_error":
+            message = "The server had an error while processing your request. Sorry about that!"
+            raise _OpenAIError(500, message, "server_error")
+        if fault.kind == "unavailable":
+            raise _OpenAIError(503, "The server is overloaded or not ready yet.", "server_error")
+        if fault.kind == "reset":
+            await abort_connection(request)
+            return Response(status_code=500)
+        if fault.kind == "hang":
+            while not getattr(state, "stopping", False) and not await request.is_disconnected():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            return Response(status_code=499)
+        return None
 
     async def _handle(request: Request) -> Response:
         key = _api_key(request)
@@ -275,6 +307,12 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 "insufficient_quota",
                 headers={"x-should-retry": "false"},
             )
+        fault = core.fault()
+        fault_kind = fault.kind if fault is not None else None
+        if fault is not None:
+            early = await _early_fault(request, fault)
+            if early is not None:
+                return early
         stream = bool(body.get("stream"))
         include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
         n = int(body.get("n", 1))
@@ -311,6 +349,8 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         }
         headers = {**admission.headers(), "x-request-id": "req_" + fmt.completion_id(core.rng)[9:]}
         first, per_token = core.delays(gen.output_tokens)
+        if fault is not None and fault.kind == "slow":
+            first += fault.delay
         if not stream:
             try:
                 await anyio.sleep(first)
@@ -329,7 +369,16 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 yield fmt.sse_data(fmt.chunk(choices=role, include_usage=include_usage, **ids))
                 pieces = _pieces(gen.text, max(1, gen.output_tokens // 4))
                 gap = per_token * gen.output_tokens / len(pieces)
-                for piece in pieces:
+                for i, piece in enumerate(pieces):
+                    if fault_kind == "stream_error" and i >= len(pieces) // 2:
+                        # A data chunk with an "error" key: the SDK raises APIError (not retried).
+                        yield fmt.sse_data(
+                            fmt.error_body("The server had an error while processing your request.", "server_error")
+                        )
+                        return
+                    if fault_kind == "truncate" and i >= len(pieces) // 2:
+                        await abort_connection(request)
+                        return
                     await anyio.sleep(gap)
                     choices = [fmt.delta_choice(i, {"content": piece}) for i in range(n)]
                     yield fmt.sse_data(fmt.chunk(choices=choices, include_usage=include_usage, **ids))

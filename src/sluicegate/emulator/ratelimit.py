@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.emulator.openai_format import format_duration
 from sluicegate.limits.bucket import TokenBucket, ceil_seconds
 
 
@@ -32,14 +32,6 @@ class RateLimited(Exception):
 
 def _rfc3339(seconds_from_now: float) -> str:
     return datetime.fromtimestamp(time.time() + seconds_from_now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI duration format: "1s", "6m0s", "120ms"."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
 def _thousands(tokens: float) -> int:
@@ -133,7 +125,7 @@ class Limits:
             for name, bucket in (("requests", b.requests), ("tokens", b.input)):
                 out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
                 out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level(now))))
-                out[f"x-ratelimit-reset-{name}"] = _duration(bucket.full_in(now))
+                out[f"x-ratelimit-reset-{name}"] = format_duration(bucket.full_in(now))
             return out
         for name, bucket in rows:
             level = max(0, int(bucket.level(now)))
