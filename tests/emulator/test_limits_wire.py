@@ -143,3 +143,22 @@ async def test_spend_cap_openai(emulator: Factory) -> None:
     assert err.type == "insufficient_quota"
     assert err.response.headers["x-should-retry"] == "false"
     assert "retry-after" not in err.response.headers
+
+
+async def test_count_tokens_has_its_own_request_limit(emulator: Factory) -> None:
+    """count_tokens uses a separate RPM: exhausting it leaves Messages untouched, and the reverse."""
+    emu = emulator(rpm=2, count_tokens_rpm=3, minute=3600.0)
+    counted = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
+        for _ in range(2):
+            await client.messages.create(**_params())
+        for _ in range(3):
+            assert (await client.messages.count_tokens(**counted)).input_tokens == count_tokens(counted)
+        with pytest.raises(anthropic.RateLimitError) as exc_info:
+            await client.messages.count_tokens(**counted)
+        assert int(exc_info.value.response.headers["retry-after"]) >= 1
+        assert exc_info.value.response.headers["x-should-retry"] == "true"
+        assert "token counting" in str(exc_info.value)
+        with pytest.raises(anthropic.RateLimitError) as messages_limited:
+            await client.messages.create(**_params())
+        assert "2 requests per minute" in str(messages_limited.value)

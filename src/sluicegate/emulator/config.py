@@ -13,6 +13,9 @@ TIERS: dict[int, tuple[int, int, int]] = {
     4: (4_000, 2_000_000, 400_000),
 }
 
+# Token counting has its own requests-per-minute limit, separate from Messages (tiers 1-4).
+COUNT_TOKENS_RPM: dict[int, int] = {1: 100, 2: 2_000, 3: 4_000, 4: 8_000}
+
 DEFAULT_MODELS: tuple[str, ...] = (
     "claude-haiku-4-5-20251001",
     "claude-sonnet-4-5-20250929",
@@ -47,6 +50,7 @@ class EmulatorConfig:
     itpm: int | None = None
     otpm: int | None = None
     minute: float = 60.0
+    count_tokens_rpm: int | None = None  # None = the tier's count_tokens limit
     burst: int | None = None  # max requests per emulated second-scale window; None = only the minute bucket
     output_accounting: Literal["produced", "reserved"] = "produced"
     spend_cap: bool = False

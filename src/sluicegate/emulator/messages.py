@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from sluicegate.emulator import content, latency
 from sluicegate.emulator.caching import CacheControlError, breakpoints
-from sluicegate.emulator.config import FaultSpec
+from sluicegate.emulator.config import COUNT_TOKENS_RPM, FaultSpec
 from sluicegate.emulator.errors import ApiError
 from sluicegate.emulator.faults import pick_fault
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
@@ -121,6 +121,14 @@ def _pieces(text: str, n: int) -> list[str]:
     return [c + (" " if i < len(chunks) - 1 else "") for i, c in enumerate(chunks)]
 
 
+def error_response(exc: ApiError, rid: str) -> JSONResponse:
+    """The Anthropic error response for `exc`: its body, request-id, and x-should-retry as the API sends it."""
+    headers = {"request-id": rid, **exc.headers}
+    if exc.status in (408, 409, 429) or exc.status >= 500:
+        headers.setdefault("x-should-retry", "true")
+    return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
+
+
 class MessagesHandler:
     """Simulates one /v1/messages call: auth, validation, faults, limits, latency, content."""
 
@@ -129,10 +137,7 @@ class MessagesHandler:
 
     def error(self, exc: ApiError, rid: str) -> JSONResponse:
         """The Anthropic error response for `exc`."""
-        headers = {"request-id": rid, **exc.headers}
-        if exc.status in (408, 409, 429) or exc.status >= 500:
-            headers.setdefault("x-should-retry", "true")
-        return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
+        return error_response(exc, rid)
 
     async def handle(self, request: Request) -> Response:
         stats = self.state.stats
@@ -326,8 +331,16 @@ class CountTokensHandler:
         state = self.state
         rid = request_id(state)
         try:
-            check_key(state, api_key(request))
+            key = api_key(request)
+            check_key(state, key)
+            assert key is not None
             check_version(state, request)
+            try:
+                state.limits.admit_count(key)
+            except RateLimited as exc:
+                rpm = state.config.count_tokens_rpm or COUNT_TOKENS_RPM.get(state.config.tier, COUNT_TOKENS_RPM[4])
+                message = f"This request would exceed the rate limit for token counting of {rpm:,} requests per minute."
+                raise ApiError(429, "rate_limit_error", message, {"retry-after": str(exc.retry_after)}) from None
             try:
                 params = json.loads(await request.body())
             except ValueError:
@@ -342,4 +355,4 @@ class CountTokensHandler:
                 raise ApiError(400, "invalid_request_error", str(exc)) from None
             return JSONResponse({"input_tokens": count_tokens(params)}, headers={"request-id": rid})
         except ApiError as exc:
-            return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers={"request-id": rid})
+            return error_response(exc, rid)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.emulator.config import COUNT_TOKENS_RPM, EmulatorConfig
 from sluicegate.emulator.openai_format import format_duration
 from sluicegate.limits.bucket import TokenBucket, ceil_seconds
 
@@ -83,6 +83,7 @@ class Limits:
         self.now = now
         self._scale = config.minute / 60.0
         self._buckets: dict[tuple[str, str], Buckets] = {}
+        self._count_buckets: dict[str, TokenBucket] = {}
 
     def buckets(self, api_key: str, model: str) -> Buckets:
         """The buckets for this key and model class, created full like a fresh account's."""
@@ -115,6 +116,18 @@ class Limits:
         if reserve:
             b.output.take(reserve, now)
         return Admission(self, b, reserve)
+
+    def admit_count(self, api_key: str) -> None:
+        """Take one count_tokens request from the key's own bucket (separate from Messages) or raise RateLimited."""
+        bucket = self._count_buckets.get(api_key)
+        now = self.now()
+        if bucket is None:
+            rpm = self.config.count_tokens_rpm or COUNT_TOKENS_RPM.get(self.config.tier, COUNT_TOKENS_RPM[4])
+            bucket = self._count_buckets[api_key] = TokenBucket(rpm, period=self.config.minute, now=now)
+        wait = bucket.wait_time(1, now)
+        if wait > 0:
+            raise RateLimited(max(1, ceil_seconds(wait)), "count_tokens", {})
+        bucket.take(1, now)
 
     def headers(self, b: Buckets, style: Literal["anthropic", "openai"]) -> dict[str, str]:
         """Limits and remaining per emulated minute; resets in real wall-clock time."""
