@@ -148,7 +148,7 @@ async def test_spend_cap_openai(emulator: Factory) -> None:
 async def test_count_tokens_has_its_own_request_limit(emulator: Factory) -> None:
     """count_tokens uses a separate RPM: exhausting it leaves Messages untouched, and the reverse."""
     emu = emulator(rpm=2, count_tokens_rpm=3, minute=3600.0)
-    counted = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    counted: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
         for _ in range(2):
             await client.messages.create(**_params())
