@@ -34,12 +34,16 @@ def generate(state: Any, params: Mapping[str, Any]) -> Generated:
     if max_tokens == 0:
         # A cache pre-warm: the prompt is processed (and cached), nothing is generated.
         return Generated("", 0, "max_tokens", None)
+    budget = min(target, max_tokens)
     words = [f"[{tag}]"]
-    while count_text(" ".join(words)) < min(target, max_tokens) + 1:
+    # Bytes of " ".join(words), kept incrementally (the words are ASCII); tokens = ceil(bytes / 4) as count_text.
+    size = len(words[0])
+    while -(-size // 4) < budget + 1:
         words.append(rng.choice(_WORDS))
+        size += 1 + len(words[-1])
     # Trim to the budget: the tag always survives, as the text must name its prompt.
-    while len(words) > 1 and count_text(" ".join(words)) > min(target, max_tokens):
-        words.pop()
+    while len(words) > 1 and -(-size // 4) > budget:
+        size -= 1 + len(words.pop())
     text = " ".join(words) + " " if len(words) == 1 else " ".join(words)
     tokens = max(1, min(count_text(text), max_tokens))
     stop_reason, stop_sequence = ("max_tokens" if max_tokens < target else "end_turn"), None
