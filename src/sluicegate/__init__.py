@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._clock import Clock, SystemClock
+from ._config import Timeouts
 from ._events import (
     AttemptFailed,
     CooldownStarted,
@@ -31,6 +32,11 @@ from ._exceptions import (
     UsageError,
 )
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
+from ._stats import EngineStatistics, LimiterStatistics
+from ._sync import run
+from .engine import Engine, TextStream
+from .limits import Limiter, Limits
+from .retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -44,10 +50,15 @@ __all__ = [
     "Clock",
     "ConfigError",
     "CooldownStarted",
+    "Engine",
+    "EngineStatistics",
     "ErrorInfo",
     "Event",
     "EventSink",
     "InputError",
+    "Limiter",
+    "LimiterStatistics",
+    "Limits",
     "LimitsObserved",
     "OverloadedError",
     "ProviderError",
@@ -58,13 +69,17 @@ __all__ = [
     "RequestCompleted",
     "RequestItem",
     "Result",
+    "RetryPolicy",
     "RunAborted",
     "RunAbortedError",
     "ServerError",
     "SluicegateError",
     "SystemClock",
+    "TextStream",
+    "Timeouts",
     "TransportError",
     "Usage",
     "UsageError",
     "__version__",
+    "run",
 ]

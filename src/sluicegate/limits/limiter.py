@@ -27,7 +27,8 @@ __all__ = ["Limiter", "Limits", "Permit"]
 
 _TOKEN_ROUNDING = 1000.0  # Anthropic rounds token `remaining` to the nearest thousand
 _DEFAULT_CONCURRENCY_CAP = 512
-_UNKNOWN_START = 4  # concurrency after the first response when no limit is known (then AIMD)
+_UNKNOWN_START = 4
+_EPSILON = 1e-6  # concurrency after the first response when no limit is known (then AIMD)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,7 +150,9 @@ class Limiter:
                 changed = self._changed
                 now = self._clock.now()
                 wait, binding = self._wait_time(input_tokens, output_tokens, now)
-                if wait == 0.0:
+                # Float refill can leave a sliver like 1e-13 s that a virtual clock cannot even represent as
+                # a step; such a wait is rounding, not capacity.
+                if wait <= _EPSILON:
                     self._take(input_tokens, output_tokens, now)
                     self._binding = None
                     return Permit(self, input_tokens, output_tokens, now)

@@ -1,0 +1,120 @@
+"""One HTTP attempt: send, read (JSON or SSE), and turn whatever happened into a plain outcome. No retries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+
+from ._models import RateLimitSnapshot, Usage
+from .limits.headers import parse_retry_after, parse_should_retry
+from .providers.base import ErrorDetail, Provider, StreamFailed
+from .retry import Outcome
+from .sse import SSEDecoder
+
+__all__ = ["AttemptResult", "send_attempt"]
+
+_STREAM_ERROR_STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429}
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """What one attempt produced: a message and usage, or a failure the retry policy can judge."""
+
+    message: dict[str, Any] | None = None
+    usage: Usage | None = None
+    failure: Outcome | None = None
+    detail: ErrorDetail | None = None
+    snapshot: RateLimitSnapshot | None = None
+    responded: bool = False  # the server answered (any status): the limiter's probe phase can end
+    text_sent: bool = False  # text already went to a stream consumer: the attempt cannot be replayed
+
+
+async def send_attempt(
+    client: httpx2.AsyncClient,
+    provider: Provider,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    stream: bool,
+    total_timeout: float,
+    on_text: Callable[[str], Any] | None = None,
+) -> AttemptResult:
+    """Send one request and classify the outcome. Transport errors become failures, never exceptions."""
+    out = AttemptResult()
+    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        with anyio.fail_after(total_timeout):
+            request = client.build_request("POST", url, content=content, headers=headers)
+            response = await client.send(request, stream=True)
+            try:
+                out.responded = True
+                out.snapshot = provider.rate_limits(response.headers, time.time())
+                if response.status_code != 200:
+                    raw = await response.aread()
+                    out.detail = provider.parse_error(response.status_code, response.headers, raw)
+                    out.failure = Outcome(
+                        failure="status",
+                        status=response.status_code,
+                        error_type=out.detail.error_type,
+                        error_code=out.detail.error_code,
+                        should_retry=parse_should_retry(response.headers),
+                        retry_after=parse_retry_after(response.headers, time.time()),
+                    )
+                    return out
+                if stream:
+                    await _read_stream(response, provider, out, on_text)
+                else:
+                    raw = await response.aread()
+                    out.message, out.usage = provider.parse_message(json.loads(raw))
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        out.failure = Outcome(failure="timeout")
+        out.detail = ErrorDetail(message=f"attempt took longer than {total_timeout:g} s")
+    except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+        out.failure = Outcome(failure="connect")
+        out.detail = ErrorDetail(message=f"connection failed: {exc.__class__.__name__}: {exc}")
+    except httpx2.TimeoutException as exc:
+        out.failure = Outcome(failure="timeout")
+        out.detail = ErrorDetail(message=f"no data for too long ({exc.__class__.__name__})")
+    except (httpx2.TransportError, httpx2.StreamError) as exc:
+        out.failure = Outcome(failure="transport")
+        out.detail = ErrorDetail(message=f"connection broke: {exc.__class__.__name__}: {exc}")
+    except ValueError as exc:  # a 200 whose body is not the JSON we expect: a broken proxy or a cut body
+        out.failure = Outcome(failure="truncated")
+        out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
+    return out
+
+
+async def _read_stream(
+    response: httpx2.Response, provider: Provider, out: AttemptResult, on_text: Callable[[str], Any] | None
+) -> None:
+    decoder = SSEDecoder()
+    assembler = provider.assembler()
+    try:
+        async for chunk in response.aiter_raw():
+            for event in decoder.feed(chunk):
+                text = assembler.feed(event)
+                if text and on_text is not None:
+                    out.text_sent = True
+                    await on_text(text)
+        for event in decoder.close():
+            assembler.feed(event)
+    except StreamFailed as exc:
+        status = _STREAM_ERROR_STATUS.get(exc.detail.error_type or "", 500)
+        out.failure = Outcome(failure="status", status=status, error_type=exc.detail.error_type)
+        out.detail = exc.detail
+        return
+    if not assembler.complete:
+        out.failure = Outcome(failure="truncated")
+        out.detail = ErrorDetail(message="the stream ended before its final event")
+        return
+    out.message = assembler.message()
+    out.usage = assembler.usage()

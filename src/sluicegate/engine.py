@@ -1,0 +1,604 @@
+"""The Engine: one shared HTTP client, the limiter and the retry policy, over any number of requests.
+
+Consumption is lazy and bounded: a dispatcher takes one input item at a time, waits for the limiter to admit
+it, and only then starts a task for it, so live tasks are bounded by the concurrency (plus items waiting to
+retry), never by the input size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import anyio
+import httpx2
+
+from . import pricing
+from ._attempt import AttemptResult, send_attempt
+from ._clock import Clock, SystemClock
+from ._config import Timeouts
+from ._events import AttemptFailed, Event, EventSink, LimitsObserved, RequestAdmitted, RequestCompleted, RunAborted
+from ._exceptions import (
+    AttemptTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    OverloadedError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitedError,
+    RunAbortedError,
+    ServerError,
+    SluicegateError,
+    TransportError,
+    UsageError,
+)
+from ._models import ErrorInfo, RequestItem, Result, Usage
+from ._run import Run, iterate_items
+from ._stats import EngineStatistics
+from .limits.limiter import Limiter, Limits, Permit
+from .providers import Provider
+from .providers import get as get_provider
+from .retry import RetryPolicy, decide
+from .tokens import InputEstimator, OutputEstimator
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("sluicegate")
+
+_DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
+_DEFAULT_CAP = 512
+# Above this many output tokens a non-streaming call may sit silent for minutes: stream it, so the idle
+# timeout measures silence instead of killing a healthy long generation.
+_STREAM_ABOVE_MAX_TOKENS = 8192
+
+
+class Engine:
+    """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`."""
+
+    def __init__(
+        self,
+        *,
+        provider: Literal["anthropic", "openai"] | Provider = "anthropic",
+        api_key: str,
+        base_url: str | None = None,
+        default_params: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
+        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        max_cost: float | None = None,
+        output_accounting: Literal["produced", "reserved"] | None = None,
+        minute: float = 60.0,
+        stream: bool | Literal["auto"] = "auto",
+        clock: Clock | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        sinks: Sequence[EventSink] = (),
+        seed: int | None = None,
+    ) -> None:
+        if not api_key:
+            raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
+        if max_cost is not None and max_cost <= 0:
+            raise ConfigError("max_cost must be positive")
+        self._provider: Provider = get_provider(provider) if isinstance(provider, str) else provider
+        self._api_key = api_key
+        self._base_url = base_url or _DEFAULT_BASE_URLS[self._provider.name]
+        self._defaults = dict(default_params or {})
+        self._retry = retry or RetryPolicy()
+        self._timeouts = timeouts or Timeouts()
+        self._max_cost = max_cost
+        self._output_accounting = output_accounting or self._provider.output_accounting
+        self._stream_mode = stream
+        self._clock = clock or SystemClock()
+        self._rng = random.Random(seed)
+        self._cap = max_concurrency or _DEFAULT_CAP
+        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng)
+        self._transport = transport
+        self._sinks = list(sinks)
+        self._input_estimator = InputEstimator(provider=self._provider.name)
+        self._output_estimator = OutputEstimator()
+        self._client: httpx2.AsyncClient | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._runs: set[Run] = set()
+        # statistics
+        self._started = self._clock.now()
+        self._submitted = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._in_flight = 0
+        self._attempts = 0
+        self._usage = Usage()
+        self._cost = 0.0
+        self._reserved_cost = 0.0
+        self._failures: Counter[str] = Counter()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"Engine(provider={self._provider.name!r}, base_url={self._base_url!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        if self._state != "new":
+            raise UsageError("an Engine can be opened once; create a new one")
+        headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
+        timeout = httpx2.Timeout(
+            connect=self._timeouts.connect, read=self._timeouts.idle, write=self._timeouts.idle, pool=None
+        )
+        pool = httpx2.Limits(max_connections=self._cap + 16, max_keepalive_connections=self._cap + 16)
+        if self._transport is not None:
+            self._client = httpx2.AsyncClient(transport=self._transport, headers=headers, timeout=timeout)
+        else:
+            self._client = httpx2.AsyncClient(headers=headers, timeout=timeout, limits=pool)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._state = "open"
+        self._started = self._clock.now()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._tg is not None
+        assert self._client is not None
+        self._state = "closed"
+        for run in list(self._runs):
+            run.scope.cancel()
+        try:
+            await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._client.aclose()
+
+    def _require_open(self) -> httpx2.AsyncClient:
+        if self._state != "open" or self._client is None:
+            raise UsageError("use the Engine inside `async with Engine(...) as engine:`")
+        return self._client
+
+    # -- public API ----------------------------------------------------------------------------------------
+
+    async def create(self, **params: Any) -> Result:
+        """Send one request through the limiter and retries; raise the final error as an exception."""
+        self._require_open()
+        run = Run(buffer=1, fill_aborted=False, fail_fast=True)
+        run.close_streams()  # one request: its result is returned, not streamed
+        items = [x async for x in iterate_items([params], self._defaults)]
+        item = items[0]
+        permit = await self._admit(run, item)
+        result = self._halted(run, item) if permit is None else await self._execute(run, item, permit)
+        if result.error is not None:
+            raise _exception_for(result.error)
+        return result
+
+    async def map(self, requests: Iterable[Any] | AsyncIterable[Any], *, fail_fast: bool = False) -> list[Result]:
+        """Results in input order. Failed items carry their error; nothing raises per item unless fail_fast."""
+        run = self._start(requests, fill_aborted=True, fail_fast=fail_fast)
+        results: dict[int, Result] = {}
+        async with run.receive:
+            async for result in run.receive:
+                results[result.index] = result
+        if fail_fast and run.error is not None:
+            raise run.error
+        return [results[i] for i in sorted(results)]
+
+    async def as_completed(
+        self, requests: Iterable[Any] | AsyncIterable[Any], *, fail_fast: bool = False
+    ) -> AsyncIterator[Result]:
+        """Results as they finish; raises RunAbortedError (BudgetExceededError) at the end if the run stopped."""
+        run = self._start(requests, fill_aborted=False, fail_fast=fail_fast)
+        try:
+            async with run.receive:
+                async for result in run.receive:
+                    yield result
+        finally:
+            run.scope.cancel()  # the consumer stopped early: stop the run's work too
+        if run.error is not None:
+            raise run.error
+
+    def stop_admitting(self) -> None:
+        """Graceful drain: take no new items and stop waiting retries; attempts in flight finish."""
+        for run in list(self._runs):
+            run.drain()
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(
+            elapsed=self._clock.now() - self._started,
+            submitted=self._submitted,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            in_flight=self._in_flight,
+            usage=self._usage,
+            cost=self._cost,
+            reserved_cost=self._reserved_cost,
+            attempts=self._attempts,
+            failures_by_reason=dict(self._failures),
+            limiter=self.limiter.statistics(),
+        )
+
+    @asynccontextmanager
+    async def stream(self, **params: Any) -> AsyncIterator[TextStream]:
+        """Stream one request: `async for text in s.text_stream`, then `await s.result()`."""
+        self._require_open()
+        run = Run(buffer=1, fill_aborted=False, fail_fast=True)
+        run.close_streams()  # one request: its result is returned, not streamed
+        items = [x async for x in iterate_items([params], self._defaults)]
+        handle = TextStream()
+        async with anyio.create_task_group() as tg:
+
+            async def produce() -> None:
+                try:
+                    permit = await self._admit(run, items[0])
+                    result = (
+                        self._halted(run, items[0])
+                        if permit is None
+                        else await self._execute(run, items[0], permit, on_text=handle._push, force_stream=True)
+                    )
+                    handle._finish(result)
+                except BaseException as exc:
+                    handle._fail(exc)
+                    raise
+
+            tg.start_soon(produce)
+            try:
+                yield handle
+            finally:
+                if not handle._done.is_set():
+                    tg.cancel_scope.cancel()
+
+    # -- the run -------------------------------------------------------------------------------------------
+
+    def _start(self, requests: Iterable[Any] | AsyncIterable[Any], *, fill_aborted: bool, fail_fast: bool) -> Run:
+        self._require_open()
+        assert self._tg is not None
+        run = Run(buffer=256, fill_aborted=fill_aborted, fail_fast=fail_fast)
+        self._runs.add(run)
+        self._tg.start_soon(self._dispatch, run, requests)
+        return run
+
+    async def _dispatch(self, run: Run, requests: Iterable[Any] | AsyncIterable[Any]) -> None:
+        # Items admitted plus items waiting to retry stay below this, so memory is bounded by concurrency.
+        outstanding = anyio.Semaphore(2 * self._cap)
+        try:
+            async with run.send:
+                with run.scope:
+                    async with anyio.create_task_group() as tg:
+                        items = iterate_items(requests, self._defaults)
+                        async for item in items:
+                            if run.halted:
+                                if run.fill_aborted:
+                                    await run.send.send(self._halted(run, item))
+                                    continue
+                                break
+                            await outstanding.acquire()
+                            self._submitted += 1
+                            permit = await self._admit(run, item)
+                            if permit is None:
+                                outstanding.release()
+                                await run.send.send(self._halted(run, item))
+                                continue
+                            tg.start_soon(self._item_task, run, item, permit, outstanding)
+        except SluicegateError as exc:  # bad input from an iterable: stop the run and say why
+            run.abort(str(exc))
+            self._emit(RunAborted(at=self._clock.now(), reason=str(exc)))
+        finally:
+            self._runs.discard(run)
+
+    async def _item_task(self, run: Run, item: RequestItem, permit: Permit, outstanding: anyio.Semaphore) -> None:
+        try:
+            result = await self._execute(run, item, permit)
+            await run.send.send(result)
+        finally:
+            outstanding.release()
+
+    def _estimates(self, item: RequestItem) -> tuple[int, int, int]:
+        params = item.params
+        max_tokens = self._provider.max_tokens(params)
+        est_in = self._input_estimator.estimate(params)
+        reserve = max_tokens if self._output_accounting == "reserved" else self._output_estimator.reserve(max_tokens)
+        return est_in, reserve, max_tokens
+
+    async def _admit(self, run: Run, item: RequestItem) -> Permit | None:
+        """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
+        est_in, reserve, max_tokens = self._estimates(item)
+        if self._max_cost is not None:
+            worst = pricing.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
+            if worst is None:
+                self._abort(
+                    run,
+                    f"no price is known for model {self._provider.model(item.params)!r}, so the "
+                    "cost cap cannot be enforced",
+                    kind="budget_exceeded",
+                    budget=True,
+                )
+                return None
+            if self._cost + self._reserved_cost + worst > self._max_cost:
+                self._abort(
+                    run,
+                    f"stopped before the cost cap of ${self._max_cost:.2f}: spent ${self._cost:.4f}, "
+                    f"${self._reserved_cost:.4f} reserved in flight",
+                    kind="budget_exceeded",
+                    budget=True,
+                )
+                return None
+        return await self._wait_for_permit(run, est_in, reserve)
+
+    async def _wait_for_permit(self, run: Run, est_in: int, reserve: int) -> Permit | None:
+        if run.halted:
+            return None
+        permit: Permit | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                await run.stopped.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            permit = await self.limiter.acquire(est_in, reserve)
+            tg.cancel_scope.cancel()
+        if permit is not None and run.halted:
+            permit.release()
+            return None
+        return permit
+
+    def _halted(self, run: Run, item: RequestItem, attempts: int = 0) -> Result:
+        result = run.halted_result(item, attempts)
+        self._failed += 1
+        self._emit(RequestCompleted(at=self._clock.now(), result=result))
+        return result
+
+    def _abort(self, run: Run, message: str, *, kind: Any = "aborted", budget: bool = False) -> None:
+        if run.error is None:
+            run.abort(message, kind=kind, budget=budget)
+            self._emit(RunAborted(at=self._clock.now(), reason=message))
+        # A bad key or an empty account is the same for every run of this engine.
+        if kind in ("authentication", "quota_exceeded"):
+            for other in list(self._runs):
+                if other.error is None:
+                    other.abort(message, kind="aborted")
+
+    async def _execute(
+        self,
+        run: Run,
+        item: RequestItem,
+        permit: Permit | None,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        force_stream: bool = False,
+    ) -> Result:
+        """Attempts until success, a final error, or the run stops. Always releases what it holds."""
+        client = self._client
+        assert client is not None
+        params = item.params
+        model = self._provider.model(params)
+        max_tokens = self._provider.max_tokens(params)
+        stream = force_stream or (
+            self._stream_mode is True or (self._stream_mode == "auto" and max_tokens > _STREAM_ABOVE_MAX_TOKENS)
+        )
+        url = self._provider.url(self._base_url, stream=stream)
+        body = self._provider.body(params, stream=stream)
+        raw_in = self._input_estimator.raw(params)
+        first_at = self._clock.now()
+        attempts = 0
+        while True:
+            if permit is None:
+                return self._halted(run, item, attempts)
+            attempts += 1
+            self._attempts += 1
+            self._in_flight += 1
+            worst = pricing.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
+            self._reserved_cost += worst
+            self._emit(
+                RequestAdmitted(
+                    at=permit.admitted_at,
+                    index=item.index,
+                    custom_id=item.custom_id,
+                    attempt=attempts,
+                    input_tokens_estimate=permit.input_tokens,
+                    output_tokens_reserved=permit.output_tokens,
+                    in_flight=self._in_flight,
+                )
+            )
+            outcome: AttemptResult | None = None
+            try:
+                outcome = await send_attempt(
+                    client,
+                    self._provider,
+                    url=url,
+                    headers={},
+                    body=body,
+                    stream=stream,
+                    total_timeout=self._timeouts.total,
+                    on_text=on_text,
+                )
+            finally:
+                self._in_flight -= 1
+                self._reserved_cost -= worst
+                if outcome is None:  # cancelled mid-attempt: the server may have counted it
+                    permit.release(charged=True)
+            now = self._clock.now()
+            self._observe(outcome, now)
+            if outcome.failure is None and outcome.message is not None:
+                usage = outcome.usage or Usage()
+                permit.settle(usage)
+                self._input_estimator.observe(raw_in, usage.total_input_tokens)
+                self._output_estimator.observe(usage.output_tokens, max_tokens)
+                cost = pricing.cost(model, usage) or 0.0
+                result = Result(
+                    index=item.index,
+                    custom_id=item.custom_id,
+                    message=outcome.message,
+                    usage=usage,
+                    cost=cost,
+                    attempts=attempts,
+                    latency=now - first_at,
+                )
+                self._succeeded += 1
+                self._usage = self._usage + usage
+                self._cost += cost
+                self._emit(RequestCompleted(at=now, result=result))
+                return result
+            failure = outcome.failure
+            assert failure is not None
+            failure = _with_elapsed(failure, now - first_at)
+            decision = decide(self._retry, failure, attempts, self._rng)
+            # A 429 was refused before any work; anything else may have been counted by the server.
+            permit.release(charged=failure.status not in (429, None) or failure.failure == "transport")
+            permit = None
+            detail = outcome.detail
+            message = detail.message if detail else decision.reason
+            self._failures[decision.reason] += 1
+            if decision.abort_run:
+                self._abort(run, f"{decision.kind}: {message}", kind="aborted")
+            elif decision.cooldown:
+                self.limiter.cool_down(decision.delay)
+            elif decision.kind in ("overloaded", "server") or failure.failure in ("connect", "timeout"):
+                self.limiter.overloaded()
+            will_retry = decision.retry and not run.halted and not outcome.text_sent
+            self._emit(
+                AttemptFailed(
+                    at=now,
+                    index=item.index,
+                    custom_id=item.custom_id,
+                    attempt=attempts,
+                    reason=decision.reason,
+                    status=failure.status,
+                    will_retry=will_retry,
+                    delay=decision.delay if will_retry else None,
+                    message=message,
+                )
+            )
+            if not will_retry:
+                if decision.retry and run.halted:
+                    return self._halted(run, item, attempts)
+                return self._final_error(run, item, attempts, now - first_at, decision.kind, message, failure, detail)
+            if not decision.cooldown:  # after a 429 the limiter's cool-down is the wait, shared by everyone
+                with anyio.move_on_after(decision.delay):
+                    await run.stopped.wait()
+            est_in, reserve, _ = self._estimates(item)
+            permit = await self._wait_for_permit(run, est_in, reserve)
+
+    def _observe(self, outcome: AttemptResult, now: float) -> None:
+        snapshot = outcome.snapshot
+        if snapshot is not None and not snapshot.empty:
+            self.limiter.observe(snapshot, now)
+            self._emit(LimitsObserved(at=now, snapshot=snapshot))
+        elif outcome.responded:
+            self.limiter.saw_response()
+
+    def _final_error(
+        self,
+        run: Run,
+        item: RequestItem,
+        attempts: int,
+        latency: float,
+        kind: Any,
+        message: str,
+        failure: Any,
+        detail: Any,
+    ) -> Result:
+        error = ErrorInfo(
+            kind=kind,
+            message=message,
+            status=failure.status,
+            error_type=detail.error_type if detail else None,
+            request_id=detail.request_id if detail else None,
+            line=item.line,
+        )
+        result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)
+        self._failed += 1
+        self._emit(RequestCompleted(at=self._clock.now(), result=result))
+        if run.fail_fast and run.error is None:
+            self._abort(run, f"fail-fast: item {item.custom_id!r} failed: {message}")
+        return result
+
+    def _emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:  # a broken display must not break the run
+                log.exception("event sink %r failed", sink)
+
+
+def _with_elapsed(failure: Any, elapsed: float) -> Any:
+    from dataclasses import replace
+
+    return replace(failure, elapsed=elapsed)
+
+
+def _exception_for(error: ErrorInfo) -> SluicegateError:
+    """The exception `create()` raises for a final error."""
+    kw: dict[str, Any] = {"status": error.status or 0, "error_type": error.error_type, "request_id": error.request_id}
+    kind = error.kind
+    if kind == "invalid_request":
+        return BadRequestError(error.message, **kw)
+    if kind == "authentication":
+        return AuthenticationError(error.message, **kw)
+    if kind == "quota_exceeded":
+        return QuotaExceededError(error.message, **kw)
+    if kind == "rate_limited":
+        return RateLimitedError(error.message, **kw)
+    if kind == "overloaded":
+        return OverloadedError(error.message, **kw)
+    if kind == "server":
+        return ServerError(error.message, **kw)
+    if kind == "transport":
+        return AttemptTimeoutError(error.message) if "timeout" in error.message else TransportError(error.message)
+    if kind == "budget_exceeded":
+        from ._exceptions import BudgetExceededError
+
+        return BudgetExceededError(error.message)
+    if error.status:
+        return ProviderError(error.message, **kw)
+    return RunAbortedError(error.message)
+
+
+class TextStream:
+    """A streaming answer: `text_stream` yields text as it arrives; `await result()` gives the final Result."""
+
+    def __init__(self) -> None:
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
+        self._send = send
+        self._receive = receive
+        self._done = anyio.Event()
+        self._result: Result | None = None
+        self._exc: BaseException | None = None
+
+    async def _push(self, text: str) -> None:
+        await self._send.send(text)
+
+    def _finish(self, result: Result) -> None:
+        self._result = result
+        self._send.close()
+        self._done.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._exc = exc
+        self._send.close()
+        self._done.set()
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[str]:
+        async for text in self._receive:
+            yield text
+        await self._check()
+
+    async def _check(self) -> Result:
+        await self._done.wait()
+        if self._exc is not None:
+            raise self._exc
+        assert self._result is not None
+        if self._result.error is not None:
+            raise _exception_for(self._result.error)
+        return self._result
+
+    async def result(self) -> Result:
+        """Wait for the end of the stream (consuming what is left) and return the final Result."""
+        async for _ in self._receive:
+            pass
+        return await self._check()

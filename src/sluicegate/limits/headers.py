@@ -1,0 +1,130 @@
+"""Pure parsers for rate-limit and retry headers (Anthropic, OpenAI). Garbage values are ignored, never raised."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from .._models import BucketView, RateLimitSnapshot
+
+__all__ = [
+    "parse_anthropic_headers",
+    "parse_duration",
+    "parse_openai_headers",
+    "parse_retry_after",
+    "parse_should_retry",
+]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and not hasattr(headers, "multi_items"):  # a plain dict may have other casing
+        lowered = {k.lower(): v for k, v in headers.items()}
+        value = lowered.get(name)
+    return value
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value.strip()))
+    except ValueError:
+        return None
+
+
+def _rfc3339(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_duration(value: str | None) -> float | None:
+    """OpenAI's reset durations: "1s", "6m0s", "12ms", "1.5s", "1h2m3.5s"."""
+    if not value:
+        return None
+    text = value.strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None) -> float | None:
+    """Seconds to wait: `retry-after-ms` first, then `retry-after` as seconds or an HTTP date (as the SDKs)."""
+    ms = _get(headers, "retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+        except ValueError:
+            value = -1.0
+        if value >= 0:
+            return value
+    raw = _get(headers, "retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if value >= 0:
+        return value
+    if not math.isnan(value):
+        return None
+    if now_wall is None:
+        return None
+    try:
+        when = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - now_wall)
+
+
+def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
+    value = (_get(headers, "x-should-retry") or "").strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> RateLimitSnapshot:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,reset}`."""
+
+    def view(name: str) -> BucketView | None:
+        limit = _int(_get(headers, f"anthropic-ratelimit-{name}-limit"))
+        remaining = _int(_get(headers, f"anthropic-ratelimit-{name}-remaining"))
+        if limit is None or remaining is None:
+            return None
+        reset = _rfc3339(_get(headers, f"anthropic-ratelimit-{name}-reset"))
+        return BucketView(
+            limit=limit, remaining=remaining, reset_in=0.0 if reset is None else max(0.0, reset - now_wall)
+        )
+
+    return RateLimitSnapshot(
+        requests=view("requests"),
+        input_tokens=view("input-tokens"),
+        output_tokens=view("output-tokens"),
+        tokens=view("tokens"),
+        retry_after=parse_retry_after(headers, now_wall),
+    )
+
+
+def parse_openai_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
+    """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with duration resets."""
+
+    def view(name: str) -> BucketView | None:
+        limit = _int(_get(headers, f"x-ratelimit-limit-{name}"))
+        remaining = _int(_get(headers, f"x-ratelimit-remaining-{name}"))
+        if limit is None or remaining is None:
+            return None
+        reset = parse_duration(_get(headers, f"x-ratelimit-reset-{name}"))
+        return BucketView(limit=limit, remaining=remaining, reset_in=reset or 0.0)
+
+    return RateLimitSnapshot(requests=view("requests"), tokens=view("tokens"), retry_after=parse_retry_after(headers))

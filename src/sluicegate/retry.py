@@ -1,0 +1,111 @@
+"""The retry decision: pure, table-tested, with the official SDKs' rules and a run-wide stop for bad keys.
+
+Given what happened to one attempt, `decide` says whether to try again, after how long, and whether the
+whole run must stop. The engine owns the loop; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from ._exceptions import ConfigError
+from ._models import ErrorKind
+
+__all__ = ["Outcome", "RetryDecision", "RetryPolicy", "decide"]
+
+_QUOTA_CODES = frozenset({"enforced_spend_limit_reached", "insufficient_quota", "billing_error"})
+_NEVER_RETRY = frozenset({400, 404, 413, 422})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How hard to try one item.
+
+    Backoff is exponential with full jitter: the n-th retry waits `uniform(0, min(max_delay, initial_delay *
+    2 ** (n - 1)))` seconds, unless the server said how long (`retry-after-ms` / `retry-after`), which wins.
+    A server wait above `max_retry_after` fails the item instead of parking it for hours.
+    """
+
+    max_attempts: int = 10
+    initial_delay: float = 0.5
+    max_delay: float = 60.0
+    max_retry_after: float = 900.0
+    deadline: float | None = None  # seconds from an item's first attempt; None = no deadline
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
+            raise ConfigError("retry delays must not be negative")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ConfigError("deadline must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What happened to one failed attempt, as plain data."""
+
+    failure: Literal["status", "connect", "transport", "timeout", "truncated"] = "status"
+    status: int | None = None
+    error_type: str | None = None  # Anthropic error.type / OpenAI error.type
+    error_code: str | None = None  # Anthropic error.details.error_code / OpenAI error.code
+    should_retry: bool | None = None  # the x-should-retry header
+    retry_after: float | None = None  # seconds
+    elapsed: float = 0.0  # since the item's first attempt
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    retry: bool
+    delay: float
+    reason: str
+    kind: ErrorKind  # what to record if this failure is final
+    abort_run: bool = False  # the whole run must stop (bad key, spend cap)
+    cooldown: bool = False  # a rate-limit 429: pause admission for everyone for `delay`
+
+
+def _classify(outcome: Outcome) -> tuple[str, ErrorKind]:
+    if outcome.failure != "status":
+        return outcome.failure, "transport"
+    status = outcome.status or 0
+    if status == 429:
+        return "rate_limited", "rate_limited"
+    if status == 529 or outcome.error_type == "overloaded_error":
+        return "overloaded", "overloaded"
+    if status == 408:
+        return "request_timeout", "server"
+    if status == 409:
+        return "conflict", "server"
+    if status >= 500:
+        return "server", "server"
+    return "invalid_request", "invalid_request"
+
+
+def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Random) -> RetryDecision:
+    """Retry or give up after attempt number `attempt` (1-based) failed with `outcome`."""
+    status = outcome.status
+    codes = {outcome.error_code, outcome.error_type}
+    if status in (401, 403):
+        return RetryDecision(False, 0.0, "authentication", "authentication", abort_run=True)
+    if status == 402 or (status == 429 and codes & _QUOTA_CODES):
+        return RetryDecision(False, 0.0, "quota_exceeded", "quota_exceeded", abort_run=True)
+    reason, kind = _classify(outcome)
+    retryable = outcome.failure != "status" or status in (408, 409, 429) or (status or 0) >= 500
+    if status in _NEVER_RETRY or not retryable:
+        return RetryDecision(False, 0.0, "invalid_request", "invalid_request")
+    if outcome.should_retry is False:
+        return RetryDecision(False, 0.0, reason, kind)
+    cooldown = status == 429
+    if outcome.retry_after is not None and outcome.retry_after >= 0:
+        if outcome.retry_after > policy.max_retry_after:
+            return RetryDecision(False, 0.0, "retry_after_too_long", kind)
+        delay = outcome.retry_after
+    else:
+        delay = rng.uniform(0.0, min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1)))
+    if attempt >= policy.max_attempts:
+        return RetryDecision(False, 0.0, reason, kind)
+    if policy.deadline is not None and outcome.elapsed + delay > policy.deadline:
+        return RetryDecision(False, 0.0, reason, kind)
+    return RetryDecision(True, delay, reason, kind, cooldown=cooldown)
