@@ -130,7 +130,11 @@ class Limits:
         bucket.take(1, now)
 
     def headers(self, b: Buckets, style: Literal["anthropic", "openai"]) -> dict[str, str]:
-        """Limits and remaining per emulated minute; resets in real wall-clock time."""
+        """Limits and remaining per emulated minute; resets in real wall-clock time.
+
+        Anthropic style: requests remaining exact, token remaining rounded to the nearest thousand, resets as
+        RFC 3339 whole-second timestamps of full replenishment. OpenAI style: exact values, duration resets.
+        """
         now = self.now()
         rows = (("requests", b.requests), ("input-tokens", b.input), ("output-tokens", b.output))
         out: dict[str, str] = {}
