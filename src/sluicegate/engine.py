@@ -7,6 +7,7 @@ retry), never by the input size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -247,6 +248,7 @@ class Engine:
             finally:
                 if not handle._done.is_set():
                     tg.cancel_scope.cancel()
+                handle._receive.close()
 
     # -- the run -------------------------------------------------------------------------------------------
 
@@ -599,6 +601,7 @@ class TextStream:
 
     async def result(self) -> Result:
         """Wait for the end of the stream (consuming what is left) and return the final Result."""
-        async for _ in self._receive:
-            pass
+        with contextlib.suppress(anyio.ClosedResourceError):  # already closed: the stream was consumed
+            async for _ in self._receive:
+                pass
         return await self._check()
