@@ -1,0 +1,322 @@
+"""Streaming parse of an input JSONL file into RequestItems, with every bad line turned into a named problem."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+from .._models import ErrorInfo, RequestItem, Result
+
+__all__ = [
+    "Defaults",
+    "InputProblem",
+    "OversizeLine",
+    "Provider",
+    "iter_lines",
+    "params_fingerprint",
+    "read_requests",
+]
+
+Provider = Literal["anthropic", "openai"]
+
+# The Message Batches API's rule for custom_id; OpenAI batch ids are looser, but one rule keeps files portable.
+_ID_RULE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_ROLES: dict[str, frozenset[str]] = {
+    "anthropic": frozenset({"user", "assistant"}),
+    "openai": frozenset({"user", "assistant", "system", "developer", "tool"}),
+}
+_OPENAI_URL = "/v1/chat/completions"
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Values from the command line that fill what an input line leaves out."""
+
+    model: str | None = None
+    max_tokens: int | None = None
+    system: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputProblem:
+    """A line that cannot be sent: where it is (1-based line, 0-based index), its id if usable, and why."""
+
+    line: int
+    index: int
+    custom_id: str | None
+    field: str | None
+    message: str
+
+    def to_result(self) -> Result:
+        """The errored result recorded for this line (custom_id falls back to `line-<n>`)."""
+        custom_id = self.custom_id
+        message = self.message
+        if custom_id is None:
+            custom_id = f"line-{self.line}"
+            message = f"{message} (no usable id: recorded as custom_id {custom_id!r})"
+        error = ErrorInfo(kind="invalid_request", message=message, line=self.line, field=self.field)
+        return Result(index=self.index, custom_id=custom_id, error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class OversizeLine:
+    """Stands in for a line longer than the limit, so the line itself never has to be held in memory."""
+
+    size: int
+
+
+def iter_lines(stream: IO[bytes], *, max_line_bytes: int = 32 * 2**20) -> Iterator[bytes | OversizeLine]:
+    """Yield the lines of a binary stream; a line over `max_line_bytes` is skipped in chunks and reported by size."""
+    limit = max_line_bytes + 2  # room for the line ending, which does not count toward the size
+    while True:
+        line = stream.readline(limit)
+        if not line:
+            return
+        if line.endswith(b"\n") or len(line) < limit:
+            yield line
+            continue
+        size = len(line)
+        while not line.endswith(b"\n"):
+            line = stream.readline(_READ_CHUNK)
+            if not line:
+                break
+            size += len(line)
+        yield OversizeLine(size - _ending_length(line))
+
+
+def _ending_length(line: bytes) -> int:
+    return 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
+
+
+def params_fingerprint(params: Mapping[str, Any]) -> str:
+    """A stable short hash of the params (canonical JSON with sorted keys), to notice edited inputs."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+
+
+class _Bad(Exception):
+    """A validation failure inside one line: the field (dotted path) and the reason."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def read_requests(
+    lines: Iterable[str | bytes | OversizeLine],
+    *,
+    defaults: Defaults,
+    provider: str = "anthropic",
+    max_line_bytes: int = 32 * 2**20,
+) -> Iterator[RequestItem | InputProblem]:
+    """Parse input lines lazily: a RequestItem per good line, an InputProblem per bad one; blank lines skipped.
+
+    Duplicate ids are not detected here (the job store does it, so memory stays bounded).
+    """
+    if provider not in _ROLES:
+        raise ValueError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
+    index = 0
+    for line_no, raw in enumerate(lines, start=1):
+        if isinstance(raw, OversizeLine):
+            yield InputProblem(line_no, index, None, None, _oversize(raw.size, max_line_bytes))
+            index += 1
+            continue
+        if not raw.strip():
+            continue
+        size = len(raw) - _ending_length(raw) if isinstance(raw, bytes) else _utf8_size(raw, max_line_bytes)
+        if size > max_line_bytes:
+            yield InputProblem(line_no, index, None, None, _oversize(size, max_line_bytes))
+        else:
+            yield _parse_line(raw, line_no, index, defaults, provider)
+        index += 1
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    # A str has at most 4 UTF-8 bytes per character: skip the encode for the (usual) lines that cannot be too long.
+    if len(text) * 4 <= limit:
+        return len(text)
+    return len(text.rstrip("\r\n").encode("utf-8", "surrogatepass"))
+
+
+def _oversize(size: int, limit: int) -> str:
+    return f"line is {size} bytes, over the {limit}-byte limit"
+
+
+def _parse_line(
+    raw: str | bytes, line_no: int, index: int, defaults: Defaults, provider: str
+) -> RequestItem | InputProblem:
+    try:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        if line_no == 1:
+            raw = raw.removeprefix("\ufeff")
+        obj = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        return InputProblem(line_no, index, None, None, f"not valid UTF-8 (byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        return InputProblem(line_no, index, None, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return InputProblem(line_no, index, None, None, f"expected a JSON object, got {_kind(obj)}")
+    custom_id: str | None = None
+    try:
+        id_field, build = _detect_format(obj, provider)
+        custom_id = _check_id(obj, id_field)
+        params = build(obj, defaults, provider)
+        _validate(params, provider, _prefix(id_field, obj))
+    except _Bad as bad:
+        return InputProblem(line_no, index, custom_id, bad.field, bad.message)
+    return RequestItem(index=index, custom_id=custom_id, params=params, line=line_no)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+        type(value), "an object"
+    )
+
+
+_Builder = Callable[[Mapping[str, Any], Defaults, str], dict[str, Any]]
+
+
+def _detect_format(obj: Mapping[str, Any], provider: str) -> tuple[str, _Builder]:
+    if "body" in obj or "url" in obj or "method" in obj:
+        if provider != "openai":
+            raise _Bad(None, "an OpenAI batch line (custom_id/method/url/body) needs the openai provider")
+        return "custom_id", _from_openai_batch
+    if "params" in obj:
+        return "custom_id", _from_batch
+    if "prompt" in obj or "messages" in obj or "id" in obj:
+        return ("id" if "id" in obj or "custom_id" not in obj else "custom_id"), _from_shorthand
+    if "custom_id" in obj:
+        raise _Bad("params", 'missing \'params\' (Message Batches format: {"custom_id": ..., "params": {...}})')
+    raise _Bad(
+        None,
+        'unknown line format: expected {"custom_id", "params"} or the shorthand {"id", "prompt"}',
+    )
+
+
+def _check_id(obj: Mapping[str, Any], field: str) -> str:
+    if field not in obj:
+        raise _Bad(field, f"missing {field!r}")
+    value = obj[field]
+    if not isinstance(value, str):
+        raise _Bad(field, f"{field!r} must be a string, got {_kind(value)}")
+    if not value:
+        raise _Bad(field, f"{field!r} is empty")
+    if not _ID_RULE.fullmatch(value):
+        raise _Bad(field, f"{field!r} must be 1-64 characters of letters, digits, '_' or '-', got {value[:80]!r}")
+    return value
+
+
+def _prefix(id_field: str, obj: Mapping[str, Any]) -> str:
+    if "body" in obj:
+        return "body."
+    return "params." if id_field == "custom_id" and "params" in obj else ""
+
+
+def _from_batch(obj: Mapping[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
+    params = obj["params"]
+    if not isinstance(params, dict):
+        raise _Bad("params", f"'params' must be an object, got {_kind(params)}")
+    return _apply_defaults(dict(params), defaults, provider)
+
+
+def _from_openai_batch(obj: Mapping[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
+    method = obj.get("method", "POST")
+    if method != "POST":
+        raise _Bad("method", f"'method' must be \"POST\", got {method!r}")
+    url = obj.get("url", _OPENAI_URL)
+    if url != _OPENAI_URL:
+        raise _Bad("url", f"'url' must be {_OPENAI_URL!r} (only Chat Completions is supported), got {url!r}")
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise _Bad("body", "missing 'body'" if body is None else f"'body' must be an object, got {_kind(body)}")
+    return _apply_defaults(dict(body), defaults, provider)
+
+
+def _from_shorthand(obj: Mapping[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
+    params = {k: v for k, v in obj.items() if k not in ("id", "custom_id", "prompt")}
+    if "prompt" in obj:
+        prompt = obj["prompt"]
+        if not isinstance(prompt, str) or not prompt:
+            raise _Bad("prompt", f"'prompt' must be a non-empty string, got {_kind(prompt)}")
+        params["messages"] = [{"role": "user", "content": prompt}]
+    elif "messages" not in obj:
+        raise _Bad("prompt", "missing 'prompt'")
+    if provider == "openai" and "system" in params:
+        system = params.pop("system")
+        if not isinstance(system, str):
+            raise _Bad("system", f"'system' must be a string, got {_kind(system)}")
+        messages = params.get("messages")
+        if isinstance(messages, list):
+            params["messages"] = [{"role": "system", "content": system}, *messages]
+    return _apply_defaults(params, defaults, provider)
+
+
+def _apply_defaults(params: dict[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
+    if defaults.model is not None and "model" not in params:
+        params["model"] = defaults.model
+    if provider == "openai":
+        if defaults.max_tokens is not None and "max_tokens" not in params and "max_completion_tokens" not in params:
+            params["max_completion_tokens"] = defaults.max_tokens
+        messages = params.get("messages")
+        if defaults.system is not None and isinstance(messages, list):
+            first = messages[0] if messages else None
+            if not (isinstance(first, dict) and first.get("role") in ("system", "developer")):
+                params["messages"] = [{"role": "system", "content": defaults.system}, *messages]
+    else:
+        if defaults.max_tokens is not None and "max_tokens" not in params:
+            params["max_tokens"] = defaults.max_tokens
+        if defaults.system is not None and "system" not in params:
+            params["system"] = defaults.system
+    return params
+
+
+def _validate(params: Mapping[str, Any], provider: str, prefix: str) -> None:
+    model = params.get("model")
+    if model is None:
+        raise _Bad(f"{prefix}model", "missing 'model' (set it in the line or give a default model)")
+    if not isinstance(model, str) or not model:
+        raise _Bad(f"{prefix}model", f"'model' must be a non-empty string, got {_kind(model)}")
+    token_keys = ("max_completion_tokens", "max_tokens") if provider == "openai" else ("max_tokens",)
+    present = [k for k in token_keys if k in params]
+    if not present and provider == "anthropic":
+        raise _Bad(f"{prefix}max_tokens", "missing 'max_tokens' (set it in the line or give a default)")
+    for key in present:
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _Bad(f"{prefix}{key}", f"{key!r} must be a positive integer, got {value!r:.40}")
+    if provider == "anthropic" and "system" in params and not isinstance(params["system"], str | list):
+        raise _Bad(f"{prefix}system", f"'system' must be a string or a list of blocks, got {_kind(params['system'])}")
+    _validate_messages(params.get("messages"), provider, f"{prefix}messages")
+
+
+def _validate_messages(messages: Any, provider: str, field: str) -> None:
+    if messages is None:
+        raise _Bad(field, "missing 'messages'")
+    if not isinstance(messages, list) or not messages:
+        raise _Bad(
+            field, f"'messages' must be a non-empty list, got {_kind(messages) if messages else 'an empty list'}"
+        )
+    roles = _ROLES[provider]
+    for i, message in enumerate(messages):
+        where = f"{field}[{i}]"
+        if not isinstance(message, dict):
+            raise _Bad(where, f"each message must be an object, got {_kind(message)}")
+        role = message.get("role")
+        if role not in roles:
+            allowed = ", ".join(sorted(roles))
+            raise _Bad(f"{where}.role", f"'role' must be one of {allowed}, got {role!r:.40}")
+        content = message.get("content")
+        # An OpenAI assistant turn that only calls tools carries content null.
+        if content is None and not (provider == "openai" and "tool_calls" in message):
+            raise _Bad(f"{where}.content", "missing 'content'")
+        if content is not None and not isinstance(content, str | list):
+            raise _Bad(f"{where}.content", f"'content' must be a string or a list of blocks, got {_kind(content)}")
