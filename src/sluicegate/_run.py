@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -29,6 +30,19 @@ class Run:
         self.abort_kind: ErrorKind = "aborted"
         self.abort_message = ""
         self.draining = False
+        self._waits: set[anyio.CancelScope] = set()
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[anyio.CancelScope]:
+        """A scope that is cancelled when the run stops (abort or drain): for waits, never for attempts."""
+        with anyio.CancelScope() as scope:
+            if self.halted:
+                scope.cancel()
+            self._waits.add(scope)
+            try:
+                yield scope
+            finally:
+                self._waits.discard(scope)
 
     def close_streams(self) -> None:
         self.send.close()
@@ -41,12 +55,17 @@ class Run:
         self.abort_kind = kind
         self.abort_message = message
         self.error = BudgetExceededError(message) if budget else RunAbortedError(message)
-        self.stopped.set()
+        self._stop()
 
     def drain(self) -> None:
         """Graceful stop: take no new items, let in-flight attempts finish, end waiting retries."""
         self.draining = True
+        self._stop()
+
+    def _stop(self) -> None:
         self.stopped.set()
+        for scope in list(self._waits):
+            scope.cancel()
 
     @property
     def halted(self) -> bool:

@@ -331,15 +331,11 @@ class Engine:
         if run.halted:
             return None
         permit: Permit | None = None
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                await run.stopped.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
+        # The run cancels this scope when it stops, so a waiter leaves the limiter's queue at once.
+        with run.cancellable() as scope:
             permit = await self.limiter.acquire(est_in, reserve)
-            tg.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            return None
         if permit is not None and run.halted:
             permit.release()
             return None
@@ -477,8 +473,8 @@ class Engine:
                     return self._halted(run, item, attempts)
                 return self._final_error(run, item, attempts, now - first_at, decision.kind, message, failure, detail)
             if not decision.cooldown:  # after a 429 the limiter's cool-down is the wait, shared by everyone
-                with anyio.move_on_after(decision.delay):
-                    await run.stopped.wait()
+                with run.cancellable():
+                    await anyio.sleep(decision.delay)
             est_in, reserve, _ = self._estimates(item)
             permit = await self._wait_for_permit(run, est_in, reserve)
 

@@ -1,0 +1,5 @@
+"""`python -m sluicegate` is the `sluicegate` command."""
+
+from sluicegate.cli import main
+
+main()
