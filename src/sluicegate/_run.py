@@ -25,6 +25,7 @@ class Run:
         self.scope = anyio.CancelScope()
         self.fill_aborted = fill_aborted  # map(): every input item gets a result, even after an abort
         self.fail_fast = fail_fast
+        self.finished = anyio.Event()  # the dispatcher and all item tasks have ended
         self.stopped = anyio.Event()  # set on abort or drain: waits for capacity or backoff end early
         self.error: RunAbortedError | None = None
         self.abort_kind: ErrorKind = "aborted"

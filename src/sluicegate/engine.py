@@ -178,9 +178,12 @@ class Engine:
         """Results in input order. Failed items carry their error; nothing raises per item unless fail_fast."""
         run = self._start(requests, fill_aborted=True, fail_fast=fail_fast)
         results: dict[int, Result] = {}
-        async with run.receive:
-            async for result in run.receive:
-                results[result.index] = result
+        try:
+            async with run.receive:
+                async for result in run.receive:
+                    results[result.index] = result
+        finally:
+            await self._stop_run(run)
         if fail_fast and run.error is not None:
             raise run.error
         return [results[i] for i in sorted(results)]
@@ -195,9 +198,15 @@ class Engine:
                 async for result in run.receive:
                     yield result
         finally:
-            run.scope.cancel()  # the consumer stopped early: stop the run's work too
+            await self._stop_run(run)  # the consumer stopped early: stop the run's work too
         if run.error is not None:
             raise run.error
+
+    async def _stop_run(self, run: Run) -> None:
+        """Cancel what is left of a run and wait until its tasks have released their slots."""
+        run.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await run.finished.wait()
 
     def stop_admitting(self) -> None:
         """Graceful drain: take no new items and stop waiting retries; attempts in flight finish."""
@@ -287,6 +296,7 @@ class Engine:
             self._emit(RunAborted(at=self._clock.now(), reason=str(exc)))
         finally:
             self._runs.discard(run)
+            run.finished.set()
 
     async def _item_task(self, run: Run, item: RequestItem, permit: Permit, outstanding: anyio.Semaphore) -> None:
         try:

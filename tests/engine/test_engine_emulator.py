@@ -182,3 +182,31 @@ def test_openai_provider_against_the_emulator(emulator: Callable[..., RunningEmu
             assert text == (await s.result()).text
 
     anyio.run(main)
+
+
+def test_idle_timeout_retries_a_hung_connection(emulator: Callable[..., RunningEmulator]) -> None:
+    """A request the server never answers hits the idle timeout and is retried; nothing is lost."""
+    emu = emulator(minute=3.0, seed=2, faults=(FaultSpec(kind="hang", probability=0.1),))
+    requests = _requests(30)
+    results = _run(
+        emu, requests, 3.0, timeouts=Timeouts(idle=0.5, total=5.0), retry=RetryPolicy(initial_delay=0.01, max_delay=0.1)
+    )
+    _check_matched(results, requests)
+    assert any(r.attempts > 1 for r in results)
+
+
+def test_cancelling_a_run_leaks_no_task_and_no_slot(emulator: Callable[..., RunningEmulator]) -> None:
+    """Cancelling map() mid-flight frees every limiter slot and leaves no task behind."""
+    import asyncio
+
+    emu = emulator(minute=3.0, first_token_latency=0.5)
+
+    async def main() -> None:
+        async with Engine(api_key="k", base_url=emu.base_url, minute=3.0) as engine:
+            with anyio.move_on_after(1.0):
+                await engine.map(_requests(200))
+            assert engine.limiter.statistics().in_flight == 0
+            assert engine.statistics().in_flight == 0
+        assert len(asyncio.all_tasks()) == 1  # only this test's own task
+
+    anyio.run(main)
