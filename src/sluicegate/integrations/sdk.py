@@ -1,0 +1,358 @@
+"""SDK drop-in: an httpx2 transport that gives `anthropic`/`openai` clients sluicegate's limiter and retries.
+
+Existing code keeps its client and gains the shared limiter and retry policy with a one-line change::
+
+    import anthropic
+    from sluicegate.integrations.sdk import http_client
+
+    client = anthropic.AsyncAnthropic(max_retries=0, http_client=http_client(provider="anthropic"))
+    message = await client.messages.create(model="claude-haiku-4-5", max_tokens=256, messages=[...])
+
+To share one limiter across several clients or tasks, build the transport once::
+
+    import httpx2, openai, sluicegate
+    from sluicegate.integrations.sdk import LimitedTransport
+
+    shared = LimitedTransport(provider="openai", retry=sluicegate.RetryPolicy(max_attempts=8))
+    client = openai.AsyncOpenAI(max_retries=0, http_client=httpx2.AsyncClient(transport=shared))
+
+Only the generation endpoint (`POST …/v1/messages`, `POST …/chat/completions`) is limited and retried; token
+counting, batches and model listing pass straight through. Pass `max_retries=0` to the SDK so only one retry
+layer exists; every failure this transport gives up on carries `x-should-retry: false`, so even an SDK left
+with its default retries does not retry it again.
+
+After a 401/403 or a spend-cap/quota 429 the transport refuses further requests made with the same key without
+sending them: it answers at once with a copy of that failing response (same status, headers and body, plus
+`x-sluicegate-refused: true`), so the SDK raises its own error (`AuthenticationError`, `RateLimitError`, …).
+Other keys sharing the transport are unaffected; use a new transport once the key or account is fixed.
+
+Closing a client closes its transport; a shared `LimitedTransport` then drops its idle connections only when
+nothing is in flight through it, and stays usable (new connections are opened on demand), so one client
+closing does not break the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx2
+
+from .._clock import Clock, SystemClock
+from .._models import Usage
+from .._stats import LimiterStatistics
+from ..limits.headers import parse_retry_after, parse_should_retry
+from ..limits.limiter import Limiter, Limits, Permit
+from ..providers import get as get_provider
+from ..providers.base import ErrorDetail
+from ..retry import Outcome, RetryPolicy, decide
+from ..tokens import InputEstimator, OutputEstimator
+from ._metered import MeteredStream
+
+__all__ = ["LimitedTransport", "http_client"]
+
+_ENDPOINTS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
+_DEFAULT_CAP = 512
+_KEEP_EXTENSIONS = ("http_version", "reason_phrase")
+
+
+class _Refusal:
+    """The response that stopped a key (401/403, spend cap), replayed for later requests with that key."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: httpx2.Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def response(self) -> httpx2.Response:
+        headers = httpx2.Headers(self.headers)
+        headers["x-should-retry"] = "false"
+        headers["x-sluicegate-refused"] = "true"
+        return httpx2.Response(self.status, headers=headers, stream=httpx2.ByteStream(self.body))
+
+
+class LimitedTransport(httpx2.AsyncBaseTransport):
+    """Wraps an `httpx2.AsyncHTTPTransport`: every generation request waits for the limiter and is retried here.
+
+    `limits=None` learns the limits from the server's rate-limit headers; `minute` compresses time (only for
+    emulated servers). `transport` replaces the inner transport (its pool is otherwise sized to the cap).
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: Literal["anthropic", "openai"] = "anthropic",
+        limits: Limits | None = None,
+        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        minute: float = 60.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._provider = get_provider(provider)
+        self._endpoint = _ENDPOINTS[self._provider.name]
+        self._retry = retry or RetryPolicy()
+        self._clock = clock or SystemClock()
+        self._rng = random.Random(seed)
+        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng)
+        if transport is None:
+            cap = (max_concurrency or _DEFAULT_CAP) + 16
+            transport = httpx2.AsyncHTTPTransport(
+                limits=httpx2.Limits(max_connections=cap, max_keepalive_connections=cap)
+            )
+        self._inner = transport
+        self._input = InputEstimator(provider=self._provider.name)
+        self._output = OutputEstimator()
+        self._refusals: dict[str, _Refusal] = {}
+        self._active = 0  # requests inside this transport plus metered streams still open
+        self.attempts = 0  # generation requests sent to the server, retries included
+        self.failures: Counter[str] = Counter()  # failed attempts by reason ("rate_limited", "overloaded", ...)
+
+    def __repr__(self) -> str:
+        return f"LimitedTransport(provider={self._provider.name!r})"
+
+    def statistics(self) -> LimiterStatistics:
+        """The shared limiter's state: in flight, concurrency limit, learnt limits, binding gate, cool-down."""
+        return self.limiter.statistics()
+
+    async def aclose(self) -> None:
+        """Close the inner transport's connections unless requests are in flight (another client sharing this
+        transport may be using them). Closing a client that uses this transport calls it."""
+        if self._active == 0:
+            await self._inner.aclose()
+
+    # -- one request ---------------------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method != "POST" or not request.url.path.endswith(self._endpoint):
+            return await self._inner.handle_async_request(request)
+        try:
+            params = json.loads(await request.aread())
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):  # not a body we understand: let the server judge it
+            return await self._inner.handle_async_request(request)
+        self._active += 1
+        streaming = False
+        try:
+            response = await self._limited(request, params)
+            streaming = isinstance(response.stream, MeteredStream)
+            return response
+        finally:
+            if not streaming:  # a metered stream stays active until it ends
+                self._active -= 1
+
+    async def _limited(self, request: httpx2.Request, params: dict[str, Any]) -> httpx2.Response:
+        key = _key_fingerprint(request.headers)
+        stream = params.get("stream") is True
+        max_tokens = self._provider.max_tokens(params)
+        raw_in = self._input.raw(params)
+        first_at = self._clock.now()
+        attempt = 0
+        while True:
+            refusal = self._refusals.get(key)
+            if refusal is not None:
+                return refusal.response()
+            permit = await self.limiter.acquire(self._input.estimate(params), self._reserve(max_tokens))
+            refusal = self._refusals.get(key)  # the key may have been refused while this request waited
+            if refusal is not None:
+                permit.release()
+                return refusal.response()
+            attempt += 1
+            self.attempts += 1
+            try:
+                response = await self._inner.handle_async_request(request)
+                self._observe(response)
+                if response.is_success and stream and _is_sse(response):
+                    return self._metered(response, permit, raw_in, max_tokens)
+                body = await _read_raw(response)
+            except httpx2.TransportError as exc:
+                failure = _transport_failure(exc)
+                # A refused connection never reached the server; anything later may have been counted.
+                permit.release(charged=failure != "connect")
+                outcome = Outcome(failure=failure, elapsed=self._elapsed(first_at))
+                decision = decide(self._retry, outcome, attempt, self._rng)
+                self.failures[decision.reason] += 1
+                if failure in ("connect", "timeout"):
+                    self.limiter.overloaded()
+                if not decision.retry:
+                    raise
+                await self._clock.sleep(decision.delay)
+                continue
+            except BaseException:  # cancelled mid-attempt: the server may have counted it
+                permit.release(charged=True)
+                raise
+            if response.is_success:
+                self._settle(permit, response.headers, body, raw_in, max_tokens)
+                return _rebuilt(response, body)
+            retry_in = self._failed(key, permit, response, body, attempt, first_at)
+            if retry_in is None:
+                return _rebuilt(response, body, final=True)
+            if retry_in > 0:
+                await self._clock.sleep(retry_in)
+
+    def _failed(
+        self, key: str, permit: Permit, response: httpx2.Response, body: bytes, attempt: int, first_at: float
+    ) -> float | None:
+        """Judge an error status: None to give up, else the seconds to sleep before the next attempt."""
+        status, headers = response.status_code, response.headers
+        detail = self._provider.parse_error(status, headers, _decoded(headers, body))
+        outcome = Outcome(
+            failure="status",
+            status=status,
+            error_type=detail.error_type,
+            error_code=detail.error_code,
+            should_retry=parse_should_retry(headers),
+            retry_after=parse_retry_after(headers, time.time()),
+            elapsed=self._elapsed(first_at),
+        )
+        decision = decide(self._retry, outcome, attempt, self._rng)
+        self.failures[decision.reason] += 1
+        if decision.abort_run:  # set before the slot is freed, so no waiter slips through with the bad key
+            self._refusals[key] = _Refusal(status, headers, body)
+        # A 429 was refused before any work; anything else may have been counted by the server.
+        permit.release(charged=status != 429)
+        if decision.cooldown:
+            self.limiter.cool_down(decision.delay)
+        elif decision.kind in ("overloaded", "server"):
+            self.limiter.overloaded()
+        if not decision.retry:
+            return None
+        # After a 429 the limiter's cool-down is the wait, shared by everyone.
+        return 0.0 if decision.cooldown else decision.delay
+
+    # -- accounting ----------------------------------------------------------------------------------------
+
+    def _reserve(self, max_tokens: int) -> int:
+        if self._provider.output_accounting == "reserved":
+            return max_tokens
+        return self._output.reserve(max_tokens)
+
+    def _elapsed(self, first_at: float) -> float:
+        return self._clock.now() - first_at
+
+    def _observe(self, response: httpx2.Response) -> None:
+        snapshot = self._provider.rate_limits(response.headers, time.time())
+        if snapshot.empty:
+            self.limiter.saw_response()
+        else:
+            self.limiter.observe(snapshot)
+
+    def _learn(self, usage: Usage, raw_in: int, max_tokens: int) -> None:
+        self._input.observe(raw_in, usage.total_input_tokens)
+        self._output.observe(usage.output_tokens, max_tokens)
+
+    def _settle(self, permit: Permit, headers: httpx2.Headers, body: bytes, raw_in: int, max_tokens: int) -> None:
+        try:
+            data = json.loads(_decoded(headers, body))
+            usage = self._provider.parse_message(data)[1] if isinstance(data, Mapping) else None
+        except ValueError:
+            usage = None
+        if usage is None or (usage.total_input_tokens == 0 and usage.output_tokens == 0):
+            permit.settle(_estimate(permit))
+            return
+        permit.settle(usage)
+        self._learn(usage, raw_in, max_tokens)
+
+    def _metered(self, response: httpx2.Response, permit: Permit, raw_in: int, max_tokens: int) -> httpx2.Response:
+        def on_end(usage: Usage | None, error: ErrorDetail | None) -> None:
+            if error is not None:  # an error event mid-stream: the SDK raises it; the server did work
+                permit.release(charged=True)
+                self.failures[error.error_type or "stream_error"] += 1
+                if error.error_type in ("overloaded_error", "api_error"):
+                    self.limiter.overloaded()
+            elif usage is None:  # cut, closed early, or no usage reported: charge what was reserved
+                permit.settle(_estimate(permit))
+            else:
+                permit.settle(usage)
+                self._learn(usage, raw_in, max_tokens)
+            self._active -= 1
+
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        identity = response.headers.get("content-encoding", "identity").lower() in ("", "identity")
+        stream = MeteredStream(response.stream, self._provider.assembler(), on_end, meter=identity)
+        return httpx2.Response(
+            response.status_code, headers=response.headers, stream=stream, extensions=_extensions(response)
+        )
+
+
+def http_client(
+    *,
+    provider: Literal["anthropic", "openai"] = "anthropic",
+    limits: Limits | None = None,
+    max_concurrency: int | None = None,
+    retry: RetryPolicy | None = None,
+    minute: float = 60.0,
+    timeout: httpx2.Timeout | None = None,
+) -> httpx2.AsyncClient:
+    """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument."""
+    transport = LimitedTransport(
+        provider=provider, limits=limits, max_concurrency=max_concurrency, retry=retry, minute=minute
+    )
+    # The SDKs' own defaults: 10 minutes per request, 5 s to connect (they also pass a timeout per request).
+    return httpx2.AsyncClient(
+        transport=transport, timeout=timeout or httpx2.Timeout(600.0, connect=5.0), follow_redirects=True
+    )
+
+
+def _key_fingerprint(headers: httpx2.Headers) -> str:
+    """A digest of the credential, so refusals are per key and the key itself is never stored."""
+    secret = headers.get("x-api-key") or headers.get("authorization") or ""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _transport_failure(exc: httpx2.TransportError) -> Literal["connect", "timeout", "transport"]:
+    if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
+        return "connect"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timeout"
+    return "transport"
+
+
+def _is_sse(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+async def _read_raw(response: httpx2.Response) -> bytes:
+    """The body as it came off the wire (still content-encoded), so the SDK decodes it exactly once."""
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+
+
+def _decoded(headers: httpx2.Headers, body: bytes) -> bytes:
+    encoding = headers.get("content-encoding")
+    if not encoding or encoding.lower() == "identity":
+        return body
+    try:
+        return httpx2.Response(200, headers={"content-encoding": encoding}, content=body).content
+    except httpx2.DecodingError:
+        return b""
+
+
+def _extensions(response: httpx2.Response) -> dict[str, Any]:
+    return {k: v for k, v in response.extensions.items() if k in _KEEP_EXTENSIONS}
+
+
+def _rebuilt(response: httpx2.Response, body: bytes, *, final: bool = False) -> httpx2.Response:
+    """The same status, headers and body; a failure we give up on tells the SDK not to retry it again."""
+    headers = response.headers
+    if final:
+        headers = httpx2.Headers(headers)
+        headers["x-should-retry"] = "false"
+    return httpx2.Response(
+        response.status_code, headers=headers, stream=httpx2.ByteStream(body), extensions=_extensions(response)
+    )
+
+
+def _estimate(permit: Permit) -> Usage:
+    return Usage(input_tokens=permit.input_tokens, output_tokens=permit.output_tokens)
