@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from .._models import BucketView, RateLimitSnapshot
@@ -33,18 +33,21 @@ def _int(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return int(float(value.strip()))
-    except ValueError:
+        number = int(float(value.strip()))
+    except (ValueError, OverflowError):  # "inf" overflows int()
         return None
+    return number if number >= 0 else None
 
 
 def _rfc3339(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
+    # Without an offset, read it as UTC (as the API means it), never as the machine's local time.
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 def parse_duration(value: str | None) -> float | None:
@@ -55,8 +58,9 @@ def parse_duration(value: str | None) -> float | None:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[u] for n, u in parts)
+    # Milliseconds are divided, not multiplied by 0.001, so "9ms" is exactly 0.009.
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    return sum(float(n) / 1000.0 if u == "ms" else float(n) * scale[u] for n, u in parts)
 
 
 def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None) -> float | None:
@@ -67,7 +71,7 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None)
             value = float(ms) / 1000.0
         except ValueError:
             value = -1.0
-        if value >= 0:
+        if math.isfinite(value) and value >= 0:
             return value
     raw = _get(headers, "retry-after")
     if raw is None:
@@ -76,7 +80,7 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None)
         value = float(raw)
     except ValueError:
         value = math.nan
-    if value >= 0:
+    if math.isfinite(value) and value >= 0:
         return value
     if not math.isnan(value):
         return None
