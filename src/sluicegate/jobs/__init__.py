@@ -1,0 +1,33 @@
+"""Durable jobs over JSONL files: the streaming reader, the SQLite job store and the output writer."""
+
+from .reader import Defaults, InputProblem, OversizeLine, Provider, iter_lines, params_fingerprint, read_requests
+from .store import (
+    AdmitState,
+    JobBusyError,
+    JobMismatchError,
+    JobStore,
+    OutputOrder,
+    ProblemState,
+    StoreCounts,
+    result_line,
+)
+from .writer import OutputWriter
+
+__all__ = [
+    "AdmitState",
+    "Defaults",
+    "InputProblem",
+    "JobBusyError",
+    "JobMismatchError",
+    "JobStore",
+    "OutputOrder",
+    "OutputWriter",
+    "OversizeLine",
+    "ProblemState",
+    "Provider",
+    "StoreCounts",
+    "iter_lines",
+    "params_fingerprint",
+    "read_requests",
+    "result_line",
+]

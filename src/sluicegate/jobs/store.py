@@ -1,0 +1,492 @@
+"""The durable job store: one SQLite row per input line (an item or an input problem), committed in batches."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from .._exceptions import ConfigError, UsageError
+from .._models import RequestItem, Result, Usage
+from .reader import InputProblem, params_fingerprint
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per store is then the user's job
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "AdmitState",
+    "JobBusyError",
+    "JobMismatchError",
+    "JobStore",
+    "OutputOrder",
+    "ProblemState",
+    "StoreCounts",
+]
+
+AdmitState = Literal["new", "pending", "done", "failed", "changed", "duplicate"]
+ProblemState = Literal["new", "known", "changed"]
+OutputOrder = Literal["completion", "input"]
+
+PENDING, DONE, FAILED, INVALID = 0, 1, 2, 3
+_ITEM, _PROBLEM = 0, 1
+_STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED: "failed"}
+# Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
+# (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
+_NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
+_SCHEMA_VERSION = "1"
+_SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,            -- 0-based position among non-blank input lines: one row per line
+    line INTEGER,                       -- 1-based physical line
+    kind INTEGER NOT NULL,              -- 0 item, 1 input problem (its id may repeat an item's)
+    custom_id TEXT,
+    fingerprint TEXT,
+    state INTEGER NOT NULL,             -- 0 pending, 1 done, 2 failed, 3 invalid
+    attempts INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    seq INTEGER,                        -- output sequence (completion order) once finished
+    result TEXT                         -- the output line (Batch results format), once finished
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_seq ON entries (seq) WHERE seq IS NOT NULL;
+"""
+
+
+class JobMismatchError(ConfigError):
+    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
+
+
+class JobBusyError(ConfigError):
+    """Another run holds this job store."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Items by state; `total` counts every input line seen (items and invalid lines)."""
+
+    total: int
+    pending: int
+    done: int
+    failed: int
+    invalid: int
+
+
+def result_line(result: Result) -> str:
+    """The output line of a result: the Batch results format as compact JSON."""
+    return json.dumps(result.to_batch_line(), ensure_ascii=False, separators=(",", ":"))
+
+
+class JobStore:
+    """Item states, results and output order for one job, in SQLite (WAL, batched commits).
+
+    Durability: a result is in the output only after its commit; `kill -9` loses at most the uncommitted batch,
+    whose items are simply pending again. Output readers use a second connection, so they see committed rows only.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        lock_fd: int | None,
+        *,
+        commit_every: int,
+        commit_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._path = path
+        self._conn = conn
+        self._reader = reader
+        self._lock_fd = lock_fd
+        self._commit_every = commit_every
+        self._commit_interval = commit_interval
+        self._clock = clock
+        self._in_txn = False
+        self._writes = 0
+        self._last_commit = clock()
+        self._closed = False
+        top = conn.execute("SELECT max(seq) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
+        self._next_seq = 0 if top is None else int(top) + 1
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        settings: Mapping[str, str],
+        restart: bool = False,
+        commit_every: int = 500,
+        commit_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> JobStore:
+        """Open (or create) the store at `path` for a job with these settings (never a key).
+
+        An existing store made with other settings raises JobMismatchError naming what changed, unless
+        `restart`, which discards everything in it.
+        """
+        _check_no_secrets(settings)
+        if commit_every < 1 or commit_interval < 0:
+            raise ConfigError("commit_every must be >= 1 and commit_interval >= 0")
+        store_path = Path(path)
+        lock_fd = _lock(store_path)
+        try:
+            conn = sqlite3.connect(store_path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA busy_timeout = 5000")
+                conn.execute("PRAGMA journal_mode = WAL")
+                # With WAL, NORMAL syncs at checkpoints, not at each commit: a power loss can lose the last commits
+                # (those items are pending again) but never corrupts the database; a killed process loses nothing
+                # that was committed.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                _prepare(conn, dict(settings), restart)
+                reader = sqlite3.connect(store_path, isolation_level=None)
+                reader.execute("PRAGMA busy_timeout = 5000")
+                reader.execute("PRAGMA query_only = 1")
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(
+            store_path,
+            conn,
+            reader,
+            lock_fd,
+            commit_every=commit_every,
+            commit_interval=commit_interval,
+            clock=clock,
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- admission ---------------------------------------------------------------------------------------------
+
+    def admit(self, item: RequestItem) -> AdmitState:
+        """Register an input item and say what to do with it.
+
+        "new" (first time seen) and "pending" (unfinished in an earlier run): send it. "done"/"failed": skip.
+        "duplicate": an earlier line of this input has the same id (record an InputProblem for this line).
+        "changed": this input differs from the one the store was made from (refuse unless restarting).
+        """
+        row = self._conn.execute(
+            "SELECT idx, line, fingerprint, state FROM entries WHERE custom_id = ? AND kind = 0", (item.custom_id,)
+        ).fetchone()
+        fingerprint = params_fingerprint(item.params)
+        if row is None:
+            cur = self._write(
+                "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, fingerprint, state)"
+                " VALUES (?, ?, 0, ?, ?, 0)",
+                (item.index, item.line, item.custom_id, fingerprint),
+            )
+            # The position is taken by another id or a problem from an earlier run: the input changed there.
+            return "new" if cur.rowcount == 1 else "changed"
+        idx, line, stored_fingerprint, state = row
+        if idx == item.index and line == item.line:
+            return _STATE_NAMES[state] if stored_fingerprint == fingerprint else "changed"
+        # Lines are admitted in input order and the caller stops at the first "changed", so an id first stored at an
+        # earlier position was seen at that position in this run too: a true duplicate. A later one means the
+        # input moved.
+        return "duplicate" if idx < item.index else "changed"
+
+    def record_problem(self, problem: InputProblem) -> ProblemState:
+        """Store a bad input line as a final invalid result, under its own position (never over an item).
+
+        "new": recorded now; "known": an earlier run recorded the same problem; "changed": the input differs.
+        """
+        result = problem.to_result()
+        cur = self._write(
+            "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state, seq, result)"
+            " VALUES (?, ?, 1, ?, 3, ?, ?)",
+            (problem.index, problem.line, result.custom_id, self._next_seq, result_line(result)),
+        )
+        if cur.rowcount == 1:
+            self._next_seq += 1
+            return "new"
+        row = self._conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,)).fetchone()
+        return "known" if tuple(row) == (_PROBLEM, problem.line, result.custom_id) else "changed"
+
+    def admit_problem(self, problem: InputProblem) -> bool:
+        """`record_problem` for callers that only count: True when new; JobMismatchError when the input changed."""
+        state = self.record_problem(problem)
+        if state == "changed":
+            raise JobMismatchError(
+                f"line {problem.line} differs from the input this job was started with; "
+                "start over (restart) to discard the results so far, or use another output file"
+            )
+        return state == "new"
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    def record_result(self, result: Result) -> bool:
+        """Record a finished item (done or failed). Not-final outcomes (aborted, budget, auth, quota) are ignored.
+
+        Returns True when recorded; False when ignored (not final, or the item already has a result).
+        """
+        kind = result.error.kind if result.error is not None else ("ok" if result.message is not None else "aborted")
+        if kind in _NOT_FINAL:
+            return False
+        usage = result.usage
+        cur = self._write(
+            "UPDATE entries SET state = ?, attempts = ?, input_tokens = ?, output_tokens = ?,"
+            " cache_creation_input_tokens = ?, cache_read_input_tokens = ?, cost = ?, seq = ?, result = ?"
+            " WHERE custom_id = ? AND kind = 0 AND state = 0",
+            (
+                DONE if kind == "ok" else FAILED,
+                result.attempts,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+                result.cost,
+                self._next_seq,
+                result_line(result),
+                result.custom_id,
+            ),
+        )
+        if cur.rowcount == 1:
+            self._next_seq += 1
+            return True
+        known = self._conn.execute(
+            "SELECT 1 FROM entries WHERE custom_id = ? AND kind = 0", (result.custom_id,)
+        ).fetchone()
+        if known is None:
+            raise UsageError(f"a result for {result.custom_id!r}, which this job store never admitted")
+        return False  # a second result for a finished item: the first one stands, so no id is output twice
+
+    # -- transactions ------------------------------------------------------------------------------------------
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        if self._closed:
+            raise UsageError("the job store is closed")
+        if not self._in_txn:
+            self._conn.execute("BEGIN")
+            self._in_txn = True
+        self._writes += 1
+        return self._conn.execute(sql, args)
+
+    def maybe_commit(self) -> bool:
+        """Commit when enough records (commit_every) or time (commit_interval) piled up; True if it committed."""
+        if not self._in_txn:
+            return False
+        if self._writes >= self._commit_every or self._clock() - self._last_commit >= self._commit_interval:
+            self.commit()
+            return True
+        return False
+
+    def commit(self) -> None:
+        """Make everything recorded so far durable (and visible to the output writer)."""
+        if self._in_txn:
+            self._conn.execute("COMMIT")
+            self._in_txn = False
+        self._writes = 0
+        self._last_commit = self._clock()
+
+    def close(self) -> None:
+        """Commit and release the store."""
+        if self._closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self._closed = True
+            self._reader.close()
+            self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- queries -----------------------------------------------------------------------------------------------
+
+    def reset_failed(self) -> int:
+        """Put failed items (not invalid input lines) back to pending, for --retry-failed; commits. Returns how many."""
+        cur = self._write(
+            "UPDATE entries SET state = 0, seq = NULL, result = NULL WHERE kind = 0 AND state = 2",
+            (),
+        )
+        count = cur.rowcount
+        if count:
+            # The output file still has their old lines: a new epoch makes the writer regenerate it.
+            self._write("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'epoch'", ())
+        self.commit()
+        return count
+
+    def counts(self) -> StoreCounts:
+        """How many items are in each state (including what this connection has not committed yet)."""
+        by_state = dict(self._conn.execute("SELECT state, count(*) FROM entries GROUP BY state").fetchall())
+        return StoreCounts(
+            total=sum(by_state.values()),
+            pending=by_state.get(PENDING, 0),
+            done=by_state.get(DONE, 0),
+            failed=by_state.get(FAILED, 0),
+            invalid=by_state.get(INVALID, 0),
+        )
+
+    def totals(self) -> tuple[Usage, float]:
+        """Usage and cost summed over finished items."""
+        row = self._conn.execute(
+            "SELECT total(input_tokens), total(output_tokens), total(cache_creation_input_tokens),"
+            " total(cache_read_input_tokens), total(cost) FROM entries WHERE state IN (1, 2)"
+        ).fetchone()
+        return Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3])), float(row[4])
+
+    def iter_output(self, order: OutputOrder, start: int = 0) -> Iterator[str]:
+        """Committed result lines in output order from position `start`.
+
+        "completion": commit order. "input": input order, only the contiguous prefix of finished lines.
+        """
+        if order == "completion":
+            rows = self._reader.execute(
+                "SELECT result FROM entries WHERE seq IS NOT NULL ORDER BY seq LIMIT -1 OFFSET ?", (start,)
+            )
+            for (text,) in rows:
+                yield text
+        else:
+            for _, text in self.input_rows(start):
+                yield text
+
+    def output_count(self, order: OutputOrder) -> int:
+        """How many committed lines the output has in this order."""
+        if order == "completion":
+            return int(self._reader.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0])
+        count, top = self._reader.execute("SELECT count(*), max(idx) FROM entries").fetchone()
+        if count and top != count - 1:  # a hole in the positions (input changed): walk the prefix
+            return sum(1 for _ in self.input_rows(0))
+        first_pending = self._reader.execute("SELECT min(idx) FROM entries WHERE state = 0").fetchone()[0]
+        return int(count if first_pending is None else first_pending)
+
+    def completion_rows(self, after_seq: int) -> Iterator[tuple[int, str]]:
+        """Committed (seq, line) pairs with seq > after_seq, in commit order."""
+        yield from self._reader.execute("SELECT seq, result FROM entries WHERE seq > ? ORDER BY seq", (after_seq,))
+
+    def input_rows(self, start_idx: int) -> Iterator[tuple[int, str]]:
+        """Committed (index, line) pairs from start_idx while the positions are contiguous and finished."""
+        expected = start_idx
+        for idx, state, text in self._reader.execute(
+            "SELECT idx, state, result FROM entries WHERE idx >= ? ORDER BY idx", (start_idx,)
+        ):
+            if idx != expected or state == PENDING:
+                return
+            yield idx, text
+            expected += 1
+
+    def seq_at(self, position: int) -> int:
+        """The seq of the committed line at a completion-order position (-1 before the first)."""
+        if position < 0:
+            return -1
+        row = self._reader.execute(
+            "SELECT seq FROM entries WHERE seq IS NOT NULL ORDER BY seq LIMIT 1 OFFSET ?", (position,)
+        ).fetchone()
+        if row is None:
+            raise IndexError(position)
+        return int(row[0])
+
+    def output_mark(self) -> str:
+        """What the output file must have been regenerated for: the current epoch (bumped by reset_failed)."""
+        return str(self._conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
+
+    def written_mark(self) -> str | None:
+        """The mark the output writer recorded after its last full write (None before any)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'written'").fetchone()
+        return None if row is None else str(row[0])
+
+    def set_written_mark(self, mark: str) -> None:
+        """Record (and commit) that the output file now matches this mark."""
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES ('written', ?)", (mark,))
+        self.commit()
+
+
+def _check_no_secrets(settings: Mapping[str, str]) -> None:
+    for name, value in settings.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"job setting {name!r} must be a string")
+        lowered = name.lower()
+        if any(hint in lowered for hint in _SECRET_HINTS) or value.startswith(("sk-", "Bearer ")):
+            raise ConfigError(f"job setting {name!r} looks like a credential; the job store never keeps keys")
+
+
+def _lock(path: Path) -> int | None:
+    if fcntl is None:
+        return None
+    # flock on our own descriptor is independent of SQLite's fcntl locks; the descriptor stays open (closing any
+    # descriptor of the file would drop SQLite's POSIX locks) until close().
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JobBusyError(f"another run is using the job store {path.name}; wait for it or stop it") from None
+    return fd
+
+
+def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if restart:
+            conn.execute("DROP TABLE IF EXISTS entries")
+            conn.execute("DROP TABLE IF EXISTS meta")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "settings" in meta:
+            _compare_schema(meta.get("schema"))
+            _compare(json.loads(meta["settings"]), settings)
+        else:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("schema", _SCHEMA_VERSION), ("settings", json.dumps(settings, sort_keys=True)), ("epoch", "0")],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _compare_schema(found: str | None) -> None:
+    if found != _SCHEMA_VERSION:
+        raise JobMismatchError(
+            f"the job store has format {found!r}, this version needs {_SCHEMA_VERSION!r}; "
+            "start over (restart) to discard it"
+        )
+
+
+def _compare(old: Mapping[str, str], new: Mapping[str, str]) -> None:
+    changes = [
+        f"{key} was {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    if changes:
+        raise JobMismatchError(
+            "this job store was made for a different job: "
+            + "; ".join(changes)
+            + ". Start over (restart) to discard its results, or use another output file"
+        )

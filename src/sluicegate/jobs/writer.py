@@ -1,0 +1,223 @@
+"""The output JSONL file, derived from the job store's committed results: never a partial or a duplicate line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .store import JobStore, OutputOrder
+
+__all__ = ["OutputWriter"]
+
+_CHUNK = 1 << 20
+
+
+class OutputWriter:
+    """Appends committed result lines to the output file in the job's order, and repairs the file on resume.
+
+    The store is the truth; the file is a view of it. A result is written only after its commit, so the file can
+    lag the store (a kill before the write: the lines are appended on resume) but never lead it, except after a
+    power loss, which `open` detects and repairs by rewriting the file from the store.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        store: JobStore,
+        order: OutputOrder,
+        *,
+        fsync_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._path = path
+        self._store = store
+        self._order = order
+        self._fsync_interval = fsync_interval
+        self._clock = clock
+        self._file: BinaryIO | None = None
+        self._last_seq = -1  # completion order: seq of the last line written
+        self._next_idx = 0  # input order: index of the next line to write
+        self._written = 0
+        self._last_sync = clock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        store: JobStore,
+        order: OutputOrder,
+        *,
+        fsync_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> OutputWriter:
+        """Open the output for appending, after making it a prefix of what the store says it should hold.
+
+        A partial last line (a kill mid-write) is cut. If the file has more lines than the store accounts for, is
+        not this job's output, or predates a reset of failed items, it is rewritten from the store atomically.
+        """
+        writer = cls(Path(path), store, order, fsync_interval=fsync_interval, clock=clock)
+        writer._resume()
+        return writer
+
+    @property
+    def lines_written(self) -> int:
+        """Lines in the file (complete ones), including those from earlier runs."""
+        return self._written
+
+    def _resume(self) -> None:
+        mark = f"{self._store.output_mark()}:{self._order}"
+        scan = _scan(self._path)
+        if scan.end < scan.size:
+            with self._path.open("r+b") as f:
+                f.truncate(scan.end)
+                f.flush()
+                os.fsync(f.fileno())
+        committed = self._store.output_count(self._order)
+        if self._store.written_mark() != mark or scan.lines > committed or not self._matches(scan):
+            self.rewrite()
+            return
+        self._written = scan.lines
+        if self._order == "completion":
+            self._last_seq = self._store.seq_at(scan.lines - 1)
+        else:
+            self._next_idx = scan.lines
+        self._file = self._path.open("ab")
+
+    def _matches(self, scan: _Scan) -> bool:
+        """The first and last lines agree with the store (guards against another job's file under this name)."""
+        if scan.lines == 0:
+            return True
+        first = next(self._store.iter_output(self._order, 0), None)
+        last = next(self._store.iter_output(self._order, scan.lines - 1), None)
+        return first is not None and scan.first == first.encode() and last is not None and scan.last == last.encode()
+
+    def write_committed(self) -> int:
+        """Append every committed line not yet in the file (call right after `store.commit()`); returns how many."""
+        out = self._require_open()
+        count = 0
+        for key, text in self._rows():
+            out.write(text.encode("utf-8") + b"\n")
+            count += 1
+            if self._order == "completion":
+                self._last_seq = key
+            else:
+                self._next_idx = key + 1
+        self._written += count
+        if count and self._clock() - self._last_sync >= self._fsync_interval:
+            self.flush()
+        return count
+
+    def _rows(self) -> Iterator[tuple[int, str]]:
+        if self._order == "completion":
+            return self._store.completion_rows(self._last_seq)
+        return self._store.input_rows(self._next_idx)
+
+    def flush(self) -> None:
+        """Push buffered lines to the file and fsync it."""
+        out = self._require_open()
+        out.flush()
+        os.fsync(out.fileno())
+        self._last_sync = self._clock()
+
+    def rewrite(self) -> None:
+        """Regenerate the whole file from the store, atomically (temp file, fsync, rename): one line per finished id."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        tmp = self._path.with_name(self._path.name + ".partial")
+        self._last_seq, self._next_idx, self._written = -1, 0, 0
+        with tmp.open("wb") as f:
+            for key, text in self._rows():
+                f.write(text.encode("utf-8") + b"\n")
+                self._written += 1
+                if self._order == "completion":
+                    self._last_seq = key
+                else:
+                    self._next_idx = key + 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
+        _fsync_dir(self._path.parent)
+        self._file = self._path.open("ab")
+        self._last_sync = self._clock()
+        self._store.set_written_mark(f"{self._store.output_mark()}:{self._order}")
+
+    def close(self) -> None:
+        """Flush, fsync and close the file."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_open(self) -> BinaryIO:
+        if self._file is None:
+            raise ValueError("the output writer is closed")
+        return self._file
+
+
+class _Scan:
+    """What is in an existing output file: size, complete lines, where the last one ends, first and last line."""
+
+    __slots__ = ("end", "first", "last", "lines", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.lines = 0
+        self.end = 0  # offset just past the last newline
+        self.first = b""
+        self.last = b""
+
+
+def _scan(path: Path) -> _Scan:
+    scan = _Scan()
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return scan
+    with f:
+        offset = 0
+        last_start = 0
+        first_parts: list[bytes] | None = []
+        while block := f.read(_CHUNK):
+            if first_parts is not None:
+                cut = block.find(b"\n")
+                first_parts.append(block if cut < 0 else block[:cut])
+                if cut >= 0:
+                    scan.first = b"".join(first_parts)
+                    first_parts = None
+            newlines = block.count(b"\n")
+            if newlines:
+                i = block.rfind(b"\n")
+                j = block.rfind(b"\n", 0, i)
+                last_start = offset + j + 1 if j >= 0 else scan.end
+                scan.end = offset + i + 1
+                scan.lines += newlines
+            offset += len(block)
+        scan.size = offset
+        if scan.lines:
+            f.seek(last_start)
+            scan.last = f.read(scan.end - last_start).rstrip(b"\n")
+    return scan
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; directories cannot be opened this way on Windows.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

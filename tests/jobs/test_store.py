@@ -1,0 +1,243 @@
+"""Job store: admission states across runs, problems, results, batched commits, counts and output order."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sluicegate._exceptions import ConfigError, UsageError
+from sluicegate.jobs import InputProblem, JobBusyError, JobMismatchError, JobStore, StoreCounts
+
+from .conftest import SETTINGS, failed, make_item, ok
+
+
+def open_store(tmp_path: Path, **kw: object) -> JobStore:
+    """A store in tmp_path with the standard settings."""
+    return JobStore.open(tmp_path / "job.db", settings=kw.pop("settings", SETTINGS), **kw)  # type: ignore[arg-type]
+
+
+def ids(lines: list[str]) -> list[str]:
+    """The custom_ids of output lines."""
+    return [json.loads(line)["custom_id"] for line in lines]
+
+
+def test_admit_new_then_states_on_resume(tmp_path: Path) -> None:
+    """First sight is "new"; on reopen an unfinished item is "pending" and finished ones are "done"/"failed"."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        assert [store.admit(it) for it in items] == ["new", "new", "new"]
+        assert store.record_result(ok(items[0]))
+        assert store.record_result(failed(items[1]))
+    with open_store(tmp_path) as store:
+        assert [store.admit(it) for it in items] == ["done", "failed", "pending"]
+        assert store.counts() == StoreCounts(total=3, pending=1, done=1, failed=1, invalid=0)
+
+
+def test_changed_params_and_moved_lines(tmp_path: Path) -> None:
+    """Different params for the same id and line, a new id where an old one was, or an id moved later: "changed"."""
+    with open_store(tmp_path) as store:
+        for i in range(3):
+            store.admit(make_item(i))
+    with open_store(tmp_path) as store:
+        assert store.admit(make_item(0, prompt="edited")) == "changed"
+        assert store.admit(make_item(1, custom_id="other")) == "changed"
+        assert store.admit(make_item(0, custom_id="id-2")) == "changed"
+        assert store.admit(make_item(3)) == "new"  # appended lines are simply new work
+
+
+def test_duplicate_id_in_one_run_and_on_resume(tmp_path: Path) -> None:
+    """A later line repeating an id is "duplicate"; its problem never replaces the first item, also on resume."""
+    first, dup = make_item(0, custom_id="same"), make_item(1, custom_id="same")
+    problem = InputProblem(line=2, index=1, custom_id="same", field="custom_id", message="duplicate custom_id 'same'")
+    with open_store(tmp_path) as store:
+        assert store.admit(first) == "new"
+        assert store.admit(dup) == "duplicate"
+        assert store.record_problem(problem) == "new"
+        assert store.record_result(ok(first))
+        store.commit()
+        assert ids(list(store.iter_output("input"))) == ["same", "same"]
+        lines = [json.loads(x) for x in store.iter_output("input")]
+        assert lines[0]["result"]["type"] == "succeeded"
+        assert lines[1]["result"]["error"]["error"]["line"] == 2
+    with open_store(tmp_path) as store:
+        assert store.admit(first) == "done"
+        assert store.admit(dup) == "duplicate"
+        assert store.record_problem(problem) == "known"
+        assert not store.admit_problem(problem)
+        assert store.counts() == StoreCounts(total=2, pending=0, done=1, failed=0, invalid=1)
+
+
+def test_duplicate_reached_only_after_a_crash(tmp_path: Path) -> None:
+    """A duplicate line first reached in a resumed run (the first run died before it) is still "duplicate"."""
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0, custom_id="x"))
+    with open_store(tmp_path) as store:
+        assert store.admit(make_item(0, custom_id="x")) == "pending"
+        assert store.admit(make_item(5, custom_id="x")) == "duplicate"
+
+
+def test_problem_where_an_item_was_is_changed(tmp_path: Path) -> None:
+    """A bad line at a position that held an item in an earlier run means the input changed."""
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+    with open_store(tmp_path) as store:
+        bad = InputProblem(line=1, index=0, custom_id=None, field=None, message="not valid JSON")
+        assert store.record_problem(bad) == "changed"
+        with pytest.raises(JobMismatchError, match="line 1"):
+            store.admit_problem(bad)
+
+
+def test_not_final_results_keep_items_pending(tmp_path: Path) -> None:
+    """Aborted, budget, authentication and quota results are not recorded: the items stay pending for a re-run."""
+    items = [make_item(i) for i in range(4)]
+    with open_store(tmp_path) as store:
+        for it, kind in zip(items, ["aborted", "budget_exceeded", "authentication", "quota_exceeded"], strict=True):
+            store.admit(it)
+            assert not store.record_result(failed(it, kind))  # type: ignore[arg-type]
+        store.commit()
+        assert store.counts().pending == 4
+        assert list(store.iter_output("completion")) == []
+
+
+def test_second_result_and_unknown_id(tmp_path: Path) -> None:
+    """A second result for a finished item is ignored (no id twice); a result for an unknown id is a misuse."""
+    item = make_item(0)
+    with open_store(tmp_path) as store:
+        store.admit(item)
+        assert store.record_result(ok(item))
+        assert not store.record_result(failed(item))
+        store.commit()
+        assert len(list(store.iter_output("completion"))) == 1
+        with pytest.raises(UsageError):
+            store.record_result(ok(make_item(9)))
+
+
+def test_record_result_columns_and_totals(tmp_path: Path) -> None:
+    """Attempts, usage and cost are stored; totals sum finished items; the result line is the Batch format."""
+    a, b = make_item(0), make_item(1)
+    with open_store(tmp_path) as store:
+        store.admit(a)
+        store.admit(b)
+        store.record_result(ok(a, tokens=10, cost=1.25, attempts=2))
+        store.record_result(ok(b, tokens=1, cost=0.25))
+        usage, cost = store.totals()
+        assert (usage.input_tokens, usage.output_tokens, cost) == (11, 22, 1.5)
+    conn = sqlite3.connect(tmp_path / "job.db")
+    row = conn.execute("SELECT attempts, input_tokens, cost, result FROM entries WHERE custom_id = 'id-0'").fetchone()
+    conn.close()
+    assert row[:3] == (2, 10, 1.25)
+    assert json.loads(row[3]) == ok(a).to_batch_line()
+
+
+def test_batched_commit_by_count_and_time(tmp_path: Path) -> None:
+    """maybe_commit commits after commit_every records or commit_interval seconds, and only then is output visible."""
+    now = [0.0]
+    store = open_store(tmp_path, commit_every=3, commit_interval=10.0, clock=lambda: now[0])
+    items = [make_item(i) for i in range(5)]
+    for it in items[:2]:
+        store.admit(it)
+    assert not store.maybe_commit()
+    store.record_result(ok(items[0]))
+    assert store.maybe_commit()  # 3 records
+    assert store.output_count("completion") == 1
+    store.admit(items[2])
+    store.record_result(ok(items[1]))
+    assert not store.maybe_commit()
+    assert store.output_count("completion") == 1  # the uncommitted result is not visible to the output side
+    now[0] = 10.0
+    assert store.maybe_commit()
+    assert store.output_count("completion") == 2
+    assert not store.maybe_commit()  # nothing new
+    store.close()
+
+
+def test_close_without_commit_loses_only_the_batch(tmp_path: Path) -> None:
+    """A connection dropped without commit (a crash) loses the open batch only; those items are new or pending."""
+    items = [make_item(i) for i in range(4)]
+    store = open_store(tmp_path)
+    for it in items[:3]:
+        store.admit(it)
+    store.record_result(ok(items[0]))
+    store.commit()
+    store.record_result(ok(items[1]))
+    store.admit(items[3])
+    store._conn.close()  # simulate the process dying: no commit
+    store._reader.close()
+    assert store._lock_fd is not None
+    os.close(store._lock_fd)
+    with open_store(tmp_path) as again:
+        assert [again.admit(it) for it in items] == ["done", "pending", "pending", "new"]
+
+
+def test_settings_mismatch_and_restart(tmp_path: Path) -> None:
+    """Other settings raise JobMismatchError naming the change, unless restart, which discards the store."""
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+    other = {**SETTINGS, "model": "m2"}
+    with pytest.raises(JobMismatchError, match="model was 'm', now 'm2'") as info:
+        open_store(tmp_path, settings=other)
+    assert isinstance(info.value, ConfigError)
+    with open_store(tmp_path, settings=other, restart=True) as store:
+        assert store.counts().total == 0
+        assert store.admit(make_item(0)) == "new"
+
+
+def test_settings_refuse_credentials(tmp_path: Path) -> None:
+    """The store refuses to keep anything that looks like a key."""
+    with pytest.raises(ConfigError, match="credential"):
+        open_store(tmp_path, settings={"api_key": "x"})
+    with pytest.raises(ConfigError, match="credential"):
+        open_store(tmp_path, settings={"endpoint": "sk-ant-abc"})
+
+
+def test_second_opener_is_refused(tmp_path: Path) -> None:
+    """Two runs cannot use one store at once."""
+    with open_store(tmp_path), pytest.raises(JobBusyError):
+        open_store(tmp_path)
+    with open_store(tmp_path):
+        pass
+
+
+def test_input_order_is_the_finished_prefix(tmp_path: Path) -> None:
+    """Input-order output stops at the first unfinished index; completion order is commit order."""
+    items = [make_item(i) for i in range(4)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        for i in (2, 0, 3):
+            store.record_result(ok(items[i]))
+        store.commit()
+        assert ids(list(store.iter_output("input"))) == ["id-0"]
+        assert ids(list(store.iter_output("completion"))) == ["id-2", "id-0", "id-3"]
+        assert ids(list(store.iter_output("completion", 1))) == ["id-0", "id-3"]
+        assert store.output_count("input") == 1
+        store.record_result(failed(items[1]))
+        store.commit()
+        assert ids(list(store.iter_output("input"))) == ["id-0", "id-1", "id-2", "id-3"]
+        assert ids(list(store.iter_output("input", 2))) == ["id-2", "id-3"]
+        assert store.output_count("input") == 4
+
+
+def test_reset_failed(tmp_path: Path) -> None:
+    """reset_failed puts failed items (not invalid lines) back to pending and drops their output lines."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        store.record_result(ok(items[0]))
+        store.record_result(failed(items[1]))
+        store.record_problem(InputProblem(line=9, index=3, custom_id=None, field=None, message="bad"))
+        mark = store.output_mark()
+        assert store.reset_failed() == 1
+        assert store.output_mark() != mark
+        assert store.counts() == StoreCounts(total=4, pending=2, done=1, failed=0, invalid=1)
+        assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9"]
+        assert store.admit(items[1]) == "pending"
+        store.record_result(ok(items[1]))
+        store.commit()
+        assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9", "id-1"]
+        assert store.reset_failed() == 0
