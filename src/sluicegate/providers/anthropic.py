@@ -14,6 +14,11 @@ from .base import ErrorDetail, StreamFailed
 __all__ = ["AnthropicProvider"]
 
 API_VERSION = "2023-06-01"
+# The SDK dispatches on these names and silently drops any other event (ping included).
+_STREAM_EVENTS = frozenset(
+    {"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta"}
+    | {"message_stop", "error"}
+)
 
 
 def _json_or_none(body: bytes) -> Any:
@@ -92,7 +97,7 @@ class AnthropicAssembler:
 
     def feed(self, event: ServerSentEvent) -> str | None:
         kind = event.event
-        if kind == "ping":
+        if kind not in _STREAM_EVENTS:
             return None
         data = json.loads(event.data) if event.data else {}
         if kind == "content_block_delta":

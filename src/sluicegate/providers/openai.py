@@ -99,6 +99,7 @@ class OpenAIAssembler:
     def __init__(self) -> None:
         self._base: dict[str, Any] = {}
         self._text: list[str] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._complete = False
@@ -129,20 +130,33 @@ class OpenAIAssembler:
             if piece:
                 self._text.append(piece)
                 text = piece
+            for call in (choice.get("delta") or {}).get("tool_calls") or []:
+                self._tool_call(call)
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
         return text
 
+    def _tool_call(self, delta: Mapping[str, Any]) -> None:
+        """Tool calls stream as fragments keyed by index: id, type and name once, arguments in pieces."""
+        call = self._tool_calls.setdefault(
+            int(delta.get("index", 0)), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        for key in ("id", "type"):
+            if delta.get(key):
+                call[key] = delta[key]
+        function = delta.get("function") or {}
+        if function.get("name"):
+            call["function"]["name"] = function["name"]
+        call["function"]["arguments"] += function.get("arguments") or ""
+
     def message(self) -> dict[str, Any]:
         out = dict(self._base)
         out["object"] = "chat.completion"
-        out["choices"] = [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(self._text)},
-                "finish_reason": self._finish_reason,
-            }
-        ]
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._text)}
+        if self._tool_calls:
+            message["content"] = message["content"] or None  # as in the JSON shape of a tool-call answer
+            message["tool_calls"] = [self._tool_calls[i] for i in sorted(self._tool_calls)]
+        out["choices"] = [{"index": 0, "message": message, "finish_reason": self._finish_reason}]
         if self._usage is not None:
             out["usage"] = self._usage
         return out
