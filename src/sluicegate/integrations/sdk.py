@@ -323,8 +323,11 @@ def _is_sse(response: httpx2.Response) -> bool:
 
 async def _read_raw(response: httpx2.Response) -> bytes:
     """The body as it came off the wire (still content-encoded), so the SDK decodes it exactly once."""
+    stream = response.stream
+    assert isinstance(stream, httpx2.AsyncByteStream)
     try:
-        return b"".join([chunk async for chunk in response.aiter_raw()])
+        # The stream itself, not aiter_raw(): a response built in-process is already marked as read.
+        return b"".join([chunk async for chunk in stream])
     finally:
         await response.aclose()
 
