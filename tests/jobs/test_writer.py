@@ -1,0 +1,211 @@
+"""Output writer: derived from committed results, repaired on resume, never a partial or duplicate line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from sluicegate.jobs import JobStore, OutputOrder, OutputWriter
+
+from .conftest import SETTINGS, failed, make_item, ok
+
+
+def out_ids(path: Path) -> list[str]:
+    """custom_ids of the output file; every line must be complete JSON."""
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n")
+    return [json.loads(line)["custom_id"] for line in data.decode().splitlines()]
+
+
+def open_pair(tmp_path: Path, order: OutputOrder = "completion") -> tuple[JobStore, OutputWriter]:
+    """A store and its writer in tmp_path."""
+    store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
+    return store, OutputWriter.open(tmp_path / "out.jsonl", store, order)
+
+
+def finish(store: JobStore, writer: OutputWriter, n: int, *, sent: list[str] | None = None) -> None:
+    """Admit items 0..n-1, 'send' the unfinished ones (recording ok results), commit, write and close."""
+    for i in range(n):
+        item = make_item(i)
+        if store.admit(item) in ("new", "pending"):
+            if sent is not None:
+                sent.append(item.custom_id)
+            store.record_result(ok(item))
+            if store.maybe_commit():
+                writer.write_committed()
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+
+
+def test_run_writes_each_id_once(tmp_path: Path) -> None:
+    """A whole run leaves one complete line per id, and a re-run sends and writes nothing more."""
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 50)
+    assert sorted(out_ids(tmp_path / "out.jsonl")) == sorted(f"id-{i}" for i in range(50))
+    sent: list[str] = []
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 50, sent=sent)
+    assert sent == []
+    assert len(out_ids(tmp_path / "out.jsonl")) == 50
+
+
+def test_writer_only_sees_committed_results(tmp_path: Path) -> None:
+    """Recorded but uncommitted results are not written; after the crash they are re-sent and written once."""
+    store, writer = open_pair(tmp_path)
+    items = [make_item(i) for i in range(6)]
+    for it in items[:4]:
+        store.admit(it)
+        store.record_result(ok(it))
+    store.commit()
+    assert writer.write_committed() == 4
+    store.admit(items[4])
+    store.record_result(ok(items[4]))
+    assert writer.write_committed() == 0
+    writer.close()
+    store._conn.close()  # the process dies here: the last result was never committed
+    store._reader.close()
+    assert store._lock_fd is not None
+    os.close(store._lock_fd)
+    sent: list[str] = []
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 6, sent=sent)
+    assert sent == ["id-4", "id-5"]
+    assert Counter(out_ids(tmp_path / "out.jsonl")) == Counter(f"id-{i}" for i in range(6))
+
+
+def test_partial_last_line_is_cut_and_completed(tmp_path: Path) -> None:
+    """A kill mid-write leaves half a line: reopening cuts it and writes the committed line whole."""
+    store, writer = open_pair(tmp_path)
+    for i in range(3):
+        store.admit(make_item(i))
+        store.record_result(ok(make_item(i)))
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+    path = tmp_path / "out.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]) + lines[2][:17])
+    store, writer = open_pair(tmp_path)
+    assert writer.lines_written == 2
+    finish(store, writer, 3)
+    assert out_ids(path) == ["id-0", "id-1", "id-2"]
+
+
+def test_committed_but_unwritten_lines_are_appended(tmp_path: Path) -> None:
+    """A kill between commit and write: the committed lines are written on reopen, without re-sending."""
+    store, writer = open_pair(tmp_path)
+    for i in range(5):
+        store.admit(make_item(i))
+        store.record_result(ok(make_item(i)))
+    store.commit()
+    writer.close()  # nothing written yet
+    store.close()
+    sent: list[str] = []
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 5, sent=sent)
+    assert sent == []
+    assert out_ids(tmp_path / "out.jsonl") == [f"id-{i}" for i in range(5)]
+
+
+def test_file_ahead_of_store_is_rewritten(tmp_path: Path) -> None:
+    """If the file has more lines than the store (commits lost to a power cut), it is rebuilt from the store."""
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 4)
+    conn = sqlite3.connect(tmp_path / "out.jsonl.db")
+    conn.execute("UPDATE entries SET state = 0, seq = NULL, result = NULL WHERE custom_id IN ('id-2', 'id-3')")
+    conn.commit()
+    conn.close()
+    sent: list[str] = []
+    store, writer = open_pair(tmp_path)
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1"]
+    finish(store, writer, 4, sent=sent)
+    assert sent == ["id-2", "id-3"]
+    assert Counter(out_ids(tmp_path / "out.jsonl")) == Counter(f"id-{i}" for i in range(4))
+
+
+def test_foreign_file_is_rewritten(tmp_path: Path) -> None:
+    """An output file that is not this job's output is replaced by the store's lines."""
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 3)
+    (tmp_path / "out.jsonl").write_text('{"custom_id": "someone-else"}\n')
+    store, writer = open_pair(tmp_path)
+    writer.close()
+    store.close()
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1", "id-2"]
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_ordered_output_writes_the_finished_prefix(tmp_path: Path) -> None:
+    """In input order a line is written only when every earlier line is finished."""
+    store, writer = open_pair(tmp_path, "input")
+    items = [make_item(i) for i in range(4)]
+    for it in items:
+        store.admit(it)
+    store.record_result(ok(items[1]))
+    store.record_result(ok(items[3]))
+    store.commit()
+    assert writer.write_committed() == 0
+    store.record_result(ok(items[0]))
+    store.commit()
+    assert writer.write_committed() == 2
+    writer.close()
+    store.close()
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1"]
+    store, writer = open_pair(tmp_path, "input")
+    assert writer.lines_written == 2
+    finish(store, writer, 4)
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1", "id-2", "id-3"]
+
+
+def test_retry_failed_then_rewrite_has_each_id_once(tmp_path: Path) -> None:
+    """After reset_failed, retries and rewrite, every id appears once with its latest result."""
+    store, writer = open_pair(tmp_path)
+    items = [make_item(i) for i in range(3)]
+    for it in items:
+        store.admit(it)
+    store.record_result(ok(items[0]))
+    store.record_result(failed(items[1]))
+    store.record_result(failed(items[2]))
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+    store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
+    assert store.reset_failed() == 2
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0"]  # the stale error lines are gone at once
+    for it in items:
+        if store.admit(it) == "pending":
+            store.record_result(ok(it))
+    store.commit()
+    writer.write_committed()
+    writer.rewrite()
+    writer.close()
+    store.close()
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(x["custom_id"] for x in lines) == ["id-0", "id-1", "id-2"]
+    assert all(x["result"]["type"] == "succeeded" for x in lines)
+
+
+def test_reset_then_crash_before_rewrite_is_repaired(tmp_path: Path) -> None:
+    """A crash after reset_failed but before the rewrite still ends with one line per id."""
+    store, writer = open_pair(tmp_path)
+    items = [make_item(i) for i in range(3)]
+    for it in items:
+        store.admit(it)
+    store.record_result(failed(items[0]))
+    store.record_result(ok(items[1]))
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.reset_failed()
+    store.close()
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 3)
+    assert Counter(out_ids(tmp_path / "out.jsonl")) == Counter(["id-0", "id-1", "id-2"])
