@@ -33,7 +33,7 @@ def _text_of(content: Any) -> int:
         elif kind == "image" or kind == "image_url":
             chars += int(_IMAGE_TOKENS * _CHARS_PER_TOKEN)
         elif kind == "tool_use":
-            chars += len(json.dumps(block.get("input", {}))) + len(str(block.get("name", "")))
+            chars += len(json.dumps(block.get("input", {}), default=str)) + len(str(block.get("name", "")))
         elif kind == "tool_result":
             chars += _text_of(block.get("content"))
         else:
@@ -53,9 +53,14 @@ def heuristic_tokens(params: Mapping[str, Any]) -> int:
         if tools:
             chars += len(json.dumps(tools, default=str))
         count = len(messages) if isinstance(messages, list) else 0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError, RecursionError):
         return 1
     return max(1, math.ceil(chars / _CHARS_PER_TOKEN) + _PER_MESSAGE * count)
+
+
+def _ceil(value: float) -> int:
+    """Ceiling that ignores float noise: 100 * 1.1 is 110.00000000000001, which must reserve 110, not 111."""
+    return math.ceil(round(value, 9))
 
 
 def _tiktoken_counter(model: str | None) -> Any:
@@ -99,7 +104,7 @@ class InputEstimator:
     def estimate(self, params: Mapping[str, Any]) -> int:
         # Until calibrated, lean high: an underestimate costs a 429, an overestimate only a little pace.
         margin = 1.1 if self._observations < self.WARMUP else 1.02
-        return max(1, math.ceil(self.raw(params) * self._ratio * margin))
+        return max(1, _ceil(self.raw(params) * self._ratio * margin))
 
     def observe(self, raw_estimate: int, actual: int) -> None:
         if raw_estimate <= 0 or actual <= 0:
@@ -130,7 +135,7 @@ class OutputEstimator:
     def reserve(self, max_tokens: int) -> int:
         if self._p90 is None:
             return max(1, max_tokens)
-        return max(1, min(max_tokens, math.ceil(1.1 * self._p90)))
+        return max(1, min(max_tokens, _ceil(1.1 * self._p90)))
 
     def observe(self, output_tokens: int, max_tokens: int) -> None:
         self._recent.append(output_tokens)
