@@ -1,0 +1,132 @@
+"""Costs from usage with the shipped price table and with a user's own file; model ids and aliases."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from sluicegate._models import Usage
+from sluicegate.pricing import Price, PriceTable, cost, estimate_cost, price_for
+
+# 1,000 input, 500 output, 2,000 cache-write and 10,000 cache-read tokens.
+USAGE = Usage(input_tokens=1000, output_tokens=500, cache_creation_input_tokens=2000, cache_read_input_tokens=10000)
+
+
+@pytest.mark.parametrize(
+    ("model", "standard", "one_hour", "batch"),
+    [
+        # 1000 x 1 + 500 x 5 + 2000 x 1.25 (2 for 1h) + 10000 x 0.10, per million
+        ("claude-haiku-4-5", 0.007, 0.0085, 0.0035),
+        ("claude-haiku-4-5-20251001", 0.007, 0.0085, 0.0035),
+        # 1000 x 3 + 500 x 15 + 2000 x 3.75 (6 for 1h) + 10000 x 0.30
+        ("claude-sonnet-4-6", 0.021, 0.0255, 0.0105),
+        ("claude-sonnet-4-5-20250929", 0.021, 0.0255, 0.0105),
+        # 1000 x 15 + 500 x 75 + 2000 x 18.75 (30 for 1h) + 10000 x 1.50
+        ("claude-opus-4-1", 0.105, 0.1275, 0.0525),
+        ("claude-opus-4-1-20250805", 0.105, 0.1275, 0.0525),
+    ],
+)
+def test_anthropic_costs_with_cache(model: str, standard: float, one_hour: float, batch: float) -> None:
+    """Exact USD for input, output, 5m/1h cache writes and cache reads; batch is half price."""
+    assert cost(model, USAGE) == standard
+    assert cost(model, USAGE, cache_ttl="1h") == one_hour
+    assert cost(model, USAGE, batch=True) == batch
+
+
+def test_batch_discount_applies_to_1h_writes_too() -> None:
+    """Batch and the 1-hour cache TTL combine: half of the 1h price."""
+    assert cost("claude-sonnet-4-6", USAGE, batch=True, cache_ttl="1h") == 0.01275
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (Usage(), 0.0),
+        (Usage(input_tokens=1_000_000), 1.0),
+        (Usage(output_tokens=1_000_000), 5.0),
+        (Usage(cache_creation_input_tokens=1_000_000), 1.25),
+        (Usage(cache_read_input_tokens=1_000_000), 0.1),
+    ],
+)
+def test_each_usage_field_has_its_own_price(usage: Usage, expected: float) -> None:
+    """One million tokens of each kind cost exactly the Haiku 4.5 list price of that kind."""
+    assert cost("claude-haiku-4-5", usage) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("claude-haiku-4-5", Price(1.0, 5.0, 1.25, 2.0, 0.1)),
+        ("claude-haiku-4-5-20251001", Price(1.0, 5.0, 1.25, 2.0, 0.1)),
+        ("claude-sonnet-4-0", Price(3.0, 15.0, 3.75, 6.0, 0.3)),
+        ("claude-sonnet-4-20250514", Price(3.0, 15.0, 3.75, 6.0, 0.3)),
+        ("claude-sonnet-4-5-latest", Price(3.0, 15.0, 3.75, 6.0, 0.3)),
+        ("claude-opus-4-0", Price(15.0, 75.0, 18.75, 30.0, 1.5)),
+        ("claude-opus-4-6", Price(5.0, 25.0, 6.25, 10.0, 0.5)),
+        ("claude-sonnet-5", Price(2.0, 10.0, 2.5, 4.0, 0.2)),
+        ("gpt-4o-2024-08-06", Price(2.5, 10.0, 2.5, 2.5, 1.25)),  # no cache-write price: input price
+        ("gpt-4o-mini-2024-07-18", Price(0.15, 0.6, 0.15, 0.15, 0.075)),
+        ("claude-opus-4-9", None),  # a different model, not an alias of claude-opus-4
+        ("claude-haiku-4-5-2025", None),
+        ("claude-3-5-haiku-latest", None),
+        ("my-finetune", None),
+        ("", None),
+    ],
+)
+def test_model_ids_and_aliases(model: str, expected: Price | None) -> None:
+    """Dated, -0 and -latest ids share their model's price; other suffixes and unknown models have none."""
+    assert price_for(model) == expected
+
+
+def test_unknown_model_costs_none() -> None:
+    """An unknown model's cost is None (shown as unknown), never a fake 0."""
+    assert cost("claude-unknown-9", USAGE) is None
+    assert estimate_cost("claude-unknown-9", 10, 10) is None
+
+
+def test_estimate_cost() -> None:
+    """The pre-send estimate prices input and output tokens, halved for batches."""
+    assert estimate_cost("claude-sonnet-4-6", 1000, 1000) == 0.018
+    assert estimate_cost("claude-sonnet-4-6", 1000, 1000, batch=True) == 0.009
+
+
+def test_price_table_load_user_file(tmp_path: Path) -> None:
+    """A user's JSON file replaces the table: its own models, defaults for missing cache prices, its discount."""
+    path = tmp_path / "prices.json"
+    data = {
+        "batch_discount": 0.4,
+        "models": {
+            "acme-large": {"input": 2, "output": 8, "cache_write_5m": 2.5, "cache_write_1h": 4, "cache_read": 0.2},
+            "acme-small": {"input": 0.5, "output": 1.5},
+        },
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")
+    table = PriceTable.load(path)
+    assert table.price_for("acme-small") == Price(0.5, 1.5, 0.5, 0.5, 0.5)
+    assert table.price_for("acme-large-20260101") == Price(2.0, 8.0, 2.5, 4.0, 0.2)
+    assert table.price_for("claude-haiku-4-5") is None
+    assert table.cost("acme-large", USAGE) == 0.013  # 2000 + 4000 + 5000 + 2000 per million
+    assert table.cost("acme-large", USAGE, batch=True) == 0.0052
+    assert table.estimate_cost("acme-small", 2_000_000, 1_000_000) == 2.5
+
+
+def test_price_table_default_discount(tmp_path: Path) -> None:
+    """A user file without batch_discount gets the usual 50%."""
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"models": {"m": {"input": 1, "output": 1}}}), encoding="utf-8")
+    assert PriceTable.load(str(path)).batch_discount == 0.5
+
+
+def test_shipped_data_file_is_package_data() -> None:
+    """prices.json is readable through importlib.resources and lists the models the docs price."""
+    text = resources.files("sluicegate").joinpath("data/prices.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    assert data["batch_discount"] == 0.5
+    assert {"claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-1", "gpt-4o"} <= set(data["models"])
+    table = PriceTable.from_json(data)
+    for name, price in table.models.items():
+        assert price.output >= price.input > price.cache_read > 0, name
+        assert price.cache_write_1h >= price.cache_write_5m >= price.input, name
