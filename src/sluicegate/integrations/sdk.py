@@ -29,6 +29,9 @@ Other keys sharing the transport are unaffected; use a new transport once the ke
 Closing a client closes its transport; a shared `LimitedTransport` then drops its idle connections only when
 nothing is in flight through it, and stays usable (new connections are opened on demand), so one client
 closing does not break the others.
+
+Waiting for capacity happens before the inner transport is called, so it does not count against the SDK's
+timeout; the timeout applies to each attempt on the wire.
 """
 
 from __future__ import annotations
@@ -132,6 +135,17 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     # -- one request ---------------------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self._active += 1
+        streaming = False
+        try:
+            response = await self._route(request)
+            streaming = isinstance(response.stream, MeteredStream)
+            return response
+        finally:
+            if not streaming:  # a metered stream stays active until it ends
+                self._active -= 1
+
+    async def _route(self, request: httpx2.Request) -> httpx2.Response:
         if request.method != "POST" or not request.url.path.endswith(self._endpoint):
             return await self._inner.handle_async_request(request)
         try:
@@ -140,15 +154,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             params = None
         if not isinstance(params, dict):  # not a body we understand: let the server judge it
             return await self._inner.handle_async_request(request)
-        self._active += 1
-        streaming = False
-        try:
-            response = await self._limited(request, params)
-            streaming = isinstance(response.stream, MeteredStream)
-            return response
-        finally:
-            if not streaming:  # a metered stream stays active until it ends
-                self._active -= 1
+        return await self._limited(request, params)
 
     async def _limited(self, request: httpx2.Request, params: dict[str, Any]) -> httpx2.Response:
         key = _key_fingerprint(request.headers)
