@@ -1,0 +1,151 @@
+"""`sluicegate run IN.jsonl -o OUT.jsonl`: a durable, resumable job with a live progress view."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import click
+
+from sluicegate.jobs.reader import Defaults
+from sluicegate.limits.limiter import Limits
+
+# The emulator's defaults for a no-account run: the published Tier 1 limits, with one emulated minute
+# lasting 6 real seconds, so a rate limit visibly binds and a 100-line example finishes in seconds.
+_EMULATED_MINUTE = 6.0
+
+
+@contextlib.contextmanager
+def _endpoint(
+    provider: str, base_url: str | None, emulate: bool, tier: int, minute: float, faults: tuple[str, ...]
+) -> Iterator[tuple[str | None, str, str, bool]]:
+    """(base_url, api_key, endpoint label for the store, emulated?)."""
+    key_var = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
+    url_var = "ANTHROPIC_BASE_URL" if provider == "anthropic" else "OPENAI_BASE_URL"
+    api_key = os.environ.get(key_var, "")
+    base_url = base_url or os.environ.get(url_var) or None
+    if not emulate and (api_key or base_url):
+        label = urlsplit(base_url).netloc if base_url else "default"
+        yield base_url, api_key or "none", label, False
+        return
+    from sluicegate.cli.emulate import _parse_fault
+    from sluicegate.emulator import EmulatorConfig, run_emulator
+
+    config = EmulatorConfig(
+        tier=tier,
+        minute=minute,
+        first_token_latency=0.3,
+        per_token_latency=0.004,
+        jitter=0.3,
+        min_output_tokens=30,
+        max_output_tokens=120,
+        faults=tuple(_parse_fault(f) for f in faults),
+    )
+    if not emulate:
+        click.echo(
+            f"No {key_var} or {url_var} set: running against the built-in API emulator (Tier {tier} limits, "
+            f"1 emulated minute = {minute:g} s). Set {key_var} to use the real API.",
+            err=True,
+        )
+    with run_emulator(config) as emu:
+        url = emu.base_url if provider == "anthropic" else emu.openai_base_url
+        yield url, "emulator", "emulator", True
+
+
+@click.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results in the Message Batches results format.",
+)
+@click.option("--model", default=None, help="Default model for lines that name none.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
+@click.option("--system", default=None, help="Default system prompt.")
+@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
+@click.option("--rpm", type=float, default=None, help="Requests per minute (default: learnt from headers).")
+@click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
+@click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
+@click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
+@click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")
+@click.option("--tier", type=click.IntRange(1, 4), default=1, show_default=True, help="Emulator tier.")
+@click.option(
+    "--minute",
+    type=float,
+    default=None,
+    help=f"Real seconds per rate-limit minute: only for emulators in compressed time "
+    f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
+)
+@click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
+@click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
+@click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
+def run(
+    input_path: Path,
+    output_path: Path,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    provider: Literal["anthropic", "openai"],
+    base_url: str | None,
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+    max_concurrency: int | None,
+    max_cost: float | None,
+    ordered: bool,
+    emulate: bool,
+    tier: int,
+    minute: float | None,
+    faults: tuple[str, ...],
+    retry_failed: bool,
+    restart: bool,
+    quiet: bool,
+) -> None:
+    """Send every request in INPUT_PATH (JSONL) and write one result line per request to OUTPUT.
+
+    Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
+    (bad key, spend cap), 130 interrupted.
+    """
+    import anyio
+    from rich.console import Console
+
+    from sluicegate.jobs.runner import JobConfig, run_job
+
+    limits = None
+    if rpm or itpm or otpm:
+        limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
+    console = Console(stderr=True)
+    emulator_minute = minute or _EMULATED_MINUTE
+    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+        config = JobConfig(
+            input_path=input_path,
+            output_path=output_path,
+            provider=provider,
+            api_key=key,
+            base_url=url,
+            settings_base=label,
+            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            limits=limits,
+            max_concurrency=max_concurrency,
+            max_cost=max_cost,
+            ordered=ordered,
+            retry_failed=retry_failed,
+            restart=restart,
+            minute=emulator_minute if emulated else (minute or 60.0),
+        )
+        outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
+    click.echo(outcome.message, err=True)
+    sys.exit(outcome.exit_code)

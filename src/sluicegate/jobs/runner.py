@@ -1,0 +1,271 @@
+"""A durable run over a JSONL file: read lazily, skip what is done, send through the engine, commit, then write.
+
+The order of effects is what makes a crash harmless: a result is committed to the store before its line is
+written, and the output file is derived from the store (a partial last line is cut on resume). A killed run
+re-sends only the items whose results were not committed yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from rich.console import Console
+
+from .._clock import SystemClock
+from .._config import Timeouts
+from .._events import RequestCompleted
+from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
+from .._models import RequestItem
+from ..engine import Engine
+from ..limits.limiter import Limits
+from ..progress import ProgressDisplay, ProgressTracker
+from ..retry import RetryPolicy
+from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .store import JobStore
+from .writer import OutputWriter
+
+__all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
+
+
+class ExitCode:
+    OK = 0
+    FAILED_ITEMS = 1  # the run finished but some items ended in error (including invalid input lines)
+    USAGE = 2  # bad flags or a refused resume (click uses 2 for usage errors too)
+    BUDGET = 3  # --max-cost stopped admission; unfinished items stay pending
+    ABORTED = 4  # bad key, spend cap / quota: the run stopped; unfinished items stay pending
+    INTERRUPTED = 130  # Ctrl-C; unfinished items stay pending
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    input_path: Path
+    output_path: Path
+    provider: Literal["anthropic", "openai"] = "anthropic"
+    api_key: str = field(repr=False)
+    base_url: str | None = None
+    settings_base: str = ""  # what identifies the endpoint in the store (never the key)
+    defaults: Defaults = field(default_factory=Defaults)
+    limits: Limits | None = None
+    max_concurrency: int | None = None
+    max_cost: float | None = None
+    ordered: bool = False
+    retry_failed: bool = False
+    restart: bool = False
+    minute: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    drain_timeout: float = 30.0
+
+
+@dataclass
+class JobOutcome:
+    exit_code: int
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def store_path_for(output: Path) -> Path:
+    return output.with_name(output.name + ".sluicegate.db")
+
+
+class _InputChanged(Exception):
+    def __init__(self, item: RequestItem) -> None:
+        super().__init__(
+            f"line {item.line}: request {item.custom_id!r} differs from the one this job already has; "
+            "the input changed since the last run. Use --restart to start over (results so far are discarded)."
+        )
+
+
+def input_signature(path: Path) -> str:
+    """Size plus a hash of the first and last MiB: a changed or extended input is noticed before anything is
+    sent, without reading a multi-GB file twice. (Per-item fingerprints catch edits in the middle.)"""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(size - (1 << 20))
+            digest.update(f.read())
+    return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def _settings(config: JobConfig) -> dict[str, str]:
+    d = config.defaults
+    return {
+        "provider": config.provider,
+        "endpoint": config.settings_base,
+        "input": str(config.input_path.resolve()),
+        "input_signature": input_signature(config.input_path),
+        "model": d.model or "",
+        "max_tokens": str(d.max_tokens or ""),
+        "system": d.system or "",
+        "order": "input" if config.ordered else "completion",
+    }
+
+
+def _count_lines(path: Path) -> int:
+    """Non-blank lines, counted in 1 MiB blocks (about a second for a few GB)."""
+    count = 0
+    last = b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (0 if last == b"\n" else 1)
+
+
+async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
+    """Run (or resume) the job described by `config`; never raises for per-item problems."""
+    clock = SystemClock()
+    # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
+    # results of the last few milliseconds.
+    store = JobStore.open(
+        store_path_for(config.output_path), settings=_settings(config), restart=config.restart, commit_interval=0.01
+    )
+    try:
+        if config.retry_failed:
+            reset = store.reset_failed()
+            console.print(f"retrying {reset} failed item(s)")
+        order: Literal["completion", "input"] = "input" if config.ordered else "completion"
+        writer = OutputWriter.open(config.output_path, store, order)
+        before = store.counts()
+        already = before.done + before.failed + before.invalid
+        total = _count_lines(config.input_path)
+        tracker = ProgressTracker(clock=clock, total=total, already_done=already)
+        changed: list[_InputChanged] = []
+
+        def items() -> Iterator[RequestItem]:
+            with config.input_path.open("rb") as f:
+                for parsed in read_requests(iter_lines(f), defaults=config.defaults, provider=config.provider):
+                    if isinstance(parsed, InputProblem):
+                        if store.admit_problem(parsed):
+                            tracker(RequestCompleted(at=clock.now(), result=parsed.to_result()))
+                        continue
+                    state = store.admit(parsed)
+                    if state in ("new", "pending"):
+                        yield parsed
+                    elif state == "duplicate":
+                        problem = InputProblem(
+                            line=parsed.line or 0,
+                            index=parsed.index,
+                            custom_id=parsed.custom_id,
+                            field="custom_id",
+                            message=f"duplicate custom_id {parsed.custom_id!r}: an earlier line has the same id",
+                        )
+                        if store.admit_problem(problem):
+                            tracker(RequestCompleted(at=clock.now(), result=problem.to_result()))
+                    elif state == "changed":
+                        changed.append(_InputChanged(parsed))
+                        return
+
+        engine = Engine(
+            provider=config.provider,
+            api_key=config.api_key,
+            base_url=config.base_url,
+            limits=config.limits,
+            max_concurrency=config.max_concurrency,
+            retry=config.retry,
+            timeouts=config.timeouts,
+            max_cost=config.max_cost,
+            minute=config.minute,
+            sinks=[tracker],
+        )
+        started = time.monotonic()
+        stop_reason: str | None = None
+        exit_code = ExitCode.OK
+        interrupts = 0
+        async with engine, anyio.create_task_group() as tg:
+            display = ProgressDisplay(tracker, console=console, statistics=engine.statistics, clock=clock)
+            if not quiet:
+                tg.start_soon(display.run)
+
+            async def watch_signals(scope: anyio.CancelScope) -> None:
+                nonlocal interrupts
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        interrupts += 1
+                        if interrupts == 1:
+                            console.print(
+                                "[bold]Stopping:[/] no new requests; waiting for those in flight "
+                                f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
+                            )
+                            engine.stop_admitting()
+                            scope.deadline = anyio.current_time() + config.drain_timeout
+                        else:
+                            scope.cancel()
+
+            with anyio.CancelScope() as work:
+                if sys.platform != "win32":
+                    tg.start_soon(watch_signals, work)
+                try:
+                    async for result in engine.as_completed(items()):
+                        store.record_result(result)
+                        if store.maybe_commit():
+                            writer.write_committed()
+                except BudgetExceededError as exc:
+                    stop_reason, exit_code = str(exc), ExitCode.BUDGET
+                except RunAbortedError as exc:
+                    stop_reason, exit_code = str(exc), ExitCode.ABORTED
+            # Plain synchronous calls: no cancellation can interrupt the final commit and write.
+            store.commit()
+            writer.write_committed()
+            if config.retry_failed:
+                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
+            writer.close()
+            tg.cancel_scope.cancel()
+        wall = time.monotonic() - started
+        if not quiet:
+            display.print_summary(wall)
+        if changed:
+            return JobOutcome(ExitCode.USAGE, str(changed[0]))
+        counts = store.counts()
+        summary = {
+            "total": counts.total,
+            "done": counts.done,
+            "failed": counts.failed,
+            "invalid": counts.invalid,
+            "pending": counts.pending,
+        }
+        resume = f"sluicegate run {config.input_path} -o {config.output_path}"
+        if interrupts:
+            return JobOutcome(
+                ExitCode.INTERRUPTED,
+                f"interrupted: {counts.pending} item(s) not finished. Resume with: {resume}",
+                summary,
+            )
+        if stop_reason is not None:
+            return JobOutcome(
+                exit_code,
+                f"stopped: {stop_reason}. {counts.pending} item(s) pending; fix the cause and resume with: {resume}",
+                summary,
+            )
+        if counts.failed or counts.invalid:
+            return JobOutcome(
+                ExitCode.FAILED_ITEMS,
+                f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
+                f"see {config.output_path} (re-run failed ones with --retry-failed)",
+                summary,
+            )
+        return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}", summary)
+    except ConfigError as exc:
+        return JobOutcome(ExitCode.USAGE, str(exc))
+    finally:
+        store.close()
+
+
+def describe(config: JobConfig) -> dict[str, Any]:
+    """What the run will do, for logs: never includes the key."""
+    return {
+        "input": str(config.input_path),
+        "output": str(config.output_path),
+        "provider": config.provider,
+        "endpoint": config.settings_base,
+    }

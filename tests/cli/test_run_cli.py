@@ -1,0 +1,234 @@
+"""`sluicegate run` end to end: the real command in a subprocess against the emulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluicegate.emulator import RunningEmulator
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-ant-test-SECRET-do-not-leak-1234"
+MINUTE = "3"
+
+
+def _write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> list[str]:
+    ids = []
+    with path.open("w") as f:
+        for i in range(n):
+            cid = f"req-{i:04d}"
+            ids.append(cid)
+            params = {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 40,
+                "messages": [{"role": "user", "content": f"Summarise ticket {i}"}],
+            }
+            f.write(json.dumps({"custom_id": cid, "params": params}) + "\n")
+        for line in extra_lines:
+            f.write(line + "\n")
+    return ids
+
+
+def _env(emu: RunningEmulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": emu.base_url})
+    return env
+
+
+def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", MINUTE, "--quiet", *args]
+
+
+def _run(
+    emu: RunningEmulator, inp: Path, out: Path, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cmd(inp, out, *args), env=_env(emu), capture_output=True, text=True, timeout=timeout)
+
+
+def _results(out: Path) -> list[dict[str, Any]]:
+    text = out.read_text()
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _requests_seen(emu: RunningEmulator) -> int:
+    return sum(emu.stats()["status"].values())
+
+
+def test_a_run_writes_every_id_once(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """A clean run: exit 0, one succeeded line per input id, the key nowhere in output, logs or store."""
+    emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.02)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 120)
+    proc = _run(emu, inp, out)
+    assert proc.returncode == 0, proc.stderr
+    lines = _results(out)
+    assert sorted(line["custom_id"] for line in lines) == ids
+    assert all(line["result"]["type"] == "succeeded" for line in lines)
+    for blob in (proc.stdout, proc.stderr, out.read_text()):
+        assert KEY not in blob
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes()
+    # A second run resumes a finished job: nothing is sent again.
+    before = _requests_seen(emu)
+    again = _run(emu, inp, out)
+    assert again.returncode == 0, again.stderr
+    assert _requests_seen(emu) == before
+    assert len(_results(out)) == 120
+
+
+def test_bad_lines_become_named_errors_and_the_rest_succeeds(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """Not JSON, missing id, duplicate id, bad params and an oversize line each get an errored result."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    bad = (
+        "{not json",
+        json.dumps({"params": {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}}),
+        json.dumps(
+            {
+                "custom_id": "req-0001",
+                "params": {
+                    "model": "claude-haiku-4-5",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": "dup"}],
+                },
+            }
+        ),
+        json.dumps(
+            {
+                "custom_id": "bad-params",
+                "params": {
+                    "model": "claude-haiku-4-5",
+                    "max_tokens": -3,
+                    "messages": [{"role": "user", "content": "x"}],
+                },
+            }
+        ),
+    )
+    ids = _write_input(inp, 20, extra_lines=bad)
+    proc = _run(emu, inp, out)
+    assert proc.returncode == 1, proc.stderr
+    lines = _results(out)
+    by_type = Counter(line["result"]["type"] for line in lines)
+    assert by_type == {"succeeded": 20, "errored": 4}
+    errors = {
+        line["result"]["error"]["error"]["line"]: line["result"]["error"]["error"]
+        for line in lines
+        if line["result"]["type"] == "errored"
+    }
+    assert set(errors) == {21, 22, 23, 24}
+    assert errors[23]["field"] == "custom_id"
+    assert "duplicate" in errors[23]["message"]
+    assert "max_tokens" in (errors[24]["field"] or "")
+    assert sorted({line["custom_id"] for line in lines} & set(ids)) == ids
+
+
+def test_ordered_output_is_in_input_order(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """--ordered writes results in input order despite varying latency."""
+    emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.01, per_token_latency=0.002, jitter=0.8, seed=4)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 60)
+    proc = _run(emu, inp, out, "--ordered")
+    assert proc.returncode == 0, proc.stderr
+    assert [line["custom_id"] for line in _results(out)] == ids
+
+
+@pytest.mark.parametrize("kill_after", [5, 40, 90])
+def test_kill_9_then_resume_gives_every_id_exactly_once(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path, kill_after: int
+) -> None:
+    """SIGKILL after some results, then resume: every id once, re-sent at most the in-flight cap."""
+    emu = emulator(minute=3.0, rpm=1200, first_token_latency=0.1)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 120)
+    proc = subprocess.Popen(
+        _cmd(inp, out, "--max-concurrency", "8"), env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= kill_after:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.3)  # let the server finish answering the dead client's requests, so its count is final
+    sent_first = _requests_seen(emu)
+    with sqlite3.connect(tmp_path / "out.jsonl.sluicegate.db") as db:
+        committed = db.execute("SELECT count(*) FROM entries WHERE result IS NOT NULL").fetchone()[0]
+    resumed = _run(emu, inp, out)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = _results(out)
+    assert sorted(line["custom_id"] for line in lines) == ids
+    resent = _requests_seen(emu) - len(ids)
+    # Exactly the uncommitted ones go out again: those in flight at the kill (at most 8 with this cap) plus
+    # answers that arrived in the last few milliseconds, before their commit.
+    assert resent == sent_first - committed
+    assert 0 <= resent <= 8 + 2
+
+
+def test_ctrl_c_drains_then_resume_finishes(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """SIGINT stops admission, lets in-flight requests finish, exits 130 saying how to resume."""
+    emu = emulator(minute=6.0, rpm=300, first_token_latency=0.2)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 80)
+    proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 10):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Resume with" in stderr or "resume with" in stderr
+    first = len(_results(out))
+    assert 10 <= first < 80
+    resumed = _run(emu, inp, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+
+
+def test_max_cost_stops_below_the_cap(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """--max-cost stops admission before the cap; exit 3; unfinished items are not written."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 200)
+    proc = _run(emu, inp, out, "--max-cost", "0.002")
+    assert proc.returncode == 3, proc.stderr
+    lines = _results(out)
+    assert 0 < len(lines) < 200
+    spent = 0.0
+    for line in lines:
+        usage = line["result"]["message"]["usage"]
+        spent += (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 5.0) / 1_000_000
+    assert spent <= 0.002
+    assert "cost cap" in proc.stderr
+
+
+def test_no_key_and_no_url_runs_against_the_emulator(tmp_path: Path) -> None:
+    """Without a key the command says it uses the built-in emulator, and the job completes."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 15)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "1", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "emulator" in proc.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
