@@ -398,3 +398,28 @@ def test_openai_other_choices_are_ignored() -> None:
 def test_usage_from_openai(usage: dict[str, Any] | None, expected: Usage) -> None:
     """OpenAI usage maps onto Anthropic fields: cached prompt tokens become cache reads, not input."""
     assert usage_from_openai(usage) == expected
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ServerSentEvent("content_block_delta", "{not json"),
+        ServerSentEvent("content_block_delta", '{"index": 7, "delta": {"type": "text_delta", "text": "x"}}'),
+        ServerSentEvent("content_block_delta", '["a", "list"]'),
+        ServerSentEvent("message_delta", '{"delta": "a string", "usage": 3}'),
+        ServerSentEvent("content_block_stop", '{"index": "zero"}'),
+    ],
+)
+def test_anthropic_malformed_event_is_a_value_error(event: ServerSentEvent) -> None:
+    """A known event with unreadable JSON or the wrong shape raises ValueError (the engine's 'truncated')."""
+    assembler = AnthropicAssembler()
+    _feed_all(assembler, _events(anthropic_stream())[:3])
+    with pytest.raises(ValueError, match=r"malformed|Expecting|invalid literal"):
+        assembler.feed(event)
+
+
+@pytest.mark.parametrize("data", ["{not json", '["a", "list"]', '{"choices": [{"delta": "text"}]}', '"str"'])
+def test_openai_malformed_chunk_is_a_value_error(data: str) -> None:
+    """A chunk with unreadable JSON or the wrong shape raises ValueError (the engine's 'truncated')."""
+    with pytest.raises(ValueError, match=r"malformed|Expecting|invalid literal"):
+        OpenAIAssembler().feed(ServerSentEvent("message", data))

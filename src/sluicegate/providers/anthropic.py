@@ -96,6 +96,13 @@ class AnthropicAssembler:
         return self._complete
 
     def feed(self, event: ServerSentEvent) -> str | None:
+        try:
+            return self._feed(event)
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            # A well-formed JSON event of the wrong shape: report it like unreadable JSON (ValueError).
+            raise ValueError(f"malformed {event.event} event: {exc!r}") from exc
+
+    def _feed(self, event: ServerSentEvent) -> str | None:
         kind = event.event
         if kind not in _STREAM_EVENTS:
             return None
