@@ -31,6 +31,7 @@ _ROLES: dict[str, frozenset[str]] = {
 }
 _OPENAI_URL = "/v1/chat/completions"
 _READ_CHUNK = 1 << 20
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def _ending_length(line: bytes) -> int:
 
 def params_fingerprint(params: Mapping[str, Any]) -> str:
     """A stable short hash of the params (canonical JSON with sorted keys), to notice edited inputs."""
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = _CANONICAL.encode(params)
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 

@@ -123,6 +123,8 @@ class JobStore:
         self._closed = False
         top = conn.execute("SELECT max(seq) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
         self._next_seq = 0 if top is None else int(top) + 1
+        top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
+        self._top_at_open = -1 if top_idx is None else int(top_idx)
 
     @classmethod
     def open(
@@ -188,18 +190,19 @@ class JobStore:
         "duplicate": an earlier line of this input has the same id (record an InputProblem for this line).
         "changed": this input differs from the one the store was made from (refuse unless restarting).
         """
-        row = self._conn.execute(
-            "SELECT idx, line, fingerprint, state FROM entries WHERE custom_id = ? AND kind = 0", (item.custom_id,)
-        ).fetchone()
         fingerprint = params_fingerprint(item.params)
-        if row is None:
-            cur = self._write(
-                "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, fingerprint, state)"
-                " VALUES (?, ?, 0, ?, ?, 0)",
-                (item.index, item.line, item.custom_id, fingerprint),
-            )
-            # The position is taken by another id or a problem from an earlier run: the input changed there.
-            return "new" if cur.rowcount == 1 else "changed"
+        if item.index > self._top_at_open:
+            # Past everything earlier runs stored (always, in a first run): try the insert first, one statement.
+            if self._insert(item, fingerprint):
+                return "new"
+            row = self._find(item.custom_id)
+            if row is None:  # the position was taken in this run already: the caller admitted it twice
+                return "changed"
+        else:
+            row = self._find(item.custom_id)
+            if row is None:
+                # The position is taken by another id or a problem from an earlier run: the input changed there.
+                return "new" if self._insert(item, fingerprint) else "changed"
         idx, line, stored_fingerprint, state = row
         if idx == item.index and line == item.line:
             return _STATE_NAMES[state] if stored_fingerprint == fingerprint else "changed"
@@ -207,6 +210,19 @@ class JobStore:
         # earlier position was seen at that position in this run too: a true duplicate. A later one means the
         # input moved.
         return "duplicate" if idx < item.index else "changed"
+
+    def _find(self, custom_id: str) -> tuple[int, int | None, str, int] | None:
+        row: tuple[int, int | None, str, int] | None = self._conn.execute(
+            "SELECT idx, line, fingerprint, state FROM entries WHERE custom_id = ? AND kind = 0", (custom_id,)
+        ).fetchone()
+        return row
+
+    def _insert(self, item: RequestItem, fingerprint: str) -> bool:
+        cur = self._write(
+            "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, fingerprint, state) VALUES (?, ?, 0, ?, ?, 0)",
+            (item.index, item.line, item.custom_id, fingerprint),
+        )
+        return cur.rowcount == 1
 
     def record_problem(self, problem: InputProblem) -> ProblemState:
         """Store a bad input line as a final invalid result, under its own position (never over an item).
