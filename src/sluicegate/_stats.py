@@ -17,7 +17,8 @@ Binding = Literal["requests", "input_tokens", "output_tokens", "tokens", "concur
 class LimiterStatistics:
     """What the limiter knows and does right now.
 
-    Limits are per minute; None means not known yet (neither given nor learnt from headers).
+    Limits are per real minute (an emulator in compressed time reports per emulated minute; these are scaled);
+    None means not known yet (neither given nor learnt from headers).
     `binding` names the gate the oldest waiter is waiting for (None when nobody waits).
     """
 

@@ -333,8 +333,10 @@ class Limiter:
         now = self._clock.now()
 
         def per_minute(name: str) -> float | None:
+            # Per real minute: with an emulator in compressed time (minute < 60 s) displays and utilization
+            # figures then compare like with like.
             bucket = self._gates[name].bucket
-            return None if bucket is None else bucket.capacity
+            return None if bucket is None else bucket.capacity * 60.0 / self._minute
 
         return LimiterStatistics(
             in_flight=self._in_flight,

@@ -36,6 +36,11 @@ def known_limits(snapshot: ProgressSnapshot) -> ObservedLimits:
     if stats is None:
         return observed
     lim = stats.limiter
+    known = (lim.requests_per_minute, lim.input_tokens_per_minute, lim.output_tokens_per_minute, lim.tokens_per_minute)
+    if any(known):
+        # The limiter has merged the headers already, scaled to real minutes, and drops Anthropic's combined
+        # "tokens" bucket when input and output are reported apart: mixing in raw header values would not.
+        return ObservedLimits(*known)
     return ObservedLimits(
         requests_per_minute=lim.requests_per_minute or observed.requests_per_minute,
         input_tokens_per_minute=lim.input_tokens_per_minute or observed.input_tokens_per_minute,
