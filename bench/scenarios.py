@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sluicegate.emulator import EmulatorConfig, FaultSpec
 
@@ -45,6 +46,7 @@ class Scenario:
     quick_cap: float = 45.0
     concurrency: int = 32  # max_concurrency for the library peers that need one
     engine_max_concurrency: int | None = None  # sluicegate's max_concurrency (None: its own choice)
+    output_accounting: Literal["produced", "reserved"] = "produced"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +70,7 @@ class Scenario:
             min_output_tokens=self.output_tokens[0],
             max_output_tokens=self.output_tokens[1],
             faults=self.quick_faults if quick and self.quick_faults else self.faults,
+            output_accounting=self.output_accounting,
         )
 
     def real_limits(self) -> tuple[float, float, float]:
@@ -90,7 +93,24 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             name="seed100",
-            summary="100 documents, answers in 1–10 s, 50 RPM (enforced over short intervals too), 30x time",
+            summary="the demo's workload: answers in 1–10 s, 30 RPM binding, 30x time",
+            documents=100,
+            quick_documents=100,
+            rpm=30,
+            itpm=450_000,
+            otpm=90_000,
+            minute=2.0,
+            systems=THROUGHPUT_SYSTEMS,
+            cap=60.0,
+            quick_cap=40.0,
+        ),
+        Scenario(
+            name="short_interval",
+            summary=(
+                "seed100 at 50 RPM, the limit also enforced over short intervals (burst of 5), as the API does; "
+                "retry-after is whole real seconds, i.e. 30 emulated seconds here, which over-penalizes clients "
+                "that honor it compared with real time"
+            ),
             documents=100,
             quick_documents=100,
             rpm=50,
@@ -98,26 +118,24 @@ SCENARIOS: dict[str, Scenario] = {
             otpm=90_000,
             minute=2.0,
             burst=5,
-            systems=THROUGHPUT_SYSTEMS,
             cap=60.0,
             quick_cap=40.0,
         ),
         Scenario(
             name="rpm_bound",
-            summary="short prompts, 300 RPM binding (burst 10), answers in 1–10 s, 6x time",
-            documents=900,
-            quick_documents=300,
-            rpm=300,
+            summary="short prompts, 120 RPM binding, answers in 1–10 s, 10x time",
+            documents=1_000,
+            quick_documents=400,
+            rpm=120,
             itpm=2_000_000,
             otpm=400_000,
-            minute=10.0,
-            burst=10,
+            minute=6.0,
         ),
         Scenario(
             name="itpm_bound",
             summary="long prompts (~3,000 tokens), 300k ITPM binding, 6x time",
-            documents=300,
-            quick_documents=150,
+            documents=500,
+            quick_documents=250,
             rpm=4_000,
             itpm=300_000,
             otpm=400_000,
@@ -126,8 +144,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="otpm_bound",
-            summary="short prompts, long answers (400–800 tokens), 40k OTPM binding, 6x time",
-            documents=300,
+            summary=(
+                "short prompts, long answers (400–800 tokens, max_tokens 1024), 40k OTPM binding, 6x time; OTPM "
+                "estimated from max_tokens at admission and settled at the end (the API's 2024–2025 documented "
+                "accounting: with output counted only as produced, nothing stops a client from admitting everything "
+                "at once)"
+            ),
+            documents=350,
             quick_documents=150,
             rpm=4_000,
             itpm=2_000_000,
@@ -137,17 +160,17 @@ SCENARIOS: dict[str, Scenario] = {
             per_token=0.01,
             max_tokens=1024,
             output_tokens=(400, 800),
+            output_accounting="reserved",
         ),
         Scenario(
             name="faults",
             summary="rpm_bound plus 5% 529, 2% 500, 1% connection resets and a 10 s all-529 window",
-            documents=900,
-            quick_documents=300,
-            rpm=300,
+            documents=1_000,
+            quick_documents=400,
+            rpm=120,
             itpm=2_000_000,
             otpm=400_000,
-            minute=10.0,
-            burst=10,
+            minute=6.0,
             faults=_faults(10.0),
             quick_faults=_faults(3.0),
         ),
