@@ -52,9 +52,8 @@ def test_hundred_concurrent_creates_under_a_binding_rpm(emulator: Callable[..., 
     status = emu.stats()["status"]
     assert status.get("200") == 100
     assert status.get("429", 0) <= 5
-    stats = transport.statistics()
-    assert stats.requests_per_minute == 50
-    assert stats.in_flight == 0
+    assert transport.limiter.ceiling() == 50 * (1.0 / minute)  # the RPM learnt from headers, per second
+    assert transport.statistics().in_flight == 0
 
 
 def test_streams_pass_through_and_settle_their_permits(emulator: Callable[..., RunningEmulator]) -> None:
@@ -158,7 +157,7 @@ def test_openai_chat_completions_through_the_transport(emulator: Callable[..., R
                 )
                 text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
                 assert text
-            assert transport.statistics().requests_per_minute == 3000
+            assert transport.limiter.ceiling() == 3000 * (1.0 / 3.0)  # the RPM learnt from x-ratelimit headers
             assert transport.statistics().in_flight == 0
 
     anyio.run(main)
@@ -217,3 +216,39 @@ def test_shared_transport_survives_one_client_closing(emulator: Callable[..., Ru
         assert transport.attempts == 3
 
     anyio.run(main)
+
+
+def test_spend_cap_stops_both_sdks_within_three_requests(emulator: Callable[..., RunningEmulator]) -> None:
+    """A spend-cap 429 (Anthropic) or insufficient_quota 429 (OpenAI) raises RateLimitError for 30 concurrent
+    calls of each SDK, and at most 3 requests per SDK reach the server."""
+    emu = emulator(minute=3.0, spend_cap=True)
+    ours = LimitedTransport(provider="anthropic", minute=3.0)
+    theirs = LimitedTransport(provider="openai", minute=3.0)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        claude = _client(emu, ours)
+        gpt = openai.AsyncOpenAI(
+            base_url=emu.openai_base_url, api_key="k", max_retries=0, http_client=httpx2.AsyncClient(transport=theirs)
+        )
+        async with claude, gpt:
+            with anyio.fail_after(15):
+                first = await asyncio.gather(
+                    *(claude.messages.create(**_params(i)) for i in range(30)), return_exceptions=True
+                )
+                second = await asyncio.gather(
+                    *(
+                        gpt.chat.completions.create(
+                            model="gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": f"q {i}"}]
+                        )
+                        for i in range(30)
+                    ),
+                    return_exceptions=True,
+                )
+        return first, second
+
+    first, second = anyio.run(main)
+    assert all(isinstance(o, anthropic.RateLimitError) for o in first)
+    assert all(isinstance(o, openai.RateLimitError) for o in second)
+    assert ours.attempts <= 3
+    assert theirs.attempts <= 3
+    assert sum(emu.stats()["status"].values()) <= 6

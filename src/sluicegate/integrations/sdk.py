@@ -176,10 +176,13 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             self.attempts += 1
             try:
                 response = await self._inner.handle_async_request(request)
-                self._observe(response)
                 if response.is_success and stream and _is_sse(response):
+                    self._observe(response)
                     return self._metered(response, permit, raw_in, max_tokens)
                 body = await _read_raw(response)
+                # Only now: the first response widens the limiter's one-request probe, and waiters must not
+                # slip through while a 401 or spend-cap body is still being read.
+                self._observe(response)
             except httpx2.TransportError as exc:
                 failure = _transport_failure(exc)
                 # A refused connection never reached the server; anything later may have been counted.
