@@ -241,3 +241,37 @@ def test_reset_failed(tmp_path: Path) -> None:
         store.commit()
         assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9", "id-1"]
         assert store.reset_failed() == 0
+
+
+def test_unusable_paths_are_config_errors(tmp_path: Path) -> None:
+    """A missing folder or a file that is not a job store gives a ConfigError, not a raw sqlite error."""
+    with pytest.raises(ConfigError, match="cannot open"):
+        JobStore.open(tmp_path / "missing" / "job.db", settings=SETTINGS)
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match="not a usable"):
+        JobStore.open(tmp_path / "junk.db", settings=SETTINGS)
+
+
+def test_public_surface() -> None:
+    """The jobs package exports exactly what the runner builds on."""
+    import sluicegate.jobs as jobs
+
+    assert sorted(jobs.__all__) == [
+        "AdmitState",
+        "Defaults",
+        "InputProblem",
+        "JobBusyError",
+        "JobMismatchError",
+        "JobStore",
+        "OutputOrder",
+        "OutputWriter",
+        "OversizeLine",
+        "ProblemState",
+        "Provider",
+        "StoreCounts",
+        "iter_lines",
+        "params_fingerprint",
+        "read_requests",
+        "result_line",
+    ]
+    assert all(hasattr(jobs, name) for name in jobs.__all__)

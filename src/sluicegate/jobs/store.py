@@ -146,20 +146,24 @@ class JobStore:
         if commit_every < 1 or commit_interval < 0:
             raise ConfigError("commit_every must be >= 1 and commit_interval >= 0")
         store_path = Path(path)
-        lock_fd = _lock(store_path)
         try:
-            conn = sqlite3.connect(store_path, isolation_level=None)
+            lock_fd = _lock(store_path)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the job store {store_path}: {exc.strerror or exc}") from exc
+        try:
+            conn = _connect(store_path)
             try:
-                conn.execute("PRAGMA busy_timeout = 5000")
                 conn.execute("PRAGMA journal_mode = WAL")
                 # With WAL, NORMAL syncs at checkpoints, not at each commit: a power loss can lose the last commits
                 # (those items are pending again) but never corrupts the database; a killed process loses nothing
                 # that was committed.
                 conn.execute("PRAGMA synchronous = NORMAL")
                 _prepare(conn, dict(settings), restart)
-                reader = sqlite3.connect(store_path, isolation_level=None)
-                reader.execute("PRAGMA busy_timeout = 5000")
+                reader = _connect(store_path)
                 reader.execute("PRAGMA query_only = 1")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise ConfigError(f"{store_path} is not a usable sluicegate job store ({exc})") from exc
             except BaseException:
                 conn.close()
                 raise
@@ -445,6 +449,13 @@ def _check_no_secrets(settings: Mapping[str, str]) -> None:
         lowered = name.lower()
         if any(hint in lowered for hint in _SECRET_HINTS) or value.startswith(("sk-", "Bearer ")):
             raise ConfigError(f"job setting {name!r} looks like a credential; the job store never keeps keys")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are ours (BEGIN ... COMMIT per batch), not the module's implicit ones.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
 
 
 def _lock(path: Path) -> int | None:

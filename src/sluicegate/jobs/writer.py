@@ -14,6 +14,7 @@ from .store import JobStore, OutputOrder
 __all__ = ["OutputWriter"]
 
 _CHUNK = 1 << 20
+_MAX_FIRST_LINE = 256 << 20
 
 
 class OutputWriter:
@@ -197,6 +198,9 @@ def _scan(path: Path) -> _Scan:
                 first_parts.append(block if cut < 0 else block[:cut])
                 if cut >= 0:
                     scan.first = b"".join(first_parts)
+                    first_parts = None
+                elif len(first_parts) * _CHUNK > _MAX_FIRST_LINE:
+                    scan.first = b"\n"  # no result line is this long (nor contains a newline): never matches
                     first_parts = None
             newlines = block.count(b"\n")
             if newlines:
