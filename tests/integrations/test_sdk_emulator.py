@@ -87,23 +87,43 @@ def test_streams_pass_through_and_settle_their_permits(emulator: Callable[..., R
     anyio.run(main)
 
 
-def test_overloaded_and_server_errors_are_retried_transparently(emulator: Callable[..., RunningEmulator]) -> None:
-    """Under 15% 529 and 5% 500 every call succeeds; the SDK never sees a failure."""
-    faults = (FaultSpec(kind="overloaded", probability=0.15), FaultSpec(kind="api_error", probability=0.05))
+def test_faults_are_retried_transparently(emulator: Callable[..., RunningEmulator]) -> None:
+    """Under 15% 529, 5% 500, 5% connection resets and 3% hangs (cut by the SDK's timeout), 60 creates and 10
+    streams all succeed; the SDK never sees a failure."""
+    faults = (
+        FaultSpec(kind="overloaded", probability=0.15),
+        FaultSpec(kind="api_error", probability=0.05),
+        FaultSpec(kind="reset", probability=0.05),
+        FaultSpec(kind="hang", probability=0.03),
+    )
     emu = emulator(minute=3.0, rpm=6000, seed=4, faults=faults)
     transport = LimitedTransport(provider="anthropic", minute=3.0, retry=FAST_RETRY, seed=4)
 
-    async def main() -> list[anthropic.types.Message]:
-        async with _client(emu, transport) as client:
-            with anyio.fail_after(20):
-                return await asyncio.gather(*(client.messages.create(**_params(i)) for i in range(60)))
+    async def main() -> tuple[list[anthropic.types.Message], list[list[str]]]:
+        client = anthropic.AsyncAnthropic(
+            base_url=emu.base_url,
+            api_key="k",
+            max_retries=0,
+            timeout=httpx2.Timeout(1.0),
+            http_client=httpx2.AsyncClient(transport=transport),
+        )
 
-    messages = anyio.run(main)
+        async def streamed(i: int) -> list[str]:
+            events = await client.messages.create(**_params(100 + i), stream=True)
+            return [event.type async for event in events]
+
+        async with client:
+            with anyio.fail_after(25):
+                messages = await asyncio.gather(*(client.messages.create(**_params(i)) for i in range(60)))
+                streams = await asyncio.gather(*(streamed(i) for i in range(10)))
+        return messages, streams
+
+    messages, streams = anyio.run(main)
     assert len(messages) == 60
-    status = emu.stats()["status"]
-    assert status.get("200") == 60
-    assert status.get("529", 0) + status.get("500", 0) > 0  # faults really happened
-    assert transport.failures["overloaded"] + transport.failures["server"] > 0
+    assert all(kinds[-1] == "message_stop" for kinds in streams)
+    assert emu.stats()["status"].get("200") == 70
+    assert sum(emu.stats()["faults"].values()) > 0  # faults really happened
+    assert sum(transport.failures.values()) > 0
     assert transport.statistics().in_flight == 0
 
 
