@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sluicegate.jobs import JobStore, OutputWriter
+from sluicegate.jobs import JobStore, OutputOrder, OutputWriter
 
 from .conftest import SETTINGS, make_item, ok
 
@@ -26,11 +26,11 @@ CHILD = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[2])
     from conftest import SETTINGS, make_item, ok
-    from sluicegate.jobs import JobStore, OutputWriter
+    from sluicegate.jobs import JobStore, OutputOrder, OutputWriter
 
-    folder, _, n, batch, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    folder, n, batch, in_flight, order = sys.argv[1], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
     store = JobStore.open(folder + "/out.jsonl.db", settings=SETTINGS, commit_every=batch)
-    writer = OutputWriter.open(folder + "/out.jsonl", store, "completion", fsync_interval=0.01)
+    writer = OutputWriter.open(folder + "/out.jsonl", store, order, fsync_interval=0.01)
     for i in range(n):
         store.admit(make_item(i, prompt="x" * 200))
         if i >= in_flight:
@@ -42,11 +42,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def _run_and_kill(tmp_path: Path, kill_after: int) -> int:
+def _run_and_kill(tmp_path: Path, kill_after: int, order: OutputOrder) -> int:
     """Start the child, SIGKILL it once it reports kill_after written lines; return the last count it reported."""
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    args = [str(tmp_path), str(Path(__file__).parent), str(N), str(BATCH), str(IN_FLIGHT)]
+    args = [str(tmp_path), str(Path(__file__).parent), str(N), str(BATCH), str(IN_FLIGHT), order]
     proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     reported = 0
@@ -64,12 +64,12 @@ def _run_and_kill(tmp_path: Path, kill_after: int) -> int:
     return reported
 
 
-@pytest.mark.parametrize("kill_after", [120, 777])
-def test_kill_9_then_resume_has_every_id_once(tmp_path: Path, kill_after: int) -> None:
+@pytest.mark.parametrize(("kill_after", "order"), [(120, "completion"), (777, "completion"), (300, "input")])
+def test_kill_9_then_resume_has_every_id_once(tmp_path: Path, kill_after: int, order: OutputOrder) -> None:
     """SIGKILL mid-loop, resume: nothing reported written is lost, every id is output once, few are re-sent."""
-    reported = _run_and_kill(tmp_path, kill_after)
+    reported = _run_and_kill(tmp_path, kill_after, order)
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store, order)
     writer.write_committed()
     assert writer.lines_written >= reported  # what the child saw written survives (a cut last line is rewritten)
     upto = writer.lines_written + 3 * BATCH
@@ -84,8 +84,10 @@ def test_kill_9_then_resume_has_every_id_once(tmp_path: Path, kill_after: int) -
     writer.write_committed()
     writer.close()
     store.close()
-    seen = Counter(json.loads(x)["custom_id"] for x in (tmp_path / "out.jsonl").read_text().splitlines())
-    assert seen == Counter(f"id-{i}" for i in range(upto))
+    written = [json.loads(x)["custom_id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert Counter(written) == Counter(f"id-{i}" for i in range(upto))
+    if order == "input":
+        assert written == [f"id-{i}" for i in range(upto)]
     # Re-sent: the requests in flight at the kill plus the results of the one uncommitted batch.
     assert states["pending"] <= IN_FLIGHT + BATCH
     assert states["done"] >= reported
