@@ -275,3 +275,15 @@ def test_public_surface() -> None:
         "result_line",
     ]
     assert all(hasattr(jobs, name) for name in jobs.__all__)
+
+
+def test_problem_without_id_is_known_on_resume(tmp_path: Path) -> None:
+    """A bad line with no usable id is recorded once as line-<n> and recognised, not re-output, on resume."""
+    bad = InputProblem(line=3, index=1, custom_id=None, field=None, message="not valid JSON")
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+        assert store.admit_problem(bad)
+    with open_store(tmp_path) as store:
+        assert store.admit(make_item(0)) == "pending"
+        assert store.record_problem(bad) == "known"
+        assert ids(list(store.iter_output("completion"))) == ["line-3"]
