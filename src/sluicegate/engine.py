@@ -23,7 +23,16 @@ from . import pricing
 from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
-from ._events import AttemptFailed, Event, EventSink, LimitsObserved, RequestAdmitted, RequestCompleted, RunAborted
+from ._events import (
+    AttemptFailed,
+    CooldownStarted,
+    Event,
+    EventSink,
+    LimitsObserved,
+    RequestAdmitted,
+    RequestCompleted,
+    RunAborted,
+)
 from ._exceptions import (
     AttemptTimeoutError,
     AuthenticationError,
@@ -462,6 +471,7 @@ class Engine:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
             elif decision.cooldown:
                 self.limiter.cool_down(decision.delay)
+                self._emit(CooldownStarted(at=now, until=self.limiter.cooldown_until))
             elif decision.kind in ("overloaded", "server") or failure.failure in ("connect", "timeout"):
                 self.limiter.overloaded()
             will_retry = decision.retry and not run.halted and not outcome.text_sent

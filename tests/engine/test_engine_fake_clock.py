@@ -331,3 +331,40 @@ def test_the_key_never_appears_in_repr_or_results() -> None:
 
     clock.run(main)
     assert api.keys == {"sk-test-secret"}
+
+
+def test_fail_fast_stops_at_the_first_failed_item() -> None:
+    """map(fail_fast=True) raises RunAbortedError naming the failed item instead of returning results."""
+    clock = FakeClock()
+
+    def script(n: int, body: dict[str, object]) -> httpx2.Response | None:
+        return error(400, "invalid_request_error", "bad prompt") if "number 2" in str(body) else None
+
+    api = MockAPI(latency=1.0, script=script)
+
+    async def main() -> None:
+        async with _engine(api, clock, max_concurrency=1) as engine:
+            with pytest.raises(sluicegate.RunAbortedError, match="r2"):
+                await engine.map(_requests(50), fail_fast=True)
+
+    clock.run(main)
+    assert api.requests < 10
+
+
+def test_deadline_gives_up_and_cooldown_events_are_emitted() -> None:
+    """A per-item deadline ends retries of an always-429 item; each 429 emits a CooldownStarted event."""
+    clock = FakeClock()
+    events: list[object] = []
+    api = MockAPI(script=lambda n, body: error(429, "rate_limit_error", **{"retry-after": "10"}))
+
+    async def main() -> None:
+        retry = RetryPolicy(deadline=35.0)
+        async with _engine(api, clock, retry=retry, sinks=[events.append]) as engine:
+            (result,) = await engine.map(_requests(1))
+            assert result.error is not None
+            assert result.error.kind == "rate_limited"
+
+    clock.run(main)
+    cooldowns = [e for e in events if isinstance(e, sluicegate.CooldownStarted)]
+    assert len(cooldowns) == 3  # 429s at about 0, 10 and 20 s retried; the one near 30 s would pass 35 s
+    assert api.requests == 4
