@@ -9,6 +9,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import openai
 import pytest
 
 from sluicegate import Limits, RetryPolicy
@@ -76,14 +77,15 @@ def _key(request: httpx2.Request) -> str:
 class Script:
     """A scripted server: `reply(n, request)` answers the n-th generation request; counts what it saw."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, path: str = "/v1/messages") -> None:
         self.reply = reply
+        self.path = path
         self.generations = 0
         self.other = 0
         self.keys: list[str] = []
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path != "/v1/messages":
+        if request.url.path != self.path:
             self.other += 1
             return httpx2.Response(200, json={"data": [], "has_more": False, "first_id": None, "last_id": None})
         self.generations += 1
@@ -323,3 +325,61 @@ def test_stream_closed_early_frees_the_permit() -> None:
 
     clock.run(main)
     assert transport.statistics().in_flight == 0
+
+
+def _openai_client(script: Script, clock: FakeClock) -> tuple[openai.AsyncOpenAI, LimitedTransport]:
+    transport = LimitedTransport(provider="openai", transport=httpx2.MockTransport(script.handle), clock=clock, seed=7)
+    client = openai.AsyncOpenAI(
+        base_url="http://api.test/v1", api_key="k", max_retries=0, http_client=httpx2.AsyncClient(transport=transport)
+    )
+    return client, transport
+
+
+CHAT_PATH = "/v1/chat/completions"
+CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_openai_bad_key_is_refused_after_one_request() -> None:
+    """An OpenAI 401 raises AuthenticationError; the next call with that key is refused without being sent."""
+    clock = FakeClock()
+    body = {
+        "error": {
+            "message": "Incorrect API key provided",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+    script = Script(lambda n, _: httpx2.Response(401, json=body), path=CHAT_PATH)
+    client, _ = _openai_client(script, clock)
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(openai.AuthenticationError):
+                await client.chat.completions.create(**CHAT)
+
+    clock.run(main)
+    assert script.generations == 1
+
+
+def test_openai_stream_without_usage_frees_the_permit() -> None:
+    """A chat stream without include_usage reports no usage; the permit is settled with the estimate."""
+    clock = FakeClock()
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    pieces = [
+        chunk | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "hey"}, "finish_reason": None}]},
+        chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    sse = b"".join(f"data: {json.dumps(p)}\n\n".encode() for p in pieces) + b"data: [DONE]\n\n"
+    script = Script(
+        lambda n, _: httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=sse), path=CHAT_PATH
+    )
+    client, transport = _openai_client(script, clock)
+
+    async def main() -> str:
+        stream = await client.chat.completions.create(**CHAT, stream=True)
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    assert clock.run(main) == "hey"
+    assert transport.statistics().in_flight == 0
+    assert transport.attempts == 1
