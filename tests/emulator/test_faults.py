@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -117,11 +119,13 @@ async def test_bucket_admits_capacity_then_retry_after_succeeds(emulator: Factor
             if resp.status_code == 429:
                 retry_after.append(int(resp.headers["retry-after"]))
 
+        started = time.monotonic()
         async with anyio.create_task_group() as tg:
             for _ in range(100):
                 tg.start_soon(one)
-        # Bursts finishing slowly could refill a little; allow for the refill during the burst.
-        assert 60 <= statuses.count(200) <= 62
+        # The bucket refills 10 requests per real second: a burst slowed by a busy machine may admit that many more.
+        refill = math.ceil((time.monotonic() - started) * 10)
+        assert 60 <= statuses.count(200) <= 60 + refill
         assert statuses.count(200) + statuses.count(429) == 100
         assert retry_after
         assert min(retry_after) >= 1

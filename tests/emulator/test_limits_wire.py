@@ -47,9 +47,12 @@ async def _statuses(emu: RunningEmulator, params: dict[str, Any], n: int) -> lis
 
 async def test_header_formats_rounding_reset_and_retry_after(emulator: Factory) -> None:
     """Token remaining is rounded to thousands, requests remaining exact, resets RFC 3339, retry-after = ceil."""
-    emu = emulator(rpm=50, itpm=6_000, otpm=8_000, minute=6.0)  # input refills 1000 tokens per real second
+    # A real minute: input refills 100 tokens per second, slow enough that timing noise cannot matter.
+    emu = emulator(rpm=50, itpm=6_000, otpm=8_000, minute=60.0)
     params = _params("a" * 19_972)
     assert count_tokens(params) == 5_000
+    second = _params("b" * 19_692)
+    assert count_tokens(second) == 4_930
     async with httpx2.AsyncClient(
         base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
     ) as http:
@@ -66,13 +69,13 @@ async def test_header_formats_rounding_reset_and_retry_after(emulator: Factory) 
         for name in ("requests", "input-tokens", "output-tokens", "tokens"):
             assert RFC3339.match(ok.headers[H + f"{name}-reset"])
         reset = datetime.fromisoformat(ok.headers[H + "input-tokens-reset"]).timestamp()
-        # Full again after 5000 tokens at 1000/s: about 5 s from now, truncated to the second.
-        assert time.time() + 2 <= reset <= time.time() + 6
+        # Full again after 5000 tokens at 100/s: 50 s from now, truncated to the second.
+        assert time.time() + 45 <= reset <= time.time() + 51
 
-        limited = await http.post("/v1/messages", json=params)
+        limited = await http.post("/v1/messages", json=second)
         assert limited.status_code == 429
-        # 4000 tokens missing at 1000 per second, minus the few ms already refilled: ceil gives 4.
-        assert limited.headers["retry-after"] == "4"
+        # 3930 tokens missing at 100 per second is 39.3 s: rounded up, never down or to nearest.
+        assert limited.headers["retry-after"] == "40"
         assert limited.headers["x-should-retry"] == "true"
         assert limited.headers[H + "input-tokens-remaining"] == "1000"
         body = limited.json()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ from sluicegate.emulator.faults import pick_fault
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
 from sluicegate.emulator.stats import leave_after
-from sluicegate.emulator.transport import abort_connection
+from sluicegate.emulator.transport import ClosingStreamingResponse, abort_connection
 from sluicegate.emulator.validation import validate_message_params
 
 _SPEND_CAP_MESSAGE = (
@@ -267,14 +268,15 @@ class MessagesHandler:
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for chunk in answer():
-                    yield chunk
+                async with aclosing(answer()) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
             finally:
                 # Idempotent: the normal end and the fault paths settle first; a disconnect settles here,
                 # so a reservation is never leaked and streamed output is charged.
                 admission.finish(produced[0])
 
-        async def answer() -> AsyncIterator[bytes]:
+        async def answer() -> AsyncGenerator[bytes, None]:
             if first:
                 await anyio.sleep(first)
             if plan is not None:
@@ -318,7 +320,7 @@ class MessagesHandler:
             yield _sse("message_stop", {"type": "message_stop"})
 
         headers = {**admission.headers(), "request-id": rid, "cache-control": "no-cache"}
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 class CountTokensHandler:

@@ -24,7 +24,7 @@ from sluicegate.emulator import openai_format as fmt
 from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
-from sluicegate.emulator.transport import abort_connection
+from sluicegate.emulator.transport import ClosingStreamingResponse, abort_connection
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
@@ -390,6 +390,6 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
             finally:
                 admission.finish(completion_tokens)
 
-        return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=headers)
+        return ClosingStreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=headers)
 
     return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]

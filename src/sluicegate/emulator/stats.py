@@ -69,4 +69,7 @@ async def leave_after(body: AsyncIterable[T], stats: Stats, status: int) -> Asyn
         async for chunk in body:
             yield chunk
     finally:
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
         stats.leave(status)

@@ -7,6 +7,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 RAW_SEND = "sluicegate.raw_send"
 
@@ -32,3 +34,19 @@ async def abort_connection(request: Request) -> None:
     # Let the server notice the lost connection so what the app sends next is discarded.
     for _ in range(3):
         await anyio.lowlevel.checkpoint()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A stream whose body generator is closed however the response ends.
+
+    A hang-up can cancel Starlette while it awaits a send, leaving the generator suspended; its cleanup (settling
+    rate limits, stats) would then wait for the garbage collector, possibly after the server's loop is gone.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
