@@ -29,7 +29,7 @@ from ..limits.limiter import Limits
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .reader import Defaults, InputProblem, iter_lines, read_requests
-from .store import JobStore
+from .store import JobMismatchError, JobStore
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -127,9 +127,19 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
-    store = JobStore.open(
-        store_path_for(config.output_path), settings=_settings(config), restart=config.restart, commit_interval=0.01
-    )
+    try:
+        store = JobStore.open(
+            store_path_for(config.output_path), settings=_settings(config), restart=config.restart, commit_interval=0.01
+        )
+    except JobMismatchError as exc:
+        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
+        return JobOutcome(
+            ExitCode.USAGE,
+            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
+            "or write to another output file.",
+        )
+    except ConfigError as exc:  # e.g. another run holds this job's store
+        return JobOutcome(ExitCode.USAGE, str(exc))
     try:
         if config.retry_failed:
             reset = store.reset_failed()
