@@ -86,11 +86,13 @@ async def test_header_formats_rounding_reset_and_retry_after(emulator: Factory) 
 async def test_burst_cap_limits_simultaneous_requests_below_the_minute(emulator: Factory) -> None:
     """With burst=5 only 5 of 10 simultaneous requests pass although the minute bucket holds 60."""
     emu = emulator(rpm=60, burst=5, minute=60.0)  # the burst refills one request per real second
+    started = time.monotonic()
     responses = await _statuses(emu, _params(), 10)
+    refill = int(time.monotonic() - started)  # requests the burst bucket regained while the 10 were served
     ok = [r for r in responses if r.status_code == 200]
     limited = [r for r in responses if r.status_code == 429]
-    assert len(ok) == 5
-    assert len(limited) == 5
+    assert 5 <= len(ok) <= 5 + refill
+    assert len(ok) + len(limited) == 10
     for r in limited:
         assert r.headers["retry-after"] == "1"
         # The minute bucket is far from empty: the short-interval cap refused these.
@@ -101,7 +103,7 @@ async def test_burst_cap_limits_simultaneous_requests_below_the_minute(emulator:
 async def test_output_accounting_modes(emulator: Factory, mode: str, admitted: int, stream_remaining: str) -> None:
     """Reserved mode holds max_tokens of OTPM per request in flight; produced mode charges only real output."""
     # A one-hour minute freezes refill during the test; the latency keeps the first requests in flight.
-    emu = emulator(otpm=8_000, minute=3600.0, output_accounting=mode, first_token_latency=0.5)
+    emu = emulator(otpm=8_000, minute=3600.0, output_accounting=mode, first_token_latency=1.0)
     params = _params(max_tokens=3_000)
     responses = await _statuses(emu, params, 3)
     assert sum(r.status_code == 200 for r in responses) == admitted
