@@ -25,12 +25,13 @@ def median_run(runs: Sequence[Run]) -> Run:
 
 def _row(run: Run, n: int, repeats: Sequence[Run]) -> str:
     if run.status.startswith("not run"):
-        return f"| {run.system} | {run.status} | | | | | | | | |"
+        return f"| {run.system} | {run.status} | | | | | | | | | |"
     walls = sorted(r.wall for r in repeats)
     spread = f" ({walls[0]:.1f}–{walls[-1]:.1f})" if len(walls) > 1 else ""
     lost = n - run.ok - run.failed - run.wrong
     return (
         f"| {run.system} | {run.status} | {run.wall:.1f}{spread} | {run.per_second:.1f} | {run.utilization:.2f} | "
+        f"{run.steady_utilization:.2f} | "
         f"{run.rate_limited} ({100 * run.rate_limited / max(1, run.requests):.0f}%) | {run.other_errors} | "
         f"{run.failed} | {lost} | {run.wrong} |"
     )
@@ -38,9 +39,9 @@ def _row(run: Run, n: int, repeats: Sequence[Run]) -> str:
 
 def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> list[str]:
     lines = [
-        "| system | status | wall s (range) | done/s | utilization | 429s (% of requests) | other HTTP errors "
-        "| failed | lost | wrong |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| system | status | wall s (range) | done/s | utilization | steady util. | 429s (% of requests) "
+        "| other HTTP errors | failed | lost | wrong |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for runs in groups.values():
         lines.append(_row(median_run(runs), n, runs))
@@ -103,7 +104,9 @@ def write(
         "limits handed to wall-clock limiters (LangChain, LiteLLM) are scaled to the real minute, and sluicegate is",
         "told the emulated minute's length (`Engine(minute=...)`), so the limits it is given or learns stay per",
         "emulated minute. Backoff sleeps of the Semaphore(10) pattern are compressed by the same factor.",
-        "*utilization* = time a perfect client needs (counting the full buckets at start) / wall time.",
+        "*utilization* = time a perfect client needs for the documents this system completed (counting the full",
+        "buckets at start) / wall time; *steady util.* = completion rate between the 20th and 80th percentile of",
+        "completions / the steady-state ceiling min(RPM, ITPM/avg input, OTPM/avg output) per second.",
         "*lost* = documents with no outcome at all; *wrong* = an answer whose tag is not its own prompt's;",
         "*failed* = documents that ended in an error. 429s and other HTTP errors are counted by the emulator.",
         "",

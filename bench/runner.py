@@ -50,6 +50,16 @@ class Run:
         return self.ok / self.wall if self.wall > 0 else 0.0
 
     @property
+    def steady_utilization(self) -> float:
+        """Completion rate between the 20th and 80th percentile of completions, over the steady ceiling."""
+        times = self.completion_times
+        if len(times) < 10 or self.ceiling_per_s <= 0:
+            return 0.0
+        lo, hi = int(len(times) * 0.2), int(len(times) * 0.8)
+        span = times[hi] - times[lo]
+        return (hi - lo) / span / self.ceiling_per_s if span > 0 else 0.0
+
+    @property
     def utilization(self) -> float:
         """ideal_wall / wall: 1.0 means the run finished as fast as the limits allow."""
         return self.ideal_wall / self.wall if self.wall > 0 and self.ok else 0.0
@@ -113,18 +123,20 @@ def run_scenario(
     with tempfile.TemporaryDirectory(prefix="bench-docs-") as tmp:
         docs_path = Path(tmp, "docs.jsonl")
         docs_path.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
-        with run_emulator(scenario.emulator(quick, seed)) as emu:
-            for system in systems:
-                if system in unavailable:
-                    log(f"  {scenario.name}/{system}: not run ({unavailable[system]})")
-                    runs.append(_not_run(scenario.name, system, unavailable[system]))
-                    continue
-                run = _one(scenario, system, docs, docs_path, emu, cap, avg_in, python_for.get(system, sys.executable))
-                log(
-                    f"  {scenario.name}/{system}: {run.status}, {run.wall:.1f} s, ok {run.ok}/{n}, "
-                    f"429s {run.rate_limited}, util {run.utilization:.2f}"
-                )
-                runs.append(run)
+        for system in systems:
+            if system in unavailable:
+                log(f"  {scenario.name}/{system}: not run ({unavailable[system]})")
+                runs.append(_not_run(scenario.name, system, unavailable[system]))
+                continue
+            # A fresh emulator per system: same seed, and fault windows and timelines start with the system.
+            with run_emulator(scenario.emulator(quick, seed)) as emu:
+                python = python_for.get(system, sys.executable)
+                run = _one(scenario, system, docs, docs_path, emu, cap, avg_in, python)
+            log(
+                f"  {scenario.name}/{system}: {run.status}, {run.wall:.1f} s, ok {run.ok}/{n}, "
+                f"429s {run.rate_limited}, util {run.utilization:.2f}, steady {run.steady_utilization:.2f}"
+            )
+            runs.append(run)
     return runs
 
 
@@ -138,7 +150,6 @@ def _one(
     avg_in: float,
     python: str,
 ) -> Run:
-    emu.reset()
     real = scenario.real_limits()
     spec = {
         "system": system,
