@@ -232,3 +232,41 @@ def test_no_key_and_no_url_runs_against_the_emulator(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "emulator" in proc.stderr
     assert sorted(line["custom_id"] for line in _results(out)) == ids
+
+
+def test_changed_input_is_refused_until_restart(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """Resuming after the input changed exits 2 and sends nothing; --restart starts over."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 10)
+    assert _run(emu, inp, out).returncode == 0
+    with inp.open("a") as f:
+        f.write(json.dumps({"id": "extra", "prompt": "one more", "model": "claude-haiku-4-5", "max_tokens": 9}) + "\n")
+    before = _requests_seen(emu)
+    refused = _run(emu, inp, out)
+    assert refused.returncode == 2
+    assert "--restart" in refused.stderr
+    assert _requests_seen(emu) == before
+    restarted = _run(emu, inp, out, "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    assert len(_results(out)) == 11
+
+
+def test_retry_failed_resends_only_failed_items(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """Items that failed (an unknown model: 404) are sent again with --retry-failed, and only they."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 10)
+    with inp.open("a") as f:
+        for i in range(3):
+            line = {"id": f"bad-model-{i}", "prompt": "hi", "model": "claude-nope-1", "max_tokens": 9}
+            f.write(json.dumps(line) + "\n")
+    first = _run(emu, inp, out)
+    assert first.returncode == 1
+    before = _requests_seen(emu)
+    again = _run(emu, inp, out, "--retry-failed")
+    assert again.returncode == 1
+    assert _requests_seen(emu) - before == 3
+    lines = _results(out)
+    assert len(lines) == 13
+    assert len({line["custom_id"] for line in lines}) == 13

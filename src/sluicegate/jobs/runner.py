@@ -150,30 +150,40 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         already = before.done + before.failed + before.invalid
         total = _count_lines(config.input_path)
         tracker = ProgressTracker(clock=clock, total=total, already_done=already)
-        changed: list[_InputChanged] = []
+        changed: list[str] = []
+
+        def problem(parsed: InputProblem) -> bool:
+            """Record a bad line; False when the input no longer matches the stored job (stop reading)."""
+            try:
+                if store.admit_problem(parsed):
+                    tracker(RequestCompleted(at=clock.now(), result=parsed.to_result()))
+            except JobMismatchError as exc:
+                changed.append(str(exc))
+                return False
+            return True
 
         def items() -> Iterator[RequestItem]:
             with config.input_path.open("rb") as f:
                 for parsed in read_requests(iter_lines(f), defaults=config.defaults, provider=config.provider):
                     if isinstance(parsed, InputProblem):
-                        if store.admit_problem(parsed):
-                            tracker(RequestCompleted(at=clock.now(), result=parsed.to_result()))
+                        if not problem(parsed):
+                            return
                         continue
                     state = store.admit(parsed)
                     if state in ("new", "pending"):
                         yield parsed
                     elif state == "duplicate":
-                        problem = InputProblem(
+                        dup = InputProblem(
                             line=parsed.line or 0,
                             index=parsed.index,
                             custom_id=parsed.custom_id,
                             field="custom_id",
                             message=f"duplicate custom_id {parsed.custom_id!r}: an earlier line has the same id",
                         )
-                        if store.admit_problem(problem):
-                            tracker(RequestCompleted(at=clock.now(), result=problem.to_result()))
+                        if not problem(dup):
+                            return
                     elif state == "changed":
-                        changed.append(_InputChanged(parsed))
+                        changed.append(str(_InputChanged(parsed)))
                         return
 
         engine = Engine(
@@ -235,7 +245,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         if not quiet:
             display.print_summary(wall)
         if changed:
-            return JobOutcome(ExitCode.USAGE, str(changed[0]))
+            return JobOutcome(ExitCode.USAGE, changed[0])
         counts = store.counts()
         summary = {
             "total": counts.total,
