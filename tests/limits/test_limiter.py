@@ -31,7 +31,8 @@ def test_requests_are_paced_at_the_rpm_rate_not_burst() -> None:
 
 
 def test_input_tokens_bucket_binds() -> None:
-    """ITPM 6,000 and 1,000-token requests: 100 tokens at start, so the first waits 9 s, then one per 10 s."""
+    """ITPM 6,000 and 1,000-token requests, larger than the 1 s burst (100 tokens): the first goes at once into
+    debt, then one every 10 s, exactly the limit's rate."""
     clock = FakeClock()
     times: list[float] = []
 
@@ -44,7 +45,7 @@ def test_input_tokens_bucket_binds() -> None:
             permit.settle(Usage(input_tokens=1000, output_tokens=10))
 
     clock.run(main)
-    assert times == [9.0, 19.0, 29.0]
+    assert times == [0.0, 10.0, 20.0]
 
 
 def test_settle_refunds_unused_output_reservation() -> None:
@@ -52,7 +53,7 @@ def test_settle_refunds_unused_output_reservation() -> None:
     clock = FakeClock()
 
     async def main() -> None:
-        limiter = Limiter(Limits(output_tokens_per_minute=6000), clock=clock, initial_burst=60.0)
+        limiter = Limiter(Limits(output_tokens_per_minute=6000), clock=clock, burst=60.0)
         limiter.saw_response()
         permit = await limiter.acquire(10, 600)
         permit.settle(Usage(input_tokens=10, output_tokens=100))
@@ -174,7 +175,7 @@ def test_concurrency_cap_waits_for_a_release_and_release_refunds() -> None:
     clock = FakeClock()
 
     async def main() -> None:
-        limiter = Limiter(Limits(requests_per_minute=6000), clock=clock, max_concurrency=2, initial_burst=60.0)
+        limiter = Limiter(Limits(requests_per_minute=6000), clock=clock, max_concurrency=2, burst=60.0)
         limiter.saw_response()
         a = await limiter.acquire(0, 0)
         await limiter.acquire(0, 0)
@@ -233,3 +234,28 @@ def test_limits_reject_nonsense() -> None:
     """A zero or negative limit is a configuration error."""
     with pytest.raises(ValueError, match="requests_per_minute"):
         Limits(requests_per_minute=0)
+
+
+def test_no_burst_after_a_pause() -> None:
+    """After a 30 s cool-down the bucket holds one second of refill, not 30: resume is paced, not a storm."""
+    clock = FakeClock()
+    admitted: list[float] = []
+
+    async def worker(limiter: Limiter) -> None:
+        permit = await limiter.acquire(0, 0)
+        admitted.append(clock.now())
+        permit.settle(Usage())
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600), clock=clock, max_concurrency=100, rng=random.Random(3))
+        limiter.saw_response()
+        limiter.cool_down(30.0)
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(worker, limiter)
+
+    clock.run(main)
+    start = min(admitted)
+    assert 30.0 <= start <= 31.0
+    assert sum(1 for t in admitted if t < start + 1.0) <= 10 + 10  # the 1 s burst plus 1 s of refill
+    assert max(admitted) - start >= 2.9  # 40 requests at 10/s with 10 banked take at least 3 s

@@ -4,9 +4,12 @@ The only code in sluicegate that waits for capacity. Waiters are served first co
 request at the head is not starved by small ones behind it, and retries queue with new work.
 
 Limits are given by the user, learnt from the server's rate-limit headers, or both (the stricter wins). The
-client's buckets start nearly empty (`initial_burst` seconds of refill) instead of full: we do not know what
-the server's buckets hold, and a full minute's burst at t=0 is how naive clients start their 429 storms. Every
-response's `remaining` then pulls our level down if the server says we have less than we think.
+client's buckets hold at most `burst` seconds of refill (one second by default), and start with just that,
+instead of a full minute: we do not know what the server's buckets hold, the real API enforces short-interval
+limits ("60 RPM may be enforced as 1 request per second"), and a minute's burst, at t=0 or after a pause, is
+how naive clients start their 429 storms. So admission is paced smoothly at the limit's rate (GCRA-like); a
+request larger than the burst waits for a full bucket and leaves a debt. Every response's `remaining` also
+pulls our level down when the server says we have less than we think.
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ class Limits:
 class _Gate:
     """One bucket with what the limiter knows about it."""
 
-    __slots__ = ("bucket", "given", "name")
+    __slots__ = ("bucket", "given", "limit", "name")
 
     def __init__(self, name: Binding, given: float | None) -> None:
         self.name = name
         self.given = given  # the user's limit is a ceiling: headers may lower it, never raise it
+        self.limit: float | None = None  # per rate-limit minute, in force now
         self.bucket: TokenBucket | None = None
 
 
@@ -99,7 +103,7 @@ class Limiter:
         clock: Clock | None = None,
         max_concurrency: int | None = None,
         minute: float = 60.0,
-        initial_burst: float = 1.0,
+        burst: float = 1.0,
         rng: random.Random | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
@@ -109,7 +113,9 @@ class Limiter:
         limits = limits or Limits()
         self._clock = clock or SystemClock()
         self._minute = minute
-        self._initial_burst = initial_burst
+        if burst <= 0:
+            raise ConfigError("burst must be positive")
+        self._burst = burst
         self._rng = rng or random.Random()
         self._cap = max_concurrency
         now = self._clock.now()
@@ -121,7 +127,7 @@ class Limiter:
         }
         for gate in self._gates.values():
             if gate.given is not None:
-                gate.bucket = self._new_bucket(gate.given, now)
+                self._set_limit(gate, gate.given, now)
         self._in_flight = 0
         self._seen_response = False
         self._slow_start = True
@@ -258,10 +264,8 @@ class Limiter:
             gate = self._gates[name]
             limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
             tolerance = 1.0 if name == "requests" else _TOKEN_ROUNDING / 2
-            if gate.bucket is None:
-                gate.bucket = self._new_bucket(limit, now)
-            elif gate.bucket.capacity != limit:
-                gate.bucket.resize(limit, period=self._minute, now=now)
+            self._set_limit(gate, limit, now)
+            assert gate.bucket is not None
             if gate.bucket.level(now) > view.remaining + tolerance:
                 gate.bucket.set_level(float(view.remaining), now)
         self._notify()
@@ -295,24 +299,32 @@ class Limiter:
 
     # -- sizing --------------------------------------------------------------------------------------------
 
-    def _new_bucket(self, limit: float, now: float) -> TokenBucket:
-        initial = limit * min(1.0, self._initial_burst / self._minute)
-        return TokenBucket(limit, period=self._minute, now=now, initial=initial)
+    def _set_limit(self, gate: _Gate, limit: float, now: float) -> None:
+        """A bucket refilled at `limit` per minute holding at most `burst` seconds of it."""
+        if gate.limit == limit:
+            return
+        period = self._burst * self._minute / 60.0
+        capacity = limit * self._burst / 60.0
+        if gate.bucket is None:
+            gate.bucket = TokenBucket(capacity, period=period, now=now)
+        else:
+            gate.bucket.resize(capacity, period=period, now=now)
+        gate.limit = limit
 
     def ceiling(self) -> float | None:
         """Requests per second the known limits allow (None when no limit is known yet)."""
         rates: list[float] = []
         g = self._gates
         per_second = 1.0 / self._minute
-        if g["requests"].bucket is not None:
-            rates.append(g["requests"].bucket.capacity * per_second)
+        if g["requests"].limit is not None:
+            rates.append(g["requests"].limit * per_second)
         for name, avg in (("input_tokens", self._avg_in), ("output_tokens", self._avg_out)):
-            bucket = g[name].bucket
-            if bucket is not None and avg:
-                rates.append(bucket.capacity * per_second / avg)
-        tokens = g["tokens"].bucket
+            limit = g[name].limit
+            if limit is not None and avg:
+                rates.append(limit * per_second / avg)
+        tokens = g["tokens"].limit
         if tokens is not None and self._avg_in is not None and self._avg_out is not None:
-            rates.append(tokens.capacity * per_second / max(1.0, self._avg_in + self._avg_out))
+            rates.append(tokens * per_second / max(1.0, self._avg_in + self._avg_out))
         return min(rates) if rates else None
 
     def concurrency_limit(self) -> int:
@@ -335,8 +347,8 @@ class Limiter:
         def per_minute(name: str) -> float | None:
             # Per real minute: with an emulator in compressed time (minute < 60 s) displays and utilization
             # figures then compare like with like.
-            bucket = self._gates[name].bucket
-            return None if bucket is None else bucket.capacity * 60.0 / self._minute
+            limit = self._gates[name].limit
+            return None if limit is None else limit * 60.0 / self._minute
 
         return LimiterStatistics(
             in_flight=self._in_flight,
