@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .._models import RateLimitSnapshot, Usage
 from ..limits.headers import parse_anthropic_headers
 from ..sse import ServerSentEvent
-from .base import ErrorDetail, StreamFailed
+from .base import AssemblerBase, ErrorDetail, StreamFailed
 
 __all__ = ["AnthropicProvider"]
 
@@ -81,7 +81,7 @@ class AnthropicProvider:
         return AnthropicAssembler()
 
 
-class AnthropicAssembler:
+class AnthropicAssembler(AssemblerBase):
     """Rebuilds the Message object from message_start .. message_stop, as the SDK's accumulator does."""
 
     def __init__(self) -> None:
@@ -90,17 +90,6 @@ class AnthropicAssembler:
         self._partial_json: dict[int, list[str]] = {}
         self._usage: dict[str, Any] = {}
         self._complete = False
-
-    @property
-    def complete(self) -> bool:
-        return self._complete
-
-    def feed(self, event: ServerSentEvent) -> str | None:
-        try:
-            return self._feed(event)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            # A well-formed JSON event of the wrong shape: report it like unreadable JSON (ValueError).
-            raise ValueError(f"malformed {event.event} event: {exc!r}") from exc
 
     def _feed(self, event: ServerSentEvent) -> str | None:
         kind = event.event

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 from .._models import RateLimitSnapshot, Usage
 from ..sse import ServerSentEvent
 
-__all__ = ["ErrorDetail", "Provider", "StreamAssembler", "StreamFailed"]
+__all__ = ["AssemblerBase", "ErrorDetail", "Provider", "StreamAssembler", "StreamFailed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,26 @@ class StreamAssembler(Protocol):
         ...
 
     def usage(self) -> Usage: ...
+
+
+class AssemblerBase:
+    """Shared by the providers' assemblers: completion flag and the translation of malformed events."""
+
+    _complete = False
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    def feed(self, event: ServerSentEvent) -> str | None:
+        try:
+            return self._feed(event)
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            # A well-formed JSON event of the wrong shape: report it like unreadable JSON (ValueError).
+            raise ValueError(f"malformed {event.event} event: {exc!r}") from exc
+
+    def _feed(self, event: ServerSentEvent) -> str | None:
+        raise NotImplementedError
 
 
 class Provider(Protocol):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .._models import RateLimitSnapshot, Usage
 from ..limits.headers import parse_openai_headers
 from ..sse import ServerSentEvent
-from .base import ErrorDetail, StreamFailed
+from .base import AssemblerBase, ErrorDetail, StreamFailed
 
 __all__ = ["OpenAIProvider", "usage_from_openai"]
 
@@ -93,7 +93,7 @@ class OpenAIProvider:
         return OpenAIAssembler()
 
 
-class OpenAIAssembler:
+class OpenAIAssembler(AssemblerBase):
     """Rebuilds a chat.completion object from chat.completion.chunk events and the final usage chunk."""
 
     def __init__(self) -> None:
@@ -103,17 +103,6 @@ class OpenAIAssembler:
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._complete = False
-
-    @property
-    def complete(self) -> bool:
-        return self._complete
-
-    def feed(self, event: ServerSentEvent) -> str | None:
-        try:
-            return self._feed(event)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            # A well-formed JSON event of the wrong shape: report it like unreadable JSON (ValueError).
-            raise ValueError(f"malformed {event.event} event: {exc!r}") from exc
 
     def _feed(self, event: ServerSentEvent) -> str | None:
         if event.data == "[DONE]":
