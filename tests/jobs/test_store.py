@@ -11,6 +11,7 @@ import pytest
 
 from sluicegate._exceptions import ConfigError, UsageError
 from sluicegate.jobs import InputProblem, JobBusyError, JobMismatchError, JobStore, StoreCounts
+from sluicegate.jobs import store as store_module
 
 from .conftest import SETTINGS, failed, make_item, ok
 
@@ -287,3 +288,40 @@ def test_problem_without_id_is_known_on_resume(tmp_path: Path) -> None:
         assert store.admit(make_item(0)) == "pending"
         assert store.record_problem(bad) == "known"
         assert ids(list(store.iter_output("completion"))) == ["line-3"]
+
+
+@pytest.mark.parametrize("in_memory", [100_000, 1, 0])
+def test_id_of_an_earlier_bad_line_is_a_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: int
+) -> None:
+    """A line reusing an earlier invalid line's id is "duplicate" (not sent), held in memory or looked up, on resume."""
+    monkeypatch.setattr(store_module, "_PROBLEM_IDS_IN_MEMORY", in_memory)
+    bad = InputProblem(line=1, index=0, custom_id="a", field="prompt", message="'prompt' must be a non-empty string")
+    later = make_item(1, custom_id="a")
+    dup = InputProblem(line=2, index=1, custom_id="a", field="custom_id", message="duplicate custom_id 'a'")
+    unrelated = make_item(2, custom_id="b")
+    with open_store(tmp_path) as store:
+        assert store.record_problem(bad) == "new"
+        assert store.admit(later) == "duplicate"
+        assert store.record_problem(dup) == "new"
+        assert store.admit(unrelated) == "new"
+    with open_store(tmp_path) as store:
+        assert store.record_problem(bad) == "known"
+        assert store.admit(later) == "duplicate"
+        assert store.record_problem(dup) == "known"
+        assert store.admit(unrelated) == "pending"
+        assert store.counts() == StoreCounts(total=3, pending=1, done=0, failed=0, invalid=2)
+
+
+def test_bad_line_after_the_item_keeps_the_item(tmp_path: Path) -> None:
+    """A bad line after a valid line with the same id does not disturb the item (both lines get their result)."""
+    item = make_item(0, custom_id="a")
+    bad = InputProblem(line=2, index=1, custom_id="a", field="prompt", message="'prompt' must be a non-empty string")
+    with open_store(tmp_path) as store:
+        assert store.admit(item) == "new"
+        assert store.record_problem(bad) == "new"
+        assert store.record_result(ok(item))
+    with open_store(tmp_path) as store:
+        assert store.admit(item) == "done"
+        assert store.record_problem(bad) == "known"
+        assert [json.loads(x)["result"]["type"] for x in store.iter_output("input")] == ["succeeded", "errored"]

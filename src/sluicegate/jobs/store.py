@@ -43,6 +43,7 @@ _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED:
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
 _SCHEMA_VERSION = "1"
+_PROBLEM_IDS_IN_MEMORY = 100_000
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
 
 _SCHEMA = """
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
 CREATE UNIQUE INDEX IF NOT EXISTS entries_seq ON entries (seq) WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
 """
 
 
@@ -125,6 +127,14 @@ class JobStore:
         self._next_seq = 0 if top is None else int(top) + 1
         top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
         self._top_at_open = -1 if top_idx is None else int(top_idx)
+        # Ids of bad lines, so admission can refuse a later line reusing one. Usually few, so kept in memory (first
+        # position per id); past _PROBLEM_IDS_IN_MEMORY they are looked up in the database instead (memory stays
+        # bounded, admission gets slower only for inputs that are mostly bad).
+        rows = conn.execute(
+            "SELECT custom_id, min(idx) FROM entries WHERE kind = 1 GROUP BY custom_id LIMIT ?",
+            (_PROBLEM_IDS_IN_MEMORY + 1,),
+        ).fetchall()
+        self._problem_ids: dict[str, int] | None = dict(rows) if len(rows) <= _PROBLEM_IDS_IN_MEMORY else None
 
     @classmethod
     def open(
@@ -191,12 +201,15 @@ class JobStore:
         """Register an input item and say what to do with it.
 
         "new" (first time seen) and "pending" (unfinished in an earlier run): send it. "done"/"failed": skip.
-        "duplicate": an earlier line of this input has the same id (record an InputProblem for this line).
+        "duplicate": an earlier line of this input has the same id, also a bad line whose id was readable (record an
+        InputProblem for this line: nothing is sent for it).
         "changed": this input differs from the one the store was made from (refuse unless restarting).
         """
         fingerprint = params_fingerprint(item.params)
         if item.index > self._top_at_open:
-            # Past everything earlier runs stored (always, in a first run): try the insert first, one statement.
+            # Past everything earlier runs stored (always, in a first run): try the insert first.
+            if self._problem_before(item):
+                return "duplicate"
             if self._insert(item, fingerprint):
                 return "new"
             row = self._find(item.custom_id)
@@ -205,6 +218,8 @@ class JobStore:
         else:
             row = self._find(item.custom_id)
             if row is None:
+                if self._problem_before(item):
+                    return "duplicate"
                 # The position is taken by another id or a problem from an earlier run: the input changed there.
                 return "new" if self._insert(item, fingerprint) else "changed"
         idx, line, stored_fingerprint, state = row
@@ -214,6 +229,16 @@ class JobStore:
         # earlier position was seen at that position in this run too: a true duplicate. A later one means the
         # input moved.
         return "duplicate" if idx < item.index else "changed"
+
+    def _problem_before(self, item: RequestItem) -> bool:
+        """An earlier bad line already carries this id (its errored result is in the output under it)."""
+        if self._problem_ids is not None:
+            first = self._problem_ids.get(item.custom_id)
+            return first is not None and first < item.index
+        row = self._conn.execute(
+            "SELECT 1 FROM entries WHERE custom_id = ? AND kind = 1 AND idx < ? LIMIT 1", (item.custom_id, item.index)
+        ).fetchone()
+        return row is not None
 
     def _find(self, custom_id: str) -> tuple[int, int | None, str, int] | None:
         row: tuple[int, int | None, str, int] | None = self._conn.execute(
@@ -241,9 +266,19 @@ class JobStore:
         )
         if cur.rowcount == 1:
             self._next_seq += 1
+            self._remember_problem_id(result.custom_id, problem.index)
             return "new"
         row = self._conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,)).fetchone()
         return "known" if tuple(row) == (_PROBLEM, problem.line, result.custom_id) else "changed"
+
+    def _remember_problem_id(self, custom_id: str, index: int) -> None:
+        ids = self._problem_ids
+        if ids is None or index >= ids.get(custom_id, index + 1):
+            return
+        if len(ids) >= _PROBLEM_IDS_IN_MEMORY:
+            self._problem_ids = None  # too many to hold: look them up from now on
+        else:
+            ids[custom_id] = index
 
     def admit_problem(self, problem: InputProblem) -> bool:
         """`record_problem` for callers that only count: True when new; JobMismatchError when the input changed."""
