@@ -148,8 +148,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         writer = OutputWriter.open(config.output_path, store, order)
         before = store.counts()
         already = before.done + before.failed + before.invalid
-        total = _count_lines(config.input_path)
-        tracker = ProgressTracker(clock=clock, total=total, already_done=already)
+        tracker = ProgressTracker(clock=clock, total=None, already_done=already)
         changed: list[str] = []
 
         def problem(parsed: InputProblem) -> bool:
@@ -206,6 +205,12 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             display = ProgressDisplay(tracker, console=console, statistics=engine.statistics, clock=clock)
             if not quiet:
                 tg.start_soon(display.run)
+
+            async def count_lines() -> None:
+                # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
+                tracker.total = await anyio.to_thread.run_sync(_count_lines, config.input_path, abandon_on_cancel=True)
+
+            tg.start_soon(count_lines)
 
             async def watch_signals(scope: anyio.CancelScope) -> None:
                 nonlocal interrupts

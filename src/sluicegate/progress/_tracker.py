@@ -155,6 +155,15 @@ class ProgressTracker:
         """How many time buckets the sliding window holds now (bounded by window / resolution)."""
         return len(self._window)
 
+    @property
+    def total(self) -> int | None:
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        """Known later for big inputs: the runner counts lines in a thread while the first requests go out."""
+        self._total = value
+
     def __call__(self, event: Event) -> None:
         """Take one engine event; cheap and never raises on a well-formed event."""
         if isinstance(event, RequestCompleted):
