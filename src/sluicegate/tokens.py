@@ -3,8 +3,11 @@ and the output tokens to reserve when the API counts produced tokens."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import tempfile
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -63,6 +66,21 @@ def _ceil(value: float) -> int:
     return math.ceil(round(value, 9))
 
 
+_TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+
+
+def _tiktoken_cached(name: str) -> bool:
+    """Whether tiktoken has `name` on disk: loading it must never download (the engine may run offline, and
+    tests talk to 127.0.0.1 only). Mirrors tiktoken's own cache lookup."""
+    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR"))
+    if cache_dir is None:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir:
+        return False
+    key = hashlib.sha1(_TIKTOKEN_URL.format(name).encode()).hexdigest()  # tiktoken names its cache files so
+    return os.path.exists(os.path.join(cache_dir, key))
+
+
 def _tiktoken_counter(model: str | None) -> Any:
     try:
         import tiktoken
@@ -71,9 +89,11 @@ def _tiktoken_counter(model: str | None) -> Any:
     name = "cl100k_base"
     if model and model.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")):
         name = "o200k_base"
+    if not _tiktoken_cached(name):
+        return None  # the calibrated heuristic instead
     try:
         return tiktoken.get_encoding(name)
-    except Exception:  # no cached encoding and no network: fall back to the heuristic
+    except Exception:  # a corrupt cache file: fall back to the heuristic
         return None
 
 
@@ -96,6 +116,8 @@ class InputEstimator:
                 for message in params.get("messages") or []:
                     content = message.get("content") if isinstance(message, Mapping) else message
                     text.append(content if isinstance(content, str) else json.dumps(content, default=str))
+                if params.get("tools"):
+                    text.append(json.dumps(params["tools"], default=str))
                 return max(1, len(self._encoding.encode("\n".join(text), disallowed_special=())) + 4 * len(text))
             except Exception:
                 return heuristic_tokens(params)

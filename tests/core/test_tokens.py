@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +197,18 @@ def test_output_estimator_window_forgets_old_answers() -> None:
     for _ in range(256):
         estimator.observe(10, 4096)
     assert estimator.reserve(4096) == 11
+
+
+def test_tiktoken_is_used_only_when_its_encoding_is_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No download is ever attempted: without a cached encoding the OpenAI estimator uses the heuristic."""
+    import hashlib
+
+    from sluicegate.tokens import _tiktoken_cached
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    assert not _tiktoken_cached("cl100k_base")
+    params = {"messages": [{"role": "user", "content": "hello there, how are you today?"}]}
+    assert InputEstimator(provider="openai").raw(params) == heuristic_tokens(params)
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"")
+    assert _tiktoken_cached("cl100k_base")
