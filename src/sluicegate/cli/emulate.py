@@ -34,6 +34,17 @@ def _parse_fault(text: str) -> FaultSpec:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds to first token.")
 @click.option("--per-token", type=float, default=0.0, show_default=True, help="Seconds per output token.")
+@click.option("--jitter", type=float, default=0.0, show_default=True, help="Relative latency jitter (seeded).")
+@click.option("--burst", type=int, default=None, help="Short-interval cap: N requests, refilled at the RPM rate.")
+@click.option(
+    "--output-accounting",
+    type=click.Choice(["produced", "reserved"]),
+    default="produced",
+    show_default=True,
+    help="Count produced output tokens, or reserve max_tokens up front.",
+)
+@click.option("--spend-cap", is_flag=True, help="Answer every request with the spend-limit 429.")
+@click.option("--invalid-key", "invalid_keys", multiple=True, help="An API key that gets 401, repeatable.")
 @click.option("--fault", "faults", multiple=True, help="KIND:PROB or KIND@START-END, repeatable.")
 def emulate(
     host: str,
@@ -46,6 +57,11 @@ def emulate(
     seed: int,
     latency: float,
     per_token: float,
+    jitter: float,
+    burst: int | None,
+    output_accounting: str,
+    spend_cap: bool,
+    invalid_keys: tuple[str, ...],
     faults: tuple[str, ...],
 ) -> None:
     """Run a local Anthropic + OpenAI API emulator with real rate limits."""
@@ -62,6 +78,11 @@ def emulate(
         seed=seed,
         first_token_latency=latency,
         per_token_latency=per_token,
+        jitter=jitter,
+        burst=burst,
+        output_accounting=output_accounting,  # type: ignore[arg-type]
+        spend_cap=spend_cap,
+        invalid_keys=frozenset(invalid_keys),
         faults=tuple(_parse_fault(f) for f in faults),
     )
     with run_emulator(config, host=host, port=port) as emu:
