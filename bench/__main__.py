@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
+from datetime import UTC, datetime
 
 from bench import env
 from bench.scenarios import ALL_SCENARIOS, SCENARIOS
+
+RUNS = env.ROOT / "bench" / "out" / "runs.json"
+LAST = env.ROOT / "bench" / "out" / "last.json"
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -19,6 +24,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--setup", action="store_true", help="(re)create the bench virtualenv, then exit")
     parser.add_argument("--systems", default="", help="comma-separated subset of systems to run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the last run's data")
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in ALL_SCENARIOS]
     if unknown:
@@ -38,9 +44,23 @@ def main(argv: list[str]) -> int:
 
     from bench import report
     from bench.cli_runs import cli_sections
-    from bench.runner import Run, run_scenario
+    from bench.runner import Run, load, run_scenario, save
 
     unavailable = env.unavailable_peers()
+    if args.report_only:
+        saved = json.loads(LAST.read_text(encoding="utf-8"))
+        report.write(
+            load(RUNS),
+            command=saved["command"],
+            quick=saved["quick"],
+            repeats=saved["repeats"],
+            versions=env.versions(),
+            unavailable=saved["unavailable"],
+            extra_sections=saved["extra"],
+            date=saved["date"],
+        )
+        print("bench: rebuilt bench/RESULTS.md from the last run")
+        return 0
     chosen = args.scenarios or list(ALL_SCENARIOS)
     only = {s for s in args.systems.split(",") if s}
     results: dict[str, dict[str, list[Run]]] = {}
@@ -64,15 +84,20 @@ def main(argv: list[str]) -> int:
                 groups[run.system].append(run)
         results[name] = groups
     extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick)
-    command = "python -m bench " + shlex.join(argv) if argv else "python -m bench"
+    command = ("python -m bench " + shlex.join(argv) if argv else "python -m bench").strip()
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    save(results, RUNS)
+    meta = {"command": command, "quick": args.quick, "repeats": args.repeats, "date": date}
+    LAST.write_text(json.dumps({**meta, "unavailable": unavailable, "extra": extra}), encoding="utf-8")
     report.write(
         results,
-        command=command.strip(),
+        command=command,
         quick=args.quick,
         repeats=args.repeats,
         versions=env.versions(),
         unavailable=unavailable,
         extra_sections=extra,
+        date=date,
     )
     print(f"bench: wrote bench/RESULTS.md in {time.monotonic() - started:.0f} s")
     return 0

@@ -31,10 +31,14 @@ def _row(run: Run, n: int, repeats: Sequence[Run]) -> str:
     lost = n - run.ok - run.failed - run.wrong
     return (
         f"| {run.system} | {run.status} | {run.wall:.1f}{spread} | {run.per_second:.1f} | {run.utilization:.2f} | "
-        f"{run.steady_utilization:.2f} | "
+        f"{_fmt(run.steady_utilization)} | "
         f"{run.rate_limited} ({100 * run.rate_limited / max(1, run.requests):.0f}%) | {run.other_errors} | "
         f"{run.failed} | {lost} | {run.wrong} |"
     )
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if value > 0 else "-"
 
 
 def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> list[str]:
@@ -87,9 +91,10 @@ def write(
     unavailable: Mapping[str, str],
     extra_sections: Sequence[str] = (),
     path: Path = HERE / "RESULTS.md",
+    date: str | None = None,
 ) -> None:
     """Write RESULTS.md with one table per scenario and the plots next to it."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# sluicegate benchmark results",
         "",
@@ -105,8 +110,9 @@ def write(
         "told the emulated minute's length (`Engine(minute=...)`), so the limits it is given or learns stay per",
         "emulated minute. Backoff sleeps of the Semaphore(10) pattern are compressed by the same factor.",
         "*utilization* = time a perfect client needs for the documents this system completed (counting the full",
-        "buckets at start) / wall time; *steady util.* = completion rate between the 20th and 80th percentile of",
-        "completions / the steady-state ceiling min(RPM, ITPM/avg input, OTPM/avg output) per second.",
+        "buckets at start) / wall time; *steady util.* = completion rate after the starting buckets are spent (up",
+        "to the 90th percentile of completions) / the steady-state ceiling min(RPM, ITPM/avg input, OTPM/avg",
+        "output) per second; '-' when too few completions came after the starting buckets to measure it.",
         "*lost* = documents with no outcome at all; *wrong* = an answer whose tag is not its own prompt's;",
         "*failed* = documents that ended in an error. 429s and other HTTP errors are counted by the emulator.",
         "",

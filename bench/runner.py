@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Run:
     ideal_wall: float  # time a perfect client needs given the limits and the full buckets at start
     ceiling_per_s: float  # steady-state ceiling min(RPM, ITPM/avg_in, OTPM/avg_out) per real second
     ideal_all: float = 0.0  # what a perfect client needs for every document
+    start_capacity: float = 0.0  # requests the full buckets admit at once at the start
     completion_times: list[float] = field(default_factory=list)
     rate_limited_timeline: list[tuple[int, int]] = field(default_factory=list)
     concurrency: list[tuple[float, int, int]] = field(default_factory=list)
@@ -51,11 +52,14 @@ class Run:
 
     @property
     def steady_utilization(self) -> float:
-        """Completion rate between the 20th and 80th percentile of completions, over the steady ceiling."""
+        """Completion rate once the starting buckets are spent (up to the 90th percentile), over the ceiling.
+
+        0.0 when too few completions came after the starting buckets to measure a rate.
+        """
         times = self.completion_times
-        if len(times) < 10 or self.ceiling_per_s <= 0:
+        lo, hi = int(self.start_capacity) + 1, int(len(times) * 0.9)
+        if hi - lo < 20 or self.ceiling_per_s <= 0:
             return 0.0
-        lo, hi = int(len(times) * 0.2), int(len(times) * 0.8)
         span = times[hi] - times[lo]
         return (hi - lo) / span / self.ceiling_per_s if span > 0 else 0.0
 
@@ -63,6 +67,16 @@ class Run:
     def utilization(self) -> float:
         """ideal_wall / wall: 1.0 means the run finished as fast as the limits allow."""
         return self.ideal_wall / self.wall if self.wall > 0 and self.ok else 0.0
+
+
+def start_capacity(scenario: Scenario, avg_in: float, avg_out: float) -> float:
+    """How many average requests the full buckets admit at once."""
+    out_cost = scenario.max_tokens if scenario.output_accounting == "reserved" else avg_out
+    return min(
+        float(scenario.burst or scenario.rpm),
+        scenario.itpm / max(avg_in, 1e-9),
+        scenario.otpm / max(out_cost, 1e-9),
+    )
 
 
 def ideal_wall(scenario: Scenario, n: int, avg_in: float, avg_out: float) -> tuple[float, float]:
@@ -195,11 +209,35 @@ def _one(
         ideal_wall=ideal,
         ceiling_per_s=ceiling,
         ideal_all=ideal_all,
+        start_capacity=start_capacity(scenario, avg_in, avg_out),
         completion_times=sorted(o.at for o in outcomes.values() if o.text is not None),
         rate_limited_timeline=[(int(s["second"]), int(s["rate_limited"])) for s in stats["timeline"]],
         concurrency=[(float(a), int(b), int(c)) for a, b, c in data["samples"]] if data else [],
         stderr_tail=err[-600:],
     )
+
+
+def save(results: dict[str, dict[str, list[Run]]], path: Path) -> None:
+    """Every run's fields as JSON, so the report can be rebuilt without re-running."""
+    data = {name: {system: [asdict(r) for r in runs] for system, runs in g.items()} for name, g in results.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def load(path: Path) -> dict[str, dict[str, list[Run]]]:
+    """The runs written by `save`."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, dict[str, list[Run]]] = {}
+    for name, groups in data.items():
+        out[name] = {}
+        for system, runs in groups.items():
+            loaded = []
+            for r in runs:
+                r["rate_limited_timeline"] = [tuple(x) for x in r["rate_limited_timeline"]]
+                r["concurrency"] = [tuple(x) for x in r["concurrency"]]
+                loaded.append(Run(**r))
+            out[name][system] = loaded
+    return out
 
 
 def _not_run(scenario: str, system: str, why: str) -> Run:
