@@ -128,7 +128,9 @@ def test_record_result_columns_and_totals(tmp_path: Path) -> None:
         usage, cost = store.totals()
         assert (usage.input_tokens, usage.output_tokens, cost) == (11, 22, 1.5)
     conn = sqlite3.connect(tmp_path / "job.db")
-    row = conn.execute("SELECT attempts, input_tokens, cost, result FROM entries WHERE custom_id = 'id-0'").fetchone()
+    row = conn.execute(
+        "SELECT attempts, input_tokens, cost, result FROM entries JOIN outputs USING (seq) WHERE custom_id = 'id-0'"
+    ).fetchone()
     conn.close()
     assert row[:3] == (2, 10, 1.25)
     assert json.loads(row[3]) == ok(a).to_batch_line()
@@ -325,3 +327,17 @@ def test_bad_line_after_the_item_keeps_the_item(tmp_path: Path) -> None:
         assert store.admit(item) == "done"
         assert store.record_problem(bad) == "known"
         assert [json.loads(x)["result"]["type"] for x in store.iter_output("input")] == ["succeeded", "errored"]
+
+
+def test_store_of_another_format_is_refused_until_restart(tmp_path: Path) -> None:
+    """A store written in another format version is a mismatch (named as such) that only restart clears."""
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+    conn = sqlite3.connect(tmp_path / "job.db")
+    conn.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(JobMismatchError, match="format '0'"):
+        open_store(tmp_path)
+    with open_store(tmp_path, restart=True) as store:
+        assert store.admit(make_item(0)) == "new"

@@ -118,7 +118,9 @@ def test_file_ahead_of_store_is_rewritten(tmp_path: Path) -> None:
     store, writer = open_pair(tmp_path)
     finish(store, writer, 4)
     conn = sqlite3.connect(tmp_path / "out.jsonl.db")
-    conn.execute("UPDATE entries SET state = 0, seq = NULL, result = NULL WHERE custom_id IN ('id-2', 'id-3')")
+    lost = "SELECT seq FROM entries WHERE custom_id IN ('id-2', 'id-3')"
+    conn.execute(f"DELETE FROM outputs WHERE seq IN ({lost})")
+    conn.execute("UPDATE entries SET state = 0, seq = NULL WHERE custom_id IN ('id-2', 'id-3')")
     conn.commit()
     conn.close()
     sent: list[str] = []

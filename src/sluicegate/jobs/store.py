@@ -42,7 +42,7 @@ _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED:
 # Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
 _PROBLEM_IDS_IN_MEMORY = 100_000
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
 
@@ -61,11 +61,16 @@ CREATE TABLE IF NOT EXISTS entries (
     cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
     cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
     cost REAL NOT NULL DEFAULT 0,
-    seq INTEGER,                        -- output sequence (completion order) once finished
-    result TEXT                         -- the output line (Batch results format), once finished
+    seq INTEGER                         -- its line in `outputs` once finished
+);
+-- The output lines (Batch results format) live apart from the per-line state: scans of the state (counts, the
+-- finished prefix, resume checks) then read small rows even when answers are long, an update of the state never
+-- moves kilobytes, and completion order is a plain range of this table's key.
+CREATE TABLE IF NOT EXISTS outputs (
+    seq INTEGER PRIMARY KEY,            -- output sequence: commit (completion) order
+    result TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
-CREATE UNIQUE INDEX IF NOT EXISTS entries_seq ON entries (seq) WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
 """
 
@@ -123,7 +128,7 @@ class JobStore:
         self._writes = 0
         self._last_commit = clock()
         self._closed = False
-        top = conn.execute("SELECT max(seq) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
+        top = conn.execute("SELECT max(seq) FROM outputs").fetchone()[0]
         self._next_seq = 0 if top is None else int(top) + 1
         top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
         self._top_at_open = -1 if top_idx is None else int(top_idx)
@@ -260,12 +265,11 @@ class JobStore:
         """
         result = problem.to_result()
         cur = self._write(
-            "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state, seq, result)"
-            " VALUES (?, ?, 1, ?, 3, ?, ?)",
-            (problem.index, problem.line, result.custom_id, self._next_seq, result_line(result)),
+            "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state, seq) VALUES (?, ?, 1, ?, 3, ?)",
+            (problem.index, problem.line, result.custom_id, self._next_seq),
         )
         if cur.rowcount == 1:
-            self._next_seq += 1
+            self._add_output(result)
             self._remember_problem_id(result.custom_id, problem.index)
             return "new"
         row = self._conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,)).fetchone()
@@ -303,7 +307,7 @@ class JobStore:
         usage = result.usage
         cur = self._write(
             "UPDATE entries SET state = ?, attempts = ?, input_tokens = ?, output_tokens = ?,"
-            " cache_creation_input_tokens = ?, cache_read_input_tokens = ?, cost = ?, seq = ?, result = ?"
+            " cache_creation_input_tokens = ?, cache_read_input_tokens = ?, cost = ?, seq = ?"
             " WHERE custom_id = ? AND kind = 0 AND state = 0",
             (
                 DONE if kind == "ok" else FAILED,
@@ -314,12 +318,11 @@ class JobStore:
                 usage.cache_read_input_tokens,
                 result.cost,
                 self._next_seq,
-                result_line(result),
                 result.custom_id,
             ),
         )
         if cur.rowcount == 1:
-            self._next_seq += 1
+            self._add_output(result)
             return True
         known = self._conn.execute(
             "SELECT 1 FROM entries WHERE custom_id = ? AND kind = 0", (result.custom_id,)
@@ -328,9 +331,15 @@ class JobStore:
             raise UsageError(f"a result for {result.custom_id!r}, which this job store never admitted")
         return False  # a second result for a finished item: the first one stands, so no id is output twice
 
+    def _add_output(self, result: Result) -> None:
+        # Same transaction as the state change that points at it, so both are committed or neither.
+        self._conn.execute("INSERT INTO outputs (seq, result) VALUES (?, ?)", (self._next_seq, result_line(result)))
+        self._next_seq += 1
+
     # -- transactions ------------------------------------------------------------------------------------------
 
     def _write(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        """Run one record's first statement inside the open batch (one record counts once toward commit_every)."""
         if self._closed:
             raise UsageError("the job store is closed")
         if not self._in_txn:
@@ -381,14 +390,11 @@ class JobStore:
 
     def reset_failed(self) -> int:
         """Put failed items (not invalid input lines) back to pending, for --retry-failed; commits. Returns how many."""
-        cur = self._write(
-            "UPDATE entries SET state = 0, seq = NULL, result = NULL WHERE kind = 0 AND state = 2",
-            (),
-        )
-        count = cur.rowcount
+        self._write("DELETE FROM outputs WHERE seq IN (SELECT seq FROM entries WHERE kind = 0 AND state = 2)", ())
+        count = self._conn.execute("UPDATE entries SET state = 0, seq = NULL WHERE kind = 0 AND state = 2").rowcount
         if count:
             # The output file still has their old lines: a new epoch makes the writer regenerate it.
-            self._write("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'epoch'", ())
+            self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'epoch'")
         self.commit()
         return count
 
@@ -417,9 +423,7 @@ class JobStore:
         "completion": commit order. "input": input order, only the contiguous prefix of finished lines.
         """
         if order == "completion":
-            rows = self._reader.execute(
-                "SELECT result FROM entries WHERE seq IS NOT NULL ORDER BY seq LIMIT -1 OFFSET ?", (start,)
-            )
+            rows = self._reader.execute("SELECT result FROM outputs ORDER BY seq LIMIT -1 OFFSET ?", (start,))
             for (text,) in rows:
                 yield text
         else:
@@ -429,22 +433,25 @@ class JobStore:
     def output_count(self, order: OutputOrder) -> int:
         """How many committed lines the output has in this order."""
         if order == "completion":
-            return int(self._reader.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0])
-        count, top = self._reader.execute("SELECT count(*), max(idx) FROM entries").fetchone()
+            return int(self._reader.execute("SELECT count(*) FROM outputs").fetchone()[0])
+        count, top, first_pending = self._reader.execute(
+            "SELECT count(*), max(idx), min(CASE WHEN state = 0 THEN idx END) FROM entries"
+        ).fetchone()
         if count and top != count - 1:  # a hole in the positions (input changed): walk the prefix
             return sum(1 for _ in self.input_rows(0))
-        first_pending = self._reader.execute("SELECT min(idx) FROM entries WHERE state = 0").fetchone()[0]
         return int(count if first_pending is None else first_pending)
 
     def completion_rows(self, after_seq: int) -> Iterator[tuple[int, str]]:
         """Committed (seq, line) pairs with seq > after_seq, in commit order."""
-        yield from self._reader.execute("SELECT seq, result FROM entries WHERE seq > ? ORDER BY seq", (after_seq,))
+        yield from self._reader.execute("SELECT seq, result FROM outputs WHERE seq > ? ORDER BY seq", (after_seq,))
 
     def input_rows(self, start_idx: int) -> Iterator[tuple[int, str]]:
         """Committed (index, line) pairs from start_idx while the positions are contiguous and finished."""
         expected = start_idx
         for idx, state, text in self._reader.execute(
-            "SELECT idx, state, result FROM entries WHERE idx >= ? ORDER BY idx", (start_idx,)
+            "SELECT e.idx, e.state, o.result FROM entries AS e LEFT JOIN outputs AS o ON o.seq = e.seq"
+            " WHERE e.idx >= ? ORDER BY e.idx",
+            (start_idx,),
         ):
             if idx != expected or state == PENDING:
                 return
@@ -455,9 +462,7 @@ class JobStore:
         """The seq of the committed line at a completion-order position (-1 before the first)."""
         if position < 0:
             return -1
-        row = self._reader.execute(
-            "SELECT seq FROM entries WHERE seq IS NOT NULL ORDER BY seq LIMIT 1 OFFSET ?", (position,)
-        ).fetchone()
+        row = self._reader.execute("SELECT seq FROM outputs ORDER BY seq LIMIT 1 OFFSET ?", (position,)).fetchone()
         if row is None:
             raise IndexError(position)
         return int(row[0])
@@ -512,6 +517,7 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
     try:
         if restart:
             conn.execute("DROP TABLE IF EXISTS entries")
+            conn.execute("DROP TABLE IF EXISTS outputs")
             conn.execute("DROP TABLE IF EXISTS meta")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
