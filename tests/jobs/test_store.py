@@ -341,3 +341,45 @@ def test_store_of_another_format_is_refused_until_restart(tmp_path: Path) -> Non
         open_store(tmp_path)
     with open_store(tmp_path, restart=True) as store:
         assert store.admit(make_item(0)) == "new"
+
+
+@pytest.mark.parametrize("block", [3, 2048])
+def test_resume_read_ahead_matches_lookups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """Resuming in input order (rows read ahead in blocks) gives the same states as one id lookup per line."""
+    monkeypatch.setattr(store_module, "_READ_AHEAD", block)
+    items = [make_item(i) for i in range(10)]
+    bad = InputProblem(line=12, index=11, custom_id=None, field=None, message="not valid JSON")
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        store.admit(make_item(10, custom_id="id-3"))  # a duplicate line
+        store.record_problem(bad)
+        for i in (0, 2, 5, 9):
+            store.record_result(ok(items[i]))
+        store.record_result(failed(items[7]))
+    resumed = [*items[:4], make_item(4, prompt="edited"), *items[5:], make_item(10, custom_id="id-3")]
+    answers = []
+    for read_ahead in (True, False):
+        with open_store(tmp_path) as store:
+            store._read_ahead = read_ahead
+            answers.append([store.admit(it) for it in resumed[:4]] + [store.admit(it) for it in resumed[5:]])
+            assert (store._ahead_end > 0) == read_ahead  # the fast path was really taken (or really not)
+            answers.append([store.admit(resumed[4])])  # out of order: read-ahead switches itself off
+    assert answers[0] == answers[2]
+    expected = ["done", "pending", "done", "pending", "done", "pending", "failed", "pending", "done", "duplicate"]
+    assert answers[0] == expected
+    assert answers[1] == answers[3] == ["changed"]
+
+
+def test_read_ahead_sees_reset_failed(tmp_path: Path) -> None:
+    """Items reset by reset_failed after rows were read ahead are admitted as pending, not failed."""
+    items = [make_item(i) for i in range(6)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        for it in items:
+            store.record_result(failed(it))
+    with open_store(tmp_path) as store:
+        assert store.admit(items[0]) == "failed"
+        assert store.reset_failed() == 6
+        assert [store.admit(it) for it in items[1:]] == ["pending"] * 5

@@ -108,6 +108,9 @@ class OutputWriter:
             else:
                 self._next_idx = key + 1
         self._written += count
+        # Lines go through a buffer and are fsynced only every fsync_interval: a killed process loses at most the
+        # unflushed tail (the store still has it and `open` appends it again), and only a power loss can lose more,
+        # which `open` repairs from the store as well. An fsync per commit would cost milliseconds each for nothing.
         if count and self._clock() - self._last_sync >= self._fsync_interval:
             self.flush()
         return count
