@@ -155,6 +155,9 @@ def test_batched_commit_by_count_and_time(tmp_path: Path) -> None:
     assert store.maybe_commit()
     assert store.output_count("completion") == 2
     assert not store.maybe_commit()  # nothing new
+    store.record_result(ok(items[2]))
+    assert not store.maybe_commit(15.0)
+    assert store.maybe_commit(20.0)  # a time passed in counts like the store's own clock
     store.close()
 
 

@@ -113,7 +113,7 @@ def read_requests(
     lines: Iterable[str | bytes | OversizeLine],
     *,
     defaults: Defaults,
-    provider: str = "anthropic",
+    provider: Provider = "anthropic",
     max_line_bytes: int = 32 * 2**20,
 ) -> Iterator[RequestItem | InputProblem]:
     """Parse input lines lazily: a RequestItem per good line, an InputProblem per bad one; blank lines skipped.

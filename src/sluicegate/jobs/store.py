@@ -381,11 +381,16 @@ class JobStore:
         self._writes += 1
         return self._conn.execute(sql, args)
 
-    def maybe_commit(self) -> bool:
-        """Commit when enough records (commit_every) or time (commit_interval) piled up; True if it committed."""
+    def maybe_commit(self, now: float | None = None) -> bool:
+        """Commit when enough records (commit_every) or time (commit_interval) piled up; True if it committed.
+
+        `now` is on the store's clock (time.monotonic unless one was given to `open`); None reads that clock.
+        """
         if not self._in_txn:
             return False
-        if self._writes >= self._commit_every or self._clock() - self._last_commit >= self._commit_interval:
+        if now is None:
+            now = self._clock()
+        if self._writes >= self._commit_every or now - self._last_commit >= self._commit_interval:
             self.commit()
             return True
         return False
