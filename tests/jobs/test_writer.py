@@ -8,7 +8,7 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from sluicegate.jobs import JobStore, OutputOrder, OutputWriter
+from sluicegate.jobs import InputProblem, JobStore, OutputOrder, OutputWriter
 
 from .conftest import SETTINGS, failed, make_item, ok
 
@@ -211,3 +211,31 @@ def test_reset_then_crash_before_rewrite_is_repaired(tmp_path: Path) -> None:
     store, writer = open_pair(tmp_path)
     finish(store, writer, 3)
     assert Counter(out_ids(tmp_path / "out.jsonl")) == Counter(["id-0", "id-1", "id-2"])
+
+
+def test_ordered_output_with_invalid_lines_and_an_interrupted_run(tmp_path: Path) -> None:
+    """In input order a bad line fills its own slot; an item left pending by a stopped run holds back what follows."""
+    store, writer = open_pair(tmp_path, "input")
+    items = [make_item(i) for i in (0, 2, 3)]
+    bad = InputProblem(line=2, index=1, custom_id=None, field=None, message="not valid JSON")
+    store.admit(items[0])
+    store.record_problem(bad)
+    store.admit(items[1])
+    store.admit(items[2])
+    store.record_result(ok(items[2]))
+    store.record_result(ok(items[0]))
+    store.record_result(failed(items[1], "aborted"))  # the run stopped before this one finished: still pending
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line-2"]
+    store, writer = open_pair(tmp_path, "input")
+    assert [store.admit(it) for it in items] == ["done", "pending", "done"]
+    assert store.record_problem(bad) == "known"
+    store.record_result(ok(items[1]))
+    store.commit()
+    assert writer.write_committed() == 2
+    writer.close()
+    store.close()
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line-2", "id-2", "id-3"]
