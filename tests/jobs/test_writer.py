@@ -8,7 +8,10 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from sluicegate.jobs import InputProblem, JobStore, OutputOrder, OutputWriter
+from sluicegate.jobs import writer as writer_module
 
 from .conftest import SETTINGS, failed, make_item, ok
 
@@ -239,3 +242,29 @@ def test_ordered_output_with_invalid_lines_and_an_interrupted_run(tmp_path: Path
     writer.close()
     store.close()
     assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line-2", "id-2", "id-3"]
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_resume_compares_first_and_last_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """A file that is this job's is appended to in place; one whose first or last line differs is rebuilt."""
+    monkeypatch.setattr(writer_module, "_CHUNK", chunk)
+    store, writer = open_pair(tmp_path)
+    finish(store, writer, 3)
+    path = tmp_path / "out.jsonl"
+    good = path.read_bytes()
+    inode = path.stat().st_ino
+    store, writer = open_pair(tmp_path)
+    writer.close()
+    store.close()
+    assert path.stat().st_ino == inode  # kept, not rewritten
+    lines = good.splitlines(keepends=True)
+    for tampered in (
+        lines[0].replace(b"id-0", b"id-9") + lines[1] + lines[2],  # first line differs late in the line
+        lines[0] + lines[1] + lines[2].replace(b"id-2", b"id-7"),  # last line differs, same length
+        lines[0] + lines[1] + lines[2][:-2] + b" }\n",  # last line differs in length
+    ):
+        path.write_bytes(tampered)
+        store, writer = open_pair(tmp_path)
+        writer.close()
+        store.close()
+        assert path.read_bytes() == good

@@ -14,7 +14,6 @@ from .store import JobStore, OutputOrder
 __all__ = ["OutputWriter"]
 
 _CHUNK = 1 << 20
-_MAX_FIRST_LINE = 256 << 20
 
 
 class OutputWriter:
@@ -71,7 +70,8 @@ class OutputWriter:
 
     def _resume(self) -> None:
         mark = f"{self._store.output_mark()}:{self._order}"
-        scan = _scan(self._path)
+        first = next(self._store.iter_output(self._order, 0), None)
+        scan = _scan(self._path, None if first is None else first.encode())
         if scan.end < scan.size:
             with self._path.open("r+b") as f:
                 f.truncate(scan.end)
@@ -92,9 +92,17 @@ class OutputWriter:
         """The first and last lines agree with the store (guards against another job's file under this name)."""
         if scan.lines == 0:
             return True
-        first = next(self._store.iter_output(self._order, 0), None)
+        if not scan.first_matches:
+            return False
         last = next(self._store.iter_output(self._order, scan.lines - 1), None)
-        return first is not None and scan.first == first.encode() and last is not None and scan.last == last.encode()
+        if last is None:
+            return False
+        expected = last.encode()
+        if scan.end - 1 - scan.last_start != len(expected):  # checked first: a foreign last line is never read whole
+            return False
+        with self._path.open("rb") as f:
+            f.seek(scan.last_start)
+            return f.read(len(expected)) == expected
 
     def write_committed(self) -> int:
         """Append every committed line not yet in the file (call right after `store.commit()`); returns how many."""
@@ -173,19 +181,21 @@ class OutputWriter:
 
 
 class _Scan:
-    """What is in an existing output file: size, complete lines, where the last one ends, first and last line."""
+    """What is in an existing output file: size, complete lines, where the last one starts and ends, and whether
+    the first line is the expected one."""
 
-    __slots__ = ("end", "first", "last", "lines", "size")
+    __slots__ = ("end", "first_matches", "last_start", "lines", "size")
 
     def __init__(self) -> None:
         self.size = 0
         self.lines = 0
         self.end = 0  # offset just past the last newline
-        self.first = b""
-        self.last = b""
+        self.last_start = 0  # offset of the last complete line
+        self.first_matches = False
 
 
-def _scan(path: Path) -> _Scan:
+def _scan(path: Path, expected_first: bytes | None) -> _Scan:
+    """Count the complete lines in 1 MiB blocks, comparing the first line on the way (memory stays one block)."""
     scan = _Scan()
     try:
         f = path.open("rb")
@@ -193,30 +203,28 @@ def _scan(path: Path) -> _Scan:
         return scan
     with f:
         offset = 0
-        last_start = 0
-        first_parts: list[bytes] | None = []
+        matched = 0  # bytes of the first line equal to the expected one so far
+        comparing = True
         while block := f.read(_CHUNK):
-            if first_parts is not None:
+            if comparing:
                 cut = block.find(b"\n")
-                first_parts.append(block if cut < 0 else block[:cut])
-                if cut >= 0:
-                    scan.first = b"".join(first_parts)
-                    first_parts = None
-                elif len(first_parts) * _CHUNK > _MAX_FIRST_LINE:
-                    scan.first = b"\n"  # no result line is this long (nor contains a newline): never matches
-                    first_parts = None
+                part = block if cut < 0 else block[:cut]
+                if expected_first is None or expected_first[matched : matched + len(part)] != part:
+                    comparing = False
+                else:
+                    matched += len(part)
+                    if cut >= 0:
+                        scan.first_matches = matched == len(expected_first)
+                        comparing = False
             newlines = block.count(b"\n")
             if newlines:
                 i = block.rfind(b"\n")
                 j = block.rfind(b"\n", 0, i)
-                last_start = offset + j + 1 if j >= 0 else scan.end
+                scan.last_start = offset + j + 1 if j >= 0 else scan.end
                 scan.end = offset + i + 1
                 scan.lines += newlines
             offset += len(block)
         scan.size = offset
-        if scan.lines:
-            f.seek(last_start)
-            scan.last = f.read(scan.end - last_start).rstrip(b"\n")
     return scan
 
 
