@@ -42,6 +42,7 @@ class MockAPI:
     latency: float = 1.0
     output_tokens: int = 10
     headers: bool = True
+    slots: int | None = None  # a server that runs this many at once and queues the rest (like a local vLLM)
     script: Script | None = None
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
@@ -49,6 +50,7 @@ class MockAPI:
     max_in_flight: int = 0
     keys: set[str] = field(default_factory=set)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _slots: anyio.CapacityLimiter | None = None
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -107,7 +109,13 @@ class MockAPI:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await anyio.sleep(self.latency)
+            if self.slots is None:
+                await anyio.sleep(self.latency)
+            else:
+                if self._slots is None:
+                    self._slots = anyio.CapacityLimiter(self.slots)
+                async with self._slots:
+                    await anyio.sleep(self.latency)
         finally:
             self.in_flight -= 1
         out = min(self.output_tokens, int(body.get("max_tokens", 1)))  # type: ignore[call-overload]

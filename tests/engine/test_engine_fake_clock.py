@@ -368,3 +368,57 @@ def test_deadline_gives_up_and_cooldown_events_are_emitted() -> None:
     cooldowns = [e for e in events if isinstance(e, sluicegate.CooldownStarted)]
     assert len(cooldowns) == 3  # 429s at about 0, 10 and 20 s retried; the one near 30 s would pass 35 s
     assert api.requests == 4
+
+
+def test_without_headers_concurrency_stops_growing_when_the_server_queues() -> None:
+    """A header-less server with 8 slots: rising latency stops and reverses AIMD growth instead of queueing
+    hundreds (slow start overshoots once, by about one round trip)."""
+    clock = FakeClock()
+    api = MockAPI(latency=1.0, headers=False, slots=8)
+
+    async def main() -> None:
+        async with _engine(api, clock) as engine:
+            results = await engine.map(_requests(400))
+            assert all(r.ok for r in results)
+            assert engine.statistics().limiter.concurrency_limit <= 24
+
+    clock.run(main)
+    assert api.max_in_flight <= 40
+    assert clock.now() <= 400 / 8 * 1.2  # still close to the server's capacity of 8 per second
+
+
+def test_without_headers_429s_halve_the_concurrency() -> None:
+    """A header-less server that answers 429 above 6 in flight: AIMD settles below it, nothing fails."""
+    clock = FakeClock()
+    state = {"busy": 0}
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        if state["busy"] >= 6:
+            return httpx2.Response(
+                429, json={"type": "error", "error": {"type": "rate_limit_error", "message": "busy"}}
+            )
+        state["busy"] += 1
+        try:
+            await anyio.sleep(1.0)
+        finally:
+            state["busy"] -= 1
+        return httpx2.Response(
+            200, json={"content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 2}}
+        )
+
+    async def main() -> None:
+        engine = Engine(
+            api_key="k",
+            base_url="http://t",
+            transport=httpx2.MockTransport(handler),
+            clock=clock,
+            seed=2,
+            retry=RetryPolicy(initial_delay=0.1, max_delay=1.0),
+        )
+        async with engine:
+            results = await engine.map(_requests(200))
+            assert all(r.ok for r in results)
+            rejected = engine.statistics().failures_by_reason.get("rate_limited", 0)
+            assert rejected < 60
+
+    clock.run(main)

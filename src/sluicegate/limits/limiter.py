@@ -133,6 +133,9 @@ class Limiter:
         self._slow_start = True
         self._aimd_limit = float(_UNKNOWN_START)
         self._latency: float | None = None
+        self._best_cost: float | None = None
+        self._cost_ewma: float | None = None
+        self._last_decrease = -math.inf
         self._avg_in: float | None = None
         self._avg_out: float | None = None
         self._cooldown_until = -math.inf
@@ -218,7 +221,7 @@ class Limiter:
                 gate.bucket.refund(-delta, now)
         self._in_flight -= 1
         if success:
-            self._learn(now - permit.admitted_at, input_tokens, output_tokens)
+            self._learn(now - permit.admitted_at, input_tokens, output_tokens, now)
         self._notify()
 
     def _refund_all(self, permit: Permit) -> None:
@@ -229,7 +232,7 @@ class Limiter:
         self._in_flight -= 1
         self._notify()
 
-    def _learn(self, latency: float, input_tokens: int, output_tokens: int) -> None:
+    def _learn(self, latency: float, input_tokens: int, output_tokens: int, now: float) -> None:
         # Exponentially weighted averages: recent behaviour matters, one outlier does not dominate.
         alpha = 0.1
         self._latency = latency if self._latency is None else self._latency + alpha * (latency - self._latency)
@@ -237,6 +240,20 @@ class Limiter:
         self._avg_out = (
             output_tokens if self._avg_out is None else self._avg_out + alpha * (output_tokens - self._avg_out)
         )
+        # Without headers, latency is the only sign of a server queueing our requests (a local vLLM never says
+        # 429): seconds per output token, against the best seen (slowly forgotten). Twice the best means more
+        # concurrency only lengthens the queue: AIMD stops increasing, and decreases by a quarter at most once
+        # per round trip while it stays there.
+        cost = latency / (output_tokens + 20)
+        self._best_cost = cost if self._best_cost is None else min(self._best_cost * 1.001, cost)
+        # A quicker average than the others: slow start doubles per round trip, so a late signal overshoots.
+        self._cost_ewma = cost if self._cost_ewma is None else self._cost_ewma + 0.3 * (cost - self._cost_ewma)
+        if self._cost_ewma > 2.0 * self._best_cost:
+            self._slow_start = False
+            if now - self._last_decrease >= latency:
+                self._aimd_limit = max(1.0, self._aimd_limit * 0.75)
+                self._last_decrease = now
+            return
         # AIMD additive increase: exponential (slow start) until the first overload, then one per window.
         self._aimd_limit += 1.0 if self._slow_start else 1.0 / max(1.0, self._aimd_limit)
 
