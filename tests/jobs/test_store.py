@@ -246,6 +246,8 @@ def test_reset_failed(tmp_path: Path) -> None:
         store.record_result(ok(items[1]))
         store.commit()
         assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9", "id-1"]
+        assert ids(list(store.iter_output("completion", 2))) == ["id-1"]
+        assert (store.seq_at(2), store.output_count("completion")) == (3, 3)  # seqs 0, 2 and 3: the reset left a gap
         assert store.reset_failed() == 0
 
 

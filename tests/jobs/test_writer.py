@@ -268,3 +268,33 @@ def test_resume_compares_first_and_last_lines(tmp_path: Path, monkeypatch: pytes
         writer.close()
         store.close()
         assert path.read_bytes() == good
+
+
+def test_resume_after_retry_failed_appends_past_the_gaps(tmp_path: Path) -> None:
+    """After reset_failed leaves gaps in the output sequence, a resumed writer still continues after its last line."""
+    store, writer = open_pair(tmp_path)
+    items = [make_item(i) for i in range(5)]
+    for it in items[:3]:
+        store.admit(it)
+    store.record_result(failed(items[0]))
+    store.record_result(ok(items[1]))
+    store.record_result(failed(items[2]))
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    assert store.reset_failed() == 2
+    store.close()
+    store, writer = open_pair(tmp_path)  # rebuilt: only id-1 is left
+    store.admit(items[0])
+    store.record_result(ok(items[0]))
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+    inode = (tmp_path / "out.jsonl").stat().st_ino
+    store, writer = open_pair(tmp_path)
+    assert writer.lines_written == 2
+    assert store.seq_at(1) > 1  # positions and seqs differ now
+    finish(store, writer, 5)
+    assert (tmp_path / "out.jsonl").stat().st_ino == inode  # appended in place, not rebuilt
+    assert out_ids(tmp_path / "out.jsonl") == ["id-1", "id-0", "id-2", "id-3", "id-4"]

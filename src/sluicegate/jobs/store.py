@@ -434,6 +434,8 @@ class JobStore:
         if count:
             # The output file still has their old lines: a new epoch makes the writer regenerate it.
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'epoch'")
+            # Their output seqs are gone: positions in the output no longer equal seqs.
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('holes', '1')")
         self.commit()
         return count
 
@@ -462,7 +464,11 @@ class JobStore:
         "completion": commit order. "input": input order, only the contiguous prefix of finished lines.
         """
         if order == "completion":
-            rows = self._reader.execute("SELECT result FROM outputs ORDER BY seq LIMIT -1 OFFSET ?", (start,))
+            try:
+                first = self.seq_at(start)
+            except IndexError:
+                return
+            rows = self._reader.execute("SELECT result FROM outputs WHERE seq >= ? ORDER BY seq", (first,))
             for (text,) in rows:
                 yield text
         else:
@@ -472,7 +478,8 @@ class JobStore:
     def output_count(self, order: OutputOrder) -> int:
         """How many committed lines the output has in this order."""
         if order == "completion":
-            return int(self._reader.execute("SELECT count(*) FROM outputs").fetchone()[0])
+            # Counted over the small state rows: counting `outputs` would read every result line.
+            return int(self._reader.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0])
         count, top, first_pending = self._reader.execute(
             "SELECT count(*), max(idx), min(CASE WHEN state = 0 THEN idx END) FROM entries"
         ).fetchone()
@@ -501,7 +508,11 @@ class JobStore:
         """The seq of the committed line at a completion-order position (-1 before the first)."""
         if position < 0:
             return -1
-        row = self._reader.execute("SELECT seq FROM outputs ORDER BY seq LIMIT 1 OFFSET ?", (position,)).fetchone()
+        if self._reader.execute("SELECT 1 FROM meta WHERE key = 'holes'").fetchone() is None:
+            # Nothing was ever reset, so the seqs are 0, 1, 2, ...: one key lookup instead of a walk over the lines.
+            row = self._reader.execute("SELECT seq FROM outputs WHERE seq = ?", (position,)).fetchone()
+        else:
+            row = self._reader.execute("SELECT seq FROM outputs ORDER BY seq LIMIT 1 OFFSET ?", (position,)).fetchone()
         if row is None:
             raise IndexError(position)
         return int(row[0])
