@@ -127,6 +127,8 @@ P = {"model": "m", "max_tokens": 5, "messages": MSG}
     ("line", "provider", "field", "words", "custom_id"),
     [
         ('{"id": "a", "prompt": ', "anthropic", None, "not valid JSON", None),
+        ('{"id": "a", "prompt": "x", "temperature": NaN}', "anthropic", None, "NaN is not a JSON number", None),
+        ('{"id": "a", "prompt": "x"} {"id": "b"}', "anthropic", None, "Extra data", None),
         ("[1, 2]", "anthropic", None, "expected a JSON object, got an array", None),
         ('"text"', "anthropic", None, "got a string", None),
         ('{"foo": 1}', "anthropic", None, "unknown line format", None),

@@ -31,6 +31,17 @@ _ROLES: dict[str, frozenset[str]] = {
 }
 _OPENAI_URL = "/v1/chat/completions"
 _READ_CHUNK = 1 << 20
+
+
+class _NotJson(ValueError):
+    """Python's decoder accepts NaN and Infinity; JSON (and so the APIs) does not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -157,11 +168,13 @@ def _parse_line(
             raw = raw.decode("utf-8")
         if line_no == 1:
             raw = raw.removeprefix("\ufeff")
-        obj = json.loads(raw)
+        obj = _DECODER.decode(raw)
     except UnicodeDecodeError as exc:
         return InputProblem(line_no, index, None, None, f"not valid UTF-8 (byte {exc.start})")
     except json.JSONDecodeError as exc:
         return InputProblem(line_no, index, None, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except _NotJson as exc:
+        return InputProblem(line_no, index, None, None, f"not valid JSON: {exc}")
     if not isinstance(obj, dict):
         return InputProblem(line_no, index, None, None, f"expected a JSON object, got {_kind(obj)}")
     custom_id: str | None = None
