@@ -13,6 +13,7 @@ _COMMANDS = {
     "run": "sluicegate.cli.run:run",
     "emulate": "sluicegate.cli.emulate:emulate",
     "demo": "sluicegate.cli.demo:demo",
+    "estimate": "sluicegate.cli.estimate:estimate",
 }
 
 

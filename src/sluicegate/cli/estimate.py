@@ -1,0 +1,88 @@
+"""`sluicegate estimate IN.jsonl`: tokens, cost (online and Batch API) and duration, before sending anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+
+
+def _money(value: float | None) -> str:
+    return "unknown price" if value is None else f"${value:,.2f}"
+
+
+def _duration(minutes: float | None) -> str:
+    if minutes is None:
+        return "give --rpm/--itpm/--otpm"
+    if minutes < 90:
+        return f"{minutes:,.1f} min"
+    return f"{minutes / 60:,.1f} h"
+
+
+@click.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", default=None, help="Default model for lines that name none.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
+@click.option("--system", default=None, help="Default system prompt.")
+@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option(
+    "--expected-output",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Expected answer length as a fraction of max_tokens.",
+)
+@click.option("--rpm", type=float, default=None, help="Requests per minute of your account, for the duration.")
+@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
+@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+def estimate(
+    input_path: Path,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    provider: Literal["anthropic", "openai"],
+    expected_output: float,
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+) -> None:
+    """Estimate what running INPUT_PATH will cost and take, without sending anything.
+
+    Input tokens are estimated from characters; the cost range goes from the expected answer length to
+    max_tokens (the most you can be billed). Batch API prices are half of the online ones.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from sluicegate.jobs.estimate import estimate as run_estimate
+    from sluicegate.jobs.reader import Defaults, iter_lines, read_requests
+
+    with input_path.open("rb") as f:
+        parsed = read_requests(
+            iter_lines(f), defaults=Defaults(model=model, max_tokens=max_tokens, system=system), provider=provider
+        )
+        est = run_estimate(parsed, expected_output_fraction=expected_output)
+    table = Table(title=f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines")
+    for column in ("model", "requests", "input tokens", "output tokens (expected / max)", "online cost", "batch cost"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, row in sorted(est.models.items()):
+        low, high = row.cost(name, row.expected_output_tokens), row.cost(name, row.max_output_tokens)
+        blow = row.cost(name, row.expected_output_tokens, batch=True)
+        bhigh = row.cost(name, row.max_output_tokens, batch=True)
+        table.add_row(
+            name,
+            f"{row.requests:,}",
+            f"~{row.input_tokens:,}",
+            f"{row.expected_output_tokens:,} / {row.max_output_tokens:,}",
+            f"{_money(low)} – {_money(high)}",
+            f"{_money(blow)} – {_money(bhigh)}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"Duration at your limits: {_duration(est.minutes(rpm, itpm, otpm))} expected, "
+        f"{_duration(est.minutes(rpm, itpm, otpm, expected=False))} if every answer uses max_tokens."
+    )
+    for problem in est.first_problems:
+        console.print(f"[yellow]line {problem.line}[/]: {problem.field or 'line'}: {problem.message}")

@@ -1,0 +1,58 @@
+"""`sluicegate estimate`: token, cost and duration figures computed before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sluicegate._models import RequestItem
+from sluicegate.cli import main
+from sluicegate.jobs.estimate import estimate
+from sluicegate.jobs.reader import InputProblem
+from sluicegate.tokens import heuristic_tokens
+
+
+def _item(i: int, model: str, max_tokens: int) -> RequestItem:
+    params = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "x" * 35}]}
+    return RequestItem(index=i, custom_id=str(i), params=params)
+
+
+def test_totals_costs_and_duration_are_exact() -> None:
+    """100 haiku requests of 14 input tokens and max 400 output: exact tokens, dollars and minutes."""
+    items = [_item(i, "claude-haiku-4-5", 400) for i in range(100)]
+    per_input = heuristic_tokens(items[0].params)
+    assert per_input == 14  # 35 characters / 3.5 + 4 for the one message
+    est = estimate([*items, InputProblem(line=101, index=100, custom_id=None, field=None, message="not JSON")])
+    row = est.models["claude-haiku-4-5"]
+    assert (row.requests, row.input_tokens, row.max_output_tokens, row.expected_output_tokens) == (
+        100,
+        1400,
+        40_000,
+        10_000,
+    )
+    assert est.invalid == 1
+    # $1 / $5 per million tokens
+    assert row.cost("claude-haiku-4-5", row.max_output_tokens) == (1400 * 1.0 + 40_000 * 5.0) / 1e6
+    assert row.cost("claude-haiku-4-5", row.max_output_tokens, batch=True) == (1400 * 1.0 + 40_000 * 5.0) / 2e6
+    # 50 RPM binds: 100 requests take 2 minutes; 8,000 OTPM with 10,000 expected output tokens takes 1.25.
+    assert est.minutes(50, 30_000, 8_000) == 2.0
+    assert est.minutes(None, None, 8_000, expected=False) == 5.0
+    assert est.minutes(None, None, None) is None
+
+
+def test_the_command_prints_a_table_and_names_bad_lines(tmp_path: Path) -> None:
+    """The CLI reads the file, shows models, costs and duration, and names the first invalid lines."""
+    inp = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": f"t{i}", "prompt": "Summarise this ticket please"}) for i in range(20)]
+    lines.append("{broken")
+    inp.write_text("\n".join(lines) + "\n")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["estimate", str(inp), "--model", "claude-sonnet-4-6", "--max-tokens", "300", "--rpm", "50"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "claude-sonnet-4-6" in result.output
+    assert "20 requests, 1 invalid" in result.output
+    assert "line 21" in result.output
+    assert "Duration at your limits: 0.4 min expected" in result.output
