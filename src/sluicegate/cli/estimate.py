@@ -65,7 +65,7 @@ def estimate(
         est = run_estimate(parsed, expected_output_fraction=expected_output)
     table = Table(title=f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines")
     for column in ("model", "requests", "input tokens", "output tokens (expected / max)", "online cost", "batch cost"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
     for name, row in sorted(est.models.items()):
         low, high = row.cost(name, row.expected_output_tokens), row.cost(name, row.max_output_tokens)
         blow = row.cost(name, row.expected_output_tokens, batch=True)
