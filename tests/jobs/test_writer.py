@@ -298,3 +298,17 @@ def test_resume_after_retry_failed_appends_past_the_gaps(tmp_path: Path) -> None
     finish(store, writer, 5)
     assert (tmp_path / "out.jsonl").stat().st_ino == inode  # appended in place, not rebuilt
     assert out_ids(tmp_path / "out.jsonl") == ["id-1", "id-0", "id-2", "id-3", "id-4"]
+
+
+def test_written_lines_reach_the_file_at_once(tmp_path: Path) -> None:
+    """Lines written after a commit are in the file right away (another reader sees them), before any fsync."""
+    store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion", fsync_interval=3600.0)
+    for i in range(3):
+        store.admit(make_item(i))
+        store.record_result(ok(make_item(i)))
+    store.commit()
+    assert writer.write_committed() == 3
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1", "id-2"]
+    writer.close()
+    store.close()

@@ -116,11 +116,13 @@ class OutputWriter:
             else:
                 self._next_idx = key + 1
         self._written += count
-        # Lines go through a buffer and are fsynced only every fsync_interval: a killed process loses at most the
-        # unflushed tail (the store still has it and `open` appends it again), and only a power loss can lose more,
-        # which `open` repairs from the store as well. An fsync per commit would cost milliseconds each for nothing.
-        if count and self._clock() - self._last_sync >= self._fsync_interval:
-            self.flush()
+        if count:
+            # One write per commit batch puts the lines in the OS (readers of the file see them, a killed process
+            # loses none); fsync only every fsync_interval, as it guards against a power loss alone, which `open`
+            # repairs from the store anyway. An fsync per commit would cost milliseconds each for little.
+            out.flush()
+            if self._clock() - self._last_sync >= self._fsync_interval:
+                self.flush()
         return count
 
     def _rows(self) -> Iterator[tuple[int, str]]:
