@@ -6,6 +6,7 @@ whole run must stop. The engine owns the loop; nothing here sleeps.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -35,12 +36,17 @@ class RetryPolicy:
     deadline: float | None = None  # seconds from an item's first attempt; None = no deadline
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1")
-        if self.initial_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
-            raise ConfigError("retry delays must not be negative")
-        if self.deadline is not None and self.deadline <= 0:
-            raise ConfigError("deadline must be positive")
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigError("max_attempts must be an integer of at least 1")
+        for name in ("initial_delay", "max_delay"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number of seconds, not negative")
+        # inf is a meaningful "no limit" for these two; NaN never is.
+        if math.isnan(self.max_retry_after) or self.max_retry_after < 0:
+            raise ConfigError("max_retry_after must not be negative")
+        if self.deadline is not None and (math.isnan(self.deadline) or self.deadline <= 0):
+            raise ConfigError("deadline must be positive (or None for no deadline)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +64,14 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
+    """Whether to try again and after how long, plus what to record and whom else it concerns.
+
+    `reason` names the failure ("rate_limited", "server", "connect", ...) when retrying or when the failure itself
+    is final (4xx, x-should-retry: false), and why the engine gave up when it could have retried
+    ("attempts_exhausted", "deadline_exceeded", "retry_after_too_long"); `kind` always says what failed.
+    `delay` is 0.0 when not retrying.
+    """
+
     retry: bool
     delay: float
     reason: str
@@ -99,13 +113,15 @@ def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Rand
         return RetryDecision(False, 0.0, reason, kind)
     cooldown = status == 429
     if outcome.retry_after is not None and outcome.retry_after >= 0:
-        if outcome.retry_after > policy.max_retry_after:
-            return RetryDecision(False, 0.0, "retry_after_too_long", kind)
         delay = outcome.retry_after
+        if attempt < policy.max_attempts and delay > policy.max_retry_after:
+            return RetryDecision(False, 0.0, "retry_after_too_long", kind)
     else:
         delay = rng.uniform(0.0, min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1)))
     if attempt >= policy.max_attempts:
-        return RetryDecision(False, 0.0, reason, kind)
-    if policy.deadline is not None and outcome.elapsed + delay > policy.deadline:
-        return RetryDecision(False, 0.0, reason, kind)
-    return RetryDecision(True, delay, reason, kind, cooldown=cooldown)
+        give_up = "attempts_exhausted"
+    elif policy.deadline is not None and outcome.elapsed + delay > policy.deadline:
+        give_up = "deadline_exceeded"
+    else:
+        return RetryDecision(True, delay, reason, kind, cooldown=cooldown)
+    return RetryDecision(False, 0.0, give_up, kind)

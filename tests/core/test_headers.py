@@ -95,6 +95,19 @@ def test_plain_dict_with_odd_casing() -> None:
     assert parse_should_retry({"X-Should-Retry": "False"}) is False
 
 
+def test_non_string_values_in_a_plain_dict_are_ignored() -> None:
+    """A dict built by hand with numbers or None as values never raises; those headers count as absent."""
+    odd: dict[str, object] = dict(CAPTURE_200)
+    odd["anthropic-ratelimit-requests-limit"] = 50
+    odd["retry-after"] = None
+    odd["x-should-retry"] = True
+    snapshot = parse_anthropic_headers(odd, NOW_200)  # type: ignore[arg-type]
+    assert snapshot.requests is None
+    assert snapshot.input_tokens == parse_anthropic_headers(CAPTURE_200, NOW_200).input_tokens
+    assert snapshot.retry_after is None
+    assert parse_should_retry(odd) is None  # type: ignore[arg-type]
+
+
 def test_reset_in_the_past_is_zero() -> None:
     """A reset time already passed (clock skew) means the bucket is full now, not a negative wait."""
     late = NOW_200 + 100.0

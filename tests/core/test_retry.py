@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -173,42 +174,76 @@ def test_zero_initial_delay_retries_immediately() -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempt", "retry"),
-    [(1, True), (4, True), (5, False), (6, False)],
+    ("attempt", "expected"),
+    [
+        (1, RetryDecision(True, 0.5 * SEED7_FIRST, "overloaded", "overloaded")),
+        (4, RetryDecision(True, 4.0 * SEED7_FIRST, "overloaded", "overloaded")),
+        (5, RetryDecision(False, 0.0, "attempts_exhausted", "overloaded")),
+        (6, RetryDecision(False, 0.0, "attempts_exhausted", "overloaded")),
+    ],
 )
-def test_attempts_exhausted(attempt: int, retry: bool) -> None:
+def test_attempts_exhausted(attempt: int, expected: RetryDecision) -> None:
     """With max_attempts=5, the 5th failed attempt is final; the kind records what kept failing."""
-    decision = _decide(Outcome(status=529), attempt)
-    assert (decision.retry, decision.reason, decision.kind) == (retry, "overloaded", "overloaded")
-    if not retry:
-        assert decision.delay == 0.0
-
-
-def test_single_attempt_policy_never_retries() -> None:
-    """max_attempts=1 turns retries off."""
-    policy = RetryPolicy(max_attempts=1)
-    assert decide(policy, Outcome(status=429, retry_after=1.0), 1, random.Random(7)) == RetryDecision(
-        False, 0.0, "rate_limited", "rate_limited"
-    )
+    assert _decide(Outcome(status=529), attempt) == expected
 
 
 @pytest.mark.parametrize(
-    ("elapsed", "retry_after", "retry"),
+    ("outcome", "expected"),
     [
-        (0.0, 5.0, True),
-        (5.0, 5.0, True),  # lands exactly on the deadline
-        (5.0, 5.5, False),
-        (9.9, 0.2, False),
-        (10.0, 0.0, True),
-        (20.0, None, False),
+        (Outcome(status=500), RetryDecision(False, 0.0, "attempts_exhausted", "server")),
+        (Outcome(failure="truncated"), RetryDecision(False, 0.0, "attempts_exhausted", "transport")),
+        (Outcome(status=408), RetryDecision(False, 0.0, "attempts_exhausted", "server")),
+        (Outcome(status=429, retry_after=16.0), RetryDecision(False, 0.0, "attempts_exhausted", "rate_limited")),
+        (Outcome(status=429), RetryDecision(False, 0.0, "attempts_exhausted", "rate_limited")),
+        (Outcome(status=429, retry_after=1000.0), RetryDecision(False, 0.0, "attempts_exhausted", "rate_limited")),
+        (Outcome(status=500, retry_after=1000.0), RetryDecision(False, 0.0, "attempts_exhausted", "server")),
     ],
 )
-def test_deadline(elapsed: float, retry_after: float | None, retry: bool) -> None:
-    """A retry that would start after the item's deadline is not taken."""
+def test_single_attempt_policy_never_retries(outcome: Outcome, expected: RetryDecision) -> None:
+    """max_attempts=1 turns retries off; the reason says the attempts ran out, the kind what failed."""
+    policy = RetryPolicy(max_attempts=1, max_retry_after=120.0)
+    assert decide(policy, outcome, 1, random.Random(7)) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (Outcome(status=429, retry_after=5.0), RetryDecision(True, 5.0, "rate_limited", "rate_limited", cooldown=True)),
+        (
+            Outcome(status=429, retry_after=5.0, elapsed=5.0),  # lands exactly on the deadline
+            RetryDecision(True, 5.0, "rate_limited", "rate_limited", cooldown=True),
+        ),
+        (
+            Outcome(status=429, retry_after=5.5, elapsed=5.0),
+            RetryDecision(False, 0.0, "deadline_exceeded", "rate_limited"),
+        ),
+        (
+            Outcome(status=429, retry_after=0.2, elapsed=9.9),
+            RetryDecision(False, 0.0, "deadline_exceeded", "rate_limited"),
+        ),
+        (
+            Outcome(status=429, retry_after=0.0, elapsed=10.0),
+            RetryDecision(True, 0.0, "rate_limited", "rate_limited", cooldown=True),
+        ),
+        (
+            Outcome(status=429, elapsed=20.0),
+            RetryDecision(False, 0.0, "deadline_exceeded", "rate_limited"),
+        ),
+        (Outcome(status=503, retry_after=3.0, elapsed=8.0), RetryDecision(False, 0.0, "deadline_exceeded", "server")),
+        (Outcome(failure="connect", elapsed=9.0), RetryDecision(True, 1.0 * SEED7_FIRST, "connect", "transport")),
+        (Outcome(failure="connect", elapsed=9.9), RetryDecision(False, 0.0, "deadline_exceeded", "transport")),
+    ],
+)
+def test_deadline(outcome: Outcome, expected: RetryDecision) -> None:
+    """A retry that would start after the item's deadline is not taken; the kind still says what failed."""
     policy = RetryPolicy(max_attempts=10, deadline=10.0)
-    outcome = Outcome(status=429, retry_after=retry_after, elapsed=elapsed)
-    decision = decide(policy, outcome, 2, random.Random(7))
-    assert (decision.retry, decision.kind) == (retry, "rate_limited")
+    assert decide(policy, outcome, 2, random.Random(7)) == expected
+
+
+def test_attempts_are_checked_before_the_retry_after_cap() -> None:
+    """On the last attempt a too-long server wait reports the attempts running out, not the cap."""
+    decision = _decide(Outcome(status=503, retry_after=500.0), attempt=5)
+    assert decision == RetryDecision(False, 0.0, "attempts_exhausted", "server")
 
 
 def test_default_policy_values() -> None:
@@ -228,12 +263,25 @@ def test_default_policy_values() -> None:
         {"max_retry_after": -1.0},
         {"deadline": 0.0},
         {"deadline": -5.0},
+        {"deadline": math.nan},
+        {"initial_delay": math.nan},
+        {"max_delay": math.inf},
+        {"max_retry_after": math.nan},
+        {"max_attempts": 2.5},
+        {"max_attempts": True},
     ],
 )
 def test_policy_validation(kwargs: dict[str, float]) -> None:
     """Nonsense policies are refused at construction with a ConfigError."""
     with pytest.raises(ConfigError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_infinite_caps_are_accepted() -> None:
+    """An infinite max_retry_after or deadline means no limit, so any server wait is honoured."""
+    policy = RetryPolicy(max_retry_after=math.inf, deadline=math.inf)
+    decision = decide(policy, Outcome(status=429, retry_after=86_400.0), 1, random.Random(7))
+    assert decision == RetryDecision(True, 86_400.0, "rate_limited", "rate_limited", cooldown=True)
 
 
 def test_policy_is_frozen_and_keyword_only() -> None:

@@ -21,12 +21,16 @@ __all__ = [
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
+def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A case-insensitive view: httpx2.Headers already is one; a plain dict is lower-cased once per parse."""
+    if hasattr(headers, "multi_items"):
+        return headers
+    return {str(k).lower(): v for k, v in headers.items()}
+
+
 def _get(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
-    if value is None and not hasattr(headers, "multi_items"):  # a plain dict may have other casing
-        lowered = {k.lower(): v for k, v in headers.items()}
-        value = lowered.get(name)
-    return value
+    return value if isinstance(value, str) else None
 
 
 def _int(value: str | None) -> int | None:
@@ -65,6 +69,7 @@ def parse_duration(value: str | None) -> float | None:
 
 def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None) -> float | None:
     """Seconds to wait: `retry-after-ms` first, then `retry-after` as seconds or an HTTP date (as the SDKs)."""
+    headers = _lowered(headers)
     ms = _get(headers, "retry-after-ms")
     if ms is not None:
         try:
@@ -94,12 +99,14 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None)
 
 
 def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
-    value = (_get(headers, "x-should-retry") or "").strip().lower()
+    """The `x-should-retry` header: True, False, or None when absent or unreadable."""
+    value = (_get(_lowered(headers), "x-should-retry") or "").strip().lower()
     return True if value == "true" else False if value == "false" else None
 
 
 def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> RateLimitSnapshot:
     """`anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,reset}`."""
+    headers = _lowered(headers)
 
     def view(name: str) -> BucketView | None:
         limit = _int(_get(headers, f"anthropic-ratelimit-{name}-limit"))
@@ -122,6 +129,7 @@ def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> Rate
 
 def parse_openai_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
     """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with duration resets."""
+    headers = _lowered(headers)
 
     def view(name: str) -> BucketView | None:
         limit = _int(_get(headers, f"x-ratelimit-limit-{name}"))
