@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import httpx2
 from rich.console import Console
 
 from .._clock import SystemClock
@@ -63,6 +64,8 @@ class JobConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
+    transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -195,6 +198,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             timeouts=config.timeouts,
             max_cost=config.max_cost,
             minute=config.minute,
+            transport=config.transport,
             sinks=[tracker],
         )
         started = time.monotonic()
