@@ -181,3 +181,45 @@ def test_no_partial_between_events() -> None:
     assert not decoder.has_partial
     decoder.feed(b": ping\n")
     assert not decoder.has_partial
+
+
+def test_leading_bom_is_ignored_in_any_chunking() -> None:
+    """One leading UTF-8 byte order mark is skipped even when it arrives a byte at a time; a later one is data."""
+    stream = b"\xef\xbb\xbf" + ANTHROPIC_STREAM
+    for cut in range(5):
+        assert _decode([stream[:cut], stream[cut:]]) == REFERENCE, cut
+    assert _decode(_chunked(stream, 1)) == REFERENCE
+    assert _decode([b"\xef\xbb\xbfdata: \xef\xbb\xbfx\n\n"]) == [ServerSentEvent("message", "\ufeffx")]
+
+
+def test_a_bom_prefix_alone_is_partial() -> None:
+    """Two bytes that may start a BOM are held: the stream so far is unfinished."""
+    decoder = SSEDecoder()
+    assert decoder.feed(b"\xef\xbb") == []
+    assert decoder.has_partial
+    assert decoder.feed(b"\xbfdata: x\n\n") == [ServerSentEvent("message", "x")]
+    assert not decoder.has_partial
+
+
+@pytest.mark.parametrize("size", [7, 1000, 4096])
+def test_long_line_in_small_chunks(size: int) -> None:
+    """A 300 kB data line arriving in small chunks is held whole and dispatched once, intact."""
+    payload = b"x" * 300_000
+    events = _decode([*_chunked(b"data: " + payload, size), b"\n\n"])
+    assert events == [ServerSentEvent("message", payload.decode())]
+
+
+def test_held_cr_followed_by_plain_bytes_is_a_line_end() -> None:
+    """A CR at a chunk's end followed by a non-LF byte ends that line; the next bytes start a new one."""
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\r") == []
+    assert decoder.feed(b"data") == [ServerSentEvent("message", "a")]
+    assert decoder.feed(b": b\r\r") == []
+    assert decoder.close() == [ServerSentEvent("message", "b")]
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    """Bytes that are not UTF-8 decode to U+FFFD in names and data; the decoder never raises on them."""
+    events = _decode([b"event: \xff\ndata: a\xc3\ndata: b\n\n"])
+    assert events == [ServerSentEvent("\ufffd", "a\ufffd\nb")]
