@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -15,12 +14,8 @@ from typing import Literal
 
 from .._exceptions import ConfigError, UsageError
 from .._models import RequestItem, Result, Usage
+from ._db import JobBusyError, JobMismatchError, check_no_secrets, open_database
 from .reader import InputProblem, params_fingerprint
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per store is then the user's job
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "AdmitState",
@@ -42,46 +37,8 @@ _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED:
 # Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
-_SCHEMA_VERSION = "2"
 _PROBLEM_IDS_IN_MEMORY = 100_000
 _READ_AHEAD = 2048  # stored rows read per block when resuming
-_SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
-    idx INTEGER PRIMARY KEY,            -- 0-based position among non-blank input lines: one row per line
-    line INTEGER,                       -- 1-based physical line
-    kind INTEGER NOT NULL,              -- 0 item, 1 input problem (its id may repeat an item's)
-    custom_id TEXT,
-    fingerprint TEXT,
-    state INTEGER NOT NULL,             -- 0 pending, 1 done, 2 failed, 3 invalid
-    attempts INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
-    cost REAL NOT NULL DEFAULT 0,
-    seq INTEGER                         -- its line in `outputs` once finished
-);
--- The output lines (Batch results format) live apart from the per-line state: scans of the state (counts, the
--- finished prefix, resume checks) then read small rows even when answers are long, an update of the state never
--- moves kilobytes, and completion order is a plain range of this table's key.
-CREATE TABLE IF NOT EXISTS outputs (
-    seq INTEGER PRIMARY KEY,            -- output sequence: commit (completion) order
-    result TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
-CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
-"""
-
-
-class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
-
-
-class JobBusyError(ConfigError):
-    """Another run holds this job store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,35 +123,11 @@ class JobStore:
         An existing store made with other settings raises JobMismatchError naming what changed, unless
         `restart`, which discards everything in it.
         """
-        _check_no_secrets(settings)
+        check_no_secrets(settings)
         if commit_every < 1 or commit_interval < 0:
             raise ConfigError("commit_every must be >= 1 and commit_interval >= 0")
         store_path = Path(path)
-        try:
-            lock_fd = _lock(store_path)
-        except OSError as exc:
-            raise ConfigError(f"cannot open the job store {store_path}: {exc.strerror or exc}") from exc
-        try:
-            conn = _connect(store_path)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                # With WAL, NORMAL syncs at checkpoints, not at each commit: a power loss can lose the last commits
-                # (those items are pending again) but never corrupts the database; a killed process loses nothing
-                # that was committed.
-                conn.execute("PRAGMA synchronous = NORMAL")
-                _prepare(conn, dict(settings), restart)
-                reader = _connect(store_path)
-                reader.execute("PRAGMA query_only = 1")
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                raise ConfigError(f"{store_path} is not a usable sluicegate job store ({exc})") from exc
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
+        conn, reader, lock_fd = open_database(store_path, dict(settings), restart)
         return cls(
             store_path,
             conn,
@@ -530,81 +463,3 @@ class JobStore:
         """Record (and commit) that the output file now matches this mark."""
         self._write("INSERT OR REPLACE INTO meta (key, value) VALUES ('written', ?)", (mark,))
         self.commit()
-
-
-def _check_no_secrets(settings: Mapping[str, str]) -> None:
-    for name, value in settings.items():
-        if not isinstance(value, str):
-            raise ConfigError(f"job setting {name!r} must be a string")
-        lowered = name.lower()
-        if any(hint in lowered for hint in _SECRET_HINTS) or value.startswith(("sk-", "Bearer ")):
-            raise ConfigError(f"job setting {name!r} looks like a credential; the job store never keeps keys")
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: transactions are ours (BEGIN ... COMMIT per batch), not the module's implicit ones.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
-def _lock(path: Path) -> int | None:
-    if fcntl is None:
-        return None
-    # flock on our own descriptor is independent of SQLite's fcntl locks; the descriptor stays open (closing any
-    # descriptor of the file would drop SQLite's POSIX locks) until close().
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise JobBusyError(f"another run is using the job store {path.name}; wait for it or stop it") from None
-    return fd
-
-
-def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if restart:
-            conn.execute("DROP TABLE IF EXISTS entries")
-            conn.execute("DROP TABLE IF EXISTS outputs")
-            conn.execute("DROP TABLE IF EXISTS meta")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if "settings" in meta:
-            _compare_schema(meta.get("schema"))
-            _compare(json.loads(meta["settings"]), settings)
-        else:
-            conn.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [("schema", _SCHEMA_VERSION), ("settings", json.dumps(settings, sort_keys=True)), ("epoch", "0")],
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _compare_schema(found: str | None) -> None:
-    if found != _SCHEMA_VERSION:
-        raise JobMismatchError(
-            f"the job store has format {found!r}, this version needs {_SCHEMA_VERSION!r}; "
-            "start over (restart) to discard it"
-        )
-
-
-def _compare(old: Mapping[str, str], new: Mapping[str, str]) -> None:
-    changes = [
-        f"{key} was {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
-    if changes:
-        raise JobMismatchError(
-            "this job store was made for a different job: "
-            + "; ".join(changes)
-            + ". Start over (restart) to discard its results, or use another output file"
-        )
