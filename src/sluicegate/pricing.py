@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from ._exceptions import ConfigError
 from ._models import Usage
 
 __all__ = ["Price", "PriceTable", "cost", "estimate_cost", "price_for"]
@@ -28,6 +30,22 @@ class Price:
     cache_write_5m: float
     cache_write_1h: float
     cache_read: float
+    # Notes, not prices: two entries with the same numbers are the same price.
+    as_of: str | None = field(default=None, compare=False)  # when the price was copied from its source
+    source: str | None = field(default=None, compare=False)  # where it came from
+
+
+def _price(value: Any, where: str) -> float:
+    # bool is an int to Python, but `true` in a price file is a mistake, not 1 USD.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: a price must be a number of USD per million tokens, >= 0 (got {value!r})")
+    return float(value)
+
+
+def _note(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: must be a string (got {value!r})")
 
 
 class PriceTable:
@@ -39,24 +57,44 @@ class PriceTable:
         self._prefixes = sorted(models, key=len, reverse=True)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PriceTable:
+    def from_json(cls, data: Any, *, origin: str = "price table") -> PriceTable:
+        """Build a table from parsed JSON; a ConfigError names the entry and field that is wrong."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ConfigError(f'{origin}: expected an object with a "models" object')
         models = {}
         for name, row in data["models"].items():
-            base = float(row["input"])
+            where = f"{origin}: models.{name}"
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: expected an object of prices")
+            for required in ("input", "output"):
+                if required not in row:
+                    raise ConfigError(f'{where}: missing "{required}"')
+            base = _price(row["input"], f"{where}.input")
             models[name] = Price(
                 input=base,
-                output=float(row["output"]),
-                cache_write_5m=float(row.get("cache_write_5m", base)),
-                cache_write_1h=float(row.get("cache_write_1h", base)),
-                cache_read=float(row.get("cache_read", base)),
+                output=_price(row["output"], f"{where}.output"),
+                cache_write_5m=_price(row.get("cache_write_5m", base), f"{where}.cache_write_5m"),
+                cache_write_1h=_price(row.get("cache_write_1h", base), f"{where}.cache_write_1h"),
+                cache_read=_price(row.get("cache_read", base), f"{where}.cache_read"),
+                as_of=_note(row.get("as_of"), f"{where}.as_of"),
+                source=_note(row.get("source"), f"{where}.source"),
             )
-        return cls(models, float(data.get("batch_discount", 0.5)))
+        discount = _price(data.get("batch_discount", 0.5), f"{origin}: batch_discount")
+        if discount > 1:
+            raise ConfigError(f"{origin}: batch_discount is a multiplier in [0, 1] (got {discount!r})")
+        return cls(models, discount)
 
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a user's own price file (the shipped `data/prices.json` shows the format)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"cannot read price table {path}: {exc}") from exc
+        return cls.from_json(data, origin=str(path))
 
     def price_for(self, model: str) -> Price | None:
+        """The price of `model`, of its undated name for a dated or -0/-latest alias, or None."""
         found = self.models.get(model)
         if found is not None:
             return found
@@ -68,6 +106,7 @@ class PriceTable:
     def cost(
         self, model: str, usage: Usage, *, batch: bool = False, cache_ttl: Literal["5m", "1h"] = "5m"
     ) -> float | None:
+        """USD for `usage`; None for a model without a price."""
         price = self.price_for(model)
         if price is None:
             return None
@@ -81,16 +120,19 @@ class PriceTable:
         return total * self.batch_discount if batch else total
 
     def estimate_cost(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float | None:
+        """USD for that many uncached input and output tokens; None for a model without a price."""
         return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens), batch=batch)
 
 
 @cache
 def default_table() -> PriceTable:
+    """The shipped table (package data), read once."""
     text = resources.files("sluicegate").joinpath("data/prices.json").read_text(encoding="utf-8")
     return PriceTable.from_json(json.loads(text))
 
 
 def price_for(model: str) -> Price | None:
+    """The shipped table's price for `model`, or None."""
     return default_table().price_for(model)
 
 

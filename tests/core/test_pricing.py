@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from sluicegate._exceptions import ConfigError
 from sluicegate._models import Usage
 from sluicegate.pricing import Price, PriceTable, cost, estimate_cost, price_for
 
@@ -130,3 +132,52 @@ def test_shipped_data_file_is_package_data() -> None:
     for name, price in table.models.items():
         assert price.output >= price.input > price.cache_read > 0, name
         assert price.cache_write_1h >= price.cache_write_5m >= price.input, name
+
+
+def test_every_shipped_price_says_where_and_when() -> None:
+    """Each shipped entry carries its source and as_of note; OpenAI rows say they must be checked."""
+    for name, price in PriceTable.from_json(json.loads(_shipped_text())).models.items():
+        assert price.source, name
+        assert price.as_of, name
+        if name.startswith("gpt-"):
+            assert "check" in price.source, name
+    opus5 = price_for("claude-opus-5")
+    assert opus5 is not None
+    assert opus5.source is not None
+    assert opus5.source.startswith("secondary")
+
+
+def _shipped_text() -> str:
+    return resources.files("sluicegate").joinpath("data/prices.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "cannot read price table"),
+        ("[1, 2]", 'expected an object with a "models" object'),
+        ("{}", 'expected an object with a "models" object'),
+        ('{"models": {"m": 3}}', "models.m: expected an object of prices"),
+        ('{"models": {"m": {"input": 1}}}', 'models.m: missing "output"'),
+        ('{"models": {"m": {"input": "1", "output": 1}}}', "models.m.input: a price must be"),
+        ('{"models": {"m": {"input": -1, "output": 1}}}', "models.m.input: a price must be"),
+        ('{"models": {"m": {"input": 1, "output": true}}}', "models.m.output: a price must be"),
+        ('{"models": {"m": {"input": 1, "output": 1, "cache_read": NaN}}}', "models.m.cache_read: a price must be"),
+        ('{"models": {"m": {"input": 1, "output": 1, "as_of": 2025}}}', "models.m.as_of: must be a string"),
+        ('{"batch_discount": 2, "models": {}}', "batch_discount is a multiplier"),
+        ('{"batch_discount": -0.5, "models": {}}', "batch_discount: a price must be"),
+    ],
+)
+def test_a_bad_user_file_is_a_config_error(tmp_path: Path, content: str, message: str) -> None:
+    """A broken price file raises ConfigError naming the file and the wrong entry, never a bare KeyError."""
+    path = tmp_path / "prices.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        PriceTable.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_missing_user_file_is_a_config_error(tmp_path: Path) -> None:
+    """A price file that does not exist is a ConfigError, not an OSError."""
+    with pytest.raises(ConfigError, match="cannot read price table"):
+        PriceTable.load(tmp_path / "absent.json")

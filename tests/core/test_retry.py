@@ -290,4 +290,4 @@ def test_policy_is_frozen_and_keyword_only() -> None:
     with pytest.raises(AttributeError):
         policy.max_attempts = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
-        RetryPolicy(3)  # type: ignore[misc]
+        RetryPolicy(3)  # type: ignore[call-arg]
