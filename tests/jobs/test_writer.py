@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate._exceptions import ConfigError
 from sluicegate.jobs import InputProblem, JobStore, OutputOrder, OutputWriter
 from sluicegate.jobs import writer as writer_module
 
@@ -311,4 +312,13 @@ def test_written_lines_reach_the_file_at_once(tmp_path: Path) -> None:
     assert writer.write_committed() == 3
     assert out_ids(tmp_path / "out.jsonl") == ["id-0", "id-1", "id-2"]
     writer.close()
+    store.close()
+
+
+def test_unusable_output_path_is_a_config_error(tmp_path: Path) -> None:
+    """An output path that is a folder gives a ConfigError naming it, not a raw OSError."""
+    (tmp_path / "out.jsonl").mkdir()
+    store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
+    with pytest.raises(ConfigError, match="cannot write the output file"):
+        OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
     store.close()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .._exceptions import ConfigError
 from .store import JobStore, OutputOrder
 
 __all__ = ["OutputWriter"]
@@ -60,7 +61,10 @@ class OutputWriter:
         not this job's output, or predates a reset of failed items, it is rewritten from the store atomically.
         """
         writer = cls(Path(path), store, order, fsync_interval=fsync_interval, clock=clock)
-        writer._resume()
+        try:
+            writer._resume()
+        except OSError as exc:  # a folder, no permission, a read-only disk: a usage problem, not a crash
+            raise ConfigError(f"cannot write the output file {path}: {exc.strerror or exc}") from exc
         return writer
 
     @property
