@@ -212,3 +212,128 @@ def test_tiktoken_is_used_only_when_its_encoding_is_on_disk(tmp_path: Path, monk
     url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
     (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"")
     assert _tiktoken_cached("cl100k_base")
+
+
+class _WordEncoding:
+    """A stand-in for a tiktoken encoding: one token per whitespace-separated word; records what it was asked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.texts: list[str] = []
+
+    def encode(self, text: str, *, disallowed_special: Any = "all") -> list[int]:
+        assert disallowed_special == ()  # a prompt that contains "<|endoftext|>" must not raise
+        self.texts.append(text)
+        return [0] * len(text.split())
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every encoding 'available' as a _WordEncoding; return the names loaded, in order."""
+    import sluicegate.tokens
+
+    names: list[str] = []
+
+    def load(name: str) -> _WordEncoding:
+        names.append(name)
+        return _WordEncoding(name)
+
+    monkeypatch.setattr(sluicegate.tokens, "_load_encoding", load)
+    return names
+
+
+def test_tiktoken_path_counts_system_tools_calls_and_images_flat(loaded: list[str]) -> None:
+    """With an encoding, system, text blocks, tool calls and tools are encoded; images count 1600, not their bytes."""
+    estimator = InputEstimator(provider="openai")
+    params = {
+        "model": "gpt-4o",
+        "system": "be brief",
+        "messages": [
+            {"role": "system", "content": "you are terse"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}},
+                ],
+            },
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"name": "f"}}]},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+    }
+    # words: 2 + 3 + 3 + 5 (the tool_calls JSON) + 5 (the tools JSON) = 18; + 1600 for the image; + 4 x 3 messages
+    assert estimator.raw(params) == 18 + 1600 + 12
+    assert loaded == ["o200k_base"]
+
+
+@pytest.mark.parametrize(
+    ("model", "encoding"),
+    [
+        ("gpt-4o-mini", "o200k_base"),
+        ("gpt-4.1-nano", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("gpt-4-turbo", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+        (None, "cl100k_base"),
+    ],
+)
+def test_encoding_follows_the_request_model(loaded: list[str], model: str | None, encoding: str) -> None:
+    """The encoding is chosen per request from params["model"] and loaded once per estimator."""
+    estimator = InputEstimator(provider="openai")
+    params = {"messages": [{"role": "user", "content": "a b c"}]} | ({"model": model} if model else {})
+    assert estimator.raw(params) == 3 + 4
+    assert estimator.raw(params) == 3 + 4
+    assert loaded == [encoding]
+
+
+def test_constructor_model_is_the_default_encoding(loaded: list[str]) -> None:
+    """Without a model in the params, the estimator's own model picks the encoding."""
+    InputEstimator(provider="openai", model="gpt-4.1").raw({"messages": [{"role": "user", "content": "x"}]})
+    assert loaded == ["o200k_base"]
+
+
+def test_anthropic_estimator_never_loads_an_encoding(loaded: list[str]) -> None:
+    """Claude's tokenizer is not tiktoken: the Anthropic estimator always uses the heuristic."""
+    params = {"model": "claude-haiku-4-5", **_user("x" * 350)}
+    assert InputEstimator().raw(params) == heuristic_tokens(params) == 104
+    assert loaded == []
+
+
+def test_a_failing_encoding_falls_back_to_the_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the encoder raises, the estimate is the heuristic's, never an exception."""
+    import sluicegate.tokens
+
+    class Broken:
+        def encode(self, text: str, *, disallowed_special: Any = "all") -> list[int]:
+            raise RuntimeError("broken")
+
+    monkeypatch.setattr(sluicegate.tokens, "_load_encoding", lambda name: Broken())
+    params = _user("x" * 350)
+    assert InputEstimator(provider="openai").raw(params) == 104
+
+
+def test_heuristic_counts_openai_tool_calls() -> None:
+    """An assistant turn's tool_calls add the characters of their JSON."""
+    calls = [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]
+    assert len(json.dumps(calls)) == 59
+    params = {"messages": [{"role": "assistant", "content": None, "tool_calls": calls}]}
+    assert heuristic_tokens(params) == 17 + 4  # ceil(59 / 3.5) + 4
+
+
+def test_calibrated_matches_estimate() -> None:
+    """calibrated(raw) is what estimate() gives, before and after warm-up, so the engine can count once."""
+    estimator = InputEstimator()
+    params = _user("x" * 350)  # raw 104
+    assert estimator.calibrated(104) == estimator.estimate(params) == 115
+    for _ in range(5):
+        estimator.observe(100, 200)
+    assert estimator.calibrated(104) == estimator.estimate(params) == 213  # ceil(104 * 2 * 1.02) = ceil(212.16)
+
+
+def test_output_estimator_ignores_negative_counts() -> None:
+    """A negative output count (a broken usage block) is not learnt."""
+    estimator = OutputEstimator()
+    for _ in range(10):
+        estimator.observe(-5, 1000)
+    assert estimator.reserve(1000) == 1000
