@@ -1,4 +1,4 @@
-"""The durable job store: one SQLite row per input line (an item or an input problem), committed in batches."""
+"""The durable job store: each input line's state (an item or an input problem) and, once finished, its output line."""
 
 from __future__ import annotations
 
