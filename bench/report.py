@@ -136,7 +136,50 @@ def write(
             lines += ["", f"![{name}](plots/{png})"]
         lines.append("")
     lines += list(extra_sections)
+    lines += goals(results)
+    findings = HERE / "findings.md"
+    if findings.exists():  # hand-written analysis of the dated run, kept beside the generated tables
+        lines += ["", findings.read_text(encoding="utf-8")]
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def goals(results: Mapping[str, Mapping[str, list[Run]]]) -> list[str]:
+    """The issue's goals for sluicegate, checked against this run's own figures."""
+    lines = ["## sluicegate against its goals (this run)", ""]
+    for name in ("rpm_bound", "itpm_bound", "otpm_bound"):
+        for system in ("sluicegate_given", "sluicegate_learn"):
+            runs = results.get(name, {}).get(system)
+            if not runs or runs[0].status.startswith("not run"):
+                continue
+            r = median_run(runs)
+            share = r.rate_limited / max(1, r.requests)
+            met = r.steady_utilization >= 0.98 and share < 0.01
+            lines.append(
+                f"- {name}/{system}: steady utilization {r.steady_utilization:.3f} (goal >= 0.98), "
+                f"utilization from a full bucket {r.utilization:.2f}, 429s {100 * share:.1f}% of requests "
+                f"(goal < 1%): {'met' if met else 'NOT met'}"
+            )
+    for system in ("sluicegate_given", "sluicegate_learn"):
+        runs = results.get("faults", {}).get(system)
+        if runs and not runs[0].status.startswith("not run"):
+            r = median_run(runs)
+            lost = r.missing + r.wrong
+            lines.append(
+                f"- faults/{system}: {lost} lost or wrong, {r.failed} ended in error (goal: 0 lost): "
+                f"{'met' if lost == 0 else 'NOT met'}"
+            )
+    over = results.get("overhead", {})
+    if "bare_loop" in over and "sluicegate_given" in over:
+        b, g = median_run(over["bare_loop"]), median_run(over["sluicegate_given"])
+        if b.ok and g.ok:
+            ratio = (g.cpu / g.ok) / (b.cpu / b.ok)
+            lines.append(
+                f"- overhead: CPU per request {ratio:.2f}x the bare SDK loop (goal <= 1.2x): "
+                f"{'met' if ratio <= 1.2 else 'NOT met'}"
+            )
+    lines.append("- memory and resume: see their sections above (goals: <= 150 MB and flat; re-sent <= in flight).")
+    lines.append("")
+    return lines
 
 
 def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
