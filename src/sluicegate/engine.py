@@ -177,8 +177,9 @@ class Engine:
         run.close_streams()  # one request: its result is returned, not streamed
         items = [x async for x in iterate_items([params], self._defaults)]
         item = items[0]
-        permit = await self._admit(run, item)
-        result = self._halted(run, item) if permit is None else await self._execute(run, item, permit)
+        raw_in = self._input_estimator.raw(item.params)
+        permit = await self._admit(run, item, raw_in)
+        result = self._halted(run, item) if permit is None else await self._execute(run, item, permit, raw_in)
         if result.error is not None:
             raise _exception_for(result.error)
         return result
@@ -249,11 +250,12 @@ class Engine:
 
             async def produce() -> None:
                 try:
-                    permit = await self._admit(run, items[0])
+                    raw_in = self._input_estimator.raw(items[0].params)
+                    permit = await self._admit(run, items[0], raw_in)
                     result = (
                         self._halted(run, items[0])
                         if permit is None
-                        else await self._execute(run, items[0], permit, on_text=handle._push, force_stream=True)
+                        else await self._execute(run, items[0], permit, raw_in, on_text=handle._push, force_stream=True)
                     )
                     handle._finish(result)
                 except BaseException as exc:
@@ -294,12 +296,13 @@ class Engine:
                                 break
                             await outstanding.acquire()
                             self._submitted += 1
-                            permit = await self._admit(run, item)
+                            raw_in = self._input_estimator.raw(item.params)
+                            permit = await self._admit(run, item, raw_in)
                             if permit is None:
                                 outstanding.release()
                                 await run.send.send(self._halted(run, item))
                                 continue
-                            tg.start_soon(self._item_task, run, item, permit, outstanding)
+                            tg.start_soon(self._item_task, run, item, permit, raw_in, outstanding)
         except SluicegateError as exc:  # bad input from an iterable: stop the run and say why
             run.abort(str(exc))
             self._emit(RunAborted(at=self._clock.now(), reason=str(exc)))
@@ -307,23 +310,24 @@ class Engine:
             self._runs.discard(run)
             run.finished.set()
 
-    async def _item_task(self, run: Run, item: RequestItem, permit: Permit, outstanding: anyio.Semaphore) -> None:
+    async def _item_task(
+        self, run: Run, item: RequestItem, permit: Permit, raw_in: int, outstanding: anyio.Semaphore
+    ) -> None:
         try:
-            result = await self._execute(run, item, permit)
+            result = await self._execute(run, item, permit, raw_in)
             await run.send.send(result)
         finally:
             outstanding.release()
 
-    def _estimates(self, item: RequestItem) -> tuple[int, int, int]:
-        params = item.params
-        max_tokens = self._provider.max_tokens(params)
-        est_in = self._input_estimator.estimate(params)
+    def _estimates(self, item: RequestItem, raw_in: int) -> tuple[int, int, int]:
+        max_tokens = self._provider.max_tokens(item.params)
+        est_in = self._input_estimator.calibrated(raw_in)
         reserve = max_tokens if self._output_accounting == "reserved" else self._output_estimator.reserve(max_tokens)
         return est_in, reserve, max_tokens
 
-    async def _admit(self, run: Run, item: RequestItem) -> Permit | None:
+    async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Permit | None:
         """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
-        est_in, reserve, max_tokens = self._estimates(item)
+        est_in, reserve, max_tokens = self._estimates(item, raw_in)
         if self._max_cost is not None:
             worst = pricing.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
             if worst is None:
@@ -381,6 +385,7 @@ class Engine:
         run: Run,
         item: RequestItem,
         permit: Permit | None,
+        raw_in: int,
         *,
         on_text: Callable[[str], Awaitable[None]] | None = None,
         force_stream: bool = False,
@@ -396,7 +401,6 @@ class Engine:
         )
         url = self._provider.url(self._base_url, stream=stream)
         body = self._provider.body(params, stream=stream)
-        raw_in = self._input_estimator.raw(params)
         first_at = self._clock.now()
         attempts = 0
         while True:
@@ -466,7 +470,9 @@ class Engine:
             permit = None
             detail = outcome.detail
             message = detail.message if detail else decision.reason
-            self._failures[decision.reason] += 1
+            # What failed (a 429, a 529, a reset), whatever the decision; the give-up reason goes in the message.
+            reason = failure.failure if failure.failure != "status" else decision.kind
+            self._failures[reason] += 1
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
             elif decision.cooldown:
@@ -481,7 +487,7 @@ class Engine:
                     index=item.index,
                     custom_id=item.custom_id,
                     attempt=attempts,
-                    reason=decision.reason,
+                    reason=reason,
                     status=failure.status,
                     will_retry=will_retry,
                     delay=decision.delay if will_retry else None,
@@ -489,13 +495,15 @@ class Engine:
                 )
             )
             if not will_retry:
+                if decision.reason != reason:
+                    message = f"{message} ({decision.reason.replace('_', ' ')})"
                 if decision.retry and run.halted:
                     return self._halted(run, item, attempts)
                 return self._final_error(run, item, attempts, now - first_at, decision.kind, message, failure, detail)
             if not decision.cooldown:  # after a 429 the limiter's cool-down is the wait, shared by everyone
                 with run.cancellable():
                     await anyio.sleep(decision.delay)
-            est_in, reserve, _ = self._estimates(item)
+            est_in, reserve, _ = self._estimates(item, raw_in)
             permit = await self._wait_for_permit(run, est_in, reserve)
 
     def _observe(self, outcome: AttemptResult, now: float) -> None:
