@@ -11,12 +11,13 @@ import hashlib
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 import httpx2
 from rich.console import Console
 
@@ -164,9 +165,15 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 return False
             return True
 
-        def items() -> Iterator[RequestItem]:
+        async def items() -> AsyncIterator[RequestItem]:
+            # Async so that skipping a million done lines on resume yields to the event loop now and then
+            # instead of freezing the requests in flight and the progress display.
             with config.input_path.open("rb") as f:
-                for parsed in read_requests(iter_lines(f), defaults=config.defaults, provider=config.provider):
+                for count, parsed in enumerate(
+                    read_requests(iter_lines(f), defaults=config.defaults, provider=config.provider)
+                ):
+                    if count % 1000 == 999:
+                        await anyio.lowlevel.checkpoint()
                     if isinstance(parsed, InputProblem):
                         if not problem(parsed):
                             return
