@@ -475,8 +475,14 @@ class Engine:
             self._failures[reason] += 1
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
-            elif decision.cooldown:
-                self.limiter.cool_down(decision.delay)
+            elif decision.cooldown or (failure.status == 429 and failure.retry_after):
+                # Even when this item gives up, the server's 429 holds for everyone else.
+                pause = (
+                    decision.delay
+                    if decision.cooldown
+                    else min(failure.retry_after or 0.0, self._retry.max_retry_after)
+                )
+                self.limiter.cool_down(pause)
                 self._emit(CooldownStarted(at=now, until=self.limiter.cooldown_until))
             elif decision.kind in ("overloaded", "server") or failure.failure in ("connect", "timeout"):
                 self.limiter.overloaded()
