@@ -31,7 +31,7 @@ class RetryPolicy:
 
     max_attempts: int = 10
     initial_delay: float = 0.5
-    max_delay: float = 60.0
+    max_delay: float = 20.0  # the SDKs stop at 8 s; 20 s lets 10 attempts ride out about a minute of overload
     max_retry_after: float = 900.0
     deadline: float | None = None  # seconds from an item's first attempt; None = no deadline
 

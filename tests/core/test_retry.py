@@ -247,9 +247,9 @@ def test_attempts_are_checked_before_the_retry_after_cap() -> None:
 
 
 def test_default_policy_values() -> None:
-    """The defaults: 10 attempts, 0.5 s initial, 60 s max backoff, 900 s max server wait, no deadline."""
+    """The defaults: 10 attempts, 0.5 s initial, 20 s max backoff, 900 s max server wait, no deadline."""
     assert RetryPolicy() == RetryPolicy(
-        max_attempts=10, initial_delay=0.5, max_delay=60.0, max_retry_after=900.0, deadline=None
+        max_attempts=10, initial_delay=0.5, max_delay=20.0, max_retry_after=900.0, deadline=None
     )
 
 

@@ -31,8 +31,8 @@ def test_requests_are_paced_at_the_rpm_rate_not_burst() -> None:
 
 
 def test_input_tokens_bucket_binds() -> None:
-    """ITPM 6,000 and 1,000-token requests, larger than the 1 s burst (100 tokens): the first goes at once into
-    debt, then one every 10 s, exactly the limit's rate."""
+    """ITPM 6,000 and 1,000-token requests: the bucket grows to hold two of them but starts with 1 s of refill
+    (100 tokens), so the first waits 9 s, then one every 10 s, exactly the limit's rate."""
     clock = FakeClock()
     times: list[float] = []
 
@@ -45,7 +45,7 @@ def test_input_tokens_bucket_binds() -> None:
             permit.settle(Usage(input_tokens=1000, output_tokens=10))
 
     clock.run(main)
-    assert times == [0.0, 10.0, 20.0]
+    assert times == [9.0, 19.0, 29.0]
 
 
 def test_settle_refunds_unused_output_reservation() -> None:

@@ -4,7 +4,8 @@ The only code in sluicegate that waits for capacity. Waiters are served first co
 request at the head is not starved by small ones behind it, and retries queue with new work.
 
 Limits are given by the user, learnt from the server's rate-limit headers, or both (the stricter wins). The
-client's buckets hold at most `burst` seconds of refill (one second by default), and start with just that,
+client's buckets hold at most `burst` seconds of refill (one second by default; at least two requests' worth),
+and start with just that,
 instead of a full minute: we do not know what the server's buckets hold, the real API enforces short-interval
 limits ("60 RPM may be enforced as 1 request per second"), and a minute's burst, at t=0 or after a pause, is
 how naive clients start their 429 storms. So admission is paced smoothly at the limit's rate (GCRA-like); a
@@ -183,10 +184,21 @@ class Limiter:
         binding: Binding = "requests"
         for gate, amount in self._amounts(input_tokens, output_tokens):
             assert gate.bucket is not None
+            self._fit(gate.bucket, amount, now)
             wait = gate.bucket.wait_time(amount, now)
             if wait > worst:
                 worst, binding = wait, gate.name
         return worst, binding
+
+    @staticmethod
+    def _fit(bucket: TokenBucket, amount: float, now: float) -> None:
+        """Hold at least two requests of this size, at the same rate. A bucket smaller than one request can only
+        admit it when full, so a refund arriving then (a reservation settled lower) spills over and is lost: an
+        OTPM-bound run with 1,024-token reservations lost a tenth of its throughput that way."""
+        if bucket.capacity < 2 * amount:
+            level = bucket.level(now)  # room to hold refunds, not a gift of tokens
+            bucket.resize(2 * amount, period=2 * amount / bucket.rate, now=now)
+            bucket.set_level(level, now)
 
     def _amounts(self, input_tokens: int, output_tokens: int) -> list[tuple[_Gate, float]]:
         g = self._gates
