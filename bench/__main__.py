@@ -25,6 +25,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--systems", default="", help="comma-separated subset of systems to run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the last run's data")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the last run's other scenarios (this run replaces its own)"
+    )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in ALL_SCENARIOS]
     if unknown:
@@ -86,6 +89,13 @@ def main(argv: list[str]) -> int:
     extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick)
     command = ("python -m bench " + shlex.join(argv) if argv else "python -m bench").strip()
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if args.merge and RUNS.exists() and LAST.exists():
+        previous = json.loads(LAST.read_text(encoding="utf-8"))
+        old = load(RUNS)
+        results = {name: results.get(name, groups) for name, groups in old.items()} | results
+        extra = extra or previous["extra"]
+        command = f"{previous['command']} ({previous['date']}), then {command}"
+        date = f"{previous['date']} and {date}"
     save(results, RUNS)
     meta = {"command": command, "quick": args.quick, "repeats": args.repeats, "date": date}
     LAST.write_text(json.dumps({**meta, "unavailable": unavailable, "extra": extra}), encoding="utf-8")

@@ -101,7 +101,8 @@ def write(
         f"- Date: {now}" + (" — **quick run** (smaller workloads)" if quick else ""),
         f"- Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {versions['python']}",
         f"- Command: `{command}`",
-        f"- Repeats per system: {repeats} (tables show the repeat with the median wall time; range in brackets)",
+        f"- Repeats: {repeats} asked for by the last command; each section says how many it holds (tables show the "
+        "repeat with the median wall time, range in brackets)",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),
         "",
         "The emulator runs on 127.0.0.1 in the benchmark's process and each system runs in its own child process,",
@@ -129,7 +130,8 @@ def write(
         if scenario is None:
             continue
         n = scenario.quick_documents if quick else scenario.documents
-        lines += [f"## {name}", "", f"{scenario.summary}; {n} documents.", ""]
+        count = max(len(runs) for runs in groups.values())
+        lines += [f"## {name}", "", f"{scenario.summary}; {n} documents; {count} repeat(s).", ""]
         lines += _throughput_table(name, groups, n)
         png = plot(name, groups)
         if png:
