@@ -2,19 +2,72 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
 
 from sluicegate.emulator.messages import CountTokensHandler, MessagesHandler
-from sluicegate.emulator.transport import KeepRawSend
+from sluicegate.emulator.transport import RAW_SEND
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class FastDispatch:
+    """Outermost ASGI app: exact-path POST routes go straight to their endpoint, the rest through Starlette.
+
+    Starlette's router and middleware stack cost more than a simple emulated answer; what they do for these
+    routes is kept: the same Request and response, and an unhandled error still answers 500 "Internal Server
+    Error" (when nothing was sent yet) and is re-raised for the server to log. Every HTTP scope also keeps the
+    server's own `send` (RAW_SEND), whose owner holds the transport a fault may abort.
+    """
+
+    def __init__(self, app: Any, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.fast: dict[str, Endpoint] = {}
+        for route in routes:
+            if (
+                isinstance(route, Route)
+                and route.methods == {"POST"}
+                and "{" not in route.path
+                and route.path not in self.fast
+                and inspect.iscoroutinefunction(route.endpoint)
+            ):
+                self.fast[route.path] = route.endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[RAW_SEND] = send
+        endpoint = self.fast.get(scope["path"]) if scope["method"] == "POST" and not scope.get("root_path") else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            response = await endpoint(Request(scope, receive, send))
+            await response(scope, receive, guarded_send)
+        except Exception:
+            if not started:
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
 
 
 def build_app(state: Any) -> Any:
-    """An ASGI app serving one emulator state (a Starlette app wrapped to keep the raw transport)."""
+    """An ASGI app serving one emulator state (a Starlette app behind a fast dispatch of the hot routes)."""
 
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats.as_dict())
@@ -43,4 +96,4 @@ def build_app(state: Any) -> Any:
         pass
     app = Starlette(routes=routes)
     app.state.emulator = state
-    return KeepRawSend(app)
+    return FastDispatch(app, routes)

@@ -218,13 +218,28 @@ class PromptCache:
         entry = self._entries.get((scope, model, key))
         return entry is not None and entry.expires_at > now
 
-    def plan(self, params: Mapping[str, Any], model: str, now: float, *, scope: str = "") -> CachePlan:
-        """Split the request's input into read, written and uncached tokens; changes nothing."""
-        total = count_tokens(params)
-        blocks = prompt_blocks(params)
+    def plan(
+        self,
+        params: Mapping[str, Any],
+        model: str,
+        now: float,
+        *,
+        scope: str = "",
+        blocks: list[PromptBlock] | None = None,
+    ) -> CachePlan:
+        """Split the request's input into read, written and uncached tokens; changes nothing.
+
+        `blocks`, when the caller already has them, are this request's `prompt_blocks`, keyed or not (prefix
+        keys are only computed when a breakpoint needs them).
+        """
+        if blocks is None:
+            blocks = prompt_blocks(params, keyed=False)
+        total = count_tokens(params, blocks)
         points = breakpoints(params, blocks)
         if not points:
             return CachePlan(0, 0, 0, total, model=model, scope=scope)
+        if blocks and not blocks[0].prefix_key:
+            blocks = prompt_blocks(params)
         keys = _entry_keys(params, blocks)
         # cumulative[i] = tokens of blocks 0..i
         cumulative: list[int] = []

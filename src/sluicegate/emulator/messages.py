@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from sluicegate.emulator import content, latency
 from sluicegate.emulator.caching import CacheControlError, breakpoints
@@ -19,7 +19,7 @@ from sluicegate.emulator.faults import pick_fault
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
 from sluicegate.emulator.stats import leave_after
-from sluicegate.emulator.transport import ClosingStreamingResponse, abort_connection
+from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
 from sluicegate.emulator.validation import validate_message_params
 
 _SPEND_CAP_MESSAGE = (
@@ -62,13 +62,14 @@ def _input_usage(state: Any, params: Mapping[str, Any], model: str, scope: str =
 
     `scope` isolates cache entries: the API key, as each key is its own organisation here (limits are per key too).
     """
+    blocks = prompt_blocks(params, keyed=False)  # once per request: the plan and the count share them
     if state.cache is not None:
         try:
-            plan = state.cache.plan(params, model, state.emulated_now(), scope=scope)
+            plan = state.cache.plan(params, model, state.emulated_now(), scope=scope, blocks=blocks)
         except CacheControlError as exc:
             raise ApiError(400, "invalid_request_error", str(exc)) from None
         return plan.usage(), int(plan.rate_limited_tokens), plan
-    total = count_tokens(params)
+    total = count_tokens(params, blocks)
     usage = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     return usage, total, None
 
@@ -122,12 +123,12 @@ def _pieces(text: str, n: int) -> list[str]:
     return [c + (" " if i < len(chunks) - 1 else "") for i, c in enumerate(chunks)]
 
 
-def error_response(exc: ApiError, rid: str) -> JSONResponse:
+def error_response(exc: ApiError, rid: str) -> FastJSONResponse:
     """The Anthropic error response for `exc`: its body, request-id, and x-should-retry as the API sends it."""
     headers = {"request-id": rid, **exc.headers}
     if exc.status in (408, 409, 429) or exc.status >= 500:
         headers.setdefault("x-should-retry", "true")
-    return JSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
+    return FastJSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
 
 
 class MessagesHandler:
@@ -136,7 +137,7 @@ class MessagesHandler:
     def __init__(self, state: Any) -> None:
         self.state = state
 
-    def error(self, exc: ApiError, rid: str) -> JSONResponse:
+    def error(self, exc: ApiError, rid: str) -> FastJSONResponse:
         """The Anthropic error response for `exc`."""
         return error_response(exc, rid)
 
@@ -193,7 +194,7 @@ class MessagesHandler:
         if state.config.spend_cap:
             exc = ApiError(429, "rate_limit_error", _SPEND_CAP_MESSAGE)
             exc.details = {"error_code": "enforced_spend_limit_reached"}
-            return JSONResponse(exc.anthropic_body(rid), status_code=429, headers={"request-id": rid})
+            return FastJSONResponse(exc.anthropic_body(rid), status_code=429, headers={"request-id": rid})
         input_usage, limited_tokens, plan = _input_usage(state, params, model, key)
         try:
             admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
@@ -227,7 +228,7 @@ class MessagesHandler:
         state.stats.output_tokens += gen.output_tokens
         usage = _usage(input_usage, gen.output_tokens, "standard")
         body = _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
-        return JSONResponse(body, headers={**admission.headers(), "request-id": rid})
+        return FastJSONResponse(body, headers={**admission.headers(), "request-id": rid})
 
     async def _early_fault(self, request: Request, fault: FaultSpec) -> Response | None:
         """Faults that replace the whole response; None for faults applied later."""
@@ -352,9 +353,10 @@ class CountTokensHandler:
             validate_message_params(params, state.config)
             try:
                 # Accepted and validated as on /v1/messages, but nothing is cached.
-                breakpoints(params, prompt_blocks(params))
+                blocks = prompt_blocks(params, keyed=False)
+                breakpoints(params, blocks)
             except CacheControlError as exc:
                 raise ApiError(400, "invalid_request_error", str(exc)) from None
-            return JSONResponse({"input_tokens": count_tokens(params)}, headers={"request-id": rid})
+            return FastJSONResponse({"input_tokens": count_tokens(params, blocks)}, headers={"request-id": rid})
         except ApiError as exc:
             return error_response(exc, rid)

@@ -44,8 +44,12 @@ def count_text(text: str) -> int:
     return -(-len(text.encode("utf-8")) // 4)
 
 
+# One encoder built once: json.dumps with these arguments builds a new one per call (same output).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
 
 
 def _without_cache_control(block: Any) -> Any:
@@ -76,11 +80,12 @@ def _block_tokens(block: Any) -> int:
     return count_text(_canonical(_without_cache_control(block)))
 
 
-def prompt_blocks(params: Mapping[str, Any]) -> list[PromptBlock]:
+def prompt_blocks(params: Mapping[str, Any], *, keyed: bool = True) -> list[PromptBlock]:
     """The prompt as cacheable blocks in cache order (tools, system, messages), each with its token cost.
 
     Works for Anthropic Messages params; OpenAI chat params (system/developer turns inside `messages`) follow
-    the same rule with no tools section unless given.
+    the same rule with no tools section unless given. `keyed=False` skips hashing the prefixes (every
+    `prefix_key` is then ""): enough for token counts and breakpoints, which is all most requests need.
     """
     raw: list[tuple[str, Any, int, Any]] = []  # (section, fingerprint value, tokens, cache_control)
     for tool in params.get("tools") or []:
@@ -93,9 +98,7 @@ def prompt_blocks(params: Mapping[str, Any]) -> list[PromptBlock]:
     elif isinstance(system, Sequence) and not isinstance(system, str):
         for block in system:
             cc = block.get("cache_control") if isinstance(block, Mapping) else None
-            raw.append(
-                ("system", ["system", _without_cache_control(block)], _block_tokens(block) + BLOCK_OVERHEAD, cc)
-            )
+            raw.append(("system", ["system", _without_cache_control(block)], _block_tokens(block) + BLOCK_OVERHEAD, cc))
     for message in params.get("messages") or []:
         if not isinstance(message, Mapping):
             continue
@@ -109,6 +112,16 @@ def prompt_blocks(params: Mapping[str, Any]) -> list[PromptBlock]:
             tokens = _block_tokens(block) + BLOCK_OVERHEAD + (MESSAGE_OVERHEAD if i == 0 else 0)
             fp = [role, i, _without_cache_control(block) if not isinstance(block, str) else block]
             raw.append(("messages", fp, tokens, cc))
+    if not keyed:
+        return [
+            PromptBlock(
+                section=section,
+                tokens=tokens + (REQUEST_OVERHEAD if n == 0 else 0),
+                cache_control=cc if isinstance(cc, Mapping) else None,
+                prefix_key="",
+            )
+            for n, (section, _, tokens, cc) in enumerate(raw)
+        ]
     out: list[PromptBlock] = []
     digest = hashlib.sha256(_canonical(params.get("model", "")).encode())
     for n, (section, fp, tokens, cc) in enumerate(raw):
@@ -125,9 +138,13 @@ def prompt_blocks(params: Mapping[str, Any]) -> list[PromptBlock]:
     return out
 
 
-def count_tokens(params: Mapping[str, Any]) -> int:
-    """Total input tokens of a request under the emulator's rule (what count_tokens returns)."""
-    blocks = prompt_blocks(params)
+def count_tokens(params: Mapping[str, Any], blocks: list[PromptBlock] | None = None) -> int:
+    """Total input tokens of a request under the emulator's rule (what count_tokens returns).
+
+    `blocks`, when the caller already has them, are this request's `prompt_blocks` (keyed or not).
+    """
+    if blocks is None:
+        blocks = prompt_blocks(params, keyed=False)
     return sum(b.tokens for b in blocks) if blocks else REQUEST_OVERHEAD
 
 

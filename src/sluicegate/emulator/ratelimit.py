@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,8 +31,22 @@ class RateLimited(Exception):
         self.headers = headers
 
 
+_STAMPS: dict[int, str] = {}  # whole second -> its RFC 3339 text; a handful of seconds are live at a time
+
+
 def _rfc3339(seconds_from_now: float) -> str:
-    return datetime.fromtimestamp(time.time() + seconds_from_now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")`, formatted once per whole second."""
+    t = time.time() + seconds_from_now
+    second = math.floor(t)
+    # fromtimestamp rounds to the microsecond (half to even), which can carry into the next second.
+    if (t - second) * 1e6 >= 999_999.5:
+        second += 1
+    text = _STAMPS.get(second)
+    if text is None:
+        if len(_STAMPS) >= 256:
+            _STAMPS.clear()
+        text = _STAMPS[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text
 
 
 def _thousands(tokens: float) -> int:
