@@ -11,6 +11,28 @@ from typing import Any
 from sluicegate.emulator.prompt import count_text, prompt_tag
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo")
+_BITS = len(_WORDS).bit_length()
+
+
+def _pick(rng: random.Random) -> str:
+    """`rng.choice(_WORDS)` without its generic layers: the same draws from the generator, the same word."""
+    r = rng.getrandbits(_BITS)
+    while r >= len(_WORDS):
+        r = rng.getrandbits(_BITS)
+    return _WORDS[r]
+
+
+def _slow_pick(rng: random.Random) -> str:
+    return rng.choice(_WORDS)
+
+
+def _pick_matches_choice() -> bool:
+    a, b = random.Random(20260101), random.Random(20260101)
+    return all(_pick(a) == b.choice(_WORDS) for _ in range(512)) and a.random() == b.random()
+
+
+# Answers must stay what rng.choice gives; should a Python release draw differently, the generic path is kept.
+_choose = _pick if _pick_matches_choice() else _slow_pick
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +61,7 @@ def generate(state: Any, params: Mapping[str, Any]) -> Generated:
     # Bytes of " ".join(words), kept incrementally (the words are ASCII); tokens = ceil(bytes / 4) as count_text.
     size = len(words[0])
     while -(-size // 4) < budget + 1:
-        words.append(rng.choice(_WORDS))
+        words.append(_choose(rng))
         size += 1 + len(words[-1])
     # Trim to the budget: the tag always survives, as the text must name its prompt.
     while len(words) > 1 and -(-size // 4) > budget:

@@ -54,6 +54,12 @@ def _thousands(tokens: float) -> int:
     return int(max(0.0, tokens) + 500) // 1000 * 1000
 
 
+def _full_in(bucket: TokenBucket, level: float) -> float:
+    """`bucket.full_in(now)` given `bucket.level(now)` already read."""
+    missing = bucket.capacity - level
+    return 0.0 if missing <= 0 else missing / bucket.rate
+
+
 class Buckets:
     """The three buckets of one (key, model class)."""
 
@@ -151,22 +157,29 @@ class Limits:
         RFC 3339 whole-second timestamps of full replenishment. OpenAI style: exact values, duration resets.
         """
         now = self.now()
-        rows = (("requests", b.requests), ("input-tokens", b.input), ("output-tokens", b.output))
-        out: dict[str, str] = {}
         if style == "openai":
+            out: dict[str, str] = {}
             for name, bucket in (("requests", b.requests), ("tokens", b.input)):
                 out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
                 out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level(now))))
                 out[f"x-ratelimit-reset-{name}"] = format_duration(bucket.full_in(now))
             return out
-        for name, bucket in rows:
-            level = max(0, int(bucket.level(now)))
-            out[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.capacity))
-            out[f"anthropic-ratelimit-{name}-remaining"] = str(level if name == "requests" else _thousands(level))
-            out[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(bucket.full_in(now))
-        tokens_cap = b.input.capacity + b.output.capacity
-        tokens_left = max(0, int(b.input.level(now))) + max(0, int(b.output.level(now)))
-        out["anthropic-ratelimit-tokens-limit"] = str(int(tokens_cap))
-        out["anthropic-ratelimit-tokens-remaining"] = str(_thousands(tokens_left))
-        out["anthropic-ratelimit-tokens-reset"] = _rfc3339(max(b.input.full_in(now), b.output.full_in(now)))
-        return out
+        requests, inputs, outputs = b.requests, b.input, b.output
+        # Each level is read once: a second read at the same `now` returns the same value (full_in reads it too).
+        req_level, in_level, out_level = requests.level(now), inputs.level(now), outputs.level(now)
+        in_full, out_full = _full_in(inputs, in_level), _full_in(outputs, out_level)
+        in_left, out_left = max(0, int(in_level)), max(0, int(out_level))
+        return {
+            "anthropic-ratelimit-requests-limit": str(int(requests.capacity)),
+            "anthropic-ratelimit-requests-remaining": str(max(0, int(req_level))),
+            "anthropic-ratelimit-requests-reset": _rfc3339(_full_in(requests, req_level)),
+            "anthropic-ratelimit-input-tokens-limit": str(int(inputs.capacity)),
+            "anthropic-ratelimit-input-tokens-remaining": str(_thousands(in_left)),
+            "anthropic-ratelimit-input-tokens-reset": _rfc3339(in_full),
+            "anthropic-ratelimit-output-tokens-limit": str(int(outputs.capacity)),
+            "anthropic-ratelimit-output-tokens-remaining": str(_thousands(out_left)),
+            "anthropic-ratelimit-output-tokens-reset": _rfc3339(out_full),
+            "anthropic-ratelimit-tokens-limit": str(int(inputs.capacity + outputs.capacity)),
+            "anthropic-ratelimit-tokens-remaining": str(_thousands(in_left + out_left)),
+            "anthropic-ratelimit-tokens-reset": _rfc3339(max(in_full, out_full)),
+        }
