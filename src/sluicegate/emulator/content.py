@@ -59,13 +59,17 @@ def generate(state: Any, params: Mapping[str, Any]) -> Generated:
     budget = min(target, max_tokens)
     words = [f"[{tag}]"]
     # Bytes of " ".join(words), kept incrementally (the words are ASCII); tokens = ceil(bytes / 4) as count_text.
+    # Words are added while the text stays within the budget (ceil(size / 4) <= budget, i.e. size <= 4 * budget);
+    # the first word that would exceed it is drawn and dropped. The tag always stays: the text must name its prompt.
     size = len(words[0])
-    while -(-size // 4) < budget + 1:
-        words.append(_choose(rng))
-        size += 1 + len(words[-1])
-    # Trim to the budget: the tag always survives, as the text must name its prompt.
-    while len(words) > 1 and -(-size // 4) > budget:
-        size -= 1 + len(words.pop())
+    limit = 4 * budget
+    choose = _choose
+    while True:
+        word = choose(rng)
+        if size + 1 + len(word) > limit:
+            break
+        words.append(word)
+        size += 1 + len(word)
     text = " ".join(words) + " " if len(words) == 1 else " ".join(words)
     tokens = max(1, min(count_text(text), max_tokens))
     stop_reason, stop_sequence = ("max_tokens" if max_tokens < target else "end_turn"), None
