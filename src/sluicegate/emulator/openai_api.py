@@ -17,14 +17,14 @@ from typing import Any, Protocol
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from sluicegate.emulator import openai_format as fmt
 from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
-from sluicegate.emulator.transport import ClosingStreamingResponse, abort_connection
+from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
 
 __all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
@@ -49,8 +49,8 @@ class _OpenAIError(Exception):
         self.body = fmt.error_body(message, type, code, param)
         self.headers = dict(headers or {})
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+    def response(self) -> FastJSONResponse:
+        return FastJSONResponse(self.body, status_code=self.status, headers=self.headers)
 
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> _OpenAIError:
@@ -359,7 +359,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
             finally:
                 admission.finish(completion_tokens)
             out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
-            return JSONResponse(out, headers=headers)
+            return FastJSONResponse(out, headers=headers)
 
         async def events() -> AsyncIterator[bytes]:
             try:

@@ -39,6 +39,9 @@ class OpenAIPrefixCache:
     def _prefixes(prompt: Mapping[str, Any]) -> list[tuple[str, int]]:
         """(prefix key, tokens up to and including the block) for each block boundary."""
         out: list[tuple[str, int]] = []
+        if sum(b.tokens for b in prompt_blocks(prompt, keyed=False)) < MIN_TOKENS:
+            # No prefix of a short prompt is long enough to be read or written: skip hashing them.
+            return out
         running = 0
         for block in prompt_blocks(prompt):
             running += block.tokens
