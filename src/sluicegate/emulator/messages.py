@@ -110,8 +110,12 @@ def complete_message(
     return _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
 
 
+# json.dumps(data, separators=(",", ":")) without building an encoder per event.
+_SSE_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _sse(event: str, data: Mapping[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"event: {event}\ndata: {_SSE_JSON.encode(data)}\n\n".encode()
 
 
 def _pieces(text: str, n: int) -> list[str]:

@@ -35,6 +35,10 @@ FINISH_REASONS: Mapping[str, str] = {
 _ALNUM = string.ascii_letters + string.digits
 
 
+# json.dumps(obj, separators=(",", ":")) without building an encoder per chunk.
+_SSE_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def completion_id(rng: random.Random) -> str:
     """A `chatcmpl-` id of the real length (29 characters after the prefix)."""
     return "chatcmpl-" + "".join(rng.choice(_ALNUM) for _ in range(29))
@@ -143,5 +147,5 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
 
 def sse_data(obj: Mapping[str, Any] | str) -> bytes:
     """One data-only SSE event (OpenAI streams have no `event:` lines)."""
-    payload = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    payload = obj if isinstance(obj, str) else _SSE_JSON.encode(obj)
     return f"data: {payload}\n\n".encode()
