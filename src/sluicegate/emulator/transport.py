@@ -1,4 +1,4 @@
-"""Dropping a connection without a response, for the reset and truncate faults."""
+"""Response helpers: dropping a connection (reset and truncate faults), prebuilt-encoder JSON, closing streams."""
 
 from __future__ import annotations
 
@@ -11,19 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Send
 
-RAW_SEND = "sluicegate.raw_send"
-
-
-class KeepRawSend:
-    """Outermost ASGI middleware: remember the server's own `send`, whose owner holds the transport."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-        await self.app(scope, receive, send)
+RAW_SEND = "sluicegate.raw_send"  # set on every HTTP scope by the app's outermost layer (FastDispatch)
 
 
 # Starlette's JSONResponse.render calls json.dumps with these arguments, which builds a new encoder every time.
