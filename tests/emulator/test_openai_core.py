@@ -49,8 +49,9 @@ async def test_completion_usage_and_exact_token_headers(emulator: Factory) -> No
     assert completion.usage.completion_tokens <= 30
     assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
     remaining = int(raw.headers["x-ratelimit-remaining-tokens"])
-    # Exact, not rounded: the prompt is charged and at most a few seconds of refill (28 tokens/s) came back.
-    assert 100_000 - prompt_tokens <= remaining < 100_000 - prompt_tokens + 100
+    # Exact, not rounded: OpenAI charges the prompt plus max_tokens up front (the unused part is refunded at the
+    # end), and at most a few seconds of refill (28 tokens/s) came back.
+    assert 100_000 - prompt_tokens - 30 <= remaining < 100_000 - prompt_tokens - 30 + 100
     assert remaining % 1000 != 0
     # Durations as OpenAI writes them ("6m0s", "1s", "20ms"), never fractional seconds.
     for name in ("requests", "tokens"):
@@ -201,3 +202,22 @@ async def test_mid_stream_faults(emulator: Factory) -> None:
             await read()
     assert b"chat.completion.chunk" in b"".join(seen)
     assert b"[DONE]" not in b"".join(seen)
+
+
+async def test_tpm_charges_max_tokens_up_front_and_refunds_the_unused_part(emulator: Factory) -> None:
+    """OpenAI accounting: prompt + max_tokens leave the TPM bucket at admission; the unused part comes back."""
+    emu = emulator(itpm=100_000, minute=3600.0, max_output_tokens=20)
+    messages = _messages("hello", system="be brief")
+    prompt_tokens = count_tokens(_prompt(messages))
+    async with _client(emu) as client:
+        first = await client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=5000)
+        used = first.parse().usage
+        second = await client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=5000)
+    assert used is not None
+    assert used.completion_tokens <= 20
+    after_first = int(first.headers["x-ratelimit-remaining-tokens"])
+    after_second = int(second.headers["x-ratelimit-remaining-tokens"])
+    assert 100_000 - prompt_tokens - 5000 <= after_first < 100_000 - prompt_tokens - 5000 + 100
+    # The first request's unused 5000 - completion came back before the second charged its own 5000.
+    expected = 100_000 - 2 * prompt_tokens - used.completion_tokens - 5000
+    assert expected <= after_second < expected + 100

@@ -184,11 +184,9 @@ def core_backend(state: Any) -> ChatBackend:
 
         def admit(self, key: str, model: str, input_tokens: int, max_tokens: int) -> Admitted:
             try:
-                admission = state.limits.admit(key, model, input_tokens, max_tokens)
+                admission = state.limits.admit_openai(key, model, input_tokens, max_tokens)
             except RateLimited as exc:
-                # The limiter's 429 headers are Anthropic-style; OpenAI clients read x-ratelimit-*.
-                headers = state.limits.headers(state.limits.buckets(key, model), "openai")
-                raise Throttled(int(exc.retry_after), str(exc.bucket), headers) from None
+                raise Throttled(int(exc.retry_after), str(exc.bucket), exc.headers) from None
 
             class _Admitted:
                 def headers(self) -> dict[str, str]:

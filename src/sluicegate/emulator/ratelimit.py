@@ -61,12 +61,14 @@ def _full_in(bucket: TokenBucket, level: float) -> float:
 
 
 class Buckets:
-    """The three buckets of one (key, model class)."""
+    """The buckets of one (key, model class): requests, input and output tokens (Anthropic), and the single
+    tokens-per-minute bucket of the OpenAI route, whose limit is the configured input-token limit."""
 
     def __init__(self, rpm: int, itpm: int, otpm: int, minute: float, now: float, burst: int | None) -> None:
         self.requests = TokenBucket(rpm, period=minute, now=now)
         self.input = TokenBucket(itpm, period=minute, now=now)
         self.output = TokenBucket(otpm, period=minute, now=now)
+        self.tokens = TokenBucket(itpm, period=minute, now=now)
         # A short-interval cap: `burst` requests refilled over one emulated second-scale slice of the minute.
         self.burst = TokenBucket(burst, period=minute * burst / rpm, now=now) if burst else None
 
@@ -94,6 +96,26 @@ class Admission:
     def headers(self, style: Literal["anthropic", "openai"] = "anthropic") -> dict[str, str]:
         """Rate-limit headers as they stand now."""
         return self._limits.headers(self._buckets, style)
+
+
+class OpenAIAdmission:
+    """An admitted chat completion: prompt + max_tokens were charged to the TPM bucket; `finish` refunds the
+    part of max_tokens the answer did not use, as OpenAI settles its estimate when the request ends."""
+
+    def __init__(self, limits: Limits, buckets: Buckets, reserved: int) -> None:
+        self._limits = limits
+        self._buckets = buckets
+        self._reserved = reserved
+        self._finished = False
+
+    def finish(self, output_tokens: int) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._buckets.tokens.refund(max(0, self._reserved - output_tokens), self._limits.now())
+
+    def headers(self, style: Literal["anthropic", "openai"] = "openai") -> dict[str, str]:
+        return self._limits.headers(self._buckets, "openai")
 
 
 class Limits:
@@ -138,6 +160,25 @@ class Limits:
             b.output.take(reserve, now)
         return Admission(self, b, reserve)
 
+    def admit_openai(self, api_key: str, model: str, prompt_tokens: int, max_tokens: int) -> OpenAIAdmission:
+        """OpenAI's accounting: one tokens-per-minute bucket charged prompt + max_tokens up front (refunded down
+        to the real completion at the end), plus requests per minute; or RateLimited."""
+        b = self.buckets(api_key, model)
+        now = self.now()
+        charge = float(prompt_tokens + max_tokens)
+        checks = [("requests", b.requests, 1.0), ("tokens", b.tokens, charge)]
+        if b.burst is not None:
+            checks.append(("requests", b.burst, 1.0))
+        for name, bucket, amount in checks:
+            wait = bucket.wait_time(amount, now)
+            if wait > 0:
+                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, "openai"))
+        b.requests.take(1, now)
+        if b.burst is not None:
+            b.burst.take(1, now)
+        b.tokens.take(charge, now)
+        return OpenAIAdmission(self, b, max_tokens)
+
     def admit_count(self, api_key: str) -> None:
         """Take one count_tokens request from the key's own bucket (separate from Messages) or raise RateLimited."""
         bucket = self._count_buckets.get(api_key)
@@ -159,7 +200,7 @@ class Limits:
         now = self.now()
         if style == "openai":
             out: dict[str, str] = {}
-            for name, bucket in (("requests", b.requests), ("tokens", b.input)):
+            for name, bucket in (("requests", b.requests), ("tokens", b.tokens)):
                 out[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
                 out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level(now))))
                 out[f"x-ratelimit-reset-{name}"] = format_duration(bucket.full_in(now))
