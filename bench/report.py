@@ -138,6 +138,10 @@ def write(
             lines += ["", f"![{name}](plots/{png})"]
         lines.append("")
     lines += list(extra_sections)
+    # Sections measured by their own commands (bench.emulator_load, bench.job_memory) are kept as files, so a
+    # regenerated RESULTS.md carries them along.
+    for manual in sorted((HERE / "manual").glob("*.md")):
+        lines += [manual.read_text(encoding="utf-8").rstrip(), ""]
     lines += goals(results)
     findings = HERE / "findings.md"
     if findings.exists():  # hand-written analysis of the dated run, kept beside the generated tables
