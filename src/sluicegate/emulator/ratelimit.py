@@ -98,15 +98,9 @@ class Admission:
         return self._limits.headers(self._buckets, style)
 
 
-class OpenAIAdmission:
+class OpenAIAdmission(Admission):
     """An admitted chat completion: prompt + max_tokens were charged to the TPM bucket; `finish` refunds the
     part of max_tokens the answer did not use, as OpenAI settles its estimate when the request ends."""
-
-    def __init__(self, limits: Limits, buckets: Buckets, reserved: int) -> None:
-        self._limits = limits
-        self._buckets = buckets
-        self._reserved = reserved
-        self._finished = False
 
     def finish(self, output_tokens: int) -> None:
         if self._finished:
