@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# Published Anthropic tier limits for the Sonnet/Haiku class (requests, input tokens, output tokens per minute).
+# Published Anthropic tier limits (requests, input tokens, output tokens per minute), table of 2026-04-23: Sonnet 4.x
+# and Opus 4.x share these numbers; Haiku 4.5 has its own. The June 2026 Start/Build/Scale tiers are not published
+# in full (unconfirmed), so they are not presets; pass --rpm/--itpm/--otpm for them.
 TIERS: dict[int, tuple[int, int, int]] = {
     1: (50, 30_000, 8_000),
     2: (1_000, 450_000, 90_000),
     3: (2_000, 800_000, 160_000),
     4: (4_000, 2_000_000, 400_000),
+}
+HAIKU_TIERS: dict[int, tuple[int, int, int]] = {
+    1: (50, 50_000, 10_000),
+    2: (1_000, 450_000, 90_000),
+    3: (2_000, 1_000_000, 200_000),
+    4: (4_000, 4_000_000, 800_000),
 }
 
 # Token counting has its own requests-per-minute limit, separate from Messages (tiers 1-4).
@@ -71,7 +79,8 @@ class EmulatorConfig:
     batch_seconds: float = 30.0
     batch_deadline: float = 86_400.0
 
-    def limits(self) -> tuple[int, int, int]:
-        """(rpm, itpm, otpm) after applying explicit overrides to the tier preset."""
-        rpm, itpm, otpm = TIERS.get(self.tier, TIERS[4])
+    def limits(self, model_class: str | None = None) -> tuple[int, int, int]:
+        """(rpm, itpm, otpm) for a model class ("haiku", "sonnet", "opus") after explicit overrides."""
+        table = HAIKU_TIERS if model_class == "haiku" else TIERS
+        rpm, itpm, otpm = table.get(self.tier, table[4])
         return (self.rpm or rpm, self.itpm or itpm, self.otpm or otpm)

@@ -127,7 +127,7 @@ class Limits:
         key = (api_key, model_class(model))
         found = self._buckets.get(key)
         if found is None:
-            rpm, itpm, otpm = self.config.limits()
+            rpm, itpm, otpm = self.config.limits(key[1])
             found = Buckets(rpm, itpm, otpm, self.config.minute, self.now(), self.config.burst)
             self._buckets[key] = found
         return found
