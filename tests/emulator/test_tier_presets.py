@@ -42,3 +42,15 @@ def test_explicit_limits_override_the_preset() -> None:
     config = EmulatorConfig(tier=1, itpm=123)
     assert config.limits("haiku") == (50, 123, 10_000)
     assert config.limits("sonnet") == (50, 123, 8_000)
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-opus-4-8", "claude-sonnet-5", "claude-opus-4-5"])
+def test_current_models_are_served(emulator: Callable[..., RunningEmulator], model: str) -> None:
+    """The SDK's current model ids answer (an alias answers with its dated id); an unknown one is a 404."""
+    emu = emulator()
+    client = anthropic.Anthropic(base_url=emu.base_url, api_key="k", max_retries=0)
+    message = client.messages.create(model=model, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert message.model.startswith(model)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="claude-nope-9", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    client.close()

@@ -24,15 +24,26 @@ HAIKU_TIERS: dict[int, tuple[int, int, int]] = {
 # Token counting has its own requests-per-minute limit, separate from Messages (tiers 1-4).
 COUNT_TOKENS_RPM: dict[int, int] = {1: 100, 2: 2_000, 3: 4_000, 4: 8_000}
 
+# The SDK's current model ids (api-fidelity section 8); dated ids where the API has them, aliases resolving to them.
 DEFAULT_MODELS: tuple[str, ...] = (
     "claude-haiku-4-5-20251001",
     "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-6",
+    "claude-sonnet-5",
     "claude-opus-4-1-20250805",
+    "claude-opus-4-5-20251101",
+    "claude-opus-4-6",
+    "claude-opus-4-7",
+    "claude-opus-4-8",
+    "claude-opus-5",
+    "claude-fable-5",
+    "claude-mythos-5",
 )
 DEFAULT_ALIASES: dict[str, str] = {
     "claude-haiku-4-5": "claude-haiku-4-5-20251001",
     "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
     "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
 }
 
 FaultKind = Literal["overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow"]
