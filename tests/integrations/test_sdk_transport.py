@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import random
 from collections.abc import Callable
@@ -325,6 +327,35 @@ def test_stream_closed_early_frees_the_permit() -> None:
 
     clock.run(main)
     assert transport.statistics().in_flight == 0
+
+
+def test_stream_abandoned_without_close_frees_the_permit_once_dropped() -> None:
+    """A stream the caller drops unread and unclosed gives its permit back when it is collected.
+
+    Python finalizes the abandoned async generators on the loop, which ends the metered body; without this a
+    forgotten stream in a long-running service would hold a concurrency slot for ever.
+    """
+    clock = FakeClock()
+    headers = {"content-type": "text/event-stream"}
+    script = Script(lambda n, _: httpx2.Response(200, headers=headers, content=_sse()))
+    transport = _transport(script, clock)
+    seen: list[int] = []
+
+    async def leave_one_open() -> None:
+        stream = await _client(transport).messages.create(**PARAMS, stream=True)
+        async for _ in stream:
+            break
+        seen.append(transport.statistics().in_flight)
+
+    async def main() -> None:
+        await leave_one_open()
+        gc.collect()
+        for _ in range(10):  # the loop runs the generators' aclose() a few callbacks later
+            await asyncio.sleep(0)
+        seen.append(transport.statistics().in_flight)
+
+    clock.run(main)
+    assert seen == [1, 0]
 
 
 def _openai_client(script: Script, clock: FakeClock) -> tuple[openai.AsyncOpenAI, LimitedTransport]:
