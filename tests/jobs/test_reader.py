@@ -310,7 +310,7 @@ def test_json_error_message_gives_position() -> None:
 
 
 def test_problem_to_result() -> None:
-    """A problem becomes an invalid_request result carrying line and field; a missing id falls back to line-<n>."""
+    """A problem becomes an invalid_request result carrying line and field; a missing id falls back to line:<n>."""
     with_id = InputProblem(line=4, index=3, custom_id="a", field="params.model", message="missing 'model'").to_result()
     line = with_id.to_batch_line()
     assert line["custom_id"] == "a"
@@ -318,10 +318,10 @@ def test_problem_to_result() -> None:
     err = line["result"]["error"]["error"]
     assert (err["line"], err["field"], err["type"]) == (4, "params.model", "invalid_request_error")
     no_id = InputProblem(line=9, index=8, custom_id=None, field="id", message="missing 'id'").to_result()
-    assert no_id.custom_id == "line-9"
+    assert no_id.custom_id == "line:9"
     assert no_id.index == 8
     assert no_id.error is not None
-    assert "line-9" in no_id.error.message
+    assert "line:9" in no_id.error.message
 
 
 def test_oversize_lines() -> None:

@@ -241,11 +241,11 @@ def test_reset_failed(tmp_path: Path) -> None:
         assert store.reset_failed() == 1
         assert store.output_mark() != mark
         assert store.counts() == StoreCounts(total=4, pending=2, done=1, failed=0, invalid=1)
-        assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9"]
+        assert ids(list(store.iter_output("completion"))) == ["id-0", "line:9"]
         assert store.admit(items[1]) == "pending"
         store.record_result(ok(items[1]))
         store.commit()
-        assert ids(list(store.iter_output("completion"))) == ["id-0", "line-9", "id-1"]
+        assert ids(list(store.iter_output("completion"))) == ["id-0", "line:9", "id-1"]
         assert ids(list(store.iter_output("completion", 2))) == ["id-1"]
         assert (store.seq_at(2), store.output_count("completion")) == (3, 3)  # seqs 0, 2 and 3: the reset left a gap
         assert store.reset_failed() == 0
@@ -286,7 +286,7 @@ def test_public_surface() -> None:
 
 
 def test_problem_without_id_is_known_on_resume(tmp_path: Path) -> None:
-    """A bad line with no usable id is recorded once as line-<n> and recognised, not re-output, on resume."""
+    """A bad line with no usable id is recorded once as line:<n> and recognised, not re-output, on resume."""
     bad = InputProblem(line=3, index=1, custom_id=None, field=None, message="not valid JSON")
     with open_store(tmp_path) as store:
         store.admit(make_item(0))
@@ -294,7 +294,34 @@ def test_problem_without_id_is_known_on_resume(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         assert store.admit(make_item(0)) == "pending"
         assert store.record_problem(bad) == "known"
-        assert ids(list(store.iter_output("completion"))) == ["line-3"]
+        assert ids(list(store.iter_output("completion"))) == ["line:3"]
+
+
+def test_fallback_id_never_collides_with_a_real_id(tmp_path: Path) -> None:
+    """An id-less bad line at line 3 and a later real id "line-3" are both kept: neither is a duplicate."""
+    bad = InputProblem(line=3, index=1, custom_id=None, field=None, message="not valid JSON")
+    real = make_item(2, custom_id="line-3")
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+        assert store.admit_problem(bad)
+        assert store.admit(real) == "new"
+        store.record_result(ok(real))
+        store.commit()
+        assert ids(list(store.iter_output("completion"))) == ["line:3", "line-3"]
+
+
+def test_problem_recorded_under_the_older_fallback_name_is_known(tmp_path: Path) -> None:
+    """Stores written when the fallback was `line-<n>` resume without calling the input changed."""
+    bad = InputProblem(line=3, index=1, custom_id=None, field=None, message="not valid JSON")
+    with open_store(tmp_path) as store:
+        store.admit(make_item(0))
+        assert store.admit_problem(bad)
+        store.commit()
+    with sqlite3.connect(tmp_path / "job.db") as conn:
+        conn.execute("UPDATE entries SET custom_id = 'line-3' WHERE custom_id = 'line:3'")
+    with open_store(tmp_path) as store:
+        assert store.admit(make_item(0)) == "pending"
+        assert store.record_problem(bad) == "known"
 
 
 @pytest.mark.parametrize("in_memory", [100_000, 1, 0])

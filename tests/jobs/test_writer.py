@@ -233,7 +233,7 @@ def test_ordered_output_with_invalid_lines_and_an_interrupted_run(tmp_path: Path
     writer.write_committed()
     writer.close()
     store.close()
-    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line-2"]
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line:2"]
     store, writer = open_pair(tmp_path, "input")
     assert [store.admit(it) for it in items] == ["done", "pending", "done"]
     assert store.record_problem(bad) == "known"
@@ -242,7 +242,7 @@ def test_ordered_output_with_invalid_lines_and_an_interrupted_run(tmp_path: Path
     assert writer.write_committed() == 2
     writer.close()
     store.close()
-    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line-2", "id-2", "id-3"]
+    assert out_ids(tmp_path / "out.jsonl") == ["id-0", "line:2", "id-2", "id-3"]
 
 
 @pytest.mark.parametrize("chunk", [7, 1 << 20])

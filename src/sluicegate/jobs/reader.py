@@ -16,6 +16,7 @@ __all__ = [
     "InputProblem",
     "OversizeLine",
     "Provider",
+    "fallback_id",
     "iter_lines",
     "params_fingerprint",
     "read_requests",
@@ -54,6 +55,14 @@ class Defaults:
     system: str | None = None
 
 
+def fallback_id(line: int) -> str:
+    """The id under which a line without a usable id is recorded.
+
+    The colon is outside the custom_id rule, so this can never be taken by, or taken from, a real id.
+    """
+    return f"line:{line}"
+
+
 @dataclass(frozen=True, slots=True)
 class InputProblem:
     """A line that cannot be sent: where it is (1-based line, 0-based index), its id if usable, and why."""
@@ -65,11 +74,11 @@ class InputProblem:
     message: str
 
     def to_result(self) -> Result:
-        """The errored result recorded for this line (custom_id falls back to `line-<n>`)."""
+        """The errored result recorded for this line (custom_id falls back to `line:<n>`)."""
         custom_id = self.custom_id
         message = self.message
         if custom_id is None:
-            custom_id = f"line-{self.line}"
+            custom_id = fallback_id(self.line)
             message = f"{message} (no usable id: recorded as custom_id {custom_id!r})"
         error = ErrorInfo(kind="invalid_request", message=message, line=self.line, field=self.field)
         return Result(index=self.index, custom_id=custom_id, error=error)

@@ -239,7 +239,10 @@ class JobStore:
             self._remember_problem_id(result.custom_id, problem.index)
             return "new"
         row = self._conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,)).fetchone()
-        return "known" if tuple(row) == (_PROBLEM, problem.line, result.custom_id) else "changed"
+        known = {result.custom_id}
+        if problem.custom_id is None:
+            known.add(f"line-{problem.line}")  # how stores written before the `line:<n>` fallback named it
+        return "known" if row[0] == _PROBLEM and row[1] == problem.line and row[2] in known else "changed"
 
     def _remember_problem_id(self, custom_id: str, index: int) -> None:
         ids = self._problem_ids
