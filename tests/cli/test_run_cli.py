@@ -175,9 +175,11 @@ def test_kill_9_then_resume_gives_every_id_exactly_once(
     assert sorted(line["custom_id"] for line in lines) == ids
     resent = _requests_seen(emu) - len(ids)
     # Exactly the uncommitted ones go out again: those in flight at the kill (at most 8 with this cap) plus
-    # answers that arrived in the last few milliseconds, before their commit.
+    # answers not committed yet. At most 2 recorded answers wait for a commit, but on a loaded machine the loop
+    # can fall behind the answers, which then queue in front of it (the engine keeps at most 2 x cap items
+    # outstanding): on an idle machine this is at most 8 + 2.
     assert resent == sent_first - committed
-    assert 0 <= resent <= 8 + 2
+    assert 0 <= resent <= 2 * 8 + 2
 
 
 def test_ctrl_c_drains_then_resume_finishes(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
 
+_COMMIT_INTERVAL = 0.01
+# Answers recorded but not yet committed are what a kill would send again: commit as soon as this many wait, even
+# inside the commit window (a busy loop can stretch the window; a count cannot stretch).
+_UNSAVED_MAX = 2
+
 
 class ExitCode:
     OK = 0
@@ -126,6 +131,23 @@ def _count_lines(path: Path) -> int:
     return count + (0 if last == b"\n" else 1)
 
 
+class _Saver:
+    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up."""
+
+    def __init__(self, store: JobStore, writer: OutputWriter) -> None:
+        self._store = store
+        self._writer = writer
+        self.unsaved = 0
+
+    def save(self) -> None:
+        if self.unsaved >= _UNSAVED_MAX:
+            self._store.commit()
+        elif not self._store.maybe_commit():
+            return
+        self.unsaved = 0
+        self._writer.write_committed()
+
+
 async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the job described by `config`; never raises for per-item problems."""
     clock = SystemClock()
@@ -133,7 +155,10 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     # results of the last few milliseconds.
     try:
         store = JobStore.open(
-            store_path_for(config.output_path), settings=_settings(config), restart=config.restart, commit_interval=0.01
+            store_path_for(config.output_path),
+            settings=_settings(config),
+            restart=config.restart,
+            commit_interval=_COMMIT_INTERVAL,
         )
     except JobMismatchError as exc:
         hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
@@ -238,14 +263,24 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                         else:
                             scope.cancel()
 
+            saver = _Saver(store, writer)
+
+            async def commit_ticker() -> None:
+                # Without it the last answer before a lull (a 429 pause, a slow batch) waits for the next answer.
+                while True:
+                    await anyio.sleep(_COMMIT_INTERVAL)
+                    saver.save()
+
+            tg.start_soon(commit_ticker)
+
             with anyio.CancelScope() as work:
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
                     async for result in engine.as_completed(items()):
-                        store.record_result(result)
-                        if store.maybe_commit():
-                            writer.write_committed()
+                        if store.record_result(result):
+                            saver.unsaved += 1
+                        saver.save()
                 except BudgetExceededError as exc:
                     stop_reason, exit_code = str(exc), ExitCode.BUDGET
                 except RunAbortedError as exc:

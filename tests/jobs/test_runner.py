@@ -1,0 +1,83 @@
+"""The job runner in-process, over a mock transport: when results become durable."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from rich.console import Console
+
+from sluicegate.jobs import JobStore, OutputWriter
+from sluicegate.jobs.reader import Defaults
+from sluicegate.jobs.runner import JobConfig, _Saver, run_job
+
+from .conftest import SETTINGS, make_item, ok
+
+
+def _answer(text: str) -> bytes:
+    message: dict[str, Any] = {
+        "id": f"msg_{text}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 2},
+    }
+    return json.dumps(message).encode()
+
+
+def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_path: Path) -> None:
+    """The first answer reaches the output file while the second request is still unanswered."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"doc-{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(2)))
+    seen_during_lull: list[int] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        prompt = json.loads(request.content)["messages"][0]["content"]
+        if prompt == "prompt 1":
+            for _ in range(200):  # bounded: 2 s at most
+                lines = out.read_bytes().count(b"\n") if out.exists() else 0
+                if lines:
+                    seen_during_lull.append(lines)
+                    break
+                await anyio.sleep(0.01)
+        return httpx2.Response(200, content=_answer(prompt), headers={"content-type": "application/json"})
+
+    config = JobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key="test-key",
+        base_url="http://api.test",
+        settings_base="test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        max_concurrency=2,
+        transport=httpx2.MockTransport(handle),
+    )
+    outcome = anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+    assert outcome.exit_code == 0, outcome.message
+    assert seen_during_lull == [1]
+    assert sorted(json.loads(line)["custom_id"] for line in out.read_text().splitlines()) == ["doc-0", "doc-1"]
+
+
+def test_answers_are_committed_once_two_wait_whatever_the_window(tmp_path: Path) -> None:
+    """A loop that falls behind stretches the commit window; the count of waiting answers still bounds a kill's loss."""
+    store = JobStore.open(tmp_path / "job.db", settings=SETTINGS, commit_interval=3600.0)
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+    saver = _Saver(store, writer)
+    items = [make_item(i) for i in range(3)]
+    for item in items:
+        store.admit(item)
+    written = []
+    for item in items:
+        saver.unsaved += store.record_result(ok(item))
+        saver.save()
+        written.append((tmp_path / "out.jsonl").read_bytes().count(b"\n"))
+    writer.close()
+    store.close()
+    assert written == [0, 2, 2]
