@@ -6,6 +6,9 @@ Each size runs in a fresh child process: the real runner (streaming reader, SQLi
 engine, progress tracker) over a generated JSONL file, with an in-process transport that answers at once, so
 what is measured is sluicegate's own cost: peak RSS (flat from 100k to 1M lines means bounded memory) and
 completions per second through the store (goal: the store is never the bottleneck at 2,000 completions/s).
+Beside it, in the same run: the engine alone on the same requests, and the job layer alone (reader, store and
+writer with the runner's commit policy, no engine), whose completions per second on one core is the store's own
+ceiling. Every row reports the child's CPU time (all threads) per completion, from its start to its end.
 Prints a Markdown section for bench/RESULTS.md.
 """
 
@@ -35,7 +38,10 @@ _ANSWER = json.dumps(
 ).encode()
 
 
-def _child(lines: int, workdir: Path, engine_only: bool) -> None:
+_MODES = {"job": "sluicegate run", "engine": "engine only", "store": "job layer alone"}
+
+
+def _child(lines: int, workdir: Path, mode: str) -> None:
     import anyio
     import httpx2
     from rich.console import Console
@@ -61,7 +67,11 @@ def _child(lines: int, workdir: Path, engine_only: bool) -> None:
         max_concurrency=64,
         transport=transport,
     )
-    if engine_only:
+    start, cpu_start = time.monotonic(), time.process_time()
+    if mode == "store":
+        out_lines = _job_layer_alone(inp, workdir / "out.jsonl")
+        exit_code = 0
+    elif mode == "engine":
         # The same requests through the engine alone: the difference is what the store and writer cost.
         import sluicegate
 
@@ -82,21 +92,55 @@ def _child(lines: int, workdir: Path, engine_only: bool) -> None:
                     done += result.ok
                 return done
 
-        start = time.monotonic()
         out_lines = anyio.run(bare)
         exit_code = 0
     else:
-        start = time.monotonic()
         with open(os.devnull, "w") as devnull:
             outcome = anyio.run(lambda: run_job(config, console=Console(file=devnull), quiet=True))
         exit_code = outcome.exit_code
         out_lines = sum(1 for _ in (workdir / "out.jsonl").open())
     wall = time.monotonic() - start
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mode = "engine only" if engine_only else "sluicegate run"
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
-        json.dumps({"lines": lines, "mode": mode, "exit": exit_code, "wall": wall, "rss_mb": rss_mb, "out": out_lines})
+        json.dumps(
+            {
+                "lines": lines,
+                "mode": _MODES[mode],
+                "exit": exit_code,
+                "wall": wall,
+                "cpu": time.process_time() - cpu_start,
+                "rss_mb": usage.ru_maxrss / 1024,
+                "out": out_lines,
+            }
+        )
     )
+
+
+def _job_layer_alone(inp: Path, out: Path) -> int:
+    """Reader, store and writer as the runner drives them, each request answered at once: no engine, no HTTP."""
+    from sluicegate._models import Result, Usage
+    from sluicegate.jobs import JobStore, OutputWriter
+    from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
+    from sluicegate.jobs.runner import _COMMIT_INTERVAL, _Saver, store_path_for
+
+    message = json.loads(_ANSWER)
+    usage = Usage(input_tokens=12, output_tokens=4)
+    store = JobStore.open(store_path_for(out), settings={"bench": "store"}, commit_interval=_COMMIT_INTERVAL)
+    writer = OutputWriter.open(out, store, "completion")
+    saver = _Saver(store, writer)
+    defaults = Defaults(model="claude-haiku-4-5", max_tokens=16)
+    with inp.open("rb") as f:
+        for item in read_requests(iter_lines(f), defaults=defaults):
+            assert not isinstance(item, InputProblem)
+            store.admit(item)
+            result = Result(item.index, item.custom_id, message=message, usage=usage, cost=0.0, attempts=1)
+            saver.unsaved += store.record_result(result)
+            saver.save()
+    store.commit()
+    writer.write_committed()
+    writer.close()
+    store.close()
+    return sum(1 for _ in out.open())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,16 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=sorted(_MODES), default="job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        _child(args.child, Path(args.workdir), args.engine_only)
+        _child(args.child, Path(args.workdir), args.mode)
         return 0
     rows = []
     for n in args.lines:
-        for extra in ([], ["--engine-only"]):
+        for mode in _MODES:
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, "-m", "bench.job_memory", "--child", str(n), "--workdir", tmp, *extra]
+                cmd = [sys.executable, "-m", "bench.job_memory", "--child", str(n), "--workdir", tmp, "--mode", mode]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=7200).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -123,16 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         "against an in-process transport that answers at once. Goals: peak memory <= 150 MB and flat from 100k to "
         "1M lines; the job store never the bottleneck at 2,000 completions/s.\n"
     )
-    print("| lines | what runs | exit code | results | wall s | completions/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| lines | what runs | exit code | results | wall s | completions/s | CPU us per completion | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['lines']:,} | {r['mode']} | {r['exit']} | {r['out']:,} | {r['wall']:.0f} | "
-            f"{r['lines'] / r['wall']:,.0f} | {r['rss_mb']:.0f} |"
+            f"{r['lines'] / r['wall']:,.0f} | {r['cpu'] / r['lines'] * 1e6:,.0f} | {r['rss_mb']:.0f} |"
         )
     print(
-        "\nThe whole job against the engine alone, side by side, shows what the job store and the output writer "
-        "cost per completion."
+        "\nAll rows of a size ran one after another in one invocation. *job layer alone* is the reader, the job "
+        "store and the output writer driven as the runner drives them (same commit policy), with every request "
+        "answered at once and no engine: its completions/s is what the store sustains on one core."
     )
     return 0
 
