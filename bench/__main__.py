@@ -8,6 +8,7 @@ import shlex
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from bench import env
 from bench.scenarios import ALL_SCENARIOS, SCENARIOS
@@ -37,6 +38,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _commands(saved: dict[str, Any]) -> list[dict[str, str]]:
+    """The commands whose runs a saved result holds, oldest first (older files kept one merged string)."""
+    if "commands" in saved:
+        return list(saved["commands"])
+    return [{"date": saved["date"], "command": saved["command"]}]
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     if args.setup:
@@ -54,13 +62,12 @@ def main(argv: list[str]) -> int:
         saved = json.loads(LAST.read_text(encoding="utf-8"))
         report.write(
             load(RUNS),
-            command=saved["command"],
+            commands=_commands(saved),
             quick=saved["quick"],
             repeats=saved["repeats"],
             versions=env.versions(),
             unavailable=saved["unavailable"],
             extra_sections=saved["extra"],
-            date=saved["date"],
         )
         print("bench: rebuilt bench/RESULTS.md from the last run")
         return 0
@@ -88,26 +95,24 @@ def main(argv: list[str]) -> int:
         results[name] = groups
     extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick)
     command = ("python -m bench " + shlex.join(argv) if argv else "python -m bench").strip()
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commands = [{"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command}]
     if args.merge and RUNS.exists() and LAST.exists():
         previous = json.loads(LAST.read_text(encoding="utf-8"))
         old = load(RUNS)
         results = {name: results.get(name, groups) for name, groups in old.items()} | results
         extra = extra or previous["extra"]
-        command = f"{previous['command']} ({previous['date']}), then {command}"
-        date = f"{previous['date']} and {date}"
+        commands = _commands(previous) + commands
     save(results, RUNS)
-    meta = {"command": command, "quick": args.quick, "repeats": args.repeats, "date": date}
+    meta = {"commands": commands, "quick": args.quick, "repeats": args.repeats}
     LAST.write_text(json.dumps({**meta, "unavailable": unavailable, "extra": extra}), encoding="utf-8")
     report.write(
         results,
-        command=command,
+        commands=commands,
         quick=args.quick,
         repeats=args.repeats,
         versions=env.versions(),
         unavailable=unavailable,
         extra_sections=extra,
-        date=date,
     )
     print(f"bench: wrote bench/RESULTS.md in {time.monotonic() - started:.0f} s")
     return 0

@@ -84,23 +84,34 @@ def _overhead_table(groups: Mapping[str, list[Run]]) -> list[str]:
 def write(
     results: Mapping[str, Mapping[str, list[Run]]],
     *,
-    command: str,
+    commands: Sequence[Mapping[str, str]],
     quick: bool,
     repeats: int,
     versions: Mapping[str, str],
     unavailable: Mapping[str, str],
     extra_sections: Sequence[str] = (),
     path: Path = HERE / "RESULTS.md",
-    date: str | None = None,
 ) -> None:
-    """Write RESULTS.md with one table per scenario and the plots next to it."""
-    now = date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """Write RESULTS.md with one table per scenario and the plots next to it.
+
+    `commands` are the runs merged into these results, oldest first: a later run's scenarios replace an earlier's.
+    """
+    dates = [c["date"] for c in commands] or [datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")]
+    span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     lines = [
         "# sluicegate benchmark results",
         "",
-        f"- Date: {now}" + (" — **quick run** (smaller workloads)" if quick else ""),
+        f"- Date: {span}" + (" — **quick run** (smaller workloads)" if quick else ""),
         f"- Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {versions['python']}",
-        f"- Command: `{command}`",
+    ]
+    if len(commands) == 1:
+        lines.append(f"- Command: `{commands[0]['command']}`")
+    else:
+        lines.append(
+            "- Commands, oldest first (each later one replaced the scenarios it ran; `--merge` kept the rest):"
+        )
+        lines += [f"  - {c['date']}: `{c['command']}`" for c in commands]
+    lines += [
         f"- Repeats: {repeats} asked for by the last command; each section says how many it holds (tables show the "
         "repeat with the median wall time, range in brackets)",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python"),

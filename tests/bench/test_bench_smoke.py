@@ -49,7 +49,7 @@ def test_tiny_scenario_runs_scores_and_reports(monkeypatch: pytest.MonkeyPatch, 
     out = tmp_path / "RESULTS.md"
     report.write(
         {"seed100": {"semaphore20": [ours], "langchain": [skipped]}},
-        command="python -m bench seed100",
+        commands=[{"date": "2026-01-01 00:00 UTC", "command": "python -m bench seed100"}],
         quick=True,
         repeats=1,
         versions={"python": "3"},
@@ -59,3 +59,5 @@ def test_tiny_scenario_runs_scores_and_reports(monkeypatch: pytest.MonkeyPatch, 
     text = out.read_text(encoding="utf-8")
     assert "| semaphore20 | done |" in text
     assert "langchain: not installed in this test" in text
+    assert "- Command: `python -m bench seed100`" in text
+    assert "- Date: 2026-01-01 00:00 UTC" in text
