@@ -137,6 +137,7 @@ async def test_chat_requests_are_counted_in_stats(emulator: Factory) -> None:
     assert cached > 0
     stats = emu.stats()
     assert stats["status"] == {"200": 2, "429": 1}
+    assert stats["endpoints"] == {"POST /v1/chat/completions": {"200": 2, "429": 1}}
     assert stats["input_tokens"] == first.usage.prompt_tokens + second.usage.prompt_tokens - cached
     assert stats["cache_read_input_tokens"] == cached
     assert stats["output_tokens"] == first.usage.completion_tokens + second.usage.completion_tokens

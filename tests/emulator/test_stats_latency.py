@@ -113,6 +113,8 @@ async def test_stats_contents_and_reset(emulator: Factory) -> None:
         batch = await client.messages.batches.create(requests=requests)
         stats = emu.stats()
         assert stats["status"] == {"200": 6, "429": 1}
+        endpoints = {"POST /v1/messages": {"200": 6, "429": 1}, "POST /v1/messages/batches": {"200": 1}}
+        assert stats["endpoints"] == endpoints
         assert stats["input_tokens"] == sum(u.input_tokens for u in usages)
         assert stats["output_tokens"] == sum(u.output_tokens for u in usages)
         assert stats["cache_creation_input_tokens"] == usages[4].cache_creation_input_tokens > 4000
@@ -127,6 +129,7 @@ async def test_stats_contents_and_reset(emulator: Factory) -> None:
         emu.reset()
         after = emu.stats()
         assert after["status"] == {}
+        assert after["endpoints"] == {}
         assert after["timeline"] == []
         assert after["input_tokens"] == after["output_tokens"] == after["peak_concurrent"] == 0
         raw = await client.messages.with_raw_response.create(**cached)
@@ -166,3 +169,79 @@ async def test_open_streams_count_in_flight_and_hang_up_settles_output(emulator:
         plain = await http.post("/v1/messages", json={**_params(), "max_tokens": 1})  # one token: 0.5 s
         # Both 3000-token reservations came back (minus the little output streamed); leaking them would leave 2000.
         assert plain.headers[REMAINING_OUT] == "8000"
+
+
+async def _wait_ended(client: anthropic.AsyncAnthropic, batch_id: str) -> int:
+    """Poll until the batch ends; the number of retrieve calls made."""
+    for polls in range(1, 301):  # bounded: the batches of these tests end within about a real second
+        if (await client.messages.batches.retrieve(batch_id)).processing_status == "ended":
+            return polls
+        await anyio.sleep(0.01)
+    raise AssertionError("batch did not end")
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_stats_count_token_counting_and_every_batch_route(emulator: Factory) -> None:
+    """count_tokens and each batch route are counted by status; processed batch requests by outcome and tokens."""
+    emu = emulator(minute=0.6, batch_seconds=30.0)  # a batch takes 0.3 real seconds
+    async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
+        message = await client.messages.create(**_params())
+        for text in ("a", "b"):
+            await client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": text}])
+        requests: Any = [{"custom_id": f"r{i}", "params": _params(f"b{i}")} for i in range(3)]
+        requests.append({"custom_id": "bad", "params": {**_params(), "model": "claude-no-such-model"}})
+        batch = await client.messages.batches.create(requests=requests)
+        polls = await _wait_ended(client, batch.id)
+        results = [r.result async for r in await client.messages.batches.results(batch.id)]  # retrieves first
+        await client.messages.batches.list()
+        await client.messages.batches.delete(batch.id)
+        with pytest.raises(anthropic.NotFoundError):
+            await client.messages.batches.cancel(batch.id)
+    stats = emu.stats()
+    assert stats["status"] == {"200": 1}  # generation requests only, as before
+    assert stats["endpoints"] == {
+        "DELETE /v1/messages/batches/{batch_id}": {"200": 1},
+        "GET /v1/messages/batches": {"200": 1},
+        "GET /v1/messages/batches/{batch_id}": {"200": polls + 1},
+        "GET /v1/messages/batches/{batch_id}/results": {"200": 1},
+        "POST /v1/messages": {"200": 1},
+        "POST /v1/messages/batches": {"200": 1},
+        "POST /v1/messages/batches/{batch_id}/cancel": {"404": 1},
+        "POST /v1/messages/count_tokens": {"200": 2},
+    }
+    assert stats["batch_requests"] == {"succeeded": 3, "errored": 1, "canceled": 0, "expired": 0}
+    usages = [r.message.usage for r in results if r.type == "succeeded"]
+    batch_in, batch_out = sum(u.input_tokens for u in usages), sum(u.output_tokens for u in usages)
+    assert stats["batch_tokens"] == {
+        "input_tokens": batch_in,
+        "output_tokens": batch_out,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
+    assert batch_in > 0
+    assert stats["input_tokens"] == message.usage.input_tokens + batch_in
+    assert stats["output_tokens"] == message.usage.output_tokens + batch_out
+    assert stats["in_flight"] == 0
+    assert sum(s["ok"] for s in stats["timeline"]) == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_stats_count_canceled_and_expired_batch_requests(emulator: Factory) -> None:
+    """Requests a cancel or the deadline ends unprocessed are counted as canceled and expired, with no tokens."""
+    # Requests fall due after 100,000 emulated seconds; a cancel ends a batch after 1, the deadline after 100 (1 s).
+    emu = emulator(minute=0.6, batch_seconds=100_000.0, batch_deadline=100.0)
+    requests: Any = [{"custom_id": f"r{i}", "params": _params()} for i in range(2)]
+    async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="k", max_retries=0) as client:
+        canceled = await client.messages.batches.create(requests=requests)
+        expiring = await client.messages.batches.create(requests=requests[:1])
+        await client.messages.batches.cancel(canceled.id)
+        await _wait_ended(client, canceled.id)
+        await _wait_ended(client, expiring.id)
+    stats = emu.stats()
+    assert stats["batch_requests"] == {"succeeded": 0, "errored": 0, "canceled": 2, "expired": 1}
+    assert set(stats["batch_tokens"].values()) == {0}
+    assert stats["input_tokens"] == stats["output_tokens"] == 0
+    assert stats["endpoints"]["POST /v1/messages/batches"] == {"200": 2}
+    assert stats["endpoints"]["POST /v1/messages/batches/{batch_id}/cancel"] == {"200": 1}

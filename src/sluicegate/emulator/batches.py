@@ -18,6 +18,8 @@ from starlette.routing import Route
 
 from sluicegate.emulator.batch_format import BatchInputError, batch_object, parse_create_body, results_jsonl
 from sluicegate.emulator.batch_store import Batch, BatchStore, Processor
+from sluicegate.emulator.organization import HEADER as ORG_HEADER
+from sluicegate.emulator.organization import organization_id
 
 __all__ = ["BatchStore", "batch_routes", "core_processor"]
 
@@ -72,7 +74,12 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
         return epoch + t * scale
 
     def fresh(batch: Batch) -> Batch:
+        seen = len(batch.results)
         store.advance(batch, state.emulated_now(), runner(batch))
+        counters = getattr(state, "stats", None)  # replaced on reset; absent when served without the core
+        if counters is not None:
+            for line in batch.results[seen:]:
+                counters.batch_result(line["result"])
         return batch
 
     def base(request: Request) -> str:
@@ -151,21 +158,41 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             return _error(404, "not_found_error", f"Results for batch {batch_id} are not available yet.")
         return Response(results_jsonl(batch), media_type="application/binary")
 
-    def authed(handler: Handler) -> Handler:
-        async def wrapped(request: Request) -> Response:
-            if not _api_key(request):
-                return _error(401, "authentication_error", "x-api-key header is required")
-            if getattr(state.config, "require_version", False) and not request.headers.get("anthropic-version"):
-                return _error(400, "invalid_request_error", "anthropic-version: header is required")
-            return await handler(request)
+    invalid_keys: frozenset[str] = getattr(state.config, "invalid_keys", frozenset())
 
-        return wrapped
+    def checked(request: Request, key: str) -> Response | None:
+        """The 401/400 the API answers before looking at the batch, or None."""
+        if not key:
+            return _error(401, "authentication_error", "x-api-key header is required")
+        if key in invalid_keys:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if getattr(state.config, "require_version", False) and not request.headers.get("anthropic-version"):
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        return None
+
+    def route(method: str, path: str, handler: Handler) -> Route:
+        """`handler` behind the key and version checks, its answers carrying the key's organization id and
+        counted in the stats as `METHOD path`."""
+        endpoint = f"{method} {path}"
+
+        async def wrapped(request: Request) -> Response:
+            key = _api_key(request)
+            response = checked(request, key)
+            if response is None:
+                response = await handler(request)
+                response.headers[ORG_HEADER] = organization_id(key)
+            counters = getattr(state, "stats", None)
+            if counters is not None:
+                counters.count(endpoint, response.status_code)
+            return response
+
+        return Route(path, wrapped, methods=[method])
 
     return [
-        Route("/v1/messages/batches", authed(create), methods=["POST"]),
-        Route("/v1/messages/batches", authed(list_batches), methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", authed(retrieve), methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}", authed(delete), methods=["DELETE"]),
-        Route("/v1/messages/batches/{batch_id}/cancel", authed(cancel), methods=["POST"]),
-        Route("/v1/messages/batches/{batch_id}/results", authed(results), methods=["GET"]),
+        route("POST", "/v1/messages/batches", create),
+        route("GET", "/v1/messages/batches", list_batches),
+        route("GET", "/v1/messages/batches/{batch_id}", retrieve),
+        route("DELETE", "/v1/messages/batches/{batch_id}", delete),
+        route("POST", "/v1/messages/batches/{batch_id}/cancel", cancel),
+        route("GET", "/v1/messages/batches/{batch_id}/results", results),
     ]

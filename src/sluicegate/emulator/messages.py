@@ -16,6 +16,8 @@ from sluicegate.emulator.caching import CacheControlError, breakpoints
 from sluicegate.emulator.config import COUNT_TOKENS_RPM, FaultSpec
 from sluicegate.emulator.errors import ApiError
 from sluicegate.emulator.faults import pick_fault
+from sluicegate.emulator.organization import HEADER as ORG_HEADER
+from sluicegate.emulator.organization import organization_id
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
 from sluicegate.emulator.stats import leave_after
@@ -27,6 +29,18 @@ _SPEND_CAP_MESSAGE = (
     "You will regain access on 2026-12-01 at 00:00 UTC."
 )
 _LIMIT_NAMES = {"requests": "requests", "input_tokens": "input tokens", "output_tokens": "output tokens"}
+COUNT_TOKENS = "POST /v1/messages/count_tokens"  # that route's name in the stats
+
+
+def rate_limit_message(org: str, limit: int, bucket: str) -> str:
+    """The API's 429 text for a per-minute limit of the organization `org` (api-fidelity section 2)."""
+    return (
+        f"This request would exceed the rate limit for your organization ({org}) of {limit:,} "
+        f"{_LIMIT_NAMES[bucket]} per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. "
+        "You can see the response headers for current usage. Please reduce the prompt length or the maximum "
+        "tokens requested, or try again later. You may also contact sales at "
+        "https://www.anthropic.com/contact-sales to discuss your options for a rate limit increase."
+    )
 
 
 def request_id(state: Any) -> str:
@@ -41,6 +55,13 @@ def api_key(request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
     return key or None
+
+
+def org_of(state: Any, key: str | None) -> str | None:
+    """The organization id of an accepted key; None without a key or for a key configured as invalid."""
+    if key is None or key in state.config.invalid_keys:
+        return None
+    return organization_id(key)
 
 
 def check_key(state: Any, key: str | None) -> None:
@@ -127,9 +148,12 @@ def _pieces(text: str, n: int) -> list[str]:
     return [c + (" " if i < len(chunks) - 1 else "") for i, c in enumerate(chunks)]
 
 
-def error_response(exc: ApiError, rid: str) -> FastJSONResponse:
-    """The Anthropic error response for `exc`: its body, request-id, and x-should-retry as the API sends it."""
+def error_response(exc: ApiError, rid: str, org: str | None = None) -> FastJSONResponse:
+    """The Anthropic error response for `exc`: its body, request-id, the key's organization id (when the key
+    was accepted), and x-should-retry as the API sends it."""
     headers = {"request-id": rid, **exc.headers}
+    if org is not None:
+        headers[ORG_HEADER] = org
     if exc.status in (408, 409, 429) or exc.status >= 500:
         headers.setdefault("x-should-retry", "true")
     return FastJSONResponse(exc.anthropic_body(rid), status_code=exc.status, headers=headers)
@@ -141,9 +165,9 @@ class MessagesHandler:
     def __init__(self, state: Any) -> None:
         self.state = state
 
-    def error(self, exc: ApiError, rid: str) -> FastJSONResponse:
+    def error(self, exc: ApiError, rid: str, org: str | None = None) -> FastJSONResponse:
         """The Anthropic error response for `exc`."""
-        return error_response(exc, rid)
+        return error_response(exc, rid, org)
 
     async def handle(self, request: Request) -> Response:
         stats = self.state.stats
@@ -165,16 +189,18 @@ class MessagesHandler:
     async def _handle(self, request: Request) -> Response:
         state = self.state
         rid = request_id(state)
-        try:
-            return await self._respond(request, rid)
-        except ApiError as exc:
-            return self.error(exc, rid)
-
-    async def _respond(self, request: Request, rid: str) -> Response:
-        state = self.state
         key = api_key(request)
+        org = org_of(state, key)
+        try:
+            return await self._respond(request, rid, key, org)
+        except ApiError as exc:
+            return self.error(exc, rid, org)
+
+    async def _respond(self, request: Request, rid: str, key: str | None, org: str | None) -> Response:
+        state = self.state
         check_key(state, key)
         assert key is not None
+        assert org is not None  # check_key refused the keys without one
         check_version(state, request)
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > state.config.max_body_bytes:
@@ -198,18 +224,15 @@ class MessagesHandler:
         if state.config.spend_cap:
             exc = ApiError(429, "rate_limit_error", _SPEND_CAP_MESSAGE)
             exc.details = {"error_code": "enforced_spend_limit_reached"}
-            return FastJSONResponse(exc.anthropic_body(rid), status_code=429, headers={"request-id": rid})
+            headers = {"request-id": rid, ORG_HEADER: org}
+            return FastJSONResponse(exc.anthropic_body(rid), status_code=429, headers=headers)
         input_usage, limited_tokens, plan = _input_usage(state, params, model, key)
         try:
             admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
         except RateLimited as exc:
             rpm = state.limits.buckets(key, model)
             cap = {"requests": rpm.requests, "input_tokens": rpm.input, "output_tokens": rpm.output}[exc.bucket]
-            message = (
-                f"This request would exceed the rate limit for your organization of {int(cap.capacity):,} "
-                f"{_LIMIT_NAMES[exc.bucket]} per minute. For details, refer to: "
-                "https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage."
-            )
+            message = rate_limit_message(org, int(cap.capacity), exc.bucket)
             headers = {**exc.headers, "retry-after": str(exc.retry_after)}
             raise ApiError(429, "rate_limit_error", message, headers) from None
         gen = content.generate(state, params)
@@ -220,7 +243,7 @@ class MessagesHandler:
         if fault is not None and fault.kind == "slow":
             first += fault.delay
         if params.get("stream"):
-            return self._stream(request, rid, model, params, gen, input_usage, plan, admission, first, per, fault)
+            return self._stream(request, rid, org, model, params, gen, input_usage, plan, admission, first, per, fault)
         # The cache entry becomes readable when the answer starts (first token), not when the body is complete.
         if first:
             await anyio.sleep(first)
@@ -232,7 +255,7 @@ class MessagesHandler:
         state.stats.output_tokens += gen.output_tokens
         usage = _usage(input_usage, gen.output_tokens, "standard")
         body = _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
-        return FastJSONResponse(body, headers={**admission.headers(), "request-id": rid})
+        return FastJSONResponse(body, headers={**admission.headers(), "request-id": rid, ORG_HEADER: org})
 
     async def _early_fault(self, request: Request, fault: FaultSpec) -> Response | None:
         """Faults that replace the whole response; None for faults applied later."""
@@ -256,6 +279,7 @@ class MessagesHandler:
         self,
         request: Request,
         rid: str,
+        org: str,
         model: str,
         params: Mapping[str, Any],
         gen: content.Generated,
@@ -324,7 +348,7 @@ class MessagesHandler:
             yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final_usage})
             yield _sse("message_stop", {"type": "message_stop"})
 
-        headers = {**admission.headers(), "request-id": rid, "cache-control": "no-cache"}
+        headers = {**admission.headers(), "request-id": rid, ORG_HEADER: org, "cache-control": "no-cache"}
         return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
@@ -335,12 +359,21 @@ class CountTokensHandler:
         self.state = state
 
     async def handle(self, request: Request) -> Response:
+        response = await self._handle(request)
+        stats = getattr(self.state, "stats", None)
+        if stats is not None:
+            stats.count(COUNT_TOKENS, response.status_code)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         state = self.state
         rid = request_id(state)
+        key = api_key(request)
+        org = org_of(state, key)
         try:
-            key = api_key(request)
             check_key(state, key)
             assert key is not None
+            assert org is not None  # check_key refused the keys without one
             check_version(state, request)
             try:
                 state.limits.admit_count(key)
@@ -361,6 +394,7 @@ class CountTokensHandler:
                 breakpoints(params, blocks)
             except CacheControlError as exc:
                 raise ApiError(400, "invalid_request_error", str(exc)) from None
-            return FastJSONResponse({"input_tokens": count_tokens(params, blocks)}, headers={"request-id": rid})
+            headers = {"request-id": rid, ORG_HEADER: org}
+            return FastJSONResponse({"input_tokens": count_tokens(params, blocks)}, headers=headers)
         except ApiError as exc:
-            return error_response(exc, rid)
+            return error_response(exc, rid, org)

@@ -29,6 +29,7 @@ from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResp
 __all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
 
 DEFAULT_MAX_TOKENS = 4096
+_CHAT = "POST /v1/chat/completions"  # this route's name in the stats
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -241,12 +242,12 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
             response = await _respond(request)
             status = response.status_code
             if isinstance(response, StreamingResponse):
-                response.body_iterator = leave_after(response.body_iterator, counters, status)
+                response.body_iterator = leave_after(response.body_iterator, counters, status, _CHAT)
                 streaming = True
             return response
         finally:
             if not streaming:
-                counters.leave(status)
+                counters.leave(status, _CHAT)
 
     async def _respond(request: Request) -> Response:
         try:

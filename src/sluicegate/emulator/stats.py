@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -11,13 +11,30 @@ T = TypeVar("T")
 # Seconds of timeline kept: memory stays bounded however long the emulator runs.
 TIMELINE_SECONDS = 3600
 
+MESSAGES = "POST /v1/messages"
+BATCH_OUTCOMES = ("succeeded", "errored", "canceled", "expired")
+_TOKEN_FIELDS = (
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("cache_read_input_tokens", "cache_read_tokens"),
+    ("cache_creation_input_tokens", "cache_write_tokens"),
+)
+
 
 class Stats:
-    """Counts per status and fault, token totals, peak concurrency and a per-second timeline."""
+    """Counts per status, endpoint and fault, token totals, peak concurrency and a per-second timeline.
+
+    `status`, `in_flight`, `peak_concurrent` and the timeline cover the generation requests (/v1/messages and
+    /v1/chat/completions); `endpoints` counts every API request by route and status. Token totals include
+    what batches processed; `batch_tokens` is that part of them.
+    """
 
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
         self.status: Counter[int] = Counter()
+        self.endpoints: defaultdict[str, Counter[int]] = defaultdict(Counter)
+        self.batch_requests: Counter[str] = Counter()
+        self.batch_tokens: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.input_tokens = 0
         self.output_tokens = 0
@@ -32,10 +49,11 @@ class Stats:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
-    def leave(self, status: int) -> None:
-        """A request ended with `status`."""
+    def leave(self, status: int, endpoint: str = MESSAGES) -> None:
+        """A generation request to `endpoint` ended with `status`."""
         self.in_flight -= 1
         self.status[status] += 1
+        self.endpoints[endpoint][status] += 1
         second = int(self._now())
         slot = self.timeline.get(second)
         if slot is None:
@@ -48,10 +66,32 @@ class Stats:
         elif status == 429:
             slot[1] += 1
 
+    def count(self, endpoint: str, status: int) -> None:
+        """A request to a non-generation endpoint (count_tokens, batches) ended with `status`."""
+        self.endpoints[endpoint][status] += 1
+
+    def batch_result(self, result: Mapping[str, Any]) -> None:
+        """One batch request reached its outcome; a succeeded one adds its message's usage to the token totals."""
+        self.batch_requests[str(result.get("type"))] += 1
+        message = result.get("message")
+        usage = message.get("usage") if isinstance(message, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return
+        for field, attr in _TOKEN_FIELDS:
+            tokens = usage.get(field)
+            if isinstance(tokens, int):
+                setattr(self, attr, getattr(self, attr) + tokens)
+                self.batch_tokens[field] += tokens
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON of GET /_emulator/stats."""
         return {
             "status": {str(k): v for k, v in sorted(self.status.items())},
+            "endpoints": {
+                name: {str(k): v for k, v in sorted(counts.items())} for name, counts in sorted(self.endpoints.items())
+            },
+            "batch_requests": {outcome: self.batch_requests[outcome] for outcome in BATCH_OUTCOMES},
+            "batch_tokens": {field: self.batch_tokens[field] for field, _ in _TOKEN_FIELDS},
             "faults": dict(self.faults),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -63,7 +103,7 @@ class Stats:
         }
 
 
-async def leave_after(body: AsyncIterable[T], stats: Stats, status: int) -> AsyncIterator[T]:
+async def leave_after(body: AsyncIterable[T], stats: Stats, status: int, endpoint: str = MESSAGES) -> AsyncIterator[T]:
     """Yield a streamed body, counting the request as in flight until the stream ends (or breaks)."""
     try:
         async for chunk in body:
@@ -72,4 +112,4 @@ async def leave_after(body: AsyncIterable[T], stats: Stats, status: int) -> Asyn
         close = getattr(body, "aclose", None)
         if close is not None:
             await close()
-        stats.leave(status)
+        stats.leave(status, endpoint)
