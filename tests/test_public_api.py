@@ -25,6 +25,8 @@ EXPECTED = {
     "Limits",
     "LimitsObserved",
     "OverloadedError",
+    "Price",
+    "PriceTable",
     "ProviderError",
     "QuotaExceededError",
     "RateLimitSnapshot",

@@ -36,6 +36,7 @@ from ._stats import EngineStatistics, LimiterStatistics
 from ._sync import run
 from .engine import Engine, TextStream
 from .limits import Limiter, Limits
+from .pricing import Price, PriceTable
 from .retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -61,6 +62,8 @@ __all__ = [
     "Limits",
     "LimitsObserved",
     "OverloadedError",
+    "Price",
+    "PriceTable",
     "ProviderError",
     "QuotaExceededError",
     "RateLimitSnapshot",

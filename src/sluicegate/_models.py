@@ -35,12 +35,15 @@ class Usage:
 
     `input_tokens` excludes cached tokens, as the Anthropic API counts them: total prompt =
     input_tokens + cache_creation_input_tokens + cache_read_input_tokens.
+    `cache_creation_input_tokens` is every cache write; `cache_creation_1h_input_tokens` is the part of it written
+    with the 1-hour TTL (priced higher), so the 5-minute part is the difference.
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -48,7 +51,13 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cache_creation_input_tokens + other.cache_creation_input_tokens,
             self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_1h_input_tokens + other.cache_creation_1h_input_tokens,
         )
+
+    @property
+    def cache_creation_5m_input_tokens(self) -> int:
+        """Cache writes with the 5-minute TTL (the default)."""
+        return self.cache_creation_input_tokens - self.cache_creation_1h_input_tokens
 
     @property
     def total_input_tokens(self) -> int:
@@ -61,13 +70,22 @@ class Usage:
 
     @classmethod
     def from_anthropic(cls, data: Mapping[str, Any] | None) -> Usage:
+        """Read an Anthropic `usage` object, including the `cache_creation` split by TTL when present."""
         if not data:
             return cls()
+        split = data.get("cache_creation")
+        split = split if isinstance(split, Mapping) else {}
+        write_5m = int(split.get("ephemeral_5m_input_tokens") or 0)
+        write_1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+        # The total is the API's own figure; the split alone stands in when only the split was sent.
+        writes = data.get("cache_creation_input_tokens")
+        total = int(writes) if writes is not None else write_5m + write_1h
         return cls(
             input_tokens=int(data.get("input_tokens") or 0),
             output_tokens=int(data.get("output_tokens") or 0),
-            cache_creation_input_tokens=int(data.get("cache_creation_input_tokens") or 0),
+            cache_creation_input_tokens=total,
             cache_read_input_tokens=int(data.get("cache_read_input_tokens") or 0),
+            cache_creation_1h_input_tokens=min(write_1h, total),
         )
 
 
@@ -132,7 +150,7 @@ class Result:
     message: Mapping[str, Any] | None = None
     error: ErrorInfo | None = None
     usage: Usage = field(default_factory=Usage)
-    cost: float = 0.0
+    cost: float | None = 0.0  # USD; None when the answer's model has no price in the table (unknown, not free)
     attempts: int = 0
     latency: float = 0.0  # seconds from first admission to the final answer
 

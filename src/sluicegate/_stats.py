@@ -44,8 +44,9 @@ class EngineStatistics:
     failed: int = 0
     in_flight: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost: float = 0.0  # spent, from real usage
+    cost: float = 0.0  # spent, from real usage, over the successes whose model has a price
     reserved_cost: float = 0.0  # estimated cost of what is in flight now
+    unpriced: Mapping[str, int] = field(default_factory=dict)  # successes by model with no price: cost unknown
     attempts: int = 0  # attempts sent, including retries
     failures_by_reason: Mapping[str, int] = field(default_factory=dict)  # failed attempts by reason
     limiter: LimiterStatistics = field(default_factory=LimiterStatistics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,6 @@ from typing import Any, Literal
 import anyio
 import httpx2
 
-from . import pricing
 from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
@@ -52,6 +52,7 @@ from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run, iterate_items
 from ._stats import EngineStatistics
 from .limits.limiter import Limiter, Limits, Permit
+from .pricing import PriceTable, load_prices
 from .providers import Provider
 from .providers import get as get_provider
 from .retry import RetryPolicy, decide
@@ -69,7 +70,11 @@ _STREAM_ABOVE_MAX_TOKENS = 8192
 
 
 class Engine:
-    """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`."""
+    """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`.
+
+    `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
+    the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
+    """
 
     def __init__(
         self,
@@ -83,6 +88,7 @@ class Engine:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         max_cost: float | None = None,
+        prices: PriceTable | str | os.PathLike[str] | None = None,
         output_accounting: Literal["produced", "reserved"] | None = None,
         minute: float = 60.0,
         stream: bool | Literal["auto"] = "auto",
@@ -102,6 +108,8 @@ class Engine:
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts or Timeouts()
         self._max_cost = max_cost
+        # Every cost figure (results, statistics, the max_cost cap) comes from this one table.
+        self._prices = load_prices(prices)
         self._output_accounting = output_accounting or self._provider.output_accounting
         self._stream_mode = stream
         self._clock = clock or SystemClock()
@@ -126,6 +134,7 @@ class Engine:
         self._usage = Usage()
         self._cost = 0.0
         self._reserved_cost = 0.0
+        self._unpriced: Counter[str] = Counter()  # successes by model whose price is not in the table
         self._failures: Counter[str] = Counter()
 
     def __repr__(self) -> str:  # never shows the key
@@ -233,6 +242,7 @@ class Engine:
             usage=self._usage,
             cost=self._cost,
             reserved_cost=self._reserved_cost,
+            unpriced=dict(self._unpriced),
             attempts=self._attempts,
             failures_by_reason=dict(self._failures),
             limiter=self.limiter.statistics(),
@@ -329,7 +339,7 @@ class Engine:
         """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
         est_in, reserve, max_tokens = self._estimates(item, raw_in)
         if self._max_cost is not None:
-            worst = pricing.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
+            worst = self._prices.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
             if worst is None:
                 self._abort(
                     run,
@@ -409,7 +419,7 @@ class Engine:
             attempts += 1
             self._attempts += 1
             self._in_flight += 1
-            worst = pricing.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
+            worst = self._prices.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
             self._reserved_cost += worst
             self._emit(
                 RequestAdmitted(
@@ -446,7 +456,11 @@ class Engine:
                 permit.settle(usage)
                 self._input_estimator.observe(raw_in, usage.total_input_tokens)
                 self._output_estimator.observe(usage.output_tokens, max_tokens)
-                cost = pricing.cost(model, usage) or 0.0
+                cost = self._prices.cost(model, usage)
+                if cost is None:
+                    if not self._unpriced[model]:
+                        log.warning("no price for model %r in the price table: its cost is unknown", model)
+                    self._unpriced[model] += 1
                 result = Result(
                     index=item.index,
                     custom_id=item.custom_id,
@@ -458,7 +472,7 @@ class Engine:
                 )
                 self._succeeded += 1
                 self._usage = self._usage + usage
-                self._cost += cost
+                self._cost += cost or 0.0
                 self._emit(RequestCompleted(at=now, result=result))
                 return result
             failure = outcome.failure

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ._exceptions import ConfigError
 from ._models import Usage
 
-__all__ = ["Price", "PriceTable", "cost", "estimate_cost", "price_for"]
+__all__ = ["Price", "PriceTable", "cost", "default_table", "estimate_cost", "load_prices", "price_for"]
 
 _MTOK = 1_000_000
 # Dated snapshots and "-0"/"-latest" aliases share their model's price; other suffixes are different models.
@@ -85,7 +86,7 @@ class PriceTable:
         return cls(models, discount)
 
     @classmethod
-    def load(cls, path: str | Path) -> PriceTable:
+    def load(cls, path: str | os.PathLike[str]) -> PriceTable:
         """Read a user's own price file (the shipped `data/prices.json` shows the format)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -103,18 +104,20 @@ class PriceTable:
                 return self.models[prefix]
         return None
 
-    def cost(
-        self, model: str, usage: Usage, *, batch: bool = False, cache_ttl: Literal["5m", "1h"] = "5m"
-    ) -> float | None:
-        """USD for `usage`; None for a model without a price."""
+    def cost(self, model: str, usage: Usage, *, batch: bool = False) -> float | None:
+        """USD for `usage`; None for a model without a price.
+
+        Cache writes are priced by their TTL: `usage.cache_creation_1h_input_tokens` at the 1-hour write price,
+        the rest of `cache_creation_input_tokens` at the 5-minute one.
+        """
         price = self.price_for(model)
         if price is None:
             return None
-        write = price.cache_write_5m if cache_ttl == "5m" else price.cache_write_1h
         total = (
             usage.input_tokens * price.input
             + usage.output_tokens * price.output
-            + usage.cache_creation_input_tokens * write
+            + usage.cache_creation_5m_input_tokens * price.cache_write_5m
+            + usage.cache_creation_1h_input_tokens * price.cache_write_1h
             + usage.cache_read_input_tokens * price.cache_read
         ) / _MTOK
         return total * self.batch_discount if batch else total
@@ -131,14 +134,25 @@ def default_table() -> PriceTable:
     return PriceTable.from_json(json.loads(text))
 
 
+def load_prices(prices: PriceTable | str | os.PathLike[str] | None) -> PriceTable:
+    """A table as the engine and CLI take it: a PriceTable, a price file's path, or None for the shipped table."""
+    if prices is None:
+        return default_table()
+    if isinstance(prices, PriceTable):
+        return prices
+    if isinstance(prices, (str, os.PathLike)):
+        return PriceTable.load(prices)
+    raise ConfigError(f"prices must be a PriceTable, a path to a price file or None (got {type(prices).__name__})")
+
+
 def price_for(model: str) -> Price | None:
     """The shipped table's price for `model`, or None."""
     return default_table().price_for(model)
 
 
-def cost(model: str, usage: Usage, *, batch: bool = False, cache_ttl: Literal["5m", "1h"] = "5m") -> float | None:
+def cost(model: str, usage: Usage, *, batch: bool = False) -> float | None:
     """USD for `usage` on `model`; None when the model's price is unknown (show "unknown", never a fake 0)."""
-    return default_table().cost(model, usage, batch=batch, cache_ttl=cache_ttl)
+    return default_table().cost(model, usage, batch=batch)
 
 
 def estimate_cost(model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float | None:

@@ -182,6 +182,26 @@ def test_anthropic_null_usage_fields_do_not_overwrite() -> None:
     assert assembler.usage() == Usage(input_tokens=9, output_tokens=4)
 
 
+def test_anthropic_stream_keeps_the_1h_cache_write_split() -> None:
+    """The TTL split of message_start survives a message_delta that repeats only the write total."""
+    assembler = AnthropicAssembler()
+    split = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 6000}
+    usage = {"input_tokens": 9, "cache_creation_input_tokens": 6000, "cache_creation": split, "output_tokens": 1}
+    start = {"type": "message_start", "message": {"id": "m", "usage": usage}}
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"input_tokens": 9, "cache_creation_input_tokens": 6000, "output_tokens": 30},
+    }
+    _feed_all(
+        assembler,
+        [ServerSentEvent("message_start", json.dumps(start)), ServerSentEvent("message_delta", json.dumps(delta))],
+    )
+    assert assembler.usage() == Usage(
+        input_tokens=9, output_tokens=30, cache_creation_input_tokens=6000, cache_creation_1h_input_tokens=6000
+    )
+
+
 @pytest.mark.parametrize("first", [True, False])
 def test_anthropic_error_event_raises_stream_failed(first: bool) -> None:
     """An `error` event, first or mid-stream, raises StreamFailed with the API's type and message."""

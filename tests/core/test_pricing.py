@@ -15,6 +15,8 @@ from sluicegate.pricing import Price, PriceTable, cost, estimate_cost, price_for
 
 # 1,000 input, 500 output, 2,000 cache-write and 10,000 cache-read tokens.
 USAGE = Usage(input_tokens=1000, output_tokens=500, cache_creation_input_tokens=2000, cache_read_input_tokens=10000)
+# The same, with every cache write made with the 1-hour TTL.
+USAGE_1H = Usage(1000, 500, 2000, 10000, cache_creation_1h_input_tokens=2000)
 
 
 @pytest.mark.parametrize(
@@ -34,13 +36,36 @@ USAGE = Usage(input_tokens=1000, output_tokens=500, cache_creation_input_tokens=
 def test_anthropic_costs_with_cache(model: str, standard: float, one_hour: float, batch: float) -> None:
     """Exact USD for input, output, 5m/1h cache writes and cache reads; batch is half price."""
     assert cost(model, USAGE) == standard
-    assert cost(model, USAGE, cache_ttl="1h") == one_hour
+    assert cost(model, USAGE_1H) == one_hour
     assert cost(model, USAGE, batch=True) == batch
 
 
 def test_batch_discount_applies_to_1h_writes_too() -> None:
     """Batch and the 1-hour cache TTL combine: half of the 1h price."""
-    assert cost("claude-sonnet-4-6", USAGE, batch=True, cache_ttl="1h") == 0.01275
+    assert cost("claude-sonnet-4-6", USAGE_1H, batch=True) == 0.01275
+
+
+@pytest.mark.parametrize(
+    ("model", "write_5m", "write_1h", "expected"),
+    [
+        # Haiku 4.5 writes: 1.25 (5m) and 2 (1h) USD per million.
+        ("claude-haiku-4-5", 1_000_000, 0, 1.25),
+        ("claude-haiku-4-5", 0, 1_000_000, 2.0),
+        ("claude-haiku-4-5", 600_000, 400_000, 0.75 + 0.8),
+        ("claude-haiku-4-5", 0, 0, 0.0),
+        # Sonnet 4.6: 3.75 and 6.
+        ("claude-sonnet-4-6", 200_000, 800_000, 0.75 + 4.8),
+        # Opus 4.1: 18.75 and 30.
+        ("claude-opus-4-1-20250805", 1000, 3000, 0.01875 + 0.09),
+        # OpenAI has no cache-write price: both TTLs cost the input price.
+        ("gpt-4o", 500_000, 500_000, 2.5),
+    ],
+)
+def test_cache_writes_are_priced_by_ttl(model: str, write_5m: int, write_1h: int, expected: float) -> None:
+    """The 1h part of the cache writes costs the 1h write price, the rest the 5m price."""
+    usage = Usage(cache_creation_input_tokens=write_5m + write_1h, cache_creation_1h_input_tokens=write_1h)
+    assert usage.cache_creation_5m_input_tokens == write_5m
+    assert cost(model, usage) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +76,7 @@ def test_batch_discount_applies_to_1h_writes_too() -> None:
         (Usage(output_tokens=1_000_000), 5.0),
         (Usage(cache_creation_input_tokens=1_000_000), 1.25),
         (Usage(cache_read_input_tokens=1_000_000), 0.1),
+        (Usage(cache_creation_input_tokens=1_000_000, cache_creation_1h_input_tokens=1_000_000), 2.0),
     ],
 )
 def test_each_usage_field_has_its_own_price(usage: Usage, expected: float) -> None:

@@ -125,8 +125,8 @@ def test_record_result_columns_and_totals(tmp_path: Path) -> None:
         store.admit(b)
         store.record_result(ok(a, tokens=10, cost=1.25, attempts=2))
         store.record_result(ok(b, tokens=1, cost=0.25))
-        usage, cost = store.totals()
-        assert (usage.input_tokens, usage.output_tokens, cost) == (11, 22, 1.5)
+        usage, cost, unpriced = store.totals()
+        assert (usage.input_tokens, usage.output_tokens, cost, unpriced) == (11, 22, 1.5, 0)
     conn = sqlite3.connect(tmp_path / "job.db")
     row = conn.execute(
         "SELECT attempts, input_tokens, cost, result FROM entries JOIN outputs USING (seq) WHERE custom_id = 'id-0'"

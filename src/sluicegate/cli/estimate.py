@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
+
+from sluicegate.cli._options import prices_option
+
+if TYPE_CHECKING:
+    from sluicegate.pricing import PriceTable
 
 
 def _money(value: float | None) -> str:
@@ -36,6 +41,7 @@ def _duration(minutes: float | None) -> str:
 @click.option("--rpm", type=float, default=None, help="Requests per minute of your account, for the duration.")
 @click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+@prices_option
 def estimate(
     input_path: Path,
     model: str | None,
@@ -46,11 +52,13 @@ def estimate(
     rpm: float | None,
     itpm: float | None,
     otpm: float | None,
+    prices: PriceTable | None,
 ) -> None:
     """Estimate what running INPUT_PATH will cost and take, without sending anything.
 
     Input tokens are estimated from characters; the cost range goes from the expected answer length to
-    max_tokens (the most you can be billed). Batch API prices are half of the online ones.
+    max_tokens (the most you can be billed). Batch API prices are the online ones times the table's batch
+    discount (half, in the built-in table).
     """
     from rich.console import Console
     from rich.table import Table
@@ -67,9 +75,10 @@ def estimate(
     for column in ("model", "requests", "input tokens", "output tokens (expected / max)", "online cost", "batch cost"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
     for name, row in sorted(est.models.items()):
-        low, high = row.cost(name, row.expected_output_tokens), row.cost(name, row.max_output_tokens)
-        blow = row.cost(name, row.expected_output_tokens, batch=True)
-        bhigh = row.cost(name, row.max_output_tokens, batch=True)
+        low = row.cost(name, row.expected_output_tokens, prices=prices)
+        high = row.cost(name, row.max_output_tokens, prices=prices)
+        blow = row.cost(name, row.expected_output_tokens, batch=True, prices=prices)
+        bhigh = row.cost(name, row.max_output_tokens, batch=True, prices=prices)
         table.add_row(
             name,
             f"{row.requests:,}",

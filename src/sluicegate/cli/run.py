@@ -7,13 +7,17 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import click
 
+from sluicegate.cli._options import prices_option
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
+
+if TYPE_CHECKING:
+    from sluicegate.pricing import PriceTable
 
 # The emulator's defaults for a no-account run: the published Tier 1 limits, with one emulated minute
 # lasting 6 real seconds, so a rate limit visibly binds and a 100-line example finishes in seconds.
@@ -77,6 +81,7 @@ def _endpoint(
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
 @click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@prices_option
 @click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
 @click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")
 @click.option("--tier", type=click.IntRange(1, 4), default=1, show_default=True, help="Emulator tier.")
@@ -104,6 +109,7 @@ def run(
     otpm: float | None,
     max_concurrency: int | None,
     max_cost: float | None,
+    prices: PriceTable | None,
     ordered: bool,
     emulate: bool,
     tier: int,
@@ -141,6 +147,7 @@ def run(
             limits=limits,
             max_concurrency=max_concurrency,
             max_cost=max_cost,
+            prices=prices,
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per
 
 __all__ = ["JobBusyError", "JobMismatchError", "check_no_secrets", "open_database"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
 
 _SCHEMA = """
@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS entries (
     cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
     cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
     cost REAL NOT NULL DEFAULT 0,
-    seq INTEGER                         -- its line in `outputs` once finished
+    seq INTEGER,                        -- its line in `outputs` once finished
+    cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,  -- the part of the cache writes with the 1h TTL
+    unpriced INTEGER NOT NULL DEFAULT 0 -- 1: an answer whose model had no price (cost unknown, stored as 0)
 );
 -- The output lines (Batch results format) live apart from the per-line state: scans of the state (counts, the
 -- finished prefix, resume checks) then read small rows even when answers are long, an update of the state never
@@ -48,6 +50,15 @@ CREATE TABLE IF NOT EXISTS outputs (
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
 CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
 """
+
+# Append-only: how a store of an older format becomes the current one, step by step (found format -> statements
+# that make it the next one). A format with no entry here is refused, and only a restart clears it.
+_UPGRADES: dict[str, tuple[str, ...]] = {
+    "2": (
+        "ALTER TABLE entries ADD COLUMN cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE entries ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0",
+    ),
+}
 
 
 class JobMismatchError(ConfigError):
@@ -133,7 +144,7 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
                 conn.execute(statement)
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if "settings" in meta:
-            _compare_schema(meta.get("schema"))
+            _upgrade(conn, meta.get("schema"))
             _compare(json.loads(meta["settings"]), settings)
         else:
             conn.executemany(
@@ -145,6 +156,20 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+
+
+def _upgrade(conn: sqlite3.Connection, found: str | None) -> None:
+    """Bring a store of an older, known format up to this one (inside the caller's transaction)."""
+    if found == SCHEMA_VERSION:
+        return
+    version = found
+    while version in _UPGRADES:
+        for statement in _UPGRADES[version]:
+            conn.execute(statement)
+        version = str(int(version) + 1)
+    if version != SCHEMA_VERSION:
+        _compare_schema(found)  # no way from there to here: refused, as before
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
 
 def _compare_schema(found: str | None) -> None:

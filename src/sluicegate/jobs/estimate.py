@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import pricing
 from .._models import RequestItem, Usage
+from ..pricing import PriceTable
 from ..tokens import heuristic_tokens
 from .reader import InputProblem
 
@@ -23,8 +24,13 @@ class ModelEstimate:
     max_output_tokens: int = 0
     expected_output_tokens: int = 0
 
-    def cost(self, model: str, output_tokens: int, *, batch: bool = False) -> float | None:
-        return pricing.cost(model, Usage(input_tokens=self.input_tokens, output_tokens=output_tokens), batch=batch)
+    def cost(
+        self, model: str, output_tokens: int, *, batch: bool = False, prices: PriceTable | None = None
+    ) -> float | None:
+        """USD for these requests with `output_tokens` of answers (None: no price); `prices` defaults to the shipped
+        table."""
+        table = prices if prices is not None else pricing.default_table()
+        return table.cost(model, Usage(input_tokens=self.input_tokens, output_tokens=output_tokens), batch=batch)
 
 
 @dataclass

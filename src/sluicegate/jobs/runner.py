@@ -11,7 +11,7 @@ import hashlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
 from .._models import RequestItem
 from ..engine import Engine
 from ..limits.limiter import Limits
+from ..pricing import PriceTable
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .reader import Defaults, InputProblem, iter_lines, read_requests
@@ -63,6 +64,7 @@ class JobConfig:
     limits: Limits | None = None
     max_concurrency: int | None = None
     max_cost: float | None = None
+    prices: PriceTable | None = None  # None: the shipped table
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
@@ -229,6 +231,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             retry=config.retry,
             timeouts=config.timeouts,
             max_cost=config.max_cost,
+            prices=config.prices,
             minute=config.minute,
             transport=config.transport,
             sinks=[tracker],
@@ -306,30 +309,45 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             "pending": counts.pending,
         }
         resume = f"sluicegate run {config.input_path} -o {config.output_path}"
+        note = _unpriced_note(engine.statistics().unpriced)
         if interrupts:
             return JobOutcome(
                 ExitCode.INTERRUPTED,
-                f"interrupted: {counts.pending} item(s) not finished. Resume with: {resume}",
+                f"interrupted: {counts.pending} item(s) not finished. Resume with: {resume}{note}",
                 summary,
             )
         if stop_reason is not None:
             return JobOutcome(
                 exit_code,
-                f"stopped: {stop_reason}. {counts.pending} item(s) pending; fix the cause and resume with: {resume}",
+                f"stopped: {stop_reason}. {counts.pending} item(s) pending; fix the cause and resume with: {resume}"
+                + note,
                 summary,
             )
         if counts.failed or counts.invalid:
             return JobOutcome(
                 ExitCode.FAILED_ITEMS,
                 f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
-                f"see {config.output_path} (re-run failed ones with --retry-failed)",
+                f"see {config.output_path} (re-run failed ones with --retry-failed){note}",
                 summary,
             )
-        return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}", summary)
+        return JobOutcome(
+            ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}{note}", summary
+        )
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
         store.close()
+
+
+def _unpriced_note(unpriced: Mapping[str, int]) -> str:
+    """Answers whose model has no price: their cost is unknown, and the final message says so."""
+    if not unpriced:
+        return ""
+    models = ", ".join(repr(m) for m in sorted(unpriced))
+    return (
+        f". Cost unknown for {sum(unpriced.values())} answer(s): no price for {models} "
+        "(give a price file with --prices)"
+    )
 
 
 def describe(config: JobConfig) -> dict[str, Any]:

@@ -276,8 +276,8 @@ class JobStore:
         usage = result.usage
         cur = self._write(
             "UPDATE entries SET state = ?, attempts = ?, input_tokens = ?, output_tokens = ?,"
-            " cache_creation_input_tokens = ?, cache_read_input_tokens = ?, cost = ?, seq = ?"
-            " WHERE custom_id = ? AND kind = 0 AND state = 0",
+            " cache_creation_input_tokens = ?, cache_read_input_tokens = ?, cache_creation_1h_input_tokens = ?,"
+            " cost = ?, unpriced = ?, seq = ? WHERE custom_id = ? AND kind = 0 AND state = 0",
             (
                 DONE if kind == "ok" else FAILED,
                 result.attempts,
@@ -285,7 +285,9 @@ class JobStore:
                 usage.output_tokens,
                 usage.cache_creation_input_tokens,
                 usage.cache_read_input_tokens,
-                result.cost,
+                usage.cache_creation_1h_input_tokens,
+                result.cost or 0.0,
+                int(result.cost is None),
                 self._next_seq,
                 result.custom_id,
             ),
@@ -386,13 +388,16 @@ class JobStore:
             invalid=by_state.get(INVALID, 0),
         )
 
-    def totals(self) -> tuple[Usage, float]:
-        """Usage and cost summed over finished items."""
+    def totals(self) -> tuple[Usage, float, int]:
+        """Usage and cost summed over finished items, and how many answers had no price (their cost is unknown,
+        so the sum leaves them out)."""
         row = self._conn.execute(
             "SELECT total(input_tokens), total(output_tokens), total(cache_creation_input_tokens),"
-            " total(cache_read_input_tokens), total(cost) FROM entries WHERE state IN (1, 2)"
+            " total(cache_read_input_tokens), total(cache_creation_1h_input_tokens), total(cost), total(unpriced)"
+            " FROM entries WHERE state IN (1, 2)"
         ).fetchone()
-        return Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3])), float(row[4])
+        usage = Usage(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+        return usage, float(row[5]), int(row[6])
 
     def iter_output(self, order: OutputOrder, start: int = 0) -> Iterator[str]:
         """Committed result lines in output order from position `start`.

@@ -107,7 +107,22 @@ def _cost_text(snapshot: ProgressSnapshot) -> str:
     text = f"cost {format_cost(snapshot.cost)}"
     if snapshot.projected_cost is not None:
         text += f" (proj {format_cost(snapshot.projected_cost)})"
+    unpriced = sum(snapshot.unpriced.values())
+    if unpriced:
+        text += f" + {unpriced:,} unpriced"
     return text
+
+
+def _summary_cost(snapshot: ProgressSnapshot) -> str:
+    """The summary's cost row: answers whose model has no price are named, never counted as free."""
+    unpriced = sum(snapshot.unpriced.values())
+    if not unpriced:
+        return format_cost(snapshot.cost)
+    models = ", ".join(sorted(snapshot.unpriced))
+    note = f"{unpriced:,} answer(s) with no price for {models}"
+    if snapshot.cost is None:
+        return f"unknown ({note})"
+    return f"{format_cost(snapshot.cost)} + unknown ({note})"
 
 
 def _attempt_errors(snapshot: ProgressSnapshot) -> tuple[int, int, dict[str, int]]:
@@ -190,8 +205,11 @@ def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableTy
     usage = snapshot.usage
     table.add_row("tokens in", f"{usage.input_tokens:,}")
     table.add_row("tokens out", f"{usage.output_tokens:,}")
-    table.add_row("cache", f"{usage.cache_read_input_tokens:,} read, {usage.cache_creation_input_tokens:,} written")
-    table.add_row("cost", format_cost(snapshot.cost))
+    written = f"{usage.cache_creation_input_tokens:,} written"
+    if usage.cache_creation_1h_input_tokens:
+        written += f" ({usage.cache_creation_1h_input_tokens:,} with the 1h TTL)"
+    table.add_row("cache", f"{usage.cache_read_input_tokens:,} read, {written}")
+    table.add_row("cost", _summary_cost(snapshot))
     table.add_row("retries", format_kinds(snapshot.retries_by_reason))
     util = utilization(snapshot, wall_time)
     if util is None:

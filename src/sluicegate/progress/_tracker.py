@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import floor
 from types import MappingProxyType
 
@@ -44,7 +44,8 @@ class ProgressSnapshot:
     `done` counts items finished in this run (`already_done` were finished by an earlier run of the same job).
     `skipped` items were not finished (aborted, over budget, or skipped by the caller) and stay pending.
     Rates cover the last `window` seconds; `eta` is None while no rate is known, 0 when nothing remains.
-    Cost fields are None when prices are unknown.
+    Cost fields are None when prices are unknown; `cost` sums the answers whose model has a price, and `unpriced`
+    counts by model the answers whose cost is unknown (the projection is None while there are any).
     """
 
     now: float
@@ -72,6 +73,7 @@ class ProgressSnapshot:
     statistics: EngineStatistics | None = None
     in_flight: int = 0
     admitted: int = 0
+    unpriced: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -142,8 +144,10 @@ class ProgressTracker:
         self._input_tokens = 0
         self._output_tokens = 0
         self._cache_write_tokens = 0
+        self._cache_write_1h_tokens = 0
         self._cache_read_tokens = 0
         self._cost = 0.0
+        self._unpriced: Counter[str] = Counter()
         self._admitted = 0
         self._in_flight = 0
         self._cooldown_until = self._start
@@ -202,8 +206,12 @@ class ProgressTracker:
         self._input_tokens += usage.input_tokens
         self._output_tokens += usage.output_tokens
         self._cache_write_tokens += usage.cache_creation_input_tokens
+        self._cache_write_1h_tokens += usage.cache_creation_1h_input_tokens
         self._cache_read_tokens += usage.cache_read_input_tokens
-        self._cost += result.cost
+        if result.cost is not None:
+            self._cost += result.cost
+        elif result.message is not None:  # an answer with no price: its cost is unknown, not 0
+            self._unpriced[str(result.message.get("model") or "?")] += 1
         slot = self._slot_for(event.at)
         slot.completions += 1
         slot.input_tokens += usage.rate_limited_input_tokens
@@ -257,9 +265,10 @@ class ProgressTracker:
             eta = 0.0
         elif remaining is not None and per_second > 0:
             eta = remaining / per_second
-        cost = self._cost if self._price_known else None
+        unpriced = sum(self._unpriced.values())
+        cost = self._cost if self._price_known and (unpriced == 0 or unpriced < self._ok) else None
         projected: float | None = None
-        if cost is not None and remaining is not None and self._done > 0:
+        if cost is not None and not unpriced and remaining is not None and self._done > 0:
             # Average cost of an item finished in this run times the items this run handles in all.
             projected = cost / self._done * (self._done + remaining)
         in_flight = stats.in_flight if stats is not None else self._in_flight
@@ -283,6 +292,7 @@ class ProgressTracker:
                 output_tokens=self._output_tokens,
                 cache_creation_input_tokens=self._cache_write_tokens,
                 cache_read_input_tokens=self._cache_read_tokens,
+                cache_creation_1h_input_tokens=self._cache_write_1h_tokens,
             ),
             cost=cost,
             projected_cost=projected,
@@ -297,4 +307,5 @@ class ProgressTracker:
             statistics=stats,
             in_flight=in_flight,
             admitted=self._admitted,
+            unpriced=MappingProxyType(dict(self._unpriced)),
         )

@@ -1,0 +1,37 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from sluicegate.pricing import PriceTable
+
+__all__ = ["prices_option"]
+
+
+def _load_prices(ctx: click.Context, param: click.Parameter, value: Path | None) -> PriceTable | None:
+    """Read the price file while options are parsed, so a bad one is a usage error (exit 2) naming file and field."""
+    if value is None:
+        return None
+    from sluicegate._exceptions import ConfigError
+    from sluicegate.pricing import PriceTable
+
+    try:
+        return PriceTable.load(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def prices_option(command: Any) -> Any:
+    """`--prices FILE`: the user's own price table instead of the shipped one."""
+    return click.option(
+        "--prices",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        callback=_load_prices,
+        help="Price table (JSON, the format of the shipped data/prices.json) instead of the built-in prices.",
+    )(command)
