@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sluicegate._models import RequestItem
@@ -56,3 +57,43 @@ def test_the_command_prints_a_table_and_names_bad_lines(tmp_path: Path) -> None:
     assert "20 requests, 1 invalid" in result.output
     assert "line 21" in result.output
     assert "Duration at your limits: 0.4 min expected" in result.output
+
+
+def test_prices_file_replaces_the_shipped_prices(tmp_path: Path) -> None:
+    """--prices FILE prices the estimate with the user's table, batch discount included; unknown models say so."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "t", "prompt": "x" * 35}) + "\n")
+    prices = tmp_path / "prices.json"
+    # 14 input tokens at $1000 and 400 output at $1000 per million: $0.414 online at most, $0.1035 at 25% batch.
+    prices.write_text(json.dumps({"batch_discount": 0.25, "models": {"acme-1": {"input": 1000, "output": 1000}}}))
+    runner = CliRunner(env={"COLUMNS": "200"})
+    args = ["estimate", str(inp), "--model", "acme-1", "--max-tokens", "400", "--prices", str(prices)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "$0.11 – $0.41" in result.output  # 100 expected or 400 max output tokens
+    assert "$0.03 – $0.10" in result.output
+    shipped = runner.invoke(main, args[:-2])
+    assert shipped.exit_code == 0, shipped.output
+    assert "unknown price" in shipped.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"models": {"acme-1": {"input": 1}}}', 'models.acme-1: missing "output"'),
+        ('{"models": {"acme-1": {"input": 1, "output": "2"}}}', "models.acme-1.output: a price must be"),
+        ("{not json", "cannot read price table"),
+    ],
+)
+def test_a_bad_prices_file_is_a_usage_error(tmp_path: Path, content: str, message: str) -> None:
+    """A broken --prices file exits 2 (usage error) with a message naming the file and the field."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "t", "prompt": "hello"}) + "\n")
+    prices = tmp_path / "prices.json"
+    prices.write_text(content)
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(main, ["estimate", str(inp), "--prices", str(prices)])
+    assert result.exit_code == 2
+    flat = " ".join(result.output.split())
+    assert "--prices" in flat
+    assert message in flat
+    assert "prices.json" in flat

@@ -272,3 +272,57 @@ def test_retry_failed_resends_only_failed_items(emulator: Callable[..., RunningE
     lines = _results(out)
     assert len(lines) == 13
     assert len({line["custom_id"] for line in lines}) == 13
+
+
+def test_a_bad_prices_file_is_a_usage_error(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """--prices with a broken file exits 2 before anything is sent, naming the file and the field."""
+    emu = emulator(minute=3.0)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 3)
+    prices = tmp_path / "my-prices.json"
+    prices.write_text(json.dumps({"models": {"claude-haiku-4-5": {"input": 1, "output": -5}}}))
+    proc = _run(emu, inp, out, "--prices", str(prices))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    flat = " ".join(proc.stderr.split())
+    assert "my-prices.json" in flat
+    assert "models.claude-haiku-4-5.output: a price must be" in flat
+    assert not out.exists()
+    assert emu.stats()["status"] == {}
+
+
+def test_prices_file_drives_the_cost_cap(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """--max-cost is enforced at the --prices file's rates (100x the list price here), not the shipped ones."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 100)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"claude-haiku-4-5": {"input": 100, "output": 500}}}))
+    # At list prices 100 answers cost about $0.02, well under the cap; at these prices a handful reach it.
+    proc = _run(emu, inp, out, "--max-cost", "0.2", "--prices", str(prices))
+    assert proc.returncode == 3, proc.stderr
+    lines = _results(out)
+    assert 0 < len(lines) < 100
+    spent = sum(
+        (
+            line["result"]["message"]["usage"]["input_tokens"] * 100
+            + line["result"]["message"]["usage"]["output_tokens"] * 500
+        )
+        / 1e6
+        for line in lines
+    )
+    assert spent <= 0.2
+
+
+def test_answers_without_a_price_are_reported(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """A price table without the run's model: the run succeeds and says the cost of its answers is unknown."""
+    emu = emulator(minute=3.0, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 5)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"acme-1": {"input": 1, "output": 2}}}))
+    proc = _run(emu, inp, out, "--prices", str(prices))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    flat = " ".join(proc.stderr.split())
+    assert "Cost unknown for 5 answer(s): no price for 'claude-haiku-4-5'" in flat

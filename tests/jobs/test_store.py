@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sluicegate._exceptions import ConfigError, UsageError
+from sluicegate._models import Usage
 from sluicegate.jobs import InputProblem, JobBusyError, JobMismatchError, JobStore, StoreCounts
 from sluicegate.jobs import store as store_module
 
@@ -415,3 +417,41 @@ def test_read_ahead_sees_reset_failed(tmp_path: Path) -> None:
         assert store.admit(items[0]) == "failed"
         assert store.reset_failed() == 6
         assert [store.admit(it) for it in items[1:]] == ["pending"] * 5
+
+
+def test_unpriced_answers_and_1h_cache_writes_are_stored(tmp_path: Path) -> None:
+    """An answer with no price is stored as unpriced (not as free); the 1h part of cache writes has its column."""
+    a, b = make_item(0), make_item(1)
+    usage = Usage(input_tokens=5, cache_creation_input_tokens=700, cache_creation_1h_input_tokens=400)
+    with open_store(tmp_path) as store:
+        store.admit(a)
+        store.admit(b)
+        store.record_result(replace(ok(a, cost=0.5), usage=usage))
+        store.record_result(replace(ok(b), cost=None))
+        usage_total, cost, unpriced = store.totals()
+    assert (usage_total.cache_creation_input_tokens, usage_total.cache_creation_1h_input_tokens) == (700, 400)
+    assert (cost, unpriced) == (0.5, 1)
+
+
+def test_a_format_2_store_is_upgraded_and_keeps_its_results(tmp_path: Path) -> None:
+    """A store written before the 1h-write and unpriced columns existed opens, keeps its results and gains them."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        store.record_result(ok(items[0], cost=1.25))
+    conn = sqlite3.connect(tmp_path / "job.db")
+    conn.execute("ALTER TABLE entries DROP COLUMN cache_creation_1h_input_tokens")
+    conn.execute("ALTER TABLE entries DROP COLUMN unpriced")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with open_store(tmp_path) as store:
+        assert [store.admit(it) for it in items] == ["done", "pending", "pending"]
+        usage = Usage(input_tokens=1, cache_creation_input_tokens=9, cache_creation_1h_input_tokens=9)
+        assert store.record_result(replace(ok(items[1]), usage=usage, cost=None))
+        usage_total, cost, unpriced = store.totals()
+        assert (usage_total.cache_creation_1h_input_tokens, cost, unpriced) == (9, 1.25, 1)
+    conn = sqlite3.connect(tmp_path / "job.db")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    conn.close()

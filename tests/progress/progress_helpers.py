@@ -19,12 +19,14 @@ class SettableClock:
         raise AssertionError("the tracker never sleeps")
 
 
-def ok(at: float, *, index: int = 0, usage: Usage | None = None, cost: float = 0.0) -> RequestCompleted:
-    """A successful completion at clock time `at`."""
+def ok(
+    at: float, *, index: int = 0, usage: Usage | None = None, cost: float | None = 0.0, model: str = "m"
+) -> RequestCompleted:
+    """A successful completion at clock time `at` (cost None: its model has no price)."""
     result = Result(
         index=index,
         custom_id=f"id-{index}",
-        message={"content": [{"type": "text", "text": "hi"}]},
+        message={"model": model, "content": [{"type": "text", "text": "hi"}]},
         usage=usage or Usage(),
         cost=cost,
         attempts=1,

@@ -211,3 +211,36 @@ def test_live_panel_without_total_and_with_empty_total(clock: SettableClock) -> 
     text = _text(render_live(empty.snapshot()))
     assert "0/0 (100.0%)" in text
     assert "eta 0s" in text
+
+
+@pytest.mark.parametrize(
+    ("costs", "line", "row"),
+    [
+        ((0.5, None), "cost $0.5000 + 1 unpriced", "$0.5000 + unknown (1 answer(s) with no price for acme-1)"),
+        ((None, None), "cost unknown", "unknown (2 answer(s) with no price for acme-1)"),
+        ((0.5, 0.25), "cost $0.7500", "$0.7500"),
+    ],
+)
+def test_unpriced_answers_are_reported(
+    clock: SettableClock, costs: tuple[float | None, ...], line: str, row: str
+) -> None:
+    """Answers whose model has no price show as unknown in the live line and the summary, never as $0."""
+    tracker = ProgressTracker(clock=clock)
+    for i, cost in enumerate(costs):
+        tracker(ok(0.5, index=i, cost=cost, model="acme-1"))
+    snap = tracker.snapshot()
+    assert line in render_plain(snap)
+    lines = {
+        x.split("│")[1].strip(): x.split("│")[2].strip()
+        for x in _text(render_summary(snap, 1.0)).splitlines()
+        if "│" in x
+    }
+    assert lines["cost"] == row
+
+
+def test_summary_shows_the_1h_cache_writes(clock: SettableClock) -> None:
+    """The cache row says how many of the written tokens used the 1-hour TTL."""
+    tracker = ProgressTracker(clock=clock)
+    usage = Usage(cache_creation_input_tokens=7000, cache_creation_1h_input_tokens=6000, cache_read_input_tokens=10)
+    tracker(ok(0.5, usage=usage))
+    assert "10 read, 7,000 written (6,000 with the 1h TTL)" in _text(render_summary(tracker.snapshot(), 1.0))

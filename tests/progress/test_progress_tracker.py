@@ -132,6 +132,20 @@ def test_cost_unknown_without_prices(clock: SettableClock) -> None:
     assert (snap.cost, snap.projected_cost) == (None, None)
 
 
+def test_unpriced_answers_are_counted_not_free(clock: SettableClock) -> None:
+    """Answers with cost None are counted by model; the cost sums the priced ones and no projection is made."""
+    tracker = ProgressTracker(clock=clock, total=10)
+    tracker(ok(0.5, cost=0.25))
+    tracker(ok(0.5, cost=None, model="acme-1"))
+    tracker(ok(0.5, cost=None, model="acme-1"))
+    snap = tracker.snapshot()
+    assert (snap.cost, snap.projected_cost, dict(snap.unpriced)) == (0.25, None, {"acme-1": 2})
+    only_unpriced = ProgressTracker(clock=clock, total=10)
+    only_unpriced(ok(0.5, cost=None, model="acme-1"))
+    snap = only_unpriced.snapshot()
+    assert (snap.cost, snap.projected_cost, dict(snap.unpriced)) == (None, None, {"acme-1": 1})
+
+
 def test_window_memory_is_bounded(clock: SettableClock) -> None:
     """200k completions spread over 2,000 s leave at most window/resolution buckets in memory."""
     tracker = ProgressTracker(clock=clock, total=200_000)
