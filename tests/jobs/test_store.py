@@ -441,6 +441,7 @@ def test_a_format_2_store_is_upgraded_and_keeps_its_results(tmp_path: Path) -> N
             store.admit(it)
         store.record_result(ok(items[0], cost=1.25))
     conn = sqlite3.connect(tmp_path / "job.db")
+    _drop_batch_columns(conn)
     conn.execute("ALTER TABLE entries DROP COLUMN cache_creation_1h_input_tokens")
     conn.execute("ALTER TABLE entries DROP COLUMN unpriced")
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
@@ -453,5 +454,58 @@ def test_a_format_2_store_is_upgraded_and_keeps_its_results(tmp_path: Path) -> N
         usage_total, cost, unpriced = store.totals()
         assert (usage_total.cache_creation_1h_input_tokens, cost, unpriced) == (9, 1.25, 1)
     conn = sqlite3.connect(tmp_path / "job.db")
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     conn.close()
+
+
+def _drop_batch_columns(conn: sqlite3.Connection) -> None:
+    """Make a current store look like one of format 3 (before `sluicegate batch`)."""
+    conn.execute("DROP INDEX entries_batch")
+    conn.execute("ALTER TABLE entries DROP COLUMN batch")
+    conn.execute("DROP TABLE batches")
+
+
+def test_a_format_3_store_is_upgraded_and_can_record_batches(tmp_path: Path) -> None:
+    """A `run` store from before the batches table opens, keeps its results, and can then record batches."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        store.record_result(ok(items[0], cost=0.5))
+    conn = sqlite3.connect(tmp_path / "job.db")
+    _drop_batch_columns(conn)
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with open_store(tmp_path) as store:
+        assert [store.admit(it) for it in items] == ["done", "pending", "pending"]
+        assert not store.in_batch(items[1].custom_id)
+        store.record_batch("msgbatch_1", [items[1].custom_id, items[2].custom_id])
+        assert store.in_batch(items[2].custom_id)
+        assert store.open_batches() == ["msgbatch_1"]
+        assert store.batch_items("msgbatch_1") == {items[1].custom_id: 1, items[2].custom_id: 2}
+    conn = sqlite3.connect(tmp_path / "job.db")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    conn.close()
+
+
+def test_batches_are_recorded_ended_and_released_for_a_retry(tmp_path: Path) -> None:
+    """A recorded batch survives a reopen; once ended, its failed items reset by retry leave it to be resubmitted."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        store.record_batch("msgbatch_a", [it.custom_id for it in items])
+    with open_store(tmp_path) as store:
+        assert store.open_batches() == ["msgbatch_a"]
+        store.record_result(ok(items[0]))
+        store.record_result(failed(items[1]))
+        store.record_result(failed(items[2]))
+        store.commit()
+        assert store.batch_items("msgbatch_a") == {}
+        store.end_batch("msgbatch_a")
+        assert (store.open_batches(), store.batch_counts()) == ([], (1, 1))
+        assert store.release_ended_batches() == 0  # failed items keep their batch until reset
+        assert store.reset_failed() == 2
+        assert store.release_ended_batches() == 2
+        assert [store.in_batch(it.custom_id) for it in items] == [True, False, False]

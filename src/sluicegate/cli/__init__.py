@@ -14,6 +14,7 @@ _COMMANDS = {
     "emulate": "sluicegate.cli.emulate:emulate",
     "demo": "sluicegate.cli.demo:demo",
     "estimate": "sluicegate.cli.estimate:estimate",
+    "batch": "sluicegate.cli.batch:batch",
 }
 
 

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per
 
 __all__ = ["JobBusyError", "JobMismatchError", "check_no_secrets", "open_database"]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
 
 _SCHEMA = """
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER,                        -- its line in `outputs` once finished
     cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,  -- the part of the cache writes with the 1h TTL
     unpriced INTEGER NOT NULL DEFAULT 0 -- 1: an answer whose model had no price (cost unknown, stored as 0)
+    , batch TEXT                        -- `sluicegate batch`: the Message Batch holding the item (NULL: none yet)
 );
 -- The output lines (Batch results format) live apart from the per-line state: scans of the state (counts, the
 -- finished prefix, resume checks) then read small rows even when answers are long, an update of the state never
@@ -46,6 +47,14 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS outputs (
     seq INTEGER PRIMARY KEY,            -- output sequence: commit (completion) order
     result TEXT NOT NULL
+);
+-- `sluicegate batch`: the Message Batches submitted for this job, in creation order. A row is written (and committed)
+-- right after the create call returns, and `ended` is set once every result line of the batch is committed.
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,            -- creation order
+    id TEXT NOT NULL UNIQUE,            -- the API's batch id (msgbatch_...)
+    items INTEGER NOT NULL,             -- how many requests it holds (the items are those with entries.batch = id)
+    ended INTEGER NOT NULL DEFAULT 0    -- 1: ended and its results are stored
 );
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
 CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
@@ -58,7 +67,12 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
         "ALTER TABLE entries ADD COLUMN cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE entries ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0",
     ),
+    # Format 4: `sluicegate batch` records which Message Batch holds each item (the `batches` table itself is
+    # created by _SCHEMA, as for a new store).
+    "3": ("ALTER TABLE entries ADD COLUMN batch TEXT",),
 }
+# Made after any upgrade, since they index columns an older store only has once upgraded.
+_INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
 
 
 class JobMismatchError(ConfigError):
@@ -139,6 +153,7 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
             conn.execute("DROP TABLE IF EXISTS entries")
             conn.execute("DROP TABLE IF EXISTS outputs")
             conn.execute("DROP TABLE IF EXISTS meta")
+            conn.execute("DROP TABLE IF EXISTS batches")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -151,6 +166,8 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [("schema", SCHEMA_VERSION), ("settings", json.dumps(settings, sort_keys=True)), ("epoch", "0")],
             )
+        for statement in _INDEXES:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -361,6 +361,53 @@ class JobStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    # -- Message Batches (`sluicegate batch`) ------------------------------------------------------------------
+
+    def in_batch(self, custom_id: str) -> bool:
+        """The item was submitted in a Message Batch already (ended or not): never submit it again."""
+        row = self._conn.execute("SELECT batch FROM entries WHERE custom_id = ? AND kind = 0", (custom_id,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def record_batch(self, batch_id: str, custom_ids: Iterable[str]) -> None:
+        """Record (and commit at once) that a created batch holds these items, so a later run re-attaches to it."""
+        ids = list(custom_ids)
+        self._write("INSERT INTO batches (id, items) VALUES (?, ?)", (batch_id, len(ids)))
+        self._conn.executemany(
+            "UPDATE entries SET batch = ? WHERE custom_id = ? AND kind = 0", [(batch_id, cid) for cid in ids]
+        )
+        self.commit()
+
+    def open_batches(self) -> list[str]:
+        """Ids of the recorded batches whose results are not all stored yet, in creation order."""
+        return [row[0] for row in self._conn.execute("SELECT id FROM batches WHERE ended = 0 ORDER BY seq")]
+
+    def batch_counts(self) -> tuple[int, int]:
+        """(batches recorded, batches ended with their results stored)."""
+        row = self._conn.execute("SELECT count(*), total(ended) FROM batches").fetchone()
+        return int(row[0]), int(row[1])
+
+    def batch_items(self, batch_id: str) -> dict[str, int]:
+        """The still pending items of a batch: custom_id -> input position."""
+        rows = self._conn.execute(
+            "SELECT custom_id, idx FROM entries WHERE batch = ? AND kind = 0 AND state = 0", (batch_id,)
+        )
+        return dict(rows.fetchall())
+
+    def end_batch(self, batch_id: str) -> None:
+        """Mark a batch ended once all its results are recorded; commits."""
+        self._write("UPDATE batches SET ended = 1 WHERE id = ?", (batch_id,))
+        self.commit()
+
+    def release_ended_batches(self) -> int:
+        """Pending items of ended batches (reset by --retry-failed) leave them, to be submitted anew; commits."""
+        cur = self._write(
+            "UPDATE entries SET batch = NULL WHERE kind = 0 AND state = 0 AND batch IN"
+            " (SELECT id FROM batches WHERE ended = 1)",
+            (),
+        )
+        self.commit()
+        return cur.rowcount
 
     # -- queries -----------------------------------------------------------------------------------------------
 

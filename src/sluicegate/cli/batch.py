@@ -1,0 +1,102 @@
+"""`sluicegate batch IN.jsonl -o OUT.jsonl`: the same job through the Message Batches API, at half price."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from sluicegate.cli._options import prices_option
+from sluicegate.jobs.batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS
+from sluicegate.jobs.reader import Defaults
+
+if TYPE_CHECKING:
+    from sluicegate.pricing import PriceTable
+
+_DEFAULT_URL = "https://api.anthropic.com"
+_POLL_INTERVAL = 30.0
+_EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
+
+
+@click.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results in the Message Batches results format.",
+)
+@click.option("--model", default=None, help="Default model for lines that name none.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
+@click.option("--system", default=None, help="Default system prompt.")
+@click.option("--base-url", default=None, help="API base URL (default: the API's, or ANTHROPIC_BASE_URL).")
+@prices_option
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
+    f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
+)
+@click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
+@click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
+@click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
+# For tests and odd accounts: smaller batches than the API allows.
+@click.option("--max-batch-requests", type=click.IntRange(min=1), default=MAX_BATCH_REQUESTS, hidden=True)
+@click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=MAX_BATCH_BYTES, hidden=True)
+def batch(
+    input_path: Path,
+    output_path: Path,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    base_url: str | None,
+    prices: PriceTable | None,
+    poll_interval: float | None,
+    retry_failed: bool,
+    restart: bool,
+    quiet: bool,
+    max_batch_requests: int,
+    max_batch_bytes: int,
+) -> None:
+    """Send every request in INPUT_PATH (JSONL) through the Message Batches API: half price, results within 24 h.
+
+    Same input and output files as `sluicegate run`. The input is split into batches within the API's limits
+    (100,000 requests or 256 MB each); each batch is recorded in the job store as soon as it is created, then
+    polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
+    re-attaches to the batches already submitted and submits only the rest.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
+    130 interrupted.
+    """
+    import anyio
+    from rich.console import Console
+
+    from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
+    from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
+
+    console = Console(stderr=True)
+    with _endpoint("anthropic", base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
+        interval = poll_interval
+        if interval is None:
+            interval = _EMULATED_POLL_INTERVAL if emulated else _POLL_INTERVAL
+        config = BatchJobConfig(
+            input_path=input_path,
+            output_path=output_path,
+            api_key=key,
+            base_url=url or _DEFAULT_URL,
+            settings_base=label,
+            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            prices=prices,
+            poll_interval=interval,
+            retry_failed=retry_failed,
+            restart=restart,
+            max_requests=max_batch_requests,
+            max_bytes=max_batch_bytes,
+        )
+        outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
+    click.echo(outcome.message, err=True)
+    sys.exit(outcome.exit_code)

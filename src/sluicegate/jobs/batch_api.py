@@ -1,0 +1,245 @@
+"""The Anthropic Message Batches API over HTTP: create, retrieve and stream results, retried by the retry policy.
+
+Only the calls `sluicegate batch` needs. Transient failures (429, 5xx, 529, connection errors, timeouts) are retried
+with the policy's backoff, `retry-after` first; a bad key (401/403) stops at once. The key goes in a header and
+nowhere else: never in an error message, a log line or the store.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx2
+
+from .._exceptions import RunAbortedError, SluicegateError
+from ..limits.headers import parse_retry_after, parse_should_retry
+from ..providers.anthropic import AnthropicProvider
+from ..retry import Outcome, RetryPolicy, decide
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_REQUESTS",
+    "BatchApiError",
+    "BatchClient",
+    "BatchRejectedError",
+    "BatchStatus",
+]
+
+# The API's limits per batch (api-fidelity, Message Batches): at most 100,000 requests or 256 MB of request body,
+# whichever comes first; a larger batch is refused with 413. MB taken as 10**6 bytes, the smaller reading.
+MAX_BATCH_REQUESTS = 100_000
+MAX_BATCH_BYTES = 256_000_000
+
+_PATH = "/v1/messages/batches"
+_TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=600.0, pool=30.0)  # a create may upload 256 MB
+
+
+class BatchApiError(RunAbortedError):
+    """A batch call failed for good (a bad key, or transient errors past the retry policy): the run stops."""
+
+
+class BatchRejectedError(SluicegateError):
+    """The API refused a call with a final 4xx (400, 404, 413, ...): nothing to retry."""
+
+    def __init__(self, message: str, *, status: int, error_type: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    """What a create or retrieve returned, as far as a job needs it."""
+
+    id: str
+    processing_status: str  # in_progress | canceling | ended
+    request_counts: Mapping[str, int] = field(default_factory=dict)
+    results_url: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.processing_status == "ended"
+
+    @classmethod
+    def from_json(cls, data: Any) -> BatchStatus:
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
+            raise TypeError("not a message_batch object")
+        counts = data.get("request_counts")
+        return cls(
+            id=data["id"],
+            processing_status=str(data.get("processing_status") or ""),
+            request_counts={str(k): int(v) for k, v in counts.items()} if isinstance(counts, Mapping) else {},
+            results_url=data.get("results_url") if isinstance(data.get("results_url"), str) else None,
+        )
+
+
+class _Retry(Exception):
+    """One attempt failed in a way the policy may retry."""
+
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+
+
+class BatchClient:
+    """One HTTP client for the Message Batches endpoints of one API base URL."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        retry: RetryPolicy | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = AnthropicProvider().auth_headers(api_key)
+        self._retry = retry or RetryPolicy()
+        self._transport = transport
+        self._rng = random.Random()
+        self._client: httpx2.AsyncClient | None = None
+
+    async def __aenter__(self) -> BatchClient:
+        self._client = httpx2.AsyncClient(headers=self._headers, timeout=_TIMEOUT, transport=self._transport)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            with anyio.CancelScope(shield=True):
+                await self._client.aclose()
+            self._client = None
+
+    async def create(self, body: bytes) -> BatchStatus:
+        """POST a batch (`body` is the whole `{"requests": [...]}` JSON). Each attempt is shielded from
+        cancellation: a Ctrl-C waits for the answer, so a batch the server created is never left unrecorded."""
+        headers = {"content-type": "application/json"}
+        data = await self._call(
+            "create a batch", "POST", self._base + _PATH, content=body, headers=headers, shield=True
+        )
+        return BatchStatus.from_json(data)
+
+    async def retrieve(self, batch_id: str) -> BatchStatus:
+        """GET a batch's status (idempotent: meant for polling)."""
+        return BatchStatus.from_json(
+            await self._call(f"poll batch {batch_id}", "GET", f"{self._base}{_PATH}/{batch_id}")
+        )
+
+    async def results(self, batch: BatchStatus) -> AsyncIterator[dict[str, Any]]:
+        """The result lines of an ended batch, streamed. A broken stream is fetched again from the start, so a
+        line may come twice: the caller keeps the first."""
+        url = batch.results_url or f"{self._base}{_PATH}/{batch.id}/results"
+        what = f"read the results of batch {batch.id}"
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                async with self._open("GET", url, headers={"accept": "application/binary"}) as response:
+                    await self._check(response)
+                    try:
+                        async for line in response.aiter_lines():
+                            if line.strip():
+                                parsed = json.loads(line)
+                                if isinstance(parsed, dict):
+                                    yield parsed
+                    except (httpx2.TransportError, httpx2.StreamError, ValueError) as exc:
+                        raise _Retry(Outcome(failure="transport"), f"results stream broke: {_name(exc)}") from exc
+            except _Retry as failed:
+                await self._backoff(what, failed, attempt, time.monotonic() - started)
+            except httpx2.TransportError as exc:
+                await self._backoff(what, _transport_failure(exc), attempt, time.monotonic() - started)
+            else:
+                return
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _open(self, method: str, url: str, **kwargs: Any) -> Any:
+        if self._client is None:
+            raise RuntimeError("BatchClient used outside `async with`")
+        return self._client.stream(method, url, **kwargs)
+
+    async def _call(self, what: str, method: str, url: str, *, shield: bool = False, **kwargs: Any) -> Any:
+        """One JSON call with retries; returns the parsed body of the 200."""
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                with anyio.CancelScope(shield=shield):
+                    async with self._open(method, url, **kwargs) as response:
+                        await self._check(response)
+                        raw = await response.aread()
+                try:
+                    return json.loads(raw)
+                except ValueError as exc:
+                    raise _Retry(Outcome(failure="truncated"), "unreadable response body") from exc
+            except _Retry as failed:
+                await self._backoff(what, failed, attempt, time.monotonic() - started)
+            except httpx2.TransportError as exc:
+                await self._backoff(what, _transport_failure(exc), attempt, time.monotonic() - started)
+
+    async def _check(self, response: httpx2.Response) -> None:
+        """Return on 200; raise _Retry for anything else (the policy then says retry, stop or refuse)."""
+        if response.status_code == 200:
+            return
+        raw = await response.aread()
+        detail = AnthropicProvider().parse_error(response.status_code, response.headers, raw)
+        outcome = Outcome(
+            status=response.status_code,
+            error_type=detail.error_type,
+            error_code=detail.error_code,
+            should_retry=parse_should_retry(response.headers),
+            retry_after=parse_retry_after(response.headers, time.time()),
+        )
+        reason = f"HTTP {response.status_code} {detail.error_type or ''}".rstrip() + f": {detail.message}"
+        if detail.request_id:
+            reason += f" (request-id {detail.request_id})"
+        raise _Retry(outcome, reason)
+
+    async def _backoff(self, what: str, failed: _Retry, attempt: int, elapsed: float) -> None:
+        outcome = failed.outcome
+        if outcome.status is not None:
+            outcome = Outcome(
+                status=outcome.status,
+                error_type=outcome.error_type,
+                error_code=outcome.error_code,
+                should_retry=outcome.should_retry,
+                retry_after=outcome.retry_after,
+                elapsed=elapsed,
+            )
+        decision = decide(self._retry, outcome, attempt, self._rng)
+        if decision.retry:
+            await anyio.sleep(decision.delay)
+            return
+        if decision.abort_run:
+            hint = " Check ANTHROPIC_API_KEY." if decision.kind == "authentication" else ""
+            raise BatchApiError(f"could not {what}: {failed.message}.{hint}")
+        if decision.reason == "invalid_request" and outcome.status is not None:
+            raise BatchRejectedError(
+                f"could not {what}: {failed.message}",
+                status=outcome.status,
+                error_type=outcome.error_type,
+            )
+        raise BatchApiError(f"could not {what} after {attempt} attempt(s) ({decision.reason}): {failed.message}")
+
+
+def _name(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+
+
+def _transport_failure(exc: httpx2.TransportError) -> _Retry:
+    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+        return _Retry(Outcome(failure="connect"), f"connection failed: {_name(exc)}")
+    if isinstance(exc, httpx2.TimeoutException):
+        return _Retry(Outcome(failure="timeout"), f"no answer in time: {_name(exc)}")
+    return _Retry(Outcome(failure="transport"), f"connection broke: {_name(exc)}")

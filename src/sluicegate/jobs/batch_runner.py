@@ -1,0 +1,394 @@
+"""A durable job over the Message Batches API: split the input into batches, submit, poll, store the results.
+
+The same job store and output writer as `sluicegate run`, so the promises are the same: every input id is in the
+output exactly once, and a result is committed before its line is written. The store also records each submitted
+batch and which items it holds, committed right after the create call returns; a re-run re-attaches to those
+batches (polls them, fetches their results) and submits only the items that are in no batch yet.
+
+The one gap: there is no idempotency key for creating a batch, so a crash between the create call returning and
+the commit of its id submits that batch again on resume. The window is one round trip (a Ctrl-C cannot open it:
+each create attempt is shielded from cancellation until its answer is recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import httpx2
+from rich.console import Console
+
+from .._exceptions import ConfigError
+from .._models import ErrorInfo, ErrorKind, Result, Usage
+from ..pricing import PriceTable, load_prices
+from ..providers.anthropic import AnthropicProvider
+from ..retry import RetryPolicy
+from .batch_api import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_REQUESTS,
+    BatchApiError,
+    BatchClient,
+    BatchRejectedError,
+    BatchStatus,
+)
+from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .runner import ExitCode, JobOutcome, input_signature, store_path_for
+from .store import JobMismatchError, JobStore
+from .writer import OutputWriter
+
+__all__ = ["BatchJobConfig", "run_batch_job"]
+
+_ENVELOPE = len(b'{"requests":[]}')
+_COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
+# The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
+# in the output line). An authentication error here is about that one request, so it is final, not a stop.
+_KINDS: dict[str, ErrorKind] = {
+    "invalid_request_error": "invalid_request",
+    "not_found_error": "invalid_request",
+    "request_too_large": "invalid_request",
+    "rate_limit_error": "rate_limited",
+    "overloaded_error": "overloaded",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchJobConfig:
+    input_path: Path
+    output_path: Path
+    api_key: str = field(repr=False)
+    base_url: str
+    settings_base: str = ""  # what identifies the endpoint in the store (never the key)
+    defaults: Defaults = field(default_factory=Defaults)
+    prices: PriceTable | None = None  # None: the shipped table
+    poll_interval: float = 30.0
+    retry_failed: bool = False
+    restart: bool = False
+    max_requests: int = MAX_BATCH_REQUESTS
+    max_bytes: int = MAX_BATCH_BYTES
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+
+
+def _settings(config: BatchJobConfig) -> dict[str, str]:
+    d = config.defaults
+    return {
+        "mode": "batch",  # a `run` store is not a batch store: results would be priced and sent differently
+        "provider": "anthropic",
+        "endpoint": config.settings_base,
+        "input": str(config.input_path.resolve()),
+        "input_signature": input_signature(config.input_path),
+        "model": d.model or "",
+        "max_tokens": str(d.max_tokens or ""),
+        "system": d.system or "",
+        "order": "completion",
+    }
+
+
+def result_from_batch(
+    index: int, custom_id: str, result: Mapping[str, Any], batch_id: str, prices: PriceTable
+) -> Result:
+    """A Result from one line of a batch's results: succeeded (priced at the batch rate) or failed with why."""
+    kind = result.get("type")
+    message = result.get("message")
+    if kind == "succeeded" and isinstance(message, Mapping):
+        usage = Usage.from_anthropic(message.get("usage"))
+        cost = prices.cost(str(message.get("model") or ""), usage, batch=True)
+        return Result(index=index, custom_id=custom_id, message=dict(message), usage=usage, cost=cost, attempts=1)
+    if kind == "errored":
+        found = result.get("error")
+        outer: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        nested = outer.get("error")
+        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else outer
+        error_type = str(inner.get("type") or "api_error")
+        error = ErrorInfo(
+            kind=_KINDS.get(error_type, "server"),
+            message=str(inner.get("message") or f"errored in batch {batch_id}"),
+            error_type=error_type,
+            request_id=str(outer["request_id"]) if outer.get("request_id") else None,
+        )
+    elif kind in ("expired", "canceled"):
+        why = "expired (it was not processed within 24 h)" if kind == "expired" else "was canceled"
+        error = ErrorInfo(kind="server", error_type=str(kind), message=f"batch {batch_id} {why} before this request")
+    else:
+        error = ErrorInfo(kind="server", error_type="api_error", message=f"unknown result type {kind!r}")
+    return Result(index=index, custom_id=custom_id, error=error, attempts=1)
+
+
+class _BatchJob:
+    """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
+
+    def __init__(
+        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, client: BatchClient, say: Any
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.writer = writer
+        self.client = client
+        self.say = say
+        self.prices = load_prices(config.prices)
+        self.changed: str | None = None
+        self.submitted = 0
+        self.ended_counts: Counter[str] = Counter()
+
+    def save(self, *, now: bool = False) -> None:
+        if now:
+            self.store.commit()
+        elif not self.store.maybe_commit():
+            return
+        self.writer.write_committed()
+
+    # -- submit ------------------------------------------------------------------------------------------------
+
+    async def submit_all(self) -> None:
+        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits."""
+        config = self.config
+        provider = AnthropicProvider()
+        chunk: list[bytes] = []
+        members: list[tuple[int, str]] = []
+        size = _ENVELOPE
+        with config.input_path.open("rb") as f:
+            for count, parsed in enumerate(read_requests(iter_lines(f), defaults=config.defaults)):
+                if count % 1000 == 999:
+                    await anyio.lowlevel.checkpoint()
+                if isinstance(parsed, InputProblem):
+                    if not self._problem(parsed):
+                        return
+                    continue
+                state = self.store.admit(parsed)
+                if state == "duplicate":
+                    dup = InputProblem(
+                        line=parsed.line or 0,
+                        index=parsed.index,
+                        custom_id=parsed.custom_id,
+                        field="custom_id",
+                        message=f"duplicate custom_id {parsed.custom_id!r}: an earlier line has the same id",
+                    )
+                    if not self._problem(dup):
+                        return
+                    continue
+                if state == "changed":
+                    self.changed = (
+                        f"line {parsed.line}: request {parsed.custom_id!r} differs from the one this job already has; "
+                        "the input changed since the last run. Use --restart to start over "
+                        "(results so far are discarded)."
+                    )
+                    return
+                if state not in ("new", "pending") or (state == "pending" and self.store.in_batch(parsed.custom_id)):
+                    continue
+                request = {"custom_id": parsed.custom_id, "params": provider.body(parsed.params, stream=False)}
+                encoded = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+                if chunk and (len(chunk) >= config.max_requests or size + len(encoded) + 1 > config.max_bytes):
+                    await self._submit(chunk, members)
+                    chunk, members, size = [], [], _ENVELOPE
+                chunk.append(encoded)
+                members.append((parsed.index, parsed.custom_id))
+                size += len(encoded) + 1
+        if chunk:
+            await self._submit(chunk, members)
+        self.save(now=True)
+
+    def _problem(self, problem: InputProblem) -> bool:
+        try:
+            self.store.admit_problem(problem)
+        except JobMismatchError as exc:
+            self.changed = str(exc)
+            return False
+        self.save()
+        return True
+
+    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
+        body = b'{"requests":[' + b",".join(chunk) + b"]}"
+        try:
+            batch = await self.client.create(body)
+        except BatchRejectedError as exc:
+            # A final refusal of the whole batch (e.g. a 400 naming one bad request): its items fail with the
+            # reason, so the job still ends with every id once; --retry-failed sends them again.
+            for index, custom_id in members:
+                error = ErrorInfo(
+                    kind="invalid_request", message=str(exc), status=exc.status, error_type=exc.error_type
+                )
+                self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
+            self.save(now=True)
+            self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
+            return
+        # Recorded and committed before anything else can happen: from here a re-run polls this batch instead of
+        # submitting its items again. A crash between the create call returning and this commit (one round trip)
+        # would submit them again on resume; the API has no idempotency key to prevent that.
+        self.store.record_batch(batch.id, [custom_id for _, custom_id in members])
+        self.writer.write_committed()
+        self.submitted += 1
+        self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
+
+    # -- poll --------------------------------------------------------------------------------------------------
+
+    async def poll_all(self) -> None:
+        """Poll every recorded batch that has not ended; store the results of each one that has."""
+        while open_ids := self.store.open_batches():
+            processing: Counter[str] = Counter()
+            for batch_id in open_ids:
+                batch = await self.client.retrieve(batch_id)
+                if batch.ended:
+                    self.ended_counts.update(batch.request_counts)
+                    await self._collect(batch)
+                else:
+                    processing.update(batch.request_counts)
+            recorded, ended = self.store.batch_counts()
+            counts = self.ended_counts + processing
+            self.say(
+                f"batches: {recorded} submitted, {ended} ended; requests: "
+                + ", ".join(f"{counts[name]} {name}" for name in _COUNTS)
+            )
+            if ended < recorded:
+                await anyio.sleep(self.config.poll_interval)
+
+    async def _collect(self, batch: BatchStatus) -> None:
+        waiting = self.store.batch_items(batch.id)
+        async for line in self.client.results(batch):
+            custom_id = str(line.get("custom_id"))
+            index = waiting.pop(custom_id, None)
+            result = line.get("result")
+            if index is None or not isinstance(result, Mapping):
+                continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
+            self.store.record_result(result_from_batch(index, custom_id, result, batch.id, self.prices))
+            self.save()
+        for custom_id, index in waiting.items():
+            error = ErrorInfo(kind="server", message=f"batch {batch.id} ended without a result for this request")
+            self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
+        self.save(now=True)
+        self.store.end_batch(batch.id)
+
+
+async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
+    """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
+    if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
+        return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
+    try:
+        store = JobStore.open(store_path_for(config.output_path), settings=_settings(config), restart=config.restart)
+    except JobMismatchError as exc:
+        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
+        return JobOutcome(
+            ExitCode.USAGE,
+            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
+            "or write to another output file.",
+        )
+    except ConfigError as exc:
+        return JobOutcome(ExitCode.USAGE, str(exc))
+
+    def say(text: str) -> None:
+        if not quiet:
+            console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        if config.retry_failed:
+            reset = store.reset_failed()
+            store.release_ended_batches()
+            console.print(f"retrying {reset} failed item(s)")
+        writer = OutputWriter.open(config.output_path, store, "completion")
+        started = time.monotonic()
+        stop_reason: str | None = None
+        interrupted = False
+        client = BatchClient(
+            api_key=config.api_key, base_url=config.base_url, retry=config.retry, transport=config.transport
+        )
+        async with client, anyio.create_task_group() as tg:
+            job = _BatchJob(config, store, writer, client, say)
+
+            async def watch_signals(scope: anyio.CancelScope) -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        scope.cancel()
+
+            with anyio.CancelScope() as work:
+                if sys.platform != "win32":
+                    tg.start_soon(watch_signals, work)
+                try:
+                    await job.submit_all()
+                    if job.changed is None:
+                        await job.poll_all()
+                except BatchApiError as exc:
+                    stop_reason = str(exc)
+            # Plain synchronous calls: no cancellation can interrupt the final commit and write.
+            store.commit()
+            writer.write_committed()
+            if config.retry_failed:
+                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
+            writer.close()
+            tg.cancel_scope.cancel()
+        return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, console, quiet)
+    except ConfigError as exc:
+        return JobOutcome(ExitCode.USAGE, str(exc))
+    finally:
+        store.close()
+
+
+def _outcome(
+    config: BatchJobConfig,
+    store: JobStore,
+    job: _BatchJob,
+    wall: float,
+    stop_reason: str | None,
+    interrupted: bool,
+    console: Console,
+    quiet: bool,
+) -> JobOutcome:
+    counts = store.counts()
+    _, cost, unpriced = store.totals()
+    recorded, ended = store.batch_counts()
+    summary = {
+        "total": counts.total,
+        "done": counts.done,
+        "failed": counts.failed,
+        "invalid": counts.invalid,
+        "pending": counts.pending,
+        "batches": recorded,
+    }
+    if not quiet:
+        console.print(
+            f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
+            f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
+            f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if job.changed is not None:
+        return JobOutcome(ExitCode.USAGE, job.changed, summary)
+    note = (
+        f". Cost unknown for {unpriced} answer(s) with no price (give a price file with --prices)" if unpriced else ""
+    )
+    resume = f"sluicegate batch {config.input_path} -o {config.output_path}"
+    running = recorded - ended
+    if interrupted:
+        return JobOutcome(
+            ExitCode.INTERRUPTED,
+            f"interrupted: {running} batch(es) keep running on the server and {counts.pending} item(s) are not "
+            f"finished. Resume with: {resume}",
+            summary,
+        )
+    if stop_reason is not None:
+        return JobOutcome(
+            ExitCode.ABORTED,
+            f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
+            f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if counts.failed or counts.invalid:
+        return JobOutcome(
+            ExitCode.FAILED_ITEMS,
+            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
+            f"see {config.output_path} (re-run failed ones with --retry-failed){note}",
+            summary,
+        )
+    return JobOutcome(
+        ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}{note}", summary
+    )

@@ -1,0 +1,241 @@
+"""`sluicegate batch` end to end: the real command in a subprocess against the emulator's Message Batches API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluicegate.emulator import RunningEmulator
+from sluicegate.pricing import default_table
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-ant-test-SECRET-do-not-leak-5678"
+CREATE = "POST /v1/messages/batches"
+# 1 emulated minute = 3 real seconds: a batch of `batch_seconds=20` emulated seconds ends after 1 real second.
+EMU: dict[str, Any] = {"minute": 3.0, "batch_seconds": 20.0}
+
+
+def _write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> list[str]:
+    ids = []
+    with path.open("w") as f:
+        for i in range(n):
+            cid = f"req-{i:04d}"
+            ids.append(cid)
+            params = {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 40,
+                "messages": [{"role": "user", "content": f"Summarise ticket {i}"}],
+            }
+            f.write(json.dumps({"custom_id": cid, "params": params}) + "\n")
+        for line in extra_lines:
+            f.write(line + "\n")
+    return ids
+
+
+def _env(emu: RunningEmulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": emu.base_url})
+    return env
+
+
+def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sluicegate", "batch", str(inp), "-o", str(out), "--poll-interval", "0.1", *args]
+
+
+def _run(emu: RunningEmulator, inp: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cmd(inp, out, *args), env=_env(emu), capture_output=True, text=True, timeout=60)
+
+
+def _results(out: Path) -> list[dict[str, Any]]:
+    text = out.read_text()
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _creates(emu: RunningEmulator) -> int:
+    return int(emu.stats()["endpoints"].get(CREATE, {}).get("200", 0))
+
+
+def _batched(emu: RunningEmulator) -> int:
+    """Batch requests that reached an outcome on the emulator (every one, once its batch was read after ending)."""
+    return sum(emu.stats()["batch_requests"].values())
+
+
+def _db(out: Path) -> sqlite3.Connection:
+    return sqlite3.connect(out.with_name(out.name + ".sluicegate.db"))
+
+
+def test_good_and_bad_lines_each_once_at_the_batch_price(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """One batch for the good lines, named errors for the bad ones (nothing sent), cost at half price, no key."""
+    emu = emulator(**EMU)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    bad = ("{not json", json.dumps({"id": "req-0001", "prompt": "dup", "model": "claude-haiku-4-5", "max_tokens": 5}))
+    bad_params = {"model": "claude-haiku-4-5", "max_tokens": -3, "messages": [{"role": "user", "content": "x"}]}
+    ids = _write_input(inp, 12, extra_lines=(*bad, json.dumps({"custom_id": "bad-params", "params": bad_params})))
+    proc = _run(emu, inp, out)
+    assert proc.returncode == 1, proc.stderr
+    lines = _results(out)
+    assert Counter(line["result"]["type"] for line in lines) == {"succeeded": 12, "errored": 3}
+    errors = {line["result"]["error"]["error"]["line"]: line for line in lines if line["result"]["type"] == "errored"}
+    assert set(errors) == {13, 14, 15}
+    assert "duplicate" in errors[14]["result"]["error"]["error"]["message"]
+    assert errors[15]["custom_id"] == "bad-params"
+    assert sorted(line["custom_id"] for line in lines if line["result"]["type"] == "succeeded") == ids
+    assert (_creates(emu), _batched(emu)) == (1, 12)
+    expected = 0.0
+    for line in lines:
+        if line["result"]["type"] == "succeeded":
+            usage = line["result"]["message"]["usage"]
+            assert usage["service_tier"] == "batch"
+            expected += (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 5.0) / 1e6 * 0.5
+    assert default_table().batch_discount == 0.5
+    with _db(out) as db:
+        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
+    assert "at the batch price" in proc.stderr
+    for blob in (proc.stdout, proc.stderr):
+        assert KEY not in blob
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes()
+    # A finished job re-run sends nothing and keeps its output.
+    again = _run(emu, inp, out, "--quiet")
+    assert again.returncode == 1, again.stderr
+    assert (_creates(emu), len(_results(out))) == (1, 15)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-batch-requests", "10"), ("--max-batch-bytes", "1024")])
+def test_the_input_is_split_into_batches_within_the_limits(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path, flag: str, value: str
+) -> None:
+    """A cap on requests or bytes per batch splits the input; every request is in exactly one batch."""
+    emu = emulator(**EMU)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 25)
+    proc = _run(emu, inp, out, flag, value, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    with _db(out) as db:
+        sizes = [row[0] for row in db.execute("SELECT items FROM batches ORDER BY seq")]
+        unbatched = db.execute("SELECT count(*) FROM entries WHERE batch IS NULL").fetchone()[0]
+    assert sum(sizes) == 25
+    assert unbatched == 0
+    if flag == "--max-batch-requests":
+        assert sizes == [10, 10, 5]
+    else:
+        assert len(sizes) >= 3
+        assert max(sizes) < 25
+    assert (_creates(emu), _batched(emu)) == (len(sizes), 25)
+
+
+def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """SIGKILL once a batch is recorded; the re-run polls the recorded batches and submits only the rest."""
+    emu = emulator(**EMU)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 30)
+    proc = subprocess.Popen(
+        _cmd(inp, out, "--max-batch-requests", "10", "--quiet"),
+        env=_env(emu),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    store = out.with_name(out.name + ".sluicegate.db")
+    recorded = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None and recorded == 0:
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as db:
+                    recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
+            except sqlite3.OperationalError:  # the table is not created yet
+                pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert recorded >= 1
+    resumed = _run(emu, inp, out, "--max-batch-requests", "10")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    # Three batches of 10 in all, across both runs: none was submitted twice.
+    assert (_creates(emu), _batched(emu)) == (3, 30)
+
+
+def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """SIGINT while polling exits 130 naming the resume command; the re-run finishes without a new batch."""
+    emu = emulator(minute=3.0, batch_seconds=60.0)  # 3 real seconds per batch
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 8)
+    proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _creates(emu) == 0:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "keep running on the server" in stderr
+    assert "Resume with: sluicegate batch" in " ".join(stderr.split())
+    resumed = _run(emu, inp, out, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert _creates(emu) == 1
+
+
+def test_expired_requests_fail_and_retry_failed_resubmits_only_them(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """A batch that expires part-way gives `expired` errors; --retry-failed submits exactly those again."""
+    emu = emulator(**EMU, batch_deadline=5.0)  # expires after a quarter of its processing time
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 20)
+    first = _run(emu, inp, out, "--quiet")
+    assert first.returncode == 1, first.stderr
+    lines = _results(out)
+    expired = {
+        line["custom_id"]
+        for line in lines
+        if line["result"]["type"] == "errored" and line["result"]["error"]["error"]["type"] == "expired"
+    }
+    succeeded = {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
+    assert expired
+    assert succeeded
+    assert len(expired) + len(succeeded) == 20
+    assert emu.stats()["batch_requests"]["expired"] == len(expired)
+    before = _batched(emu)
+    again = _run(emu, inp, out, "--retry-failed", "--quiet")
+    assert again.returncode == 1, again.stderr  # part of the retry expires too
+    assert _creates(emu) == 2
+    assert _batched(emu) - before == len(expired)
+    lines = _results(out)
+    assert sorted(line["custom_id"] for line in lines) == ids
+    assert succeeded < {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
+
+
+def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """A 401 on create stops the job at once (exit 4), names the key variable, never the key; items stay pending."""
+    emu = emulator(**EMU, invalid_keys=frozenset({KEY}))
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 5)
+    proc = _run(emu, inp, out)
+    assert proc.returncode == 4, proc.stderr
+    assert "ANTHROPIC_API_KEY" in proc.stderr
+    assert "401" in proc.stderr
+    assert KEY not in proc.stderr + proc.stdout
+    assert emu.stats()["endpoints"][CREATE] == {"401": 1}
+    assert _results(out) == []
