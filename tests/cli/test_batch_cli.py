@@ -239,3 +239,51 @@ def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., Runnin
     assert KEY not in proc.stderr + proc.stdout
     assert emu.stats()["endpoints"][CREATE] == {"401": 1}
     assert _results(out) == []
+
+
+def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_lost_batches(tmp_path: Path) -> None:
+    """No key: the built-in emulator serves the job; its batches die with it, so after Ctrl-C the re-run (a new
+    emulator) submits their requests again and finishes with every id once."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_input(inp, 6)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    proc = subprocess.Popen(_cmd(inp, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = out.with_name(out.name + ".sluicegate.db")
+    recorded = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None and recorded == 0:
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as db:
+                    recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
+            except sqlite3.OperationalError:  # the table is not created yet
+                pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "built-in API emulator" in stderr
+    again = subprocess.run(_cmd(inp, out), env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "will be submitted again" in again.stderr
+    assert sorted(line["custom_id"] for line in _results(out)) == ids
+
+
+def test_a_run_jobs_store_is_not_taken_over_by_batch(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
+    """`batch` on the output of a finished `run` refuses (exit 2) and submits nothing: the store names the mode."""
+    emu = emulator(**EMU, rpm=2000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 3)
+    ran = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3", "--quiet"],
+        env=_env(emu),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    proc = _run(emu, inp, out)
+    assert proc.returncode == 2, proc.stderr
+    assert "mode" in proc.stderr
+    assert "--restart" in proc.stderr
+    assert _creates(emu) == 0

@@ -96,6 +96,7 @@ def batch(
             restart=restart,
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,
+            forget_unknown_batches=emulated,
         )
         outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

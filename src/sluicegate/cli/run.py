@@ -122,6 +122,7 @@ def run(
     """Send every request in INPUT_PATH (JSONL) and write one result line per request to OUTPUT.
 
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
+    For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
     (bad key, spend cap), 130 interrupted.
     """

@@ -75,6 +75,10 @@ class BatchJobConfig:
     max_requests: int = MAX_BATCH_REQUESTS
     max_bytes: int = MAX_BATCH_BYTES
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The built-in emulator lives as long as one run: batches an earlier run recorded are unknown to the next one,
+    # and their items are submitted again. Against a real API an unknown batch stops the job instead (another key
+    # or workspace: submitting again could pay twice).
+    forget_unknown_batches: bool = False
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
 
 
@@ -230,12 +234,33 @@ class _BatchJob:
 
     # -- poll --------------------------------------------------------------------------------------------------
 
+    async def reattach(self) -> None:
+        """Check the batches recorded by earlier runs before submitting, so a lost one's items can go out again."""
+        for batch_id in self.store.open_batches():
+            await self._retrieve(batch_id)
+
+    async def _retrieve(self, batch_id: str) -> BatchStatus | None:
+        """The batch's status; None for a batch the server does not know that was forgotten (see the config)."""
+        try:
+            return await self.client.retrieve(batch_id)
+        except BatchRejectedError as exc:
+            if exc.status != 404 or not self.config.forget_unknown_batches:
+                raise BatchApiError(
+                    f"batch {batch_id}, recorded in the job store, cannot be read ({exc}); was it created with "
+                    "another key, workspace or endpoint? Use those again, or --restart to start over"
+                ) from exc
+            released = self.store.forget_batch(batch_id)
+            self.say(f"batch {batch_id} is unknown to this server: its {released} request(s) will be submitted again")
+            return None
+
     async def poll_all(self) -> None:
         """Poll every recorded batch that has not ended; store the results of each one that has."""
         while open_ids := self.store.open_batches():
             processing: Counter[str] = Counter()
             for batch_id in open_ids:
-                batch = await self.client.retrieve(batch_id)
+                batch = await self._retrieve(batch_id)
+                if batch is None:
+                    continue
                 if batch.ended:
                     self.ended_counts.update(batch.request_counts)
                     await self._collect(batch)
@@ -252,16 +277,20 @@ class _BatchJob:
 
     async def _collect(self, batch: BatchStatus) -> None:
         waiting = self.store.batch_items(batch.id)
-        async for line in self.client.results(batch):
-            custom_id = str(line.get("custom_id"))
-            index = waiting.pop(custom_id, None)
-            result = line.get("result")
-            if index is None or not isinstance(result, Mapping):
-                continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
-            self.store.record_result(result_from_batch(index, custom_id, result, batch.id, self.prices))
-            self.save()
+        missing = f"batch {batch.id} ended without a result for this request"
+        try:
+            async for line in self.client.results(batch):
+                custom_id = str(line.get("custom_id"))
+                index = waiting.pop(custom_id, None)
+                result = line.get("result")
+                if index is None or not isinstance(result, Mapping):
+                    continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
+                self.store.record_result(result_from_batch(index, custom_id, result, batch.id, self.prices))
+                self.save()
+        except BatchRejectedError as exc:  # e.g. 404: results are kept for 29 days after creation
+            missing = f"the results of batch {batch.id} cannot be read: {exc}"
         for custom_id, index in waiting.items():
-            error = ErrorInfo(kind="server", message=f"batch {batch.id} ended without a result for this request")
+            error = ErrorInfo(kind="server", message=missing)
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
         self.store.end_batch(batch.id)
@@ -313,6 +342,7 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
+                    await job.reattach()
                     await job.submit_all()
                     if job.changed is None:
                         await job.poll_all()

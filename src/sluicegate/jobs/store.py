@@ -399,6 +399,14 @@ class JobStore:
         self._write("UPDATE batches SET ended = 1 WHERE id = ?", (batch_id,))
         self.commit()
 
+    def forget_batch(self, batch_id: str) -> int:
+        """Drop a batch the server does not know (the built-in emulator of an earlier run): its unfinished items
+        are in no batch again, to be submitted anew; commits. Returns how many."""
+        cur = self._write("UPDATE entries SET batch = NULL WHERE batch = ? AND kind = 0 AND state = 0", (batch_id,))
+        self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        self.commit()
+        return cur.rowcount
+
     def release_ended_batches(self) -> int:
         """Pending items of ended batches (reset by --retry-failed) leave them, to be submitted anew; commits."""
         cur = self._write(

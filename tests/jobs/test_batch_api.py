@@ -1,0 +1,255 @@
+"""The Message Batches client and the batch job in-process, over a mock transport: retries, stops, result mapping."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from rich.console import Console
+
+from sluicegate.jobs.batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from sluicegate.jobs.batch_runner import BatchJobConfig, result_from_batch, run_batch_job
+from sluicegate.jobs.reader import Defaults
+from sluicegate.pricing import default_table
+from sluicegate.retry import RetryPolicy
+
+FAST = RetryPolicy(max_attempts=4, initial_delay=0.0, max_delay=0.0)
+KEY = "sk-ant-test-mock-key"
+
+
+def _batch(batch_id: str, status: str, n: int, *, url: str | None = None) -> dict[str, Any]:
+    ended = status == "ended"
+    return {
+        "id": batch_id,
+        "type": "message_batch",
+        "processing_status": status,
+        "request_counts": {"processing": 0 if ended else n, "succeeded": n if ended else 0, "errored": 0},
+        "results_url": url,
+    }
+
+
+def _message(custom_id: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_{custom_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": custom_id}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 1000, "output_tokens": 200, "service_tier": "batch"},
+    }
+
+
+def _json(status: int, body: Any, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, content=json.dumps(body).encode(), headers=headers)
+
+
+def _error(status: int, error_type: str) -> httpx2.Response:
+    return _json(status, {"type": "error", "error": {"type": error_type, "message": "nope"}}, **{"retry-after": "0"})
+
+
+def _client(handle: Callable[[httpx2.Request], Any]) -> BatchClient:
+    return BatchClient(api_key=KEY, base_url="http://api.test", retry=FAST, transport=httpx2.MockTransport(handle))
+
+
+def test_create_retries_429_and_529_then_succeeds() -> None:
+    """Transient statuses on create are retried (retry-after honoured) until the batch is created."""
+    answers = [
+        _error(429, "rate_limit_error"),
+        _error(529, "overloaded_error"),
+        _json(200, _batch("b1", "in_progress", 2)),
+    ]
+    seen: list[httpx2.Request] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return answers[len(seen) - 1]
+
+    async def main() -> BatchStatus:
+        async with _client(handle) as client:
+            return await client.create(b'{"requests":[]}')
+
+    batch = anyio.run(main)
+    assert (batch.id, batch.ended, len(seen)) == ("b1", False, 3)
+    assert seen[0].headers["x-api-key"] == KEY
+    assert seen[0].headers["anthropic-version"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "raised", "attempts"),
+    [
+        (401, "authentication_error", BatchApiError, 1),
+        (403, "permission_error", BatchApiError, 1),
+        (500, "api_error", BatchApiError, 4),
+        (400, "invalid_request_error", BatchRejectedError, 1),
+        (413, "request_too_large", BatchRejectedError, 1),
+    ],
+)
+def test_final_failures_stop_or_refuse(status: int, error_type: str, raised: type[Exception], attempts: int) -> None:
+    """401/403 stop at once, 5xx stop after the policy's attempts, 400/413 refuse the batch; never naming the key."""
+    calls = 0
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        nonlocal calls
+        calls += 1
+        return _error(status, error_type)
+
+    async def main() -> None:
+        async with _client(handle) as client:
+            await client.create(b'{"requests":[]}')
+
+    with pytest.raises(raised) as info:
+        anyio.run(main)
+    assert calls == attempts
+    assert KEY not in str(info.value)
+    assert (status in (401, 403)) == ("ANTHROPIC_API_KEY" in str(info.value))
+
+
+def test_a_broken_results_stream_is_read_again() -> None:
+    """A connection drop mid-results fetches them again; every line arrives (the first ones twice)."""
+    lines = [
+        json.dumps({"custom_id": f"r{i}", "result": {"type": "succeeded", "message": _message(f"r{i}")}})
+        for i in range(3)
+    ]
+    calls = 0
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield (lines[0] + "\n").encode()
+        raise httpx2.ReadError("connection reset")
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx2.Response(200, content=broken())
+        return httpx2.Response(200, content="\n".join(lines).encode())  # no final newline: still read
+
+    async def main() -> list[str]:
+        async with _client(handle) as client:
+            batch = BatchStatus(id="b1", processing_status="ended", results_url="http://api.test/results/b1")
+            return [line["custom_id"] async for line in client.results(batch)]
+
+    assert anyio.run(main) == ["r0", "r0", "r1", "r2"]
+    assert calls == 2
+
+
+@pytest.mark.parametrize(
+    ("result", "error_type", "fragment"),
+    [
+        ({"type": "expired"}, "expired", "expired"),
+        ({"type": "canceled"}, "canceled", "canceled"),
+        (
+            {
+                "type": "errored",
+                "error": {"type": "error", "error": {"type": "invalid_request_error", "message": "bad model"}},
+            },
+            "invalid_request_error",
+            "bad model",
+        ),
+    ],
+)
+def test_failed_batch_results_name_the_reason(result: dict[str, Any], error_type: str, fragment: str) -> None:
+    """Expired, canceled and errored results become errored output lines whose error type names the reason."""
+    line = result_from_batch(4, "r4", result, "msgbatch_x", default_table()).to_batch_line()
+    assert line["custom_id"] == "r4"
+    assert line["result"]["type"] == "errored"
+    assert line["result"]["error"]["error"]["type"] == error_type
+    assert fragment in line["result"]["error"]["error"]["message"]
+
+
+def test_succeeded_results_cost_half_the_online_price() -> None:
+    """A succeeded result keeps the message and is priced with the table's batch discount."""
+    message = _message("r1")
+    result = result_from_batch(1, "r1", {"type": "succeeded", "message": message}, "b", default_table())
+    online = default_table().cost(message["model"], result.usage)
+    assert online is not None
+    assert result.cost == pytest.approx(online * 0.5)
+    assert result.to_batch_line() == {"custom_id": "r1", "result": {"type": "succeeded", "message": message}}
+
+
+def test_a_job_rides_out_transient_errors_on_every_call(tmp_path: Path) -> None:
+    """503 on create, 529 on poll and a dropped results stream: the job still ends with every id once."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"doc-{i}", "prompt": f"p{i}"}) + "\n" for i in range(3)))
+    calls: dict[str, int] = {"create": 0, "poll": 0, "results": 0}
+    submitted: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path
+        if request.method == "POST":
+            calls["create"] += 1
+            if calls["create"] == 1:
+                return _error(503, "api_error")
+            submitted.extend(r["custom_id"] for r in json.loads(request.content)["requests"])
+            return _json(200, _batch("b1", "in_progress", 3))
+        if path.endswith("/results"):
+            calls["results"] += 1
+            body = "".join(
+                json.dumps({"custom_id": cid, "result": {"type": "succeeded", "message": _message(cid)}}) + "\n"
+                for cid in submitted
+            )
+            if calls["results"] == 1:
+                return httpx2.Response(500, content=b"oops")
+            return httpx2.Response(200, content=body.encode())
+        calls["poll"] += 1
+        if calls["poll"] == 1:
+            return _error(529, "overloaded_error")
+        if calls["poll"] == 2:
+            return _json(200, _batch("b1", "in_progress", 3))
+        return _json(200, _batch("b1", "ended", 3, url="http://api.test/v1/messages/batches/b1/results"))
+
+    config = BatchJobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key=KEY,
+        base_url="http://api.test",
+        settings_base="test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        poll_interval=0.0,
+        retry=FAST,
+        transport=httpx2.MockTransport(handle),
+    )
+    console_text = io.StringIO()
+    outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=console_text), quiet=False))
+    assert outcome.exit_code == 0, outcome.message
+    assert calls == {"create": 2, "poll": 3, "results": 2}
+    assert sorted(json.loads(line)["custom_id"] for line in out.read_text().splitlines()) == ["doc-0", "doc-1", "doc-2"]
+    assert "batches: 1 submitted, 1 ended; requests: 0 processing, 3 succeeded" in console_text.getvalue()
+    assert KEY not in console_text.getvalue() + outcome.message
+
+
+def test_a_recorded_batch_the_api_does_not_know_stops_the_job(tmp_path: Path) -> None:
+    """A 404 for a batch an earlier run recorded stops the job (exit 4) instead of paying for its requests twice."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    creates = 0
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        nonlocal creates
+        if request.method == "POST":
+            creates += 1
+            return _json(200, _batch("b-old", "in_progress", 1))
+        return _error(404, "not_found_error")
+
+    config = BatchJobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key=KEY,
+        base_url="http://api.test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        poll_interval=0.0,
+        retry=FAST,
+        transport=httpx2.MockTransport(handle),
+    )
+    for _ in range(2):  # the first run records the batch, the second finds it unknown before submitting anything
+        outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
+        assert outcome.exit_code == 4, outcome.message
+        assert "b-old" in outcome.message
+        assert "--restart" in outcome.message
+    assert creates == 1
