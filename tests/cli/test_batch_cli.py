@@ -242,8 +242,7 @@ def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., Runnin
 
 
 def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_lost_batches(tmp_path: Path) -> None:
-    """No key: the built-in emulator serves the job; its batches die with it, so after Ctrl-C the re-run (a new
-    emulator) submits their requests again and finishes with every id once."""
+    """No key: the built-in emulator runs the job; after Ctrl-C a new emulator gets the lost batches' items."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(inp, 6)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,37 @@ def test_a_recorded_batch_the_api_does_not_know_stops_the_job(tmp_path: Path) ->
         assert "b-old" in outcome.message
         assert "--restart" in outcome.message
     assert creates == 1
+
+
+def test_a_batch_whose_results_are_all_stored_is_ended_without_reading_them_again(tmp_path: Path) -> None:
+    """A run that stored every result but stopped before marking the batch ended: the re-run just marks it."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    paths: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        paths.append(f"{request.method} {request.url.path}")
+        if request.method == "POST":
+            return _json(200, _batch("b1", "in_progress", 1))
+        if request.url.path.endswith("/results"):
+            line = {"custom_id": "doc-0", "result": {"type": "succeeded", "message": _message("doc-0")}}
+            return httpx2.Response(200, content=json.dumps(line).encode())
+        return _json(200, _batch("b1", "ended", 1, url="http://api.test/v1/messages/batches/b1/results"))
+
+    config = BatchJobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key=KEY,
+        base_url="http://api.test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        poll_interval=0.0,
+        retry=FAST,
+        transport=httpx2.MockTransport(handle),
+    )
+    assert anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True)).exit_code == 0
+    with sqlite3.connect(tmp_path / "out.jsonl.sluicegate.db") as db:
+        db.execute("UPDATE batches SET ended = 0")
+    paths.clear()
+    assert anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True)).exit_code == 0
+    assert paths == ["GET /v1/messages/batches/b1"]  # re-attach check, then marked ended; results not read again
+    assert len(out.read_text().splitlines()) == 1

@@ -235,9 +235,13 @@ class _BatchJob:
     # -- poll --------------------------------------------------------------------------------------------------
 
     async def reattach(self) -> None:
-        """Check the batches recorded by earlier runs before submitting, so a lost one's items can go out again."""
+        """Check the batches recorded by earlier runs before submitting, so a lost one's items can go out again;
+        collect those that ended meanwhile."""
         for batch_id in self.store.open_batches():
-            await self._retrieve(batch_id)
+            batch = await self._retrieve(batch_id)
+            if batch is not None and batch.ended:
+                self.ended_counts.update(batch.request_counts)
+                await self._collect(batch)
 
     async def _retrieve(self, batch_id: str) -> BatchStatus | None:
         """The batch's status; None for a batch the server does not know that was forgotten (see the config)."""
@@ -277,6 +281,9 @@ class _BatchJob:
 
     async def _collect(self, batch: BatchStatus) -> None:
         waiting = self.store.batch_items(batch.id)
+        if not waiting:  # all stored by an earlier run that stopped before marking the batch ended
+            self.store.end_batch(batch.id)
+            return
         missing = f"batch {batch.id} ended without a result for this request"
         try:
             async for line in self.client.results(batch):
