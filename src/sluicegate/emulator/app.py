@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
@@ -60,6 +60,8 @@ class FastDispatch:
         try:
             response = await endpoint(Request(scope, receive, send))
             await response(scope, receive, guarded_send)
+        except ClientDisconnect:
+            return  # the client went away before its body arrived (a killed process): nobody to answer, no error
         except Exception:
             if not started:
                 await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
