@@ -147,12 +147,8 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     emu = emulator(**EMU)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_input(inp, 30)
-    proc = subprocess.Popen(
-        _cmd(inp, out, "--max-batch-requests", "10", "--quiet"),
-        env=_env(emu),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    cmd = _cmd(inp, out, "--max-batch-requests", "3", "--quiet")  # 10 batches: the kill likely lands among them
+    proc = subprocess.Popen(cmd, env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = out.with_name(out.name + ".sluicegate.db")
     recorded = 0
     deadline = time.monotonic() + 30
@@ -163,15 +159,23 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
                     recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
             except sqlite3.OperationalError:  # the table is not created yet
                 pass
-        time.sleep(0.005)
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert recorded >= 1
-    resumed = _run(emu, inp, out, "--max-batch-requests", "10")
+    time.sleep(0.2)  # let the server finish a create the dead client sent, so its count is final
+    created_before = _creates(emu)
+    with sqlite3.connect(store) as db:
+        recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
+    assert 1 <= recorded <= 10
+    # The documented window: a batch created but killed before its id was committed (one round trip, at most one).
+    lost = created_before - recorded
+    assert lost in (0, 1)
+    resumed = _run(emu, inp, out, "--max-batch-requests", "3")
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(line["custom_id"] for line in _results(out)) == ids
-    # Three batches of 10 in all, across both runs: none was submitted twice.
-    assert (_creates(emu), _batched(emu)) == (3, 30)
+    # Ten batches of 3 across both runs, plus the lost one if the kill hit the window: no recorded batch again.
+    assert _creates(emu) == 10 + lost
+    assert _batched(emu) == 30  # a lost batch is never read, so its requests never reach an outcome
 
 
 def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
