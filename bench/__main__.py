@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
             ):
                 groups[run.system].append(run)
         results[name] = groups
-    extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick)
+    extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick, repeats=args.repeats)
     command = ("python -m bench " + shlex.join(argv) if argv else "python -m bench").strip()
     commands = [{"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command}]
     if args.merge and RUNS.exists() and LAST.exists():
