@@ -288,3 +288,43 @@ def test_a_batch_whose_results_are_all_stored_is_ended_without_reading_them_agai
     assert anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True)).exit_code == 0
     assert paths == ["GET /v1/messages/batches/b1"]  # re-attach check, then marked ended; results not read again
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_batches_stay_within_the_byte_and_count_limits(tmp_path: Path) -> None:
+    """Every create body fits the byte limit and the request cap, and each item is in exactly one batch."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"doc-{i}", "prompt": "x" * (1 + i * 7)}) + "\n" for i in range(40)))
+    bodies: list[bytes] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            bodies.append(request.content)
+            n = len(json.loads(request.content)["requests"])
+            return _json(200, _batch(f"b{len(bodies)}", "in_progress", n))
+        batch_id = request.url.path.split("/")[4]
+        if request.url.path.endswith("/results"):
+            ids = [r["custom_id"] for r in json.loads(bodies[int(batch_id[1:]) - 1])["requests"]]
+            lines = [{"custom_id": cid, "result": {"type": "succeeded", "message": _message(cid)}} for cid in ids]
+            return httpx2.Response(200, content="\n".join(json.dumps(line) for line in lines).encode())
+        return _json(200, _batch(batch_id, "ended", 0))
+
+    config = BatchJobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key=KEY,
+        base_url="http://api.test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        poll_interval=0.0,
+        max_requests=6,
+        max_bytes=1200,
+        retry=FAST,
+        transport=httpx2.MockTransport(handle),
+    )
+    outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
+    assert outcome.exit_code == 0, outcome.message
+    sent = [r["custom_id"] for body in bodies for r in json.loads(body)["requests"]]
+    assert sorted(sent) == sorted(f"doc-{i}" for i in range(40))
+    assert all(len(body) <= 1200 for body in bodies)
+    assert all(len(json.loads(body)["requests"]) <= 6 for body in bodies)
+    assert any(len(json.loads(body)["requests"]) < 6 for body in bodies[:-1])  # the byte limit split some early
+    assert len(out.read_text().splitlines()) == 40
