@@ -81,3 +81,39 @@ def test_answers_are_committed_once_two_wait_whatever_the_window(tmp_path: Path)
     writer.close()
     store.close()
     assert written == [0, 2, 2]
+
+
+def test_a_resumed_job_reports_what_all_its_runs_cost(tmp_path: Path) -> None:
+    """The summary covers one run; the final message of a resumed job adds the whole job's totals from the store."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"doc-{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(3)))
+    refuse_after = [1]
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        prompt = json.loads(request.content)["messages"][0]["content"]
+        if int(prompt.split()[-1]) >= refuse_after[0]:
+            body = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+            return httpx2.Response(401, json=body)
+        return httpx2.Response(200, content=_answer(prompt), headers={"content-type": "application/json"})
+
+    def run() -> str:
+        config = JobConfig(
+            input_path=inp,
+            output_path=out,
+            api_key="test-key",
+            base_url="http://api.test",
+            settings_base="test",
+            defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+            max_concurrency=1,
+            transport=httpx2.MockTransport(handle),
+        )
+        outcome = anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+        return f"{outcome.exit_code}: {outcome.message}"
+
+    first = run()
+    assert first.startswith("4: ")
+    assert "All runs" not in first
+    refuse_after[0] = 99
+    second = run()
+    assert second.startswith("0: all 3 item(s) succeeded")
+    assert "All runs of this job together: 3 item(s) finished, 15 tokens in, 6 out, $" in second

@@ -26,6 +26,7 @@ from .._config import Timeouts
 from .._events import RequestCompleted
 from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
 from .._models import RequestItem
+from .._stats import EngineStatistics
 from ..engine import Engine
 from ..limits.limiter import Limits
 from ..pricing import PriceTable
@@ -309,7 +310,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             "pending": counts.pending,
         }
         resume = f"sluicegate run {config.input_path} -o {config.output_path}"
-        note = _unpriced_note(engine.statistics().unpriced)
+        stats = engine.statistics()
+        note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
         if interrupts:
             return JobOutcome(
                 ExitCode.INTERRUPTED,
@@ -348,6 +350,16 @@ def _unpriced_note(unpriced: Mapping[str, int]) -> str:
         f". Cost unknown for {sum(unpriced.values())} answer(s): no price for {models} "
         "(give a price file with --prices)"
     )
+
+
+def _earlier_runs_note(store: JobStore, finished: int, stats: EngineStatistics) -> str:
+    """For a resumed job: what all its runs together cost, since the summary covers this run only."""
+    if finished <= stats.succeeded + stats.failed:
+        return ""  # nothing finished in an earlier run
+    usage, cost, unpriced = store.totals()
+    tokens = f"{usage.total_input_tokens:,} tokens in, {usage.output_tokens:,} out"
+    unknown = f" plus {unpriced:,} unpriced answer(s)" if unpriced else ""
+    return f". All runs of this job together: {finished:,} item(s) finished, {tokens}, ${cost:.4f}{unknown}"
 
 
 def describe(config: JobConfig) -> dict[str, Any]:
