@@ -454,7 +454,7 @@ def test_a_format_2_store_is_upgraded_and_keeps_its_results(tmp_path: Path) -> N
         usage_total, cost, unpriced = store.totals()
         assert (usage_total.cache_creation_1h_input_tokens, cost, unpriced) == (9, 1.25, 1)
     conn = sqlite3.connect(tmp_path / "job.db")
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     conn.close()
 
 
@@ -485,7 +485,7 @@ def test_a_format_3_store_is_upgraded_and_can_record_batches(tmp_path: Path) -> 
         assert store.open_batches() == ["msgbatch_1"]
         assert store.batch_items("msgbatch_1") == {items[1].custom_id: 1, items[2].custom_id: 2}
     conn = sqlite3.connect(tmp_path / "job.db")
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     conn.close()
 
 

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per
 
 __all__ = ["JobBusyError", "JobMismatchError", "check_no_secrets", "open_database"]
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
 
 _SCHEMA = """
@@ -56,6 +56,18 @@ CREATE TABLE IF NOT EXISTS batches (
     items INTEGER NOT NULL,             -- how many requests it holds (the items are those with entries.batch = id)
     ended INTEGER NOT NULL DEFAULT 0    -- 1: ended and its results are stored
 );
+-- `sluicegate batch`: a create call about to be made, committed before it is sent. The row is replaced by the
+-- batch's row in `batches` once the call's answer is recorded. One still here after a crash is looked for in the
+-- account's list of batches on resume (the API has no idempotency key).
+CREATE TABLE IF NOT EXISTS batch_intents (
+    seq INTEGER PRIMARY KEY,
+    planned_at REAL NOT NULL,           -- local UTC epoch seconds just before the create call
+    requests INTEGER NOT NULL,          -- how many requests the batch holds
+    items TEXT NOT NULL,                -- JSON list of their custom_ids
+    adopted TEXT                        -- a listed batch taken as this one, unconfirmed until its results match
+);
+-- Batches seen in the account's list that are not this job's: a provisional adoption whose results named other ids.
+CREATE TABLE IF NOT EXISTS foreign_batches (id TEXT PRIMARY KEY);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
 CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
 """
@@ -70,6 +82,9 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
     # Format 4: `sluicegate batch` records which Message Batch holds each item (the `batches` table itself is
     # created by _SCHEMA, as for a new store).
     "3": ("ALTER TABLE entries ADD COLUMN batch TEXT",),
+    # Format 5: create intents and foreign batches (both tables created by _SCHEMA). The number changes so an older
+    # version refuses the store instead of ignoring an intent and paying for its batch twice.
+    "4": (),
 }
 # Made after any upgrade, since they index columns an older store only has once upgraded.
 _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
@@ -154,6 +169,8 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
             conn.execute("DROP TABLE IF EXISTS outputs")
             conn.execute("DROP TABLE IF EXISTS meta")
             conn.execute("DROP TABLE IF EXISTS batches")
+            conn.execute("DROP TABLE IF EXISTS batch_intents")
+            conn.execute("DROP TABLE IF EXISTS foreign_batches")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)

@@ -1,4 +1,4 @@
-"""The Anthropic Message Batches API over HTTP: create, retrieve and stream results, retried by the retry policy.
+"""The Anthropic Message Batches API over HTTP: create, retrieve, list and stream results, retried by the policy.
 
 Only the calls `sluicegate batch` needs. Transient failures (429, 5xx, 529, connection errors, timeouts) are retried
 with the policy's backoff, `retry-after` first; a bad key (401/403) stops at once. The key goes in a header and
@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +39,7 @@ MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256_000_000
 
 _PATH = "/v1/messages/batches"
+_LIST_PAGE = 100
 _TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=600.0, pool=30.0)  # a create may upload 256 MB
 
 
@@ -62,10 +64,16 @@ class BatchStatus:
     processing_status: str  # in_progress | canceling | ended
     request_counts: Mapping[str, int] = field(default_factory=dict)
     results_url: str | None = None
+    created_at: float | None = None  # epoch seconds
 
     @property
     def ended(self) -> bool:
         return self.processing_status == "ended"
+
+    @property
+    def requests(self) -> int:
+        """How many requests it holds (the counts always sum to the total)."""
+        return sum(self.request_counts.values())
 
     @classmethod
     def from_json(cls, data: Any) -> BatchStatus:
@@ -77,6 +85,7 @@ class BatchStatus:
             processing_status=str(data.get("processing_status") or ""),
             request_counts={str(k): int(v) for k, v in counts.items()} if isinstance(counts, Mapping) else {},
             results_url=data.get("results_url") if isinstance(data.get("results_url"), str) else None,
+            created_at=_epoch(data.get("created_at")),
         )
 
 
@@ -133,6 +142,22 @@ class BatchClient:
         return BatchStatus.from_json(
             await self._call(f"poll batch {batch_id}", "GET", f"{self._base}{_PATH}/{batch_id}")
         )
+
+    async def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
+        """The account's batches newest first, page by page, until one created before `since` (epoch seconds)."""
+        after: str | None = None
+        while True:
+            query = f"?limit={_LIST_PAGE}" + (f"&after_id={after}" if after else "")
+            page = await self._call("list batches", "GET", self._base + _PATH + query)
+            data = page.get("data") if isinstance(page, Mapping) else None
+            for item in data if isinstance(data, list) else []:
+                batch = BatchStatus.from_json(item)
+                if batch.created_at is not None and batch.created_at < since:
+                    return
+                yield batch
+            after = page.get("last_id") if isinstance(page, Mapping) else None
+            if not (isinstance(page, Mapping) and page.get("has_more") and isinstance(after, str)):
+                return
 
     async def results(self, batch: BatchStatus) -> AsyncIterator[dict[str, Any]]:
         """The result lines of an ended batch, streamed. A broken stream is fetched again from the start, so a
@@ -231,6 +256,17 @@ class BatchClient:
                 error_type=outcome.error_type,
             )
         raise BatchApiError(f"could not {what} after {attempt} attempt(s) ({decision.reason}): {failed.message}")
+
+
+def _epoch(stamp: Any) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp (`2024-08-20T18:37:24.100435Z`), or None."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _name(exc: BaseException) -> str:

@@ -5,9 +5,20 @@ output exactly once, and a result is committed before its line is written. The s
 batch and which items it holds, committed right after the create call returns; a re-run re-attaches to those
 batches (polls them, fetches their results) and submits only the items that are in no batch yet.
 
-The one gap: there is no idempotency key for creating a batch, so a crash between the create call returning and
-the commit of its id submits that batch again on resume. The window is one round trip (a Ctrl-C cannot open it:
-each create attempt is shielded from cancellation until its answer is recorded).
+The API has no idempotency key for creating a batch, so a crash between the create call returning and the commit
+of its id would lose the id and pay for the batch twice. To close that window, an intent (the items, their count
+and the local UTC time just before the call) is committed before each create call and replaced by the batch's row
+once the answer is recorded. On resume, an intent still there is looked for in the account's list of batches
+(newest first, back to its time less a clock margin): a batch of the same number of requests, created since then,
+that this job has not recorded. None: the call never made a batch, and the items are submitted as usual. One or
+more: the one created nearest the intent's time is adopted provisionally; it is polled like the others, but its
+results are stored only if their custom_ids are exactly the intent's items. If they are not (another process's
+batch of the same size), nothing of it is stored, it is marked foreign, and the intent is looked for again: the
+next candidate is adopted, or, with none left, the items are submitted again. So a wrong guess costs a wait, never
+a foreign result in the output, and our own batch, if it exists, is still found. The one case it cannot tell
+apart: another job's batch with exactly the same custom_ids, created in the same minutes. Not covered here: a
+create attempt that times out after the server made the batch is retried by the retry policy within the same run,
+which can make a second batch.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +53,17 @@ from .batch_api import (
 )
 from .reader import Defaults, InputProblem, iter_lines, read_requests
 from .runner import ExitCode, JobOutcome, input_signature, store_path_for
-from .store import JobMismatchError, JobStore
+from .store import BatchIntent, JobMismatchError, JobStore
 from .writer import OutputWriter
 
-__all__ = ["BatchJobConfig", "run_batch_job"]
+__all__ = ["BatchJobConfig", "intent_candidates", "run_batch_job"]
 
 _ENVELOPE = len(b'{"requests":[]}')
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
+# How much earlier than an intent's local time its batch may carry as created_at: the server's clock against ours
+# (NTP keeps them within a second; this covers an unsynchronised machine). A wider margin only lets in more
+# candidates, each checked against its results before anything of it is stored.
+CLOCK_MARGIN = 600.0
 # The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
 # in the output line). An authentication error here is about that one request, so it is final, not a stop.
 _KINDS: dict[str, ErrorKind] = {
@@ -80,6 +95,8 @@ class BatchJobConfig:
     # or workspace: submitting again could pay twice).
     forget_unknown_batches: bool = False
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
+    clock: Callable[[], float] = field(default=time.time, repr=False)
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
@@ -127,6 +144,22 @@ def result_from_batch(
     return Result(index=index, custom_id=custom_id, error=error, attempts=1)
 
 
+def intent_candidates(
+    intent: BatchIntent, listed: Iterable[BatchStatus], known: set[str], *, margin: float = CLOCK_MARGIN
+) -> list[BatchStatus]:
+    """Listed batches that may be the intent's: the same number of requests, created no earlier than its time less
+    `margin`, neither recorded by this job nor found foreign; the one created nearest the intent's time first."""
+    found = [
+        batch
+        for batch in listed
+        if batch.id not in known
+        and batch.requests == intent.requests
+        and batch.created_at is not None
+        and batch.created_at >= intent.planned_at - margin
+    ]
+    return sorted(found, key=lambda b: (abs((b.created_at or 0.0) - intent.planned_at), b.id))
+
+
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
@@ -142,6 +175,7 @@ class _BatchJob:
         self.changed: str | None = None
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
+        self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
 
     def save(self, *, now: bool = False) -> None:
         if now:
@@ -211,6 +245,10 @@ class _BatchJob:
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         body = b'{"requests":[' + b",".join(chunk) + b"]}"
+        ids = [custom_id for _, custom_id in members]
+        # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
+        # batch on the server (resolve_intents) instead of paying for it twice.
+        intent = self.store.record_intent(ids, self.config.clock())
         try:
             batch = await self.client.create(body)
         except BatchRejectedError as exc:
@@ -222,21 +260,47 @@ class _BatchJob:
                 )
                 self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
             self.save(now=True)
+            self.store.drop_intent(intent)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
-        # Recorded and committed before anything else can happen: from here a re-run polls this batch instead of
-        # submitting its items again. A crash between the create call returning and this commit (one round trip)
-        # would submit them again on resume; the API has no idempotency key to prevent that.
-        self.store.record_batch(batch.id, [custom_id for _, custom_id in members])
+        # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
+        # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
+        self.store.record_batch(batch.id, ids, intent=intent)
         self.writer.write_committed()
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
 
     # -- poll --------------------------------------------------------------------------------------------------
 
+    async def resolve_intents(self) -> None:
+        """Look for the batches of create calls whose answer was never recorded (a crash in between) in the
+        account's list: adopt the likeliest provisionally, or free the items to be submitted if there is none."""
+        pending = [intent for intent in self.store.intents() if intent.adopted is None]
+        if not pending:
+            return
+        since = min(intent.planned_at for intent in pending) - CLOCK_MARGIN
+        listed = [batch async for batch in self.client.list_since(since)]
+        known = self.store.known_batch_ids()
+        for intent in pending:
+            found = intent_candidates(intent, listed, known)
+            if not found:
+                self.store.drop_intent(intent.seq)
+                self.released = True
+                self.say(f"an interrupted submit of {intent.requests} request(s) made no batch: submitting them")
+                continue
+            chosen = found[0]
+            self.store.adopt_batch(intent.seq, chosen.id, intent.custom_ids)
+            known.add(chosen.id)
+            others = ", ".join(batch.id for batch in found[1:])
+            self.say(
+                f"batch {chosen.id} ({intent.requests} request(s)) is taken as the one an interrupted submit "
+                "created, until its results confirm it" + (f" (other candidates: {others})" if others else "")
+            )
+
     async def reattach(self) -> None:
-        """Check the batches recorded by earlier runs before submitting, so a lost one's items can go out again;
-        collect those that ended meanwhile."""
+        """Resolve interrupted submits, then check the batches recorded by earlier runs before submitting, so a
+        lost one's items can go out again; collect those that ended meanwhile."""
+        await self.resolve_intents()
         for batch_id in self.store.open_batches():
             batch = await self._retrieve(batch_id)
             if batch is not None and batch.ended:
@@ -248,6 +312,10 @@ class _BatchJob:
         try:
             return await self.client.retrieve(batch_id)
         except BatchRejectedError as exc:
+            intent = self.store.provisional(batch_id) if exc.status == 404 else None
+            if intent is not None:  # a listed batch gone since: it cannot be confirmed, so it is not taken
+                await self._reject(batch_id, intent, "is gone from the server")
+                return None
             if exc.status != 404 or not self.config.forget_unknown_batches:
                 raise BatchApiError(
                     f"batch {batch_id}, recorded in the job store, cannot be read ({exc}); was it created with "
@@ -259,7 +327,7 @@ class _BatchJob:
 
     async def poll_all(self) -> None:
         """Poll every recorded batch that has not ended; store the results of each one that has."""
-        while open_ids := self.store.open_batches():
+        while (open_ids := self.store.open_batches()) and not self.released:
             processing: Counter[str] = Counter()
             for batch_id in open_ids:
                 batch = await self._retrieve(batch_id)
@@ -276,10 +344,17 @@ class _BatchJob:
                 f"batches: {recorded} submitted, {ended} ended; requests: "
                 + ", ".join(f"{counts[name]} {name}" for name in _COUNTS)
             )
-            if ended < recorded:
+            if ended < recorded and not self.released:
                 await anyio.sleep(self.config.poll_interval)
 
     async def _collect(self, batch: BatchStatus) -> None:
+        intent = self.store.provisional(batch.id)
+        if intent is not None:
+            if not await self._is_ours(batch, intent):
+                await self._reject(batch.id, intent, "is not this job's (its results name other requests)")
+                return
+            self.store.confirm_batch(intent.seq)
+            self.say(f"batch {batch.id} is confirmed as this job's")
         waiting = self.store.batch_items(batch.id)
         if not waiting:  # all stored by an earlier run that stopped before marking the batch ended
             self.store.end_batch(batch.id)
@@ -301,6 +376,23 @@ class _BatchJob:
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
         self.store.end_batch(batch.id)
+
+    async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
+        """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
+        self.store.reject_batch(intent.seq, batch_id)
+        self.say(f"batch {batch_id} {why}: nothing of it is kept")
+        await self.resolve_intents()
+
+    async def _is_ours(self, batch: BatchStatus, intent: BatchIntent) -> bool:
+        """A first pass over a provisionally adopted batch's results: their custom_ids are exactly the intent's
+        items (nothing is stored in this pass). Unreadable results cannot confirm it."""
+        seen: set[str] = set()
+        try:
+            async for line in self.client.results(batch):
+                seen.add(str(line.get("custom_id")))
+        except BatchRejectedError:
+            return False
+        return seen == set(intent.custom_ids)
 
 
 async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
@@ -350,9 +442,14 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
                     tg.start_soon(watch_signals, work)
                 try:
                     await job.reattach()
-                    await job.submit_all()
-                    if job.changed is None:
+                    while True:  # again when a rejected adoption put items back to be submitted
+                        job.released = False
+                        await job.submit_all()
+                        if job.changed is not None:
+                            break
                         await job.poll_all()
+                        if not job.released:
+                            break
                 except BatchApiError as exc:
                     stop_reason = str(exc)
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.

@@ -19,6 +19,7 @@ from .reader import InputProblem, params_fingerprint
 
 __all__ = [
     "AdmitState",
+    "BatchIntent",
     "JobBusyError",
     "JobMismatchError",
     "JobStore",
@@ -50,6 +51,17 @@ class StoreCounts:
     done: int
     failed: int
     invalid: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIntent:
+    """A create call recorded before it was sent, whose batch id is not recorded (yet)."""
+
+    seq: int
+    planned_at: float  # local UTC epoch seconds just before the call
+    requests: int
+    custom_ids: tuple[str, ...]
+    adopted: str | None  # a listed batch taken as this one provisionally, or None
 
 
 def result_line(result: Result) -> str:
@@ -369,13 +381,76 @@ class JobStore:
         row = self._conn.execute("SELECT batch FROM entries WHERE custom_id = ? AND kind = 0", (custom_id,)).fetchone()
         return row is not None and row[0] is not None
 
-    def record_batch(self, batch_id: str, custom_ids: Iterable[str]) -> None:
-        """Record (and commit at once) that a created batch holds these items, so a later run re-attaches to it."""
+    def record_batch(self, batch_id: str, custom_ids: Iterable[str], *, intent: int | None = None) -> None:
+        """Record (and commit at once) that a created batch holds these items, so a later run re-attaches to it;
+        the intent it fulfils (see `record_intent`) goes in the same transaction."""
         ids = list(custom_ids)
         self._write("INSERT INTO batches (id, items) VALUES (?, ?)", (batch_id, len(ids)))
         self._conn.executemany(
             "UPDATE entries SET batch = ? WHERE custom_id = ? AND kind = 0", [(batch_id, cid) for cid in ids]
         )
+        if intent is not None:
+            self._conn.execute("DELETE FROM batch_intents WHERE seq = ?", (intent,))
+        self.commit()
+
+    def record_intent(self, custom_ids: Iterable[str], planned_at: float) -> int:
+        """Record (and commit at once) a create call about to be made for these items; returns its key."""
+        ids = list(custom_ids)
+        cur = self._write(
+            "INSERT INTO batch_intents (planned_at, requests, items) VALUES (?, ?, ?)",
+            (planned_at, len(ids), json.dumps(ids, separators=(",", ":"))),
+        )
+        self.commit()
+        return int(cur.lastrowid or 0)
+
+    def drop_intent(self, intent: int) -> None:
+        """Forget an intent whose create call surely made no batch (refused, or not found on the server); commits."""
+        self._write("DELETE FROM batch_intents WHERE seq = ?", (intent,))
+        self.commit()
+
+    def intents(self) -> list[BatchIntent]:
+        """The create calls whose batch id was never recorded, oldest first."""
+        rows = self._conn.execute("SELECT seq, planned_at, requests, items, adopted FROM batch_intents ORDER BY seq")
+        return [
+            BatchIntent(seq=seq, planned_at=at, requests=n, custom_ids=tuple(json.loads(items)), adopted=adopted)
+            for seq, at, n, items, adopted in rows
+        ]
+
+    def known_batch_ids(self) -> set[str]:
+        """Every batch id this job has recorded, adopted or found to be foreign: none can be another intent's."""
+        rows = self._conn.execute(
+            "SELECT id FROM batches UNION SELECT adopted FROM batch_intents WHERE adopted IS NOT NULL"
+            " UNION SELECT id FROM foreign_batches"
+        )
+        return {row[0] for row in rows}
+
+    def adopt_batch(self, intent: int, batch_id: str, custom_ids: Iterable[str]) -> None:
+        """Take a listed batch as the intent's, provisionally: it is polled like any other, but its results are
+        stored only once they name exactly the intent's items (`confirm_batch`); commits."""
+        ids = list(custom_ids)
+        self._write("UPDATE batch_intents SET adopted = ? WHERE seq = ?", (batch_id, intent))
+        self._conn.execute("INSERT INTO batches (id, items) VALUES (?, ?)", (batch_id, len(ids)))
+        self._conn.executemany(
+            "UPDATE entries SET batch = ? WHERE custom_id = ? AND kind = 0", [(batch_id, cid) for cid in ids]
+        )
+        self.commit()
+
+    def provisional(self, batch_id: str) -> BatchIntent | None:
+        """The intent that adopted this batch provisionally, or None (a batch whose create answer was recorded)."""
+        return next((intent for intent in self.intents() if intent.adopted == batch_id), None)
+
+    def confirm_batch(self, intent: int) -> None:
+        """The adopted batch's results name exactly the intent's items: it is this job's for good; commits."""
+        self._write("DELETE FROM batch_intents WHERE seq = ?", (intent,))
+        self.commit()
+
+    def reject_batch(self, intent: int, batch_id: str) -> None:
+        """The adopted batch is another's: forget it (nothing of it was stored), mark it foreign so it is never
+        adopted again, and put the intent back to be looked for again; commits."""
+        self._write("UPDATE entries SET batch = NULL WHERE batch = ? AND kind = 0", (batch_id,))
+        self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        self._conn.execute("INSERT OR IGNORE INTO foreign_batches (id) VALUES (?)", (batch_id,))
+        self._conn.execute("UPDATE batch_intents SET adopted = NULL WHERE seq = ?", (intent,))
         self.commit()
 
     def open_batches(self) -> list[str]:
