@@ -19,6 +19,8 @@ import pytest
 from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
+from ._jobfiles import env_for, read_results, write_input
+
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-ant-test-SECRET-do-not-leak-5678"
@@ -27,27 +29,8 @@ CREATE = "POST /v1/messages/batches"
 EMU: dict[str, Any] = {"minute": 3.0, "batch_seconds": 20.0}
 
 
-def _write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> list[str]:
-    ids = []
-    with path.open("w") as f:
-        for i in range(n):
-            cid = f"req-{i:04d}"
-            ids.append(cid)
-            params = {
-                "model": "claude-haiku-4-5",
-                "max_tokens": 40,
-                "messages": [{"role": "user", "content": f"Summarise ticket {i}"}],
-            }
-            f.write(json.dumps({"custom_id": cid, "params": params}) + "\n")
-        for line in extra_lines:
-            f.write(line + "\n")
-    return ids
-
-
 def _env(emu: RunningEmulator) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": emu.base_url})
-    return env
+    return env_for(emu, KEY)
 
 
 def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
@@ -56,12 +39,6 @@ def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
 
 def _run(emu: RunningEmulator, inp: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(_cmd(inp, out, *args), env=_env(emu), capture_output=True, text=True, timeout=60)
-
-
-def _results(out: Path) -> list[dict[str, Any]]:
-    text = out.read_text()
-    assert text == "" or text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def _creates(emu: RunningEmulator) -> int:
@@ -85,10 +62,10 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     bad = ("{not json", json.dumps({"id": "req-0001", "prompt": "dup", "model": "claude-haiku-4-5", "max_tokens": 5}))
     bad_params = {"model": "claude-haiku-4-5", "max_tokens": -3, "messages": [{"role": "user", "content": "x"}]}
-    ids = _write_input(inp, 12, extra_lines=(*bad, json.dumps({"custom_id": "bad-params", "params": bad_params})))
+    ids = write_input(inp, 12, extra_lines=(*bad, json.dumps({"custom_id": "bad-params", "params": bad_params})))
     proc = _run(emu, inp, out)
     assert proc.returncode == 1, proc.stderr
-    lines = _results(out)
+    lines = read_results(out)
     assert Counter(line["result"]["type"] for line in lines) == {"succeeded": 12, "errored": 3}
     errors = {line["result"]["error"]["error"]["line"]: line for line in lines if line["result"]["type"] == "errored"}
     assert set(errors) == {13, 14, 15}
@@ -113,7 +90,7 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
     # A finished job re-run sends nothing and keeps its output.
     again = _run(emu, inp, out, "--quiet")
     assert again.returncode == 1, again.stderr
-    assert (_creates(emu), len(_results(out))) == (1, 15)
+    assert (_creates(emu), len(read_results(out))) == (1, 15)
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--max-batch-requests", "10"), ("--max-batch-bytes", "1024")])
@@ -123,10 +100,10 @@ def test_the_input_is_split_into_batches_within_the_limits(
     """A cap on requests or bytes per batch splits the input; every request is in exactly one batch."""
     emu = emulator(**EMU)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 25)
+    ids = write_input(inp, 25)
     proc = _run(emu, inp, out, flag, value, "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
     with _db(out) as db:
         sizes = [row[0] for row in db.execute("SELECT items FROM batches ORDER BY seq")]
         unbatched = db.execute("SELECT count(*) FROM entries WHERE batch IS NULL").fetchone()[0]
@@ -147,7 +124,7 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     (if the kill hit that window) and submits only the rest: no batch is created twice."""
     emu = emulator(**EMU)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 30)
+    ids = write_input(inp, 30)
     cmd = _cmd(inp, out, "--max-batch-requests", "3", "--quiet")  # 10 batches: the kill likely lands among them
     proc = subprocess.Popen(cmd, env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = out.with_name(out.name + ".sluicegate.db")
@@ -173,7 +150,7 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     assert created_before - recorded in (0, 1)
     resumed = _run(emu, inp, out, "--max-batch-requests", "3")
     assert resumed.returncode == 0, resumed.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
     # The job needed ten batches of 3 and the server made exactly ten: none twice, whatever the kill hit.
     assert _creates(emu) == 10
     assert _batched(emu) == 30
@@ -188,7 +165,7 @@ def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
     """SIGINT while polling exits 130 naming the resume command; the re-run finishes without a new batch."""
     emu = emulator(minute=3.0, batch_seconds=60.0)  # 3 real seconds per batch
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 8)
+    ids = write_input(inp, 8)
     proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _creates(emu) == 0:
@@ -201,7 +178,7 @@ def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
     assert "Resume with: sluicegate batch" in " ".join(stderr.split())
     resumed = _run(emu, inp, out, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
     assert _creates(emu) == 1
 
 
@@ -211,10 +188,10 @@ def test_expired_requests_fail_and_retry_failed_resubmits_only_them(
     """A batch that expires part-way gives `expired` errors; --retry-failed submits exactly those again."""
     emu = emulator(**EMU, batch_deadline=5.0)  # expires after a quarter of its processing time
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 20)
+    ids = write_input(inp, 20)
     first = _run(emu, inp, out, "--quiet")
     assert first.returncode == 1, first.stderr
-    lines = _results(out)
+    lines = read_results(out)
     expired = {
         line["custom_id"]
         for line in lines
@@ -230,7 +207,7 @@ def test_expired_requests_fail_and_retry_failed_resubmits_only_them(
     assert again.returncode == 1, again.stderr  # part of the retry expires too
     assert _creates(emu) == 2
     assert _batched(emu) - before == len(expired)
-    lines = _results(out)
+    lines = read_results(out)
     assert sorted(line["custom_id"] for line in lines) == ids
     assert succeeded < {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
 
@@ -239,20 +216,20 @@ def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., Runnin
     """A 401 on create stops the job at once (exit 4), names the key variable, never the key; items stay pending."""
     emu = emulator(**EMU, invalid_keys=frozenset({KEY}))
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 5)
+    write_input(inp, 5)
     proc = _run(emu, inp, out)
     assert proc.returncode == 4, proc.stderr
     assert "ANTHROPIC_API_KEY" in proc.stderr
     assert "401" in proc.stderr
     assert KEY not in proc.stderr + proc.stdout
     assert emu.stats()["endpoints"][CREATE] == {"401": 1}
-    assert _results(out) == []
+    assert read_results(out) == []
 
 
 def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_lost_batches(tmp_path: Path) -> None:
     """No key: the built-in emulator runs the job; after Ctrl-C a new emulator gets the lost batches' items."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 6)
+    ids = write_input(inp, 6)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
     proc = subprocess.Popen(_cmd(inp, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = out.with_name(out.name + ".sluicegate.db")
@@ -273,14 +250,14 @@ def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_l
     again = subprocess.run(_cmd(inp, out), env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "will be submitted again" in again.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
 
 
 def test_a_run_jobs_store_is_not_taken_over_by_batch(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
     """`batch` on the output of a finished `run` refuses (exit 2) and submits nothing: the store names the mode."""
     emu = emulator(**EMU, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 3)
+    write_input(inp, 3)
     ran = subprocess.run(
         [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3", "--quiet"],
         env=_env(emu),

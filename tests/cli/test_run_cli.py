@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sluicegate.emulator import RunningEmulator
+
+from ._jobfiles import env_for, read_results, write_input
 
 pytestmark = pytest.mark.e2e
 
@@ -24,27 +25,8 @@ KEY = "sk-ant-test-SECRET-do-not-leak-1234"
 MINUTE = "3"
 
 
-def _write_input(path: Path, n: int, *, extra_lines: tuple[str, ...] = ()) -> list[str]:
-    ids = []
-    with path.open("w") as f:
-        for i in range(n):
-            cid = f"req-{i:04d}"
-            ids.append(cid)
-            params = {
-                "model": "claude-haiku-4-5",
-                "max_tokens": 40,
-                "messages": [{"role": "user", "content": f"Summarise ticket {i}"}],
-            }
-            f.write(json.dumps({"custom_id": cid, "params": params}) + "\n")
-        for line in extra_lines:
-            f.write(line + "\n")
-    return ids
-
-
 def _env(emu: RunningEmulator) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": emu.base_url})
-    return env
+    return env_for(emu, KEY)
 
 
 def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
@@ -57,12 +39,6 @@ def _run(
     return subprocess.run(_cmd(inp, out, *args), env=_env(emu), capture_output=True, text=True, timeout=timeout)
 
 
-def _results(out: Path) -> list[dict[str, Any]]:
-    text = out.read_text()
-    assert text == "" or text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
-
-
 def _requests_seen(emu: RunningEmulator) -> int:
     return sum(emu.stats()["status"].values())
 
@@ -71,10 +47,10 @@ def test_a_run_writes_every_id_once(emulator: Callable[..., RunningEmulator], tm
     """A clean run: exit 0, one succeeded line per input id, the key nowhere in output, logs or store."""
     emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.02)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 120)
+    ids = write_input(inp, 120)
     proc = _run(emu, inp, out)
     assert proc.returncode == 0, proc.stderr
-    lines = _results(out)
+    lines = read_results(out)
     assert sorted(line["custom_id"] for line in lines) == ids
     assert all(line["result"]["type"] == "succeeded" for line in lines)
     for blob in (proc.stdout, proc.stderr, out.read_text()):
@@ -86,7 +62,7 @@ def test_a_run_writes_every_id_once(emulator: Callable[..., RunningEmulator], tm
     again = _run(emu, inp, out)
     assert again.returncode == 0, again.stderr
     assert _requests_seen(emu) == before
-    assert len(_results(out)) == 120
+    assert len(read_results(out)) == 120
 
 
 def test_bad_lines_become_named_errors_and_the_rest_succeeds(
@@ -119,10 +95,10 @@ def test_bad_lines_become_named_errors_and_the_rest_succeeds(
             }
         ),
     )
-    ids = _write_input(inp, 20, extra_lines=bad)
+    ids = write_input(inp, 20, extra_lines=bad)
     proc = _run(emu, inp, out)
     assert proc.returncode == 1, proc.stderr
-    lines = _results(out)
+    lines = read_results(out)
     by_type = Counter(line["result"]["type"] for line in lines)
     assert by_type == {"succeeded": 20, "errored": 4}
     errors = {
@@ -141,10 +117,10 @@ def test_ordered_output_is_in_input_order(emulator: Callable[..., RunningEmulato
     """--ordered writes results in input order despite varying latency."""
     emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.01, per_token_latency=0.002, jitter=0.8, seed=4)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 60)
+    ids = write_input(inp, 60)
     proc = _run(emu, inp, out, "--ordered")
     assert proc.returncode == 0, proc.stderr
-    assert [line["custom_id"] for line in _results(out)] == ids
+    assert [line["custom_id"] for line in read_results(out)] == ids
 
 
 @pytest.mark.parametrize("kill_after", [5, 40, 90])
@@ -154,7 +130,7 @@ def test_kill_9_then_resume_gives_every_id_exactly_once(
     """SIGKILL after some results, then resume: every id once, re-sent at most the in-flight cap."""
     emu = emulator(minute=3.0, rpm=1200, first_token_latency=0.1)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 120)
+    ids = write_input(inp, 120)
     proc = subprocess.Popen(
         _cmd(inp, out, "--max-concurrency", "8"), env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -171,7 +147,7 @@ def test_kill_9_then_resume_gives_every_id_exactly_once(
         committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
     resumed = _run(emu, inp, out)
     assert resumed.returncode == 0, resumed.stderr
-    lines = _results(out)
+    lines = read_results(out)
     assert sorted(line["custom_id"] for line in lines) == ids
     resent = _requests_seen(emu) - len(ids)
     # Exactly the uncommitted ones go out again: those in flight at the kill (at most 8 with this cap) plus
@@ -186,7 +162,7 @@ def test_ctrl_c_drains_then_resume_finishes(emulator: Callable[..., RunningEmula
     """SIGINT stops admission, lets in-flight requests finish, exits 130 saying how to resume."""
     emu = emulator(minute=6.0, rpm=300, first_token_latency=0.2)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 80)
+    ids = write_input(inp, 80)
     proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 10):
@@ -195,21 +171,21 @@ def test_ctrl_c_drains_then_resume_finishes(emulator: Callable[..., RunningEmula
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Resume with" in stderr or "resume with" in stderr
-    first = len(_results(out))
+    first = len(read_results(out))
     assert 10 <= first < 80
     resumed = _run(emu, inp, out)
     assert resumed.returncode == 0, resumed.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
 
 
 def test_max_cost_stops_below_the_cap(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
     """--max-cost stops admission before the cap; exit 3; unfinished items are not written."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 200)
+    write_input(inp, 200)
     proc = _run(emu, inp, out, "--max-cost", "0.002")
     assert proc.returncode == 3, proc.stderr
-    lines = _results(out)
+    lines = read_results(out)
     assert 0 < len(lines) < 200
     spent = 0.0
     for line in lines:
@@ -222,7 +198,7 @@ def test_max_cost_stops_below_the_cap(emulator: Callable[..., RunningEmulator], 
 def test_no_key_and_no_url_runs_against_the_emulator(tmp_path: Path) -> None:
     """Without a key the command says it uses the built-in emulator, and the job completes."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 15)
+    ids = write_input(inp, 15)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "1", "--quiet"],
@@ -233,14 +209,14 @@ def test_no_key_and_no_url_runs_against_the_emulator(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "emulator" in proc.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
 
 
 def test_changed_input_is_refused_until_restart(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
     """Resuming after the input changed exits 2 and sends nothing; --restart starts over."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 10)
+    write_input(inp, 10)
     assert _run(emu, inp, out).returncode == 0
     with inp.open("a") as f:
         f.write(json.dumps({"id": "extra", "prompt": "one more", "model": "claude-haiku-4-5", "max_tokens": 9}) + "\n")
@@ -251,14 +227,14 @@ def test_changed_input_is_refused_until_restart(emulator: Callable[..., RunningE
     assert _requests_seen(emu) == before
     restarted = _run(emu, inp, out, "--restart")
     assert restarted.returncode == 0, restarted.stderr
-    assert len(_results(out)) == 11
+    assert len(read_results(out)) == 11
 
 
 def test_retry_failed_resends_only_failed_items(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
     """Items that failed (an unknown model: 404) are sent again with --retry-failed, and only they."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 10)
+    write_input(inp, 10)
     with inp.open("a") as f:
         for i in range(3):
             line = {"id": f"bad-model-{i}", "prompt": "hi", "model": "claude-nope-1", "max_tokens": 9}
@@ -269,7 +245,7 @@ def test_retry_failed_resends_only_failed_items(emulator: Callable[..., RunningE
     again = _run(emu, inp, out, "--retry-failed")
     assert again.returncode == 1
     assert _requests_seen(emu) - before == 3
-    lines = _results(out)
+    lines = read_results(out)
     assert len(lines) == 13
     assert len({line["custom_id"] for line in lines}) == 13
 
@@ -278,7 +254,7 @@ def test_a_bad_prices_file_is_a_usage_error(emulator: Callable[..., RunningEmula
     """--prices with a broken file exits 2 before anything is sent, naming the file and the field."""
     emu = emulator(minute=3.0)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 3)
+    write_input(inp, 3)
     prices = tmp_path / "my-prices.json"
     prices.write_text(json.dumps({"models": {"claude-haiku-4-5": {"input": 1, "output": -5}}}))
     proc = _run(emu, inp, out, "--prices", str(prices))
@@ -295,13 +271,13 @@ def test_prices_file_drives_the_cost_cap(emulator: Callable[..., RunningEmulator
     """--max-cost is enforced at the --prices file's rates (100x the list price here), not the shipped ones."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write_input(inp, 100)
+    write_input(inp, 100)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"claude-haiku-4-5": {"input": 100, "output": 500}}}))
     # At list prices 100 answers cost about $0.02, well under the cap; at these prices a handful reach it.
     proc = _run(emu, inp, out, "--max-cost", "0.2", "--prices", str(prices))
     assert proc.returncode == 3, proc.stderr
-    lines = _results(out)
+    lines = read_results(out)
     assert 0 < len(lines) < 100
     spent = sum(
         (
@@ -318,11 +294,11 @@ def test_answers_without_a_price_are_reported(emulator: Callable[..., RunningEmu
     """A price table without the run's model: the run succeeds and says the cost of its answers is unknown."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = _write_input(inp, 5)
+    ids = write_input(inp, 5)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"acme-1": {"input": 1, "output": 2}}}))
     proc = _run(emu, inp, out, "--prices", str(prices))
     assert proc.returncode == 0, proc.stderr
-    assert sorted(line["custom_id"] for line in _results(out)) == ids
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
     flat = " ".join(proc.stderr.split())
     assert "Cost unknown for 5 answer(s): no price for 'claude-haiku-4-5'" in flat

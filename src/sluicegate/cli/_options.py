@@ -10,7 +10,7 @@ import click
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-__all__ = ["prices_option"]
+__all__ = ["job_file_options", "prices_option"]
 
 
 def _load_prices(ctx: click.Context, param: click.Parameter, value: Path | None) -> PriceTable | None:
@@ -35,3 +35,25 @@ def prices_option(command: Any) -> Any:
         callback=_load_prices,
         help="Price table (JSON, the format of the shipped data/prices.json) instead of the built-in prices.",
     )(command)
+
+
+def job_file_options(command: Any) -> Any:
+    """INPUT and `-o OUTPUT` in the Message Batches formats, and the defaults for lines that leave fields out."""
+    for option in reversed(
+        [
+            click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+            click.option(
+                "-o",
+                "--output",
+                "output_path",
+                required=True,
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Results in the Message Batches results format.",
+            ),
+            click.option("--model", default=None, help="Default model for lines that name none."),
+            click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens."),
+            click.option("--system", default=None, help="Default system prompt."),
+        ]
+    ):
+        command = option(command)
+    return command

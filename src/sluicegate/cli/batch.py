@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import job_file_options, prices_option
 from sluicegate.jobs.batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS
 from sluicegate.jobs.reader import Defaults
 
@@ -21,18 +21,7 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
 
 
 @click.command()
-@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Results in the Message Batches results format.",
-)
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
+@job_file_options
 @click.option("--base-url", default=None, help="API base URL (default: the API's, or ANTHROPIC_BASE_URL).")
 @prices_option
 @click.option(

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import job_file_options, prices_option
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -62,18 +62,7 @@ def _endpoint(
 
 
 @click.command()
-@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Results in the Message Batches results format.",
-)
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
+@job_file_options
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
 @click.option("--rpm", type=float, default=None, help="Requests per minute (default: learnt from headers).")

@@ -23,6 +23,7 @@ which can make a second batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -52,7 +53,7 @@ from .batch_api import (
     BatchStatus,
 )
 from .reader import Defaults, InputProblem, iter_lines, read_requests
-from .runner import ExitCode, JobOutcome, input_signature, store_path_for
+from .runner import ExitCode, JobOutcome, finished_outcome, input_signature, store_path_for
 from .store import BatchIntent, JobMismatchError, JobStore
 from .writer import OutputWriter
 
@@ -479,14 +480,7 @@ def _outcome(
     counts = store.counts()
     _, cost, unpriced = store.totals()
     recorded, ended = store.batch_counts()
-    summary = {
-        "total": counts.total,
-        "done": counts.done,
-        "failed": counts.failed,
-        "invalid": counts.invalid,
-        "pending": counts.pending,
-        "batches": recorded,
-    }
+    summary = dataclasses.asdict(counts) | {"batches": recorded}
     if not quiet:
         console.print(
             f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
@@ -516,13 +510,4 @@ def _outcome(
             f"server); fix the cause and resume with: {resume}",
             summary,
         )
-    if counts.failed or counts.invalid:
-        return JobOutcome(
-            ExitCode.FAILED_ITEMS,
-            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
-            f"see {config.output_path} (re-run failed ones with --retry-failed){note}",
-            summary,
-        )
-    return JobOutcome(
-        ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}{note}", summary
-    )
+    return finished_outcome(counts, config.output_path, note, summary)

@@ -7,6 +7,7 @@ re-sends only the items whose results were not committed yet.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import signal
 import sys
@@ -33,7 +34,7 @@ from ..pricing import PriceTable
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .reader import Defaults, InputProblem, iter_lines, read_requests
-from .store import JobMismatchError, JobStore
+from .store import JobMismatchError, JobStore, StoreCounts
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -302,13 +303,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         if changed:
             return JobOutcome(ExitCode.USAGE, changed[0])
         counts = store.counts()
-        summary = {
-            "total": counts.total,
-            "done": counts.done,
-            "failed": counts.failed,
-            "invalid": counts.invalid,
-            "pending": counts.pending,
-        }
+        summary = dataclasses.asdict(counts)
         resume = f"sluicegate run {config.input_path} -o {config.output_path}"
         stats = engine.statistics()
         note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
@@ -325,20 +320,23 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 + note,
                 summary,
             )
-        if counts.failed or counts.invalid:
-            return JobOutcome(
-                ExitCode.FAILED_ITEMS,
-                f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
-                f"see {config.output_path} (re-run failed ones with --retry-failed){note}",
-                summary,
-            )
-        return JobOutcome(
-            ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {config.output_path}{note}", summary
-        )
+        return finished_outcome(counts, config.output_path, note, summary)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
         store.close()
+
+
+def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
+    """The outcome of a job that ran to its end: all succeeded (exit 0), or some failed or invalid (exit 1)."""
+    if counts.failed or counts.invalid:
+        return JobOutcome(
+            ExitCode.FAILED_ITEMS,
+            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
+            f"see {output} (re-run failed ones with --retry-failed){note}",
+            summary,
+        )
+    return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {output}{note}", summary)
 
 
 def _unpriced_note(unpriced: Mapping[str, int]) -> str:
