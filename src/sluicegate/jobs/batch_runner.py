@@ -204,14 +204,7 @@ class _BatchJob:
                     continue
                 state = self.store.admit(parsed)
                 if state == "duplicate":
-                    dup = InputProblem(
-                        line=parsed.line or 0,
-                        index=parsed.index,
-                        custom_id=parsed.custom_id,
-                        field="custom_id",
-                        message=f"duplicate custom_id {parsed.custom_id!r}: an earlier line has the same id",
-                    )
-                    if not self._problem(dup):
+                    if not self._problem(InputProblem.duplicate(parsed)):
                         return
                     continue
                 if state == "changed":

@@ -73,6 +73,17 @@ class InputProblem:
     field: str | None
     message: str
 
+    @classmethod
+    def duplicate(cls, item: RequestItem) -> InputProblem:
+        """The problem recorded for a line whose id an earlier line already has."""
+        return cls(
+            line=item.line or 0,
+            index=item.index,
+            custom_id=item.custom_id,
+            field="custom_id",
+            message=f"duplicate custom_id {item.custom_id!r}: an earlier line has the same id",
+        )
+
     def to_result(self) -> Result:
         """The errored result recorded for this line (custom_id falls back to `line:<n>`)."""
         custom_id = self.custom_id

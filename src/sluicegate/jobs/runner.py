@@ -211,14 +211,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     if state in ("new", "pending"):
                         yield parsed
                     elif state == "duplicate":
-                        dup = InputProblem(
-                            line=parsed.line or 0,
-                            index=parsed.index,
-                            custom_id=parsed.custom_id,
-                            field="custom_id",
-                            message=f"duplicate custom_id {parsed.custom_id!r}: an earlier line has the same id",
-                        )
-                        if not problem(dup):
+                        if not problem(InputProblem.duplicate(parsed)):
                             return
                     elif state == "changed":
                         changed.append(str(_InputChanged(parsed)))
