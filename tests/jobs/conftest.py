@@ -25,3 +25,16 @@ def ok(item: RequestItem, *, tokens: int = 3, cost: float = 0.5, attempts: int =
 def failed(item: RequestItem, kind: ErrorKind = "server", *, attempts: int = 3) -> Result:
     """An errored result of the given kind for item."""
     return Result(item.index, item.custom_id, error=ErrorInfo(kind=kind, message=f"{kind} error"), attempts=attempts)
+
+
+def batch_message(custom_id: str, *, input_tokens: int = 10, output_tokens: int = 2) -> dict[str, Any]:
+    """The message of a succeeded Message Batches result, its text the id (so a mix-up shows)."""
+    return {
+        "id": f"msg_{custom_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": custom_id}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens, "service_tier": "batch"},
+    }

@@ -17,8 +17,11 @@ from rich.console import Console
 from sluicegate.jobs.batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
 from sluicegate.jobs.batch_runner import BatchJobConfig, result_from_batch, run_batch_job
 from sluicegate.jobs.reader import Defaults
+from sluicegate.jobs.runner import JobOutcome
 from sluicegate.pricing import default_table
 from sluicegate.retry import RetryPolicy
+
+from .conftest import batch_message
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.0, max_delay=0.0)
 KEY = "sk-ant-test-mock-key"
@@ -36,15 +39,7 @@ def _batch(batch_id: str, status: str, n: int, *, url: str | None = None) -> dic
 
 
 def _message(custom_id: str) -> dict[str, Any]:
-    return {
-        "id": f"msg_{custom_id}",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-haiku-4-5-20251001",
-        "content": [{"type": "text", "text": custom_id}],
-        "stop_reason": "end_turn",
-        "usage": {"input_tokens": 1000, "output_tokens": 200, "service_tier": "batch"},
-    }
+    return batch_message(custom_id, input_tokens=1000, output_tokens=200)
 
 
 def _json(status: int, body: Any, **headers: str) -> httpx2.Response:
@@ -57,6 +52,25 @@ def _error(status: int, error_type: str) -> httpx2.Response:
 
 def _client(handle: Callable[[httpx2.Request], Any]) -> BatchClient:
     return BatchClient(api_key=KEY, base_url="http://api.test", retry=FAST, transport=httpx2.MockTransport(handle))
+
+
+def _job(tmp_path: Path, handle: Callable[[httpx2.Request], httpx2.Response], **extra: Any) -> BatchJobConfig:
+    """A batch job over in.jsonl/out.jsonl in tmp_path, talking to `handle`, with fast retries and no poll wait."""
+    return BatchJobConfig(
+        input_path=tmp_path / "in.jsonl",
+        output_path=tmp_path / "out.jsonl",
+        api_key=KEY,
+        base_url="http://api.test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        poll_interval=0.0,
+        retry=FAST,
+        transport=httpx2.MockTransport(handle),
+        **extra,
+    )
+
+
+def _run(config: BatchJobConfig) -> JobOutcome:
+    return anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
 
 
 def test_create_retries_429_and_529_then_succeeds() -> None:
@@ -205,17 +219,7 @@ def test_a_job_rides_out_transient_errors_on_every_call(tmp_path: Path) -> None:
             return _json(200, _batch("b1", "in_progress", 3))
         return _json(200, _batch("b1", "ended", 3, url="http://api.test/v1/messages/batches/b1/results"))
 
-    config = BatchJobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key=KEY,
-        base_url="http://api.test",
-        settings_base="test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        poll_interval=0.0,
-        retry=FAST,
-        transport=httpx2.MockTransport(handle),
-    )
+    config = _job(tmp_path, handle, settings_base="test")
     console_text = io.StringIO()
     outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=console_text), quiet=False))
     assert outcome.exit_code == 0, outcome.message
@@ -227,8 +231,7 @@ def test_a_job_rides_out_transient_errors_on_every_call(tmp_path: Path) -> None:
 
 def test_a_recorded_batch_the_api_does_not_know_stops_the_job(tmp_path: Path) -> None:
     """A 404 for a batch an earlier run recorded stops the job (exit 4) instead of paying for its requests twice."""
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    inp.write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
     creates = 0
 
     def handle(request: httpx2.Request) -> httpx2.Response:
@@ -238,18 +241,9 @@ def test_a_recorded_batch_the_api_does_not_know_stops_the_job(tmp_path: Path) ->
             return _json(200, _batch("b-old", "in_progress", 1))
         return _error(404, "not_found_error")
 
-    config = BatchJobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key=KEY,
-        base_url="http://api.test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        poll_interval=0.0,
-        retry=FAST,
-        transport=httpx2.MockTransport(handle),
-    )
+    config = _job(tmp_path, handle)
     for _ in range(2):  # the first run records the batch, the second finds it unknown before submitting anything
-        outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
+        outcome = _run(config)
         assert outcome.exit_code == 4, outcome.message
         assert "b-old" in outcome.message
         assert "--restart" in outcome.message
@@ -271,21 +265,12 @@ def test_a_batch_whose_results_are_all_stored_is_ended_without_reading_them_agai
             return httpx2.Response(200, content=json.dumps(line).encode())
         return _json(200, _batch("b1", "ended", 1, url="http://api.test/v1/messages/batches/b1/results"))
 
-    config = BatchJobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key=KEY,
-        base_url="http://api.test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        poll_interval=0.0,
-        retry=FAST,
-        transport=httpx2.MockTransport(handle),
-    )
-    assert anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True)).exit_code == 0
+    config = _job(tmp_path, handle)
+    assert _run(config).exit_code == 0
     with sqlite3.connect(tmp_path / "out.jsonl.sluicegate.db") as db:
         db.execute("UPDATE batches SET ended = 0")
     paths.clear()
-    assert anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True)).exit_code == 0
+    assert _run(config).exit_code == 0
     assert paths == ["GET /v1/messages/batches/b1"]  # re-attach check, then marked ended; results not read again
     assert len(out.read_text().splitlines()) == 1
 
@@ -308,19 +293,8 @@ def test_batches_stay_within_the_byte_and_count_limits(tmp_path: Path) -> None:
             return httpx2.Response(200, content="\n".join(json.dumps(line) for line in lines).encode())
         return _json(200, _batch(batch_id, "ended", 0))
 
-    config = BatchJobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key=KEY,
-        base_url="http://api.test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        poll_interval=0.0,
-        max_requests=6,
-        max_bytes=1200,
-        retry=FAST,
-        transport=httpx2.MockTransport(handle),
-    )
-    outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
+    config = _job(tmp_path, handle, max_requests=6, max_bytes=1200)
+    outcome = _run(config)
     assert outcome.exit_code == 0, outcome.message
     sent = [r["custom_id"] for body in bodies for r in json.loads(body)["requests"]]
     assert sorted(sent) == sorted(f"doc-{i}" for i in range(40))

@@ -21,6 +21,8 @@ from sluicegate.jobs.reader import Defaults
 from sluicegate.jobs.store import BatchIntent
 from sluicegate.retry import RetryPolicy
 
+from .conftest import batch_message
+
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=0.0)
 KEY = "sk-ant-test-mock-key"
 T0 = 1_800_000_000.0  # the job's wall clock: every intent is dated this
@@ -82,7 +84,7 @@ class FakeApi:
         batch_id = path.split("/")[4]
         if path.endswith("/results"):
             lines = [
-                {"custom_id": cid, "result": {"type": "succeeded", "message": _message(cid)}}
+                {"custom_id": cid, "result": {"type": "succeeded", "message": batch_message(cid)}}
                 for cid in self.batches[batch_id][1]
             ]
             return httpx2.Response(200, content="".join(json.dumps(line) + "\n" for line in lines).encode())
@@ -91,18 +93,6 @@ class FakeApi:
 
 def _json(body: Any) -> httpx2.Response:
     return httpx2.Response(200, content=json.dumps(body).encode())
-
-
-def _message(custom_id: str) -> dict[str, Any]:
-    return {
-        "id": f"msg_{custom_id}",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-haiku-4-5-20251001",
-        "content": [{"type": "text", "text": custom_id}],
-        "stop_reason": "end_turn",
-        "usage": {"input_tokens": 10, "output_tokens": 2, "service_tier": "batch"},
-    }
 
 
 def _job(tmp_path: Path, api: FakeApi) -> tuple[BatchJobConfig, Path]:
