@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from sluicegate.jobs import JobStore, OutputWriter
 from sluicegate.jobs.reader import Defaults
-from sluicegate.jobs.runner import JobConfig, _Saver, run_job
+from sluicegate.jobs.runner import JobConfig, JobOutcome, _Saver, run_job
 
 from .conftest import SETTINGS, make_item, ok
 
@@ -30,6 +31,21 @@ def _answer(text: str) -> bytes:
         "usage": {"input_tokens": 5, "output_tokens": 2},
     }
     return json.dumps(message).encode()
+
+
+def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_concurrency: int) -> JobOutcome:
+    """One `sluicegate run` job in-process, its requests answered by `handle`."""
+    config = JobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key="test-key",
+        base_url="http://api.test",
+        settings_base="test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        max_concurrency=max_concurrency,
+        transport=httpx2.MockTransport(handle),
+    )
+    return anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
 
 
 def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_path: Path) -> None:
@@ -49,17 +65,7 @@ def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_p
                 await anyio.sleep(0.01)
         return httpx2.Response(200, content=_answer(prompt), headers={"content-type": "application/json"})
 
-    config = JobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key="test-key",
-        base_url="http://api.test",
-        settings_base="test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        max_concurrency=2,
-        transport=httpx2.MockTransport(handle),
-    )
-    outcome = anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+    outcome = _run(inp, out, handle, max_concurrency=2)
     assert outcome.exit_code == 0, outcome.message
     assert seen_during_lull == [1]
     assert sorted(json.loads(line)["custom_id"] for line in out.read_text().splitlines()) == ["doc-0", "doc-1"]
@@ -97,17 +103,7 @@ def test_a_resumed_job_reports_what_all_its_runs_cost(tmp_path: Path) -> None:
         return httpx2.Response(200, content=_answer(prompt), headers={"content-type": "application/json"})
 
     def run() -> str:
-        config = JobConfig(
-            input_path=inp,
-            output_path=out,
-            api_key="test-key",
-            base_url="http://api.test",
-            settings_base="test",
-            defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-            max_concurrency=1,
-            transport=httpx2.MockTransport(handle),
-        )
-        outcome = anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+        outcome = _run(inp, out, handle, max_concurrency=1)
         return f"{outcome.exit_code}: {outcome.message}"
 
     first = run()

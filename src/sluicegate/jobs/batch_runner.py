@@ -53,7 +53,7 @@ from .batch_api import (
     BatchStatus,
 )
 from .reader import Defaults, InputProblem, iter_lines, read_requests
-from .runner import ExitCode, JobOutcome, finished_outcome, input_signature, store_path_for
+from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, store_path_for
 from .store import BatchIntent, JobMismatchError, JobStore
 from .writer import OutputWriter
 
@@ -101,16 +101,11 @@ class BatchJobConfig:
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
-    d = config.defaults
     return {
         "mode": "batch",  # a `run` store is not a batch store: results would be priced and sent differently
         "provider": "anthropic",
         "endpoint": config.settings_base,
-        "input": str(config.input_path.resolve()),
-        "input_signature": input_signature(config.input_path),
-        "model": d.model or "",
-        "max_tokens": str(d.max_tokens or ""),
-        "system": d.system or "",
+        **file_settings(config.input_path, config.defaults),
         "order": "completion",
     }
 

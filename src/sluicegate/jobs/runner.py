@@ -110,16 +110,22 @@ def input_signature(path: Path) -> str:
     return f"{size}:{digest.hexdigest()[:16]}"
 
 
+def file_settings(input_path: Path, defaults: Defaults) -> dict[str, str]:
+    """What a job store remembers of the input and its defaults, to refuse resuming with other ones."""
+    return {
+        "input": str(input_path.resolve()),
+        "input_signature": input_signature(input_path),
+        "model": defaults.model or "",
+        "max_tokens": str(defaults.max_tokens or ""),
+        "system": defaults.system or "",
+    }
+
+
 def _settings(config: JobConfig) -> dict[str, str]:
-    d = config.defaults
     return {
         "provider": config.provider,
         "endpoint": config.settings_base,
-        "input": str(config.input_path.resolve()),
-        "input_signature": input_signature(config.input_path),
-        "model": d.model or "",
-        "max_tokens": str(d.max_tokens or ""),
-        "system": d.system or "",
+        **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
     }
 
