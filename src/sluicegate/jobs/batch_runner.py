@@ -44,6 +44,7 @@ from .._models import ErrorInfo, ErrorKind, Result, Usage
 from ..pricing import PriceTable, load_prices
 from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
+from .admission import Admission
 from .batch_api import (
     MAX_BATCH_BYTES,
     MAX_BATCH_REQUESTS,
@@ -52,9 +53,9 @@ from .batch_api import (
     BatchRejectedError,
     BatchStatus,
 )
-from .reader import Defaults, InputProblem, iter_lines, read_requests
-from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, store_path_for
-from .store import BatchIntent, JobMismatchError, JobStore
+from .reader import Defaults
+from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store
+from .store import BatchIntent, JobStore
 from .writer import OutputWriter
 
 __all__ = ["BatchJobConfig", "intent_candidates", "run_batch_job"]
@@ -168,10 +169,15 @@ class _BatchJob:
         self.client = client
         self.say = say
         self.prices = load_prices(config.prices)
-        self.changed: str | None = None
+        self.admission = Admission(store, lambda _: self.save())
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+
+    @property
+    def changed(self) -> str | None:
+        """Why reading the input stopped early: it no longer matches the stored job."""
+        return self.admission.changed
 
     def save(self, *, now: bool = False) -> None:
         if now:
@@ -189,48 +195,20 @@ class _BatchJob:
         chunk: list[bytes] = []
         members: list[tuple[int, str]] = []
         size = _ENVELOPE
-        with config.input_path.open("rb") as f:
-            for count, parsed in enumerate(read_requests(iter_lines(f), defaults=config.defaults)):
-                if count % 1000 == 999:
-                    await anyio.lowlevel.checkpoint()
-                if isinstance(parsed, InputProblem):
-                    if not self._problem(parsed):
-                        return
-                    continue
-                state = self.store.admit(parsed)
-                if state == "duplicate":
-                    if not self._problem(InputProblem.duplicate(parsed)):
-                        return
-                    continue
-                if state == "changed":
-                    self.changed = (
-                        f"line {parsed.line}: request {parsed.custom_id!r} differs from the one this job already has; "
-                        "the input changed since the last run. Use --restart to start over "
-                        "(results so far are discarded)."
-                    )
-                    return
-                if state not in ("new", "pending") or (state == "pending" and self.store.in_batch(parsed.custom_id)):
-                    continue
-                request = {"custom_id": parsed.custom_id, "params": provider.body(parsed.params, stream=False)}
-                encoded = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
-                if chunk and (len(chunk) >= config.max_requests or size + len(encoded) + 1 > config.max_bytes):
-                    await self._submit(chunk, members)
-                    chunk, members, size = [], [], _ENVELOPE
-                chunk.append(encoded)
-                members.append((parsed.index, parsed.custom_id))
-                size += len(encoded) + 1
+        async for parsed, state in self.admission.items(config.input_path, config.defaults):
+            if state == "pending" and self.store.in_batch(parsed.custom_id):
+                continue
+            request = {"custom_id": parsed.custom_id, "params": provider.body(parsed.params, stream=False)}
+            encoded = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+            if chunk and (len(chunk) >= config.max_requests or size + len(encoded) + 1 > config.max_bytes):
+                await self._submit(chunk, members)
+                chunk, members, size = [], [], _ENVELOPE
+            chunk.append(encoded)
+            members.append((parsed.index, parsed.custom_id))
+            size += len(encoded) + 1
         if chunk:
             await self._submit(chunk, members)
         self.save(now=True)
-
-    def _problem(self, problem: InputProblem) -> bool:
-        try:
-            self.store.admit_problem(problem)
-        except JobMismatchError as exc:
-            self.changed = str(exc)
-            return False
-        self.save()
-        return True
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         body = b'{"requests":[' + b",".join(chunk) + b"]}"
@@ -388,17 +366,9 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
     if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    try:
-        store = JobStore.open(store_path_for(config.output_path), settings=_settings(config), restart=config.restart)
-    except JobMismatchError as exc:
-        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
-        return JobOutcome(
-            ExitCode.USAGE,
-            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
-            "or write to another output file.",
-        )
-    except ConfigError as exc:
-        return JobOutcome(ExitCode.USAGE, str(exc))
+    store = open_store(config.output_path, _settings(config), config.restart)
+    if isinstance(store, JobOutcome):
+        return store
 
     def say(text: str) -> None:
         if not quiet:

@@ -33,7 +33,8 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
-from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .admission import Admission
+from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
 from .writer import OutputWriter
 
@@ -89,12 +90,19 @@ def store_path_for(output: Path) -> Path:
     return output.with_name(output.name + ".sluicegate.db")
 
 
-class _InputChanged(Exception):
-    def __init__(self, item: RequestItem) -> None:
-        super().__init__(
-            f"line {item.line}: request {item.custom_id!r} differs from the one this job already has; "
-            "the input changed since the last run. Use --restart to start over (results so far are discarded)."
+def open_store(output: Path, settings: dict[str, str], restart: bool, **options: Any) -> JobStore | JobOutcome:
+    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job."""
+    try:
+        return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
+    except JobMismatchError as exc:
+        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
+        return JobOutcome(
+            ExitCode.USAGE,
+            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
+            "or write to another output file.",
         )
+    except ConfigError as exc:  # e.g. another run holds this job's store
+        return JobOutcome(ExitCode.USAGE, str(exc))
 
 
 def input_signature(path: Path) -> str:
@@ -163,22 +171,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
-    try:
-        store = JobStore.open(
-            store_path_for(config.output_path),
-            settings=_settings(config),
-            restart=config.restart,
-            commit_interval=_COMMIT_INTERVAL,
-        )
-    except JobMismatchError as exc:
-        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
-        return JobOutcome(
-            ExitCode.USAGE,
-            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
-            "or write to another output file.",
-        )
-    except ConfigError as exc:  # e.g. another run holds this job's store
-        return JobOutcome(ExitCode.USAGE, str(exc))
+    store = open_store(config.output_path, _settings(config), config.restart, commit_interval=_COMMIT_INTERVAL)
+    if isinstance(store, JobOutcome):
+        return store
     try:
         if config.retry_failed:
             reset = store.reset_failed()
@@ -188,40 +183,11 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         before = store.counts()
         already = before.done + before.failed + before.invalid
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
-        changed: list[str] = []
-
-        def problem(parsed: InputProblem) -> bool:
-            """Record a bad line; False when the input no longer matches the stored job (stop reading)."""
-            try:
-                if store.admit_problem(parsed):
-                    tracker(RequestCompleted(at=clock.now(), result=parsed.to_result()))
-            except JobMismatchError as exc:
-                changed.append(str(exc))
-                return False
-            return True
+        admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
 
         async def items() -> AsyncIterator[RequestItem]:
-            # Async so that skipping a million done lines on resume yields to the event loop now and then
-            # instead of freezing the requests in flight and the progress display.
-            with config.input_path.open("rb") as f:
-                for count, parsed in enumerate(
-                    read_requests(iter_lines(f), defaults=config.defaults, provider=config.provider)
-                ):
-                    if count % 1000 == 999:
-                        await anyio.lowlevel.checkpoint()
-                    if isinstance(parsed, InputProblem):
-                        if not problem(parsed):
-                            return
-                        continue
-                    state = store.admit(parsed)
-                    if state in ("new", "pending"):
-                        yield parsed
-                    elif state == "duplicate":
-                        if not problem(InputProblem.duplicate(parsed)):
-                            return
-                    elif state == "changed":
-                        changed.append(str(_InputChanged(parsed)))
-                        return
+            async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
+                yield item
 
         engine = Engine(
             provider=config.provider,
@@ -299,8 +265,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         wall = time.monotonic() - started
         if not quiet:
             display.print_summary(wall)
-        if changed:
-            return JobOutcome(ExitCode.USAGE, changed[0])
+        if admission.changed is not None:
+            return JobOutcome(ExitCode.USAGE, admission.changed)
         counts = store.counts()
         summary = dataclasses.asdict(counts)
         resume = f"sluicegate run {config.input_path} -o {config.output_path}"

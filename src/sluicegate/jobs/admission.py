@@ -1,0 +1,69 @@
+"""Reading a job's input into its store: what to send is yielded, bad lines are recorded, a changed input stops it.
+
+Shared by `sluicegate run` and `sluicegate batch`, which differ only in what they do with the items to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio.lowlevel
+
+from .._models import RequestItem
+from .reader import Defaults, InputProblem, Provider, iter_lines, read_requests
+from .store import AdmitState, JobMismatchError, JobStore
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Admits every input line to the store in order.
+
+    `changed` says why reading stopped early: the input no longer matches the stored job. `on_problem` is told of
+    each bad line recorded for the first time (an earlier run's are already in the output).
+    """
+
+    def __init__(self, store: JobStore, on_problem: Callable[[InputProblem], None]) -> None:
+        self._store = store
+        self._on_problem = on_problem
+        self.changed: str | None = None
+
+    async def items(
+        self, path: Path, defaults: Defaults, provider: Provider = "anthropic"
+    ) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The items still to be sent ("new" or "pending"), with their state."""
+        # Async so that skipping a million done lines on resume yields to the event loop now and then instead of
+        # freezing the requests in flight and the progress display.
+        with path.open("rb") as f:
+            for count, parsed in enumerate(read_requests(iter_lines(f), defaults=defaults, provider=provider)):
+                if count % 1000 == 999:
+                    await anyio.lowlevel.checkpoint()
+                if isinstance(parsed, InputProblem):
+                    if not self._problem(parsed):
+                        return
+                    continue
+                state = self._store.admit(parsed)
+                if state in ("new", "pending"):
+                    yield parsed, state
+                elif state == "duplicate":
+                    if not self._problem(InputProblem.duplicate(parsed)):
+                        return
+                elif state == "changed":
+                    self.changed = (
+                        f"line {parsed.line}: request {parsed.custom_id!r} differs from the one this job already "
+                        "has; the input changed since the last run. Use --restart to start over (results so far "
+                        "are discarded)."
+                    )
+                    return
+
+    def _problem(self, problem: InputProblem) -> bool:
+        """Record a bad line; False when the input no longer matches the stored job (stop reading)."""
+        try:
+            new = self._store.admit_problem(problem)
+        except JobMismatchError as exc:
+            self.changed = str(exc)
+            return False
+        if new:
+            self._on_problem(problem)
+        return True
