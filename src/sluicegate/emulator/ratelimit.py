@@ -142,10 +142,7 @@ class Limits:
             checks.append(("requests", b.burst, 1.0))
         # Produced mode still refuses when the output bucket is already exhausted.
         checks.append(("output_tokens", b.output, float(max(reserve, 1))))
-        for name, bucket, amount in checks:
-            wait = bucket.wait_time(amount, now)
-            if wait > 0:
-                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, "anthropic"))
+        self._refuse_if_short(b, checks, now, "anthropic")
         b.requests.take(1, now)
         if b.burst is not None:
             b.burst.take(1, now)
@@ -153,6 +150,19 @@ class Limits:
         if reserve:
             b.output.take(reserve, now)
         return Admission(self, b, reserve)
+
+    def _refuse_if_short(
+        self,
+        b: Buckets,
+        checks: list[tuple[str, TokenBucket, float]],
+        now: float,
+        flavor: Literal["anthropic", "openai"],
+    ) -> None:
+        """Raise RateLimited for the first bucket that cannot pay its amount now; nothing is taken before all can."""
+        for name, bucket, amount in checks:
+            wait = bucket.wait_time(amount, now)
+            if wait > 0:
+                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, flavor))
 
     def admit_openai(self, api_key: str, model: str, prompt_tokens: int, max_tokens: int) -> OpenAIAdmission:
         """OpenAI's accounting: one tokens-per-minute bucket charged prompt + max_tokens up front (refunded down
@@ -163,10 +173,7 @@ class Limits:
         checks = [("requests", b.requests, 1.0), ("tokens", b.tokens, charge)]
         if b.burst is not None:
             checks.append(("requests", b.burst, 1.0))
-        for name, bucket, amount in checks:
-            wait = bucket.wait_time(amount, now)
-            if wait > 0:
-                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, "openai"))
+        self._refuse_if_short(b, checks, now, "openai")
         b.requests.take(1, now)
         if b.burst is not None:
             b.burst.take(1, now)
