@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from sluicegate.demo.run import capped
+
 # LiteLLM would otherwise fetch its price map from the internet on import; the bench talks to loopback only.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -37,14 +39,6 @@ def _runner(system: str) -> Any:
     from sluicegate.demo.peers import PEERS
 
     return PEERS[system][1]
-
-
-async def _capped(coro: Any, cap: float) -> str:
-    try:
-        await asyncio.wait_for(coro, cap)
-    except TimeoutError:
-        return "timed out"
-    return "done"
 
 
 def main(spec_path: str, out_path: str) -> int:
@@ -79,7 +73,7 @@ def main(spec_path: str, out_path: str) -> int:
             if len(rec.outcomes) < len(docs):
                 status = "timed out"
         else:
-            status = asyncio.run(_capped(fn(docs, rec, **kwargs), spec["cap"]))
+            status = asyncio.run(capped(fn(docs, rec, **kwargs), spec["cap"]))
     except Exception as exc:
         status = f"crashed: {type(exc).__name__}: {exc}"[:300]
         traceback.print_exc()

@@ -15,7 +15,7 @@ from sluicegate.demo.peers import PEERS, Recorder
 from sluicegate.demo.workload import make_documents, tally
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
-__all__ = ["SYSTEMS", "DemoSettings", "Row", "emulator_config", "render_table", "run_demo", "run_system"]
+__all__ = ["SYSTEMS", "DemoSettings", "Row", "capped", "emulator_config", "render_table", "run_demo", "run_system"]
 
 SYSTEMS: tuple[str, ...] = ("sequential", "gather", "semaphore10", "sluicegate")
 _API_KEY = "demo-key"
@@ -97,7 +97,7 @@ def run_system(system: str, docs: Sequence[dict[str, Any]], emu: RunningEmulator
                 coro = run_sluicegate(docs, rec, minute=settings.minute, **kwargs)
             else:
                 coro = PEERS[system][1](docs, rec, **kwargs)
-            status = asyncio.run(_capped(coro, settings.peer_cap))
+            status = asyncio.run(capped(coro, settings.peer_cap))
     except Exception as exc:  # a crashing system is a result to show, not a reason to stop the demo
         status = f"crashed: {type(exc).__name__}: {exc}"[:120]
     wall = time.monotonic() - started
@@ -117,7 +117,8 @@ def run_system(system: str, docs: Sequence[dict[str, Any]], emu: RunningEmulator
     )
 
 
-async def _capped(coro: Any, cap: float) -> str:
+async def capped(coro: Any, cap: float) -> str:
+    """Run one system's coroutine for at most `cap` seconds: "done", or "timed out" (the run is cut there)."""
     try:
         await asyncio.wait_for(coro, cap)
     except TimeoutError:
