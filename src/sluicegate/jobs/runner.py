@@ -174,6 +174,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     store = open_store(config.output_path, _settings(config), config.restart, commit_interval=_COMMIT_INTERVAL)
     if isinstance(store, JobOutcome):
         return store
+    writer: OutputWriter | None = None
     try:
         if config.retry_failed:
             reset = store.reset_failed()
@@ -289,6 +290,11 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
+        # Also when something unforeseen escapes: every answer already received is committed and written.
+        store.commit()
+        if writer is not None and not writer.closed:
+            writer.write_committed()
+            writer.close()
         store.close()
 
 

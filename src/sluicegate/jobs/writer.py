@@ -164,6 +164,11 @@ class OutputWriter:
         self._last_sync = self._clock()
         self._store.set_written_mark(f"{self._store.output_mark()}:{self._order}")
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran (or a rewrite failed midway)."""
+        return self._file is None
+
     def close(self) -> None:
         """Flush, fsync and close the file."""
         if self._file is None:
