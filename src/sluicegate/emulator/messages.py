@@ -22,7 +22,7 @@ from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Admission, RateLimited
 from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
-from sluicegate.emulator.validation import validate_message_params
+from sluicegate.emulator.validation import check_prompt_size, validate_message_params
 
 _SPEND_CAP_MESSAGE = (
     "You have reached your API usage limits: your organization's monthly spend limit is exhausted. "
@@ -227,6 +227,9 @@ class MessagesHandler:
             headers = {"request-id": rid, ORG_HEADER: org}
             return FastJSONResponse(exc.anthropic_body(rid), status_code=429, headers=headers)
         input_usage, limited_tokens, plan = _input_usage(state, params, model, key)
+        check_prompt_size(
+            sum(input_usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+        )
         try:
             admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
         except RateLimited as exc:
