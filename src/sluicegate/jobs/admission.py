@@ -55,7 +55,7 @@ class Admission:
                 if state in ("new", "pending"):
                     yield parsed, state
                 elif state == "duplicate":
-                    if not self._problem(InputProblem.duplicate(parsed)):
+                    if not self._problem(InputProblem.duplicate_of(parsed)):
                         return
                 elif state == "changed":
                     self.changed = (

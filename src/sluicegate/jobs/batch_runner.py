@@ -53,7 +53,7 @@ from .batch_api import (
     BatchRejectedError,
     BatchStatus,
 )
-from .reader import Defaults
+from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store
 from .store import BatchIntent, JobStore
 from .writer import OutputWriter
@@ -169,10 +169,15 @@ class _BatchJob:
         self.client = client
         self.say = say
         self.prices = load_prices(config.prices)
-        self.admission = Admission(store, lambda _: self.save())
+        self.admission = Admission(store, self._on_problem)
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+
+    def _on_problem(self, bad: InputProblem) -> None:
+        if bad.duplicate:  # no output line of its own: told once here, counted in the summary
+            self.say(f"line {bad.line}: {bad.message}")
+        self.save()
 
     @property
     def changed(self) -> str | None:
@@ -442,6 +447,7 @@ def _outcome(
     if not quiet:
         console.print(
             f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
+            f"{counts.duplicate} duplicate, "
             f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
             f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s",
             highlight=False,

@@ -77,16 +77,20 @@ class InputProblem:
     custom_id: str | None
     field: str | None
     message: str
+    # A line whose id an earlier line already has: the first occurrence runs, this one is reported and skipped, and
+    # never gets an output line of its own (so the output keeps exactly one line per id).
+    duplicate: bool = False
 
     @classmethod
-    def duplicate(cls, item: RequestItem) -> InputProblem:
+    def duplicate_of(cls, item: RequestItem) -> InputProblem:
         """The problem recorded for a line whose id an earlier line already has."""
         return cls(
             line=item.line or 0,
             index=item.index,
             custom_id=item.custom_id,
             field="custom_id",
-            message=f"duplicate custom_id {item.custom_id!r}: an earlier line has the same id",
+            message=f"duplicate custom_id {item.custom_id!r}: an earlier line has the same id; this line is skipped",
+            duplicate=True,
         )
 
     def to_result(self) -> Result:

@@ -34,7 +34,7 @@ from ..pricing import PriceTable
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .admission import Admission
-from .reader import Defaults
+from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
 from .writer import OutputWriter
 
@@ -182,9 +182,18 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
         writer = OutputWriter.open(config.output_path, store, order)
         before = store.counts()
-        already = before.done + before.failed + before.invalid
+        already = before.done + before.failed + before.invalid + before.duplicate
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
-        admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
+
+        def on_problem(bad: InputProblem) -> None:
+            if bad.duplicate:
+                # Not an output line: the id's first line has that. Told here once, counted in the summary.
+                console.print(f"line {bad.line}: {bad.message}", highlight=False, markup=False, soft_wrap=True)
+                tracker.skip()
+            else:
+                tracker(RequestCompleted(at=clock.now(), result=bad.to_result()))
+
+        admission = Admission(store, on_problem)
 
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
@@ -300,10 +309,15 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
 
 def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
     """The outcome of a job that ran to its end: all succeeded (exit 0), or some failed or invalid (exit 1)."""
-    if counts.failed or counts.invalid:
+    duplicates = (
+        f"; {counts.duplicate} line(s) skipped because an earlier line has the same id (the first one ran)"
+        if counts.duplicate
+        else ""
+    )
+    if counts.failed or counts.invalid or counts.duplicate:
         return JobOutcome(
             ExitCode.FAILED_ITEMS,
-            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
+            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s){duplicates}; "
             f"see {output} (re-run failed ones with --retry-failed){note}",
             summary,
         )

@@ -89,7 +89,7 @@ class OutputWriter:
         if self._order == "completion":
             self._last_seq = self._store.seq_at(scan.lines - 1)
         else:
-            self._next_idx = scan.lines
+            self._next_idx = self._store.input_index_after(scan.lines)
         self._file = self._path.open("ab")
 
     def _matches(self, scan: _Scan) -> bool:
