@@ -13,7 +13,7 @@ from sluicegate.emulator import RunningEmulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
-MSG = [{"role": "user", "content": "hello"}]
+MSG: Any = [{"role": "user", "content": "hello"}]
 
 
 @pytest.mark.parametrize(
