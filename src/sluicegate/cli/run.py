@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -142,6 +142,7 @@ def run(
             retry_failed=retry_failed,
             restart=restart,
             minute=emulator_minute if emulated else (minute or 60.0),
+            resume_command=resume_command(sys.argv),
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

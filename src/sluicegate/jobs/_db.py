@@ -91,7 +91,14 @@ _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE b
 
 
 class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
+    """The store belongs to a job with other settings (or the input changed); start over to discard it.
+
+    `changes` maps each differing setting to its (stored, given) values, for messages that name them.
+    """
+
+    def __init__(self, message: str, changes: Mapping[str, tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.changes: dict[str, tuple[str, str]] = dict(changes or {})
 
 
 class JobBusyError(ConfigError):
@@ -215,14 +222,13 @@ def _compare_schema(found: str | None) -> None:
 
 
 def _compare(old: Mapping[str, str], new: Mapping[str, str]) -> None:
-    changes = [
-        f"{key} was {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
+    changes = {
+        key: (old.get(key, ""), new.get(key, "")) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+    }
     if changes:
         raise JobMismatchError(
             "this job store was made for a different job: "
-            + "; ".join(changes)
-            + ". Start over (restart) to discard its results, or use another output file"
+            + "; ".join(f"{key} was {was!r}, now {now!r}" for key, (was, now) in changes.items())
+            + ". Start over (restart) to discard its results, or use another output file",
+            changes,
         )

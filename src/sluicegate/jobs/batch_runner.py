@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import signal
 import sys
 import time
@@ -99,6 +100,13 @@ class BatchJobConfig:
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
     # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+
+    def resume(self) -> str:
+        """The command that resumes this job: the one given, else input and output alone."""
+        return self.resume_command or shlex.join(
+            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path)]
+        )
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
@@ -371,7 +379,7 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
     if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, _settings(config), config.restart)
+    store = open_store(config.output_path, _settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
 
@@ -458,7 +466,7 @@ def _outcome(
     note = (
         f". Cost unknown for {unpriced} answer(s) with no price (give a price file with --prices)" if unpriced else ""
     )
-    resume = f"sluicegate batch {config.input_path} -o {config.output_path}"
+    resume = config.resume()
     running = recorded - ended
     if interrupted:
         return JobOutcome(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shlex
 import signal
 import sys
 import time
@@ -30,9 +31,11 @@ from .._models import RequestItem
 from .._stats import EngineStatistics
 from ..engine import Engine
 from ..limits.limiter import Limits
-from ..pricing import PriceTable
+from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
+from ._messages import mismatch_message, with_max_cost
+from ._spend import SpendLedger
 from .admission import Admission
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
@@ -75,8 +78,16 @@ class JobConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
+    resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+
+    def resume(self) -> str:
+        """The command that resumes this job: the one given, else input and output alone."""
+        return self.resume_command or shlex.join(
+            ["sluicegate", "run", str(self.input_path), "-o", str(self.output_path)]
+        )
 
 
 @dataclass
@@ -90,17 +101,15 @@ def store_path_for(output: Path) -> Path:
     return output.with_name(output.name + ".sluicegate.db")
 
 
-def open_store(output: Path, settings: dict[str, str], restart: bool, **options: Any) -> JobStore | JobOutcome:
-    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job."""
+def open_store(
+    output: Path, settings: dict[str, str], restart: bool, resume: str, **options: Any
+) -> JobStore | JobOutcome:
+    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job (for a
+    changed setting: which, its stored and new values, and the command that resumes with the stored ones)."""
     try:
         return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
     except JobMismatchError as exc:
-        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
-        return JobOutcome(
-            ExitCode.USAGE,
-            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
-            "or write to another output file.",
-        )
+        return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
     except ConfigError as exc:  # e.g. another run holds this job's store
         return JobOutcome(ExitCode.USAGE, str(exc))
 
@@ -171,7 +180,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
-    store = open_store(config.output_path, _settings(config), config.restart, commit_interval=_COMMIT_INTERVAL)
+    store = open_store(
+        config.output_path, _settings(config), config.restart, config.resume(), commit_interval=_COMMIT_INTERVAL
+    )
     if isinstance(store, JobOutcome):
         return store
     writer: OutputWriter | None = None
@@ -195,9 +206,24 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
 
         admission = Admission(store, on_problem)
 
+        ledger: SpendLedger | None = None
+        engine_cap = config.max_cost
+        if config.max_cost is not None:
+            # The cap is the job's: what earlier runs spent (or may have, if killed) is taken off this run's share.
+            ledger = SpendLedger(store, load_prices(config.prices), config.provider)
+            engine_cap = config.max_cost - sum(store.spent())
+            if engine_cap <= 0:
+                return JobOutcome(
+                    ExitCode.BUDGET,
+                    f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
+                    f"{_unfinished(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
+                    "to go on, raise the cap: "
+                    f"{with_max_cost(config.resume())}",
+                )
+
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
-                yield item
+                yield item if ledger is None else ledger.track(item)
 
         engine = Engine(
             provider=config.provider,
@@ -207,11 +233,11 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             max_concurrency=config.max_concurrency,
             retry=config.retry,
             timeouts=config.timeouts,
-            max_cost=config.max_cost,
+            max_cost=engine_cap,
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker],
+            sinks=[tracker] if ledger is None else [tracker, ledger],
         )
         started = time.monotonic()
         stop_reason: str | None = None
@@ -279,19 +305,31 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             return JobOutcome(ExitCode.USAGE, admission.changed)
         counts = store.counts()
         summary = dataclasses.asdict(counts)
-        resume = f"sluicegate run {config.input_path} -o {config.output_path}"
+        # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
+        unfinished = _unfinished(
+            counts, tracker.total if tracker.total is not None else _count_lines(config.input_path)
+        )
+        resume = config.resume()
         stats = engine.statistics()
         note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
         if interrupts:
             return JobOutcome(
                 ExitCode.INTERRUPTED,
-                f"interrupted: {counts.pending} item(s) not finished. Resume with: {resume}{note}",
+                f"interrupted: {unfinished} item(s) not finished. Resume with: {resume}{note}",
+                summary,
+            )
+        if stop_reason is not None and exit_code == ExitCode.BUDGET and ledger is not None and config.max_cost:
+            return JobOutcome(
+                exit_code,
+                # The engine's figures are this run's share of the cap; the job's are what the user set and spent.
+                f"stopped at the cost cap: {ledger.describe(config.max_cost)}; the next request would not fit. "
+                f"{unfinished} item(s) not finished; to go on, raise the cap: {with_max_cost(resume)}{note}",
                 summary,
             )
         if stop_reason is not None:
             return JobOutcome(
                 exit_code,
-                f"stopped: {stop_reason}. {counts.pending} item(s) pending; fix the cause and resume with: {resume}"
+                f"stopped: {stop_reason}. {unfinished} item(s) not finished; fix the cause and resume with: {resume}"
                 + note,
                 summary,
             )
@@ -305,6 +343,12 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             writer.write_committed()
             writer.close()
         store.close()
+
+
+def _unfinished(counts: StoreCounts, lines: int) -> int:
+    """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
+    finished = counts.done + counts.failed + counts.invalid + counts.duplicate
+    return max(counts.pending, lines - finished)
 
 
 def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:

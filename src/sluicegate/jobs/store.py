@@ -40,6 +40,8 @@ _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED:
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
 _PROBLEM_IDS_IN_MEMORY = 100_000
+# Spend holds live in `meta` under this prefix (no schema change): one row per request in flight, keyed by its id.
+_HOLD, _HOLD_END = "hold:", "hold;"
 _READ_AHEAD = 2048  # stored rows read per block when resuming
 
 
@@ -100,6 +102,7 @@ class JobStore:
         self._writes = 0
         self._last_commit = clock()
         self._closed = False
+        self._holds = False  # this run recorded holds (only runs with a cost cap do)
         top = conn.execute("SELECT max(seq) FROM outputs").fetchone()[0]
         self._next_seq = 0 if top is None else int(top) + 1
         top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
@@ -120,6 +123,7 @@ class JobStore:
             (_PROBLEM_IDS_IN_MEMORY + 1,),
         ).fetchall()
         self._problem_ids: dict[str, int] | None = dict(rows) if len(rows) <= _PROBLEM_IDS_IN_MEMORY else None
+        self._settle_holds()
 
     @classmethod
     def open(
@@ -298,6 +302,33 @@ class JobStore:
             )
         return state == "new"
 
+    # -- spend across runs (the --max-cost cap holds for the job) ----------------------------------------------
+
+    def hold(self, custom_id: str, worst_cost: float) -> None:
+        """Record, durably and before it is sent, that a request may cost up to `worst_cost`; commits.
+
+        Its result releases the hold. A hold still there when the store is next opened belongs to a request that
+        was in flight when a run was killed: the server may have charged it, so it counts as spent for good.
+        """
+        self._holds = True
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"{_HOLD}{custom_id}", repr(worst_cost)))
+        self.commit()
+
+    def spent(self) -> tuple[float, float]:
+        """(cost of every recorded answer, worst cost of requests a killed run left in flight): the job's spend."""
+        _, cost, _ = self.totals()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'lost_spend'").fetchone()
+        return cost, 0.0 if row is None else float(row[0])
+
+    def _settle_holds(self) -> None:
+        rows = self._conn.execute("SELECT value FROM meta WHERE key >= ? AND key < ?", (_HOLD, _HOLD_END)).fetchall()
+        if not rows:
+            return
+        lost = sum(float(value) for (value,) in rows) + self.spent()[1]
+        self._write("DELETE FROM meta WHERE key >= ? AND key < ?", (_HOLD, _HOLD_END))
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('lost_spend', ?)", (repr(lost),))
+        self.commit()
+
     # -- results -----------------------------------------------------------------------------------------------
 
     def record_result(self, result: Result) -> bool:
@@ -306,6 +337,8 @@ class JobStore:
         Returns True when recorded; False when ignored (not final, or the item already has a result).
         """
         kind = result.error.kind if result.error is not None else ("ok" if result.message is not None else "aborted")
+        if self._holds:
+            self._release_hold(result.custom_id)
         if kind in _NOT_FINAL:
             return False
         usage = result.usage
@@ -336,6 +369,10 @@ class JobStore:
         if known is None:
             raise UsageError(f"a result for {result.custom_id!r}, which this job store never admitted")
         return False  # a second result for a finished item: the first one stands, so no id is output twice
+
+    def _release_hold(self, custom_id: str) -> None:
+        # Same transaction as the result that replaces it: a kill keeps either the hold or the result, never neither.
+        self._write("DELETE FROM meta WHERE key = ?", (f"{_HOLD}{custom_id}",))
 
     def _add_output(self, result: Result) -> None:
         # Same transaction as the state change that points at it, so both are committed or neither.
