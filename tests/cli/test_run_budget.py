@@ -86,7 +86,8 @@ def test_the_cap_holds_across_kills_and_resumes(emulator: Callable[..., RunningE
     assert "of the $6.00 cap" in final.stderr
     assert _server_spend(emu) <= CAP + _worst_request()
     ids = Counter(line["custom_id"] for line in read_results(out))
-    assert ids and max(ids.values()) == 1
+    assert ids
+    assert max(ids.values()) == 1
     # Once the cap is spent, another run sends nothing at all.
     sent = sum(emu.stats()["status"].values())
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -114,7 +115,7 @@ def test_the_cap_is_the_jobs_and_the_message_gives_the_command(
     assert "raise the cap: sluicegate run" in message
     printed = shlex.split(message.split("raise the cap: ", 1)[1].split(". ", 1)[0])
     assert printed[-2:] == ["--max-cost", "<higher>"]
-    assert ["--model", "claude-haiku-4-5"] == printed[printed.index("--model") : printed.index("--model") + 2]
+    assert printed[printed.index("--model") : printed.index("--model") + 2] == ["--model", "claude-haiku-4-5"]
     resumed = subprocess.run(_exec([*printed[:-1], "100"]), env=env, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert len(read_results(out)) == 60

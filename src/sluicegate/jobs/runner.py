@@ -98,7 +98,10 @@ class JobOutcome:
 
 
 def store_path_for(output: Path) -> Path:
-    return output.with_name(output.name + ".sluicegate.db")
+    """The job store of an output file: next to the file the path leads to, so that two paths to one file (a
+    symlink, a symlinked folder, `..`) are one job, locked once."""
+    real = output.resolve()
+    return real.with_name(real.name + ".sluicegate.db")
 
 
 def open_store(

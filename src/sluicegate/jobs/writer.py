@@ -60,7 +60,8 @@ class OutputWriter:
         A partial last line (a kill mid-write) is cut. If the file has more lines than the store accounts for, is
         not this job's output, or predates a reset of failed items, it is rewritten from the store atomically.
         """
-        writer = cls(Path(path), store, order, fsync_interval=fsync_interval, clock=clock)
+        # The real file, not a symlink to it: a rewrite renames over the path, which would replace the link itself.
+        writer = cls(Path(path).resolve(), store, order, fsync_interval=fsync_interval, clock=clock)
         try:
             writer._resume()
         except OSError as exc:  # a folder, no permission, a read-only disk: a usage problem, not a crash
