@@ -113,7 +113,7 @@ def run(
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 130 interrupted.
+    (bad key, spend cap), 5 disk full, 130 interrupted.
     """
     import anyio
     from rich.console import Console

@@ -7,13 +7,15 @@ re-sends only the items whose results were not committed yet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import shlex
 import signal
+import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +36,7 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
+from ._disk import NoSpace, no_space
 from ._messages import mismatch_message, with_max_cost
 from ._spend import SpendLedger
 from .admission import Admission
@@ -55,6 +58,7 @@ class ExitCode:
     USAGE = 2  # bad flags or a refused resume (click uses 2 for usage errors too)
     BUDGET = 3  # --max-cost stopped admission; unfinished items stay pending
     ABORTED = 4  # bad key, spend cap / quota: the run stopped; unfinished items stay pending
+    NO_SPACE = 5  # the disk is full (or a file-size limit was hit): what was saved is safe; free space and resume
     INTERRUPTED = 130  # Ctrl-C; unfinished items stay pending
 
 
@@ -162,20 +166,51 @@ def _count_lines(path: Path) -> int:
 
 
 class _Saver:
-    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up."""
+    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up.
+
+    A full disk stops the run (`failed` says where) instead of ending it with a traceback: what was committed
+    before is safe, and the answers not yet committed are simply pending again.
+    """
 
     def __init__(self, store: JobStore, writer: OutputWriter) -> None:
         self._store = store
         self._writer = writer
         self.unsaved = 0
+        self.failed: NoSpace | None = None
+        self.stop: Callable[[], None] = lambda: None
 
     def save(self) -> None:
-        if self.unsaved >= _UNSAVED_MAX:
-            self._store.commit()
-        elif not self._store.maybe_commit():
+        if self.failed is not None:
             return
-        self.unsaved = 0
-        self._writer.write_committed()
+        try:
+            if self.unsaved >= _UNSAVED_MAX:
+                self._store.commit()
+            elif not self._store.maybe_commit():
+                return
+            self.unsaved = 0
+            self._writer.write_committed()
+        except (OSError, sqlite3.Error) as exc:
+            self.failed = _no_space_or_raise(exc, self._store, self._writer)
+            self.stop()
+
+    def finish(self, rewrite: bool) -> None:
+        """The last commit and write (and the full rewrite after --retry-failed), then close the file."""
+        try:
+            if self.failed is None:
+                self._store.commit()
+                self._writer.write_committed()
+                if rewrite:
+                    self._writer.rewrite()  # the retried items' old error lines are replaced: one line per id
+            self._writer.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.failed = self.failed or _no_space_or_raise(exc, self._store, self._writer)
+
+
+def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: OutputWriter) -> NoSpace:
+    problem = no_space(exc, store.path, writer.path)
+    if problem is None:
+        raise exc
+    return problem
 
 
 async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
@@ -283,6 +318,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             tg.start_soon(commit_ticker)
 
             with anyio.CancelScope() as work:
+                saver.stop = work.cancel
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
@@ -295,17 +331,20 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 except RunAbortedError as exc:
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
-            store.commit()
-            writer.write_committed()
-            if config.retry_failed:
-                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
-            writer.close()
+            saver.finish(rewrite=config.retry_failed)
             tg.cancel_scope.cancel()
         wall = time.monotonic() - started
         if not quiet:
             display.print_summary(wall)
         if admission.changed is not None:
             return JobOutcome(ExitCode.USAGE, admission.changed)
+        if saver.failed is not None:
+            return JobOutcome(
+                ExitCode.NO_SPACE,
+                f"stopped: {saver.failed.describe()}. Every result saved before is safe; free some space and "
+                f"resume with: {config.resume()}",
+                dataclasses.asdict(store.counts()),
+            )
         counts = store.counts()
         summary = dataclasses.asdict(counts)
         # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
@@ -340,12 +379,19 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
-        # Also when something unforeseen escapes: every answer already received is committed and written.
-        store.commit()
-        if writer is not None and not writer.closed:
-            writer.write_committed()
-            writer.close()
-        store.close()
+        # Also when something unforeseen escapes: every answer already received is committed and written (unless
+        # the disk is full, which the outcome already says).
+        try:
+            store.commit()
+            if writer is not None and not writer.closed:
+                writer.write_committed()
+                writer.close()
+        except (OSError, sqlite3.Error) as exc:
+            if no_space(exc, store.path, config.output_path) is None:
+                raise
+        finally:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                store.close()
 
 
 def _unfinished(counts: StoreCounts, lines: int) -> int:

@@ -408,7 +408,12 @@ class JobStore:
     def commit(self) -> None:
         """Make everything recorded so far durable (and visible to the output writer)."""
         if self._in_txn:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A full disk can make SQLite roll the transaction back: then there is nothing left to commit.
+                self._in_txn = self._conn.in_transaction
+                raise
             self._in_txn = False
         self._writes = 0
         self._last_commit = self._clock()

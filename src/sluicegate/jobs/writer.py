@@ -166,6 +166,11 @@ class OutputWriter:
         self._store.set_written_mark(f"{self._store.output_mark()}:{self._order}")
 
     @property
+    def path(self) -> Path:
+        """The output file (the real one, symlinks resolved)."""
+        return self._path
+
+    @property
     def closed(self) -> bool:
         """True once `close` ran (or a rewrite failed midway)."""
         return self._file is None
