@@ -45,6 +45,7 @@ from .._models import ErrorInfo, ErrorKind, Result, Usage
 from ..pricing import PriceTable, load_prices
 from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
+from ._sniff import not_jsonl
 from .admission import Admission
 from .batch_api import (
     MAX_BATCH_BYTES,
@@ -377,6 +378,9 @@ class _BatchJob:
 
 async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
+    wrong_format = not_jsonl(config.input_path)
+    if wrong_format is not None:
+        return JobOutcome(ExitCode.USAGE, wrong_format)
     if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
     store = open_store(config.output_path, _settings(config), config.restart, config.resume())

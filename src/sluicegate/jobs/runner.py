@@ -38,6 +38,7 @@ from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from ._disk import NoSpace, no_space
 from ._messages import mismatch_message, with_max_cost
+from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from .admission import Admission
 from .reader import Defaults, InputProblem
@@ -215,6 +216,9 @@ def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: Ou
 
 async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the job described by `config`; never raises for per-item problems."""
+    wrong_format = not_jsonl(config.input_path)
+    if wrong_format is not None:
+        return JobOutcome(ExitCode.USAGE, wrong_format)
     clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
