@@ -65,7 +65,7 @@ def test_plain_lines_every_interval_then_nothing_on_cancel() -> None:
     _run_until_cancelled(display, clock)
     lines = out.getvalue().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["[5s]", "[10s]", "[15s]", "[20s]"]
-    assert all("1/100 (1.0%)" in line and "in-flight 2/4" in line for line in lines)
+    assert all("1/100 (1.0%)" in line and "in flight 2 (at most 4)" in line for line in lines)
     assert len(calls) == 4
     assert clock.sleeps == 5
 
@@ -129,3 +129,21 @@ def test_display_in_a_task_group_on_virtual_time() -> None:
     ]
     assert "cost $5.00 (proj $10.00)" in lines[-1]
     assert "eta 20s" in lines[-1]  # 20 remaining at 1/s
+
+
+def test_the_live_view_ends_on_a_current_frame() -> None:
+    """Results recorded after the last refresh are in the final frame: the view never stays at 99/100."""
+    clock = SteppingClock(stop_at=0.1)  # cancelled at its first sleep: no refresh ever runs in the loop
+    tracker = ProgressTracker(clock=clock, total=2)
+    console, out = _console(terminal=True)
+    display = ProgressDisplay(tracker, console=console, statistics=None, clock=clock, refresh_interval=0.25)
+    sleep = clock.sleep
+
+    async def finish_then_sleep(seconds: float) -> None:
+        tracker(ok(0.05))
+        tracker(ok(0.06))  # both finish between the first frame and the cancellation
+        await sleep(seconds)
+
+    clock.sleep = finish_then_sleep  # type: ignore[method-assign]
+    _run_until_cancelled(display, clock)
+    assert "2/2 (100.0%)" in out.getvalue()

@@ -286,7 +286,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         exit_code = ExitCode.OK
         interrupts = 0
         async with engine, anyio.create_task_group() as tg:
-            display = ProgressDisplay(tracker, console=console, statistics=engine.statistics, clock=clock)
+            display = ProgressDisplay(
+                tracker, console=console, statistics=engine.statistics, clock=clock, minute=config.minute
+            )
             if not quiet:
                 tg.start_soon(display.run)
 
