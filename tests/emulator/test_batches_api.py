@@ -20,25 +20,14 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from sluicegate.emulator.batch_store import BatchStore
+from sluicegate.emulator import EmulatorConfig
 from sluicegate.emulator.batches import batch_routes
 from sluicegate.emulator.prompt import count_tokens, prompt_tag
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.e2e
 
 KNOWN_MODELS = {"claude-haiku-4-5"}
-
-
-class _State:
-    """The slice of the emulator state the batch routes use: config.minute, emulated time, the store."""
-
-    def __init__(self, minute: float, batch_seconds: float, deadline: float) -> None:
-        self.config = SimpleNamespace(minute=minute)
-        self.batches = BatchStore(duration=batch_seconds, deadline=deadline, cancel_delay=1.0, seed=3)
-        self._t0 = time.monotonic()
-
-    def emulated_now(self) -> float:
-        return (time.monotonic() - self._t0) * 60.0 / self.config.minute
 
 
 def _process(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,7 +48,7 @@ def _process(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _serve(state: _State) -> Iterator[str]:
+def _serve(state: EmulatorState) -> Iterator[str]:
     app = Starlette(routes=batch_routes(state, process=_process))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -82,7 +71,8 @@ def emulator() -> Iterator[Callable[..., Any]]:
     stack: list[Any] = []
 
     def start(minute: float = 0.6, batch_seconds: float = 60.0, deadline: float = 86_400.0) -> Any:
-        cm = _serve(_State(minute, batch_seconds, deadline))
+        config = EmulatorConfig(minute=minute, batch_seconds=batch_seconds, batch_deadline=deadline, seed=3)
+        cm = _serve(EmulatorState(config))
         url = cm.__enter__()
         stack.append(cm)
         return SimpleNamespace(base_url=url)

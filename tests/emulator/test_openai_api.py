@@ -21,10 +21,12 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from sluicegate.emulator import EmulatorConfig
+from sluicegate.emulator.bucket import Bucket
 from sluicegate.emulator.openai_api import Completion, Throttled, openai_routes
 from sluicegate.emulator.openai_format import format_duration
 from sluicegate.emulator.prompt import prompt_tag
-from sluicegate.limits.bucket import TokenBucket
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +51,7 @@ class _Backend:
         self._rpm = rpm
         self._scale = 60.0 / minute
         self._t0 = time.monotonic()
-        self._bucket = TokenBucket(rpm, now=0.0)
+        self._bucket = Bucket(rpm, period=60.0, now=0.0)
         self._invalid = invalid
         self._spend_cap = spend_cap
 
@@ -63,7 +65,9 @@ class _Backend:
 
     def admit(self, key: str, model: str, input_tokens: int, max_tokens: int) -> _Admitted:
         now = self._now()
-        ok = self._bucket.try_take(1, now)
+        ok = self._bucket.wait_time(1, now) == 0
+        if ok:
+            self._bucket.take(1, now)
         level = max(0, int(self._bucket.level(now)))
         headers = {
             "x-ratelimit-limit-requests": str(self._rpm),
@@ -92,7 +96,7 @@ class _Backend:
 
 @contextmanager
 def _serve(backend: _Backend) -> Iterator[str]:
-    app = Starlette(routes=openai_routes(None, backend=backend))
+    app = Starlette(routes=openai_routes(EmulatorState(EmulatorConfig()), backend=backend))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
