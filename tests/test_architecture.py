@@ -87,8 +87,10 @@ def _imports(module: str) -> frozenset[str]:
                 target = f"{base}.{node.module}" if node.module else base
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in _modules())
+            submodules = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in _modules()}
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # some names come from `target` itself
+                found.add(target)
     return frozenset(found)
 
 
@@ -147,6 +149,12 @@ def test_jobs_import_no_ui() -> None:
         if any(target == ui or target.startswith(ui + ".") for ui in UI_MODULES)
     ]
     assert found == []
+
+
+def test_the_library_never_imports_its_own_front_door() -> None:
+    """Only the faces import names from the package root; library code imports the module that defines a name."""
+    through_root = [a for a, b in _edges() if b == "sluicegate" and LAYERS[_unit(a)] < LAYERS["cli"]]
+    assert through_root == []
 
 
 def test_the_walker_sees_late_and_relative_imports() -> None:
