@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from sluicegate.emulator import content, ratelimit
+from sluicegate.emulator import EmulatorConfig, content, ratelimit
 from sluicegate.emulator.app import FastDispatch
 from sluicegate.emulator.caching import PromptCache
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +118,8 @@ async def test_fast_dispatch_serves_exact_post_routes_and_leaves_the_rest_to_sta
         raise RuntimeError("boom")
 
     routes = [Route("/ok", ok, methods=["POST"]), Route("/boom", boom, methods=["POST"])]
-    app = FastDispatch(Starlette(routes=routes), list(routes))
+    state = EmulatorState(EmulatorConfig())
+    app = FastDispatch(Starlette(routes=routes), list(routes), state)
     assert set(app.fast) == {"/ok", "/boom"}
     sent = await _call(app, "POST", "/ok")
     assert sent[0]["status"] == 200
@@ -134,3 +136,4 @@ async def test_fast_dispatch_serves_exact_post_routes_and_leaves_the_rest_to_sta
     assert fast_sent == slow_sent
     assert fast_sent[0]["status"] == 500
     assert fast_sent[1]["body"] == b"Internal Server Error"
+    assert state.open_requests == 0  # every request left the open count, the failed ones too

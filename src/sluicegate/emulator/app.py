@@ -32,8 +32,9 @@ class FastDispatch:
     server's own `send` (RAW_SEND), whose owner holds the transport a fault may abort.
     """
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], state: EmulatorState) -> None:
         self.app = app
+        self.state = state
         self.fast: dict[str, Endpoint] = {}
         for route in routes:
             if (
@@ -50,6 +51,13 @@ class FastDispatch:
             await self.app(scope, receive, send)
             return
         scope[RAW_SEND] = send
+        self.state.open_requests += 1  # every HTTP request, whatever its route: what wait_idle waits out
+        try:
+            await self._dispatch(scope, receive, send)
+        finally:
+            self.state.open_requests -= 1
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.fast.get(scope["path"]) if scope["method"] == "POST" and not scope.get("root_path") else None
         if endpoint is None:
             await self.app(scope, receive, send)
@@ -93,4 +101,4 @@ def build_app(state: EmulatorState) -> FastDispatch:
     routes.extend(batch_routes(state))
     app = Starlette(routes=routes)
     app.state.emulator = state
-    return FastDispatch(app, routes)
+    return FastDispatch(app, routes, state)

@@ -19,6 +19,7 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.stopping = False
+        self.open_requests = 0  # HTTP requests the app is running now, on any route
         self._t0 = time.monotonic()
         self.rng = random.Random(config.seed)
         self.limits = ServerLimits(config, self.now)
