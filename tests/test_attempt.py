@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -66,7 +66,7 @@ _END = (
 
 
 async def _attempt(
-    handler: Callable[[httpx2.Request], Awaitable[httpx2.Response]],
+    handler: Callable[[httpx2.Request], Coroutine[None, None, httpx2.Response]],
     *,
     stream: bool = False,
     total_timeout: float = 10.0,
