@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from sluicegate import Engine, Limits
+from sluicegate import Engine, Limits, SystemClock
 from sluicegate.demo.peers import Document, Recorder
 
 __all__ = ["run_sluicegate"]
@@ -57,7 +56,8 @@ async def run_sluicegate(
 
 
 async def _sample(engine: Engine, started: float, samples: list[tuple[float, int, int]]) -> None:
+    clock = SystemClock()
     for _ in range(100_000):  # bounded: ~3 hours at 10 Hz
         stats = engine.statistics()
-        samples.append((time.monotonic() - started, stats.in_flight, stats.limiter.concurrency_limit))
-        await asyncio.sleep(0.1)
+        samples.append((clock.now() - started, stats.in_flight, stats.limiter.concurrency_limit))
+        await clock.sleep(0.1)
