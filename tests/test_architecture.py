@@ -157,6 +157,14 @@ def test_the_library_never_imports_its_own_front_door() -> None:
     assert through_root == []
 
 
+def test_tests_mirror_src() -> None:
+    """Each folder of tests/ is named after a unit of src/sluicegate (or bench/): no grab bags like tests/core/."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    units = {_unit(m) for m in _modules()} | {"bench"}
+    assert folders - units == set(), "name each tests/ folder after the src/ unit it tests"
+
+
 def test_the_walker_sees_late_and_relative_imports() -> None:
     """The import walker finds imports inside functions and resolves relative ones (else the contracts are blind)."""
     assert "sluicegate.emulator.messages" in _imports("sluicegate.emulator.batches")  # imported inside a function
