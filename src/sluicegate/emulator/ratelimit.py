@@ -34,9 +34,8 @@ class RateLimited(Exception):
 _STAMPS: dict[int, str] = {}  # whole second -> its RFC 3339 text; a handful of seconds are live at a time
 
 
-def _rfc3339(seconds_from_now: float) -> str:
+def _rfc3339(t: float) -> str:
     """`datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")`, formatted once per whole second."""
-    t = time.time() + seconds_from_now
     second = math.floor(t)
     # fromtimestamp rounds to the microsecond (half to even), which can carry into the next second.
     if (t - second) * 1e6 >= 999_999.5:
@@ -211,17 +210,18 @@ class ServerLimits:
         req_level, in_level, out_level = requests.level(now), inputs.level(now), outputs.level(now)
         in_full, out_full = _full_in(inputs, in_level), _full_in(outputs, out_level)
         in_left, out_left = max(0, int(in_level)), max(0, int(out_level))
+        wall = time.time()  # read once: every reset stamp of one response counts from the same instant
         return {
             "anthropic-ratelimit-requests-limit": str(int(requests.capacity)),
             "anthropic-ratelimit-requests-remaining": str(max(0, int(req_level))),
-            "anthropic-ratelimit-requests-reset": _rfc3339(_full_in(requests, req_level)),
+            "anthropic-ratelimit-requests-reset": _rfc3339(wall + _full_in(requests, req_level)),
             "anthropic-ratelimit-input-tokens-limit": str(int(inputs.capacity)),
             "anthropic-ratelimit-input-tokens-remaining": str(_thousands(in_left)),
-            "anthropic-ratelimit-input-tokens-reset": _rfc3339(in_full),
+            "anthropic-ratelimit-input-tokens-reset": _rfc3339(wall + in_full),
             "anthropic-ratelimit-output-tokens-limit": str(int(outputs.capacity)),
             "anthropic-ratelimit-output-tokens-remaining": str(_thousands(out_left)),
-            "anthropic-ratelimit-output-tokens-reset": _rfc3339(out_full),
+            "anthropic-ratelimit-output-tokens-reset": _rfc3339(wall + out_full),
             "anthropic-ratelimit-tokens-limit": str(int(inputs.capacity + outputs.capacity)),
             "anthropic-ratelimit-tokens-remaining": str(_thousands(in_left + out_left)),
-            "anthropic-ratelimit-tokens-reset": _rfc3339(max(in_full, out_full)),
+            "anthropic-ratelimit-tokens-reset": _rfc3339(wall + max(in_full, out_full)),
         }
