@@ -38,7 +38,12 @@ class RunningEmulator:
         a count read afterwards is final. Tests use this instead of sleeping "long enough".
         """
         loop = self.server.servers[0].get_loop()
-        asyncio.run_coroutine_threadsafe(_until_idle(self.server, self.state), loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(_until_idle(self.server, self.state), loop)
+        try:
+            future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # stop polling on the server's loop too
+            raise
 
     def stats(self) -> dict[str, Any]:
         """GET /_emulator/stats."""
