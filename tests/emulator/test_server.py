@@ -48,3 +48,12 @@ def test_wait_idle_waits_out_a_request_whose_client_is_gone(emulator: Callable[.
     emu.wait_idle()
     assert emu.state.open_requests == 0
     assert emu.stats()["status"] == {"200": 1}
+
+
+def test_wait_idle_gives_up_on_a_client_that_stays(emulator: Callable[..., RunningEmulator]) -> None:
+    """A connection that stays open keeps the server busy: wait_idle raises TimeoutError at its timeout."""
+    emu = emulator()
+    url = urlsplit(emu.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5), pytest.raises(TimeoutError):
+        emu.wait_idle(timeout=0.2)
+    emu.wait_idle()  # and once it closes, the server is idle again
