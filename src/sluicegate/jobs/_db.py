@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, JobBusyError, JobMismatchError
 
 try:
     import fcntl
@@ -88,14 +88,6 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
 }
 # Made after any upgrade, since they index columns an older store only has once upgraded.
 _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
-
-
-class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
-
-
-class JobBusyError(ConfigError):
-    """Another run holds this job store."""
 
 
 def open_database(
