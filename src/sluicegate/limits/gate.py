@@ -23,7 +23,7 @@ class Gate:
     """A mirror of the server's bucket (capacity `limit`, refilled over the learnt window, synced to every
     response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
 
-    __slots__ = ("_takes", "consumed", "given", "limit", "mirror", "name", "override", "pace", "smooth", "window")
+    __slots__ = ("_synced", "_takes", "consumed", "given", "limit", "mirror", "name", "override", "pace", "smooth", "window")
 
     def __init__(self, name: Binding, given: float | None, *, override: float | None, smooth: bool) -> None:
         self.name = name
@@ -36,6 +36,7 @@ class Gate:
         self.smooth = smooth
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
         self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
+        self._synced = False  # the first response sets the level: start from what the server says is there
 
     # -- rates ---------------------------------------------------------------------------------------------
 
@@ -143,6 +144,11 @@ class Gate:
         scale = limit / view.limit if view.limit > 0 else 1.0  # a user's lower ceiling scales what is left
         new_mirror = self.mirror is None
         self.set_limit(limit, now, initial=low * scale if new_mirror else None)
+        if not self._synced:
+            self._synced = True
+            assert self.mirror is not None
+            self.mirror.set_level(low * scale, now)
+            return moved
         if moved and not new_mirror:
             self.refresh_rate(now)
         assert self.mirror is not None
