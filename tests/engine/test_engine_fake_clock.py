@@ -61,7 +61,8 @@ def test_learns_rpm_from_headers_and_runs_at_the_ceiling_without_429s() -> None:
             stats = engine.statistics()
             rpm = stats.limiter.requests_per_minute
             # Whole-second reset timestamps: the learnt rate is never above the server's, and close to it.
-            assert rpm is not None and 59.0 <= rpm <= 60.0
+            assert rpm is not None
+            assert 59.0 <= rpm <= 60.0
             assert stats.succeeded == 120
             return results
 

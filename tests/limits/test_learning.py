@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import anyio
@@ -177,7 +178,7 @@ def test_starts_from_remaining_and_ramps_by_doubling() -> None:
     admitted = clock.run(main)
     per_round = [sum(1 for t in admitted if k <= t < k + 1) for k in range(4)]
     assert per_round[0] >= 5  # 4 per round trip, growing within the round
-    assert all(later >= 1.8 * earlier for earlier, later in zip(per_round, per_round[1:], strict=False))
+    assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(per_round))
     assert admitted[-1] < 6.0  # 200 requests out of the 999 left, far faster than 1,000 per minute's pace
 
 

@@ -25,9 +25,11 @@ def test_whole_second_resets_converge_to_the_true_window_from_above() -> None:
         shown = math.floor(phase + true_reset) - phase  # truncated timestamp minus now
         window.observe_reset(50, 50 - missing, shown, remaining_error=1.0, reset_error=1.0)
         estimate = window.seconds()
-        assert estimate is not None and estimate >= 60.0
+        assert estimate is not None
+        assert estimate >= 60.0
     estimate = window.seconds()
-    assert estimate is not None and estimate <= 61.5
+    assert estimate is not None
+    assert estimate <= 61.5
     lo, hi = window.bounds
     assert lo <= 60.0 <= hi
 
@@ -46,7 +48,9 @@ def test_a_contradiction_keeps_the_newest_consistent_responses() -> None:
     for _ in range(3):
         window.observe_reset(100, 0, 60.0, remaining_error=0.0, reset_error=0.001)
     first = window.seconds()
-    assert first is not None and 59.9 <= first <= 60.1
+    assert first is not None
+    assert 59.9 <= first <= 60.1
     window.observe_reset(100, 50, 3.0, remaining_error=0.0, reset_error=0.001)  # now a 6 s window
     second = window.seconds()
-    assert second is not None and 5.9 <= second <= 6.1
+    assert second is not None
+    assert 5.9 <= second <= 6.1

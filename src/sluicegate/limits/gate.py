@@ -23,7 +23,19 @@ class Gate:
     """A mirror of the server's bucket (capacity `limit`, refilled over the learnt window, synced to every
     response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
 
-    __slots__ = ("_synced", "_takes", "consumed", "given", "limit", "mirror", "name", "override", "pace", "smooth", "window")
+    __slots__ = (
+        "_synced",
+        "_takes",
+        "consumed",
+        "given",
+        "limit",
+        "mirror",
+        "name",
+        "override",
+        "pace",
+        "smooth",
+        "window",
+    )
 
     def __init__(self, name: Binding, given: float | None, *, override: float | None, smooth: bool) -> None:
         self.name = name
