@@ -497,7 +497,7 @@ class Engine:
             assert failure is not None
             failure = _with_elapsed(failure, now - first_at)
             decision = decide(self._retry, failure, attempts, self._rng)
-            held = (permit.input_tokens, permit.output_tokens)
+            held = (permit.input_tokens, permit.output_tokens, permit.admitted_at)
             # A 429 was refused before any work; anything else may have been counted by the server.
             permit.release(charged=failure.status not in (429, None) or failure.failure == "transport")
             permit = None
@@ -508,7 +508,9 @@ class Engine:
             self._failures[reason] += 1
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
-            elif failure.status == 429 and self.limiter.rate_limited(outcome.snapshot, *held, message):
+            elif failure.status == 429 and self.limiter.rate_limited(
+                outcome.snapshot, held[0], held[1], message, admitted_at=held[2]
+            ):
                 pass  # a short-interval limit: the limiter now paces that bucket smoothly; no shared pause
             elif decision.cooldown or (failure.status == 429 and failure.retry_after):
                 # Even when this item gives up, the server's 429 holds for everyone else.

@@ -15,7 +15,9 @@ __all__ = ["Gate"]
 
 _DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _START_SECONDS = 1.0  # before the server has said what is left: one second of refill
-_PACE_SECONDS = 0.25  # smooth pacing lets this much of the rate through at once
+_PACE_SECONDS = 0.05  # smooth pacing lets this much of the rate through at once (and one request)
+_MAX_BOOST = 16.0
+_BOOST_DOUBLING = 1.0  # seconds per doubling of the probe while the bucket stays full
 _TAKES_KEPT = 4096  # recent admissions remembered, to tell how stale a response's `remaining` may be
 
 
@@ -24,6 +26,9 @@ class Gate:
     response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
 
     __slots__ = (
+        "_boost",
+        "_boost_at",
+        "_boost_cap",
         "_synced",
         "_takes",
         "consumed",
@@ -49,6 +54,11 @@ class Gate:
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
         self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
         self._synced = False  # the first response sets the level: start from what the server says is there
+        # Smooth pacing above the learnt rate while the server's bucket stays full: a bucket that never drains
+        # teaches little about its window, so the learnt rate may be too slow; probe upwards instead.
+        self._boost = 1.0
+        self._boost_cap = _MAX_BOOST
+        self._boost_at: float | None = None
 
     # -- rates ---------------------------------------------------------------------------------------------
 
@@ -85,10 +95,20 @@ class Gate:
         self.smooth = True
         self._repace(now)
 
+    def slow_down(self, now: float) -> bool:
+        """Paced smoothly and still refused over a short interval: step back below the probe that was refused
+        and probe no higher. False when there is nothing to step back from (the learnt rate itself)."""
+        if self._boost <= 1.0:
+            return False
+        self._boost = self._boost_cap = max(1.0, self._boost / 1.5)  # back below where it was refused
+        self._repace(now)
+        return True
+
     def _repace(self, now: float) -> None:
         rate = self.rate()
         if rate is None:
             return
+        rate *= self._boost
         capacity = rate * _PACE_SECONDS
         if self.pace is None:
             self.pace = TokenBucket(capacity, period=_PACE_SECONDS, now=now, initial=capacity)
@@ -165,6 +185,16 @@ class Gate:
             self.refresh_rate(now)
         assert self.mirror is not None
         level = self.mirror.level(now)
+        # Probe only while the pace is what holds requests back (its bucket drained), not while demand is low.
+        paced = self.pace is not None and self.pace.level(now) < 0.5 * self.pace.capacity
+        if self.smooth and paced and level >= 0.5 * self.mirror.capacity and self._boost < self._boost_cap:
+            if self._boost_at is not None:
+                growth = 2.0 ** ((now - self._boost_at) / _BOOST_DOUBLING)
+                self._boost = min(self._boost_cap, self._boost * growth)
+                self._repace(now)
+            self._boost_at = now
+        else:
+            self._boost_at = None
         # Never hold more than the server says is left; and start from (catch up with) what it says is there.
         if level > high * scale:
             self.mirror.set_level(view.remaining * scale, now)

@@ -138,6 +138,7 @@ class Limiter:
         self._seen_response = False
         self._first_admitted: float | None = None
         self._cooldown_until = -math.inf
+        self._smooth_since = -math.inf if not smooth else 0.0
         self._queue: list[anyio.Event] = []  # FIFO of waiters; only the head may take capacity
         self._changed = anyio.Event()
         self._binding: Binding | None = None
@@ -288,11 +289,18 @@ class Limiter:
         return [(name, view) for name, view in views if view is not None and view.limit > 0]
 
     def rate_limited(
-        self, snapshot: RateLimitSnapshot | None, input_tokens: int, output_tokens: int, message: str = ""
+        self,
+        snapshot: RateLimitSnapshot | None,
+        input_tokens: int,
+        output_tokens: int,
+        message: str = "",
+        *,
+        admitted_at: float | None = None,
     ) -> bool:
-        """A 429 for a request of this size. True when it was a short-interval limit seen for the first time
-        (the headers said every bucket had room): the named bucket (or all) now paces smoothly, and no shared
-        pause is needed. False: an ordinary 429, for `cool_down`."""
+        """A 429 for a request of this size, admitted at `admitted_at`. True when it was a short-interval limit
+        (the headers said every bucket had room) that pacing now handles: the named bucket (or all) paces
+        smoothly from now on, or a little slower than it did; no shared pause is needed. False: an ordinary
+        429, for `cool_down`."""
         views = self._views(snapshot) if snapshot is not None else []
         if not views:
             return False
@@ -308,12 +316,20 @@ class Limiter:
         named = [names for words, names in _GATE_WORDS.items() if words in lowered]
         chosen = named[0] if named else tuple(self._gates)
         now = self._clock.now()
-        fresh = [self._gates[name] for name in chosen if not self._gates[name].smooth]
-        if not fresh:
-            return False  # already paced smoothly and still refused: pause as the server asks
-        for gate in fresh:
-            gate.go_smooth(now)
-        self._ramp.stop()
+        gates = [self._gates[name] for name in chosen if self._gates[name].limit is not None]
+        fresh = [gate for gate in gates if not gate.smooth]
+        if fresh:
+            for gate in fresh:
+                gate.go_smooth(now)
+            self._ramp.stop()
+            self._smooth_since = now
+        elif admitted_at is not None and admitted_at <= self._smooth_since:
+            return True  # sent before the last change of pace, answered after it: already dealt with
+        else:
+            slowed = [gate.slow_down(now) for gate in gates]  # every named gate, not just the first
+            if not any(slowed):
+                return False  # paced at the learnt rate and still refused: pause as the server asks
+            self._smooth_since = now  # the others already in flight were sent at the pace just left
         self._notify()
         return True
 

@@ -7,6 +7,9 @@ import math
 __all__ = ["Ramp"]
 
 _INITIAL_WINDOW = 4  # requests per round trip at the start, as TCP's initial window of a few segments
+# A refusal comes back before any generation: its round trip is the network's, not an answer's latency. Over the
+# internet a quarter second bounds it, so the ramp doubles at least that often, whatever the answers' latency.
+_MAX_ROUND_TRIP = 0.25
 _MAX_DOUBLINGS = 40.0  # past this the ramp never binds; the cap keeps 2**x finite
 
 
@@ -34,7 +37,7 @@ class Ramp:
             return
         self.active = True
         self._start = now
-        self._rtt = max(round_trip, 0.01)
+        self._rtt = min(_MAX_ROUND_TRIP, max(round_trip, 0.01))
         self._tat = now
 
     def stop(self) -> None:
