@@ -31,7 +31,7 @@ from .ramp import Ramp
 __all__ = ["Limiter", "Limits", "Permit"]
 
 _DEFAULT_CONCURRENCY_CAP = 512
-_EPSILON = 1e-6  # a wait this short is float rounding, not capacity
+_EPSILON = 1e-6  # the shortest wait: shorter ones are float rounding that a virtual clock may not represent
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
 
 _GATE_WORDS: dict[str, tuple[Binding, ...]] = {
@@ -164,14 +164,16 @@ class Limiter:
                 self._refuse_if_oversize(input_tokens, output_tokens)
                 out = self._output_charge(output_tokens)
                 wait, binding = self._wait_time(input_tokens, out, now)
-                if wait <= _EPSILON:
+                if wait <= 0.0:
                     self._take(input_tokens, out, now)
                     self._binding = None
                     if self._first_admitted is None:
                         self._first_admitted = now
                     return Permit(self, input_tokens, out, now)
                 self._binding = binding
-                with anyio.move_on_after(wait):
+                # Never admit early: a server computing the same refill in floats may be a hair short. A wait
+                # shorter than a virtual clock's step is stretched to one.
+                with anyio.move_on_after(max(wait, _EPSILON)):
                     await changed.wait()
         finally:
             head = self._queue[0] is turn
