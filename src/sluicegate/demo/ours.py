@@ -21,13 +21,14 @@ async def run_sluicegate(
     limits: tuple[int, int, int] | None = None,
     max_concurrency: int | None = None,
     minute: float | None = None,
+    output_accounting: str | None = None,
     samples: list[tuple[float, int, int]] | None = None,
     **_: Any,
 ) -> None:
     """Run the documents through `Engine.as_completed`; `limits` = (rpm, itpm, otpm) or None to learn them.
 
-    `minute` is how many real seconds the limits' minute lasts (the emulator's time compression); limits given
-    and limits learnt from headers are both per that minute.
+    `minute` overrides the window the engine learns from the headers (None: learn it); `output_accounting` is how
+    the server counts output tokens ("produced" or "reserved"; None: the provider's default).
 
     When `samples` is given, (seconds, in_flight, concurrency_limit) is appended ten times a second.
     """
@@ -41,6 +42,8 @@ async def run_sluicegate(
         engine_kwargs["max_concurrency"] = max_concurrency
     if minute is not None:
         engine_kwargs["minute"] = minute
+    if output_accounting is not None:
+        engine_kwargs["output_accounting"] = output_accounting
     async with Engine(**engine_kwargs) as engine:
         sampler = asyncio.create_task(_sample(engine, rec.started, samples)) if samples is not None else None
         try:

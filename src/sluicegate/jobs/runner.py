@@ -71,7 +71,7 @@ class JobConfig:
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
-    minute: float = 60.0
+    minute: float | None = None  # overrides the windows learnt from the headers
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
