@@ -34,12 +34,14 @@ async def _backlog(
     """Start `n` bulk requests in `tg` and wait until at least `until` of them are queued."""
 
     async def one(i: int) -> None:
-        await http.post(gw.base_url + "/v1/messages", content=_body(i), headers={**HEADERS, "x-sluicegate-priority": "bulk"})
+        await http.post(
+            gw.base_url + "/v1/messages", content=_body(i), headers={**HEADERS, "x-sluicegate-priority": "bulk"}
+        )
 
     for i in range(n):
         tg.start_soon(one, i)
     with anyio.fail_after(60):
-        while gw.stats()["queued"]["bulk"] < until:
+        while gw.stats()["queued"]["bulk"] < until:  # noqa: ASYNC110 -- polls a server in another thread
             await anyio.sleep(0.1)
 
 
@@ -83,7 +85,7 @@ def test_deadline_refused_at_once_with_truthful_retry_after(gateway: Callable[..
         async with httpx2.AsyncClient(timeout=120, limits=limits) as http, anyio.create_task_group() as tg:
             await _backlog(http, gw, 60, tg, until=50)
             with anyio.fail_after(30):  # the estimate needs a few measured admissions (or learnt limits)
-                while gw.stats()["admission_interval"] is None:
+                while gw.stats()["admission_interval"] is None:  # noqa: ASYNC110 -- another thread's server
                     await anyio.sleep(0.05)
             bulk = {"x-sluicegate-priority": "bulk"}
             refused, refused_after = await _post(http, gw, 1, **bulk, **{"x-sluicegate-max-wait": "1"})

@@ -136,7 +136,8 @@ def test_openai_json_and_stream(gateway: Callable[..., RunningGateway]) -> None:
     messages: Any = [{"role": "user", "content": "Say something about sluices."}]
     completion = client.chat.completions.create(model="gpt-4o-mini", max_tokens=32, messages=messages)
     assert completion.choices[0].message.content
-    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", max_tokens=32, messages=messages, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.split("]")[0] == (completion.choices[0].message.content or "").split("]")[0]

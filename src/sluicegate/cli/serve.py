@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 import click
@@ -45,6 +50,28 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
     import uvicorn
 
     class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after its graceful shutdown; a drained SIGTERM is a clean exit here
+            # (exit 0), and Ctrl-C exits 130 as the other commands do.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            caught: list[int] = []
+
+            def handle(sig: int, frame: FrameType | None) -> None:
+                caught.append(sig)
+                self.handle_exit(sig, frame)
+
+            previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if signal.SIGINT in caught:
+                sys.exit(130)
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if not self.should_exit:
