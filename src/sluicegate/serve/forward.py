@@ -83,6 +83,7 @@ class _Exchange:
         self.call = call
         self._send = send
         self.status: int | None = None
+        self.complete = False  # the last byte of the answer was handed to the server
         self.ticket: Ticket | None = None
         self.sent_upstream = False
         self.usage: Usage | None = None
@@ -181,6 +182,7 @@ class _Exchange:
             headers["content-length"] = str(len(body))
             await self._start(response.status_code, headers)
             await self._send({"type": "http.response.body", "body": body, "more_body": False})
+            self.complete = True
             return
         await self._start(200, headers)
         decoder = SSEDecoder()
@@ -200,6 +202,7 @@ class _Exchange:
             self.usage = assembler.usage() if metering else self.usage
         self.measured = metering and assembler.complete
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.complete = True
 
     def _meter_json(self, body: bytes) -> None:
         try:
@@ -218,6 +221,7 @@ class _Exchange:
     async def _reply(self, error: OwnError) -> None:
         await self._start(error.status, {**error.headers, "content-length": str(len(error.body))})
         await self._send({"type": "http.response.body", "body": error.body, "more_body": False})
+        self.complete = True
 
     def _settle(self) -> None:
         """Whatever happened: leave the queue, free the reservation, count the tokens and the answer."""
@@ -231,17 +235,18 @@ class _Exchange:
             client.in_flight -= 1
         if self.sent_upstream and (self.status is None or self.status == 200):
             self._count_usage()
-        if self.status is None:
+        if not self.complete:
             client.disconnected += 1
             g.ledger.answered(name, 499, now)  # nginx's "client closed request"
         else:
+            assert self.status is not None
             g.ledger.answered(name, self.status, now)
         log.info(
             "%s %s client=%s status=%s queued=%.3fs total=%.3fs",
             "POST",
             self.call.path,
             name,
-            self.status if self.status is not None else "gone",
+            self.status if self.complete else "gone",
             self.queued,
             now - self.started,
         )

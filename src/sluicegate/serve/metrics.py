@@ -60,7 +60,7 @@ class Ledger:
         usage = self.client(name)
         if 200 <= status < 300:
             usage.succeeded += 1
-        else:
+        elif status != 499:  # a client that went away is counted as disconnected, not as an error it saw
             usage.failed += 1
         self._answers.append(now)
 
