@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
-from sluicegate.emulator.server import bind
-from sluicegate.serve import GatewayConfig, build_app
+from sluicegate.serve import GatewayConfig
 from sluicegate.serve.gateway import Gateway
+from sluicegate.serve.server import run_gateway
 
 UPSTREAM_KEY = "sk-ant-upstream-SECRET-4f9c2e7a1b3d"
 
@@ -45,29 +42,6 @@ class RunningGateway:
             return str(resp.read().decode())
 
 
-@contextmanager
-def run_gateway(config: GatewayConfig) -> Iterator[tuple[str, Any]]:
-    """Serve the gateway app with uvicorn in a background thread (lifespan on) until the block ends."""
-    app = build_app(config)
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("gateway failed to start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-
-
 @pytest.fixture
 def gateway() -> Iterator[Callable[..., RunningGateway]]:
     """Factory: `gateway(emulator=dict(...), **config)` starts an emulator and a gateway in front of it."""
@@ -79,7 +53,7 @@ def gateway() -> Iterator[Callable[..., RunningGateway]]:
             config.setdefault("api_key", UPSTREAM_KEY)
             config.setdefault("emulated", True)
             base = emu.base_url if provider == "anthropic" else emu.openai_base_url
-            url, app = stack.enter_context(run_gateway(GatewayConfig(base_url=base, **config)))
-            return RunningGateway(url, emu, app)
+            running = stack.enter_context(run_gateway(GatewayConfig(base_url=base, **config)))
+            return RunningGateway(running.base_url, emu, running.app)
 
         yield start

@@ -1,4 +1,5 @@
-"""A client that goes away: its upstream request is cancelled, its place and reservation given back, its cost counted."""
+"""A client that goes away: its upstream request is cancelled, its place and reservation given back, its cost
+counted."""
 
 from __future__ import annotations
 

@@ -37,14 +37,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
-
-
 def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -> uvicorn.Server:
     """A uvicorn server that prints the listening line once it really accepts connections."""
     import uvicorn
@@ -149,7 +141,12 @@ def serve(
     import uvicorn
 
     from sluicegate._exceptions import ConfigError
-    from sluicegate.serve import Clients, GatewayConfig, build_app
+
+    try:
+        from sluicegate.serve import Clients, GatewayConfig, build_app
+        from sluicegate.serve.server import bind
+    except ImportError as exc:  # FastAPI is the `serve` extra
+        raise click.UsageError(f"sluicegate serve needs FastAPI: pip install 'sluicegate[serve]' ({exc})") from exc
 
     if client_keys is None and not is_loopback(host):
         raise click.UsageError(
@@ -170,7 +167,7 @@ def serve(
     log.setLevel(logging.INFO if access_log else logging.WARNING)
     emulator_minute = minute or _EMULATED_MINUTE
     try:
-        sock = _bind(host, port)
+        sock = bind(host, port)
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, _label, emulated):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 __all__ = ["AdmissionRate", "FairQueue", "Priority", "Ticket"]
@@ -32,23 +33,24 @@ class Ticket:
     priority: Priority
     enqueued_at: float
     deadline: float = math.inf  # clock time after which waiting on is pointless for the caller
-    start_tag: float = 0.0
+    start_tag: Fraction = Fraction(0)  # exact: float tags drift apart by rounding and break ties unfairly
+    seq: int = 0  # arrival order, the tie-break between equal tags
     state: Literal["queued", "entering", "admitted", "gone"] = "queued"
     admitted_at: float | None = None
     preemptions: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class _Class:
     """The tickets of one priority class, a FIFO per client, served by smallest virtual start tag."""
 
-    __slots__ = ("clients", "finish", "size", "vnow")
+    __slots__ = ("clients", "finish", "seq", "size", "vnow")
 
     def __init__(self) -> None:
         self.clients: dict[str, deque[Ticket]] = {}
-        self.finish: dict[str, float] = {}  # the virtual time each client's next ticket may start at
-        self.vnow = 0.0  # start tag of the ticket served last
+        self.finish: dict[str, Fraction] = {}  # the virtual time each client's next ticket may start at
+        self.vnow = Fraction(0)  # start tag of the ticket served last
         self.size = 0
+        self.seq = 0
 
     def push(self, ticket: Ticket, *, front: bool) -> None:
         line = self.clients.get(ticket.client)
@@ -57,16 +59,18 @@ class _Class:
         if front:  # a preempted ticket goes back where it was, with the tag it had
             line.appendleft(ticket)
         else:
-            start = max(self.finish.get(ticket.client, 0.0), self.vnow) if not line else self.finish[ticket.client]
+            start = self.finish[ticket.client] if line else max(self.finish.get(ticket.client, self.vnow), self.vnow)
+            self.seq += 1
             ticket.start_tag = start
-            self.finish[ticket.client] = start + 1.0 / ticket.share
+            ticket.seq = self.seq
+            self.finish[ticket.client] = start + 1 / _exact(ticket.share)
             line.append(ticket)
         self.size += 1
 
     def pop(self) -> Ticket | None:
         best: deque[Ticket] | None = None
         for line in self.clients.values():
-            if line and (best is None or line[0].start_tag < best[0].start_tag):
+            if line and (best is None or (line[0].start_tag, line[0].seq) < (best[0].start_tag, best[0].seq)):
                 best = line
         if best is None:
             return None
@@ -90,16 +94,21 @@ class _Class:
     def ahead_of(self, client: str, share: float) -> int:
         """How many tickets already here would go before a new ticket of `client` (by the start-tag rule)."""
         own = self.clients.get(client)
-        start = self.finish[client] if own else max(self.finish.get(client, 0.0), self.vnow)
+        start = self.finish[client] if own else max(self.finish.get(client, self.vnow), self.vnow)
         count = len(own) if own else 0
         for name, line in self.clients.items():
             if name == client or not line:
                 continue
             head = line[0].start_tag
-            # Tags of that client run head, head + 1/share, ...; those not after ours go first.
-            before = math.floor((start - head) * line[0].share) + 1 if start >= head else 0
+            # Tags of that client run head, head + 1/share, ...; those not after ours go first (ties go to the
+            # earlier arrival, which is theirs).
+            before = math.floor((start - head) * _exact(line[0].share)) + 1 if start >= head else 0
             count += min(len(line), before)
         return count
+
+
+def _exact(share: float) -> Fraction:
+    return Fraction(share).limit_denominator(10_000)
 
 
 class FairQueue:
@@ -168,6 +177,10 @@ class AdmissionRate:
         self._last: float | None = None
         self._last_busy = False
         self.admitted = 0
+
+    def idle(self) -> None:
+        """Nobody waits any more (the last waiter left without being admitted): the busy period is over."""
+        self._last_busy = False
 
     def record(self, now: float, *, backlog: bool) -> None:
         """An admission at `now`; `backlog` says whether others were waiting behind it."""

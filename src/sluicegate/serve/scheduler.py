@@ -163,6 +163,8 @@ class Scheduler:
         self._turns.pop(ticket, None)
         self._cancels.pop(ticket, None)
         self._pump()
+        if self._entering is None and not self._queue:
+            self._rate.idle()
 
     def close(self) -> None:
         """Refuse new tickets (shutdown); those already queued keep their place."""
