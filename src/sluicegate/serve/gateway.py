@@ -65,7 +65,7 @@ class Gateway:
             clock=self.clock,
         )
         self.ledger = Ledger(started=self.clock.now())
-        for name in config.clients.names:
+        for name in [] if config.clients.open else config.clients.names:  # known clients show from the start
             spec = config.clients.spec(name)
             self.ledger.client(name, spec.budget if spec else None)
         self.prices = load_prices(config.prices)
