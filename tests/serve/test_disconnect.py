@@ -64,7 +64,7 @@ def test_queued_clients_that_leave_give_their_place_back(gateway: Callable[..., 
 
     async def main() -> None:
         async with httpx2.AsyncClient(timeout=60) as http, anyio.create_task_group() as tg:
-            for i in range(20):
+            for i in range(40):
                 tg.start_soon(lambda i=i: http.post(gw.base_url + "/v1/messages", content=_body(i), headers=HEADERS))
             with anyio.fail_after(20):
                 while gw.stats()["queued"]["bulk"] < 15:  # noqa: ASYNC110 -- polls a server in another thread
@@ -77,4 +77,4 @@ def test_queued_clients_that_leave_give_their_place_back(gateway: Callable[..., 
     time.sleep(2.5)  # two admission intervals: a ticket left behind would have gone upstream by now
     assert gw.stats()["upstream_attempts"] == sent
     local = next(c for c in gw.stats()["clients"] if c["name"] == "local")
-    assert local["disconnected"] >= 15
+    assert local["disconnected"] >= 36  # all but the few admitted before they left

@@ -1,10 +1,11 @@
 """The gateway's scheduler: requests wait here for their turn, enter the shared limiter one at a time, and are
 answered at once when the wait would pass their deadline.
 
-Only one ticket at a time waits inside the limiter (the one "entering"); everybody else waits here, where the
-order can be chosen. When an interactive ticket arrives while a bulk one is entering, the bulk one is sent back
-to the head of its line (nothing of it has gone upstream yet), so interactive work waits at most about one
-admission interval behind any bulk backlog.
+A few tickets at a time (`max_entering`) wait inside the limiter, in the order they were picked here; everybody
+else waits here, where the order can be chosen. More than one may enter so that a gateway whose limits are far
+away does not admit requests one event-loop turn at a time. When an interactive ticket arrives, the bulk tickets
+inside the limiter go back to the heads of their lines (nothing of them has gone upstream yet), so interactive
+work waits at most about one admission interval behind any bulk backlog.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class SchedulerStatistics:
 
     queued_interactive: int
     queued_bulk: int
-    entering: bool
+    entering: int  # tickets inside the limiter, not yet admitted
     admitted: int
     refused: int
     preempted: int
@@ -59,14 +60,16 @@ class Scheduler:
         bulk_every: int = 10,
         rate_hint: Callable[[], float | None] = lambda: None,
         clock: Clock | None = None,
+        max_entering: int = 16,
     ) -> None:
         self._queue = FairQueue(bulk_every=bulk_every)
         self._rate = AdmissionRate()
         self._rate_hint = rate_hint
         self._clock = clock or SystemClock()
         self._max_queue = max_queue
-        self._entering: Ticket | None = None
-        self._entering_protected = False  # a bulk ticket whose turn was owed to bulk is not sent back
+        self._max_entering = max_entering
+        self._entering: list[Ticket] = []  # in the order they were let in (the limiter's first-come order)
+        self._protected: set[Ticket] = set()  # bulk tickets whose turn was owed to bulk are not sent back
         self._turns: dict[Ticket, anyio.Event] = {}
         self._cancels: dict[Ticket, Callable[[], None]] = {}
         self._closing = False
@@ -85,7 +88,7 @@ class Scheduler:
 
     def estimate(self, client: str, share: float, priority: Priority) -> float | None:
         """Seconds a new ticket with these properties would wait to be admitted (None: no rate known yet)."""
-        turns = self._queue.ahead_of(client, share, priority) + (self._entering is not None) + 1
+        turns = self._queue.ahead_of(client, share, priority) + len(self._entering) + 1
         if turns == 1:
             return 0.0
         return self._rate.wait(self._clock.now(), turns, fallback=self._fallback_interval())
@@ -106,14 +109,10 @@ class Scheduler:
         now = self._clock.now()
         ticket = Ticket(client=client, share=share, priority=priority, enqueued_at=now, deadline=now + max_wait)
         self._queue.push(ticket)
-        entering = self._entering
-        if (
-            priority == "interactive"
-            and entering is not None
-            and entering.priority == "bulk"
-            and not self._entering_protected
-        ):
-            self._preempt(entering)
+        if priority == "interactive":
+            # Back to their lines, last in first, so each line keeps its order.
+            for other in reversed([t for t in self._entering if t.priority == "bulk" and t not in self._protected]):
+                self._preempt(other)
         self._pump()
         return ticket
 
@@ -149,21 +148,23 @@ class Scheduler:
         ticket.state = "admitted"
         ticket.admitted_at = self._clock.now()
         self._cancels.pop(ticket, None)
-        self._rate.record(ticket.admitted_at, backlog=len(self._queue) > 0)
-        self._entering = None
+        self._protected.discard(ticket)
+        self._entering.remove(ticket)
+        self._rate.record(ticket.admitted_at, backlog=len(self._queue) + len(self._entering) > 0)
         self._pump()
 
     def leave(self, ticket: Ticket) -> None:
         """The ticket is done with the line (answered, refused, or its client went away)."""
         if ticket.state == "queued":
             self._queue.remove(ticket)
-        elif ticket.state == "entering" and self._entering is ticket:
-            self._entering = None
+        elif ticket.state == "entering" and ticket in self._entering:
+            self._entering.remove(ticket)
         ticket.state = "gone" if ticket.state != "admitted" else ticket.state
         self._turns.pop(ticket, None)
         self._cancels.pop(ticket, None)
+        self._protected.discard(ticket)
         self._pump()
-        if self._entering is None and not self._queue:
+        if not self._entering and not self._queue:
             self._rate.idle()
 
     def close(self) -> None:
@@ -173,7 +174,7 @@ class Scheduler:
     # -- internals -----------------------------------------------------------------------------------------
 
     def _preempt(self, ticket: Ticket) -> None:
-        self._entering = None
+        self._entering.remove(ticket)
         ticket.preemptions += 1
         self._preempted += 1
         self._queue.push(ticket, front=True)
@@ -182,25 +183,31 @@ class Scheduler:
             cancel()
 
     def _pump(self) -> None:
-        if self._entering is not None:
-            return
-        interactive_waiting = self._queue.count("interactive") > 0
-        ticket = self._queue.pop()
-        if ticket is None:
-            return
-        ticket.state = "entering"
-        self._entering = ticket
-        self._entering_protected = ticket.priority == "bulk" and interactive_waiting
-        event = self._turns.get(ticket)
-        if event is not None:
-            event.set()
+        while len(self._entering) < self._max_entering:
+            interactive_waiting = self._queue.count("interactive") > 0
+            owed = self._queue.bulk_owed
+            next_is_bulk = owed or not interactive_waiting
+            # A bulk ticket does not join an interactive one inside the limiter (it could take the admission the
+            # interactive one is waiting for), unless bulk is owed its turn.
+            if next_is_bulk and not owed and any(t.priority == "interactive" for t in self._entering):
+                return
+            ticket = self._queue.pop()
+            if ticket is None:
+                return
+            ticket.state = "entering"
+            self._entering.append(ticket)
+            if ticket.priority == "bulk" and interactive_waiting:
+                self._protected.add(ticket)
+            event = self._turns.get(ticket)
+            if event is not None:
+                event.set()
 
     def statistics(self) -> SchedulerStatistics:
         interval = self.interval()
         return SchedulerStatistics(
             queued_interactive=self._queue.count("interactive"),
             queued_bulk=self._queue.count("bulk"),
-            entering=self._entering is not None,
+            entering=len(self._entering),
             admitted=self._rate.admitted,
             refused=self._refused,
             preempted=self._preempted,
