@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import statistics
 import subprocess
 import sys
 import time

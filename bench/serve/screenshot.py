@@ -1,4 +1,6 @@
-"""Screenshot of the gateway dashboard mid-job, in the OS's headless Chromium: `python -m bench.serve.screenshot OUT.png`.
+"""Screenshot of the gateway dashboard mid-job, in the OS's headless Chromium.
+
+`python -m bench.serve.screenshot OUT.png`
 
 Three clients share a gateway in front of the emulator at Tier 1 limits (one emulated minute = 6 s, so the
 request limit binds): `web` streams interactive answers, `notebook` and `nightly` each fire a bulk
