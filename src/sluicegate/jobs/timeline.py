@@ -322,6 +322,7 @@ class TimelineRecorder:
     def flush(self) -> None:
         """Write the changed rows now. Call only while the job store holds no open transaction."""
         self._last_flush = self._now()
+        run = self._run
         try:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
@@ -332,6 +333,7 @@ class TimelineRecorder:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error:
+            self._run = run  # a run row inserted by the rolled-back write does not exist
             return  # busy or broken: the rows stay dirty and go out with a later flush
         self._dirty.clear()
         self._rewrite = False

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 __all__ = [
     "PALETTE",
@@ -152,6 +153,8 @@ def histogram(
             ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
                         textcoords="offset points", fontsize=7, color=PALETTE["grey"])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("items")
@@ -177,6 +180,7 @@ def bars(
             ax.annotate(fmt.format(value), (max(value, 0), pos), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=8)
         ax.set_xlim(min(0.0, min(values, default=0.0)), top * 1.25)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.grid(axis="y", visible=False)
         ax.set_title(title, loc="left")
 
