@@ -27,13 +27,20 @@ class FakeTime:
 def _success(at: float, index: int) -> RequestCompleted:
     usage = Usage(input_tokens=100, output_tokens=20, cache_read_input_tokens=50)
     message = {"model": "claude-haiku-4-5", "content": []}
-    return RequestCompleted(at=at, result=Result(index, f"id-{index}", message=message, usage=usage, cost=0.001,
-                                                 attempts=1, latency=0.8, ttft=0.8))
+    return RequestCompleted(
+        at=at,
+        result=Result(
+            index, f"id-{index}", message=message, usage=usage, cost=0.001, attempts=1, latency=0.8, ttft=0.8
+        ),
+    )
 
 
 def _statistics() -> EngineStatistics:
-    return EngineStatistics(limiter=LimiterStatistics(in_flight=3, concurrency_limit=7, waiting=2,
-                                                      requests_per_minute=600.0, binding="requests"))
+    return EngineStatistics(
+        limiter=LimiterStatistics(
+            in_flight=3, concurrency_limit=7, waiting=2, requests_per_minute=600.0, binding="requests"
+        )
+    )
 
 
 def test_a_long_run_stays_within_the_row_budget_and_keeps_every_count(tmp_path: Path) -> None:
@@ -44,12 +51,32 @@ def test_a_long_run_stays_within_the_row_budget_and_keeps_every_count(tmp_path: 
     recorder.watch(_statistics)
     for i in range(100_000):
         clock.t = 1000.0 + i + 0.5
-        recorder(RequestAdmitted(at=clock.t, index=i, custom_id=f"id-{i}", attempt=1, input_tokens_estimate=100,
-                                 output_tokens_reserved=20, in_flight=3))
+        recorder(
+            RequestAdmitted(
+                at=clock.t,
+                index=i,
+                custom_id=f"id-{i}",
+                attempt=1,
+                input_tokens_estimate=100,
+                output_tokens_reserved=20,
+                in_flight=3,
+            )
+        )
         recorder(_success(clock.t, i))
         if i % 1000 == 0:
-            recorder(AttemptFailed(at=clock.t, index=i, custom_id=f"id-{i}", attempt=1, reason="rate_limited",
-                                   status=429, will_retry=True, delay=1.0, message="slow down"))
+            recorder(
+                AttemptFailed(
+                    at=clock.t,
+                    index=i,
+                    custom_id=f"id-{i}",
+                    attempt=1,
+                    reason="rate_limited",
+                    status=429,
+                    will_retry=True,
+                    delay=1.0,
+                    message="slow down",
+                )
+            )
     store.commit()
     recorder.close()
     store.close()

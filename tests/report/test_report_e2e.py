@@ -4,8 +4,8 @@ checked in headless Chromium from the OS."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +34,8 @@ def _write_input(path: Path) -> None:
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A job run to its end in two runs (the first interrupted by SIGINT) against an emulator with 60 RPM per 6 s
-    minute, another client on the key as the resumed run starts (429s), 8% 529s and two bad input lines; returns its output path."""
+    minute, another client on the key as the resumed run starts (429s), 8% 529s and two bad input lines; returns its
+    output path."""
     from contextlib import ExitStack
 
     from sluicegate.emulator import EmulatorConfig, run_emulator
@@ -42,14 +43,36 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("job")
     inp, out = d / "in.jsonl", d / "out.jsonl"
     _write_input(inp)
-    config = EmulatorConfig(tier=1, rpm=60, minute=6.0, first_token_latency=0.3, per_token_latency=0.004,
-                            jitter=0.3, min_output_tokens=20, max_output_tokens=60,
-                            faults=(FaultSpec(kind="overloaded", probability=0.08),))
+    config = EmulatorConfig(
+        tier=1,
+        rpm=60,
+        minute=6.0,
+        first_token_latency=0.3,
+        per_token_latency=0.004,
+        jitter=0.3,
+        min_output_tokens=20,
+        max_output_tokens=60,
+        faults=(FaultSpec(kind="overloaded", probability=0.08),),
+    )
     with ExitStack() as stack:
         emu: RunningEmulator = stack.enter_context(run_emulator(config))
         env = {**os.environ, "ANTHROPIC_BASE_URL": emu.base_url, "ANTHROPIC_API_KEY": "emulator"}
-        cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--quiet",
-               "--model", "claude-haiku-4-5", "--max-tokens", "64", "--minute", "6"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sluicegate",
+            "run",
+            str(inp),
+            "-o",
+            str(out),
+            "--quiet",
+            "--model",
+            "claude-haiku-4-5",
+            "--max-tokens",
+            "64",
+            "--minute",
+            "6",
+        ]
         first = stack.enter_context(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         stack.callback(first.kill)  # only if the test fails before it ends
         deadline = time.monotonic() + 20
@@ -85,9 +108,15 @@ def _other_client(base_url: str, seconds: float) -> Callable[[], None]:
             while time.monotonic() < stop and sent[0] < 2000:
                 sent[0] += 1
                 time.sleep(0.05)
-                client.post("/v1/messages", headers={"x-api-key": "emulator", "anthropic-version": "2023-06-01"},
-                            json={"model": "claude-haiku-4-5", "max_tokens": 8,
-                                  "messages": [{"role": "user", "content": "hi"}]})
+                client.post(
+                    "/v1/messages",
+                    headers={"x-api-key": "emulator", "anthropic-version": "2023-06-01"},
+                    json={
+                        "model": "claude-haiku-4-5",
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                )
 
     threads = [threading.Thread(target=hammer) for _ in range(16)]
     for t in threads:
@@ -101,8 +130,9 @@ def _other_client(base_url: str, seconds: float) -> Callable[[], None]:
 
 
 def _report(out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sluicegate", "report", str(out)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sluicegate", "report", str(out)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_report_explains_the_job_and_keeps_both_runs(finished_job: Path) -> None:
@@ -117,7 +147,8 @@ def test_report_explains_the_job_and_keeps_both_runs(finished_job: Path) -> None
     assert sum(r.rate_limited for r in rows) >= 1
     assert sum(r.overloaded for r in rows) >= 1
     (invalid,) = data.errors
-    assert invalid.kind == "invalid_request_error" and invalid.count == 2
+    assert invalid.kind == "invalid_request_error"
+    assert invalid.count == 2
     assert [line for line, _, _ in invalid.examples] == [11, 31]
     png = finished_job.with_name("out.report.png").read_bytes()
     assert png.startswith(b"\x89PNG")
@@ -132,15 +163,23 @@ def test_the_page_renders_in_chromium_with_every_plot_and_no_network(finished_jo
     page_path = finished_job.with_name("out.report.html")
     text = page_path.read_text()
     links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text)
-    assert links and all(link.startswith("data:") for link in links)
-    assert "url(" not in text and "@import" not in text
+    assert len(links) == len(FIGURES)
+    assert all(link.startswith("data:") for link in links)
+    assert "url(" not in text
+    assert "@import" not in text
     errors: list[str] = []
     requests: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
@@ -150,7 +189,7 @@ def test_the_page_renders_in_chromium_with_every_plot_and_no_network(finished_jo
             page.goto(page_path.as_uri(), wait_until="load")
             for fig_id in FIGURES:
                 width = page.eval_on_selector(f"#chart-{fig_id} img", "img => img.complete && img.naturalWidth")
-                assert width and width > 100, fig_id
+                assert width > 100, fig_id
             why = page.inner_text("#why")
             assert "requests per minute" in why
             assert "invalid_request_error" in page.inner_text("#errors-table")
@@ -162,8 +201,9 @@ def test_the_page_renders_in_chromium_with_every_plot_and_no_network(finished_jo
     assert requests[0] == page_path.as_uri()
 
 
-def test_report_on_a_missing_job_says_so(tmp_path: Path, capfd: Callable[..., object]) -> None:
+def test_report_on_a_missing_job_says_so(tmp_path: Path) -> None:
     """A path with no job store beside it is a usage error (exit 2) that names the store."""
     done = _report(tmp_path / "nothing.jsonl")
     assert done.returncode == 2
-    assert "no job store at" in done.stderr and "nothing.jsonl.sluicegate.db" in done.stderr
+    assert "no job store at" in done.stderr
+    assert "nothing.jsonl.sluicegate.db" in done.stderr

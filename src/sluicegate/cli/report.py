@@ -11,11 +11,17 @@ import click
 @click.command()
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
-    "--html", "html_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
     help="Where to write the page (default: OUTPUT with .report.html).",
 )
 @click.option(
-    "--png", "png_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    "--png",
+    "png_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
     help="Where to write the summary picture (default: OUTPUT with .report.png).",
 )
 def report(output_path: Path, html_path: Path | None, png_path: Path | None) -> None:

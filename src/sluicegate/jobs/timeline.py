@@ -93,10 +93,32 @@ class Row:
     __slots__ = (*COUNTERS, *_LIMITS, "binding", "in_flight_max", "latency", "ttft")
 
     def __init__(self) -> None:
-        for name in COUNTERS:
-            setattr(self, name, 0)
-        for name in _LIMITS:
-            setattr(self, name, None)
+        # Counters (summed when rows merge).
+        self.admitted: int = 0
+        self.succeeded: int = 0
+        self.failed: int = 0
+        self.rate_limited: int = 0
+        self.overloaded: int = 0
+        self.server_errors: int = 0
+        self.other_failures: int = 0
+        self.input_tokens: int = 0
+        self.output_tokens: int = 0
+        self.cache_write_tokens: int = 0
+        self.cache_read_tokens: int = 0
+        self.unpriced: int = 0
+        self.samples: int = 0
+        self.waiting_samples: int = 0
+        self.cost: float = 0.0
+        self.cost_input: float = 0.0
+        self.cost_output: float = 0.0
+        self.cost_cache_write: float = 0.0
+        self.cost_cache_read: float = 0.0
+        # The limits as learnt, per real minute, at the row's last sample (None: not known).
+        self.rpm: float | None = None
+        self.itpm: float | None = None
+        self.otpm: float | None = None
+        self.tpm: float | None = None
+        self.concurrency: int | None = None
         self.in_flight_max = 0
         self.binding: Counter[str] = Counter()  # limiter samples by the gate admission waited for
         self.latency: Counter[int] = Counter()  # total seconds of finished successes, by bin
@@ -117,7 +139,9 @@ class Row:
 
     def to_json(self) -> str:
         # Ten significant digits: sums of costs would otherwise print seventeen, for nothing a chart can show.
-        data: dict[str, object] = {n: float(f"{v:.10g}") if isinstance(v, float) else v for n in COUNTERS if (v := getattr(self, n))}
+        data: dict[str, object] = {
+            n: float(f"{v:.10g}") if isinstance(v, float) else v for n in COUNTERS if (v := getattr(self, n))
+        }
         data.update({n: getattr(self, n) for n in _LIMITS if getattr(self, n) is not None})
         if self.in_flight_max:
             data["in_flight_max"] = self.in_flight_max

@@ -1,4 +1,4 @@
-"""`sluicegate report`: a job's run report (HTML page and PNG summary) and the answer to 'why did it take this long?'."""
+"""`sluicegate report`: a job's run report (HTML page, PNG summary) and the answer to 'why did it take this long?'."""
 
 from __future__ import annotations
 

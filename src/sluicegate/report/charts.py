@@ -10,6 +10,7 @@ import base64
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
@@ -40,7 +41,7 @@ PALETTE = {
     "amber": "#d97706",
 }
 
-_STYLE = {
+_STYLE: Any = {  # matplotlib types its rc keys as a closed Literal set
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.titleweight": "bold",
@@ -97,15 +98,35 @@ def time_series(
             if line.kind == "bar":
                 ax.bar(xs, ys, width=ws, align="edge", color=line.color, label=line.label, alpha=0.8, linewidth=0)
             elif line.kind == "step":
-                ax.step([*xs, xs[-1] + ws[-1]], [*ys, ys[-1]], where="post", color=line.color, label=line.label,
-                        linestyle=style, linewidth=1.3)
+                ax.step(
+                    [*xs, xs[-1] + ws[-1]],
+                    [*ys, ys[-1]],
+                    where="post",
+                    color=line.color,
+                    label=line.label,
+                    linestyle=style,
+                    linewidth=1.3,
+                )
             else:
-                ax.plot([a + w / 2 for a, w in zip(xs, ws, strict=True)], ys, color=line.color, label=line.label,
-                        linestyle=style, linewidth=1.3)
+                ax.plot(
+                    [a + w / 2 for a, w in zip(xs, ws, strict=True)],
+                    ys,
+                    color=line.color,
+                    label=line.label,
+                    linestyle=style,
+                    linewidth=1.3,
+                )
         for at, label in marks:
             ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
-            ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                        textcoords="offset points", fontsize=7, color=PALETTE["grey"])
+            ax.annotate(
+                label,
+                (at, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=PALETTE["grey"],
+            )
         ax.set_title(title, loc="left")
         ax.set_ylabel(ylabel)
         ax.set_xlabel("seconds of work")
@@ -127,8 +148,14 @@ def bands(
             continue
         label = labels[start]
         if label is not None:
-            ax.axvspan(x[start], x[i - 1] + widths[i - 1], color=colors.get(label, PALETTE["grey"]), alpha=0.12,
-                       linewidth=0, label=None if label in seen else f"bound: {label}")
+            ax.axvspan(
+                x[start],
+                x[i - 1] + widths[i - 1],
+                color=colors.get(label, PALETTE["grey"]),
+                alpha=0.12,
+                linewidth=0,
+                label=None if label in seen else f"bound: {label}",
+            )
             seen.add(label)
         start = i
 
@@ -150,8 +177,15 @@ def histogram(
             ax.stairs(counts, edges, label=label, color=color, linewidth=1.3, fill=False)
         for at, label in markers:
             ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
-            ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                        textcoords="offset points", fontsize=7, color=PALETTE["grey"])
+            ax.annotate(
+                label,
+                (at, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=PALETTE["grey"],
+            )
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -177,8 +211,14 @@ def bars(
         ax.set_yticks(positions, labels)
         top = max([abs(v) for v in values] or [1.0]) or 1.0
         for pos, value in zip(positions, values, strict=True):
-            ax.annotate(fmt.format(value), (max(value, 0), pos), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=8)
+            ax.annotate(
+                fmt.format(value),
+                (max(value, 0), pos),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
         ax.set_xlim(min(0.0, min(values, default=0.0)), top * 1.25)
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.grid(axis="y", visible=False)

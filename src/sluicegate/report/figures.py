@@ -69,8 +69,15 @@ def throughput(ax: Axes, data: ReportData) -> None:
         if any(v is not None for v in ceilings[name]):
             lines.append(Line(f"ceiling by {label}", ceilings[name], _BINDING_COLORS[name], kind="line", dashed=True))
     bands(ax, x, widths, [binding_of(r) for r in rows], _BINDING_COLORS)
-    time_series(ax, x, widths, lines, title="Throughput against the ceilings (shaded: the binding limit)",
-                ylabel="items per second", marks=marks)
+    time_series(
+        ax,
+        x,
+        widths,
+        lines,
+        title="Throughput against the ceilings (shaded: the binding limit)",
+        ylabel="items per second",
+        marks=marks,
+    )
     # The chart is about the lowest ceiling: higher ones may leave the top rather than flatten everything.
     done = max((v for v in lines[0].values if v is not None), default=0.0)
     lowest = [min(v for v in c if v is not None) for c in ceilings.values() if any(v is not None for v in c)]
@@ -157,21 +164,32 @@ def cost_parts(data: ReportData) -> list[tuple[str, float]]:
 def tokens_and_cost(axes: Sequence[Axes], data: ReportData) -> None:
     """Tokens by kind, and cost by kind."""
     t = data.tokens
-    bars(axes[0], ["input", "output", "cache write", "cache read"],
-         [t["input"], t["output"], t["cache_write"], t["cache_read"]],
-         [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"]], title="Tokens by kind")
+    bars(
+        axes[0],
+        ["input", "output", "cache write", "cache read"],
+        [t["input"], t["output"], t["cache_write"], t["cache_read"]],
+        [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"]],
+        title="Tokens by kind",
+    )
     parts = cost_parts(data)
-    bars(axes[1], [k for k, _ in parts], [v for _, v in parts],
-         [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
-         title=f"Cost by kind (total ${data.cost:,.4f})", fmt="${:,.4f}")
+    bars(
+        axes[1],
+        [k for k, _ in parts],
+        [v for _, v in parts],
+        [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
+        title=f"Cost by kind (total ${data.cost:,.4f})",
+        fmt="${:,.4f}",
+    )
 
 
 def errors(ax: Axes, data: ReportData) -> None:
     """Failed attempts that were retried (by kind), and items that ended in error (by the API's error type)."""
     rows = [p.row for p in data.points]
     labels = ["429 (retried)", "529 (retried)", "5xx (retried)", "transport (retried)"]
-    values = [float(sum(getattr(r, n) for r in rows))
-              for n in ("rate_limited", "overloaded", "server_errors", "other_failures")]
+    values = [
+        float(sum(getattr(r, n) for r in rows))
+        for n in ("rate_limited", "overloaded", "server_errors", "other_failures")
+    ]
     colors = [PALETTE["red"], PALETTE["amber"], PALETTE["purple"], PALETTE["grey"]]
     for group in data.errors:
         labels.append(f"{group.kind} (final)")
@@ -214,9 +232,14 @@ def summary_figure(data: ReportData, headline: str) -> Figure:
     failures(axes[2], data)
     latency(axes[3], data)
     parts = cost_parts(data)
-    bars(axes[4], [k for k, _ in parts], [v for _, v in parts],
-         [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
-         title=f"Cost by kind (total ${data.cost:,.4f})", fmt="${:,.4f}")
+    bars(
+        axes[4],
+        [k for k, _ in parts],
+        [v for _, v in parts],
+        [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
+        title=f"Cost by kind (total ${data.cost:,.4f})",
+        fmt="${:,.4f}",
+    )
     errors(axes[5], data)
     fig.suptitle(headline, x=0.01, ha="left", fontsize=11, fontweight="bold")
     return fig

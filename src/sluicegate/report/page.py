@@ -13,7 +13,8 @@ from .why import Diagnosis
 __all__ = ["render_page"]
 
 _CSS = """
-body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111827; margin: 0; background: #f9fafb; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #111827; margin: 0;
+       background: #f9fafb; }
 main { max-width: 980px; margin: 0 auto; padding: 24px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 28px 0 8px; }
 .sub { color: #6b7280; margin: 0 0 16px; }
@@ -60,9 +61,8 @@ def _errors_table(data: ReportData) -> str:
     for kind, messages in sorted(data.attempt_examples.items()):
         total = sum(getattr(p.row, kind, 0) for p in data.points) if kind in _ATTEMPT_COUNTERS else None
         shown = f"{total:,} attempts" if total is not None else "attempts"
-        rows.append(
-            f"<tr><td>{escape(kind)} (retried)</td><td>{shown}</td><td>{'<br>'.join(escape(m) for m in messages)}</td></tr>"
-        )
+        listed = "<br>".join(escape(m) for m in messages)
+        rows.append(f"<tr><td>{escape(kind)} (retried)</td><td>{shown}</td><td>{listed}</td></tr>")
     if not rows:
         return "<p>No errors.</p>"
     return "<table><tr><th>kind</th><th>count</th><th>examples</th></tr>" + "".join(rows) + "</table>"

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from ..jobs.timeline import Row, bin_lower
 
-__all__ = ["Bound", "Diagnosis", "Profile", "explain", "profile", "mean_latency"]
+__all__ = ["Bound", "Diagnosis", "Profile", "explain", "mean_latency", "profile"]
 
 Bound = Literal["requests", "input_tokens", "output_tokens", "tokens", "concurrency", "rate_limited", "none"]
 
@@ -91,7 +91,7 @@ def profile(rows: Sequence[tuple[float, Row]], **settings: object) -> Profile:
     busy = [(w, r) for w, r in rows if r.admitted or r.succeeded or r.failed or r.in_flight_max]
 
     def total(name: str) -> float:
-        return sum(getattr(r, name) for _, r in busy)
+        return float(sum(getattr(r, name) for _, r in busy))
 
     def last(name: str) -> float | None:
         values = [getattr(r, name) for _, r in rows if getattr(r, name) is not None]
@@ -157,12 +157,12 @@ def _bound(p: Profile, ceils: dict[str, float]) -> Bound:
         if p.binding.get("cooldown", 0.0) > max(gates.values(), default=0.0):
             return "rate_limited"
         if gates:
-            return max(gates, key=lambda k: gates[k])  # type: ignore[return-value]
+            return cast(Bound, max(gates, key=lambda k: gates[k]))
     rate = p.succeeded / p.seconds
     if ceils:
         lowest = min(ceils, key=lambda k: ceils[k])
         if rate >= 0.8 * ceils[lowest]:
-            return lowest  # type: ignore[return-value]
+            return cast(Bound, lowest)
     if p.concurrency and p.in_flight_max >= p.concurrency:
         return "concurrency"
     return "none"
