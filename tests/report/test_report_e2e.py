@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sluicegate.emulator import FaultSpec, RunningEmulator
+from sluicegate.jobs.runner import store_path_for
 from sluicegate.report.data import load
 from sluicegate.report.figures import FIGURES
 
@@ -81,8 +83,7 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=60)
         assert first.returncode == 130, err
-        join = _other_client(emu.base_url, 4.0)  # from before the resumed run starts: its first requests meet 429s
-        time.sleep(1.0)
+        join = _other_client(emu.base_url, store_path_for(out))  # the resumed run's first requests meet 429s
         second = stack.enter_context(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
@@ -93,22 +94,39 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _other_client(base_url: str, seconds: float) -> Callable[[], None]:
-    """Start another client on the same key for `seconds`: 16 threads taking every request the key's limit frees,
-    so the job meets 429s however well it paces itself (bounded: at most 2,000 requests). Returns the join."""
+def _met_429(store: Path) -> bool:
+    """Whether the job's timeline (as flushed so far) holds a 429."""
+    if not store.exists():
+        return False
+    conn = sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)
+    try:
+        return bool(conn.execute("SELECT count(*) FROM timeline WHERE data LIKE '%rate_limited%'").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return False
+    finally:
+        conn.close()
+
+
+def _other_client(base_url: str, store: Path) -> Callable[[], None]:
+    """Start another client on the same key: 16 threads taking every request the key's limit frees, until the job
+    whose store is `store` has met a 429 (bounded: 2,000 requests, 60 s). Returns once the key's request bucket is
+    empty (the client met its first 429), so a job started then meets 429s however well it paces itself, on a loaded
+    machine too. Returns the join."""
     import threading
 
     import httpx2
 
-    stop = time.monotonic() + seconds
+    drained = threading.Event()
+    done = threading.Event()
+    started = time.monotonic()
     sent = [0]
 
     def hammer() -> None:
         with httpx2.Client(base_url=base_url, timeout=10) as client:
-            while time.monotonic() < stop and sent[0] < 2000:
+            while not done.is_set() and sent[0] < 2000 and time.monotonic() - started < 60:
                 sent[0] += 1
                 time.sleep(0.05)
-                client.post(
+                answer = client.post(
                     "/v1/messages",
                     headers={"x-api-key": "emulator", "anthropic-version": "2023-06-01"},
                     json={
@@ -117,10 +135,20 @@ def _other_client(base_url: str, seconds: float) -> Callable[[], None]:
                         "messages": [{"role": "user", "content": "hi"}],
                     },
                 )
+                if answer.status_code == 429:
+                    drained.set()
 
-    threads = [threading.Thread(target=hammer) for _ in range(16)]
+    def watch() -> None:
+        while not done.is_set() and time.monotonic() - started < 60:
+            if drained.is_set() and _met_429(store):
+                done.set()
+            time.sleep(0.2)
+        done.set()
+
+    threads = [threading.Thread(target=hammer) for _ in range(16)] + [threading.Thread(target=watch)]
     for t in threads:
         t.start()
+    assert drained.wait(60), "the other client never emptied the key's request bucket"
 
     def join() -> None:
         for t in threads:
@@ -140,7 +168,7 @@ def test_report_explains_the_job_and_keeps_both_runs(finished_job: Path) -> None
     done = _report(finished_job)
     assert done.returncode == 0, done.stderr
     assert "binding limit was requests per minute (RPM)" in done.stdout
-    data = load(finished_job.with_name(finished_job.name + ".sluicegate.db"))
+    data = load(store_path_for(finished_job))
     assert len(data.segments) == 2
     rows = [p.row for p in data.points]
     assert sum(r.succeeded for r in rows) == ITEMS

@@ -63,11 +63,16 @@ def throughput(ax: Axes, data: ReportData) -> None:
     x, widths, marks = _axis(data)
     rows = [p.row for p in data.points]
     ceilings = _ceilings(data.points)
-    lines = [Line("completed/s", [r.succeeded / w for r, w in zip(rows, widths, strict=True)], PALETTE["blue"])]
+    done = [r.succeeded / w for r, w in zip(rows, widths, strict=True)]
+    last = {name: [v for v in values if v is not None][-1] for name, values in ceilings.items() if any(values)}
+    # The chart is about the lowest ceiling: higher ones leave the top (and say so) rather than flatten everything.
+    top = 1.6 * max(max(done, default=0.0), min(last.values(), default=0.0))
+    lines = [Line("completed/s", done, PALETTE["blue"])]
     styles = {"requests": "RPM", "input_tokens": "ITPM", "output_tokens": "OTPM"}
     for name, label in styles.items():
-        if any(v is not None for v in ceilings[name]):
-            lines.append(Line(f"ceiling by {label}", ceilings[name], _BINDING_COLORS[name], kind="line", dashed=True))
+        if name in last:
+            above = f" ({last[name]:,.0f}/s, above the chart)" if top and last[name] > top else ""
+            lines.append(Line(f"ceiling by {label}{above}", ceilings[name], _BINDING_COLORS[name], "line", True))
     bands(ax, x, widths, [binding_of(r) for r in rows], _BINDING_COLORS)
     time_series(
         ax,
@@ -78,12 +83,8 @@ def throughput(ax: Axes, data: ReportData) -> None:
         ylabel="items per second",
         marks=marks,
     )
-    # The chart is about the lowest ceiling: higher ones may leave the top rather than flatten everything.
-    done = max((v for v in lines[0].values if v is not None), default=0.0)
-    lowest = [min(v for v in c if v is not None) for c in ceilings.values() if any(v is not None for v in c)]
-    top = max(done, min(lowest, default=0.0))
     if top > 0:
-        ax.set_ylim(0, top * 1.6)
+        ax.set_ylim(0, top)
 
 
 def in_flight(ax: Axes, data: ReportData) -> None:

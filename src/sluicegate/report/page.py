@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from html import escape
 
 from .charts import data_uri, to_svg
@@ -82,7 +83,7 @@ def render_page(data: ReportData, diagnosis: Diagnosis) -> str:
     subtitle = " · ".join(
         escape(part)
         for part in (
-            settings.get("input", ""),
+            Path(settings.get("input", "")).name,  # the name only: a report is shared, its paths are not
             settings.get("provider", ""),
             settings.get("model", "") or "model per line",
             f"started {started}",
