@@ -189,3 +189,10 @@ def test_429_pauses_are_named_when_admission_mostly_waited_for_them() -> None:
     d = explain(profile(rows))
     assert d.bound == "rate_limited"
     assert "429 answers (360 of them)" in d.paragraph
+
+
+def test_a_job_without_a_timeline_says_so_instead_of_guessing() -> None:
+    """No rows (a batch job, or an older version's store): the paragraph says no timeline was kept."""
+    d = explain(profile([]))
+    assert d.bound == "none"
+    assert d.paragraph.startswith("No timeline was recorded for this job")

@@ -133,7 +133,7 @@ def time_series(
         ax.set_ylim(bottom=0)
         if x:
             ax.set_xlim(min(x), max(a + w for a, w in zip(x, widths, strict=True)))
-        if any(line.label for line in lines):
+        if ax.get_legend_handles_labels()[1]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -171,10 +171,12 @@ def histogram(
 ) -> None:
     """Counts per bin (bins given by `edges`, len(counts) + 1, log-spaced) as outlined steps on a log axis."""
     with mpl.rc_context(_STYLE):
+        drawn = False
         for label, counts, color in series:
             if not any(counts):
                 continue
             ax.stairs(counts, edges, label=label, color=color, linewidth=1.3, fill=False)
+            drawn = True
         for at, label in markers:
             ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
             ax.annotate(
@@ -193,7 +195,8 @@ def histogram(
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("items")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if drawn:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def bars(

@@ -86,8 +86,14 @@ def mean_latency(rows: Sequence[Row]) -> float | None:
     return sum(n * (bin_lower(b) + bin_lower(b + 1)) / 2 for b, n in counts.items()) / total
 
 
-def profile(rows: Sequence[tuple[float, Row]], **settings: object) -> Profile:
-    """Sum `(width, row)` pairs of every run into a Profile; `settings` adds batch, max_tokens, provider."""
+def profile(
+    rows: Sequence[tuple[float, Row]],
+    *,
+    batch: bool = False,
+    max_tokens: int | None = None,
+    provider: str = "anthropic",
+) -> Profile:
+    """Sum `(width, row)` pairs of every run into a Profile of a job with these settings."""
     busy = [(w, r) for w, r in rows if r.admitted or r.succeeded or r.failed or r.in_flight_max]
 
     def total(name: str) -> float:
@@ -125,7 +131,9 @@ def profile(rows: Sequence[tuple[float, Row]], **settings: object) -> Profile:
         overloaded=int(total("overloaded")),
         waiting_share=total("waiting_samples") / samples if samples else 0.0,
         binding={k: v / samples for k, v in binding.items()} if samples else {},
-        **settings,  # type: ignore[arg-type]
+        batch=batch,
+        max_tokens=max_tokens,
+        provider=provider,
     )
 
 
@@ -180,6 +188,12 @@ def explain(p: Profile) -> Diagnosis:
     """The 'why it took this long' paragraph and the advice for a job summed up in `p`."""
     ceils = ceilings(p)
     bound = _bound(p, ceils)
+    if p.seconds <= 0:
+        paragraph = (
+            "No timeline was recorded for this job (it ran through a batch API, or with a version that kept none), "
+            "so its pace cannot be explained; the totals and errors come from the job store."
+        )
+        return Diagnosis("none", paragraph, [], [], ceils)
     rate = p.succeeded / p.seconds if p.seconds > 0 else 0.0
     head = f"{p.succeeded:,} items in {_duration(p.seconds)} of work: {rate:.2f} per second."
     faster: list[str] = []
