@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 from html import escape
+from pathlib import Path
 
 from .charts import data_uri, to_svg
 from .data import ReportData
