@@ -2,23 +2,23 @@
 
 `python -m bench.timeline_cost [--job-lines 20000] [--items 1000000 10000000]`
 
-1. CPU share. A whole `sluicegate run` job (real runner, store, writer, engine, timeline) over an in-process
-   transport that answers at once, so the job's CPU per completion is as small as it gets and the timeline's share
-   as large as it gets. Beside it, in the same run, the recorder alone fed the events such a job emits per item (one
+1. CPU share. A whole `sluicegate run` job (bench.job_memory's child, in a fresh process: real runner, store,
+   writer, engine, timeline) over an in-process transport that answers at once, so the job's CPU per completion is
+   as small as it gets and the timeline's share as large as it gets. Beside it, in the same run, the recorder alone fed the events such a job emits per item (one
    admission, one completion with usage and latency, a limiter sample four times a second), timed with
    time.process_time. Share = recorder CPU per item / whole job CPU per item.
 2. Size. A synthetic timeline of N items at R items/s written through the recorder into a real job store (fake
-   clock, so a 10-million-item job takes seconds): bytes of the timeline tables, and the rows kept.
+   clock, so a 10-million-item job takes minutes, not days): bytes of the timeline tables, and the rows kept.
 Prints a Markdown section for bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import json
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,18 +29,6 @@ from sluicegate._stats import EngineStatistics, LimiterStatistics
 from sluicegate.jobs import JobStore
 from sluicegate.jobs.timeline import TimelineRecorder
 
-_ANSWER = json.dumps(
-    {
-        "id": "msg_bench",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-haiku-4-5",
-        "content": [{"type": "text", "text": "a short summary"}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 4},
-    }
-).encode()
 _STATS = EngineStatistics(
     limiter=LimiterStatistics(
         in_flight=40,
@@ -55,31 +43,12 @@ _STATS = EngineStatistics(
 
 
 def whole_job(lines: int, workdir: Path) -> tuple[float, int]:
-    """CPU seconds and results of one real job over an instant in-process transport."""
-    import httpx2
-    from rich.console import Console
-
-    from sluicegate.jobs.reader import Defaults
-    from sluicegate.jobs.runner import JobConfig, run_job
-
-    inp = workdir / "in.jsonl"
-    inp.write_text("".join(json.dumps({"id": f"d{i}", "prompt": f"Summarise {i}."}) + "\n" for i in range(lines)))
-    transport = httpx2.MockTransport(
-        lambda request: httpx2.Response(200, content=_ANSWER, headers={"content-type": "application/json"})
-    )
-    config = JobConfig(
-        input_path=inp,
-        output_path=workdir / "out.jsonl",
-        api_key="bench",
-        base_url="http://bench.invalid",
-        settings_base="bench",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        max_concurrency=64,
-        transport=transport,
-    )
-    cpu = time.process_time()
-    outcome = asyncio.run(run_job(config, console=Console(file=io.StringIO()), quiet=True))
-    return time.process_time() - cpu, outcome.counts.get("done", 0)
+    """CPU seconds and results of one real job over an instant in-process transport: bench.job_memory's child, in a
+    fresh process."""
+    cmd = [sys.executable, "-m", "bench.job_memory", "--child", str(lines), "--workdir", str(workdir), "--mode", "job"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    return float(row["cpu"]), int(row["out"])
 
 
 def events(items: int, rate: float, start: float = 0.0) -> list[Event]:

@@ -76,6 +76,21 @@ def new_figure(width: float = 7.5, height: float = 2.6, rows: int = 1, cols: int
     return fig, [ax for line in grid for ax in line]
 
 
+def _verticals(ax: Axes, marks: Sequence[tuple[float, str]]) -> None:
+    """Dotted vertical lines, each labelled at the top."""
+    for at, label in marks:
+        ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
+        ax.annotate(
+            label,
+            (at, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color=PALETTE["grey"],
+        )
+
+
 def time_series(
     ax: Axes,
     x: Sequence[float],
@@ -116,17 +131,7 @@ def time_series(
                     linestyle=style,
                     linewidth=1.3,
                 )
-        for at, label in marks:
-            ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
-            ax.annotate(
-                label,
-                (at, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -10),
-                textcoords="offset points",
-                fontsize=7,
-                color=PALETTE["grey"],
-            )
+        _verticals(ax, marks)
         ax.set_title(title, loc="left")
         ax.set_ylabel(ylabel)
         ax.set_xlabel("seconds of work")
@@ -177,17 +182,7 @@ def histogram(
                 continue
             ax.stairs(counts, edges, label=label, color=color, linewidth=1.3, fill=False)
             drawn = True
-        for at, label in markers:
-            ax.axvline(at, color=PALETTE["grey"], linewidth=0.8, linestyle=":")
-            ax.annotate(
-                label,
-                (at, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -10),
-                textcoords="offset points",
-                fontsize=7,
-                color=PALETTE["grey"],
-            )
+        _verticals(ax, markers)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

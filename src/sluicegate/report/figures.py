@@ -172,9 +172,14 @@ def tokens_and_cost(axes: Sequence[Axes], data: ReportData) -> None:
         [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"]],
         title="Tokens by kind",
     )
+    cost(axes[1], data)
+
+
+def cost(ax: Axes, data: ReportData) -> None:
+    """Cost by kind, with the total in the title."""
     parts = cost_parts(data)
     bars(
-        axes[1],
+        ax,
         [k for k, _ in parts],
         [v for _, v in parts],
         [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
@@ -232,15 +237,7 @@ def summary_figure(data: ReportData, headline: str) -> Figure:
     in_flight(axes[1], data)
     failures(axes[2], data)
     latency(axes[3], data)
-    parts = cost_parts(data)
-    bars(
-        axes[4],
-        [k for k, _ in parts],
-        [v for _, v in parts],
-        [PALETTE["green"], PALETTE["purple"], PALETTE["amber"], PALETTE["teal"], PALETTE["grey"]],
-        title=f"Cost by kind (total ${data.cost:,.4f})",
-        fmt="${:,.4f}",
-    )
+    cost(axes[4], data)
     errors(axes[5], data)
     fig.suptitle(headline, x=0.01, ha="left", fontsize=11, fontweight="bold")
     return fig
