@@ -4,9 +4,9 @@
 
 1. CPU share. A whole `sluicegate run` job (bench.job_memory's child, in a fresh process: real runner, store,
    writer, engine, timeline) over an in-process transport that answers at once, so the job's CPU per completion is
-   as small as it gets and the timeline's share as large as it gets. Beside it, in the same run, the recorder alone fed the events such a job emits per item (one
-   admission, one completion with usage and latency, a limiter sample four times a second), timed with
-   time.process_time. Share = recorder CPU per item / whole job CPU per item.
+   as small as it gets and the timeline's share as large as it gets. Beside it, in the same run, the recorder alone
+   fed the events such a job emits per item (one admission, one completion with usage and latency, a limiter sample
+   four times a second), timed with time.process_time. Share = recorder CPU per item / whole job CPU per item.
 2. Size. A synthetic timeline of N items at R items/s written through the recorder into a real job store (fake
    clock, so a 10-million-item job takes minutes, not days): bytes of the timeline tables, and the rows kept.
 Prints a Markdown section for bench/RESULTS.md.
