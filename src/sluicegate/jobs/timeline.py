@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._events import AttemptFailed, Event, LimitsObserved, RequestAdmitted, RequestCompleted
+from .._events import AttemptFailed, Event, RequestAdmitted, RequestCompleted
 from .._stats import EngineStatistics
 from ..pricing import Price, PriceTable, default_table
 
@@ -258,6 +258,8 @@ class TimelineRecorder:
         self._cool()
 
     def __call__(self, event: Event) -> None:
+        """Add one event to its row. Limits are not read from LimitsObserved but sampled from the limiter, which
+        has combined the server's view with its own by then."""
         if isinstance(event, RequestCompleted):
             self._completed(event)
         elif isinstance(event, RequestAdmitted):
@@ -267,8 +269,6 @@ class TimelineRecorder:
                 row.in_flight_max = event.in_flight
         elif isinstance(event, AttemptFailed):
             self._failed(event)
-        elif isinstance(event, LimitsObserved):
-            pass  # the limits as the limiter learnt them are sampled below, after it combined them
         if event.at >= self._next_sample:
             self.sample(event.at)
 
