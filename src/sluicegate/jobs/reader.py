@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
+from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ._validate import MAX_DEPTH, PROVIDERS, Bad, hostile, kind_of, validate_params
 
@@ -154,7 +155,7 @@ def read_requests(
     Duplicate ids are not detected here (the job store does it, so memory stays bounded).
     """
     if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
+        raise ConfigError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
     index = 0
     for line_no, raw in enumerate(lines, start=1):
         if isinstance(raw, OversizeLine):

@@ -43,6 +43,7 @@ from ._spend import SpendLedger
 from .admission import Admission
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
+from .timeline import TimelineRecorder
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -79,7 +80,10 @@ class JobConfig:
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
-    minute: float = 60.0
+    minute: float | None = None  # overrides the windows learnt from the headers
+    # Real seconds per minute of the server's rate limits (6 with the built-in emulator): the progress view shows
+    # limits and rates in the server's own minutes and states this scale once.
+    display_minute: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -262,6 +266,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     "to go on, raise the cap: "
                     f"{with_max_cost(config.resume())}",
                 )
+        timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
@@ -279,15 +284,16 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker] if ledger is None else [tracker, ledger],
+            sinks=[tracker, timeline] if ledger is None else [tracker, timeline, ledger],
         )
+        timeline.watch(engine.statistics)
         started = time.monotonic()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
         interrupts = 0
         async with engine, anyio.create_task_group() as tg:
             display = ProgressDisplay(
-                tracker, console=console, statistics=engine.statistics, clock=clock, minute=config.minute
+                tracker, console=console, statistics=engine.statistics, clock=clock, minute=config.display_minute
             )
             if not quiet:
                 tg.start_soon(display.run)
@@ -320,6 +326,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 while True:
                     await anyio.sleep(_COMMIT_INTERVAL)
                     saver.save()
+                    timeline.persist(store.commit)
 
             tg.start_soon(commit_ticker)
 
@@ -338,6 +345,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
             saver.finish(rewrite=config.retry_failed)
+            timeline.close()
             tg.cancel_scope.cancel()
         wall = time.monotonic() - started
         if not quiet:
