@@ -60,6 +60,8 @@ def batch(
     re-attaches to the batches already submitted and submits only the rest.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
     130 interrupted.
+
+    Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
     import anyio
     from rich.console import Console

@@ -16,7 +16,10 @@ import click
     help="Run only these systems (repeatable); default: sequential, gather, semaphore10, sluicegate.",
 )
 def demo(documents: int | None, quick: bool, systems: tuple[str, ...]) -> None:
-    """Compare the usual asyncio patterns with sluicegate on an emulated, rate-limited API."""
+    """Compare the usual asyncio patterns with sluicegate on an emulated, rate-limited API.
+
+    Example: sluicegate demo --quick
+    """
     from rich.console import Console
 
     from sluicegate.demo.run import SYSTEMS, DemoSettings, Row, render_table, run_demo

@@ -63,9 +63,17 @@ def _endpoint(
 
 @click.command()
 @job_file_options
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["anthropic", "openai"]),
+    default="anthropic",
+    show_default=True,
+    help="API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).",
+)
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
-@click.option("--rpm", type=float, default=None, help="Requests per minute (default: learnt from headers).")
+@click.option(
+    "--rpm", type=float, default=None, help="Your requests-per-minute limit, a ceiling (default: learnt from headers)."
+)
 @click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
@@ -81,7 +89,13 @@ def _endpoint(
     help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
     "also overrides the windows learnt from the server's rate-limit headers.",
 )
-@click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help="Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of overloaded, api_error, unavailable, "
+    "reset, hang, stream_error, truncate, slow.",
+)
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -112,8 +126,11 @@ def run(
 
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 5 disk full, 130 interrupted.
+    --model, --max-tokens and --system fill what a line leaves out; a line's own value always wins (a note says
+    how many lines kept their own). Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap
+    reached, 4 run aborted (bad key, spend cap), 5 disk full, 130 interrupted.
+
+    Example: sluicegate run examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5 --max-cost 5
     """
     import anyio
     from rich.console import Console

@@ -350,6 +350,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         wall = time.monotonic() - started
         if not quiet:
             display.print_summary(wall)
+        own = admission.kept_own_note()
+        if own is not None:
+            console.print(own, highlight=False, markup=False, soft_wrap=True)
         if admission.changed is not None:
             return JobOutcome(ExitCode.USAGE, admission.changed)
         if saver.failed is not None:
