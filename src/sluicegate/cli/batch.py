@@ -67,6 +67,7 @@ def batch(
     from rich.console import Console
 
     from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
+    from sluicegate.jobs._view import JobView
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
 
     console = Console(stderr=True)
@@ -90,6 +91,7 @@ def batch(
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
         )
-        outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
+        view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
+        outcome = anyio.run(lambda: run_batch_job(config, view=None if quiet else view))
     click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)

@@ -135,6 +135,7 @@ def run(
     import anyio
     from rich.console import Console
 
+    from sluicegate.cli._display import show_job
     from sluicegate.jobs.runner import JobConfig, run_job
 
     limits = None
@@ -160,8 +161,15 @@ def run(
             restart=restart,
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
-            display_minute=emulator_minute if emulated else (minute or 60.0),
         )
-        outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
+        display_minute = emulator_minute if emulated else (minute or 60.0)
+        outcome = anyio.run(
+            lambda: show_job(
+                lambda view, clock: run_job(config, view=view, clock=clock),
+                console=console,
+                quiet=quiet,
+                minute=display_minute,
+            )
+        )
     click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)
