@@ -6,7 +6,7 @@ import click
 
 from sluicegate.emulator.config import EmulatorConfig, FaultSpec
 
-_FAULT_KINDS = ("overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow")
+FAULT_KINDS = ("overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow")
 
 
 def _parse_fault(text: str) -> FaultSpec:
@@ -18,8 +18,8 @@ def _parse_fault(text: str) -> FaultSpec:
     else:
         kind, _, prob = text.partition(":")
         spec = FaultSpec(kind=kind, probability=float(prob or 1.0))  # type: ignore[arg-type]
-    if kind not in _FAULT_KINDS:
-        raise click.BadParameter(f"unknown fault kind {kind!r}; one of {', '.join(_FAULT_KINDS)}")
+    if kind not in FAULT_KINDS:
+        raise click.BadParameter(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
     return spec
 
 
@@ -64,7 +64,7 @@ def _parse_fault(text: str) -> FaultSpec:
     "faults",
     multiple=True,
     help=f"KIND:PROB (a share of requests) or KIND@START-END (real seconds since start), repeatable. "
-    f"KIND is one of: {', '.join(_FAULT_KINDS)}.",
+    f"KIND is one of: {', '.join(FAULT_KINDS)}.",
 )
 def emulate(
     host: str,

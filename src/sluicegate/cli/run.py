@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -93,8 +94,7 @@ def _endpoint(
     "--fault",
     "faults",
     multiple=True,
-    help="Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of overloaded, api_error, unavailable, "
-    "reset, hang, stream_error, truncate, slow.",
+    help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
 )
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
