@@ -153,6 +153,7 @@ class Result:
     cost: float | None = 0.0  # USD; None when the answer's model has no price in the table (unknown, not free)
     attempts: int = 0
     latency: float = 0.0  # seconds from first admission to the final answer
+    ttft: float | None = None  # seconds from the final attempt's send to its first answer byte (None: no answer)
 
     @property
     def ok(self) -> bool:

@@ -487,6 +487,7 @@ class Engine:
                     cost=cost,
                     attempts=attempts,
                     latency=now - first_at,
+                    ttft=outcome.first_token_after,
                 )
                 self._succeeded += 1
                 self._usage = self._usage + usage

@@ -89,7 +89,7 @@ def test_given_limits_pace_from_the_first_request() -> None:
 
 
 def test_as_completed_yields_in_completion_order() -> None:
-    """as_completed yields a fast request before a slow one that started earlier."""
+    """as_completed yields a fast request before a slow one that was sent earlier, each as it finishes."""
     clock = FakeClock()
 
     async def handler(request: httpx2.Request) -> httpx2.Response:
@@ -102,17 +102,19 @@ def test_as_completed_yields_in_completion_order() -> None:
             json={"content": [{"type": "text", "text": text}], "usage": {"input_tokens": 1, "output_tokens": 1}},
         )
 
-    async def main() -> list[str]:
-        reqs = [
-            {"custom_id": "a", "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "slow"}]},
-            {"custom_id": "b", "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "fast"}]},
-        ]
+    def req(custom_id: str, content: str) -> dict[str, Any]:
+        messages = [{"role": "user", "content": content}]
+        return {"custom_id": custom_id, "model": "m", "max_tokens": 5, "messages": messages}
+
+    async def main() -> list[tuple[str, float]]:
+        # The engine sends one probe request alone until its answer arrives; the warm-up "w" is that probe, so
+        # the slow "a" and the fast "b" are then in flight together, "a" sent first.
+        reqs = [req("w", "fast"), req("a", "slow"), req("b", "fast")]
         engine = Engine(api_key="k", base_url="http://t", transport=httpx2.MockTransport(handler), clock=clock)
         async with engine:
-            return [r.custom_id async for r in engine.as_completed(reqs)]
+            return [(r.custom_id, clock.now()) async for r in engine.as_completed(reqs)]
 
-    # The probe sends "a" alone; "b" goes once a's answer arrived... so use a warm-up to end the probe.
-    assert clock.run(main) == ["a", "b"]
+    assert clock.run(main) == [("w", 1.0), ("b", 2.0), ("a", 11.0)]
 
 
 def test_retries_429_500_529_and_resets_until_success() -> None:
