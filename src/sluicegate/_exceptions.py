@@ -2,6 +2,7 @@
 
 SluicegateError
 ├── ConfigError                 bad configuration given to the library or CLI (ValueError too)
+│   └── SharedLimitsUnavailableError  the shared limiter's Redis cannot be reached at start
 ├── InputError                  a bad input line or request: carries line and field
 ├── ProviderError               the API answered with an error: status, request id, type, body
 │   ├── BadRequestError         400, 404, 413, 422: never retried
@@ -34,6 +35,7 @@ __all__ = [
     "RateLimitedError",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "TransportError",
     "UsageError",
@@ -46,6 +48,10 @@ class SluicegateError(Exception):
 
 class ConfigError(SluicegateError, ValueError):
     """Configuration that cannot work (negative limits, unknown provider, missing key)."""
+
+
+class SharedLimitsUnavailableError(ConfigError):
+    """The shared limiter's Redis cannot be reached when the engine opens (the CLI exits with 2)."""
 
 
 class InputError(SluicegateError, ValueError):

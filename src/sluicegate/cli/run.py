@@ -82,6 +82,15 @@ def _endpoint(
     f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--shared-limits",
+    metavar="redis://HOST:PORT/DB",
+    default=None,
+    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+)
+@click.option(
+    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+)
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -104,6 +113,8 @@ def run(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    shared_limits: str | None,
+    shared_limits_name: str | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -142,6 +153,8 @@ def run(
             retry_failed=retry_failed,
             restart=restart,
             minute=emulator_minute if emulated else (minute or 60.0),
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

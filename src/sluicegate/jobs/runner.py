@@ -28,7 +28,7 @@ from .._events import RequestCompleted
 from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
 from .._models import RequestItem
 from .._stats import EngineStatistics
-from ..engine import Engine
+from ..engine import Engine, shared_pool_name
 from ..limits.limiter import Limits
 from ..pricing import PriceTable
 from ..progress import ProgressDisplay, ProgressTracker
@@ -72,6 +72,8 @@ class JobConfig:
     retry_failed: bool = False
     restart: bool = False
     minute: float = 60.0
+    shared_limits: str | None = None  # redis://... : one limiter for every process on this key
+    shared_limits_name: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -202,6 +204,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             minute=config.minute,
             transport=config.transport,
             sinks=[tracker],
+            shared_limits=config.shared_limits,
+            shared_limits_name=config.shared_limits_name
+            or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
         )
         started = time.monotonic()
         stop_reason: str | None = None
