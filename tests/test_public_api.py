@@ -39,6 +39,7 @@ EXPECTED = {
     "RunAborted",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "SystemClock",
     "TextStream",

@@ -72,7 +72,8 @@ class SharedPermit:
 
 
 class SharedLimiter:
-    """The pool named `name` on the Redis at `url`; `open()` before use and `aclose()` after.
+    """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after,
+    in the same task.
 
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
     emulators in compressed time); `lease` bounds how long a killed process's reservations stay taken.
@@ -136,8 +137,12 @@ class SharedLimiter:
             name: client.register_script(getattr(lua, name))
             for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT")
         }
+        if any(v is not None for v in self._limits_given()):
+            self._last_observe = self._observe_args(None)
         try:
             await client.ping()
+            if self._last_observe is not None:  # in force before the first admission
+                await self._scripts["OBSERVE"](keys=[self._prefix], args=self._last_observe)
             await self._heartbeat()
         except (RedisError, OSError) as exc:
             await client.aclose()
@@ -145,12 +150,17 @@ class SharedLimiter:
                 f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
                 "Start it, or run without --shared-limits (each process then has its own limiter)."
             ) from exc
-        if any(v is not None for v in self._limits_given()):
-            self._send("OBSERVE", self._observe_args(None))
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._heartbeat_loop)
         self._tg.start_soon(self._outbox_loop)
+
+    async def __aenter__(self) -> SharedLimiter:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Send what is queued (briefly), leave the pool and close the connection."""
@@ -309,10 +319,10 @@ class SharedLimiter:
         assert self._redis is not None
         while self._outbox:
             batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
-            pipe = self._redis.pipeline(transaction=False)
-            for script, args in batch:
-                await self._scripts[script](keys=[self._prefix], args=args, client=pipe)
-            await pipe.execute()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, args in batch:
+                    await self._scripts[script](keys=[self._prefix], args=args, client=pipe)
+                await pipe.execute()
             for _ in batch:
                 self._outbox.popleft()
 
