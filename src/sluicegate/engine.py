@@ -194,7 +194,7 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._client.aclose()
-                await _close_limiter(self.limiter)
+            await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
     def _require_open(self) -> httpx2.AsyncClient:
         if self._state != "open" or self._client is None:

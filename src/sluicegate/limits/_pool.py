@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["PoolView", "pool_name", "rate_limit_class", "redacted"]
 
-_CLAUDE_FAMILY = re.compile(r"claude-(?:(\d+)-(?:\d+-)?)?([a-z]+)-?(\d+)?")
+# claude-opus-4-7, claude-opus-4-1-20250805, claude-3-5-haiku-20241022 (old names put the version first)
+_CLAUDE_FAMILY = re.compile(r"claude-(?:(\d+)-(?:\d+-)?)?([a-z]+)(?:-(\d{1,2})(?!\d))?")
 
 
 def rate_limit_class(provider: str, model: str | None) -> str:
