@@ -31,7 +31,8 @@ def test_pool_name_is_stable_and_never_contains_the_key() -> None:
     assert name == pool_name(key, "https://api.anthropic.com", "anthropic:opus-4")
     assert name != pool_name(key, "https://api.anthropic.com", "anthropic:sonnet-4")
     assert name != pool_name("other", "https://api.anthropic.com", "anthropic:opus-4")
-    assert "SECRET" not in name and len(name) == 24
+    assert "SECRET" not in name
+    assert len(name) == 24
 
 
 def test_redacted_hides_only_the_password() -> None:
