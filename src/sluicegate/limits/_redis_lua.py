@@ -31,10 +31,21 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local DIMS = {'r', 'i', 'o', 't'}
 
+-- The state hash is small: read it once, write through.
+local ST = {}
+local raw = redis.call('HGETALL', S)
+for k = 1, #raw, 2 do ST[raw[k]] = raw[k + 1] end
+
 local function num(key, default)
-  local v = redis.call('HGET', S, key)
+  local v = ST[key]
   if v then return tonumber(v) end
   return default
+end
+
+local function put(...)
+  local args = {...}
+  for k = 1, #args, 2 do ST[args[k]] = args[k + 1] end
+  redis.call('HSET', S, ...)
 end
 
 -- Level of dimension d now, or nil when the pool has no limit for it.
@@ -54,7 +65,7 @@ local function charge(d, amount)
   if lvl == nil or amount == 0 then return end
   lvl = lvl - amount
   if amount < 0 then lvl = math.min(cap, lvl) end
-  redis.call('HSET', S, 'lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
 end
 
 local function reap()
@@ -97,11 +108,11 @@ for _, d in ipairs(DIMS) do
     -- and a refund arriving then would spill over and be lost.
     if cap < 2 * amount then
       cap = 2 * amount
-      redis.call('HSET', S, 'cap:' .. d, tostring(cap))
+      put('cap:' .. d, tostring(cap))
     end
     local wait = (math.min(amount, cap) - lvl) / rate
     if wait > worst then worst, binding = wait, d end
-    redis.call('HSET', S, 'lvl:' .. d, tostring(lvl - amount), 'at:' .. d, tostring(now))
+    put('lvl:' .. d, tostring(lvl - amount), 'at:' .. d, tostring(now))
   end
 end
 redis.call('HSET', P .. ':res:' .. pid, rid, inp .. ' ' .. out)
@@ -139,14 +150,14 @@ if mode == 'ok' then
   local function ewma(name, x)
     local old = num(name, nil)
     if old == nil then old = x end
-    redis.call('HSET', S, name, tostring(old + 0.1 * (x - old)))
+    put(name, tostring(old + 0.1 * (x - old)))
   end
   ewma('lat', latency)
   ewma('avg_i', used_i)
   ewma('avg_o', used_o)
   local aimd = num('aimd', 4)
   if num('slow', 1) == 1 then aimd = aimd + 1 else aimd = aimd + 1 / math.max(1, aimd) end
-  redis.call('HSET', S, 'aimd', tostring(math.min(aimd, 100000)), 'seen', '1')
+  put('aimd', tostring(math.min(aimd, 100000)), 'seen', '1')
 end
 return 1
 """
@@ -170,13 +181,13 @@ for k, d in ipairs(DIMS) do
       local new_cap = math.max(rate * burst, 1)
       if lvl == nil then lvl = new_cap else lvl = new_cap - (cap - lvl) end
       cap = new_cap
-      redis.call('HSET', S, 'lim:' .. d, tostring(limit), 'rate:' .. d, tostring(rate), 'cap:' .. d, tostring(cap))
+      put('lim:' .. d, tostring(limit), 'rate:' .. d, tostring(rate), 'cap:' .. d, tostring(cap))
     end
     if remaining ~= nil and lvl > remaining + tolerance then lvl = remaining end
-    redis.call('HSET', S, 'lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+    put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
   end
 end
-redis.call('HSET', S, 'seen', '1')
+put('seen', '1')
 return 1
 """
 )
@@ -190,9 +201,9 @@ local seconds, jitter = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cool = num('cool', 0)
 if seconds > 0 then
   cool = math.max(cool, now + seconds + jitter)
-  redis.call('HSET', S, 'cool', tostring(cool))
+  put('cool', tostring(cool))
 end
-redis.call('HSET', S, 'aimd', tostring(math.max(1, num('aimd', 4) / 2)), 'slow', '0')
+put('aimd', tostring(math.max(1, num('aimd', 4) / 2)), 'slow', '0')
 return tostring(math.max(0, cool - now))
 """
 )
@@ -210,11 +221,11 @@ local total = 0
 for _, v in ipairs(redis.call('HVALS', P .. ':demand')) do total = total + tonumber(v) end
 local out = {tostring(redis.call('ZCARD', P .. ':procs')), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
 for _, name in ipairs({'seen', 'aimd', 'lat', 'avg_i', 'avg_o'}) do
-  table.insert(out, redis.call('HGET', S, name) or '')
+  table.insert(out, ST[name] or '')
 end
 for _, d in ipairs(DIMS) do
-  table.insert(out, redis.call('HGET', S, 'lim:' .. d) or '')
-  table.insert(out, redis.call('HGET', S, 'rate:' .. d) or '')
+  table.insert(out, ST['lim:' .. d] or '')
+  table.insert(out, ST['rate:' .. d] or '')
 end
 return out
 """
