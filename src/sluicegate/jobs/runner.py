@@ -36,6 +36,8 @@ from ..retry import RetryPolicy
 from .admission import Admission
 from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
+from .table_output import TableWriter, is_table_output
+from .tables import TableSpec, count_rows, table_requests
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -74,6 +76,7 @@ class JobConfig:
     minute: float = 60.0
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
+    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -137,6 +140,7 @@ def _settings(config: JobConfig) -> dict[str, str]:
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
+        **(config.table.settings() if config.table is not None else {}),
     }
 
 
@@ -154,7 +158,7 @@ def _count_lines(path: Path) -> int:
 class _Saver:
     """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up."""
 
-    def __init__(self, store: JobStore, writer: OutputWriter) -> None:
+    def __init__(self, store: JobStore, writer: OutputWriter | TableWriter) -> None:
         self._store = store
         self._writer = writer
         self.unsaved = 0
@@ -181,14 +185,21 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             reset = store.reset_failed()
             console.print(f"retrying {reset} failed item(s)")
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
-        writer = OutputWriter.open(config.output_path, store, order)
+        writer: OutputWriter | TableWriter = (
+            TableWriter(config.input_path, config.output_path, store)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store, order)
+        )
         before = store.counts()
         already = before.done + before.failed + before.invalid
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
         admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
 
         async def items() -> AsyncIterator[RequestItem]:
-            async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
+            rows = None
+            if config.table is not None:
+                rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+            async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
                 yield item
 
         engine = Engine(
@@ -219,7 +230,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
 
             async def count_lines() -> None:
                 # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
-                tracker.total = await anyio.to_thread.run_sync(_count_lines, config.input_path, abandon_on_cancel=True)
+                count = count_rows if config.table is not None else _count_lines
+                tracker.total = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
 
             tg.start_soon(count_lines)
 
