@@ -45,10 +45,17 @@ class TableSpec:
     id_column: str | None = None
 
     def __post_init__(self) -> None:
-        for _, name, _, _ in string.Formatter().parse(self.template):
+        try:
+            fields = [(name, conversion) for _, name, _, conversion in string.Formatter().parse(self.template)]
+        except ValueError as exc:  # an unmatched brace
+            raise ConfigError(
+                f"template {self.template!r:.80}: {exc} (write {{{{ and }}}} for literal braces)"
+            ) from exc
+        for name, conversion in fields:
             if name is None:
                 continue
-            if not name or not name.replace("_", "a").replace(" ", "a").replace("-", "a").isalnum():
+            plain = name.replace("_", "a").replace(" ", "a").replace("-", "a").isalnum()
+            if not name or not plain or conversion not in (None, "r", "s", "a"):
                 raise ConfigError(
                     f"template field {{{name}}} must be a column name ({{column}}, optionally {{column:spec}}); "
                     "positional fields, attributes and indexes are not allowed"
@@ -95,9 +102,11 @@ def read_batches(path: Path) -> Iterator[RowBatch]:
     suffix = path.suffix.lower()
     start = 0
     if suffix in (".parquet", ".pq"):
-        for batch in _parquet(path).iter_batches(batch_size=_BATCH_ROWS):
-            yield RowBatch(start, batch.to_pylist(), batch)
-            start += batch.num_rows
+        parquet = _parquet(path)
+        for group in range(parquet.num_row_groups):  # one row group in memory at a time, never the whole file
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[group]):
+                yield RowBatch(start, batch.to_pylist(), batch)
+                start += batch.num_rows
         return
     if suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8-sig") as f:
