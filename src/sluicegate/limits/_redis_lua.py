@@ -95,11 +95,11 @@ RESERVE = (
 local pid, rid = ARGV[1], ARGV[2]
 local inp, out, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 reap()
-redis.call('ZADD', P .. ':procs', now + lease, pid)
 local cool = num('cool', 0) - now
 if cool > 0 then return {0, tostring(cool), 'cooldown', tostring(cool)} end
 local amounts = {r = 1, i = inp, o = out, t = inp + out}
 local worst, binding = 0, ''
+local writes = {}  -- one HSET for every dimension: each write command costs Redis more than the Lua around it
 for _, d in ipairs(DIMS) do
   local lvl, cap, rate = level(d)
   if lvl ~= nil then
@@ -108,12 +108,21 @@ for _, d in ipairs(DIMS) do
     -- and a refund arriving then would spill over and be lost.
     if cap < 2 * amount then
       cap = 2 * amount
-      put('cap:' .. d, tostring(cap))
+      table.insert(writes, 'cap:' .. d)
+      table.insert(writes, tostring(cap))
     end
     local wait = (math.min(amount, cap) - lvl) / rate
     if wait > worst then worst, binding = wait, d end
-    put('lvl:' .. d, tostring(lvl - amount), 'at:' .. d, tostring(now))
+    table.insert(writes, 'lvl:' .. d)
+    table.insert(writes, tostring(lvl - amount))
+    table.insert(writes, 'at:' .. d)
+    table.insert(writes, tostring(now))
   end
+end
+if #writes > 0 then redis.call('HSET', S, unpack(writes)) end
+-- A process that has not sent its heartbeat yet still gets a lease, so its reservation can be reaped.
+if not redis.call('ZSCORE', P .. ':procs', pid) then
+  redis.call('ZADD', P .. ':procs', now + lease, pid)
 end
 redis.call('HSET', P .. ':res:' .. pid, rid, inp .. ' ' .. out)
 return {1, tostring(worst), binding, '0'}
