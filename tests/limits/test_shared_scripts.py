@@ -36,7 +36,9 @@ class Pool:
         return int(ok), float(wait), binding.decode()
 
     async def level(self, d: str) -> float:
-        return float(await self.client.hget(f"{self.prefix}:state", f"lvl:{d}"))
+        value = await self.client.hget(f"{self.prefix}:state", f"lvl:{d}")
+        assert value is not None
+        return float(value)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,7 +68,7 @@ class PoolView:
     rates: tuple[float | None, ...] = (None, None, None, None)  # per second
 
     @classmethod
-    def parse(cls, reply: list[str | bytes]) -> PoolView:
+    def parse(cls, reply: Sequence[str | bytes]) -> PoolView:
         live, demand, pause, seen, aimd, lat, avg_i, avg_o, *dims = (_opt(v) for v in reply)
         return cls(
             live=max(1, int(live or 1)),
