@@ -84,7 +84,9 @@ def _parquet(path: Path) -> Any:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ConfigError("Parquet needs pyarrow: pip install 'sluicegate[tables]'") from exc
-    return pq.ParquetFile(path)
+    # No pre-buffering and no reader threads (below): rows are consumed far slower than they are read, and both
+    # only raise peak memory.
+    return pq.ParquetFile(path, pre_buffer=False)
 
 
 def count_rows(path: Path) -> int:
@@ -104,7 +106,7 @@ def read_batches(path: Path) -> Iterator[RowBatch]:
     if suffix in (".parquet", ".pq"):
         parquet = _parquet(path)
         for group in range(parquet.num_row_groups):  # one row group in memory at a time, never the whole file
-            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[group]):
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=[group], use_threads=False):
                 yield RowBatch(start, batch.to_pylist(), batch)
                 start += batch.num_rows
         return
