@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from conftest import free_port
 from sluicegate.emulator import RunningEmulator
@@ -43,8 +44,9 @@ def test_two_processes_share_one_key_without_429s(
     emulator: Callable[..., RunningEmulator], tmp_path: Path, redis_url: str
 ) -> None:
     """Two runs on one key, limits learnt from headers and shared: every id answered once, no 429 at all."""
-    # 300 requests per 3-second minute: each process alone would send at that rate, together twice over it.
-    emu = emulator(minute=3.0, rpm=300, first_token_latency=0.05)
+    # 120 requests per 3-second minute: the server's full bucket holds 120 of the 300 requests, and each process
+    # alone would pace itself at the whole rate, so without sharing the rest meets 429s.
+    emu = emulator(minute=3.0, rpm=120, first_token_latency=0.05)
     procs = []
     outs = []
     for part in range(2):
@@ -61,3 +63,5 @@ def test_two_processes_share_one_key_without_429s(
         ids = [line["custom_id"] for line in read_results(out)]
         assert sorted(ids) == [f"req-{i:04d}" for i in range(150)]
     assert emu.stats()["status"] == {"200": 300}  # no 429, nothing sent twice
+    state = redis.Redis.from_url(redis_url).hgetall(f"sluicegate:{{{tmp_path.name}}}:state")
+    assert state[b"lim:r"] == b"120"  # learnt from headers, kept in the shared pool

@@ -49,5 +49,8 @@ class LimiterLike(Protocol):
     def concurrency_limit(self) -> int:
         """Requests this process may have in flight now."""
 
+    def ceiling(self) -> float | None:
+        """Requests per second the known limits allow (None when no limit is known yet)."""
+
     def statistics(self) -> LimiterStatistics:
         """A frozen snapshot for progress displays."""

@@ -14,6 +14,7 @@ statistics say `shared_limits_lost`, and the outbox is sent once Redis answers a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import uuid
@@ -21,7 +22,6 @@ from collections import deque
 from typing import Any
 
 import anyio
-import anyio.abc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -72,8 +72,7 @@ class SharedPermit:
 
 
 class SharedLimiter:
-    """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after,
-    in the same task.
+    """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after.
 
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
     emulators in compressed time); `lease` bounds how long a killed process's reservations stay taken.
@@ -109,7 +108,8 @@ class SharedLimiter:
         self._seq = 0
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self._pool = PoolView()
         self._reported = 0.0
         self._seen = False
@@ -150,10 +150,11 @@ class SharedLimiter:
                 f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
                 "Start it, or run without --shared-limits (each process then has its own limiter)."
             ) from exc
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._heartbeat_loop)
-        self._tg.start_soon(self._outbox_loop)
+        # Plain asyncio tasks (redis.asyncio is asyncio-only anyway), not a task group: the limiter may be opened
+        # in one task and closed in another, as an SDK transport opened by its first request is.
+        loop = asyncio.get_running_loop()
+        self._closing = False
+        self._tasks = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._outbox_loop())]
 
     async def __aenter__(self) -> SharedLimiter:
         await self.open()
@@ -164,10 +165,14 @@ class SharedLimiter:
 
     async def aclose(self) -> None:
         """Send what is queued (briefly), leave the pool and close the connection."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-            self._tg = None
+        # The flag as well as the cancel: redis-py may absorb a cancellation that lands inside one of its calls.
+        self._closing = True
+        self._outbox_ready.set()
+        for task in self._tasks:
+            task.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         client = self._redis
         if client is None:
             return
@@ -327,7 +332,7 @@ class SharedLimiter:
                 self._outbox.popleft()
 
     async def _outbox_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._outbox_ready.wait()
             self._outbox_ready = anyio.Event()
             if self._lost:
@@ -350,7 +355,7 @@ class SharedLimiter:
 
     async def _heartbeat_loop(self) -> None:
         delay = _BACKOFF[0]
-        while True:
+        while not self._closing:
             try:
                 await self._heartbeat()
                 if self._lost:
@@ -380,6 +385,10 @@ class SharedLimiter:
             return 1
         mine = self._in_flight + len(self._queue)
         return min(self._cap, self._pool.share(mine, self._reported))
+
+    def ceiling(self) -> float | None:
+        """Requests per second the pool's limits allow (None when no limit is known yet)."""
+        return self._pool.ceiling()
 
     def statistics(self) -> LimiterStatistics:
         per_minute = 60.0 / self._minute
