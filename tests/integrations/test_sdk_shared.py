@@ -30,10 +30,13 @@ def test_two_sdk_clients_share_the_key_s_limit(emulator: Callable[..., RunningEm
         async with anthropic.AsyncAnthropic(
             base_url=emu.base_url, api_key="sk-shared", max_retries=0, http_client=transport_client
         ) as client:
-            params = {"model": "claude-haiku-4-5", "max_tokens": 16}
             messages = await asyncio.gather(
                 *(
-                    client.messages.create(**params, messages=[{"role": "user", "content": f"hi {offset + i}"}])
+                    client.messages.create(
+                        model="claude-haiku-4-5",
+                        max_tokens=16,
+                        messages=[{"role": "user", "content": f"hi {offset + i}"}],
+                    )
                     for i in range(60)
                 )
             )
