@@ -30,6 +30,7 @@ from .._exceptions import ConfigError, SharedLimitsUnavailableError
 from .._models import BucketView, RateLimitSnapshot, Usage
 from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
+from ._fifo import FifoTurns
 from ._pool import PoolView, redacted
 from .limiter import Limits
 
@@ -114,7 +115,7 @@ class SharedLimiter:
         self._reported = 0.0
         self._seen = False
         self._in_flight = 0
-        self._queue: list[anyio.Event] = []
+        self._queue = FifoTurns()
         self._changed = anyio.Event()
         self._binding: Binding | None = None
         self._cooldown_until = -math.inf
@@ -191,18 +192,8 @@ class SharedLimiter:
 
     async def acquire(self, input_tokens: int, output_tokens: int) -> SharedPermit:
         """Wait for a slot of this process's share, reserve in the pool, and wait the time the pool says."""
-        turn = anyio.Event()
-        self._queue.append(turn)
-        if len(self._queue) == 1:
-            turn.set()
-        try:
-            await turn.wait()
+        async with self._queue.turn():
             return await self._admit(input_tokens, output_tokens)
-        finally:
-            head = self._queue[0] is turn
-            self._queue.remove(turn)
-            if head and self._queue:
-                self._queue[0].set()
 
     async def _admit(self, input_tokens: int, output_tokens: int) -> SharedPermit:
         while True:
