@@ -1,4 +1,5 @@
-"""Shared fixtures: the `emulator` factory (a live loopback emulator per call), a real redis-server, anyio."""
+"""Shared fixtures: the `emulator` factory (a live loopback emulator per call), `serve` (any ASGI app on
+loopback), a real redis-server and the anyio backend."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
+from sluicegate.emulator.server import serve_app
 
 
 @pytest.fixture
@@ -73,3 +75,18 @@ def running_redis() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """Factory: `serve(app)` serves an ASGI app on a loopback port and returns its base URL; stopped at teardown.
+
+    The emulator's own runner, for tests that serve one group of routes with a stand-in for the core.
+    """
+    with ExitStack() as stack:
+
+        def start(app: Any) -> str:
+            base_url, _ = stack.enter_context(serve_app(app))
+            return base_url
+
+        yield start

@@ -37,8 +37,8 @@ from ._exceptions import (
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
 from ._stats import EngineStatistics, LimiterStatistics
 from ._sync import run
-from .engine import Engine, TextStream
-from .limits import Limiter, Limits
+from .engine import Engine
+from .limits.limiter import Limits
 from .pricing import Price, PriceTable
 from .retry import RetryPolicy
 
@@ -61,7 +61,6 @@ __all__ = [
     "Event",
     "EventSink",
     "InputError",
-    "Limiter",
     "LimiterStatistics",
     "Limits",
     "LimitsObserved",
@@ -83,7 +82,6 @@ __all__ = [
     "SharedLimitsUnavailableError",
     "SluicegateError",
     "SystemClock",
-    "TextStream",
     "Timeouts",
     "TransportError",
     "Usage",

@@ -99,8 +99,8 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
     "--minute",
     type=float,
     default=None,
-    help=f"Real seconds per rate-limit minute: only for emulators in compressed time "
-    f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
+    help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
+    "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
 @click.option(
@@ -168,7 +168,7 @@ def run(
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
-    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, _emulated):
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -184,7 +184,7 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
-            minute=emulator_minute if emulated else (minute or 60.0),
+            minute=minute,  # None: every limit's window is learnt from the headers
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
             table=table,

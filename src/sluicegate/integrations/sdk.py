@@ -88,7 +88,7 @@ class _Refusal:
 class LimitedTransport(httpx2.AsyncBaseTransport):
     """Wraps an `httpx2.AsyncHTTPTransport`: every generation request waits for the limiter and is retried here.
 
-    `limits=None` learns the limits from the server's rate-limit headers; `minute` compresses time (only for
+    `limits=None` learns the limits and their windows from the rate-limit headers; `minute` overrides the windows (for
     emulated servers). `transport` replaces the inner transport (its pool is otherwise sized to the cap).
     """
 
@@ -99,7 +99,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         limits: Limits | None = None,
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
@@ -112,7 +112,12 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self.limiter: LimiterLike = Limiter(
-            limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            output_accounting=self._provider.output_accounting,
+            rng=self._rng,
         )
         # `shared_limits="redis://..."`: the limiter's state lives in Redis, shared with every process on the same
         # key; it is opened by the first request (which names the key, the endpoint and the model).
@@ -345,7 +350,7 @@ def http_client(
     limits: Limits | None = None,
     max_concurrency: int | None = None,
     retry: RetryPolicy | None = None,
-    minute: float = 60.0,
+    minute: float | None = None,
     timeout: httpx2.Timeout | None = None,
     shared_limits: str | None = None,
     shared_limits_name: str | None = None,

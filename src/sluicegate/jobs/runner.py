@@ -38,6 +38,7 @@ from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
 from .table_output import TableWriter, is_table_output
 from .tables import TableSpec, count_rows, table_requests
+from .timeline import TimelineRecorder
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -73,7 +74,7 @@ class JobConfig:
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
-    minute: float = 60.0
+    minute: float | None = None  # overrides the windows learnt from the headers
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
@@ -194,6 +195,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         already = before.done + before.failed + before.invalid
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
         admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
+        timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
             rows = None
@@ -214,11 +216,12 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker],
+            sinks=[tracker, timeline],
             shared_limits=config.shared_limits,
             shared_limits_name=config.shared_limits_name
             or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
         )
+        timeline.watch(engine.statistics)
         started = time.monotonic()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
@@ -257,6 +260,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 while True:
                     await anyio.sleep(_COMMIT_INTERVAL)
                     saver.save()
+                    timeline.persist(store.commit)
 
             tg.start_soon(commit_ticker)
 
@@ -274,6 +278,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
             store.commit()
+            timeline.close()
             writer.write_committed()
             if config.retry_failed:
                 writer.rewrite()  # the retried items' old error lines are replaced: one line per id

@@ -30,8 +30,19 @@ class LimiterLike(Protocol):
     async def acquire(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
         """Wait until a slot and the tokens are available (first come, first served), then take them."""
 
-    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None) -> None:
-        """Learn limits from a response's rate-limit headers."""
+    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
+        """Learn limits and windows from a response's rate-limit headers (`since`: when its request was admitted)."""
+
+    def rate_limited(
+        self,
+        snapshot: RateLimitSnapshot | None,
+        input_tokens: int,
+        output_tokens: int,
+        message: str = "",
+        *,
+        admitted_at: float | None = None,
+    ) -> bool:
+        """A 429: True when the limiter handles it by pacing (a short-interval limit), False for `cool_down`."""
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody is admitted for `seconds`."""

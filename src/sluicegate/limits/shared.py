@@ -33,12 +33,13 @@ from . import _redis_lua as lua
 from ._fifo import FifoTurns
 from ._pool import PoolView, redacted
 from .limiter import Limits
+from .window import Window
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
 _DIMS = ("requests", "input_tokens", "output_tokens", "tokens")
 _BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
-_TOKEN_ROUNDING = 1000.0  # Anthropic rounds token `remaining` to the nearest thousand
+_DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _DEFAULT_CAP = 512
 _OUTBOX_BATCH = 256
 _BACKOFF = (0.05, 2.0)  # first and largest reconnect delay, seconds
@@ -87,12 +88,12 @@ class SharedLimiter:
         limits: Limits | None = None,
         clock: Clock | None = None,
         max_concurrency: int | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
         burst: float = 1.0,
         rng: random.Random | None = None,
         lease: float = 5.0,
     ) -> None:
-        if minute <= 0 or burst <= 0 or lease <= 0:
+        if (minute is not None and minute <= 0) or burst <= 0 or lease <= 0:
             raise ConfigError("minute, burst and lease must be positive")
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
@@ -101,7 +102,8 @@ class SharedLimiter:
         self._given = limits or Limits()
         self._clock = clock or SystemClock()
         self._cap = max_concurrency or _DEFAULT_CAP
-        self._minute = minute
+        self._minute = minute  # overrides the windows learnt from the headers
+        self._windows = [Window() for _ in _DIMS]
         self._burst = burst
         self._rng = rng or random.Random()
         self._lease = lease
@@ -256,8 +258,10 @@ class SharedLimiter:
 
     # -- what the server tells us, shared with the pool ----------------------------------------------------
 
-    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None) -> None:
-        """Send the limits and `remaining` of a response's headers to the pool (the stricter of given and seen)."""
+    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
+        """Send the limits, learnt windows and `remaining` of a response's headers to the pool (the stricter of
+        given and seen limits). `since` is accepted for the in-process limiter's interface; the pool only ever
+        pulls its level down, so it needs no staleness bound."""
         self._seen = True
         views: list[BucketView | None] = [snapshot.requests, snapshot.input_tokens, snapshot.output_tokens, None]
         # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
@@ -277,11 +281,36 @@ class SharedLimiter:
         for k, given in enumerate(self._limits_given()):
             view = views[k] if views is not None else None
             seen = float(view.limit) if view is not None and view.limit > 0 else None
+            if view is not None and seen is not None:
+                self._windows[k].observe_reset(
+                    view.limit,
+                    view.remaining,
+                    view.reset_in,
+                    remaining_error=view.remaining_error,
+                    reset_error=view.reset_error,
+                )
             limit = min((v for v in (given, seen) if v is not None), default=None)
             remaining = "" if view is None else view.remaining
-            tolerance = 1.0 if k == 0 else _TOKEN_ROUNDING / 2
-            args += ["" if limit is None else limit, self._minute, remaining, tolerance]
+            tolerance = 1.0 if view is None else max(1.0, view.remaining_error)
+            args += ["" if limit is None else limit, self._window(k), remaining, tolerance]
         return args
+
+    def _window(self, k: int) -> float:
+        """Seconds per window of dimension k: the override, else the learnt window, else a minute."""
+        return self._minute or self._windows[k].seconds() or _DEFAULT_WINDOW
+
+    def rate_limited(
+        self,
+        snapshot: RateLimitSnapshot | None,
+        input_tokens: int,
+        output_tokens: int,
+        message: str = "",
+        *,
+        admitted_at: float | None = None,
+    ) -> bool:
+        """Always False: the pool paces smoothly from the start (its buckets hold one second), so a 429 is met
+        with the shared pause (`cool_down`) rather than a switch to smooth pacing."""
+        return False
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""
@@ -355,10 +384,10 @@ class SharedLimiter:
                     await self._flush()
                     self._set_lost(False)
                 delay = _BACKOFF[0]
-                await anyio.sleep(self._lease / 20)
+                await self._clock.sleep(self._lease / 20)
             except (RedisError, OSError):
                 self._set_lost(True)
-                await anyio.sleep(delay)
+                await self._clock.sleep(delay)
                 delay = min(_BACKOFF[1], delay * 2)
 
     def _set_lost(self, lost: bool) -> None:
@@ -382,8 +411,8 @@ class SharedLimiter:
         return self._pool.ceiling()
 
     def statistics(self) -> LimiterStatistics:
-        per_minute = 60.0 / self._minute
-        limits = [None if v is None else v * per_minute for v in self._pool.limits]
+        # Per real minute; rounded, since the rate went through Redis as limit / window in decimal text.
+        limits = [None if rate is None else round(rate * 60.0, 6) for rate in self._pool.rates]
         return LimiterStatistics(
             in_flight=self._in_flight,
             concurrency_limit=self.concurrency_limit(),
