@@ -20,6 +20,7 @@ from ._exceptions import (
     BadRequestError,
     BudgetExceededError,
     ConfigError,
+    ConnectFailedError,
     InputError,
     OverloadedError,
     ProviderError,
@@ -29,6 +30,7 @@ from ._exceptions import (
     ServerError,
     SluicegateError,
     TransportError,
+    UnreachableError,
     UsageError,
 )
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
@@ -50,6 +52,7 @@ __all__ = [
     "BudgetExceededError",
     "Clock",
     "ConfigError",
+    "ConnectFailedError",
     "CooldownStarted",
     "Engine",
     "EngineStatistics",
@@ -81,6 +84,7 @@ __all__ = [
     "TextStream",
     "Timeouts",
     "TransportError",
+    "UnreachableError",
     "Usage",
     "UsageError",
     "__version__",

@@ -1,0 +1,183 @@
+"""The attempt gate's own rules on the fake clock: what a failure leaves charged, the breaker, unreachable hosts."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+
+from sluicegate._breaker import Breaker
+from sluicegate._errors import ERROR_KINDS
+from sluicegate._gate import AttemptGate
+from sluicegate.limits.limiter import Limiter, Limits
+from sluicegate.retry import Outcome, RetryPolicy
+from sluicegate.testing import FakeClock
+
+OUTCOMES = [
+    Outcome(status=400),
+    Outcome(status=401),
+    Outcome(status=402),
+    Outcome(status=429, retry_after=0.0),
+    Outcome(status=529),
+    Outcome(status=500),
+    Outcome(failure="connect"),
+    Outcome(failure="timeout"),
+    Outcome(failure="transport"),
+    Outcome(failure="truncated"),
+]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: o.reason)
+def test_a_failure_stays_charged_exactly_when_the_table_says_the_server_counted_it(outcome: Outcome) -> None:
+    """At 60 RPM with the bucket empty, the next admission waits 1 s after a counted failure and 0 s after a refund."""
+    clock = FakeClock()
+
+    async def main() -> float:
+        limiter = Limiter(Limits(requests_per_minute=60), clock=clock, max_concurrency=4)
+        limiter.saw_response()
+        gate = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1), limiter=limiter)
+        first = await gate.acquire(10, 10)
+        await gate.acquire(10, 10)  # the bucket is empty now
+        started = clock.now()
+        gate.failed(first, outcome, 1)
+        await gate.acquire(10, 10)
+        return clock.now() - started
+
+    waited = clock.run(main)
+    assert waited == (1.0 if ERROR_KINDS[outcome.kind].counted else 0.0)
+
+
+def _ticks(breaker: Breaker, clock: FakeClock, answers: list[bool]) -> None:
+    """Send one attempt per answer through the breaker and record it (True = overloaded)."""
+
+    async def main() -> None:
+        for overloaded in answers:
+            ticket = await breaker.wait_turn()
+            breaker.record(ticket, overloaded=overloaded, target=8)
+
+    clock.run(main)
+
+
+def test_scattered_overloads_never_trip_the_breaker() -> None:
+    """One 529 in every 7 answers (14%) over 700 answers leaves the breaker closed and holds nobody back."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+    _ticks(breaker, clock, [i % 7 == 3 for i in range(700)])
+    assert (breaker.state, breaker.trips, breaker.held_back, clock.now()) == ("closed", 0, 0.0, 0.0)
+
+
+def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() -> None:
+    """8 overloads trip it; probes go out at 0.5, 1.5, 3.5, 5.5 s while they fail; a success ramps 2, 3, ... to 8."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+    probes: list[float] = []
+
+    async def main() -> None:
+        for _ in range(8):
+            ticket = await breaker.wait_turn()
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        for overloaded in (True, True, True, False):
+            ticket = await breaker.wait_turn()
+            probes.append(clock.now())
+            breaker.record(ticket, overloaded=overloaded, target=8)
+        assert breaker.state == "ramp"
+        # Ramp: two may be in flight, then one more per success (slow start), until the target of 8 closes it.
+        tickets = [await breaker.wait_turn(), await breaker.wait_turn()]
+        with anyio.move_on_after(100.0):
+            await breaker.wait_turn()
+            pytest.fail("a third attempt went out with an allowance of 2")
+        for allowance in range(3, 8):
+            breaker.record(tickets.pop(0), overloaded=False, target=8)
+            assert (breaker.state, breaker.allowance) == ("ramp", allowance)
+            before = clock.now()
+            tickets += [await breaker.wait_turn(), await breaker.wait_turn()]
+            assert (clock.now(), len(tickets)) == (before, allowance)
+        breaker.record(tickets.pop(0), overloaded=False, target=8)
+        assert breaker.state == "closed"
+
+    clock.run(main)
+    assert probes == [0.5, 1.5, 3.5, 5.5]
+    assert breaker.trips == 1
+
+
+def test_answers_sent_before_the_trip_do_not_move_it() -> None:
+    """Attempts in flight when it tripped come back as 529s or successes without opening or closing it again."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+
+    async def main() -> None:
+        in_flight = [await breaker.wait_turn() for _ in range(20)]
+        for ticket in in_flight[:8]:
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        breaker.record(in_flight[8], overloaded=False, target=8)  # would close a probe's round, but is stale
+        for ticket in in_flight[9:]:
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        probe = await breaker.wait_turn()
+        assert clock.now() == 0.5  # the first probe interval, not stretched by the stale 529s
+        breaker.record(probe, overloaded=False, target=8)
+        assert breaker.state == "ramp"
+
+    clock.run(main)
+
+
+def test_an_overload_in_the_ramp_opens_it_again() -> None:
+    """A 529 while ramping back up opens the breaker at the base probe interval."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+
+    async def main() -> None:
+        for _ in range(8):
+            breaker.record(await breaker.wait_turn(), overloaded=True, target=8)
+        breaker.record(await breaker.wait_turn(), overloaded=False, target=8)
+        assert breaker.state == "ramp"
+        breaker.record(await breaker.wait_turn(), overloaded=True, target=8)
+        assert breaker.state == "open"
+        await breaker.wait_turn()
+        assert clock.now() == 1.0
+
+    clock.run(main)
+
+
+def test_connections_that_keep_failing_stop_the_run_after_unreachable_after() -> None:
+    """Refused connections with no answer at all are retried until `unreachable_after`, then the run stops."""
+    clock = FakeClock()
+    gate = AttemptGate(retry=RetryPolicy(unreachable_after=10.0), clock=clock, rng=random.Random(3))
+    decisions: list[tuple[float, str, bool]] = []
+
+    async def main() -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            passed = await gate.acquire()
+            verdict = gate.failed(passed, Outcome(failure="connect"), attempt)
+            decisions.append((clock.now(), verdict.decision.reason, verdict.decision.abort_run))
+            if not verdict.retry:
+                return
+            await gate.back_off(verdict)
+
+    clock.run(main)
+    assert decisions[-1][1:] == ("unreachable", True)
+    assert decisions[-1][0] >= 10.0
+    assert all(reason == "connect" and not stop for _, reason, stop in decisions[:-1])
+    assert len(decisions) <= 8
+
+
+def test_any_answer_resets_the_unreachable_clock() -> None:
+    """A server that answered in between (any status) is reachable: connect failures start counting afresh."""
+    clock = FakeClock()
+    gate = AttemptGate(retry=RetryPolicy(unreachable_after=10.0, max_attempts=100), clock=clock, rng=random.Random(3))
+
+    async def main() -> None:
+        for second in range(30):
+            passed = await gate.acquire()
+            verdict = gate.failed(passed, Outcome(failure="connect"), 1)
+            assert not verdict.decision.abort_run, f"stopped at {second} s"
+            if second % 8 == 7:
+                gate.observe(None)
+            await clock.sleep(1.0)
+
+    clock.run(main)
