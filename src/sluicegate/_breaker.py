@@ -141,6 +141,13 @@ class Breaker:
                 self._recent.clear()
         self._notify()
 
+    def reset(self) -> None:
+        """Close at once and let every waiter go (the caller has a better way to fail them fast)."""
+        self.state = "closed"
+        self._epoch += 1
+        self._recent.clear()
+        self._notify()
+
     def forget(self, ticket: Ticket) -> None:
         """The attempt never got an answer that says anything (cancelled, not sent): free its slot."""
         if self._finish(ticket) and self.state == "open" and ticket.epoch == self._epoch:

@@ -65,7 +65,9 @@ ERROR_KINDS: dict[ErrorKind, KindSpec] = {
     "authentication": KindSpec(False, "authentication_error", AuthenticationError, counted=False, stops_run=True),
     "quota_exceeded": KindSpec(False, "rate_limit_error", QuotaExceededError, counted=False, stops_run=True),
     "rate_limited": KindSpec(True, "rate_limit_error", RateLimitedError, counted=False),
-    "overloaded": KindSpec(True, "overloaded_error", OverloadedError),
+    # An overloaded service turns the request away at the door, before its rate limiter (so does the emulator);
+    # if a server did count it, the next response's `remaining` pulls the limiter down anyway.
+    "overloaded": KindSpec(True, "overloaded_error", OverloadedError, counted=False),
     "server": KindSpec(True, "api_error", ServerError),
     "connect": KindSpec(True, "api_error", ConnectFailedError, counted=False),
     "timeout": KindSpec(True, "api_error", AttemptTimeoutError),

@@ -21,8 +21,10 @@ from .retry import Outcome, RetryDecision, RetryPolicy, decide
 
 __all__ = ["AttemptGate", "Pass", "Verdict"]
 
-# Failures that say nothing about overload (no answer came back): they neither trip nor close the breaker.
-_NO_SIGNAL = frozenset({"connect", "timeout", "transport"})
+# Failures that say nothing about overload: they neither trip nor close the breaker. A refused connection does
+# (a service that turns everyone away), so a dead host is probed, not hammered by every item's own timer.
+_NO_SIGNAL = frozenset({"timeout", "transport"})
+_TURNED_AWAY = frozenset({"overloaded", "connect"})
 # Failures that make the limiter's adaptive concurrency back off (AIMD, when no limits are known).
 _BACK_OFF = frozenset({"overloaded", "server", "connect", "timeout"})
 _UNREACHABLE_AFTER_FAILURES = 3
@@ -42,12 +44,14 @@ class Verdict:
     """The decision after a failed attempt, and what the caller does next.
 
     `wait` is how long this item sleeps before queueing again: its own backoff, or 0 when the shared 429 cool-down
-    or the open breaker is the wait. `cooled` is set when this failure paused admission for everyone.
+    or the open breaker is the wait. `cooled` is set when this failure paused admission for everyone. `counts` is
+    False for a probe the breaker sent on everyone's behalf: it does not use up the item's attempts.
     """
 
     decision: RetryDecision
     wait: float
     cooled: bool = False
+    counts: bool = True
 
     @property
     def retry(self) -> bool:
@@ -75,6 +79,7 @@ class AttemptGate:
         self.failures: Counter[str] = Counter()  # failed attempts by reason ("rate_limited", "overloaded", ...)
         self._failing_since: float | None = None  # first connect failure since the last answer
         self._failing_count = 0
+        self._gave_up = False  # gave up on the host: every attempt fails at its first refused connection
 
     # -- acquire -------------------------------------------------------------------------------------------
 
@@ -96,6 +101,7 @@ class AttemptGate:
         """The server answered (any status): learn its rate-limit headers; the host is reachable."""
         self._failing_since = None
         self._failing_count = 0
+        self._gave_up = False
         if self.limiter is None:
             return
         if snapshot is not None and not snapshot.empty:
@@ -127,18 +133,27 @@ class AttemptGate:
     # -- decide, cool down or back off -------------------------------------------------------------------------
 
     def failed(self, p: Pass, outcome: Outcome, attempt: int) -> Verdict:
-        """Release the pass as the failure's kind says, decide, and react for everyone (cool-down, breaker)."""
+        """Release the pass as the failure's kind says, decide, and react for everyone (cool-down, breaker).
+
+        `attempt` counts this item's attempts that used up its budget, this one included."""
         now = self._clock.now()
         kind = outcome.kind
         spec = ERROR_KINDS[kind]
-        decision = self._unreachable(outcome, now) or decide(self.retry, outcome, attempt, self._rng)
+        probe = p.ticket.tracked and kind in _TURNED_AWAY and outcome.should_retry is not False
+        decision = self._unreachable(outcome, now)
+        if decision is None:
+            decision = (
+                RetryDecision(True, 0.0, outcome.reason, kind)
+                if probe
+                else decide(self.retry, outcome, attempt, self._rng)
+            )
         self.failures[outcome.reason] += 1
         if p.permit is not None:
             p.permit.release(charged=spec.counted)
-        if kind in _NO_SIGNAL:
+        if kind in _NO_SIGNAL or (kind == "connect" and self._gave_up):
             self.breaker.forget(p.ticket)
         else:
-            self.breaker.record(p.ticket, overloaded=kind == "overloaded", target=self._target())
+            self.breaker.record(p.ticket, overloaded=kind in _TURNED_AWAY, target=self._target())
         cooled = False
         if kind == "rate_limited" and (decision.cooldown or outcome.retry_after):
             # Even when this item gives up, the server's 429 holds for everyone else.
@@ -151,9 +166,9 @@ class AttemptGate:
         wait = decision.delay
         if decision.cooldown and self.limiter is not None:
             wait = 0.0  # the limiter's cool-down is the wait, shared by everyone
-        elif kind == "overloaded" and not self.breaker.closed:
+        elif kind in _TURNED_AWAY and not self.breaker.closed:
             wait = 0.0  # the breaker holds everyone back and probes: no point in a private timer too
-        return Verdict(decision, wait if decision.retry else 0.0, cooled)
+        return Verdict(decision, wait if decision.retry else 0.0, cooled, counts=not probe)
 
     async def back_off(self, verdict: Verdict) -> None:
         """Sleep this item's own wait (0 when a shared pause is the wait)."""
@@ -168,7 +183,12 @@ class AttemptGate:
             self._failing_since = now
         self._failing_count += 1
         persisted = now - self._failing_since >= self.retry.unreachable_after
-        if persisted and self._failing_count >= _UNREACHABLE_AFTER_FAILURES:
+        if self._gave_up or (persisted and self._failing_count >= _UNREACHABLE_AFTER_FAILURES):
+            if not self._gave_up:
+                self._gave_up = True
+                # Waiters need not wait for probes: each fails at its first refused connection (fast), and the
+                # first one that connects makes the host reachable again.
+                self.breaker.reset()
             return RetryDecision(False, 0.0, "unreachable", "unreachable", abort_run=True)
         return None
 

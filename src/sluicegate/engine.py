@@ -367,7 +367,7 @@ class Engine:
         url = self._provider.url(self._base_url, stream=stream)
         body = self._provider.body(item.params, stream=stream)
         first_at = self._clock.now()
-        attempts = 0
+        attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
             outcome = await self._send(item, passed, attempts, model, max_tokens, client, url, body, stream, on_text)
@@ -391,7 +391,8 @@ class Engine:
                 return result
             assert outcome.failure is not None
             failure = replace(outcome.failure, elapsed=now - first_at)
-            verdict = self._gate.failed(passed, failure, attempts)
+            verdict = self._gate.failed(passed, failure, tries + 1)
+            tries += verdict.counts
             decision = verdict.decision
             message = outcome.detail.message if outcome.detail else decision.reason
             if decision.abort_run:

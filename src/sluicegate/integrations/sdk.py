@@ -195,6 +195,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             except httpx2.TransportError as exc:
                 outcome, _ = transport_outcome(exc)
                 verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
+                attempt -= not verdict.counts
                 if not verdict.retry:
                     raise
                 await self.gate.back_off(verdict)
@@ -209,6 +210,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 self._provider, response.status_code, response.headers, _decoded(response.headers, body)
             )
             verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
+            attempt -= not verdict.counts  # a breaker's probe does not use up this request's attempts
             if verdict.decision.abort_run and outcome.kind != "unreachable":
                 self._refusals[key] = _Refusal(response.status_code, response.headers, body)
             if not verdict.retry:

@@ -185,9 +185,9 @@ class BatchClient:
                     except (httpx2.TransportError, httpx2.StreamError, ValueError) as exc:
                         raise _Retry(Outcome(failure="transport"), f"results stream broke: {_name(exc)}") from exc
             except _Retry as failed:
-                await self._backoff(what, passed, failed, attempt, started)
+                attempt -= not await self._backoff(what, passed, failed, attempt, started)
             except httpx2.TransportError as exc:
-                await self._backoff(what, passed, _transport_failure(exc), attempt, started)
+                attempt -= not await self._backoff(what, passed, _transport_failure(exc), attempt, started)
             except BaseException:
                 self._gate.cancelled(passed)
                 raise
@@ -219,9 +219,9 @@ class BatchClient:
                 except ValueError as exc:
                     raise _Retry(Outcome(failure="truncated"), "unreadable response body") from exc
             except _Retry as failed:
-                await self._backoff(what, passed, failed, attempt, started)
+                attempt -= not await self._backoff(what, passed, failed, attempt, started)
             except httpx2.TransportError as exc:
-                await self._backoff(what, passed, _transport_failure(exc), attempt, started)
+                attempt -= not await self._backoff(what, passed, _transport_failure(exc), attempt, started)
             except BaseException:
                 self._gate.cancelled(passed)
                 raise
@@ -241,13 +241,15 @@ class BatchClient:
             reason += f" (request-id {detail.request_id})"
         raise _Retry(outcome, reason)
 
-    async def _backoff(self, what: str, passed: Pass, failed: _Retry, attempt: int, started: float) -> None:
+    async def _backoff(self, what: str, passed: Pass, failed: _Retry, attempt: int, started: float) -> bool:
+        """Raise when the policy gives up; else wait and say whether this attempt used up one of the call's
+        attempts (a breaker's probe does not)."""
         outcome = replace(failed.outcome, elapsed=self._clock.now() - started)
         verdict = self._gate.failed(passed, outcome, attempt)
         decision = verdict.decision
         if decision.retry:
             await self._gate.back_off(verdict)
-            return
+            return verdict.counts
         if decision.abort_run:
             hint = " Check ANTHROPIC_API_KEY." if decision.kind == "authentication" else ""
             raise BatchApiError(f"could not {what}: {failed.message}.{hint}")
