@@ -1,4 +1,7 @@
-"""The Engine: one shared HTTP client, the limiter and the retry policy, over any number of requests.
+"""The Engine: lifecycle and dispatch of any number of requests over one HTTP client, gate and cost guard.
+
+Each piece has its own module: the attempt policy (`_gate`), one item's attempts (`_item`), the cost guard
+(`_cost_guard`), the counters (`_stats`) and the streaming handle (`_stream`).
 
 Consumption is lazy and bounded: a dispatcher takes one input item at a time, waits for the limiter to admit
 it, and only then starts a task for it, so live tasks are bounded by the concurrency (plus items waiting to
@@ -12,29 +15,19 @@ import os
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any, Literal
 
 import anyio
 import httpx2
 
-from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
-from ._events import (
-    AttemptFailed,
-    CooldownStarted,
-    Event,
-    EventSink,
-    LimitsObserved,
-    RequestAdmitted,
-    RequestCompleted,
-    RunAborted,
-)
+from ._events import Event, EventSink, RunAborted
 from ._exceptions import ConfigError, SluicegateError, UsageError
 from ._gate import AttemptGate, Pass
-from ._models import ErrorInfo, RequestItem, Result, Usage
+from ._item import ItemRunner
+from ._models import RequestItem, Result
 from ._run import Run, iterate_items
 from ._stats import Counters, EngineStatistics
 from ._stream import TextStream
@@ -43,7 +36,6 @@ from .pricing import PriceTable, load_prices
 from .providers import Provider
 from .providers import get as get_provider
 from .retry import RetryPolicy
-from .tokens import InputEstimator, OutputEstimator
 
 __all__ = ["Engine", "TextStream"]
 
@@ -52,9 +44,6 @@ log = logging.getLogger("sluicegate")
 _DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 _DEFAULT_CAP = 512
 _BACKOFF_ROOM = 1024  # items that may wait out a backoff beyond the concurrency bound
-# Above this many output tokens a non-streaming call may sit silent for minutes: stream it, so the idle
-# timeout measures silence instead of killing a healthy long generation.
-_STREAM_ABOVE_MAX_TOKENS = 8192
 
 
 class Engine:
@@ -95,8 +84,6 @@ class Engine:
         self._defaults = dict(default_params or {})
         self._timeouts = timeouts or Timeouts()
         self._guard = CostGuard(load_prices(prices), max_cost)
-        self._output_accounting = output_accounting or self._provider.output_accounting
-        self._stream_mode = stream
         self._clock = clock or SystemClock()
         rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
@@ -104,14 +91,25 @@ class Engine:
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
         self._sinks = list(sinks)
-        self._input_estimator = InputEstimator(provider=self._provider.name)
-        self._output_estimator = OutputEstimator()
         self._client: httpx2.AsyncClient | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._runs: set[Run] = set()
         self._started = self._clock.now()
         self._counts = Counters()
+        self._items = ItemRunner(
+            provider=self._provider,
+            base_url=self._base_url,
+            timeouts=self._timeouts,
+            stream_mode=stream,
+            output_accounting=output_accounting or self._provider.output_accounting,
+            gate=self._gate,
+            guard=self._guard,
+            counts=self._counts,
+            clock=self._clock,
+            emit=self._emit,
+            abort=lambda run, message, everyone: self._abort(run, message, everyone=everyone),
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"Engine(provider={self._provider.name!r}, base_url={self._base_url!r})"
@@ -129,6 +127,7 @@ class Engine:
             self._client = httpx2.AsyncClient(transport=self._transport, headers=headers, timeout=timeout)
         else:
             self._client = httpx2.AsyncClient(headers=headers, timeout=timeout, limits=pool_limits(self._cap))
+        self._items.client = self._client
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._state = "open"
@@ -241,11 +240,11 @@ class Engine:
         run = Run(buffer=1, fill_aborted=False, fail_fast=True)
         run.close_streams()
         (item,) = [x async for x in iterate_items([params], self._defaults)]
-        raw_in = self._input_estimator.raw(item.params)
+        raw_in = self._items.input_estimator.raw(item.params)
         passed = await self._admit(run, item, raw_in)
         if passed is None:
-            return self._halted(run, item)
-        return await self._execute(run, item, passed, raw_in, on_text=on_text)
+            return self._items.halted(run, item)
+        return await self._items.execute(run, item, passed, raw_in, on_text=on_text)
 
     def _start(self, requests: Iterable[Any] | AsyncIterable[Any], *, fill_aborted: bool, fail_fast: bool) -> Run:
         self._require_open()
@@ -273,16 +272,16 @@ class Engine:
                         async for item in iterate_items(requests, self._defaults):
                             if run.halted:
                                 if run.fill_aborted:
-                                    await run.send.send(self._halted(run, item))
+                                    await run.send.send(self._items.halted(run, item))
                                     continue
                                 break
                             await outstanding.acquire()
                             self._counts.submitted += 1
-                            raw_in = self._input_estimator.raw(item.params)
+                            raw_in = self._items.input_estimator.raw(item.params)
                             passed = await self._admit(run, item, raw_in)
                             if passed is None:
                                 outstanding.release()
-                                await run.send.send(self._halted(run, item))
+                                await run.send.send(self._items.halted(run, item))
                                 continue
                             tg.start_soon(self._item_task, run, item, passed, raw_in, outstanding)
         except SluicegateError as exc:  # bad input from an iterable: stop the run and say why
@@ -296,44 +295,18 @@ class Engine:
         self, run: Run, item: RequestItem, passed: Pass, raw_in: int, outstanding: anyio.Semaphore
     ) -> None:
         try:
-            await run.send.send(await self._execute(run, item, passed, raw_in))
+            await run.send.send(await self._items.execute(run, item, passed, raw_in))
         finally:
             outstanding.release()
 
-    def _estimates(self, item: RequestItem, raw_in: int) -> tuple[int, int, int]:
-        max_tokens = self._provider.max_tokens(item.params)
-        est_in = self._input_estimator.calibrated(raw_in)
-        reserve = max_tokens if self._output_accounting == "reserved" else self._output_estimator.reserve(max_tokens)
-        return est_in, reserve, max_tokens
-
     async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Pass | None:
         """Wait for the cost guard and the gate; None when the run stopped meanwhile."""
-        est_in, reserve, max_tokens = self._estimates(item, raw_in)
+        est_in, _, max_tokens = self._items.estimates(item, raw_in)
         refusal = self._guard.refusal(self._provider.model(item.params), est_in, max_tokens)
         if refusal is not None:
             self._abort(run, refusal, kind="budget_exceeded", budget=True)
             return None
-        return await self._wait_for_pass(run, est_in, reserve)
-
-    async def _wait_for_pass(self, run: Run, est_in: int, reserve: int) -> Pass | None:
-        if run.halted:
-            return None
-        passed: Pass | None = None
-        # The run cancels this scope when it stops, so a waiter leaves the limiter's queue at once.
-        with run.cancellable() as scope:
-            passed = await self._gate.acquire(est_in, reserve)
-        if scope.cancelled_caught:
-            return None
-        if passed is not None and run.halted:
-            self._gate.unused(passed)
-            return None
-        return passed
-
-    def _halted(self, run: Run, item: RequestItem, attempts: int = 0) -> Result:
-        result = run.halted_result(item, attempts)
-        self._counts.failed += 1
-        self._emit(RequestCompleted(at=self._clock.now(), result=result))
-        return result
+        return await self._items.wait_for_pass(run, item, raw_in)
 
     def _abort(
         self, run: Run, message: str, *, kind: Any = "aborted", budget: bool = False, everyone: bool = False
@@ -345,153 +318,6 @@ class Engine:
             for other in list(self._runs):
                 if other.error is None:
                     other.abort(message, kind="aborted")
-
-    # -- one item's attempts -------------------------------------------------------------------------------
-
-    async def _execute(
-        self,
-        run: Run,
-        item: RequestItem,
-        passed: Pass | None,
-        raw_in: int,
-        *,
-        on_text: Callable[[str], Awaitable[None]] | None = None,
-    ) -> Result:
-        """Attempts through the gate until success, a final error, or the run stops. Always ends each pass."""
-        client = self._client
-        assert client is not None
-        model = self._provider.model(item.params)
-        max_tokens = self._provider.max_tokens(item.params)
-        stream = on_text is not None or self._stream_mode is True
-        stream = stream or (self._stream_mode == "auto" and max_tokens > _STREAM_ABOVE_MAX_TOKENS)
-        url = self._provider.url(self._base_url, stream=stream)
-        body = self._provider.body(item.params, stream=stream)
-        first_at = self._clock.now()
-        attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
-        while passed is not None:
-            attempts += 1
-            outcome = await self._send(item, passed, attempts, model, max_tokens, client, url, body, stream, on_text)
-            now = self._clock.now()
-            if outcome.failure is None and outcome.message is not None:
-                usage = outcome.usage or Usage()
-                self._gate.succeeded(passed, usage)
-                self._input_estimator.observe(raw_in, usage.total_input_tokens)
-                self._output_estimator.observe(usage.output_tokens, max_tokens)
-                result = Result(
-                    index=item.index,
-                    custom_id=item.custom_id,
-                    message=outcome.message,
-                    usage=usage,
-                    cost=self._guard.charge(model, usage),
-                    attempts=attempts,
-                    latency=now - first_at,
-                )
-                self._counts.success(usage)
-                self._emit(RequestCompleted(at=now, result=result))
-                return result
-            assert outcome.failure is not None
-            failure = replace(outcome.failure, elapsed=now - first_at)
-            verdict = self._gate.failed(passed, failure, tries + 1)
-            tries += verdict.counts
-            decision = verdict.decision
-            message = outcome.detail.message if outcome.detail else decision.reason
-            if decision.abort_run:
-                self._abort(run, f"{decision.kind}: {message}", everyone=True)
-            if verdict.cooled:
-                self._emit(CooldownStarted(at=now, until=self.limiter.cooldown_until))
-            will_retry = decision.retry and not run.halted and not outcome.text_sent
-            self._emit(
-                AttemptFailed(
-                    at=now,
-                    index=item.index,
-                    custom_id=item.custom_id,
-                    attempt=attempts,
-                    reason=failure.reason,
-                    status=failure.status,
-                    will_retry=will_retry,
-                    delay=verdict.wait if will_retry else None,
-                    message=message,
-                )
-            )
-            if not will_retry:
-                if decision.retry and run.halted:
-                    return self._halted(run, item, attempts)
-                if decision.reason != failure.reason:
-                    message = f"{message} ({decision.reason.replace('_', ' ')})"
-                error = ErrorInfo(
-                    kind=decision.kind,
-                    message=message,
-                    status=failure.status,
-                    error_type=outcome.detail.error_type if outcome.detail else None,
-                    request_id=outcome.detail.request_id if outcome.detail else None,
-                    line=item.line,
-                )
-                return self._final_error(run, item, error, attempts, now - first_at)
-            with run.cancellable():
-                await self._gate.back_off(verdict)
-            est_in, reserve, _ = self._estimates(item, raw_in)
-            passed = await self._wait_for_pass(run, est_in, reserve)
-        return self._halted(run, item, attempts)
-
-    async def _send(
-        self,
-        item: RequestItem,
-        passed: Pass,
-        attempt: int,
-        model: str,
-        max_tokens: int,
-        client: httpx2.AsyncClient,
-        url: str,
-        body: Mapping[str, Any],
-        stream: bool,
-        on_text: Callable[[str], Awaitable[None]] | None,
-    ) -> AttemptResult:
-        """One attempt on the wire, with its cost held in flight; the gate observes whatever answered."""
-        self._counts.in_flight += 1
-        worst = self._guard.reserve(model, passed.permit.input_tokens if passed.permit else 0, max_tokens)
-        if passed.permit is not None:
-            self._emit(
-                RequestAdmitted(
-                    at=passed.admitted_at,
-                    index=item.index,
-                    custom_id=item.custom_id,
-                    attempt=attempt,
-                    input_tokens_estimate=passed.permit.input_tokens,
-                    output_tokens_reserved=passed.permit.output_tokens,
-                    in_flight=self._counts.in_flight,
-                )
-            )
-        outcome: AttemptResult | None = None
-        try:
-            outcome = await send_attempt(
-                client,
-                self._provider,
-                url=url,
-                headers={},
-                body=body,
-                stream=stream,
-                total_timeout=self._timeouts.total,
-                on_text=on_text,
-            )
-        finally:
-            self._counts.in_flight -= 1
-            self._guard.unreserve(worst)
-            if outcome is None:  # cancelled mid-attempt
-                self._gate.cancelled(passed)
-        if outcome.responded:
-            now = self._clock.now()
-            self._gate.observe(outcome.snapshot, now)
-            if outcome.snapshot is not None and not outcome.snapshot.empty:
-                self._emit(LimitsObserved(at=now, snapshot=outcome.snapshot))
-        return outcome
-
-    def _final_error(self, run: Run, item: RequestItem, error: ErrorInfo, attempts: int, latency: float) -> Result:
-        result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)
-        self._counts.failed += 1
-        self._emit(RequestCompleted(at=self._clock.now(), result=result))
-        if run.fail_fast and run.error is None:
-            self._abort(run, f"fail-fast: item {item.custom_id!r} failed: {error.message}")
-        return result
 
     def _emit(self, event: Event) -> None:
         for sink in self._sinks:
