@@ -184,10 +184,8 @@ class BatchClient:
                                     yield parsed
                     except (httpx2.TransportError, httpx2.StreamError, ValueError) as exc:
                         raise _Retry(Outcome(failure="transport"), f"results stream broke: {_name(exc)}") from exc
-            except _Retry as failed:
-                attempt -= not await self._backoff(what, passed, failed, attempt, started)
-            except httpx2.TransportError as exc:
-                attempt -= not await self._backoff(what, passed, _transport_failure(exc), attempt, started)
+            except (_Retry, httpx2.TransportError) as exc:
+                attempt -= not await self._backoff(what, passed, _as_retry(exc), attempt, started)
             except BaseException:
                 self._gate.cancelled(passed)
                 raise
@@ -218,10 +216,8 @@ class BatchClient:
                     data = json.loads(raw)
                 except ValueError as exc:
                     raise _Retry(Outcome(failure="truncated"), "unreadable response body") from exc
-            except _Retry as failed:
-                attempt -= not await self._backoff(what, passed, failed, attempt, started)
-            except httpx2.TransportError as exc:
-                attempt -= not await self._backoff(what, passed, _transport_failure(exc), attempt, started)
+            except (_Retry, httpx2.TransportError) as exc:
+                attempt -= not await self._backoff(what, passed, _as_retry(exc), attempt, started)
             except BaseException:
                 self._gate.cancelled(passed)
                 raise
@@ -277,6 +273,8 @@ def _name(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
 
-def _transport_failure(exc: httpx2.TransportError) -> _Retry:
+def _as_retry(exc: _Retry | httpx2.TransportError) -> _Retry:
+    if isinstance(exc, _Retry):
+        return exc
     outcome, message = transport_outcome(exc)
     return _Retry(outcome, message)
