@@ -28,7 +28,7 @@ def _load_docs(path: str) -> list[dict[str, Any]]:
 
 
 def _runner(system: str) -> Any:
-    if system in ("langchain", "litellm", "bare_loop"):
+    if system in ("langchain", "litellm", "bare_loop", "sdk_dropin"):
         from bench import systems
 
         return getattr(systems, f"run_{system}")
@@ -60,6 +60,7 @@ def main(spec_path: str, out_path: str) -> int:
         kwargs["limits"] = tuple(spec["limits"])
     if system.startswith("sluicegate"):
         kwargs["samples"] = samples
+    if system.startswith("sluicegate") or system == "sdk_dropin":
         kwargs["minute"] = spec["minute"]
         if spec.get("max_concurrency"):
             kwargs["max_concurrency"] = spec["max_concurrency"]
