@@ -11,8 +11,9 @@ States:
   probe up to `max_probe_interval`; so the server sees well under one request per second while it is overloaded,
   and the run learns within `max_probe_interval` that it is over.
 - ramp (a probe succeeded): TCP's slow start: `allowance` attempts may be in flight, one more per success (so
-  it doubles every round trip), closed again once it reaches the concurrency the limiter wants. An overloaded
-  answer in the ramp opens it again.
+  it doubles every round trip), closed again once it reaches the concurrency the limiter wants. It opens again
+  when at least two, and at least `trip_ratio`, of the ramp's answers were overloaded (a scattered 529 while
+  ramping is not a new burst).
 
 Answers to attempts sent before the breaker's last change are stale (they were in flight when it tripped) and do
 not move it. Pure state on an injected clock; the only waiting is `wait_turn`.
@@ -115,7 +116,8 @@ class Breaker:
         if not self._finish(ticket):
             return
         if ticket.epoch != self._epoch:
-            return  # sent before the last change: says nothing about the state since
+            self._notify()  # its slot is free (waiters may be waiting for it), but it says nothing of the state
+            return
         now = self._clock.now()
         if self.state == "closed":
             self._recent.append(overloaded)
@@ -132,13 +134,17 @@ class Breaker:
                 self._interval = self._base_interval
                 self.state = "ramp"
                 self._allowance = 2
-        elif overloaded:  # ramp
-            self._open(now)
-        else:
-            self._allowance += 1
-            if self._allowance >= target:
-                self.state = "closed"
                 self._recent.clear()
+        else:  # ramp: a scattered 529 while ramping is not a new burst; most answers overloaded again is
+            self._recent.append(overloaded)
+            failures = sum(self._recent)
+            if overloaded and failures >= 2 and failures >= self._trip_ratio * len(self._recent):
+                self._open(now)
+            elif not overloaded:
+                self._allowance += 1
+                if self._allowance >= target:
+                    self.state = "closed"
+                    self._recent.clear()
         self._notify()
 
     def reset(self) -> None:

@@ -124,22 +124,37 @@ def test_answers_sent_before_the_trip_do_not_move_it() -> None:
     clock.run(main)
 
 
-def test_an_overload_in_the_ramp_opens_it_again() -> None:
-    """A 529 while ramping back up opens the breaker at the base probe interval."""
+def test_a_scattered_overload_in_the_ramp_does_not_open_it_but_a_second_one_does() -> None:
+    """While ramping, one 529 among successes is tolerated; a second that makes half the answers 529s reopens it at
+    the base probe interval; an attempt from the ramp that ends afterwards frees its slot for the next probe."""
     clock = FakeClock()
     breaker = Breaker(clock)
+    probe_times: list[float] = []
 
     async def main() -> None:
         for _ in range(8):
-            breaker.record(await breaker.wait_turn(), overloaded=True, target=8)
-        breaker.record(await breaker.wait_turn(), overloaded=False, target=8)
+            breaker.record(await breaker.wait_turn(), overloaded=True, target=99)
+        breaker.record(await breaker.wait_turn(), overloaded=False, target=99)  # the probe: ramp, allowance 2
+        first, second = await breaker.wait_turn(), await breaker.wait_turn()
+        breaker.record(first, overloaded=True, target=99)
         assert breaker.state == "ramp"
-        breaker.record(await breaker.wait_turn(), overloaded=True, target=8)
+        third = await breaker.wait_turn()
+        breaker.record(third, overloaded=True, target=99)
         assert breaker.state == "open"
-        await breaker.wait_turn()
-        assert clock.now() == 1.0
+        reopened = clock.now()
+
+        async def next_probe() -> None:
+            await breaker.wait_turn()
+            probe_times.append(clock.now() - reopened)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(next_probe)
+            await clock.sleep(3.0)  # the probe waits for `second`, still in flight from the ramp
+            assert probe_times == []
+            breaker.record(second, overloaded=False, target=99)  # stale, but its slot is free now
 
     clock.run(main)
+    assert probe_times == [3.0]
 
 
 def test_connections_that_keep_failing_stop_the_run_after_unreachable_after() -> None:
