@@ -147,6 +147,10 @@ class Breaker:
                     self._recent.clear()
         self._notify()
 
+    def current(self, ticket: Ticket) -> bool:
+        """Whether the breaker has not opened (or been reset) since `ticket` was let through."""
+        return ticket.epoch == self._epoch
+
     def reset(self) -> None:
         """Close at once and let every waiter go (the caller has a better way to fail them fast)."""
         self.state = "closed"

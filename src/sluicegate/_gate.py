@@ -85,12 +85,20 @@ class AttemptGate:
 
     async def acquire(self, input_tokens: int = 0, output_tokens: int = 0) -> Pass:
         """Wait for the breaker, then the limiter; the pass ends in `succeeded`, `failed`, `cancelled` or `unused`."""
-        ticket = await self.breaker.wait_turn()
-        try:
-            permit = await self.limiter.acquire(input_tokens, output_tokens) if self.limiter is not None else None
-        except BaseException:
+        while True:
+            ticket = await self.breaker.wait_turn()
+            try:
+                permit = await self.limiter.acquire(input_tokens, output_tokens) if self.limiter is not None else None
+            except BaseException:
+                self.breaker.forget(ticket)
+                raise
+            if self.breaker.current(ticket):
+                break
+            # The breaker opened while this attempt waited for capacity: give the capacity back and wait for the
+            # breaker, or every request queued at the limiter would still go out into the overload.
+            if permit is not None:
+                permit.release()
             self.breaker.forget(ticket)
-            raise
         self.attempts += 1
         admitted_at = permit.admitted_at if permit is not None else self._clock.now()
         return Pass(permit, ticket, admitted_at)
