@@ -12,6 +12,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+import anyio
+
 from ._breaker import Breaker, Ticket
 from ._clock import Clock
 from ._errors import ERROR_KINDS
@@ -80,6 +82,7 @@ class AttemptGate:
         self._failing_since: float | None = None  # first connect failure since the last answer
         self._failing_count = 0
         self._gave_up = False  # gave up on the host: every attempt fails at its first refused connection
+        self._at_limiter: dict[anyio.CancelScope, Ticket] = {}  # attempts waiting for capacity, by their scope
 
     # -- acquire -------------------------------------------------------------------------------------------
 
@@ -87,11 +90,21 @@ class AttemptGate:
         """Wait for the breaker, then the limiter; the pass ends in `succeeded`, `failed`, `cancelled` or `unused`."""
         while True:
             ticket = await self.breaker.wait_turn()
+            permit: Permit | None = None
+            scope = anyio.CancelScope()
+            self._at_limiter[scope] = ticket
             try:
-                permit = await self.limiter.acquire(input_tokens, output_tokens) if self.limiter is not None else None
+                with scope:
+                    if self.limiter is not None:
+                        permit = await self.limiter.acquire(input_tokens, output_tokens)
             except BaseException:
                 self.breaker.forget(ticket)
                 raise
+            finally:
+                del self._at_limiter[scope]
+            if scope.cancelled_caught:  # the breaker opened: back to it, without taking capacity first
+                self.breaker.forget(ticket)
+                continue
             if self.breaker.current(ticket):
                 break
             # The breaker opened while this attempt waited for capacity: give the capacity back and wait for the
@@ -162,6 +175,7 @@ class AttemptGate:
             self.breaker.forget(p.ticket)
         else:
             self.breaker.record(p.ticket, overloaded=kind in _TURNED_AWAY, target=self._target())
+            self._recall_stale()
         cooled = False
         if kind == "rate_limited" and (decision.cooldown or outcome.retry_after):
             # Even when this item gives up, the server's 429 holds for everyone else.
@@ -177,6 +191,13 @@ class AttemptGate:
         elif kind in _TURNED_AWAY and not self.breaker.closed:
             wait = 0.0  # the breaker holds everyone back and probes: no point in a private timer too
         return Verdict(decision, wait if decision.retry else 0.0, cooled, counts=not probe)
+
+    def _recall_stale(self) -> None:
+        """The breaker just opened: attempts queued at the limiter since it was closed leave the queue at once
+        (hundreds of gathered SDK calls would otherwise each take and return capacity before a probe can)."""
+        for scope, ticket in self._at_limiter.items():
+            if not self.breaker.current(ticket):
+                scope.cancel()
 
     async def back_off(self, verdict: Verdict) -> None:
         """Sleep this item's own wait (0 when a shared pause is the wait)."""
