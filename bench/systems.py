@@ -63,7 +63,7 @@ async def run_sdk_dropin(
     *,
     base_url: str,
     api_key: str,
-    minute: float = 60.0,
+    minute: float | None = None,
     max_concurrency: int | None = None,
     request_timeout: float = 60.0,
     **_: Any,
@@ -71,7 +71,7 @@ async def run_sdk_dropin(
     """The seed's `asyncio.gather` over every prompt with the official SDK; the one change is
     `http_client=sluicegate.integrations.http_client(...)` (plus `max_retries=0`, as its docs say).
 
-    `minute` tells the limiter the emulator's compressed minute, as `sluicegate_learn` is told it."""
+    No `minute`: the limiter learns each limit's window from the headers, as the engine does."""
     import anthropic
 
     from sluicegate.integrations import http_client

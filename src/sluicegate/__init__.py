@@ -38,8 +38,8 @@ from ._exceptions import (
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
 from ._stats import EngineStatistics, LimiterStatistics
 from ._sync import run
-from .engine import Engine, TextStream
-from .limits import Limiter, Limits
+from .engine import Engine
+from .limits.limiter import Limits
 from .pricing import Price, PriceTable
 from .retry import RetryPolicy
 
@@ -63,7 +63,6 @@ __all__ = [
     "Event",
     "EventSink",
     "InputError",
-    "Limiter",
     "LimiterStatistics",
     "Limits",
     "LimitsObserved",
@@ -84,7 +83,6 @@ __all__ = [
     "ServerError",
     "SluicegateError",
     "SystemClock",
-    "TextStream",
     "Timeouts",
     "TransportError",
     "UnreachableError",

@@ -8,8 +8,10 @@ reached), and how long one item backs off.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -153,10 +155,13 @@ class AttemptGate:
 
     # -- decide, cool down or back off -------------------------------------------------------------------------
 
-    def failed(self, p: Pass, outcome: Outcome, attempt: int) -> Verdict:
+    def failed(
+        self, p: Pass, outcome: Outcome, attempt: int, *, snapshot: RateLimitSnapshot | None = None, message: str = ""
+    ) -> Verdict:
         """Release the pass as the failure's kind says, decide, and react for everyone (cool-down, breaker).
 
-        `attempt` counts this item's attempts that used up its budget, this one included."""
+        `attempt` counts this item's attempts that used up its budget, this one included; `snapshot` and `message`
+        are the failed answer's rate-limit headers and error message (a 429's tell which limit refused it)."""
         now = self._clock.now()
         kind = outcome.kind
         spec = ERROR_KINDS[kind]
@@ -177,7 +182,9 @@ class AttemptGate:
             self.breaker.record(p.ticket, overloaded=kind in _TURNED_AWAY, target=self._target())
             self._recall_stale()
         cooled = False
-        if kind == "rate_limited" and (decision.cooldown or outcome.retry_after):
+        if kind == "rate_limited" and self._short_interval(p, snapshot, message):
+            pass  # a short-interval limit: the limiter now paces that bucket smoothly; no shared pause
+        elif kind == "rate_limited" and (decision.cooldown or outcome.retry_after):
             # Even when this item gives up, the server's 429 holds for everyone else.
             pause = decision.delay if decision.cooldown else min(outcome.retry_after or 0.0, self.retry.max_retry_after)
             if self.limiter is not None:
@@ -191,6 +198,21 @@ class AttemptGate:
         elif kind in _TURNED_AWAY and not self.breaker.closed:
             wait = 0.0  # the breaker holds everyone back and probes: no point in a private timer too
         return Verdict(decision, wait if decision.retry else 0.0, cooled, counts=not probe)
+
+    def headers_observer(self, p: Pass) -> Callable[[RateLimitSnapshot], None] | None:
+        """What learns a response's rate-limit headers the moment they arrive (a stream's first byte)."""
+        if self.limiter is None:
+            return None
+        return functools.partial(self.limiter.observe, since=p.admitted_at)
+
+    def _short_interval(self, p: Pass, snapshot: RateLimitSnapshot | None, message: str) -> bool:
+        """A 429 while the headers said there was room: the limiter paces smoothly instead of a shared pause."""
+        if self.limiter is None or p.permit is None:
+            return False
+        permit = p.permit
+        return self.limiter.rate_limited(
+            snapshot, permit.input_tokens, permit.output_tokens, message, admitted_at=p.admitted_at
+        )
 
     def _recall_stale(self) -> None:
         """The breaker just opened: attempts queued at the limiter since it was closed leave the queue at once

@@ -13,6 +13,7 @@ from ._clock import Clock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
 from ._events import AttemptFailed, CooldownStarted, Event, LimitsObserved, RequestAdmitted, RequestCompleted
+from ._exceptions import InputError
 from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run
@@ -102,6 +103,21 @@ class ItemRunner:
         *,
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> Result:
+        """The item's attempts; its cost-cap hold is released however they end."""
+        try:
+            return await self._attempts_of(run, item, passed, raw_in, on_text=on_text)
+        finally:
+            self._guard.budget.release(id(item))
+
+    async def _attempts_of(
+        self,
+        run: Run,
+        item: RequestItem,
+        passed: Pass | None,
+        raw_in: int,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Result:
         """Attempts through the gate until success, a final error, or the run stops. Always ends each pass."""
         client = self.client
         assert client is not None
@@ -130,16 +146,17 @@ class ItemRunner:
                     cost=self._guard.charge(model, usage),
                     attempts=attempts,
                     latency=now - first_at,
+                    ttft=outcome.first_token_after,
                 )
                 self._counts.success(usage)
                 self._emit(RequestCompleted(at=now, result=result))
                 return result
             assert outcome.failure is not None
             failure = replace(outcome.failure, elapsed=now - first_at)
-            verdict = self._gate.failed(passed, failure, tries + 1)
+            message = outcome.detail.message if outcome.detail else failure.reason
+            verdict = self._gate.failed(passed, failure, tries + 1, snapshot=outcome.snapshot, message=message)
             tries += verdict.counts
             decision = verdict.decision
-            message = outcome.detail.message if outcome.detail else decision.reason
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", True)
             if verdict.cooled:
@@ -174,8 +191,20 @@ class ItemRunner:
                 return self._final_error(run, item, error, attempts, now - first_at)
             with run.cancellable():
                 await self._gate.back_off(verdict)
-            passed = await self.wait_for_pass(run, item, raw_in)
+            try:
+                passed = await self.wait_for_pass(run, item, raw_in)
+            except InputError as exc:
+                return self.refused(item, exc, attempts, self._clock.now() - first_at)
         return self.halted(run, item, attempts)
+
+    def refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
+        """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
+        error = ErrorInfo(kind="invalid_request", message=str(exc), line=item.line)
+        result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)
+        self._counts.failed += 1
+        self._gate.failures["too_large_for_rate_limit"] += 1
+        self._emit(RequestCompleted(at=self._clock.now(), result=result))
+        return result
 
     async def _send(
         self,
@@ -190,9 +219,8 @@ class ItemRunner:
         stream: bool,
         on_text: Callable[[str], Awaitable[None]] | None,
     ) -> AttemptResult:
-        """One attempt on the wire, with its cost held in flight; the gate observes whatever answered."""
+        """One attempt on the wire; the limiter learns the headers as they arrive, the gate that the host answered."""
         self._counts.in_flight += 1
-        worst = self._guard.reserve(model, passed.permit.input_tokens if passed.permit else 0, max_tokens)
         if passed.permit is not None:
             self._emit(
                 RequestAdmitted(
@@ -216,15 +244,15 @@ class ItemRunner:
                 stream=stream,
                 total_timeout=self._timeouts.total,
                 on_text=on_text,
+                on_headers=self._gate.headers_observer(passed),
             )
         finally:
             self._counts.in_flight -= 1
-            self._guard.unreserve(worst)
             if outcome is None:  # cancelled mid-attempt
                 self._gate.cancelled(passed)
         if outcome.responded:
             now = self._clock.now()
-            self._gate.observe(outcome.snapshot, now)
+            self._gate.observe(None, now)  # the headers themselves were observed when they arrived
             if outcome.snapshot is not None and not outcome.snapshot.empty:
                 self._emit(LimitsObserved(at=now, snapshot=outcome.snapshot))
         return outcome

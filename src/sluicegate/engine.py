@@ -24,7 +24,7 @@ from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
 from ._events import Event, EventSink, RunAborted
-from ._exceptions import ConfigError, SluicegateError, UsageError
+from ._exceptions import ConfigError, InputError, SluicegateError, UsageError
 from ._gate import AttemptGate, Pass
 from ._item import ItemRunner
 from ._models import RequestItem, Result
@@ -67,7 +67,8 @@ class Engine:
         max_cost: float | None = None,
         prices: PriceTable | str | os.PathLike[str] | None = None,
         output_accounting: Literal["produced", "reserved"] | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
+        smooth: bool = False,
         stream: bool | Literal["auto"] = "auto",
         clock: Clock | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -87,7 +88,17 @@ class Engine:
         self._clock = clock or SystemClock()
         rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
-        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=rng)
+        accounting = output_accounting or self._provider.output_accounting
+        # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
+        self.limiter = Limiter(
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            smooth=smooth,
+            output_accounting=accounting,
+            rng=rng,
+        )
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
         self._sinks = list(sinks)
@@ -102,7 +113,7 @@ class Engine:
             base_url=self._base_url,
             timeouts=self._timeouts,
             stream_mode=stream,
-            output_accounting=output_accounting or self._provider.output_accounting,
+            output_accounting=accounting,
             gate=self._gate,
             guard=self._guard,
             counts=self._counts,
@@ -203,7 +214,7 @@ class Engine:
             in_flight=counts.in_flight,
             usage=counts.usage,
             cost=guard.spent,
-            reserved_cost=guard.reserved,
+            reserved_cost=guard.budget.reserved,
             unpriced=dict(guard.unpriced),
             attempts=self._gate.attempts,
             failures_by_reason=dict(self._gate.failures),
@@ -241,7 +252,10 @@ class Engine:
         run.close_streams()
         (item,) = [x async for x in iterate_items([params], self._defaults)]
         raw_in = self._items.input_estimator.raw(item.params)
-        passed = await self._admit(run, item, raw_in)
+        try:
+            passed = await self._admit(run, item, raw_in)
+        except InputError as exc:
+            return self._items.refused(item, exc, 0, 0.0)
         if passed is None:
             return self._items.halted(run, item)
         return await self._items.execute(run, item, passed, raw_in, on_text=on_text)
@@ -278,7 +292,12 @@ class Engine:
                             await outstanding.acquire()
                             self._counts.submitted += 1
                             raw_in = self._items.input_estimator.raw(item.params)
-                            passed = await self._admit(run, item, raw_in)
+                            try:
+                                passed = await self._admit(run, item, raw_in)
+                            except InputError as exc:  # larger than a bucket: the server would refuse it forever
+                                outstanding.release()
+                                await run.send.send(self._items.refused(item, exc, 0, 0.0))
+                                continue
                             if passed is None:
                                 outstanding.release()
                                 await run.send.send(self._items.halted(run, item))
@@ -300,13 +319,38 @@ class Engine:
             outstanding.release()
 
     async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Pass | None:
-        """Wait for the cost guard and the gate; None when the run stopped meanwhile."""
-        est_in, _, max_tokens = self._items.estimates(item, raw_in)
-        refusal = self._guard.refusal(self._provider.model(item.params), est_in, max_tokens)
-        if refusal is not None:
-            self._abort(run, refusal, kind="budget_exceeded", budget=True)
-            return None
-        return await self._items.wait_for_pass(run, item, raw_in)
+        """Wait for the cost cap and the gate; None when the run stopped meanwhile."""
+        est_in, reserve, max_tokens = self._items.estimates(item, raw_in)
+        guard = self._guard
+        if guard.max_cost is not None:
+            model = self._provider.model(item.params)
+            worst = guard.prices.estimate_cost(model, est_in, max_tokens)
+            if worst is None:
+                message = f"no price is known for model {model!r}, so the cost cap cannot be enforced"
+                self._abort(run, message, kind="budget_exceeded", budget=True)
+                return None
+            likely = guard.prices.estimate_cost(model, est_in, reserve) or worst
+            # Money only reserved by requests in flight is not spent: wait for their answers before deciding.
+            while (verdict := guard.budget.verdict(worst, likely)) == "wait":
+                with run.cancellable() as scope:
+                    await guard.budget.wait_settled()
+                if scope.cancelled_caught or run.halted:
+                    return None
+            if verdict == "stop":
+                message = (
+                    f"the cost cap of ${guard.max_cost:.2f} is reached: ${guard.budget.spent:.4f} spent, and the "
+                    f"next request would likely cost ${likely:.4f} (up to ${worst:.4f})"
+                )
+                self._abort(run, message, kind="budget_exceeded", budget=True)
+                return None
+            guard.budget.reserve(id(item), worst, likely)
+        passed: Pass | None = None
+        try:
+            passed = await self._items.wait_for_pass(run, item, raw_in)
+        finally:
+            if passed is None:
+                guard.budget.release(id(item))
+        return passed
 
     def _abort(
         self, run: Run, message: str, *, kind: Any = "aborted", budget: bool = False, everyone: bool = False

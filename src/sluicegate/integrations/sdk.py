@@ -50,7 +50,7 @@ import httpx2
 from .._attempt import status_outcome, stream_error_outcome, transport_outcome
 from .._clock import Clock, SystemClock
 from .._gate import AttemptGate, Pass
-from .._models import Usage
+from .._models import RateLimitSnapshot, Usage
 from .._stats import LimiterStatistics
 from ..limits.limiter import Limiter, Limits
 from ..providers import get as get_provider
@@ -86,7 +86,7 @@ class _Refusal:
 class LimitedTransport(httpx2.AsyncBaseTransport):
     """Wraps an `httpx2.AsyncHTTPTransport`: every generation request waits for the limiter and is retried here.
 
-    `limits=None` learns the limits from the server's rate-limit headers; `minute` compresses time (only for
+    `limits=None` learns the limits and their windows from the rate-limit headers; `minute` overrides the windows (for
     emulated servers). `transport` replaces the inner transport (its pool is otherwise sized to the cap).
     """
 
@@ -97,7 +97,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         limits: Limits | None = None,
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
@@ -106,7 +106,14 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._endpoint = _ENDPOINTS[self._provider.name]
         self._clock = clock or SystemClock()
         rng = random.Random(seed)
-        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=rng)
+        self.limiter = Limiter(
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            output_accounting=self._provider.output_accounting,
+            rng=rng,
+        )
         self.gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         if transport is None:
             cap = (max_concurrency or _DEFAULT_CAP) + 16
@@ -191,7 +198,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 body = await _read_raw(response)
                 # Only now: the first response widens the limiter's one-request probe, and waiters must not
                 # slip through while a 401 or spend-cap body is still being read.
-                self._observe(response)
+                snapshot = self._observe(response)
             except httpx2.TransportError as exc:
                 outcome, _ = transport_outcome(exc)
                 verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
@@ -206,10 +213,11 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             if response.is_success:
                 self._settle(passed, response.headers, body, raw_in, max_tokens)
                 return _rebuilt(response, body)
-            outcome, _ = status_outcome(
+            outcome, detail = status_outcome(
                 self._provider, response.status_code, response.headers, _decoded(response.headers, body)
             )
-            verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
+            outcome = replace(outcome, elapsed=self._elapsed(first_at))
+            verdict = self.gate.failed(passed, outcome, attempt, snapshot=snapshot, message=detail.message)
             attempt -= not verdict.counts  # a breaker's probe does not use up this request's attempts
             if verdict.decision.abort_run and outcome.kind != "unreachable":
                 self._refusals[key] = _Refusal(response.status_code, response.headers, body)
@@ -227,8 +235,10 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     def _elapsed(self, first_at: float) -> float:
         return self._clock.now() - first_at
 
-    def _observe(self, response: httpx2.Response) -> None:
-        self.gate.observe(self._provider.rate_limits(response.headers, time.time()))
+    def _observe(self, response: httpx2.Response) -> RateLimitSnapshot:
+        snapshot = self._provider.rate_limits(response.headers, time.time())
+        self.gate.observe(snapshot)
+        return snapshot
 
     def _learn(self, usage: Usage, raw_in: int, max_tokens: int) -> None:
         self._input.observe(raw_in, usage.total_input_tokens)
@@ -272,7 +282,7 @@ def http_client(
     limits: Limits | None = None,
     max_concurrency: int | None = None,
     retry: RetryPolicy | None = None,
-    minute: float = 60.0,
+    minute: float | None = None,
     timeout: httpx2.Timeout | None = None,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument."""

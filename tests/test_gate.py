@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import anyio
 import pytest
 
 from sluicegate._breaker import Breaker
 from sluicegate._errors import ERROR_KINDS
-from sluicegate._gate import AttemptGate
+from sluicegate._gate import AttemptGate, Pass
+from sluicegate._models import Usage
 from sluicegate.limits.limiter import Limiter, Limits
 from sluicegate.retry import Outcome, RetryPolicy
 from sluicegate.testing import FakeClock
@@ -28,9 +30,9 @@ OUTCOMES = [
 ]
 
 
-@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: o.reason)
-def test_a_failure_stays_charged_exactly_when_the_table_says_the_server_counted_it(outcome: Outcome) -> None:
-    """At 60 RPM with the bucket empty, the next admission waits 1 s after a counted failure and 0 s after a refund."""
+def _wait_after(release: Callable[[AttemptGate, Pass], object]) -> float:
+    """At 60 RPM with the client's bucket emptied by two admissions, how long the next admission waits after
+    `release` ends the first one."""
     clock = FakeClock()
 
     async def main() -> float:
@@ -38,14 +40,29 @@ def test_a_failure_stays_charged_exactly_when_the_table_says_the_server_counted_
         limiter.saw_response()
         gate = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1), limiter=limiter)
         first = await gate.acquire(10, 10)
-        await gate.acquire(10, 10)  # the bucket is empty now
+        while True:  # empty the bucket, however full the limiter starts it
+            started = clock.now()
+            held = await gate.acquire(10, 10)
+            if clock.now() > started:
+                break
+            gate.succeeded(held, Usage(input_tokens=10, output_tokens=10))
         started = clock.now()
-        gate.failed(first, outcome, 1)
+        release(gate, first)
         await gate.acquire(10, 10)
         return clock.now() - started
 
-    waited = clock.run(main)
-    assert waited == (1.0 if ERROR_KINDS[outcome.kind].counted else 0.0)
+    return clock.run(main)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: o.reason)
+def test_a_failure_stays_charged_exactly_when_the_table_says_the_server_counted_it(outcome: Outcome) -> None:
+    """With the bucket empty, the next admission waits as after a charged release when the table says the server
+    counted the failure, and as after a full refund when it did not."""
+    refunded = _wait_after(lambda gate, p: p.permit.release() if p.permit else None)
+    charged = _wait_after(lambda gate, p: p.permit.release(charged=True) if p.permit else None)
+    assert charged > refunded
+    waited = _wait_after(lambda gate, p: gate.failed(p, outcome, 1))
+    assert waited == (charged if ERROR_KINDS[outcome.kind].counted else refunded)
 
 
 def _ticks(breaker: Breaker, clock: FakeClock, answers: list[bool]) -> None:
