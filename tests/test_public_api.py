@@ -47,6 +47,7 @@ EXPECTED = {
     "RunAborted",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "SystemClock",
     "Timeouts",

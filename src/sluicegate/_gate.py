@@ -20,7 +20,8 @@ from ._breaker import Breaker, Ticket
 from ._clock import Clock
 from ._errors import ERROR_KINDS
 from ._models import RateLimitSnapshot, Usage
-from .limits.limiter import Limiter, Permit
+from .limits.protocol import AdmissionPermit as Permit
+from .limits.protocol import LimiterLike
 from .retry import Outcome, RetryDecision, RetryPolicy, decide
 
 __all__ = ["AttemptGate", "Pass", "Verdict"]
@@ -71,7 +72,7 @@ class AttemptGate:
         retry: RetryPolicy,
         clock: Clock,
         rng: random.Random,
-        limiter: Limiter | None = None,
+        limiter: LimiterLike | None = None,
         breaker: Breaker | None = None,
     ) -> None:
         self.retry = retry
