@@ -103,3 +103,29 @@ def test_deadline_refused_at_once_with_truthful_retry_after(gateway: Callable[..
     print(f"retry-after {promised:.2f} s (header {refused.headers['retry-after']}), real wait {real:.2f} s")
     assert abs(promised - real) <= 0.2 * real
     assert abs(int(refused.headers["retry-after"]) - real) <= 0.2 * real + 1  # whole seconds, rounded up
+
+
+def test_a_slow_first_answer_does_not_turn_into_refusals(gateway: Callable[..., RunningGateway]) -> None:
+    """The limiter's one-request probe (a slow first answer) is not taken for the admission rate: the burst that
+    follows is queued and answered within its deadline, not refused."""
+    gw = gateway(emulator={"first_token_latency": 1.5})
+
+    async def burst(http: httpx2.AsyncClient, n: int, offset: int) -> list[int]:
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            response, _ = await _post(http, gw, offset + i, **{"x-sluicegate-max-wait": "5"})
+            statuses.append(response.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        return statuses
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(timeout=60) as http:
+            assert await burst(http, 5, 0) == [200] * 5  # the first of these is the probe, 1.5 s alone
+            assert await burst(http, 40, 100) == [200] * 40
+
+    anyio.run(main)
+    assert gw.stats()["refused"] == {}

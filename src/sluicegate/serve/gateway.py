@@ -62,6 +62,7 @@ class Gateway:
             max_queue=config.max_queue,
             bulk_every=config.bulk_every,
             rate_hint=self.limiter.ceiling,
+            warm=lambda: self.limiter.statistics().latency_estimate is not None,
             clock=self.clock,
         )
         self.ledger = Ledger(started=self.clock.now())
