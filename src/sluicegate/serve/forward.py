@@ -144,6 +144,7 @@ class _Exchange:
         while True:
             await g.scheduler.wait_turn(ticket)
             remaining = ticket.deadline - g.clock.now()
+            preemptions = ticket.preemptions
             with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, remaining)) as entry:
                 g.scheduler.entering(ticket, entry.cancel)
 
@@ -161,7 +162,7 @@ class _Exchange:
                     return await g.upstream.send(g.upstream.request(call.path, call.body, call.headers, on_sent))
                 except Preempted:
                     continue
-            if ticket.state == "queued":  # sent back by an interactive ticket before anything went out
+            if ticket.preemptions != preemptions:  # sent back by an interactive ticket before anything went out
                 continue
             raise g.scheduler.expired(ticket)
 

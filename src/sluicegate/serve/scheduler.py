@@ -26,7 +26,7 @@ __all__ = ["Refused", "Scheduler", "SchedulerStatistics"]
 class Refused(Exception):
     """The gateway answers 429 itself: the wait would pass the deadline, or the queue is full."""
 
-    def __init__(self, reason: Literal["deadline", "queue_full", "closing"], retry_after: float | None) -> None:
+    def __init__(self, reason: Literal["deadline", "queue_full"], retry_after: float | None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
@@ -74,7 +74,6 @@ class Scheduler:
         self._protected: set[Ticket] = set()  # bulk tickets whose turn was owed to bulk are not sent back
         self._turns: dict[Ticket, anyio.Event] = {}
         self._cancels: dict[Ticket, Callable[[], None]] = {}
-        self._closing = False
         self._refused = 0
         self._preempted = 0
 
@@ -99,8 +98,6 @@ class Scheduler:
 
     def submit(self, client: str, share: float, priority: Priority, max_wait: float) -> Ticket:
         """Queue a request, or raise Refused when it cannot be admitted within `max_wait` seconds."""
-        if self._closing:
-            raise Refused("closing", None)
         estimate = self.estimate(client, share, priority)
         if len(self._queue) >= self._max_queue:
             self._refused += 1
@@ -171,10 +168,6 @@ class Scheduler:
         self._pump()
         if not self._entering and not self._queue:
             self._rate.idle()
-
-    def close(self) -> None:
-        """Refuse new tickets (shutdown); those already queued keep their place."""
-        self._closing = True
 
     # -- internals -----------------------------------------------------------------------------------------
 
