@@ -36,6 +36,9 @@ __all__ = ["Call", "Forward"]
 
 log = logging.getLogger("sluicegate.serve")
 
+# The JSON around a text delta's text: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
+_DELTA_FRAME = 80
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -195,6 +198,11 @@ class _Exchange:
             if metering:
                 try:
                     for event in decoder.feed(chunk):
+                        if event.event == "content_block_delta":
+                            # Usage lives in message_start and message_delta: text deltas (most of a stream) are
+                            # only sized, not parsed, for the estimate used when the stream is cut short.
+                            self.text_chars += max(0, len(event.data) - _DELTA_FRAME)
+                            continue
                         text = assembler.feed(event)
                         if text:
                             self.text_chars += len(text)
