@@ -16,6 +16,7 @@ _COMMANDS = {
     "estimate": "sluicegate.cli.estimate:estimate",
     "batch": "sluicegate.cli.batch:batch",
     "serve": "sluicegate.cli.serve:serve",
+    "report": "sluicegate.cli.report:report",
 }
 
 

@@ -78,8 +78,8 @@ def _endpoint(
     "--minute",
     type=float,
     default=None,
-    help=f"Real seconds per rate-limit minute: only for emulators in compressed time "
-    f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
+    help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
+    "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
@@ -125,7 +125,7 @@ def run(
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
-    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, _emulated):
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -141,7 +141,7 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
-            minute=emulator_minute if emulated else (minute or 60.0),
+            minute=minute,  # None: every limit's window is learnt from the headers
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

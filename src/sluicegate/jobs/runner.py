@@ -36,6 +36,7 @@ from ..retry import RetryPolicy
 from .admission import Admission
 from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
+from .timeline import TimelineRecorder
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -71,7 +72,7 @@ class JobConfig:
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
-    minute: float = 60.0
+    minute: float | None = None  # overrides the windows learnt from the headers
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -184,6 +185,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         already = before.done + before.failed + before.invalid
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
         admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
+        timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
@@ -201,8 +203,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker],
+            sinks=[tracker, timeline],
         )
+        timeline.watch(engine.statistics)
         started = time.monotonic()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
@@ -240,6 +243,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 while True:
                     await anyio.sleep(_COMMIT_INTERVAL)
                     saver.save()
+                    timeline.persist(store.commit)
 
             tg.start_soon(commit_ticker)
 
@@ -257,6 +261,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
             store.commit()
+            timeline.close()
             writer.write_committed()
             if config.retry_failed:
                 writer.rewrite()  # the retried items' old error lines are replaced: one line per id
