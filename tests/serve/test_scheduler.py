@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sluicegate.serve._queue import Priority, Ticket
+from sluicegate.serve._queue import Priority
 from sluicegate.serve.scheduler import Refused, Scheduler
 from sluicegate.testing import FakeClock
 
