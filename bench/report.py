@@ -14,7 +14,6 @@ from bench.runner import Run
 from bench.scenarios import SCENARIOS
 
 HERE = Path(__file__).resolve().parent
-PLOTS = HERE / "plots"
 
 
 def median_run(runs: Sequence[Run]) -> Run:
@@ -118,9 +117,10 @@ def write(
         "",
         "The emulator runs on 127.0.0.1 in the benchmark's process and each system runs in its own child process,",
         "all on the same generated documents. Time is compressed (an emulated minute lasts a few real seconds);",
-        "limits handed to wall-clock limiters (LangChain, LiteLLM) are scaled to the real minute, and sluicegate is",
-        "told the emulated minute's length (`Engine(minute=...)`), so the limits it is given or learns stay per",
-        "emulated minute. Backoff sleeps of the Semaphore(10) pattern are compressed by the same factor.",
+        "limits handed to wall-clock limiters (LangChain, LiteLLM) are scaled to the real minute; sluicegate is not",
+        "told the emulated minute's length: it learns each limit's window from the headers (`sluicegate_given` is",
+        "given the limits per window), and the scenario's output-token accounting. Backoff sleeps of the",
+        "Semaphore(10) pattern are compressed by the same factor.",
         "*utilization* = time a perfect client needs for the documents this system completed (counting the full",
         "buckets at start) / wall time; *steady util.* = completion rate after the starting buckets are spent (up",
         "to the 90th percentile of completions) / the steady-state ceiling min(RPM, ITPM/avg input, OTPM/avg",
@@ -144,7 +144,7 @@ def write(
         count = max(len(runs) for runs in groups.values())
         lines += [f"## {name}", "", f"{scenario.summary}; {n} documents; {count} repeat(s).", ""]
         lines += _throughput_table(name, groups, n)
-        png = plot(name, groups)
+        png = plot(name, groups, path.parent / "plots")
         if png:
             lines += ["", f"![{name}](plots/{png})"]
         lines.append("")
@@ -199,7 +199,7 @@ def goals(results: Mapping[str, Mapping[str, list[Run]]]) -> list[str]:
     return lines
 
 
-def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
+def plot(name: str, groups: Mapping[str, list[Run]], plots: Path) -> str | None:
     """completions over time, 429s per second, and sluicegate's concurrency; returns the PNG's file name."""
     try:
         import matplotlib
@@ -208,7 +208,7 @@ def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    PLOTS.mkdir(exist_ok=True)
+    plots.mkdir(exist_ok=True)
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     ax_done, ax_429, ax_conc = axes
     for system, runs in groups.items():
@@ -235,6 +235,6 @@ def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
     ax_done.set_title(name)
     fig.tight_layout()
     out = f"{name}.png"
-    fig.savefig(PLOTS / out, dpi=80)
+    fig.savefig(plots / out, dpi=80)
     plt.close(fig)
     return out

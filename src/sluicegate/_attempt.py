@@ -48,8 +48,12 @@ async def send_attempt(
     stream: bool,
     total_timeout: float,
     on_text: Callable[[str], Any] | None = None,
+    on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
 ) -> AttemptResult:
-    """Send one request and classify the outcome. Transport errors become failures, never exceptions."""
+    """Send one request and classify the outcome. Transport errors become failures, never exceptions.
+
+    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body.
+    """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     sent = time.monotonic()
@@ -60,6 +64,8 @@ async def send_attempt(
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())
+                if on_headers is not None and not out.snapshot.empty:
+                    on_headers(out.snapshot)
                 if response.status_code != 200:
                     raw = await response.aread()
                     out.detail = provider.parse_error(response.status_code, response.headers, raw)

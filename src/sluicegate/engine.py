@@ -8,6 +8,7 @@ retry), never by the input size.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import anyio
 import httpx2
 
 from ._attempt import AttemptResult, send_attempt
+from ._budget import CostBudget
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._events import (
@@ -38,6 +40,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    InputError,
     OverloadedError,
     ProviderError,
     QuotaExceededError,
@@ -90,7 +93,8 @@ class Engine:
         max_cost: float | None = None,
         prices: PriceTable | str | os.PathLike[str] | None = None,
         output_accounting: Literal["produced", "reserved"] | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
+        smooth: bool = False,
         stream: bool | Literal["auto"] = "auto",
         clock: Clock | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -115,7 +119,16 @@ class Engine:
         self._clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
-        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng)
+        # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
+        self.limiter = Limiter(
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            smooth=smooth,
+            output_accounting=self._output_accounting,
+            rng=self._rng,
+        )
         self._transport = transport
         self._sinks = list(sinks)
         self._input_estimator = InputEstimator(provider=self._provider.name)
@@ -133,7 +146,7 @@ class Engine:
         self._attempts = 0
         self._usage = Usage()
         self._cost = 0.0
-        self._reserved_cost = 0.0
+        self._budget = CostBudget(max_cost)
         self._unpriced: Counter[str] = Counter()  # successes by model whose price is not in the table
         self._failures: Counter[str] = Counter()
 
@@ -241,7 +254,7 @@ class Engine:
             in_flight=self._in_flight,
             usage=self._usage,
             cost=self._cost,
-            reserved_cost=self._reserved_cost,
+            reserved_cost=self._budget.reserved,
             unpriced=dict(self._unpriced),
             attempts=self._attempts,
             failures_by_reason=dict(self._failures),
@@ -307,7 +320,12 @@ class Engine:
                             await outstanding.acquire()
                             self._submitted += 1
                             raw_in = self._input_estimator.raw(item.params)
-                            permit = await self._admit(run, item, raw_in)
+                            try:
+                                permit = await self._admit(run, item, raw_in)
+                            except InputError as exc:  # larger than a bucket: the server would refuse it forever
+                                outstanding.release()
+                                await run.send.send(self._refused(item, exc, 0, 0.0))
+                                continue
                             if permit is None:
                                 outstanding.release()
                                 await run.send.send(self._halted(run, item))
@@ -336,29 +354,40 @@ class Engine:
         return est_in, reserve, max_tokens
 
     async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Permit | None:
-        """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
+        """Wait for the cost cap and the limiter; None when the run stopped meanwhile."""
         est_in, reserve, max_tokens = self._estimates(item, raw_in)
         if self._max_cost is not None:
-            worst = self._prices.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
+            model = self._provider.model(item.params)
+            worst = self._prices.estimate_cost(model, est_in, max_tokens)
             if worst is None:
                 self._abort(
                     run,
-                    f"no price is known for model {self._provider.model(item.params)!r}, so the "
-                    "cost cap cannot be enforced",
+                    f"no price is known for model {model!r}, so the cost cap cannot be enforced",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-            if self._cost + self._reserved_cost + worst > self._max_cost:
+            likely = self._prices.estimate_cost(model, est_in, reserve) or worst
+            # Money only reserved by requests in flight is not spent: wait for their answers before deciding.
+            while (verdict := self._budget.verdict(worst, likely)) == "wait":
+                with run.cancellable() as scope:
+                    await self._budget.wait_settled()
+                if scope.cancelled_caught or run.halted:
+                    return None
+            if verdict == "stop":
                 self._abort(
                     run,
-                    f"stopped before the cost cap of ${self._max_cost:.2f}: spent ${self._cost:.4f}, "
-                    f"${self._reserved_cost:.4f} reserved in flight",
+                    f"the cost cap of ${self._max_cost:.2f} is reached: ${self._budget.spent:.4f} spent, and the next "
+                    f"request would likely cost ${likely:.4f} (up to ${worst:.4f})",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-        return await self._wait_for_permit(run, est_in, reserve)
+            self._budget.reserve(id(item), worst, likely)
+        permit = await self._wait_for_permit(run, est_in, reserve)
+        if permit is None:
+            self._budget.release(id(item))
+        return permit
 
     async def _wait_for_permit(self, run: Run, est_in: int, reserve: int) -> Permit | None:
         if run.halted:
@@ -400,6 +429,22 @@ class Engine:
         on_text: Callable[[str], Awaitable[None]] | None = None,
         force_stream: bool = False,
     ) -> Result:
+        """The item's attempts; its cost-cap hold is released however they end."""
+        try:
+            return await self._attempts_of(run, item, permit, raw_in, on_text=on_text, force_stream=force_stream)
+        finally:
+            self._budget.release(id(item))
+
+    async def _attempts_of(
+        self,
+        run: Run,
+        item: RequestItem,
+        permit: Permit | None,
+        raw_in: int,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        force_stream: bool = False,
+    ) -> Result:
         """Attempts until success, a final error, or the run stops. Always releases what it holds."""
         client = self._client
         assert client is not None
@@ -419,8 +464,6 @@ class Engine:
             attempts += 1
             self._attempts += 1
             self._in_flight += 1
-            worst = self._prices.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
-            self._reserved_cost += worst
             self._emit(
                 RequestAdmitted(
                     at=permit.admitted_at,
@@ -443,10 +486,10 @@ class Engine:
                     stream=stream,
                     total_timeout=self._timeouts.total,
                     on_text=on_text,
+                    on_headers=functools.partial(self.limiter.observe, since=permit.admitted_at),
                 )
             finally:
                 self._in_flight -= 1
-                self._reserved_cost -= worst
                 if outcome is None:  # cancelled mid-attempt: the server may have counted it
                     permit.release(charged=True)
             now = self._clock.now()
@@ -474,12 +517,14 @@ class Engine:
                 self._succeeded += 1
                 self._usage = self._usage + usage
                 self._cost += cost or 0.0
+                self._budget.spend(cost or 0.0)
                 self._emit(RequestCompleted(at=now, result=result))
                 return result
             failure = outcome.failure
             assert failure is not None
             failure = _with_elapsed(failure, now - first_at)
             decision = decide(self._retry, failure, attempts, self._rng)
+            held = (permit.input_tokens, permit.output_tokens, permit.admitted_at)
             # A 429 was refused before any work; anything else may have been counted by the server.
             permit.release(charged=failure.status not in (429, None) or failure.failure == "transport")
             permit = None
@@ -490,6 +535,10 @@ class Engine:
             self._failures[reason] += 1
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
+            elif failure.status == 429 and self.limiter.rate_limited(
+                outcome.snapshot, held[0], held[1], message, admitted_at=held[2]
+            ):
+                pass  # a short-interval limit: the limiter now paces that bucket smoothly; no shared pause
             elif decision.cooldown or (failure.status == 429 and failure.retry_after):
                 # Even when this item gives up, the server's 429 holds for everyone else.
                 pause = (
@@ -525,12 +574,24 @@ class Engine:
                 with run.cancellable():
                     await anyio.sleep(decision.delay)
             est_in, reserve, _ = self._estimates(item, raw_in)
-            permit = await self._wait_for_permit(run, est_in, reserve)
+            try:
+                permit = await self._wait_for_permit(run, est_in, reserve)
+            except InputError as exc:
+                return self._refused(item, exc, attempts, self._clock.now() - first_at)
+
+    def _refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
+        """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
+        error = ErrorInfo(kind="invalid_request", message=str(exc), line=item.line)
+        result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)
+        self._failed += 1
+        self._failures["too_large_for_rate_limit"] += 1
+        self._emit(RequestCompleted(at=self._clock.now(), result=result))
+        return result
 
     def _observe(self, outcome: AttemptResult, now: float) -> None:
         snapshot = outcome.snapshot
         if snapshot is not None and not snapshot.empty:
-            self.limiter.observe(snapshot, now)
+            # The limiter already learnt from these headers when they arrived (send_attempt's on_headers).
             self._emit(LimitsObserved(at=now, snapshot=snapshot))
         elif outcome.responded:
             self.limiter.saw_response()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -78,8 +78,8 @@ def _endpoint(
     "--minute",
     type=float,
     default=None,
-    help=f"Real seconds per rate-limit minute: only for emulators in compressed time "
-    f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
+    help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
+    "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
@@ -113,7 +113,7 @@ def run(
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 130 interrupted.
+    (bad key, spend cap), 5 disk full, 130 interrupted.
     """
     import anyio
     from rich.console import Console
@@ -141,7 +141,9 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
-            minute=emulator_minute if emulated else (minute or 60.0),
+            minute=minute,  # None: every limit's window is learnt from the headers
+            resume_command=resume_command(sys.argv),
+            display_minute=emulator_minute if emulated else (minute or 60.0),
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

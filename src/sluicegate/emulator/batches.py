@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +20,9 @@ from sluicegate.emulator.batch_format import BatchInputError, batch_object, pars
 from sluicegate.emulator.batch_store import Batch, BatchStore, Processor
 from sluicegate.emulator.organization import HEADER as ORG_HEADER
 from sluicegate.emulator.organization import organization_id
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 __all__ = ["BatchStore", "batch_routes", "core_processor"]
 
@@ -42,7 +45,7 @@ def _not_found(batch_id: str) -> JSONResponse:
     return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
 
 
-def core_processor(state: Any, scope: str = "") -> Processor:
+def core_processor(state: EmulatorState, scope: str = "") -> Processor:
     """Run one batch request through the core's single-request simulation, errors becoming `errored` results."""
     from sluicegate.emulator.errors import ApiError
     from sluicegate.emulator.messages import complete_message
@@ -57,7 +60,7 @@ def core_processor(state: Any, scope: str = "") -> Processor:
     return process
 
 
-def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]:
+def batch_routes(state: EmulatorState, *, process: Processor | None = None) -> list[Route]:
     """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
     store: BatchStore = state.batches
 
@@ -76,10 +79,9 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
     def fresh(batch: Batch) -> Batch:
         seen = len(batch.results)
         store.advance(batch, state.emulated_now(), runner(batch))
-        counters = getattr(state, "stats", None)  # replaced on reset; absent when served without the core
-        if counters is not None:
-            for line in batch.results[seen:]:
-                counters.batch_result(line["result"])
+        counters = state.stats  # read per call: reset replaces it
+        for line in batch.results[seen:]:
+            counters.batch_result(line["result"])
         return batch
 
     def base(request: Request) -> str:
@@ -158,7 +160,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             return _error(404, "not_found_error", f"Results for batch {batch_id} are not available yet.")
         return Response(results_jsonl(batch), media_type="application/binary")
 
-    invalid_keys: frozenset[str] = getattr(state.config, "invalid_keys", frozenset())
+    invalid_keys = state.config.invalid_keys
 
     def checked(request: Request, key: str) -> Response | None:
         """The 401/400 the API answers before looking at the batch, or None."""
@@ -166,7 +168,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             return _error(401, "authentication_error", "x-api-key header is required")
         if key in invalid_keys:
             return _error(401, "authentication_error", "invalid x-api-key")
-        if getattr(state.config, "require_version", False) and not request.headers.get("anthropic-version"):
+        if state.config.require_version and not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None
 
@@ -181,9 +183,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             if response is None:
                 response = await handler(request)
                 response.headers[ORG_HEADER] = organization_id(key)
-            counters = getattr(state, "stats", None)
-            if counters is not None:
-                counters.count(endpoint, response.status_code)
+            state.stats.count(endpoint, response.status_code)
             return response
 
         return Route(path, wrapped, methods=[method])

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, JobBusyError, JobMismatchError
 
 try:
     import fcntl
@@ -103,14 +103,6 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
 }
 # Made after any upgrade, since they index columns an older store only has once upgraded.
 _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
-
-
-class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
-
-
-class JobBusyError(ConfigError):
-    """Another run holds this job store."""
 
 
 def open_database(
@@ -232,14 +224,13 @@ def _compare_schema(found: str | None) -> None:
 
 
 def _compare(old: Mapping[str, str], new: Mapping[str, str]) -> None:
-    changes = [
-        f"{key} was {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
+    changes = {
+        key: (old.get(key, ""), new.get(key, "")) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+    }
     if changes:
         raise JobMismatchError(
             "this job store was made for a different job: "
-            + "; ".join(changes)
-            + ". Start over (restart) to discard its results, or use another output file"
+            + "; ".join(f"{key} was {was!r}, now {now!r}" for key, (was, now) in changes.items())
+            + ". Start over (restart) to discard its results, or use another output file",
+            changes,
         )
