@@ -177,8 +177,9 @@ class BucketView:
     limit: int
     remaining: int
     reset_in: float  # seconds from the response's arrival until the bucket is fully replenished
-    remaining_error: float = 1.0  # +- on `remaining` (Anthropic rounds token counts to thousands: 500)
-    reset_error: float = 0.0  # +- on `reset_in` (whole-second timestamps: 1.0; "20ms": 0.001)
+    # How coarse the header's numbers are; not part of what the server said, so not compared.
+    remaining_error: float = field(default=1.0, compare=False)  # +- on `remaining` (tokens rounded to thousands)
+    reset_error: float = field(default=0.0, compare=False)  # +- on `reset_in` (whole-second timestamps: 1.0)
 
 
 @dataclass(frozen=True, slots=True)
