@@ -201,7 +201,9 @@ def render_table(rows: Sequence[Row], settings: DemoSettings) -> Group:
     ]
     for row in rows:
         if row.status == "timed out":
-            notes.append(f"* {row.label} was stopped at the {settings.peer_cap:g} s cap; unfinished documents are missing.")
+            notes.append(
+                f"* {row.label} was stopped at the {settings.peer_cap:g} s cap; unfinished documents are missing."
+            )
         elif row.status != "done":
             notes.append(f"{row.label}: {row.status}")
     table = Table(
