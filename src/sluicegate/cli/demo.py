@@ -62,7 +62,7 @@ def demo(documents: int | None, quick: bool, systems: tuple[str, ...]) -> None:
     def on_change(state: SystemProgress) -> None:
         # Starts and stops are always printed; on a terminal the live panel shows the rest.
         if state.state != "running" or state.done == 0:
-            console.print(progress_line(state), highlight=False)
+            console.print(progress_line(state), highlight=False, soft_wrap=True)
 
     progress = DemoProgress([(s, label_of(s)) for s in chosen], settings.documents, on_change=on_change)
     with _live(console, progress):
@@ -88,7 +88,7 @@ def _live(console: Console, progress: DemoProgress) -> Iterator[None]:
         while not stop.wait(_LINE_EVERY):
             for state in progress.snapshot():
                 if state.state == "running":
-                    console.print(progress_line(state), highlight=False)
+                    console.print(progress_line(state), highlight=False, soft_wrap=True)
 
     ticker = threading.Thread(target=tick, name="demo-progress", daemon=True)
     ticker.start()
