@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 _LINE_EVERY = 5.0
 
 
-@click.command()
+_SHORT_HELP = "Race the usual asyncio snippets against sluicegate on a local API."
+
+
+@click.command(short_help=_SHORT_HELP)
 @click.option(
     "--documents",
     type=click.IntRange(1, 10_000),
