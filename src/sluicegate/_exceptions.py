@@ -3,7 +3,8 @@
 SluicegateError
 ├── ConfigError                 bad configuration given to the library or CLI (ValueError too)
 │   ├── JobMismatchError        the job store was made with other settings, or the input changed
-│   └── JobBusyError            another run holds the job store
+│   ├── JobBusyError            another run holds the job store
+│   └── SharedLimitsUnavailableError  the shared limiter's Redis cannot be reached at start
 ├── InputError                  a bad input line or request: carries line and field
 ├── ProviderError               the API answered with an error: status, request id, type, body
 │   ├── BadRequestError         400, 404, 413, 422: never retried
@@ -43,6 +44,7 @@ __all__ = [
     "RateLimitedError",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "TransportError",
     "UsageError",
@@ -70,6 +72,10 @@ class JobMismatchError(ConfigError):
 
 class JobBusyError(ConfigError):
     """Another run holds this job store."""
+
+
+class SharedLimitsUnavailableError(ConfigError):
+    """The shared limiter's Redis cannot be reached when the engine opens (the CLI exits with 2)."""
 
 
 class InputError(SluicegateError, ValueError):

@@ -54,14 +54,17 @@ from ._exceptions import (
 from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run, iterate_items
 from ._stats import EngineStatistics
-from .limits.limiter import Limiter, Limits, Permit
+from .limits._pool import pool_name, rate_limit_class
+from .limits.limiter import Limiter, Limits
+from .limits.protocol import AdmissionPermit as Permit
+from .limits.protocol import LimiterLike
 from .pricing import PriceTable, load_prices
 from .providers import Provider
 from .providers import get as get_provider
 from .retry import RetryPolicy, decide
 from .tokens import InputEstimator, OutputEstimator
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "shared_pool_name"]
 
 log = logging.getLogger("sluicegate")
 
@@ -77,6 +80,9 @@ class Engine:
 
     `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
     the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
+
+    `shared_limits="redis://HOST:PORT/DB"` keeps the limiter's buckets in Redis, shared by every process on the
+    same key, base URL and rate-limit class (`shared_limits_name` names the pool explicitly instead).
     """
 
     def __init__(
@@ -100,6 +106,8 @@ class Engine:
         transport: httpx2.AsyncBaseTransport | None = None,
         sinks: Sequence[EventSink] = (),
         seed: int | None = None,
+        shared_limits: str | None = None,
+        shared_limits_name: str | None = None,
     ) -> None:
         if not api_key:
             raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
@@ -120,7 +128,7 @@ class Engine:
         self._rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
         # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
-        self.limiter = Limiter(
+        self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
             max_concurrency=max_concurrency,
@@ -129,6 +137,18 @@ class Engine:
             output_accounting=self._output_accounting,
             rng=self._rng,
         )
+        if shared_limits is not None:  # the same limiter, its state in a Redis pool shared by every process
+            try:
+                from .limits.shared import SharedLimiter
+            except ImportError as exc:
+                raise ConfigError("shared_limits needs the redis client: pip install 'sluicegate[redis]'") from exc
+            name = shared_limits_name or shared_pool_name(
+                self._provider.name, api_key, base_url, self._defaults.get("model")
+            )
+            self.limiter = SharedLimiter(
+                shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
+                minute=minute, rng=self._rng,
+            )  # fmt: skip
         self._transport = transport
         self._sinks = list(sinks)
         self._input_estimator = InputEstimator(provider=self._provider.name)
@@ -158,6 +178,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         if self._state != "new":
             raise UsageError("an Engine can be opened once; create a new one")
+        await _open_limiter(self.limiter)
         headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
         timeout = httpx2.Timeout(
             connect=self._timeouts.connect, read=self._timeouts.idle, write=self._timeouts.idle, pool=None
@@ -184,6 +205,7 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._client.aclose()
+            await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
     def _require_open(self) -> httpx2.AsyncClient:
         if self._state != "open" or self._client is None:
@@ -628,6 +650,24 @@ class Engine:
                 sink(event)
             except Exception:  # a broken display must not break the run
                 log.exception("event sink %r failed", sink)
+
+
+def shared_pool_name(provider: str, api_key: str, base_url: str | None, model: str | None) -> str:
+    """The shared-limits pool of a key, endpoint (None: the provider's default) and model's rate-limit class."""
+    return pool_name(api_key, base_url or _DEFAULT_BASE_URLS[provider], rate_limit_class(provider, model))
+
+
+async def _open_limiter(limiter: LimiterLike) -> None:
+    """A shared limiter connects to its pool (raising SharedLimitsUnavailableError); a local one has nothing to do."""
+    opener = getattr(limiter, "open", None)
+    if opener is not None:
+        await opener()
+
+
+async def _close_limiter(limiter: LimiterLike) -> None:
+    closer = getattr(limiter, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 def _with_elapsed(failure: Any, elapsed: float) -> Any:

@@ -17,6 +17,7 @@ from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
 # The emulator's defaults for a no-account run: the published Tier 1 limits, with one emulated minute
@@ -61,6 +62,29 @@ def _endpoint(
         yield url, "emulator", "emulator", True
 
 
+def _table_spec(input_path: Path, output_path: Path, template: str | None, id_column: str | None) -> TableSpec | None:
+    """The template job a table input or a --template asks for; a usage error (exit 2) when it cannot work."""
+    from sluicegate._exceptions import ConfigError
+    from sluicegate.jobs.table_output import is_table_output
+    from sluicegate.jobs.tables import TableSpec, is_table
+
+    if template is None:
+        if is_table(input_path):
+            raise click.UsageError(
+                f"{input_path.name} is a table: say how a row becomes a prompt with --template, for example "
+                "--template 'Summarise this ticket: {body}' --id-column ticket_id (columns in braces)"
+            )
+        if id_column is not None:
+            raise click.UsageError("--id-column needs --template")
+        if is_table_output(output_path):
+            raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
+        return None
+    try:
+        return TableSpec(template=template, id_column=id_column)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--template") from exc
+
+
 @click.command()
 @job_file_options
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
@@ -82,6 +106,23 @@ def _endpoint(
     "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--shared-limits",
+    metavar="redis://HOST:PORT/DB",
+    default=None,
+    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+)
+@click.option(
+    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+)
+@click.option(
+    "--template",
+    default=None,
+    help="Make each row of a table (Parquet, CSV, or JSONL with any fields) a request: "
+    "'Summarise this ticket: {body}' fills {column} from the row. A table's output (.parquet/.csv) keeps the "
+    "input's columns and adds text, error, status, input_tokens, output_tokens and cost.",
+)
+@click.option("--id-column", default=None, help="With --template: the column holding each row's id (default row-N).")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -104,6 +145,10 @@ def run(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    shared_limits: str | None,
+    shared_limits_name: str | None,
+    template: str | None,
+    id_column: str | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -120,6 +165,7 @@ def run(
 
     from sluicegate.jobs.runner import JobConfig, run_job
 
+    table = _table_spec(input_path, output_path, template, id_column)
     limits = None
     if rpm or itpm or otpm:
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
@@ -144,6 +190,9 @@ def run(
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
             display_minute=emulator_minute if emulated else (minute or 60.0),
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
+            table=table,
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

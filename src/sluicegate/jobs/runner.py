@@ -31,7 +31,7 @@ from .._events import RequestCompleted
 from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
 from .._models import RequestItem
 from .._stats import EngineStatistics
-from ..engine import Engine
+from ..engine import Engine, shared_pool_name
 from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
@@ -43,6 +43,8 @@ from ._spend import SpendLedger
 from .admission import Admission
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
+from .table_output import TableWriter, is_table_output
+from .tables import TableSpec, count_rows, table_requests
 from .timeline import TimelineRecorder
 from .writer import OutputWriter
 
@@ -84,6 +86,9 @@ class JobConfig:
     # Real seconds per minute of the server's rate limits (6 with the built-in emulator): the progress view shows
     # limits and rates in the server's own minutes and states this scale once.
     display_minute: float = 60.0
+    shared_limits: str | None = None  # redis://... : one limiter for every process on this key
+    shared_limits_name: str | None = None
+    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -156,6 +161,7 @@ def _settings(config: JobConfig) -> dict[str, str]:
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
+        **(config.table.settings() if config.table is not None else {}),
     }
 
 
@@ -177,7 +183,7 @@ class _Saver:
     before is safe, and the answers not yet committed are simply pending again.
     """
 
-    def __init__(self, store: JobStore, writer: OutputWriter) -> None:
+    def __init__(self, store: JobStore, writer: OutputWriter | TableWriter) -> None:
         self._store = store
         self._writer = writer
         self.unsaved = 0
@@ -211,7 +217,7 @@ class _Saver:
             self.failed = self.failed or _no_space_or_raise(exc, self._store, self._writer)
 
 
-def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: OutputWriter) -> NoSpace:
+def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: OutputWriter | TableWriter) -> NoSpace:
     problem = no_space(exc, store.path, writer.path)
     if problem is None:
         raise exc
@@ -231,13 +237,17 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     )
     if isinstance(store, JobOutcome):
         return store
-    writer: OutputWriter | None = None
+    writer: OutputWriter | TableWriter | None = None
     try:
         if config.retry_failed:
             reset = store.reset_failed()
             console.print(f"retrying {reset} failed item(s)")
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
-        writer = OutputWriter.open(config.output_path, store, order)
+        writer = (
+            TableWriter(config.input_path, config.output_path, store)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store, order)
+        )
         before = store.counts()
         already = before.done + before.failed + before.invalid + before.duplicate
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
@@ -269,7 +279,10 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
-            async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
+            rows = None
+            if config.table is not None:
+                rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+            async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
                 yield item if ledger is None else ledger.track(item)
 
         engine = Engine(
@@ -285,6 +298,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             minute=config.minute,
             transport=config.transport,
             sinks=[tracker, timeline] if ledger is None else [tracker, timeline, ledger],
+            shared_limits=config.shared_limits,
+            shared_limits_name=config.shared_limits_name
+            or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
         )
         timeline.watch(engine.statistics)
         started = time.monotonic()
@@ -300,7 +316,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
 
             async def count_lines() -> None:
                 # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
-                tracker.total = await anyio.to_thread.run_sync(_count_lines, config.input_path, abandon_on_cancel=True)
+                count = count_rows if config.table is not None else _count_lines
+                tracker.total = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
 
             tg.start_soon(count_lines)
 

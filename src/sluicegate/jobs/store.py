@@ -655,6 +655,17 @@ class JobStore:
         ).fetchone()
         return lines if row is None else int(row[0]) + 1
 
+    def outcomes(self, lo: int, hi: int) -> Iterator[tuple[int, int, int, int, float | None, str | None]]:
+        """Committed outcomes of positions lo <= idx < hi, in order, for table outputs: (idx, state, input tokens
+        with cache, output tokens, cost (None: unpriced), result line (None: pending))."""
+        for idx, state, inp, out, cost, unpriced, text in self._reader.execute(
+            "SELECT e.idx, e.state, e.input_tokens + e.cache_creation_input_tokens + e.cache_read_input_tokens,"
+            " e.output_tokens, e.cost, e.unpriced, o.result FROM entries AS e LEFT JOIN outputs AS o ON o.seq = e.seq"
+            " WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx",
+            (lo, hi),
+        ):
+            yield idx, state, inp, out, None if unpriced else float(cost), text
+
     def seq_at(self, position: int) -> int:
         """The seq of the committed line at a completion-order position (-1 before the first)."""
         if position < 0:
