@@ -194,8 +194,9 @@ def render_table(rows: Sequence[Row], settings: DemoSettings) -> Group:
     ideal = max(0, settings.documents - (settings.burst or settings.rpm)) * settings.minute / settings.rpm
     allows = f"in about {ideal:.1f} s" if ideal > 0 else "at once"
     notes = [
-        f"The rate limit allows all {settings.documents} {allows}, plus one answer's latency. Times are compressed: "
-        f"{scale:g} s of a real account's time pass in each second here.",
+        f"The rate limit allows all {settings.documents} {allows}, plus one answer's latency; only a system that "
+        f"gives some up can finish sooner. Times are compressed: {scale:g} s of a real account's time pass in each "
+        "second here.",
         "failed: the code got an error for the document. missing: neither an answer nor an error.",
         "matched: every answer received begins with the tag of its own document's prompt (no mix-ups).",
     ]
