@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import threading
+
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from sluicegate.cli import main
-from sluicegate.demo.progress import DemoProgress, SystemProgress, progress_line
+from sluicegate.demo.peers import Outcome
+from sluicegate.demo.progress import DemoProgress, SystemProgress, progress_line, shown
 from sluicegate.demo.run import DemoSettings, label_of, run_demo
 
 SMALL = DemoSettings(documents=8, rpm=120, minute=1.0, latency_low=1.0, latency_high=2.0, peer_cap=10.0)
@@ -66,3 +71,32 @@ def test_progress_line_names_the_system_and_its_counts() -> None:
         "  asyncio.gather: running, 43/100 documents back (40 answered, 3 failed), 17 429s, 2.5 s"
     )
     assert progress_line(SystemProgress("gather", "asyncio.gather", 100)) == "  asyncio.gather: waiting"
+
+
+class _Lines(io.StringIO):
+    """A console file that signals once `wanted` has been printed twice."""
+
+    def __init__(self, wanted: str) -> None:
+        super().__init__()
+        self.wanted = wanted
+        self.twice = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.getvalue().count(self.wanted) >= 2:
+            self.twice.set()
+        return written
+
+
+def test_piped_progress_repeats_the_running_systems_line() -> None:
+    """Not on a terminal, the running system's line is printed again and again; waiting systems stay quiet."""
+    progress = DemoProgress([("gather", "asyncio.gather"), ("sluicegate", "sluicegate")], 10)
+    progress.started("gather")
+    for i in range(3):
+        progress.outcome("gather", Outcome(f"doc-{i}", "[tag] alpha", None, 1, 0.0))
+    progress.outcome("gather", Outcome("doc-3", None, "RateLimitError: 429", 3, 0.0))
+    out = _Lines("asyncio.gather: running, 4/10 documents back (3 answered, 1 failed)")
+    console = Console(file=out, force_terminal=False, width=200)
+    with shown(progress, console, every=0.01):
+        assert out.twice.wait(10)
+    assert "sluicegate" not in out.getvalue()

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
 import click
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from sluicegate.demo.progress import DemoProgress
-
-# Seconds between plain progress lines when the output is not a terminal (a log, a pipe, CI).
-_LINE_EVERY = 5.0
-
 
 _SHORT_HELP = "Race the usual asyncio snippets against sluicegate on a local API."
 
@@ -50,7 +36,7 @@ def demo(documents: int | None, quick: bool, systems: tuple[str, ...]) -> None:
     """
     from rich.console import Console
 
-    from sluicegate.demo.progress import DemoProgress, SystemProgress, progress_line
+    from sluicegate.demo.progress import DemoProgress, SystemProgress, progress_line, shown
     from sluicegate.demo.run import SYSTEMS, DemoSettings, label_of, render_table, run_demo
 
     settings = DemoSettings(documents=documents or (30 if quick else 100), peer_cap=15.0 if quick else 40.0)
@@ -68,35 +54,7 @@ def demo(documents: int | None, quick: bool, systems: tuple[str, ...]) -> None:
             console.print(progress_line(state), highlight=False, soft_wrap=True)
 
     progress = DemoProgress([(s, label_of(s)) for s in chosen], settings.documents, on_change=on_change)
-    with _live(console, progress):
+    with shown(progress, console):
         rows = run_demo(settings, chosen, progress=progress)
     console.print(render_table(rows, settings))
     console.print("The emulator's answers are placeholder words tagged with their prompt's hash, not summaries.")
-
-
-@contextlib.contextmanager
-def _live(console: Console, progress: DemoProgress) -> Iterator[None]:
-    """A live panel on a terminal; otherwise a plain line for the running system every few seconds."""
-    from rich.live import Live
-
-    from sluicegate.demo.progress import progress_line, progress_table
-
-    if console.is_terminal:
-        with Live(get_renderable=lambda: progress_table(progress.snapshot()), console=console, transient=True):
-            yield
-        return
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(_LINE_EVERY):
-            for state in progress.snapshot():
-                if state.state == "running":
-                    console.print(progress_line(state), highlight=False, soft_wrap=True)
-
-    ticker = threading.Thread(target=tick, name="demo-progress", daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        ticker.join()

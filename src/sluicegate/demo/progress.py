@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from sluicegate.demo.peers import Outcome
 
-__all__ = ["DemoProgress", "SystemProgress", "progress_line", "progress_table"]
+__all__ = ["DemoProgress", "SystemProgress", "progress_line", "progress_table", "shown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +139,27 @@ def progress_table(states: Sequence[SystemProgress]) -> Table:
             f"{s.elapsed:.1f} s",
         )
     return table
+
+
+@contextlib.contextmanager
+def shown(progress: DemoProgress, console: Console, *, every: float = 5.0) -> Iterator[None]:
+    """While inside: a live panel on a terminal; otherwise the running system's line every `every` seconds."""
+    if console.is_terminal:
+        with Live(get_renderable=lambda: progress_table(progress.snapshot()), console=console, transient=True):
+            yield
+        return
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            for state in progress.snapshot():
+                if state.state == "running":
+                    console.print(progress_line(state), highlight=False, soft_wrap=True)
+
+    ticker = threading.Thread(target=tick, name="demo-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
