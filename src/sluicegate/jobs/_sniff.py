@@ -32,8 +32,8 @@ def not_jsonl(path: Path) -> str | None:
     kind = "TSV" if path.suffix.lower() == ".tsv" or (b"\t" in first and b"," not in first) else "CSV"
     shown = first[:80].decode("utf-8", "replace")
     return (
-        f"{path} looks like {kind} (first line: {shown!r}), but it is read as JSONL: one JSON object per line, "
-        'such as {"id": "t-1", "prompt": "..."}. `sluicegate run` takes a table as it is with a .csv name and '
-        "--template 'Summarise: {column}'; or, with columns named id and prompt, convert it with: "
-        f"{_CONVERT.format(path=path, stem=path.with_suffix(''))}"
+        f"{path} looks like {kind} (first line: {shown!r}), but this command reads JSONL: one JSON object per line, "
+        'such as {"id": "t-1", "prompt": "..."} or {"custom_id": "t-1", "params": {...}}. With columns named id '
+        f"and prompt, convert it with: {_CONVERT.format(path=path, stem=path.with_suffix(''))}, or run the table "
+        "itself by saying how a row becomes a prompt: --template 'Summarise: {prompt}' --id-column id"
     )

@@ -236,7 +236,8 @@ async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Cloc
 
 
 async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[float]) -> JobOutcome:
-    wrong_format = None if config.table is not None else not_jsonl(config.input_path)
+    # A table job reads CSV/Parquet on purpose; only a JSONL job is checked for a table given by mistake.
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
