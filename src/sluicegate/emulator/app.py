@@ -86,8 +86,12 @@ def build_app(state: Any) -> Any:
     ]
     try:
         from sluicegate.emulator.openai_api import openai_routes
+        from sluicegate.emulator.openai_batches import batch_api_routes
+        from sluicegate.emulator.openai_files import file_routes
 
         routes.extend(openai_routes(state))
+        routes.extend(file_routes(state))
+        routes.extend(batch_api_routes(state))
     except ImportError:
         pass
     try:

@@ -26,7 +26,16 @@ from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
 
-__all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "Admitted",
+    "ChatBackend",
+    "Completion",
+    "Throttled",
+    "batch_chat_completion",
+    "core_backend",
+    "openai_routes",
+]
 
 DEFAULT_MAX_TOKENS = 4096
 _CHAT = "POST /v1/chat/completions"  # this route's name in the stats
@@ -392,3 +401,33 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         return ClosingStreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=headers)
 
     return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+
+
+def batch_chat_completion(state: Any, body: Any, scope: str) -> tuple[int, dict[str, Any]]:
+    """One request of an OpenAI batch through the chat simulation, with no rate limit, latency or fault:
+    (HTTP status, response body) as the batch's output or error file records it. The prompt cache is the key's,
+    read and then written at once (a batch request's answer is complete when it is recorded)."""
+    core = core_backend(state)
+    try:
+        model, messages, max_tokens, stops = _validate(body)
+        if body.get("stream"):
+            raise _bad("Streaming is not supported in the Batch API.", "stream")
+    except _OpenAIError as exc:
+        return exc.status, exc.body
+    n = int(body.get("n", 1))
+    prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
+    prompt_tokens = count_tokens(prompt)
+    cached_tokens, cache_commit = core.prompt_cache(scope, prompt)
+    cache_commit()
+    gen = core.generate({"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops})
+    usage = fmt.usage_body(prompt_tokens, gen.output_tokens * n, cached_tokens)
+    out = fmt.completion_body(
+        id=fmt.completion_id(core.rng),
+        created=int(time.time()),
+        model=model,
+        fingerprint="fp_e0a1b2c3d4",
+        texts=[gen.text] * n,
+        finish_reason=fmt.FINISH_REASONS.get(gen.stop_reason, "stop"),
+        usage=usage,
+    )
+    return 200, out

@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.emulator.openai_batches import OpenAIBatches
 from sluicegate.emulator.openai_cache import OpenAIPrefixCache
+from sluicegate.emulator.openai_files import FileStore
 from sluicegate.emulator.ratelimit import Limits
 from sluicegate.emulator.stats import Stats
 
@@ -25,6 +27,8 @@ class EmulatorState:
         self.cache: Any = None
         self.openai_cache = OpenAIPrefixCache()
         self.batches: Any = None
+        self.files = FileStore(config.seed)
+        self.openai_batches = OpenAIBatches(duration=config.batch_seconds, deadline=config.batch_deadline)
         try:
             from sluicegate.emulator.caching import PromptCache
 
@@ -57,6 +61,8 @@ class EmulatorState:
         self.limits = Limits(self.config, self.now)
         self.stats = Stats(self.now)
         self.openai_cache.clear()
+        self.files.clear()
+        self.openai_batches.clear()
         if self.cache is not None:
             self.cache.clear()
         if self.batches is not None:
