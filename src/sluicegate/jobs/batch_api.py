@@ -22,6 +22,7 @@ import httpx2
 from .._exceptions import RunAbortedError, SluicegateError
 from ..limits.headers import parse_retry_after, parse_should_retry
 from ..providers.anthropic import AnthropicProvider
+from ..providers.base import Provider
 from ..retry import Outcome, RetryPolicy, decide
 
 __all__ = [
@@ -101,6 +102,10 @@ class _Retry(Exception):
 class BatchClient:
     """One HTTP client for the Message Batches endpoints of one API base URL."""
 
+    # What a subclass for another provider's batch API replaces: auth headers and error bodies, the key's name.
+    provider: Provider = AnthropicProvider()
+    key_variable = "ANTHROPIC_API_KEY"
+
     def __init__(
         self,
         *,
@@ -110,7 +115,7 @@ class BatchClient:
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._headers = AnthropicProvider().auth_headers(api_key)
+        self._headers = self.provider.auth_headers(api_key)
         self._retry = retry or RetryPolicy()
         self._transport = transport
         self._rng = random.Random()
@@ -141,6 +146,12 @@ class BatchClient:
         """GET a batch's status (idempotent: meant for polling)."""
         return BatchStatus.from_json(
             await self._call(f"poll batch {batch_id}", "GET", f"{self._base}{_PATH}/{batch_id}")
+        )
+
+    async def cancel(self, batch_id: str) -> BatchStatus:
+        """Ask the API to cancel a batch (it answers `canceling`; requests not yet processed end `canceled`)."""
+        return BatchStatus.from_json(
+            await self._call(f"cancel batch {batch_id}", "POST", f"{self._base}{_PATH}/{batch_id}/cancel")
         )
 
     async def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
@@ -218,7 +229,7 @@ class BatchClient:
         if response.status_code == 200:
             return
         raw = await response.aread()
-        detail = AnthropicProvider().parse_error(response.status_code, response.headers, raw)
+        detail = self.provider.parse_error(response.status_code, response.headers, raw)
         outcome = Outcome(
             status=response.status_code,
             error_type=detail.error_type,
@@ -247,7 +258,7 @@ class BatchClient:
             await anyio.sleep(decision.delay)
             return
         if decision.abort_run:
-            hint = " Check ANTHROPIC_API_KEY." if decision.kind == "authentication" else ""
+            hint = f" Check {self.key_variable}." if decision.kind == "authentication" else ""
             raise BatchApiError(f"could not {what}: {failed.message}.{hint}")
         if decision.reason == "invalid_request" and outcome.status is not None:
             raise BatchRejectedError(

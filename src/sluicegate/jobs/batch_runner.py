@@ -1,6 +1,7 @@
-"""A durable job over the Message Batches API: split the input into batches, submit, poll, store the results.
+"""A durable job over a batch API (Anthropic Message Batches, OpenAI Batch): split, submit, poll, store results.
 
-The same job store and output writer as `sluicegate run`, so the promises are the same: every input id is in the
+The provider's side is a `BatchService` (`batch_service.py`, `openai_batch.py`); everything here is shared. The
+same job store and output writer as `sluicegate run`, so the promises are the same: every input id is in the
 output exactly once, and a result is committed before its line is written. The store also records each submitted
 batch and which items it holds, committed right after the create call returns; a re-run re-attaches to those
 batches (polls them, fetches their results) and submits only the items that are in no batch yet.
@@ -24,15 +25,15 @@ which can make a second batch.
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -42,30 +43,19 @@ from rich.console import Console
 from .._exceptions import ConfigError
 from .._models import ErrorInfo, ErrorKind, Result, Usage
 from ..pricing import PriceTable, load_prices
-from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
 from .admission import Admission
-from .batch_api import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_REQUESTS,
-    BatchApiError,
-    BatchClient,
-    BatchRejectedError,
-    BatchStatus,
-)
+from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates
+from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults
-from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store
+from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
 from .store import BatchIntent, JobStore
 from .writer import OutputWriter
 
-__all__ = ["BatchJobConfig", "intent_candidates", "run_batch_job"]
+__all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
 
-_ENVELOPE = len(b'{"requests":[]}')
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
-# How much earlier than an intent's local time its batch may carry as created_at: the server's clock against ours
-# (NTP keeps them within a second; this covers an unsynchronised machine). A wider margin only lets in more
-# candidates, each checked against its results before anything of it is stored.
-CLOCK_MARGIN = 600.0
 # The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
 # in the output line). An authentication error here is about that one request, so it is final, not a stop.
 _KINDS: dict[str, ErrorKind] = {
@@ -83,14 +73,15 @@ class BatchJobConfig:
     output_path: Path
     api_key: str = field(repr=False)
     base_url: str
+    provider: Literal["anthropic", "openai"] = "anthropic"
     settings_base: str = ""  # what identifies the endpoint in the store (never the key)
     defaults: Defaults = field(default_factory=Defaults)
     prices: PriceTable | None = None  # None: the shipped table
     poll_interval: float = 30.0
     retry_failed: bool = False
     restart: bool = False
-    max_requests: int = MAX_BATCH_REQUESTS
-    max_bytes: int = MAX_BATCH_BYTES
+    max_requests: int | None = None  # per batch; None: the API's limit (a larger value is cut to it)
+    max_bytes: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # The built-in emulator lives as long as one run: batches an earlier run recorded are unknown to the next one,
     # and their items are submitted again. Against a real API an unknown batch stops the job instead (another key
@@ -104,7 +95,7 @@ class BatchJobConfig:
 def _settings(config: BatchJobConfig) -> dict[str, str]:
     return {
         "mode": "batch",  # a `run` store is not a batch store: results would be priced and sent differently
-        "provider": "anthropic",
+        "provider": config.provider,
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "completion",
@@ -112,13 +103,19 @@ def _settings(config: BatchJobConfig) -> dict[str, str]:
 
 
 def result_from_batch(
-    index: int, custom_id: str, result: Mapping[str, Any], batch_id: str, prices: PriceTable
+    index: int,
+    custom_id: str,
+    result: Mapping[str, Any],
+    batch_id: str,
+    prices: PriceTable,
+    usage_of: Callable[[Mapping[str, Any]], Usage] = lambda message: Usage.from_anthropic(message.get("usage")),
 ) -> Result:
-    """A Result from one line of a batch's results: succeeded (priced at the batch rate) or failed with why."""
+    """A Result from one line of a batch's results (Message Batches format): succeeded (priced at the batch rate,
+    its usage read by `usage_of`, Anthropic's fields by default) or failed with why."""
     kind = result.get("type")
     message = result.get("message")
     if kind == "succeeded" and isinstance(message, Mapping):
-        usage = Usage.from_anthropic(message.get("usage"))
+        usage = usage_of(message)
         cost = prices.cost(str(message.get("model") or ""), usage, batch=True)
         return Result(index=index, custom_id=custom_id, message=dict(message), usage=usage, cost=cost, attempts=1)
     if kind == "errored":
@@ -141,32 +138,18 @@ def result_from_batch(
     return Result(index=index, custom_id=custom_id, error=error, attempts=1)
 
 
-def intent_candidates(
-    intent: BatchIntent, listed: Iterable[BatchStatus], known: set[str], *, margin: float = CLOCK_MARGIN
-) -> list[BatchStatus]:
-    """Listed batches that may be the intent's: the same number of requests, created no earlier than its time less
-    `margin`, neither recorded by this job nor found foreign; the one created nearest the intent's time first."""
-    found = [
-        batch
-        for batch in listed
-        if batch.id not in known
-        and batch.requests == intent.requests
-        and batch.created_at is not None
-        and batch.created_at >= intent.planned_at - margin
-    ]
-    return sorted(found, key=lambda b: (abs((b.created_at or 0.0) - intent.planned_at), b.id))
-
-
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, client: BatchClient, say: Any
+        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, service: BatchService, say: Any
     ) -> None:
         self.config = config
         self.store = store
         self.writer = writer
-        self.client = client
+        self.service = service
+        self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
+        self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
         self.say = say
         self.prices = load_prices(config.prices)
         self.admission = Admission(store, lambda _: self.save())
@@ -189,35 +172,36 @@ class _BatchJob:
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
-        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits."""
-        config = self.config
-        provider = AnthropicProvider()
-        chunk: list[bytes] = []
-        members: list[tuple[int, str]] = []
-        size = _ENVELOPE
-        async for parsed, state in self.admission.items(config.input_path, config.defaults):
+        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
+        (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
+        config, service = self.config, self.service
+        open_chunks: dict[str, _Chunk] = {}
+        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
             if state == "pending" and self.store.in_batch(parsed.custom_id):
                 continue
-            request = {"custom_id": parsed.custom_id, "params": provider.body(parsed.params, stream=False)}
-            encoded = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
-            if chunk and (len(chunk) >= config.max_requests or size + len(encoded) + 1 > config.max_bytes):
-                await self._submit(chunk, members)
-                chunk, members, size = [], [], _ENVELOPE
-            chunk.append(encoded)
-            members.append((parsed.index, parsed.custom_id))
-            size += len(encoded) + 1
-        if chunk:
-            await self._submit(chunk, members)
+            encoded = service.encode(parsed.custom_id, parsed.params)
+            group = service.group(parsed.params)
+            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
+            if chunk.lines and (
+                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
+            ):
+                await self._submit(chunk.lines, chunk.members)
+                chunk = open_chunks[group] = _Chunk(size=service.envelope)
+            chunk.lines.append(encoded)
+            chunk.members.append((parsed.index, parsed.custom_id))
+            chunk.size += len(encoded) + 1
+        for chunk in open_chunks.values():
+            if chunk.lines:
+                await self._submit(chunk.lines, chunk.members)
         self.save(now=True)
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
-        body = b'{"requests":[' + b",".join(chunk) + b"]}"
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
         # batch on the server (resolve_intents) instead of paying for it twice.
         intent = self.store.record_intent(ids, self.config.clock())
         try:
-            batch = await self.client.create(body)
+            batch = await self.service.submit(chunk, intent)
         except BatchRejectedError as exc:
             # A final refusal of the whole batch (e.g. a 400 naming one bad request): its items fail with the
             # reason, so the job still ends with every id once; --retry-failed sends them again.
@@ -246,10 +230,10 @@ class _BatchJob:
         if not pending:
             return
         since = min(intent.planned_at for intent in pending) - CLOCK_MARGIN
-        listed = [batch async for batch in self.client.list_since(since)]
+        listed = [batch async for batch in self.service.list_since(since)]
         known = self.store.known_batch_ids()
         for intent in pending:
-            found = intent_candidates(intent, listed, known)
+            found = self.service.candidates(intent, listed, known)
             if not found:
                 self.store.drop_intent(intent.seq)
                 self.released = True
@@ -277,7 +261,7 @@ class _BatchJob:
     async def _retrieve(self, batch_id: str) -> BatchStatus | None:
         """The batch's status; None for a batch the server does not know that was forgotten (see the config)."""
         try:
-            return await self.client.retrieve(batch_id)
+            return await self.service.retrieve(batch_id)
         except BatchRejectedError as exc:
             intent = self.store.provisional(batch_id) if exc.status == 404 else None
             if intent is not None:  # a listed batch gone since: it cannot be confirmed, so it is not taken
@@ -328,13 +312,14 @@ class _BatchJob:
             return
         missing = f"batch {batch.id} ended without a result for this request"
         try:
-            async for line in self.client.results(batch):
+            async for line in self.service.results(batch):
                 custom_id = str(line.get("custom_id"))
                 index = waiting.pop(custom_id, None)
                 result = line.get("result")
                 if index is None or not isinstance(result, Mapping):
                     continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
-                self.store.record_result(result_from_batch(index, custom_id, result, batch.id, self.prices))
+                found = result_from_batch(index, custom_id, result, batch.id, self.prices, self.service.usage)
+                self.store.record_result(found)
                 self.save()
         except BatchRejectedError as exc:  # e.g. 404: results are kept for 29 days after creation
             missing = f"the results of batch {batch.id} cannot be read: {exc}"
@@ -355,7 +340,7 @@ class _BatchJob:
         items (nothing is stored in this pass). Unreadable results cannot confirm it."""
         seen: set[str] = set()
         try:
-            async for line in self.client.results(batch):
+            async for line in self.service.results(batch):
                 seen.add(str(line.get("custom_id")))
         except BatchRejectedError:
             return False
@@ -364,7 +349,7 @@ class _BatchJob:
 
 async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
-    if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
+    if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
     store = open_store(config.output_path, _settings(config), config.restart)
     if isinstance(store, JobOutcome):
@@ -383,11 +368,9 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
         started = time.monotonic()
         stop_reason: str | None = None
         interrupted = False
-        client = BatchClient(
-            api_key=config.api_key, base_url=config.base_url, retry=config.retry, transport=config.transport
-        )
+        client, service = _service(config)
         async with client, anyio.create_task_group() as tg:
-            job = _BatchJob(config, store, writer, client, say)
+            job = _BatchJob(config, store, writer, service, say)
 
             async def watch_signals(scope: anyio.CancelScope) -> None:
                 nonlocal interrupted
@@ -425,6 +408,32 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
         store.close()
 
 
+def _service(config: BatchJobConfig) -> tuple[BatchClient, BatchService]:
+    """The HTTP client and the batch API of the job's provider."""
+    options: dict[str, Any] = {
+        "api_key": config.api_key,
+        "base_url": config.base_url,
+        "retry": config.retry,
+        "transport": config.transport,
+    }
+    if config.provider == "openai":
+        openai = OpenAIBatchClient(**options)
+        # Names this job in each batch's metadata: a re-run recognises its own interrupted submits by it.
+        token = hashlib.sha256(str(store_path_for(config.output_path).resolve()).encode()).hexdigest()[:16]
+        return openai, OpenAIBatches(openai, token)
+    client = BatchClient(**options)
+    return client, AnthropicBatches(client)
+
+
+@dataclass
+class _Chunk:
+    """A batch being filled: its encoded requests, their (index, custom_id), its size in bytes."""
+
+    size: int
+    lines: list[bytes] = field(default_factory=list)
+    members: list[tuple[int, str]] = field(default_factory=list)
+
+
 def _outcome(
     config: BatchJobConfig,
     store: JobStore,
@@ -452,7 +461,8 @@ def _outcome(
     note = (
         f". Cost unknown for {unpriced} answer(s) with no price (give a price file with --prices)" if unpriced else ""
     )
-    resume = f"sluicegate batch {config.input_path} -o {config.output_path}"
+    flag = " --provider openai" if config.provider == "openai" else ""
+    resume = f"sluicegate batch {config.input_path} -o {config.output_path}{flag}"
     running = recorded - ended
     if interrupted:
         return JobOutcome(
