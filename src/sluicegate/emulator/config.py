@@ -89,6 +89,11 @@ class EmulatorConfig:
     faults: tuple[FaultSpec, ...] = ()
     batch_seconds: float = 30.0
     batch_deadline: float = 86_400.0
+    # Message Batches and the prompt cache, as users observe it (not as documented): a batch request reads no entry
+    # an online request wrote, and a batch's own writes become readable only once that batch has ended, so a
+    # one-request priming batch makes the next batch read while a lone batch of N writes N times. False: batches
+    # share the key's online cache and see each other's writes at once.
+    batch_cache_isolated: bool = True
 
     def limits(self, model_class: str | None = None) -> tuple[int, int, int]:
         """(rpm, itpm, otpm) for a model class ("haiku", "sonnet", "opus") after explicit overrides."""
