@@ -37,6 +37,12 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
     help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
     f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
 )
+@click.option(
+    "--cache-warmup/--no-cache-warmup",
+    default=True,
+    show_default=True,
+    help="Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch.",
+)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
@@ -53,6 +59,7 @@ def batch(
     base_url: str | None,
     prices: PriceTable | None,
     poll_interval: float | None,
+    cache_warmup: bool,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -91,6 +98,7 @@ def batch(
             prices=prices,
             poll_interval=interval,
             retry_failed=retry_failed,
+            cache_warmup=cache_warmup,
             restart=restart,
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,

@@ -82,6 +82,12 @@ def _endpoint(
     f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--cache-warmup/--no-cache-warmup",
+    default=True,
+    show_default=True,
+    help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
+)
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -104,6 +110,7 @@ def run(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    cache_warmup: bool,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -141,6 +148,7 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
+            cache_warmup=cache_warmup,
             minute=emulator_minute if emulated else (minute or 60.0),
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))

@@ -51,6 +51,7 @@ from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
 from .store import BatchIntent, JobStore
+from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
 __all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
@@ -80,6 +81,9 @@ class BatchJobConfig:
     poll_interval: float = 30.0
     retry_failed: bool = False
     restart: bool = False
+    # Anthropic: breakpoints (1 h TTL) on prefixes shared by several requests, and a one-request priming batch per
+    # prefix submitted and ended before the rest, since a batch reads no online write (see jobs/warmup.py).
+    cache_warmup: bool = True
     max_requests: int | None = None  # per batch; None: the API's limit (a larger value is cut to it)
     max_bytes: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -156,6 +160,8 @@ class _BatchJob:
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+        self.prefixes: SharedPrefixes | None = None
+        self.primers = 0
 
     @property
     def changed(self) -> str | None:
@@ -179,7 +185,8 @@ class _BatchJob:
         async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
             if state == "pending" and self.store.in_batch(parsed.custom_id):
                 continue
-            encoded = service.encode(parsed.custom_id, parsed.params)
+            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
+            encoded = service.encode(parsed.custom_id, params)
             group = service.group(parsed.params)
             chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
             if chunk.lines and (
@@ -194,6 +201,27 @@ class _BatchJob:
             if chunk.lines:
                 await self._submit(chunk.lines, chunk.members)
         self.save(now=True)
+
+    async def prime(self) -> None:
+        """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
+        writes are then readable by the batches of the rest. Groups whose first pending request is already in a
+        batch (an earlier run) are waited for the same way."""
+        if self.prefixes is None:
+            return
+        primed: set[str] = set()
+        config = self.config
+        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            params, group = self.prefixes.prepare(parsed.params, "1h")
+            if group is None or group in primed:
+                continue
+            primed.add(group)
+            if state == "pending" and self.store.in_batch(parsed.custom_id):
+                continue
+            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
+            self.primers += 1
+        if self.changed is None and primed:
+            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            await self.poll_all()
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
@@ -384,6 +412,9 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
                     tg.start_soon(watch_signals, work)
                 try:
                     await job.reattach()
+                    if config.cache_warmup and service.provider == "anthropic":
+                        job.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+                        await job.prime()
                     while True:  # again when a rejected adoption put items back to be submitted
                         job.released = False
                         await job.submit_all()

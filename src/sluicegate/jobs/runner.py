@@ -30,12 +30,13 @@ from .._models import RequestItem
 from .._stats import EngineStatistics
 from ..engine import Engine
 from ..limits.limiter import Limits
-from ..pricing import PriceTable
+from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .admission import Admission
 from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
+from .warmup import OnlineWarmup, SharedPrefixes
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -75,6 +76,7 @@ class JobConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
 
@@ -182,13 +184,15 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         writer = OutputWriter.open(config.output_path, store, order)
         before = store.counts()
         already = before.done + before.failed + before.invalid
-        tracker = ProgressTracker(clock=clock, total=None, already_done=already)
+        priced = load_prices(config.prices)
+        tracker = ProgressTracker(clock=clock, total=None, already_done=already, uncached_cost=priced.cost)
         admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
 
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
                 yield item
 
+        warmup = _warmup(config)
         engine = Engine(
             provider=config.provider,
             api_key=config.api_key,
@@ -201,7 +205,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker],
+            sinks=[tracker] if warmup is None else [tracker, warmup],
         )
         started = time.monotonic()
         stop_reason: str | None = None
@@ -247,7 +251,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
-                    async for result in engine.as_completed(items()):
+                    async for result in engine.as_completed(items() if warmup is None else warmup.gate(items())):
                         if store.record_result(result):
                             saver.unsaved += 1
                         saver.save()
@@ -290,6 +294,14 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
         store.close()
+
+
+def _warmup(config: JobConfig) -> OnlineWarmup | None:
+    """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
+    if not config.cache_warmup:
+        return None
+    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
+    return OnlineWarmup(found) if found.shared else None
 
 
 def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
