@@ -72,24 +72,26 @@ class Boundary:
 
 
 def _blocks(params: Mapping[str, Any], provider: str) -> list[tuple[tuple[Any, ...], Any]]:
-    """(where, block) in cache order: tools, system, then message content blocks."""
+    """(where, block) in cache order: tools, system, then message content blocks. A string system or content is
+    the text block the API reads it as, so both spellings of one prompt share their prefixes."""
     out: list[tuple[tuple[Any, ...], Any]] = []
     for i, tool in enumerate(params.get("tools") or []):
         out.append((("tools", i), tool))
     system = params.get("system")
     if isinstance(system, str) and system:
-        out.append((("system", None), system))
+        out.append((("system", None), {"type": "text", "text": system}))
     elif isinstance(system, list):
         out.extend((("system", i), block) for i, block in enumerate(system))
     for m, message in enumerate(params.get("messages") or []):
         if not isinstance(message, Mapping):
             break
-        content = message.get("content")
-        if provider == "openai" or not isinstance(content, list):
-            out.append((("messages", m, None), {"role": message.get("role"), "content": content}))
-        else:
-            role = message.get("role")
+        content, role = message.get("content"), message.get("role")
+        if provider == "openai":
+            out.append((("messages", m, None), {"role": role, "content": content}))
+        elif isinstance(content, list):
             out.extend((("messages", m, b), {"role": role, "block": block}) for b, block in enumerate(content))
+        else:
+            out.append((("messages", m, None), {"role": role, "block": {"type": "text", "text": content}}))
     return out
 
 
@@ -115,7 +117,7 @@ def boundaries(params: Mapping[str, Any], provider: str) -> list[Boundary]:
         piece = json.dumps(_strip(block), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
         digest.update(piece.encode())
         digest.update(b"\x00")
-        tokens += heuristic_tokens({"system": block if isinstance(block, str) else piece})
+        tokens += heuristic_tokens({"system": piece})
         if tokens >= least:
             out.append(Boundary(digest.copy().hexdigest()[:32], tokens, where))
     return out
