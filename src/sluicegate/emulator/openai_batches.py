@@ -61,6 +61,8 @@ class OpenAIBatch:
     error_file_id: str | None = None
     finished_at: float | None = None  # when it became completed / cancelled / expired / failed
     usage: dict[str, int] = field(default_factory=lambda: {"input": 0, "cached": 0, "output": 0})
+    # When it was last brought up to date: its object is shown as of then, so the status and the files agree.
+    checked_at: float = 0.0
 
     def status(self, now: float, finalize: float) -> str:
         core = self.core
@@ -185,7 +187,7 @@ def batch_api_routes(state: Any) -> list[Route]:
             counters.batch_result({"type": {"cancelled": "canceled"}.get(kind, kind)})
 
     def fresh(batch: OpenAIBatch) -> OpenAIBatch:
-        now = state.emulated_now()
+        now = batch.checked_at = state.emulated_now()
         seen = len(batch.core.results)
         registry.schedule.advance(batch.core, now, process(batch.scope, batch.usage))
         for line in batch.core.results[seen:]:
@@ -225,7 +227,7 @@ def batch_api_routes(state: Any) -> list[Route]:
             batch.error_file_id = files.add(f"{name}_error.jsonl", "batch_output", b"".join(err), batch.scope).id
 
     def as_json(batch: OpenAIBatch) -> dict[str, Any]:
-        now = state.emulated_now()
+        now = batch.checked_at
         status = batch.status(now, registry.finalize_seconds)
         core = batch.core
         counts = core.counts
@@ -309,6 +311,7 @@ def batch_api_routes(state: Any) -> list[Route]:
             metadata=dict(metadata) if metadata else None,
             scope=request.state.key,
             created_at=now,
+            checked_at=now,
             in_progress_at=start,
             core=core,
             model=model,
@@ -325,10 +328,10 @@ def batch_api_routes(state: Any) -> list[Route]:
         found = lookup(request)
         if isinstance(found, Response):
             return found
-        status = found.status(state.emulated_now(), registry.finalize_seconds)
+        status = found.status(found.checked_at, registry.finalize_seconds)
         if status not in ("validating", "in_progress", "cancelling"):
             return openai_error(409, f"Cannot cancel a batch with status '{status}'.")
-        registry.schedule.cancel(found.core, state.emulated_now())
+        registry.schedule.cancel(found.core, found.checked_at)
         return JSONResponse(as_json(fresh(found)))
 
     async def listed(request: Request) -> Response:
