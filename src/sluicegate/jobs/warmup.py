@@ -211,6 +211,22 @@ class SharedPrefixes:
             return place_breakpoint(params, cut.where, ttl), cut.key
         return params, cut.key
 
+    def expected(self, requests: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+        """Cache tokens warm-up should bring, per model, over these requests (the ones counted): (read, written).
+        The first request of each group writes its prefix, the others read it."""
+        read: dict[str, int] = {}
+        written: dict[str, int] = {}
+        seen: set[str] = set()
+        for params in requests:
+            cut = self.group(params)
+            if cut is None:
+                continue
+            model = str(params.get("model") or "?")
+            into = read if cut.key in seen else written
+            into[model] = into.get(model, 0) + cut.tokens
+            seen.add(cut.key)
+        return read, written
+
     @property
     def shared(self) -> int:
         """How many prefixes at least two requests share."""

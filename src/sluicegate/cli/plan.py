@@ -1,0 +1,133 @@
+"""`sluicegate plan IN.jsonl --deadline 6h`: each route's cost and duration side by side, and what auto would choose."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import click
+
+from sluicegate.cli._options import prices_option
+
+if TYPE_CHECKING:
+    from sluicegate._models import RequestItem
+    from sluicegate.jobs.reader import InputProblem
+    from sluicegate.pricing import PriceTable
+
+
+def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from sluicegate.jobs.planner import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+@click.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", default=None, help="Default model for lines that name none.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
+@click.option("--system", default=None, help="Default system prompt.")
+@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option("--deadline", callback=_deadline, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
+@click.option(
+    "--expected-output",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Expected answer length as a fraction of max_tokens.",
+)
+@click.option("--rpm", type=float, default=None, help="Requests per minute of your account.")
+@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
+@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+@click.option(
+    "--cache-warmup/--no-cache-warmup", default=True, show_default=True, help="Count on prompt-cache warm-up."
+)
+@prices_option
+def plan(
+    input_path: Path,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    provider: Literal["anthropic", "openai"],
+    deadline: float | None,
+    expected_output: float,
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+    cache_warmup: bool,
+    prices: PriceTable | None,
+) -> None:
+    """Compare the routes for INPUT_PATH without sending anything: online, batch (and flex for OpenAI).
+
+    Costs use the price table; input tokens are estimated from characters and answers at --expected-output of
+    max_tokens (the max column assumes every answer uses max_tokens). Durations use the given limits; a batch
+    takes up to 24 h, most end within an hour. `auto` is the cheapest route that meets the deadline.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from sluicegate.jobs.estimate import estimate
+    from sluicegate.jobs.planner import CacheEstimate, plan_routes
+    from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
+    from sluicegate.jobs.warmup import SharedPrefixes
+    from sluicegate.pricing import load_prices
+
+    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
+
+    def requests() -> Iterator[RequestItem | InputProblem]:
+        with input_path.open("rb") as f:
+            yield from read_requests(iter_lines(f), defaults=defaults, provider=provider)
+
+    # Two streamed passes, so memory stays flat however large the input: the estimate and the prefixes shared,
+    # then what warm-up would read from the cache.
+    prefixes = SharedPrefixes(provider)
+
+    def counted() -> Iterator[RequestItem | InputProblem]:
+        for item in requests():
+            if cache_warmup and not isinstance(item, InputProblem):
+                prefixes.add(item.params)
+            yield item
+
+    est = estimate(counted(), expected_output_fraction=expected_output)
+    cache = None
+    if cache_warmup:
+        read, written = prefixes.expected(p.params for p in requests() if not isinstance(p, InputProblem))
+        cache = CacheEstimate(read=read, written=written) if read else None
+    table_prices = load_prices(prices)
+    result = plan_routes(
+        est, table_prices, provider=provider, rpm=rpm, itpm=itpm, otpm=otpm, deadline=deadline, cache=cache
+    )
+    title = f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines"
+    if cache is not None:
+        title += f"; warm-up reads ~{sum(cache.read.values()):,} prompt tokens from the cache"
+    table = Table(title=title)
+    for column in ("route", "cost", "cost at max_tokens", "duration", "meets deadline"):
+        table.add_column(column, justify="left" if column == "route" else "right", no_wrap=True)
+    for route in result.routes:
+        table.add_row(
+            route.route + (" (auto)" if route.route == result.choice else ""),
+            _money(route.cost),
+            _money(route.cost_max),
+            _duration(route.seconds),
+            "-" if route.meets_deadline is None else ("yes" if route.meets_deadline else "no"),
+        )
+    console = Console()
+    console.print(table)
+    for route in result.routes:
+        console.print(f"{route.route}: {route.note}", highlight=False, soft_wrap=True)
+    console.print(f"auto: {result.why}.", highlight=False, soft_wrap=True)
+
+
+def _money(value: float | None) -> str:
+    return "unknown price" if value is None else f"${value:,.2f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{seconds / 60:,.1f} min" if seconds < 5400 else f"{seconds / 3600:,.1f} h"
