@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._routes import deadline_option, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
@@ -43,6 +44,25 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
     show_default=True,
     help="Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch.",
 )
+@click.option(
+    "--deadline",
+    callback=deadline_option,
+    default=None,
+    help="End by then (e.g. 6h): batches still running when only the time to finish online is left are "
+    "cancelled, what they finished is kept and the rest is sent online.",
+)
+@click.option("--rpm", type=float, default=None, help="Online requests per minute, to time a deadline cancel.")
+@click.option("--itpm", type=float, default=None, help="Online input tokens per minute.")
+@click.option("--otpm", type=float, default=None, help="Online output tokens per minute.")
+@click.option(
+    "--minute",
+    type=float,
+    default=None,
+    help="Real seconds per rate-limit minute: only for emulators in compressed time.",
+)
+# For tests against a local emulator: the allowance for one online answer and for a cancel to take effect.
+@click.option("--online-latency", type=click.FloatRange(min=0), default=None, hidden=True)
+@click.option("--cancel-allowance", type=click.FloatRange(min=0), default=None, hidden=True)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
@@ -60,6 +80,13 @@ def batch(
     prices: PriceTable | None,
     poll_interval: float | None,
     cache_warmup: bool,
+    deadline: float | None,
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+    minute: float | None,
+    online_latency: float | None,
+    cancel_allowance: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -99,6 +126,16 @@ def batch(
             poll_interval=interval,
             retry_failed=retry_failed,
             cache_warmup=cache_warmup,
+            **deadline_settings(
+                deadline,
+                rpm,
+                itpm,
+                otpm,
+                emulated,
+                minute=minute,
+                latency=online_latency,
+                cancel_allowance=cancel_allowance,
+            ),
             restart=restart,
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,

@@ -9,22 +9,12 @@ from typing import TYPE_CHECKING, Literal
 import click
 
 from sluicegate.cli._options import prices_option
+from sluicegate.cli._routes import deadline_option
 
 if TYPE_CHECKING:
     from sluicegate._models import RequestItem
     from sluicegate.jobs.reader import InputProblem
     from sluicegate.pricing import PriceTable
-
-
-def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from sluicegate.jobs.planner import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 @click.command()
@@ -33,7 +23,7 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
 @click.option("--system", default=None, help="Default system prompt.")
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option("--deadline", callback=_deadline, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
+@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
 @click.option(
     "--expected-output",
     type=click.FloatRange(0, 1),

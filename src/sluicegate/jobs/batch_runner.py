@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,12 +41,15 @@ import httpx2
 from rich.console import Console
 
 from .._exceptions import ConfigError
-from .._models import ErrorInfo, ErrorKind, Result, Usage
+from .._models import ErrorInfo, RequestItem, Result
+from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
+from ..tokens import heuristic_tokens
 from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
-from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates
+from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
+from .deadline import DeadlinePolicy, OnlinePace, finish_online
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
@@ -57,15 +60,6 @@ from .writer import OutputWriter
 __all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
-# The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
-# in the output line). An authentication error here is about that one request, so it is final, not a stop.
-_KINDS: dict[str, ErrorKind] = {
-    "invalid_request_error": "invalid_request",
-    "not_found_error": "invalid_request",
-    "request_too_large": "invalid_request",
-    "rate_limit_error": "rate_limited",
-    "overloaded_error": "overloaded",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +78,12 @@ class BatchJobConfig:
     # Anthropic: breakpoints (1 h TTL) on prefixes shared by several requests, and a one-request priming batch per
     # prefix submitted and ended before the rest, since a batch reads no online write (see jobs/warmup.py).
     cache_warmup: bool = True
+    # Seconds from the start by which the job must end: batches still running when only the time to send their
+    # rest online is left are cancelled, and that rest goes online (see jobs/deadline.py). None: no deadline.
+    deadline: float | None = None
+    pace: OnlinePace = field(default_factory=OnlinePace)  # the online route's speed, for the deadline
+    limits: Limits | None = None  # the online route's limits (None: learnt from headers)
+    cancel_allowance: float = 120.0  # seconds a cancel may take to end a batch
     max_requests: int | None = None  # per batch; None: the API's limit (a larger value is cut to it)
     max_bytes: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -106,42 +106,6 @@ def _settings(config: BatchJobConfig) -> dict[str, str]:
     }
 
 
-def result_from_batch(
-    index: int,
-    custom_id: str,
-    result: Mapping[str, Any],
-    batch_id: str,
-    prices: PriceTable,
-    usage_of: Callable[[Mapping[str, Any]], Usage] = lambda message: Usage.from_anthropic(message.get("usage")),
-) -> Result:
-    """A Result from one line of a batch's results (Message Batches format): succeeded (priced at the batch rate,
-    its usage read by `usage_of`, Anthropic's fields by default) or failed with why."""
-    kind = result.get("type")
-    message = result.get("message")
-    if kind == "succeeded" and isinstance(message, Mapping):
-        usage = usage_of(message)
-        cost = prices.cost(str(message.get("model") or ""), usage, batch=True)
-        return Result(index=index, custom_id=custom_id, message=dict(message), usage=usage, cost=cost, attempts=1)
-    if kind == "errored":
-        found = result.get("error")
-        outer: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        nested = outer.get("error")
-        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else outer
-        error_type = str(inner.get("type") or "api_error")
-        error = ErrorInfo(
-            kind=_KINDS.get(error_type, "server"),
-            message=str(inner.get("message") or f"errored in batch {batch_id}"),
-            error_type=error_type,
-            request_id=str(outer["request_id"]) if outer.get("request_id") else None,
-        )
-    elif kind in ("expired", "canceled"):
-        why = "expired (it was not processed within 24 h)" if kind == "expired" else "was canceled"
-        error = ErrorInfo(kind="server", error_type=str(kind), message=f"batch {batch_id} {why} before this request")
-    else:
-        error = ErrorInfo(kind="server", error_type="api_error", message=f"unknown result type {kind!r}")
-    return Result(index=index, custom_id=custom_id, error=error, attempts=1)
-
-
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
@@ -162,6 +126,9 @@ class _BatchJob:
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
         self.prefixes: SharedPrefixes | None = None
         self.primers = 0
+        self.deadline: DeadlinePolicy | None = None
+        self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
+        self.online = 0  # items sent online after the cancel
 
     @property
     def changed(self) -> str | None:
@@ -183,6 +150,8 @@ class _BatchJob:
         config, service = self.config, self.service
         open_chunks: dict[str, _Chunk] = {}
         async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+            if self.deadline is not None:
+                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.store.in_batch(parsed.custom_id):
                 continue
             params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
@@ -324,7 +293,56 @@ class _BatchJob:
                 + ", ".join(f"{counts[name]} {name}" for name in _COUNTS)
             )
             if ended < recorded and not self.released:
-                await anyio.sleep(self.config.poll_interval)
+                await self._cancel_if_late()
+                await anyio.sleep(self._next_poll())
+
+    async def _cancel_if_late(self) -> None:
+        """Cancel every open batch once waiting longer would leave too little time to send their rest online."""
+        if self.deadline is None or self.cancelling:
+            return
+        unfinished = self.store.counts().pending
+        if not self.deadline.should_cancel(self.config.clock(), unfinished):
+            return
+        self.cancelling = True
+        self.say(
+            f"deadline: cancelling the batches to send their {unfinished} unfinished request(s) online in time; "
+            "what they finished is kept"
+        )
+        for batch_id in self.store.open_batches():
+            await self.service.cancel(batch_id)
+
+    def _next_poll(self) -> float:
+        """The poll interval, shortened so the cancel moment is not overslept."""
+        if self.deadline is None or self.cancelling:
+            return self.config.poll_interval
+        return self.deadline.next_poll(self.config.clock(), self.store.counts().pending, self.config.poll_interval)
+
+    async def send_rest_online(self) -> None:
+        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        config = self.config
+
+        async def rest() -> AsyncIterator[RequestItem]:
+            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+                if not self.store.in_batch(parsed.custom_id):
+                    yield parsed
+
+        def record(result: Result) -> None:
+            if self.store.record_result(result):
+                self.online += 1
+            self.save()
+
+        await finish_online(
+            rest(),
+            record,
+            provider=self.service.provider,
+            api_key=config.api_key,
+            base_url=config.base_url,
+            limits=config.limits,
+            prices=self.prices,
+            minute=config.pace.minute,
+            transport=config.transport,
+        )
+        self.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
         intent = self.store.provisional(batch.id)
@@ -346,6 +364,8 @@ class _BatchJob:
                 result = line.get("result")
                 if index is None or not isinstance(result, Mapping):
                     continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
+                if self.cancelling and result.get("type") == "canceled":
+                    continue  # never processed, so never billed: it stays pending and goes online
                 found = result_from_batch(index, custom_id, result, batch.id, self.prices, self.service.usage)
                 self.store.record_result(found)
                 self.save()
@@ -356,6 +376,8 @@ class _BatchJob:
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
         self.store.end_batch(batch.id)
+        if self.cancelling:
+            self.store.release_ended_batches()  # its canceled items leave it, to go online
 
     async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
         """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
@@ -399,6 +421,12 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
         client, service = _service(config)
         async with client, anyio.create_task_group() as tg:
             job = _BatchJob(config, store, writer, service, say)
+            if config.deadline is not None:
+                job.deadline = DeadlinePolicy(
+                    deadline_at=config.clock() + config.deadline,
+                    pace=config.pace,
+                    cancel_allowance=config.cancel_allowance,
+                )
 
             async def watch_signals(scope: anyio.CancelScope) -> None:
                 nonlocal interrupted
@@ -421,6 +449,8 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
                         if job.changed is not None:
                             break
                         await job.poll_all()
+                        if job.cancelling and not job.released:
+                            await job.send_rest_online()
                         if not job.released:
                             break
                 except BatchApiError as exc:
@@ -437,6 +467,12 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
         store.close()
+
+
+def _expected_output(params: Mapping[str, Any]) -> int:
+    """Output tokens to plan for: half of max_tokens (answers rarely use all of it; the deadline errs early)."""
+    found = params.get("max_tokens") or params.get("max_completion_tokens") or 1024
+    return int(found) // 2 if isinstance(found, int) else 512
 
 
 def _service(config: BatchJobConfig) -> tuple[BatchClient, BatchService]:
@@ -483,7 +519,9 @@ def _outcome(
         console.print(
             f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
             f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
-            f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s",
+            f"cost ${cost:.4f} at the batch price"
+            + (f" ({job.online} sent online after the deadline cancel at the online price)" if job.online else "")
+            + f"; wall time {wall:.1f} s",
             highlight=False,
             soft_wrap=True,
         )

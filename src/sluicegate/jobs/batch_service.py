@@ -9,20 +9,30 @@ always handed to the runner in the Message Batches results format, the job's own
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from .._models import Usage
+from .._models import ErrorInfo, ErrorKind, Result, Usage
+from ..pricing import PriceTable
 from ..providers.anthropic import AnthropicProvider
 from .batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, BatchClient, BatchStatus
 from .store import BatchIntent
 
-__all__ = ["CLOCK_MARGIN", "AnthropicBatches", "BatchService", "intent_candidates"]
+__all__ = ["CLOCK_MARGIN", "AnthropicBatches", "BatchService", "intent_candidates", "result_from_batch"]
 
 # How much earlier than an intent's local time its batch may carry as created_at: the server's clock against ours
 # (NTP keeps them within a second; this covers an unsynchronised machine). A wider margin only lets in more
 # candidates, each checked against its results before anything of it is stored.
 CLOCK_MARGIN = 600.0
+# The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
+# in the output line). An authentication error here is about that one request, so it is final, not a stop.
+_KINDS: dict[str, ErrorKind] = {
+    "invalid_request_error": "invalid_request",
+    "not_found_error": "invalid_request",
+    "request_too_large": "invalid_request",
+    "rate_limit_error": "rate_limited",
+    "overloaded_error": "overloaded",
+}
 
 
 class BatchService(Protocol):
@@ -119,3 +129,39 @@ class AnthropicBatches:
 
     def usage(self, message: Mapping[str, Any]) -> Usage:
         return Usage.from_anthropic(message.get("usage"))
+
+
+def result_from_batch(
+    index: int,
+    custom_id: str,
+    result: Mapping[str, Any],
+    batch_id: str,
+    prices: PriceTable,
+    usage_of: Callable[[Mapping[str, Any]], Usage] = lambda message: Usage.from_anthropic(message.get("usage")),
+) -> Result:
+    """A Result from one line of a batch's results (Message Batches format): succeeded (priced at the batch rate,
+    its usage read by `usage_of`, Anthropic's fields by default) or failed with why."""
+    kind = result.get("type")
+    message = result.get("message")
+    if kind == "succeeded" and isinstance(message, Mapping):
+        usage = usage_of(message)
+        cost = prices.cost(str(message.get("model") or ""), usage, batch=True)
+        return Result(index=index, custom_id=custom_id, message=dict(message), usage=usage, cost=cost, attempts=1)
+    if kind == "errored":
+        found = result.get("error")
+        outer: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        nested = outer.get("error")
+        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else outer
+        error_type = str(inner.get("type") or "api_error")
+        error = ErrorInfo(
+            kind=_KINDS.get(error_type, "server"),
+            message=str(inner.get("message") or f"errored in batch {batch_id}"),
+            error_type=error_type,
+            request_id=str(outer["request_id"]) if outer.get("request_id") else None,
+        )
+    elif kind in ("expired", "canceled"):
+        why = "expired (it was not processed within 24 h)" if kind == "expired" else "was canceled"
+        error = ErrorInfo(kind="server", error_type=str(kind), message=f"batch {batch_id} {why} before this request")
+    else:
+        error = ErrorInfo(kind="server", error_type="api_error", message=f"unknown result type {kind!r}")
+    return Result(index=index, custom_id=custom_id, error=error, attempts=1)
