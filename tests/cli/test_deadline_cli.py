@@ -69,3 +69,43 @@ def test_a_late_batch_is_cancelled_and_its_rest_finishes_online_before_the_deadl
         assert tiers.count("standard") == online
     assert f"{online} sent online after the deadline cancel" in proc.stderr
     assert default_table().batch_discount == 0.5
+
+
+def test_run_route_batch_takes_the_batch_route_with_its_deadline(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """`run --route batch --deadline` writes the same output through the batch API, cancelling in time."""
+    emu = emulator(minute=3.0, batch_seconds=600.0, rpm=4000, itpm=2_000_000, otpm=400_000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = write_input(inp, N)
+    command = [
+        sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--route", "batch",
+        "--deadline", "10s", "--rpm", "4000", "--minute", "3", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env_for(emu, "sk-test-route"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line["custom_id"] for line in read_results(out)) == ids
+    stats = emu.stats()
+    assert stats["endpoints"]["POST /v1/messages/batches"]["200"] == 1
+    assert stats["batch_requests"]["succeeded"] + stats["endpoints"]["POST /v1/messages"]["200"] == N
+
+
+def test_plan_prints_every_route_and_auto_s_choice(tmp_path: Path) -> None:
+    """`plan` shows online and batch side by side with costs, durations and auto's reason; nothing is sent."""
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 40)
+    command = [sys.executable, "-m", "sluicegate", "plan", str(inp), "--deadline", "6h", "--rpm", "50"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**env_for_none(), "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert "online" in proc.stdout
+    assert "batch (auto)" in proc.stdout
+    assert "auto: batch is the cheapest route that meets the 6.0 h deadline" in " ".join(proc.stdout.split())
+    bad = subprocess.run([*command[:6], "soon"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "not a duration" in bad.stderr
+
+
+def env_for_none() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-__all__ = ["EMULATED_MINUTE", "deadline_option", "deadline_settings"]
+if TYPE_CHECKING:
+    from sluicegate.jobs.reader import Defaults
+    from sluicegate.jobs.runner import JobOutcome
+    from sluicegate.pricing import PriceTable
+
+__all__ = ["DEFAULT_URLS", "EMULATED_MINUTE", "batch_route", "deadline_option", "deadline_settings", "pick_route"]
+
+DEFAULT_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 
 # The built-in emulator's compressed time: one rate-limit minute lasts this many real seconds.
 EMULATED_MINUTE = 6.0
@@ -55,3 +63,81 @@ def deadline_settings(
         "limits": given if (rpm or itpm or otpm) else None,
         "cancel_allowance": cancel_allowance if cancel_allowance is not None else (2.0 if emulated else 120.0),
     }
+
+
+def pick_route(
+    route: str,
+    deadline: float | None,
+    input_path: Path,
+    defaults: Defaults,
+    provider: Literal["anthropic", "openai"],
+    limits: tuple[float | None, float | None, float | None],
+    prices: PriceTable | None,
+    cache_warmup: bool,
+) -> Literal["online", "batch"]:
+    """The route to take: the given one, or for `auto` the planner's choice, said on stderr with its reason."""
+    if route in ("online", "batch"):
+        return "batch" if route == "batch" else "online"
+    from sluicegate.jobs.planner import plan_file
+    from sluicegate.pricing import load_prices
+
+    rpm, itpm, otpm = limits
+    found = plan_file(
+        input_path,
+        defaults,
+        load_prices(prices),
+        provider=provider,
+        rpm=rpm,
+        itpm=itpm,
+        otpm=otpm,
+        deadline=deadline,
+        cache_warmup=cache_warmup,
+    )
+    click.echo(f"route auto: {found.plan.why}.", err=True)
+    return "batch" if found.plan.choice == "batch" else "online"
+
+
+def batch_route(
+    *,
+    input_path: Path,
+    output_path: Path,
+    provider: Literal["anthropic", "openai"],
+    url: str | None,
+    key: str,
+    label: str,
+    emulated: bool,
+    defaults: Defaults,
+    prices: PriceTable | None,
+    deadline: float | None,
+    limits: tuple[float | None, float | None, float | None],
+    minute: float | None,
+    cache_warmup: bool,
+    retry_failed: bool,
+    restart: bool,
+    quiet: bool,
+) -> JobOutcome:
+    """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
+    import anyio
+    from rich.console import Console
+
+    from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
+
+    rpm, itpm, otpm = limits
+    config = BatchJobConfig(
+        input_path=input_path,
+        output_path=output_path,
+        api_key=key,
+        base_url=url or DEFAULT_URLS[provider],
+        provider=provider,
+        settings_base=label,
+        defaults=defaults,
+        prices=prices,
+        poll_interval=1.0 if emulated else 30.0,
+        retry_failed=retry_failed,
+        restart=restart,
+        cache_warmup=cache_warmup,
+        forget_unknown_batches=emulated,
+        **deadline_settings(deadline, rpm, itpm, otpm, emulated, minute=minute),
+    )
+    console = Console(stderr=True)
+    return anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Literal
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option
-from sluicegate.cli._routes import deadline_option, deadline_settings
+from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-_DEFAULT_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 _POLL_INTERVAL = 30.0
 _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
 
@@ -118,7 +117,7 @@ def batch(
             input_path=input_path,
             output_path=output_path,
             api_key=key,
-            base_url=url or _DEFAULT_URLS[provider],
+            base_url=url or DEFAULT_URLS[provider],
             provider=provider,
             settings_base=label,
             defaults=Defaults(model=model, max_tokens=max_tokens, system=system),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -12,8 +11,6 @@ from sluicegate.cli._options import prices_option
 from sluicegate.cli._routes import deadline_option
 
 if TYPE_CHECKING:
-    from sluicegate._models import RequestItem
-    from sluicegate.jobs.reader import InputProblem
     from sluicegate.pricing import PriceTable
 
 
@@ -61,37 +58,23 @@ def plan(
     from rich.console import Console
     from rich.table import Table
 
-    from sluicegate.jobs.estimate import estimate
-    from sluicegate.jobs.planner import CacheEstimate, plan_routes
-    from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
-    from sluicegate.jobs.warmup import SharedPrefixes
+    from sluicegate.jobs.planner import plan_file
+    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import load_prices
 
-    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
-
-    def requests() -> Iterator[RequestItem | InputProblem]:
-        with input_path.open("rb") as f:
-            yield from read_requests(iter_lines(f), defaults=defaults, provider=provider)
-
-    # Two streamed passes, so memory stays flat however large the input: the estimate and the prefixes shared,
-    # then what warm-up would read from the cache.
-    prefixes = SharedPrefixes(provider)
-
-    def counted() -> Iterator[RequestItem | InputProblem]:
-        for item in requests():
-            if cache_warmup and not isinstance(item, InputProblem):
-                prefixes.add(item.params)
-            yield item
-
-    est = estimate(counted(), expected_output_fraction=expected_output)
-    cache = None
-    if cache_warmup:
-        read, written = prefixes.expected(p.params for p in requests() if not isinstance(p, InputProblem))
-        cache = CacheEstimate(read=read, written=written) if read else None
-    table_prices = load_prices(prices)
-    result = plan_routes(
-        est, table_prices, provider=provider, rpm=rpm, itpm=itpm, otpm=otpm, deadline=deadline, cache=cache
+    found = plan_file(
+        input_path,
+        Defaults(model=model, max_tokens=max_tokens, system=system),
+        load_prices(prices),
+        provider=provider,
+        rpm=rpm,
+        itpm=itpm,
+        otpm=otpm,
+        deadline=deadline,
+        cache_warmup=cache_warmup,
+        expected_output=expected_output,
     )
+    result, est, cache = found.plan, found.estimate, found.cache
     title = f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines"
     if cache is not None:
         title += f"; warm-up reads ~{sum(cache.read.values()):,} prompt tokens from the cache"

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._routes import batch_route, deadline_option, pick_route
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -88,6 +89,14 @@ def _endpoint(
     show_default=True,
     help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
 )
+@click.option(
+    "--route",
+    type=click.Choice(["online", "batch", "auto"]),
+    default="online",
+    show_default=True,
+    help="online; batch (the provider's batch API, half price); auto: the cheapest that meets --deadline.",
+)
+@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -111,6 +120,8 @@ def run(
     minute: float | None,
     faults: tuple[str, ...],
     cache_warmup: bool,
+    route: str,
+    deadline: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -133,6 +144,29 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
+        given = (rpm, itpm, otpm)
+        if pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup) == "batch":
+            outcome = batch_route(
+                input_path=input_path,
+                output_path=output_path,
+                provider=provider,
+                url=url,
+                key=key,
+                label=label,
+                emulated=emulated,
+                defaults=defaults,
+                prices=prices,
+                deadline=deadline,
+                limits=given,
+                minute=emulator_minute if emulated else minute,
+                cache_warmup=cache_warmup,
+                retry_failed=retry_failed,
+                restart=restart,
+                quiet=quiet,
+            )
+            click.echo(outcome.message, err=True)
+            sys.exit(outcome.exit_code)
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,

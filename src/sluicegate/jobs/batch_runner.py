@@ -313,8 +313,10 @@ class _BatchJob:
 
     def _next_poll(self) -> float:
         """The poll interval, shortened so the cancel moment is not overslept."""
-        if self.deadline is None or self.cancelling:
+        if self.deadline is None:
             return self.config.poll_interval
+        if self.cancelling:  # a cancel ends within its allowance: look more often meanwhile
+            return min(self.config.poll_interval, max(1.0, self.deadline.cancel_allowance / 10))
         return self.deadline.next_poll(self.config.clock(), self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:

@@ -17,13 +17,18 @@ to finish online after a late cancel. With no deadline, the cheapest route wins.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+from .._models import RequestItem
 from ..pricing import PriceTable
-from .estimate import Estimate
+from .estimate import Estimate, estimate
+from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .warmup import SharedPrefixes
 
-__all__ = ["CacheEstimate", "Plan", "RouteEstimate", "parse_duration", "plan_routes"]
+__all__ = ["CacheEstimate", "FilePlan", "Plan", "RouteEstimate", "parse_duration", "plan_file", "plan_routes"]
 
 Route = Literal["online", "batch", "flex"]
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -200,3 +205,49 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"not a duration: {text!r} (examples: 6h, 90m, 1h30m, 2d)")
     days, hours, minutes, seconds = (float(p) if p else 0.0 for p in parts.groups())
     return days * 86_400 + hours * 3600 + minutes * 60 + seconds
+
+
+@dataclass(frozen=True, slots=True)
+class FilePlan:
+    """The plan of an input file, with the estimate and the expected cache reads it rests on."""
+
+    plan: Plan
+    estimate: Estimate
+    cache: CacheEstimate | None
+
+
+def plan_file(
+    path: Path,
+    defaults: Defaults,
+    prices: PriceTable,
+    *,
+    provider: Literal["anthropic", "openai"],
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+    deadline: float | None,
+    cache_warmup: bool = True,
+    expected_output: float = 0.25,
+) -> FilePlan:
+    """Estimate an input file and plan its routes, in two streamed passes (memory stays flat): tokens and the
+    prefixes shared, then what warm-up would read from the cache."""
+
+    def requests() -> Iterator[RequestItem | InputProblem]:
+        with path.open("rb") as f:
+            yield from read_requests(iter_lines(f), defaults=defaults, provider=provider)
+
+    prefixes = SharedPrefixes(provider)
+
+    def counted() -> Iterator[RequestItem | InputProblem]:
+        for item in requests():
+            if cache_warmup and not isinstance(item, InputProblem):
+                prefixes.add(item.params)
+            yield item
+
+    est = estimate(counted(), expected_output_fraction=expected_output)
+    cache = None
+    if cache_warmup:
+        read, written = prefixes.expected(p.params for p in requests() if not isinstance(p, InputProblem))
+        cache = CacheEstimate(read=read, written=written) if read else None
+    plan = plan_routes(est, prices, provider=provider, rpm=rpm, itpm=itpm, otpm=otpm, deadline=deadline, cache=cache)
+    return FilePlan(plan, est, cache)
