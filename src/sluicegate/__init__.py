@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._events import (
@@ -39,7 +41,8 @@ from .limits import Limiter, Limits
 from .pricing import Price, PriceTable
 from .retry import RetryPolicy
 
-__version__ = "0.1.0"
+# One source of truth for the version: the installed distribution's metadata (pyproject.toml).
+__version__ = _metadata.version("sluicegate")
 
 __all__ = [
     "AttemptFailed",

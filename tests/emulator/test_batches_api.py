@@ -151,7 +151,7 @@ def test_cancel_then_ended_with_canceled_counts(emulator: Callable[..., Any]) ->
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
-            batch = await client.messages.batches.create(requests=[_req(i) for i in range(3)])  # type: ignore[arg-type]
+            batch = await client.messages.batches.create(requests=[_req(i) for i in range(3)])  # type: ignore[arg-type,misc]
             canceling = await client.messages.batches.cancel(batch.id)
             assert canceling.processing_status == "canceling"
             assert canceling.cancel_initiated_at is not None
@@ -214,7 +214,7 @@ def test_expiry_marks_unfinished_requests_expired(emulator: Callable[..., Any]) 
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
-            batch = await client.messages.batches.create(requests=[_req(i) for i in range(4)])  # type: ignore[arg-type]
+            batch = await client.messages.batches.create(requests=[_req(i) for i in range(4)])  # type: ignore[arg-type,misc]
             ended = await _wait_ended(client, batch.id)
             assert (ended.request_counts.succeeded, ended.request_counts.expired) == (2, 2)
             assert ended.ended_at == ended.expires_at

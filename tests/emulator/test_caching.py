@@ -154,10 +154,10 @@ def test_automatic_mode_caches_whole_prompt() -> None:
 
 def test_lookback_finds_earlier_write_within_window() -> None:
     """A breakpoint moved later still reads an entry written up to the lookback window before it."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": f"m{i}"} for i in range(30)]}]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": f"m{i}"} for i in range(30)]
 
     def at(i: int) -> dict[str, Any]:
-        content = [dict(b) for b in messages[0]["content"]]
+        content = [dict(b) for b in blocks]
         content[i]["cache_control"] = {"type": "ephemeral"}
         return {"model": MODEL, "max_tokens": 5, "system": BIG, "messages": [{"role": "user", "content": content}]}
 

@@ -57,7 +57,9 @@ async def test_stream_matches_final_message(emulator: Factory) -> None:
         final = await stream.get_final_message()
     text = "".join(parts)
     assert len(parts) > 1
-    assert text == final.content[0].text
+    block = final.content[0]
+    assert block.type == "text"
+    assert text == block.text
     assert text.startswith(f"[{prompt_tag(params)}] ")
     assert final.usage.output_tokens > 1
     assert final.usage.input_tokens == count_tokens(params)

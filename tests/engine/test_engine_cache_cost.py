@@ -67,4 +67,5 @@ def test_one_hour_writes_are_split_out_and_priced_at_the_1h_rate(
     assert result.cost == pytest.approx(expected, rel=1e-12)
     # Priced at the 5m rate it would be $0.75/MTok cheaper on the 1h part: the difference is really there.
     all_5m = (usage.input_tokens * 1.0 + usage.output_tokens * 5.0 + (five_minute + one_hour) * 1.25) / 1e6
+    assert result.cost is not None
     assert result.cost - all_5m == pytest.approx(one_hour * 0.75 / 1e6, rel=1e-9)

@@ -6,7 +6,7 @@ import io
 import json
 import tracemalloc
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -24,7 +24,9 @@ MSG = [{"role": "user", "content": "hi"}]
 D = Defaults(model="m-default", max_tokens=64)
 
 
-def one(line: str | bytes, *, provider: str = "anthropic", defaults: Defaults = D) -> RequestItem | InputProblem:
+def one(
+    line: str | bytes, *, provider: Literal["anthropic", "openai"] = "anthropic", defaults: Defaults = D
+) -> RequestItem | InputProblem:
     """Parse a single line."""
     out = list(read_requests([line], defaults=defaults, provider=provider))
     assert len(out) == 1
