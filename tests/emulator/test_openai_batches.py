@@ -37,7 +37,7 @@ def _client(emu: RunningEmulator, key: str = "sk-test") -> openai.OpenAI:
 
 def _wait(client: openai.OpenAI, batch_id: str, statuses: set[str], seconds: float = 20.0) -> Any:
     deadline = time.monotonic() + seconds
-    seen = []
+    seen: list[str] = []
     while time.monotonic() < deadline:
         batch = client.batches.retrieve(batch_id)
         if not seen or seen[-1] != batch.status:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sluicegate.jobs.estimate import Estimate, ModelEstimate
-from sluicegate.jobs.planner import CacheEstimate, parse_duration, plan_routes
+from sluicegate.jobs.planner import CacheEstimate, Plan, RouteEstimate, parse_duration, plan_routes
 from sluicegate.pricing import default_table
 
 # The seed's example: 100,000 requests of 2,000 input tokens and 500 output tokens on Sonnet 4.6.
@@ -16,20 +18,20 @@ SEED = Estimate(
         )
     }
 )
-TIER4 = {"rpm": 4000.0, "itpm": 2_000_000.0, "otpm": 400_000.0}
+TIER4: dict[str, Any] = {"rpm": 4000.0, "itpm": 2_000_000.0, "otpm": 400_000.0}
 
 
-def _route(plan: object, name: str) -> object:
-    return next(r for r in plan.routes if r.route == name)  # type: ignore[attr-defined]
+def _route(plan: Plan, name: str) -> RouteEstimate:
+    return next(r for r in plan.routes if r.route == name)
 
 
 def test_the_seed_example_costs_1350_online_and_half_in_batch() -> None:
     """100k x (2,000 in + 500 out) on Sonnet 4.6 at $3/$15 per MTok: $600 + $750 = $1,350 online, $675 batched."""
     plan = plan_routes(SEED, default_table(), provider="anthropic", **TIER4)
     online, batch = _route(plan, "online"), _route(plan, "batch")
-    assert online.cost == pytest.approx(1350.0)  # type: ignore[attr-defined]
-    assert batch.cost == pytest.approx(675.0)  # type: ignore[attr-defined]
-    assert online.seconds == pytest.approx(7500.0)  # type: ignore[attr-defined]  # 125 min: output tokens bind
+    assert online.cost == pytest.approx(1350.0)
+    assert batch.cost == pytest.approx(675.0)
+    assert online.seconds == pytest.approx(7500.0)  # 125 min: output tokens bind
     assert plan.choice == "batch"
 
 
@@ -39,15 +41,15 @@ def test_cache_reads_are_priced_at_a_tenth_and_freed_from_the_input_limit() -> N
     plan = plan_routes(SEED, default_table(), provider="anthropic", cache=cache, **TIER4)
     online = _route(plan, "online")
     # (50M - 1,500) uncached x $3 + 150M reads x $0.30 + 1,500 writes x $3.75 + 50M out x $15
-    assert online.cost == pytest.approx(150 - 0.0045 + 45 + 0.005625 + 750)  # type: ignore[attr-defined]
+    assert online.cost == pytest.approx(150 - 0.0045 + 45 + 0.005625 + 750)
     uncached = _route(
         plan_routes(SEED, default_table(), provider="anthropic", rpm=4000.0, itpm=1e6, otpm=None), "online"
     )
     cached = _route(
         plan_routes(SEED, default_table(), provider="anthropic", cache=cache, rpm=4000.0, itpm=1e6, otpm=None), "online"
     )
-    assert uncached.seconds == pytest.approx(200 * 60)  # type: ignore[attr-defined]  # 200M input at 1M a minute
-    assert cached.seconds == pytest.approx(50 * 60)  # type: ignore[attr-defined]  # reads do not count: requests bind
+    assert uncached.seconds == pytest.approx(200 * 60)  # 200M input at 1M a minute
+    assert cached.seconds == pytest.approx(50 * 60)  # reads do not count: requests bind
 
 
 @pytest.mark.parametrize(
@@ -71,9 +73,9 @@ def test_a_tight_deadline_prices_the_batch_between_the_two() -> None:
     """When the batch has less than its typical hour before it must be cancelled, part of it is expected online."""
     plan = plan_routes(SEED, default_table(), provider="anthropic", deadline=9000.0, **TIER4)  # 25 min to spare
     batch = _route(plan, "batch")
-    assert batch.cost == pytest.approx((1350.0 + 675.0) / 2)  # type: ignore[attr-defined]
-    assert batch.cost_max == pytest.approx(1350.0)  # type: ignore[attr-defined]
-    assert batch.seconds == 3600.0  # type: ignore[attr-defined]
+    assert batch.cost == pytest.approx((1350.0 + 675.0) / 2)
+    assert batch.cost_max == pytest.approx(1350.0)
+    assert batch.seconds == 3600.0
     assert plan.choice == "batch"
 
 
@@ -82,8 +84,8 @@ def test_openai_has_a_flex_route_at_batch_prices() -> None:
     est = Estimate(models={"gpt-4o-mini": ModelEstimate(100, 100_000, 10_000, 10_000)})
     plan = plan_routes(est, default_table(), provider="openai", rpm=500.0, itpm=None, otpm=None)
     flex, batch, online = _route(plan, "flex"), _route(plan, "batch"), _route(plan, "online")
-    assert flex.cost == pytest.approx(batch.cost)  # type: ignore[attr-defined]
-    assert flex.seconds == pytest.approx(2 * online.seconds)  # type: ignore[attr-defined]
+    assert flex.cost == pytest.approx(batch.cost)
+    assert flex.seconds == pytest.approx(2 * online.seconds)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -27,7 +28,7 @@ def _params(question: str, system: Any = LONG, **extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "max_tokens": 10, "system": system, "messages": messages, **extra}
 
 
-def _scan(*requests: dict[str, Any], provider: Any = "anthropic") -> SharedPrefixes:
+def _scan(*requests: Mapping[str, Any], provider: Any = "anthropic") -> SharedPrefixes:
     found = SharedPrefixes(provider)
     for params in requests:
         found.add(params)
