@@ -85,6 +85,7 @@ def test_openai_has_a_flex_route_at_batch_prices() -> None:
     plan = plan_routes(est, default_table(), provider="openai", rpm=500.0, itpm=None, otpm=None)
     flex, batch, online = _route(plan, "flex"), _route(plan, "batch"), _route(plan, "online")
     assert flex.cost == pytest.approx(batch.cost)
+    assert online.seconds is not None
     assert flex.seconds == pytest.approx(2 * online.seconds)
 
 
