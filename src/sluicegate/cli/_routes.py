@@ -74,10 +74,12 @@ def pick_route(
     limits: tuple[float | None, float | None, float | None],
     prices: PriceTable | None,
     cache_warmup: bool,
-) -> Literal["online", "batch"]:
+) -> Literal["online", "batch", "flex"]:
     """The route to take: the given one, or for `auto` the planner's choice, said on stderr with its reason."""
-    if route in ("online", "batch"):
-        return "batch" if route == "batch" else "online"
+    if route != "auto":
+        if route == "flex" and provider != "openai":
+            raise click.UsageError("--route flex is OpenAI's service tier: use it with --provider openai")
+        return "flex" if route == "flex" else "batch" if route == "batch" else "online"
     from sluicegate.jobs.planner import plan_file
     from sluicegate.pricing import load_prices
 
@@ -94,7 +96,7 @@ def pick_route(
         cache_warmup=cache_warmup,
     )
     click.echo(f"route auto: {found.plan.why}.", err=True)
-    return "batch" if found.plan.choice == "batch" else "online"
+    return found.plan.choice
 
 
 def batch_route(

@@ -91,10 +91,11 @@ def _endpoint(
 )
 @click.option(
     "--route",
-    type=click.Choice(["online", "batch", "auto"]),
+    type=click.Choice(["online", "batch", "flex", "auto"]),
     default="online",
     show_default=True,
-    help="online; batch (the provider's batch API, half price); auto: the cheapest that meets --deadline.",
+    help="online; batch (the provider's batch API, half price); flex (OpenAI's flex tier at batch prices, "
+    "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
 @click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
@@ -146,7 +147,10 @@ def run(
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
         defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
-        if pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup) == "batch":
+        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
+        if chosen == "flex" and max_cost is not None:
+            raise click.UsageError("--max-cost is not enforced across the flex and standard tiers: leave it out")
+        if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
                 output_path=output_path,
@@ -183,6 +187,7 @@ def run(
             retry_failed=retry_failed,
             restart=restart,
             cache_warmup=cache_warmup,
+            service_tier="flex" if chosen == "flex" else "standard",
             minute=emulator_minute if emulated else (minute or 60.0),
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))

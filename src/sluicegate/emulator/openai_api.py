@@ -315,6 +315,16 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 "insufficient_quota",
                 headers={"x-should-retry": "false"},
             )
+        tier = "flex" if body.get("service_tier") == "flex" else "default"
+        if tier == "flex" and core.rng.random() < float(getattr(state.config, "flex_refusal", 0.0)):
+            # Flex capacity is best effort: a refusal is a 429 (not billed); the exact body is UNCONFIRMED.
+            raise _OpenAIError(
+                429,
+                "Resource unavailable: there is not enough flex processing capacity right now. Retry later or use "
+                "the default service tier.",
+                "resource_unavailable",
+                "resource_unavailable",
+            )
         fault = core.fault()
         fault_kind = fault.kind if fault is not None else None
         if fault is not None:
@@ -357,6 +367,9 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         }
         headers = {**admission.headers(), "x-request-id": "req_" + fmt.completion_id(core.rng)[9:]}
         first, per_token = core.delays(gen.output_tokens)
+        if tier == "flex":
+            slowdown = float(getattr(state.config, "flex_slowdown", 1.0))
+            first, per_token = first * slowdown, per_token * slowdown
         if fault is not None and fault.kind == "slow":
             first += fault.delay
         if not stream:
@@ -366,7 +379,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 await anyio.sleep(per_token * gen.output_tokens)
             finally:
                 admission.finish(completion_tokens)
-            out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
+            out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, service_tier=tier, **ids)
             return FastJSONResponse(out, headers=headers)
 
         async def events() -> AsyncIterator[bytes]:

@@ -7,6 +7,7 @@ re-sends only the items whose results were not committed yet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import signal
@@ -34,6 +35,7 @@ from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from .admission import Admission
+from .flex import flex_options, flex_results
 from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
 from .warmup import OnlineWarmup, SharedPrefixes
@@ -76,6 +78,8 @@ class JobConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    service_tier: Literal["standard", "flex"] = "standard"  # flex: OpenAI's, at batch prices (see jobs/flex.py)
+    flex_timeout: float = 600.0  # a flex answer slower than this is asked again on the standard tier
     cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
@@ -193,25 +197,30 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 yield item
 
         warmup = _warmup(config)
+        options: dict[str, Any] = {
+            "provider": config.provider,
+            "api_key": config.api_key,
+            "base_url": config.base_url,
+            "limits": config.limits,
+            "max_concurrency": config.max_concurrency,
+            "max_cost": config.max_cost,
+            "prices": config.prices,
+            "minute": config.minute,
+            "transport": config.transport,
+            "sinks": [tracker] if warmup is None else [tracker, warmup],
+        }
+        # Flex: the main engine asks for flex once per item; a second, standard engine takes what flex did not serve.
+        flex = config.service_tier == "flex"
         engine = Engine(
-            provider=config.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            max_concurrency=config.max_concurrency,
-            retry=config.retry,
-            timeouts=config.timeouts,
-            max_cost=config.max_cost,
-            prices=config.prices,
-            minute=config.minute,
-            transport=config.transport,
-            sinks=[tracker] if warmup is None else [tracker, warmup],
+            **options,
+            **(flex_options(config.flex_timeout) if flex else {"retry": config.retry, "timeouts": config.timeouts}),
         )
+        standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
         started = time.monotonic()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
         interrupts = 0
-        async with engine, anyio.create_task_group() as tg:
+        async with engine, standard or contextlib.nullcontext(), anyio.create_task_group() as tg:
             display = ProgressDisplay(tracker, console=console, statistics=engine.statistics, clock=clock)
             if not quiet:
                 tg.start_soon(display.run)
@@ -233,6 +242,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                                 f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
                             )
                             engine.stop_admitting()
+                            if standard is not None:
+                                standard.stop_admitting()
                             scope.deadline = anyio.current_time() + config.drain_timeout
                         else:
                             scope.cancel()
@@ -251,7 +262,13 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
-                    async for result in engine.as_completed(items() if warmup is None else warmup.gate(items())):
+                    source = items() if warmup is None else warmup.gate(items())
+                    results = (
+                        engine.as_completed(source)
+                        if standard is None
+                        else flex_results(engine, standard, source, priced)
+                    )
+                    async for result in results:
                         if store.record_result(result):
                             saver.unsaved += 1
                         saver.save()
