@@ -109,3 +109,23 @@ def env_for_none() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+
+
+def test_plan_count_tokens_corrects_the_input_estimate(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """`plan --count-tokens 10` counts ten requests with the free endpoint and scales the estimate by what it found;
+    without a key or base URL it is a usage error."""
+    emu = emulator()
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 30)
+    command = [sys.executable, "-m", "sluicegate", "plan", str(inp), "--count-tokens", "10"]
+    proc = subprocess.run(command, env=env_for(emu, "sk-count"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    found = re.search(r"corrected by x([\d.]+) from count_tokens on 10 request", proc.stdout)
+    assert found is not None
+    assert 0.5 < float(found.group(1)) < 1.5
+    assert emu.stats()["endpoints"]["POST /v1/messages/count_tokens"]["200"] == 10
+    keyless = subprocess.run(command, env=env_for_none(), capture_output=True, text=True, timeout=60)
+    assert keyless.returncode == 2
+    assert "ANTHROPIC_API_KEY" in keyless.stderr

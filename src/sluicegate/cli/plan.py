@@ -11,6 +11,7 @@ from sluicegate.cli._options import prices_option
 from sluicegate.cli._routes import deadline_option
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import PriceTable
 
 
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
 @click.option(
     "--cache-warmup/--no-cache-warmup", default=True, show_default=True, help="Count on prompt-cache warm-up."
 )
+@click.option(
+    "--count-tokens",
+    "count_sample",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Anthropic: count this many requests with the free count_tokens endpoint (needs ANTHROPIC_API_KEY or "
+    "ANTHROPIC_BASE_URL) to correct the character-based input estimate.",
+)
 @prices_option
 def plan(
     input_path: Path,
@@ -47,6 +56,7 @@ def plan(
     itpm: float | None,
     otpm: float | None,
     cache_warmup: bool,
+    count_sample: int,
     prices: PriceTable | None,
 ) -> None:
     """Compare the routes for INPUT_PATH without sending anything: online, batch (and flex for OpenAI).
@@ -62,9 +72,13 @@ def plan(
     from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import load_prices
 
+    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
+    scale = _scale(input_path, defaults, count_sample) if count_sample and provider == "anthropic" else None
+    if scale is not None:
+        click.echo(f"input estimate corrected by x{scale:.3f} from count_tokens on {count_sample} request(s)")
     found = plan_file(
         input_path,
-        Defaults(model=model, max_tokens=max_tokens, system=system),
+        defaults,
         load_prices(prices),
         provider=provider,
         rpm=rpm,
@@ -73,6 +87,7 @@ def plan(
         deadline=deadline,
         cache_warmup=cache_warmup,
         expected_output=expected_output,
+        input_scale=scale or 1.0,
     )
     result, est, cache = found.plan, found.estimate, found.cache
     title = f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines"
@@ -94,6 +109,26 @@ def plan(
     for route in result.routes:
         console.print(f"{route.route}: {route.note}", highlight=False, soft_wrap=True)
     console.print(f"auto: {result.why}.", highlight=False, soft_wrap=True)
+
+
+def _scale(input_path: Path, defaults: Defaults, count: int) -> float | None:
+    """The count_tokens correction from the first `count` valid requests, or None (no key, nothing counted)."""
+    import itertools
+    import os
+
+    import anyio
+
+    from sluicegate.jobs.calibrate import count_tokens_scale
+    from sluicegate.jobs.reader import InputProblem, iter_lines, read_requests
+
+    key = os.environ.get("ANTHROPIC_API_KEY", "")
+    url = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+    if not key and "ANTHROPIC_BASE_URL" not in os.environ:
+        raise click.UsageError("--count-tokens needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for an emulator)")
+    with input_path.open("rb") as f:
+        parsed = read_requests(iter_lines(f), defaults=defaults, provider="anthropic")
+        sample = [p.params for p in itertools.islice((p for p in parsed if not isinstance(p, InputProblem)), count)]
+    return anyio.run(lambda: count_tokens_scale(sample, api_key=key or "none", base_url=url))
 
 
 def _money(value: float | None) -> str:

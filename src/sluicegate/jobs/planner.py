@@ -228,9 +228,11 @@ def plan_file(
     deadline: float | None,
     cache_warmup: bool = True,
     expected_output: float = 0.25,
+    input_scale: float = 1.0,
 ) -> FilePlan:
     """Estimate an input file and plan its routes, in two streamed passes (memory stays flat): tokens and the
-    prefixes shared, then what warm-up would read from the cache."""
+    prefixes shared, then what warm-up would read from the cache. `input_scale` corrects the character-based
+    input estimate (see `calibrate.py`)."""
 
     def requests() -> Iterator[RequestItem | InputProblem]:
         with path.open("rb") as f:
@@ -245,9 +247,13 @@ def plan_file(
             yield item
 
     est = estimate(counted(), expected_output_fraction=expected_output)
+    for row in est.models.values():
+        row.input_tokens = round(row.input_tokens * input_scale)
     cache = None
     if cache_warmup:
         read, written = prefixes.expected(p.params for p in requests() if not isinstance(p, InputProblem))
-        cache = CacheEstimate(read=read, written=written) if read else None
+        scaled = {k: round(v * input_scale) for k, v in read.items()}
+        cache = CacheEstimate(read=scaled, written={k: round(v * input_scale) for k, v in written.items()})
+        cache = cache if read else None
     plan = plan_routes(est, prices, provider=provider, rpm=rpm, itpm=itpm, otpm=otpm, deadline=deadline, cache=cache)
     return FilePlan(plan, est, cache)
