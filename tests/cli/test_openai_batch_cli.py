@@ -19,7 +19,7 @@ import pytest
 from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
-from ._jobfiles import read_results
+from ._jobfiles import read_results, wait_for_a_recorded_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -146,15 +146,7 @@ def test_kill_then_resume_creates_no_batch_twice(emulator: Callable[..., Running
         stderr=subprocess.DEVNULL,
     )
     store = _store(out)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(store) as db:
-                if db.execute("SELECT count(*) FROM batches").fetchone()[0]:
-                    break
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        time.sleep(0.002)
+    wait_for_a_recorded_batch(proc, store, poll=0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     time.sleep(0.2)  # a create the dead client sent finishes on the server

@@ -105,6 +105,13 @@ class BatchClient:
     # What a subclass for another provider's batch API replaces: auth headers and error bodies, the key's name.
     provider: Provider = AnthropicProvider()
     key_variable = "ANTHROPIC_API_KEY"
+    list_path = _PATH
+    after_param = "after_id"  # the list's cursor parameter
+
+    @staticmethod
+    def parse_status(data: Any) -> BatchStatus:
+        """A listed batch object as a BatchStatus."""
+        return BatchStatus.from_json(data)
 
     def __init__(
         self,
@@ -158,11 +165,11 @@ class BatchClient:
         """The account's batches newest first, page by page, until one created before `since` (epoch seconds)."""
         after: str | None = None
         while True:
-            query = f"?limit={_LIST_PAGE}" + (f"&after_id={after}" if after else "")
-            page = await self._call("list batches", "GET", self._base + _PATH + query)
+            query = f"?limit={_LIST_PAGE}" + (f"&{self.after_param}={after}" if after else "")
+            page = await self._call("list batches", "GET", self._base + self.list_path + query)
             data = page.get("data") if isinstance(page, Mapping) else None
             for item in data if isinstance(data, list) else []:
-                batch = BatchStatus.from_json(item)
+                batch = self.parse_status(item)
                 if batch.created_at is not None and batch.created_at < since:
                     return
                 yield batch

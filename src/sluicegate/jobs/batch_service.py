@@ -18,7 +18,14 @@ from ..providers.anthropic import AnthropicProvider
 from .batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, BatchClient, BatchStatus
 from .store import BatchIntent
 
-__all__ = ["CLOCK_MARGIN", "AnthropicBatches", "BatchService", "intent_candidates", "result_from_batch"]
+__all__ = [
+    "CLOCK_MARGIN",
+    "AnthropicBatches",
+    "BatchService",
+    "ClientBatches",
+    "intent_candidates",
+    "result_from_batch",
+]
 
 # How much earlier than an intent's local time its batch may carry as created_at: the server's clock against ours
 # (NTP keeps them within a second; this covers an unsynchronised machine). A wider margin only lets in more
@@ -90,27 +97,16 @@ def intent_candidates(
     return sorted(found, key=lambda b: (abs((b.created_at or 0.0) - intent.planned_at), b.id))
 
 
-class AnthropicBatches:
-    """The Message Batches API: one create call carries the requests inline (`{"requests": [...]}`)."""
-
-    provider: Literal["anthropic", "openai"] = "anthropic"
-    max_requests = MAX_BATCH_REQUESTS
-    max_bytes = MAX_BATCH_BYTES
-    envelope = len(b'{"requests":[]}')
+class ClientBatches:
+    """What every provider's service passes straight to its HTTP client: polling, cancelling, listing."""
 
     def __init__(self, client: BatchClient) -> None:
         self._client = client
-        self._provider = AnthropicProvider()
 
-    def encode(self, custom_id: str, params: Mapping[str, Any]) -> bytes:
-        request = {"custom_id": custom_id, "params": self._provider.body(params, stream=False)}
+    @staticmethod
+    def compact(request: Mapping[str, Any]) -> bytes:
+        """One request as compact JSON bytes."""
         return json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def group(self, params: Mapping[str, Any]) -> str:
-        return ""
-
-    async def submit(self, lines: list[bytes], intent: int) -> BatchStatus:
-        return await self._client.create(b'{"requests":[' + b",".join(lines) + b"]}")
 
     async def retrieve(self, batch_id: str) -> BatchStatus:
         return await self._client.retrieve(batch_id)
@@ -120,6 +116,24 @@ class AnthropicBatches:
 
     def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
         return self._client.list_since(since)
+
+
+class AnthropicBatches(ClientBatches):
+    """The Message Batches API: one create call carries the requests inline (`{"requests": [...]}`)."""
+
+    provider: Literal["anthropic", "openai"] = "anthropic"
+    max_requests = MAX_BATCH_REQUESTS
+    max_bytes = MAX_BATCH_BYTES
+    envelope = len(b'{"requests":[]}')
+
+    def encode(self, custom_id: str, params: Mapping[str, Any]) -> bytes:
+        return self.compact({"custom_id": custom_id, "params": AnthropicProvider().body(params, stream=False)})
+
+    def group(self, params: Mapping[str, Any]) -> str:
+        return ""
+
+    async def submit(self, lines: list[bytes], intent: int) -> BatchStatus:
+        return await self._client.create(b'{"requests":[' + b",".join(lines) + b"]}")
 
     def candidates(self, intent: BatchIntent, listed: Iterable[BatchStatus], known: set[str]) -> list[BatchStatus]:
         return intent_candidates(intent, listed, known)

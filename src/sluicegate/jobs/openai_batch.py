@@ -12,7 +12,6 @@ An interrupted submit is recognised exactly: every batch carries the job's token
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from .._models import Usage
 from ..providers.openai import OpenAIProvider, usage_from_openai
 from .batch_api import BatchClient, BatchRejectedError, BatchStatus
+from .batch_service import ClientBatches
 from .store import BatchIntent
 
 __all__ = ["MAX_FILE_BYTES", "MAX_FILE_REQUESTS", "OpenAIBatchClient", "OpenAIBatchStatus", "OpenAIBatches"]
@@ -28,7 +28,6 @@ MAX_FILE_REQUESTS = 50_000
 MAX_FILE_BYTES = 200_000_000  # "200 MB", read as 10**6 bytes: the smaller reading
 ENDPOINT = "/v1/chat/completions"
 _ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
-_LIST_PAGE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +75,12 @@ class OpenAIBatchClient(BatchClient):
 
     provider = OpenAIProvider()
     key_variable = "OPENAI_API_KEY"
+    list_path = "/batches"
+    after_param = "after"
+
+    @staticmethod
+    def parse_status(data: Any) -> BatchStatus:
+        return OpenAIBatchStatus.from_openai(data)
 
     async def upload(self, data: bytes, filename: str) -> str:
         """Upload a batch input file; its id. Shielded from cancellation like a create."""
@@ -100,29 +105,13 @@ class OpenAIBatchClient(BatchClient):
         found = await self._call(f"cancel batch {batch_id}", "POST", f"{self._base}/batches/{batch_id}/cancel")
         return OpenAIBatchStatus.from_openai(found)
 
-    async def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
-        """The key's batches newest first, page by page, until one created before `since` (epoch seconds)."""
-        after: str | None = None
-        while True:
-            query = f"?limit={_LIST_PAGE}" + (f"&after={after}" if after else "")
-            page = await self._call("list batches", "GET", self._base + "/batches" + query)
-            data = page.get("data") if isinstance(page, Mapping) else None
-            for item in data if isinstance(data, list) else []:
-                batch = OpenAIBatchStatus.from_openai(item)
-                if batch.created_at is not None and batch.created_at < since:
-                    return
-                yield batch
-            after = page.get("last_id") if isinstance(page, Mapping) else None
-            if not (isinstance(page, Mapping) and page.get("has_more") and isinstance(after, str)):
-                return
-
     def file_lines(self, batch_id: str, file_id: str) -> AsyncIterator[dict[str, Any]]:
         """The JSON lines of a file, streamed and retried by the results reader (a line may come twice)."""
         url = f"{self._base}/files/{file_id}/content"
         return self.results(BatchStatus(id=batch_id, processing_status="ended", results_url=url))
 
 
-class OpenAIBatches:
+class OpenAIBatches(ClientBatches):
     """The OpenAI Batch API behind the batch runner's interface (`BatchService`)."""
 
     provider: Literal["anthropic", "openai"] = "openai"
@@ -130,15 +119,15 @@ class OpenAIBatches:
     max_bytes = MAX_FILE_BYTES
     envelope = 0  # the file is the request lines, nothing else
 
+    _client: OpenAIBatchClient
+
     def __init__(self, client: OpenAIBatchClient, job_token: str) -> None:
-        self._client = client
+        super().__init__(client)
         self._token = job_token  # names this job in each batch's metadata
-        self._provider = OpenAIProvider()
 
     def encode(self, custom_id: str, params: Mapping[str, Any]) -> bytes:
-        body = self._provider.body(params, stream=False)
-        line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
-        return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode()
+        body = OpenAIProvider().body(params, stream=False)
+        return self.compact({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body})
 
     def group(self, params: Mapping[str, Any]) -> str:
         return str(params.get("model") or "")  # one model per input file
@@ -147,15 +136,6 @@ class OpenAIBatches:
         file_id = await self._client.upload(b"".join(line + b"\n" for line in lines), f"sluicegate-{intent}.jsonl")
         metadata = {"sluicegate_job": self._token, "sluicegate_intent": str(intent)}
         return await self._client.create_batch(file_id, metadata)
-
-    async def retrieve(self, batch_id: str) -> BatchStatus:
-        return await self._client.retrieve(batch_id)
-
-    async def cancel(self, batch_id: str) -> BatchStatus:
-        return await self._client.cancel(batch_id)
-
-    def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
-        return self._client.list_since(since)
 
     def candidates(self, intent: BatchIntent, listed: Iterable[BatchStatus], known: set[str]) -> list[BatchStatus]:
         """The listed batch whose metadata names this job and this intent (at most one is ever created)."""
