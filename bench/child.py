@@ -60,7 +60,9 @@ def main(spec_path: str, out_path: str) -> int:
         kwargs["limits"] = tuple(spec["limits"])
     if system.startswith("sluicegate"):
         kwargs["samples"] = samples
-        kwargs["minute"] = spec["minute"]
+        # No `minute`: the engine learns each limit's window from the emulator's headers, as against any server.
+        # The output accounting is the account's documented configuration, not something to learn.
+        kwargs["output_accounting"] = spec.get("output_accounting", "produced")
         if spec.get("max_concurrency"):
             kwargs["max_concurrency"] = spec["max_concurrency"]
     fn = _runner(system)

@@ -14,7 +14,6 @@ from bench.runner import Run
 from bench.scenarios import SCENARIOS
 
 HERE = Path(__file__).resolve().parent
-PLOTS = HERE / "plots"
 
 
 def median_run(runs: Sequence[Run]) -> Run:
@@ -144,7 +143,7 @@ def write(
         count = max(len(runs) for runs in groups.values())
         lines += [f"## {name}", "", f"{scenario.summary}; {n} documents; {count} repeat(s).", ""]
         lines += _throughput_table(name, groups, n)
-        png = plot(name, groups)
+        png = plot(name, groups, path.parent / "plots")
         if png:
             lines += ["", f"![{name}](plots/{png})"]
         lines.append("")
@@ -199,7 +198,7 @@ def goals(results: Mapping[str, Mapping[str, list[Run]]]) -> list[str]:
     return lines
 
 
-def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
+def plot(name: str, groups: Mapping[str, list[Run]], plots: Path) -> str | None:
     """completions over time, 429s per second, and sluicegate's concurrency; returns the PNG's file name."""
     try:
         import matplotlib
@@ -208,7 +207,7 @@ def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    PLOTS.mkdir(exist_ok=True)
+    plots.mkdir(exist_ok=True)
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     ax_done, ax_429, ax_conc = axes
     for system, runs in groups.items():
@@ -235,6 +234,6 @@ def plot(name: str, groups: Mapping[str, list[Run]]) -> str | None:
     ax_done.set_title(name)
     fig.tight_layout()
     out = f"{name}.png"
-    fig.savefig(PLOTS / out, dpi=80)
+    fig.savefig(plots / out, dpi=80)
     plt.close(fig)
     return out

@@ -174,6 +174,7 @@ def _one(
         "real_limits": real,
         "limits": [scenario.rpm, scenario.itpm, scenario.otpm],
         "minute": scenario.minute,
+        "output_accounting": scenario.output_accounting,
         "cap": cap,
         "concurrency": scenario.concurrency,
         "max_concurrency": scenario.engine_max_concurrency,

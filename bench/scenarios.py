@@ -132,6 +132,21 @@ SCENARIOS: dict[str, Scenario] = {
             minute=6.0,
         ),
         Scenario(
+            name="rpm_bound_60s",
+            summary=(
+                "rpm_bound in real time (a 60 s minute): 200 RPM binding, answers in 1–10 s; the client must learn "
+                "a minute from the headers where the other scenarios' minutes are a few seconds"
+            ),
+            documents=600,
+            quick_documents=300,
+            rpm=200,
+            itpm=2_000_000,
+            otpm=400_000,
+            minute=60.0,
+            cap=240.0,
+            quick_cap=90.0,
+        ),
+        Scenario(
             name="itpm_bound",
             summary="long prompts (~3,000 tokens), 300k ITPM binding, 6x time",
             documents=500,

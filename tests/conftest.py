@@ -1,4 +1,5 @@
-"""Shared fixtures: the `emulator` factory (a live loopback emulator per call) and the anyio backend."""
+"""Shared fixtures: the `emulator` factory (a live loopback emulator per call), `serve` (any ASGI app on
+loopback) and the anyio backend."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
+from sluicegate.emulator.server import serve_app
 
 
 @pytest.fixture
@@ -24,5 +26,20 @@ def emulator() -> Iterator[Callable[..., RunningEmulator]]:
 
         def start(**kwargs: Any) -> RunningEmulator:
             return stack.enter_context(run_emulator(EmulatorConfig(**kwargs)))
+
+        yield start
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """Factory: `serve(app)` serves an ASGI app on a loopback port and returns its base URL; stopped at teardown.
+
+    The emulator's own runner, for tests that serve one group of routes with a stand-in for the core.
+    """
+    with ExitStack() as stack:
+
+        def start(app: Any) -> str:
+            base_url, _ = stack.enter_context(serve_app(app))
+            return base_url
 
         yield start

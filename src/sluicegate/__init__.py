@@ -36,8 +36,8 @@ from ._exceptions import (
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
 from ._stats import EngineStatistics, LimiterStatistics
 from ._sync import run
-from .engine import Engine, TextStream
-from .limits import Limiter, Limits
+from .engine import Engine
+from .limits.limiter import Limits
 from .pricing import Price, PriceTable
 from .retry import RetryPolicy
 
@@ -60,7 +60,6 @@ __all__ = [
     "Event",
     "EventSink",
     "InputError",
-    "Limiter",
     "LimiterStatistics",
     "Limits",
     "LimitsObserved",
@@ -81,7 +80,6 @@ __all__ = [
     "ServerError",
     "SluicegateError",
     "SystemClock",
-    "TextStream",
     "Timeouts",
     "TransportError",
     "Usage",

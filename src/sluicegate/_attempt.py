@@ -33,6 +33,9 @@ class AttemptResult:
     snapshot: RateLimitSnapshot | None = None
     responded: bool = False  # the server answered (any status): the limiter's probe phase can end
     text_sent: bool = False  # text already went to a stream consumer: the attempt cannot be replayed
+    # Seconds from sending to the first text of a streamed answer, or to the whole of an unstreamed one (the
+    # API sends that all at once): a measurement for reports, so a plain monotonic reading is enough.
+    first_token_after: float | None = None
 
 
 async def send_attempt(
@@ -45,10 +48,15 @@ async def send_attempt(
     stream: bool,
     total_timeout: float,
     on_text: Callable[[str], Any] | None = None,
+    on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
 ) -> AttemptResult:
-    """Send one request and classify the outcome. Transport errors become failures, never exceptions."""
+    """Send one request and classify the outcome. Transport errors become failures, never exceptions.
+
+    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body.
+    """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    sent = time.monotonic()
     try:
         with anyio.fail_after(total_timeout):
             request = client.build_request("POST", url, content=content, headers=headers)
@@ -56,6 +64,8 @@ async def send_attempt(
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())
+                if on_headers is not None and not out.snapshot.empty:
+                    on_headers(out.snapshot)
                 if response.status_code != 200:
                     raw = await response.aread()
                     out.detail = provider.parse_error(response.status_code, response.headers, raw)
@@ -69,9 +79,10 @@ async def send_attempt(
                     )
                     return out
                 if stream:
-                    await _read_stream(response, provider, out, on_text)
+                    await _read_stream(response, provider, out, on_text, sent)
                 else:
                     raw = await response.aread()
+                    out.first_token_after = time.monotonic() - sent
                     out.message, out.usage = provider.parse_message(json.loads(raw))
             finally:
                 await response.aclose()
@@ -94,7 +105,11 @@ async def send_attempt(
 
 
 async def _read_stream(
-    response: httpx2.Response, provider: Provider, out: AttemptResult, on_text: Callable[[str], Any] | None
+    response: httpx2.Response,
+    provider: Provider,
+    out: AttemptResult,
+    on_text: Callable[[str], Any] | None,
+    sent: float,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
@@ -102,6 +117,8 @@ async def _read_stream(
         async for chunk in response.aiter_raw():
             for event in decoder.feed(chunk):
                 text = assembler.feed(event)
+                if text and out.first_token_after is None:
+                    out.first_token_after = time.monotonic() - sent
                 if text and on_text is not None:
                     out.text_sent = True
                     await on_text(text)
@@ -118,3 +135,5 @@ async def _read_stream(
         return
     out.message = assembler.message()
     out.usage = assembler.usage()
+    if out.first_token_after is None:  # an answer without text (a tool call): its end is its first token
+        out.first_token_after = time.monotonic() - sent

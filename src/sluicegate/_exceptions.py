@@ -2,9 +2,12 @@
 
 SluicegateError
 ├── ConfigError                 bad configuration given to the library or CLI (ValueError too)
+│   ├── JobMismatchError        the job store was made with other settings, or the input changed
+│   └── JobBusyError            another run holds the job store
 ├── InputError                  a bad input line or request: carries line and field
 ├── ProviderError               the API answered with an error: status, request id, type, body
 │   ├── BadRequestError         400, 404, 413, 422: never retried
+│   │   └── BatchRejectedError  a Message Batches call refused with a final 4xx
 │   ├── AuthenticationError     401, 403: stops the whole run
 │   ├── RateLimitedError        429: carries retry_after
 │   │   └── QuotaExceededError  spend cap / insufficient quota: stops the whole run
@@ -13,7 +16,8 @@ SluicegateError
 ├── TransportError              connection refused/reset, timeouts, truncated streams
 │   └── AttemptTimeoutError
 ├── RunAbortedError             the run stopped early (bad key, spend cap, budget, fail-fast)
-│   └── BudgetExceededError     admission would pass the cost cap
+│   ├── BudgetExceededError     admission would pass the cost cap
+│   └── BatchApiError           a Message Batches call failed for good (bad key, retries exhausted)
 └── UsageError                  misuse of the API (RuntimeError too): e.g. an engine used after close
 """
 
@@ -25,9 +29,13 @@ __all__ = [
     "AttemptTimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchApiError",
+    "BatchRejectedError",
     "BudgetExceededError",
     "ConfigError",
     "InputError",
+    "JobBusyError",
+    "JobMismatchError",
     "OverloadedError",
     "ProviderError",
     "QuotaExceededError",
@@ -46,6 +54,14 @@ class SluicegateError(Exception):
 
 class ConfigError(SluicegateError, ValueError):
     """Configuration that cannot work (negative limits, unknown provider, missing key)."""
+
+
+class JobMismatchError(ConfigError):
+    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
+
+
+class JobBusyError(ConfigError):
+    """Another run holds this job store."""
 
 
 class InputError(SluicegateError, ValueError):
@@ -86,6 +102,10 @@ class BadRequestError(ProviderError):
     """400/404/413/422: the request itself is wrong; retrying cannot help."""
 
 
+class BatchRejectedError(BadRequestError):
+    """The Message Batches API refused a call with a final 4xx (400, 404, 413, ...): nothing to retry."""
+
+
 class AuthenticationError(ProviderError):
     """401/403: the key is wrong or lacks permission; the whole run stops."""
 
@@ -124,6 +144,10 @@ class RunAbortedError(SluicegateError):
 
 class BudgetExceededError(RunAbortedError):
     """Admitting more work could pass the cost cap."""
+
+
+class BatchApiError(RunAbortedError):
+    """A batch call failed for good (a bad key, or transient errors past the retry policy): the run stops."""
 
 
 class UsageError(SluicegateError, RuntimeError):

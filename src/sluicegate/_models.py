@@ -153,6 +153,7 @@ class Result:
     cost: float | None = 0.0  # USD; None when the answer's model has no price in the table (unknown, not free)
     attempts: int = 0
     latency: float = 0.0  # seconds from first admission to the final answer
+    ttft: float | None = None  # seconds from the final attempt's send to its first answer byte (None: no answer)
 
     @property
     def ok(self) -> bool:
@@ -182,11 +183,17 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class BucketView:
-    """The server's view of one bucket: its capacity per minute, what is left, and seconds until full."""
+    """The server's view of one bucket: its capacity per window, what is left, and seconds until full.
+
+    The window (a minute, a day, a second, an emulator's compressed minute) is not in the headers; the limiter
+    learns it from `(limit - remaining) / reset_in`. The two error fields say how coarse the header values are.
+    """
 
     limit: int
     remaining: int
     reset_in: float  # seconds from the response's arrival until the bucket is fully replenished
+    remaining_error: float = 1.0  # +- on `remaining` (Anthropic rounds token counts to thousands: 500)
+    reset_error: float = 0.0  # +- on `reset_in` (whole-second timestamps: 1.0; "20ms": 0.001)
 
 
 @dataclass(frozen=True, slots=True)

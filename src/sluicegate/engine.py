@@ -8,6 +8,7 @@ retry), never by the input size.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    InputError,
     OverloadedError,
     ProviderError,
     QuotaExceededError,
@@ -90,7 +92,8 @@ class Engine:
         max_cost: float | None = None,
         prices: PriceTable | str | os.PathLike[str] | None = None,
         output_accounting: Literal["produced", "reserved"] | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
+        smooth: bool = False,
         stream: bool | Literal["auto"] = "auto",
         clock: Clock | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -115,7 +118,16 @@ class Engine:
         self._clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
-        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng)
+        # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
+        self.limiter = Limiter(
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            smooth=smooth,
+            output_accounting=self._output_accounting,
+            rng=self._rng,
+        )
         self._transport = transport
         self._sinks = list(sinks)
         self._input_estimator = InputEstimator(provider=self._provider.name)
@@ -307,7 +319,12 @@ class Engine:
                             await outstanding.acquire()
                             self._submitted += 1
                             raw_in = self._input_estimator.raw(item.params)
-                            permit = await self._admit(run, item, raw_in)
+                            try:
+                                permit = await self._admit(run, item, raw_in)
+                            except InputError as exc:  # larger than a bucket: the server would refuse it forever
+                                outstanding.release()
+                                await run.send.send(self._refused(item, exc, 0, 0.0))
+                                continue
                             if permit is None:
                                 outstanding.release()
                                 await run.send.send(self._halted(run, item))
@@ -443,6 +460,7 @@ class Engine:
                     stream=stream,
                     total_timeout=self._timeouts.total,
                     on_text=on_text,
+                    on_headers=functools.partial(self.limiter.observe, since=permit.admitted_at),
                 )
             finally:
                 self._in_flight -= 1
@@ -469,6 +487,7 @@ class Engine:
                     cost=cost,
                     attempts=attempts,
                     latency=now - first_at,
+                    ttft=outcome.first_token_after,
                 )
                 self._succeeded += 1
                 self._usage = self._usage + usage
@@ -479,6 +498,7 @@ class Engine:
             assert failure is not None
             failure = _with_elapsed(failure, now - first_at)
             decision = decide(self._retry, failure, attempts, self._rng)
+            held = (permit.input_tokens, permit.output_tokens, permit.admitted_at)
             # A 429 was refused before any work; anything else may have been counted by the server.
             permit.release(charged=failure.status not in (429, None) or failure.failure == "transport")
             permit = None
@@ -489,6 +509,10 @@ class Engine:
             self._failures[reason] += 1
             if decision.abort_run:
                 self._abort(run, f"{decision.kind}: {message}", kind="aborted")
+            elif failure.status == 429 and self.limiter.rate_limited(
+                outcome.snapshot, held[0], held[1], message, admitted_at=held[2]
+            ):
+                pass  # a short-interval limit: the limiter now paces that bucket smoothly; no shared pause
             elif decision.cooldown or (failure.status == 429 and failure.retry_after):
                 # Even when this item gives up, the server's 429 holds for everyone else.
                 pause = (
@@ -524,12 +548,24 @@ class Engine:
                 with run.cancellable():
                     await anyio.sleep(decision.delay)
             est_in, reserve, _ = self._estimates(item, raw_in)
-            permit = await self._wait_for_permit(run, est_in, reserve)
+            try:
+                permit = await self._wait_for_permit(run, est_in, reserve)
+            except InputError as exc:
+                return self._refused(item, exc, attempts, self._clock.now() - first_at)
+
+    def _refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
+        """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
+        error = ErrorInfo(kind="invalid_request", message=str(exc), line=item.line)
+        result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)
+        self._failed += 1
+        self._failures["too_large_for_rate_limit"] += 1
+        self._emit(RequestCompleted(at=self._clock.now(), result=result))
+        return result
 
     def _observe(self, outcome: AttemptResult, now: float) -> None:
         snapshot = outcome.snapshot
         if snapshot is not None and not snapshot.empty:
-            self.limiter.observe(snapshot, now)
+            # The limiter already learnt from these headers when they arrived (send_attempt's on_headers).
             self._emit(LimitsObserved(at=now, snapshot=snapshot))
         elif outcome.responded:
             self.limiter.saw_response()

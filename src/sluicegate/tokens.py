@@ -92,7 +92,8 @@ def _tiktoken_cached(name: str) -> bool:
         cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
     if not cache_dir:
         return False
-    key = hashlib.sha1(_TIKTOKEN_URL.format(name).encode()).hexdigest()  # tiktoken names its cache files so
+    # tiktoken names each cache file by the SHA-1 of the URL it was downloaded from.
+    key = hashlib.sha1(_TIKTOKEN_URL.format(name).encode()).hexdigest()
     return os.path.exists(os.path.join(cache_dir, key))
 
 

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -131,7 +130,7 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     wait_for_a_recorded_batch(proc, store, poll=0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    time.sleep(0.2)  # let the server finish a create the dead client sent, so its count is final
+    emu.wait_idle()  # the server finished a create the dead client sent, so its count is final
     created_before = _creates(emu)
     with sqlite3.connect(store) as db:
         recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
@@ -158,10 +157,7 @@ def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(inp, 8)
     proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _creates(emu) == 0:
-        time.sleep(0.02)
-    time.sleep(0.3)
+    wait_for_a_recorded_batch(proc, out.with_name(out.name + ".sluicegate.db"), poll=0.01)  # now it polls
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

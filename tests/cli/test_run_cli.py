@@ -141,7 +141,7 @@ def test_kill_9_then_resume_gives_every_id_exactly_once(
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    time.sleep(0.3)  # let the server finish answering the dead client's requests, so its count is final
+    emu.wait_idle()  # the server finished answering the dead client's requests, so its count is final
     sent_first = _requests_seen(emu)
     with sqlite3.connect(tmp_path / "out.jsonl.sluicegate.db") as db:
         committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]

@@ -6,10 +6,7 @@ simulation, so these tests pin the batch endpoints' wire behaviour independently
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,28 +14,16 @@ import anthropic
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
-from sluicegate.emulator.batch_store import BatchStore
+from sluicegate.emulator import EmulatorConfig
 from sluicegate.emulator.batches import batch_routes
 from sluicegate.emulator.prompt import count_tokens, prompt_tag
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.e2e
 
 KNOWN_MODELS = {"claude-haiku-4-5"}
-
-
-class _State:
-    """The slice of the emulator state the batch routes use: config.minute, emulated time, the store."""
-
-    def __init__(self, minute: float, batch_seconds: float, deadline: float) -> None:
-        self.config = SimpleNamespace(minute=minute)
-        self.batches = BatchStore(duration=batch_seconds, deadline=deadline, cancel_delay=1.0, seed=3)
-        self._t0 = time.monotonic()
-
-    def emulated_now(self) -> float:
-        return (time.monotonic() - self._t0) * 60.0 / self.config.minute
 
 
 def _process(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,38 +43,16 @@ def _process(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "succeeded", "message": message}
 
 
-@contextmanager
-def _serve(state: _State) -> Iterator[str]:
-    app = Starlette(routes=batch_routes(state, process=_process))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
-def emulator() -> Iterator[Callable[..., Any]]:
-    """Start batch-route servers on loopback; stopped at teardown."""
-    stack: list[Any] = []
+def batch_server(serve: Callable[[Any], str]) -> Callable[..., Any]:
+    """Factory: the batch routes alone (a recording processor in place of the core) on a loopback server."""
 
     def start(minute: float = 0.6, batch_seconds: float = 60.0, deadline: float = 86_400.0) -> Any:
-        cm = _serve(_State(minute, batch_seconds, deadline))
-        url = cm.__enter__()
-        stack.append(cm)
-        return SimpleNamespace(base_url=url)
+        config = EmulatorConfig(minute=minute, batch_seconds=batch_seconds, batch_deadline=deadline, seed=3)
+        app = Starlette(routes=batch_routes(EmulatorState(config), process=_process))
+        return SimpleNamespace(base_url=serve(app))
 
-    yield start
-    for cm in reversed(stack):
-        cm.__exit__(None, None, None)
+    return start
 
 
 MODEL = "claude-haiku-4-5"
@@ -109,9 +72,9 @@ async def _wait_ended(client: anthropic.AsyncAnthropic, batch_id: str) -> Any:
     raise AssertionError("batch did not end")
 
 
-def test_lifecycle_create_retrieve_results_delete(emulator: Callable[..., Any]) -> None:
+def test_lifecycle_create_retrieve_results_delete(batch_server: Callable[..., Any]) -> None:
     """A batch is in progress with everything processing, then ends with results on the emulator's own host."""
-    emu = emulator(minute=0.6, batch_seconds=30.0)  # 30 emulated seconds = 0.3 real seconds
+    emu = batch_server(minute=0.6, batch_seconds=30.0)  # 30 emulated seconds = 0.3 real seconds
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
@@ -145,9 +108,9 @@ def test_lifecycle_create_retrieve_results_delete(emulator: Callable[..., Any]) 
     anyio.run(main)
 
 
-def test_cancel_then_ended_with_canceled_counts(emulator: Callable[..., Any]) -> None:
+def test_cancel_then_ended_with_canceled_counts(batch_server: Callable[..., Any]) -> None:
     """Cancel answers `canceling`; the batch then ends with the unprocessed requests canceled."""
-    emu = emulator(minute=0.6, batch_seconds=6000.0)  # far longer than the test
+    emu = batch_server(minute=0.6, batch_seconds=6000.0)  # far longer than the test
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
@@ -163,9 +126,9 @@ def test_cancel_then_ended_with_canceled_counts(emulator: Callable[..., Any]) ->
     anyio.run(main)
 
 
-def test_list_pagination(emulator: Callable[..., Any]) -> None:
+def test_list_pagination(batch_server: Callable[..., Any]) -> None:
     """Listing is newest first, pages with after_id, and auto-pagination visits every batch once."""
-    emu = emulator(minute=0.6)
+    emu = batch_server(minute=0.6)
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:
@@ -188,9 +151,9 @@ def test_list_pagination(emulator: Callable[..., Any]) -> None:
         ([], "at least 1"),
     ],
 )
-def test_create_validation(emulator: Callable[..., Any], requests: list[Any], fragment: str) -> None:
+def test_create_validation(batch_server: Callable[..., Any], requests: list[Any], fragment: str) -> None:
     """Invalid create bodies are a 400 invalid_request_error in the Anthropic error shape."""
-    emu = emulator()
+    emu = batch_server()
 
     async def main() -> None:
         async with httpx2.AsyncClient() as http:
@@ -208,9 +171,9 @@ def test_create_validation(emulator: Callable[..., Any], requests: list[Any], fr
     anyio.run(main)
 
 
-def test_expiry_marks_unfinished_requests_expired(emulator: Callable[..., Any]) -> None:
+def test_expiry_marks_unfinished_requests_expired(batch_server: Callable[..., Any]) -> None:
     """A batch that outlives its deadline ends there, with the finished part kept and the rest `expired`."""
-    emu = emulator(minute=0.6, batch_seconds=40.0, deadline=20.0)  # half the requests are due after the deadline
+    emu = batch_server(minute=0.6, batch_seconds=40.0, deadline=20.0)  # half the requests are due after the deadline
 
     async def main() -> None:
         async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as client:

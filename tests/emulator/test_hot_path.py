@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from sluicegate.emulator import content, ratelimit
+from sluicegate.emulator import EmulatorConfig, content, ratelimit
 from sluicegate.emulator.app import FastDispatch
 from sluicegate.emulator.caching import PromptCache
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.anyio
 
@@ -65,12 +66,11 @@ def test_plan_from_unkeyed_blocks_hashes_the_prefixes_it_needs(extra: dict[str, 
     "base", [1_795_000_000.25, 1_795_000_000.9999995, 1_795_000_000.9999994, 1_795_000_000.0, 1_795_000_001 - 1e-7]
 )
 @pytest.mark.parametrize("ahead", [0.0, 0.5, 12.75, 59.9999999])
-def test_reset_stamps_match_datetime_formatting(monkeypatch: pytest.MonkeyPatch, base: float, ahead: float) -> None:
+def test_reset_stamps_match_datetime_formatting(base: float, ahead: float) -> None:
     """Stamps formatted once per second equal datetime's, including its microsecond rounding into the next second."""
-    monkeypatch.setattr(ratelimit.time, "time", lambda: base)
     expected = datetime.fromtimestamp(base + ahead, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert ratelimit._rfc3339(ahead) == expected
-    assert ratelimit._rfc3339(ahead) == expected  # served from the per-second cache
+    assert ratelimit._rfc3339(base + ahead) == expected
+    assert ratelimit._rfc3339(base + ahead) == expected  # served from the per-second cache
 
 
 def test_word_draws_equal_random_choice() -> None:
@@ -117,7 +117,8 @@ async def test_fast_dispatch_serves_exact_post_routes_and_leaves_the_rest_to_sta
         raise RuntimeError("boom")
 
     routes = [Route("/ok", ok, methods=["POST"]), Route("/boom", boom, methods=["POST"])]
-    app = FastDispatch(Starlette(routes=routes), list(routes))
+    state = EmulatorState(EmulatorConfig())
+    app = FastDispatch(Starlette(routes=routes), list(routes), state)
     assert set(app.fast) == {"/ok", "/boom"}
     sent = await _call(app, "POST", "/ok")
     assert sent[0]["status"] == 200
@@ -134,3 +135,4 @@ async def test_fast_dispatch_serves_exact_post_routes_and_leaves_the_rest_to_sta
     assert fast_sent == slow_sent
     assert fast_sent[0]["status"] == 500
     assert fast_sent[1]["body"] == b"Internal Server Error"
+    assert state.open_requests == 0  # every request left the open count, the failed ones too

@@ -167,3 +167,35 @@ async def test_count_tokens_has_its_own_request_limit(emulator: Factory) -> None
         with pytest.raises(anthropic.RateLimitError) as messages_limited:
             await client.messages.create(**_params())
         assert "2 requests per minute" in str(messages_limited.value)
+
+
+async def test_resets_follow_the_compressed_minute_for_both_providers(emulator: Factory) -> None:
+    """With a 6-second minute, a bucket missing M of L requests is full in M x 6 / L real seconds: the Anthropic
+    reset timestamp (whole seconds, truncated) and the OpenAI duration both say so, so a client can learn the
+    window from them without being told the minute."""
+    emu = emulator(rpm=120, itpm=10_000_000, otpm=10_000_000, minute=6.0, first_token_latency=0.01)  # 20 per s
+    for path, flavor in (("/v1/messages", "anthropic"), ("/v1/chat/completions", "openai")):
+        # Each provider's route has its own key, so each starts from a full bucket.
+        headers = {"x-api-key": flavor, "authorization": f"Bearer {flavor}", "anthropic-version": "2023-06-01"}
+        body: dict[str, Any] = _params()
+        async with httpx2.AsyncClient(base_url=emu.base_url, headers=headers, timeout=30) as http:
+
+            async def one(client: httpx2.AsyncClient, url: str, payload: dict[str, Any]) -> None:
+                assert (await client.post(url, json=payload)).status_code == 200
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(one, http, path, body)
+            response = await http.post(path, json=body)
+            now = time.time()
+        assert response.status_code == 200
+        if flavor == "anthropic":
+            missing = 120 - int(response.headers[H + "requests-remaining"])
+            full_in = datetime.fromisoformat(response.headers[H + "requests-reset"]).timestamp() - now
+            assert missing * 0.05 - 1.1 <= full_in <= missing * 0.05 + 0.1
+        else:
+            missing = 120 - int(response.headers["x-ratelimit-remaining-requests"])
+            reset = response.headers["x-ratelimit-reset-requests"]
+            seconds = int(reset[:-2]) / 1000 if reset.endswith("ms") else int(reset[:-1])
+            assert missing * 0.05 - 0.1 <= seconds <= missing * 0.05 + 1.0
+        assert 20 <= missing <= 101  # 101 taken, minus the refill while they were served (a few seconds at most)

@@ -7,10 +7,8 @@ text) in place of the emulator core, so these tests pin the OpenAI wire format i
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,13 +16,14 @@ import anyio
 import httpx2
 import openai
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
+from sluicegate.emulator import EmulatorConfig
+from sluicegate.emulator.bucket import Bucket
 from sluicegate.emulator.openai_api import Completion, Throttled, openai_routes
 from sluicegate.emulator.openai_format import format_duration
 from sluicegate.emulator.prompt import prompt_tag
-from sluicegate.limits.bucket import TokenBucket
+from sluicegate.emulator.state import EmulatorState
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +48,7 @@ class _Backend:
         self._rpm = rpm
         self._scale = 60.0 / minute
         self._t0 = time.monotonic()
-        self._bucket = TokenBucket(rpm, now=0.0)
+        self._bucket = Bucket(rpm, period=60.0, now=0.0)
         self._invalid = invalid
         self._spend_cap = spend_cap
 
@@ -63,7 +62,9 @@ class _Backend:
 
     def admit(self, key: str, model: str, input_tokens: int, max_tokens: int) -> _Admitted:
         now = self._now()
-        ok = self._bucket.try_take(1, now)
+        ok = self._bucket.wait_time(1, now) == 0
+        if ok:
+            self._bucket.take(1, now)
         level = max(0, int(self._bucket.level(now)))
         headers = {
             "x-ratelimit-limit-requests": str(self._rpm),
@@ -90,40 +91,18 @@ class _Backend:
         return None
 
 
-@contextmanager
-def _serve(backend: _Backend) -> Iterator[str]:
-    app = Starlette(routes=openai_routes(None, backend=backend))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
-def emulator() -> Iterator[Callable[..., Any]]:
-    """Start chat-route servers on loopback; stopped at teardown."""
-    stack: list[Any] = []
+def chat_server(serve: Callable[[Any], str]) -> Callable[..., Any]:
+    """Factory: the OpenAI routes alone (a scripted backend in place of the core) on a loopback server."""
 
     def start(
         rpm: int = 1000, minute: float = 60.0, invalid_keys: frozenset[str] = frozenset(), spend_cap: bool = False
     ) -> Any:
-        cm = _serve(_Backend(rpm, minute, invalid_keys, spend_cap))
-        url = cm.__enter__()
-        stack.append(cm)
-        return SimpleNamespace(openai_base_url=url)
+        backend = _Backend(rpm, minute, invalid_keys, spend_cap)
+        app = Starlette(routes=openai_routes(EmulatorState(EmulatorConfig()), backend=backend))
+        return SimpleNamespace(openai_base_url=serve(app) + "/v1")
 
-    yield start
-    for cm in reversed(stack):
-        cm.__exit__(None, None, None)
+    return start
 
 
 MESSAGES: list[Any] = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
@@ -133,9 +112,9 @@ def _client(emu: Any, key: str = "test") -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key=key, max_retries=0)
 
 
-def test_chat_completion(emulator: Callable[..., Any]) -> None:
+def test_chat_completion(chat_server: Callable[..., Any]) -> None:
     """A plain call returns a ChatCompletion whose text carries the prompt tag and whose usage adds up."""
-    emu = emulator()
+    emu = chat_server()
 
     async def main() -> None:
         async with _client(emu) as client:
@@ -159,9 +138,9 @@ def test_chat_completion(emulator: Callable[..., Any]) -> None:
     anyio.run(main)
 
 
-def test_stream_with_usage(emulator: Callable[..., Any]) -> None:
+def test_stream_with_usage(chat_server: Callable[..., Any]) -> None:
     """A stream rebuilds the same text as the JSON call and ends with a usage chunk with no choices."""
-    emu = emulator()
+    emu = chat_server()
 
     async def main() -> None:
         async with _client(emu) as client:
@@ -189,9 +168,9 @@ def test_stream_with_usage(emulator: Callable[..., Any]) -> None:
     anyio.run(main)
 
 
-def test_stream_wire_ends_with_done(emulator: Callable[..., Any]) -> None:
+def test_stream_wire_ends_with_done(chat_server: Callable[..., Any]) -> None:
     """On the wire the stream is data-only lines, terminated by `data: [DONE]`."""
-    emu = emulator()
+    emu = chat_server()
 
     async def main() -> None:
         async with httpx2.AsyncClient() as http:
@@ -209,9 +188,9 @@ def test_stream_wire_ends_with_done(emulator: Callable[..., Any]) -> None:
     anyio.run(main)
 
 
-def test_rate_limit_error(emulator: Callable[..., Any]) -> None:
+def test_rate_limit_error(chat_server: Callable[..., Any]) -> None:
     """An empty request bucket gives openai.RateLimitError with code rate_limit_exceeded and retry-after."""
-    emu = emulator(rpm=2, minute=60.0)
+    emu = chat_server(rpm=2, minute=60.0)
 
     async def main() -> None:
         async with _client(emu) as client:
@@ -235,9 +214,9 @@ def test_rate_limit_error(emulator: Callable[..., Any]) -> None:
         ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
     ],
 )
-def test_bad_request_body(emulator: Callable[..., Any], body: dict[str, Any], param: str) -> None:
+def test_bad_request_body(chat_server: Callable[..., Any], body: dict[str, Any], param: str) -> None:
     """Invalid bodies get a 400 with the OpenAI error shape naming the parameter."""
-    emu = emulator()
+    emu = chat_server()
 
     async def main() -> None:
         async with httpx2.AsyncClient() as http:
@@ -253,9 +232,9 @@ def test_bad_request_body(emulator: Callable[..., Any], body: dict[str, Any], pa
     anyio.run(main)
 
 
-def test_missing_key_is_authentication_error(emulator: Callable[..., Any]) -> None:
+def test_missing_key_is_authentication_error(chat_server: Callable[..., Any]) -> None:
     """No key at all is a 401 in the OpenAI error shape."""
-    emu = emulator()
+    emu = chat_server()
 
     async def main() -> None:
         async with httpx2.AsyncClient() as http:
@@ -267,10 +246,10 @@ def test_missing_key_is_authentication_error(emulator: Callable[..., Any]) -> No
     anyio.run(main)
 
 
-def test_invalid_key_and_spend_cap(emulator: Callable[..., Any]) -> None:
+def test_invalid_key_and_spend_cap(chat_server: Callable[..., Any]) -> None:
     """A rejected key is AuthenticationError invalid_api_key; the spend cap is a 429 insufficient_quota, no retry."""
-    emu = emulator(invalid_keys=frozenset({"bad"}))
-    capped = emulator(spend_cap=True)
+    emu = chat_server(invalid_keys=frozenset({"bad"}))
+    capped = chat_server(spend_cap=True)
 
     async def main() -> None:
         async with _client(emu, key="bad") as client:

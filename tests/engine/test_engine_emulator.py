@@ -136,11 +136,16 @@ def test_streaming_and_as_completed(emulator: Callable[..., RunningEmulator]) ->
 
 def test_streamed_requests_survive_truncation(emulator: Callable[..., RunningEmulator]) -> None:
     """Long outputs go out as streams; truncated streams and mid-stream errors are retried, nothing lost."""
-    faults = (FaultSpec(kind="truncate", probability=0.1), FaultSpec(kind="stream_error", probability=0.05))
+    faults = (FaultSpec(kind="truncate", probability=0.2), FaultSpec(kind="stream_error", probability=0.2))
     emu = emulator(minute=3.0, seed=9, faults=faults)
     requests = _requests(60, max_tokens=16_000)  # above the threshold where the engine streams
     results = _run(emu, requests, 3.0, retry=RetryPolicy(initial_delay=0.05, max_delay=0.5))
     _check_matched(results, requests)
+    injected = emu.stats()["faults"]
+    assert injected.get("truncate", 0) > 0
+    assert injected.get("stream_error", 0) > 0
+    # Every injected fault cost one failed attempt that was retried: the results account for each of them.
+    assert sum(r.attempts - 1 for r in results) >= injected["truncate"] + injected["stream_error"]
 
 
 def test_sync_run_inside_a_running_event_loop(emulator: Callable[..., RunningEmulator]) -> None:

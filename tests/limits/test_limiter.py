@@ -53,13 +53,13 @@ def test_settle_refunds_unused_output_reservation() -> None:
     clock = FakeClock()
 
     async def main() -> None:
-        limiter = Limiter(Limits(output_tokens_per_minute=6000), clock=clock, burst=60.0)
-        limiter.saw_response()
+        limiter = Limiter(Limits(output_tokens_per_minute=6000), clock=clock)
+        limiter.observe(RateLimitSnapshot(output_tokens=BucketView(limit=6000, remaining=6000, reset_in=0.0)))
         permit = await limiter.acquire(10, 600)
         permit.settle(Usage(input_tokens=10, output_tokens=100))
         stats = limiter.statistics()
         assert stats.in_flight == 0
-        bucket = limiter._gates["output_tokens"].bucket
+        bucket = limiter._gates["output_tokens"].mirror
         assert bucket is not None
         assert bucket.level(clock.now()) == 5900
 
@@ -71,22 +71,15 @@ def test_limits_are_learnt_from_headers_and_remaining_is_respected() -> None:
     clock = FakeClock()
 
     async def main() -> None:
-        limiter = Limiter(clock=clock)
+        limiter = Limiter(clock=clock, smooth=True)
         assert limiter.statistics().requests_per_minute is None
-        limiter.observe(RateLimitSnapshot(requests=BucketView(limit=120, remaining=119, reset_in=0.5)))
-        stats = limiter.statistics()
-        assert stats.requests_per_minute == 120
-        # Starts with one second of refill (2 requests), not the server's full minute.
-        p1 = await limiter.acquire(0, 0)
-        p2 = await limiter.acquire(0, 0)
-        assert clock.now() == 0.0
-        p3 = await limiter.acquire(0, 0)
-        assert clock.now() == 0.5
-        for p in (p1, p2, p3):
-            p.settle(Usage())
+        exact = BucketView(limit=120, remaining=60, reset_in=30.0, remaining_error=0.0)
+        limiter.observe(RateLimitSnapshot(requests=exact))
+        assert limiter.windows() == {"requests": 60.0}  # 60 missing, full in 30 s: 120 per 60 s
+        assert limiter.statistics().requests_per_minute == 120
         limiter.observe(RateLimitSnapshot(requests=BucketView(limit=120, remaining=0, reset_in=60.0)))
         await limiter.acquire(0, 0)
-        assert clock.now() == 1.0
+        assert clock.now() == 0.5  # empty: the next request waits for one refill at 2 per second
 
     clock.run(main)
 
@@ -175,7 +168,7 @@ def test_concurrency_cap_waits_for_a_release_and_release_refunds() -> None:
     clock = FakeClock()
 
     async def main() -> None:
-        limiter = Limiter(Limits(requests_per_minute=6000), clock=clock, max_concurrency=2, burst=60.0)
+        limiter = Limiter(Limits(requests_per_minute=6000), clock=clock, max_concurrency=2, smooth=True)
         limiter.saw_response()
         a = await limiter.acquire(0, 0)
         await limiter.acquire(0, 0)
@@ -189,9 +182,10 @@ def test_concurrency_cap_waits_for_a_release_and_release_refunds() -> None:
             await anyio.sleep(3)
             assert limiter.statistics().binding == "concurrency"
             a.release()
-        bucket = limiter._gates["requests"].bucket
+        bucket = limiter._gates["requests"].mirror
         assert bucket is not None
-        assert bucket.level(clock.now()) == 5999  # 2 taken, 1 refunded, and full again anyway after 3 s
+        # Started with one second of refill (100) before any header: 2 taken, 1 refunded, 300 refilled in 3 s.
+        assert bucket.level(clock.now()) == 100 - 2 + 1 + 300 - 1
 
     clock.run(main)
 
@@ -236,8 +230,8 @@ def test_limits_reject_nonsense() -> None:
         Limits(requests_per_minute=0)
 
 
-def test_no_burst_after_a_pause() -> None:
-    """After a 30 s cool-down the bucket holds one second of refill, not 30: resume is paced, not a storm."""
+def test_no_burst_after_a_pause_when_pacing_smoothly() -> None:
+    """Smooth pacing: after a 30 s cool-down the requests resume at the limit's rate, not as a storm."""
     clock = FakeClock()
     admitted: list[float] = []
 
@@ -247,7 +241,9 @@ def test_no_burst_after_a_pause() -> None:
         permit.settle(Usage())
 
     async def main() -> None:
-        limiter = Limiter(Limits(requests_per_minute=600), clock=clock, max_concurrency=100, rng=random.Random(3))
+        limiter = Limiter(
+            Limits(requests_per_minute=600), clock=clock, max_concurrency=100, smooth=True, rng=random.Random(3)
+        )
         limiter.saw_response()
         limiter.cool_down(30.0)
         async with anyio.create_task_group() as tg:
@@ -257,5 +253,5 @@ def test_no_burst_after_a_pause() -> None:
     clock.run(main)
     start = min(admitted)
     assert 30.0 <= start <= 31.0
-    assert sum(1 for t in admitted if t < start + 1.0) <= 10 + 10  # the 1 s burst plus 1 s of refill
-    assert max(admitted) - start >= 2.9  # 40 requests at 10/s with 10 banked take at least 3 s
+    assert sum(1 for t in admitted if t < start + 1.0) <= 10 + 3  # 1 s at 10/s plus the 0.25 s pacing burst
+    assert max(admitted) - start >= 3.6  # 40 requests at 10/s with 2.5 banked take at least 3.75 s

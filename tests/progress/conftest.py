@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from progress_helpers import SettableClock
+
+from sluicegate.testing import FakeClock
 
 
 @pytest.fixture
-def clock() -> SettableClock:
-    """A clock at time 0 that the test moves by setting `.t`."""
-    return SettableClock()
+def clock() -> FakeClock:
+    """The fake clock at time 0; tests move it with progress_helpers.at()."""
+    return FakeClock()

@@ -1,22 +1,15 @@
-"""Shared helpers of the progress tests: a settable fake clock and builders of engine events."""
+"""Shared helpers of the progress tests: moving the fake clock to a time, and builders of engine events."""
 
 from __future__ import annotations
 
 from sluicegate._events import RequestCompleted
 from sluicegate._models import ErrorInfo, ErrorKind, Result, Usage
+from sluicegate.testing import FakeClock
 
 
-class SettableClock:
-    """A clock whose time the test sets; sleeping is not supported here (the display tests use their own)."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("the tracker never sleeps")
+def at(clock: FakeClock, t: float) -> None:
+    """Move `clock` forward to time `t` (the tracker and renderers only read the time)."""
+    clock.advance(t - clock.now())
 
 
 def ok(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import anyio
-import anyio.lowlevel
 from progress_helpers import ok
 from rich.console import Console
 
@@ -15,71 +14,58 @@ from sluicegate.progress import ProgressDisplay, ProgressTracker
 from sluicegate.testing import FakeClock
 
 
-class SteppingClock:
-    """A fake clock whose sleep advances time at once; past `stop_at` it cancels the given scope."""
-
-    def __init__(self, stop_at: float) -> None:
-        self.t = 0.0
-        self.stop_at = stop_at
-        self.scope: anyio.CancelScope | None = None
-        self.sleeps = 0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.t += seconds
-        if self.t > self.stop_at and self.scope is not None:
-            self.scope.cancel()
-        await anyio.lowlevel.checkpoint()
-
-
 def _console(*, terminal: bool) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     return Console(file=out, width=100, force_terminal=terminal, color_system=None), out
 
 
-def _run_until_cancelled(display: ProgressDisplay, clock: SteppingClock) -> None:
+def _run_until(display: ProgressDisplay, clock: FakeClock, stop_at: float) -> None:
+    """Run the display on virtual time and cancel it at `stop_at`."""
+
     async def main() -> None:
-        with anyio.CancelScope() as scope:
-            clock.scope = scope
+        with anyio.move_on_after(stop_at):
             await display.run()
 
-    anyio.run(main)
+    clock.run(main)
 
 
 def test_plain_lines_every_interval_then_nothing_on_cancel() -> None:
     """On a non-terminal one plain line is printed per plain_interval, and cancelling prints nothing more."""
-    clock = SteppingClock(stop_at=21.0)
+    clock = FakeClock()
     tracker = ProgressTracker(clock=clock, total=100)
     tracker(ok(0.5, usage=Usage(input_tokens=10)))
-    calls: list[int] = []
+    calls: list[float] = []
 
     def statistics() -> EngineStatistics:
-        calls.append(1)
+        calls.append(clock.now())
         return EngineStatistics(in_flight=2, limiter=LimiterStatistics(concurrency_limit=4))
 
     console, out = _console(terminal=False)
     display = ProgressDisplay(tracker, console=console, statistics=statistics, clock=clock, plain_interval=5.0)
-    _run_until_cancelled(display, clock)
+    _run_until(display, clock, 21.0)
     lines = out.getvalue().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["[5s]", "[10s]", "[15s]", "[20s]"]
     assert all("1/100 (1.0%)" in line and "in-flight 2/4" in line for line in lines)
-    assert len(calls) == 4
-    assert clock.sleeps == 5
+    assert calls == [5.0, 10.0, 15.0, 20.0]  # one snapshot per line, none while sleeping or after the cancel
+    assert clock.now() == 21.0
 
 
 def test_live_view_refreshes_on_a_terminal() -> None:
     """On a terminal the Live view is redrawn every refresh_interval and leaves its last frame on cancel."""
-    clock = SteppingClock(stop_at=1.0)
+    clock = FakeClock()
     tracker = ProgressTracker(clock=clock, total=4)
     tracker(ok(0.1))
+    frames: list[float] = []
+
+    def statistics() -> EngineStatistics:
+        frames.append(clock.now())
+        return EngineStatistics()
+
     console, out = _console(terminal=True)
-    display = ProgressDisplay(tracker, console=console, statistics=None, clock=clock, refresh_interval=0.25)
-    _run_until_cancelled(display, clock)
+    display = ProgressDisplay(tracker, console=console, statistics=statistics, clock=clock, refresh_interval=0.25)
+    _run_until(display, clock, 1.1)
     text = out.getvalue()
-    assert clock.sleeps == 5  # refreshes at 0.25, 0.5, 0.75 and 1.0; the fifth sleep passes stop_at
+    assert frames == [0.0, 0.25, 0.5, 0.75, 1.0]  # the first frame, then a refresh every 0.25 s until the cancel
     assert "1/4 (25.0%)" in text
     assert "binding: none" in text
     assert "elapsed 1s" in text  # the frame drawn at t=1.0
@@ -87,7 +73,7 @@ def test_live_view_refreshes_on_a_terminal() -> None:
 
 def test_print_summary_uses_engine_statistics() -> None:
     """print_summary renders the final table with the engine's known limits."""
-    clock = SteppingClock(stop_at=0.0)
+    clock = FakeClock()
     tracker = ProgressTracker(clock=clock, total=1)
     tracker(ok(0.5, usage=Usage(input_tokens=100, output_tokens=10), cost=0.5))
     console, out = _console(terminal=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from progress_helpers import SettableClock, failed, ok
+from progress_helpers import at, failed, ok
 from rich.console import Console, RenderableType
 
 from sluicegate._events import AttemptFailed, CooldownStarted, LimitsObserved, RunAborted
@@ -21,6 +21,7 @@ from sluicegate.progress import (
     utilization,
 )
 from sluicegate.progress._format import format_cost, format_count, format_duration, format_kinds
+from sluicegate.testing import FakeClock
 
 STATS = EngineStatistics(
     in_flight=5,
@@ -48,7 +49,7 @@ def _fail(tracker: ProgressTracker, reason: str, status: int, *, retry: bool = T
                           will_retry=retry, delay=1.0))  # fmt: skip
 
 
-def _busy_run(clock: SettableClock, *, price_known: bool = True) -> ProgressTracker:
+def _busy_run(clock: FakeClock, *, price_known: bool = True) -> ProgressTracker:
     """60 s at 10 completions/s of 72 input and 10 output tokens each, some retries, one failure."""
     tracker = ProgressTracker(clock=clock, total=2000, price_known=price_known)
     tracker(failed(0.5, "server"))  # in the first second, so out of the window at t=60
@@ -59,11 +60,11 @@ def _busy_run(clock: SettableClock, *, price_known: bool = True) -> ProgressTrac
     _fail(tracker, "rate_limited", 429)
     _fail(tracker, "overloaded", 529)
     _fail(tracker, "server", 500, retry=False)
-    clock.t = 60.0
+    at(clock, 60.0)
     return tracker
 
 
-def test_plain_line_format(clock: SettableClock) -> None:
+def test_plain_line_format(clock: FakeClock) -> None:
     """The plain log line shows progress, rates against limits, binding, in-flight, errors, cost and ETA."""
     snap = _busy_run(clock).snapshot(STATS)
     assert render_plain(snap) == (
@@ -72,19 +73,19 @@ def test_plain_line_format(clock: SettableClock) -> None:
     )
 
 
-def test_plain_line_without_statistics_or_total(clock: SettableClock) -> None:
+def test_plain_line_without_statistics_or_total(clock: FakeClock) -> None:
     """Without engine statistics or a total, header limits are used and the ETA is unknown."""
     tracker = ProgressTracker(clock=clock, price_known=False)
     tracker(LimitsObserved(at=0.0, snapshot=RateLimitSnapshot(output_tokens=BucketView(8000, 10, 1.0))))
     tracker(ok(0.5, usage=Usage(output_tokens=40)))
-    clock.t = 2.0
+    at(clock, 2.0)
     assert render_plain(tracker.snapshot()) == (
         "[2s] 1 done | 0.50/s | in 0 tpm | out 1.2k/8k tpm | binding: none | in-flight 0 | 429s 0 | 529s 0"
         " | failed 0 | cost unknown | eta --"
     )
 
 
-def test_live_panel_content(clock: SettableClock) -> None:
+def test_live_panel_content(clock: FakeClock) -> None:
     """The live panel names the binding limit, the 429/529 counts, in-flight, cost, projection and ETA."""
     text = _text(render_live(_busy_run(clock).snapshot(STATS)))
     for expected in [
@@ -105,7 +106,7 @@ def test_live_panel_content(clock: SettableClock) -> None:
         assert expected in text, expected
 
 
-def test_live_panel_shows_cooldown_unknown_cost_and_abort(clock: SettableClock) -> None:
+def test_live_panel_shows_cooldown_unknown_cost_and_abort(clock: FakeClock) -> None:
     """A running 429 cooldown is the binding gate; unknown prices read 'unknown'; an abort is shown."""
     tracker = _busy_run(clock, price_known=False)
     tracker(CooldownStarted(at=60.0, until=65.0))
@@ -116,7 +117,7 @@ def test_live_panel_shows_cooldown_unknown_cost_and_abort(clock: SettableClock) 
     assert "aborted: spend cap reached" in text
 
 
-def _utilization_case(clock: SettableClock) -> ProgressSnapshot:
+def _utilization_case(clock: FakeClock) -> ProgressSnapshot:
     """50 requests of 200 rate-limited input tokens in 125 s under 60 RPM and 6,000 ITPM."""
     tracker = ProgressTracker(clock=clock, total=52)
     usage = Usage(input_tokens=150, cache_creation_input_tokens=50, cache_read_input_tokens=1000, output_tokens=10)
@@ -125,12 +126,12 @@ def _utilization_case(clock: SettableClock) -> ProgressSnapshot:
     tracker(failed(1.0, "invalid_request", attempts=0))
     tracker(failed(1.0, "aborted", attempts=0))
     _fail(tracker, "rate_limited", 429)
-    clock.t = 125.0
+    at(clock, 125.0)
     stats = EngineStatistics(limiter=LimiterStatistics(requests_per_minute=60, input_tokens_per_minute=6000))
     return tracker.snapshot(stats)
 
 
-def test_utilization_of_the_ceiling(clock: SettableClock) -> None:
+def test_utilization_of_the_ceiling(clock: FakeClock) -> None:
     """Ceiling = min(RPM/60, ITPM/60/avg_in): 0.4/s achieved of 0.5/s bound by input tokens is 80%."""
     util = utilization(_utilization_case(clock), 125.0)
     assert util == Utilization(achieved=0.4, ceiling=0.5, limit="input_tokens")
@@ -138,7 +139,7 @@ def test_utilization_of_the_ceiling(clock: SettableClock) -> None:
     assert util.fraction == 0.8
 
 
-def test_summary_table(clock: SettableClock) -> None:
+def test_summary_table(clock: FakeClock) -> None:
     """The summary lists counts, wall time, tokens, cache, cost, retries and the utilization figure."""
     text = _text(render_summary(_utilization_case(clock), 125.0))
     for expected in [
@@ -158,7 +159,7 @@ def test_summary_table(clock: SettableClock) -> None:
     assert (lines["ok"], lines["failed"], lines["invalid"], lines["skipped"]) == ("50", "0", "1", "1")
 
 
-def test_summary_without_known_limits(clock: SettableClock) -> None:
+def test_summary_without_known_limits(clock: FakeClock) -> None:
     """With no limit known the utilization is 'n/a' and unknown prices read 'unknown'."""
     tracker = ProgressTracker(clock=clock, price_known=False)
     tracker(ok(0.5, usage=Usage(input_tokens=10, output_tokens=10)))
@@ -201,11 +202,11 @@ def test_format_kinds_orders_by_count() -> None:
     assert format_kinds({}) == "0"
 
 
-def test_live_panel_without_total_and_with_empty_total(clock: SettableClock) -> None:
+def test_live_panel_without_total_and_with_empty_total(clock: FakeClock) -> None:
     """An unknown total shows a count of done items; an empty input shows 100%."""
     tracker = ProgressTracker(clock=clock)
     tracker(ok(0.5))
-    clock.t = 1.0
+    at(clock, 1.0)
     assert "1 done" in _text(render_live(tracker.snapshot()))
     empty = ProgressTracker(clock=clock, total=0)
     text = _text(render_live(empty.snapshot()))
@@ -221,9 +222,7 @@ def test_live_panel_without_total_and_with_empty_total(clock: SettableClock) -> 
         ((0.5, 0.25), "cost $0.7500", "$0.7500"),
     ],
 )
-def test_unpriced_answers_are_reported(
-    clock: SettableClock, costs: tuple[float | None, ...], line: str, row: str
-) -> None:
+def test_unpriced_answers_are_reported(clock: FakeClock, costs: tuple[float | None, ...], line: str, row: str) -> None:
     """Answers whose model has no price show as unknown in the live line and the summary, never as $0."""
     tracker = ProgressTracker(clock=clock)
     for i, cost in enumerate(costs):
@@ -238,7 +237,7 @@ def test_unpriced_answers_are_reported(
     assert lines["cost"] == row
 
 
-def test_summary_shows_the_1h_cache_writes(clock: SettableClock) -> None:
+def test_summary_shows_the_1h_cache_writes(clock: FakeClock) -> None:
     """The cache row says how many of the written tokens used the 1-hour TTL."""
     tracker = ProgressTracker(clock=clock)
     usage = Usage(cache_creation_input_tokens=7000, cache_creation_1h_input_tokens=6000, cache_read_input_tokens=10)

@@ -16,6 +16,8 @@ _COMMANDS = {
     "estimate": "sluicegate.cli.estimate:estimate",
     "batch": "sluicegate.cli.batch:batch",
     "plan": "sluicegate.cli.plan:plan",
+    "serve": "sluicegate.cli.serve:serve",
+    "report": "sluicegate.cli.report:report",
 }
 
 

@@ -79,8 +79,8 @@ def _endpoint(
     "--minute",
     type=float,
     default=None,
-    help=f"Real seconds per rate-limit minute: only for emulators in compressed time "
-    f"(default {_EMULATED_MINUTE:g} with the built-in emulator, else 60).",
+    help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
+    "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
 @click.option(
@@ -188,7 +188,7 @@ def run(
             restart=restart,
             cache_warmup=cache_warmup,
             service_tier="flex" if chosen == "flex" else "standard",
-            minute=emulator_minute if emulated else (minute or 60.0),
+            minute=minute,  # None: every limit's window is learnt from the headers
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

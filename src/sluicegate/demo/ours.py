@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from sluicegate import Engine, Limits, SystemClock
 from sluicegate.demo.peers import Document, Recorder
 
-__all__ = ["engine_available", "run_sluicegate"]
-
-
-def engine_available() -> bool:
-    """Whether this build of sluicegate has the Engine yet."""
-    import sluicegate
-
-    return hasattr(sluicegate, "Engine")
+__all__ = ["run_sluicegate"]
 
 
 async def run_sluicegate(
@@ -28,25 +21,19 @@ async def run_sluicegate(
     limits: tuple[int, int, int] | None = None,
     max_concurrency: int | None = None,
     minute: float | None = None,
+    output_accounting: str | None = None,
     samples: list[tuple[float, int, int]] | None = None,
     **_: Any,
 ) -> None:
     """Run the documents through `Engine.as_completed`; `limits` = (rpm, itpm, otpm) or None to learn them.
 
-    `minute` is how many real seconds the limits' minute lasts (the emulator's time compression); limits given
-    and limits learnt from headers are both per that minute.
+    `minute` overrides the window the engine learns from the headers (None: learn it); `output_accounting` is how
+    the server counts output tokens ("produced" or "reserved"; None: the provider's default).
 
     When `samples` is given, (seconds, in_flight, concurrency_limit) is appended ten times a second.
     """
-    import sluicegate
-
-    engine_cls: Any = getattr(sluicegate, "Engine", None)
-    if engine_cls is None:
-        raise RuntimeError("this build of sluicegate has no Engine yet")
-    given: Any = None
+    given: Limits | None = None
     if limits is not None:
-        from sluicegate.limits import Limits  # type: ignore[attr-defined,unused-ignore]
-
         rpm, itpm, otpm = limits
         given = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
     engine_kwargs: dict[str, Any] = {"provider": "anthropic", "api_key": api_key, "base_url": base_url}
@@ -55,7 +42,9 @@ async def run_sluicegate(
         engine_kwargs["max_concurrency"] = max_concurrency
     if minute is not None:
         engine_kwargs["minute"] = minute
-    async with engine_cls(**engine_kwargs) as engine:
+    if output_accounting is not None:
+        engine_kwargs["output_accounting"] = output_accounting
+    async with Engine(**engine_kwargs) as engine:
         sampler = asyncio.create_task(_sample(engine, rec.started, samples)) if samples is not None else None
         try:
             async for result in engine.as_completed([dict(doc) for doc in docs]):
@@ -69,8 +58,9 @@ async def run_sluicegate(
                 sampler.cancel()
 
 
-async def _sample(engine: Any, started: float, samples: list[tuple[float, int, int]]) -> None:
+async def _sample(engine: Engine, started: float, samples: list[tuple[float, int, int]]) -> None:
+    clock = SystemClock()
     for _ in range(100_000):  # bounded: ~3 hours at 10 Hz
         stats = engine.statistics()
-        samples.append((time.monotonic() - started, stats.in_flight, stats.limiter.concurrency_limit))
-        await asyncio.sleep(0.1)
+        samples.append((clock.now() - started, stats.in_flight, stats.limiter.concurrency_limit))
+        await clock.sleep(0.1)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluicegate.emulator.batches import batch_routes
 from sluicegate.emulator.messages import CountTokensHandler, MessagesHandler
+from sluicegate.emulator.openai_api import openai_routes
+from sluicegate.emulator.openai_batches import batch_api_routes
+from sluicegate.emulator.openai_files import file_routes
 from sluicegate.emulator.transport import RAW_SEND
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -27,8 +34,9 @@ class FastDispatch:
     server's own `send` (RAW_SEND), whose owner holds the transport a fault may abort.
     """
 
-    def __init__(self, app: Any, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], state: EmulatorState) -> None:
         self.app = app
+        self.state = state
         self.fast: dict[str, Endpoint] = {}
         for route in routes:
             if (
@@ -45,6 +53,13 @@ class FastDispatch:
             await self.app(scope, receive, send)
             return
         scope[RAW_SEND] = send
+        self.state.open_requests += 1  # every HTTP request, whatever its route: what wait_idle waits out
+        try:
+            await self._dispatch(scope, receive, send)
+        finally:
+            self.state.open_requests -= 1
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.fast.get(scope["path"]) if scope["method"] == "POST" and not scope.get("root_path") else None
         if endpoint is None:
             await self.app(scope, receive, send)
@@ -68,7 +83,7 @@ class FastDispatch:
             raise
 
 
-def build_app(state: Any) -> Any:
+def build_app(state: EmulatorState) -> FastDispatch:
     """An ASGI app serving one emulator state (a Starlette app behind a fast dispatch of the hot routes)."""
 
     async def stats(request: Request) -> Response:
@@ -84,22 +99,10 @@ def build_app(state: Any) -> Any:
         Route("/_emulator/stats", stats, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
     ]
-    try:
-        from sluicegate.emulator.openai_api import openai_routes
-        from sluicegate.emulator.openai_batches import batch_api_routes
-        from sluicegate.emulator.openai_files import file_routes
-
-        routes.extend(openai_routes(state))
-        routes.extend(file_routes(state))
-        routes.extend(batch_api_routes(state))
-    except ImportError:
-        pass
-    try:
-        from sluicegate.emulator.batches import batch_routes
-
-        routes.extend(batch_routes(state))
-    except ImportError:
-        pass
+    routes.extend(openai_routes(state))
+    routes.extend(batch_routes(state))
+    routes.extend(file_routes(state))
+    routes.extend(batch_api_routes(state))
     app = Starlette(routes=routes)
     app.state.emulator = state
-    return FastDispatch(app, routes)
+    return FastDispatch(app, routes, state)

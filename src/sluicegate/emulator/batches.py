@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +20,9 @@ from sluicegate.emulator.batch_format import BatchInputError, batch_object, pars
 from sluicegate.emulator.batch_store import Batch, BatchStore, Processor
 from sluicegate.emulator.organization import HEADER as ORG_HEADER
 from sluicegate.emulator.organization import organization_id
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 __all__ = ["BATCH_SCOPE", "BatchStore", "batch_routes", "core_processor"]
 
@@ -44,7 +47,7 @@ def _not_found(batch_id: str) -> JSONResponse:
     return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
 
 
-def core_processor(state: Any, scope: str = "", deferred: list[Any] | None = None) -> Processor:
+def core_processor(state: EmulatorState, scope: str = "", deferred: list[Any] | None = None) -> Processor:
     """Run one batch request through the core's single-request simulation, errors becoming `errored` results;
     with `deferred`, its cache writes are kept there until the batch ends (see `batch_cache_isolated`)."""
     from sluicegate.emulator.errors import ApiError
@@ -60,11 +63,11 @@ def core_processor(state: Any, scope: str = "", deferred: list[Any] | None = Non
     return process
 
 
-def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]:
+def batch_routes(state: EmulatorState, *, process: Processor | None = None) -> list[Route]:
     """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
     store: BatchStore = state.batches
 
-    isolated = bool(getattr(state.config, "batch_cache_isolated", False))
+    isolated = state.config.batch_cache_isolated
     writes: dict[str, list[Any]] = {}  # cache writes of running batches, readable once each batch ends
 
     def runner(batch: Batch) -> Processor:
@@ -90,10 +93,9 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
         if batch.ended_at is not None and batch.id in writes:
             for plan in writes.pop(batch.id):
                 state.cache.commit(plan, state.emulated_now())
-        counters = getattr(state, "stats", None)  # replaced on reset; absent when served without the core
-        if counters is not None:
-            for line in batch.results[seen:]:
-                counters.batch_result(line["result"])
+        counters = state.stats  # read per call: reset replaces it
+        for line in batch.results[seen:]:
+            counters.batch_result(line["result"])
         return batch
 
     def base(request: Request) -> str:
@@ -172,7 +174,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             return _error(404, "not_found_error", f"Results for batch {batch_id} are not available yet.")
         return Response(results_jsonl(batch), media_type="application/binary")
 
-    invalid_keys: frozenset[str] = getattr(state.config, "invalid_keys", frozenset())
+    invalid_keys = state.config.invalid_keys
 
     def checked(request: Request, key: str) -> Response | None:
         """The 401/400 the API answers before looking at the batch, or None."""
@@ -180,7 +182,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             return _error(401, "authentication_error", "x-api-key header is required")
         if key in invalid_keys:
             return _error(401, "authentication_error", "invalid x-api-key")
-        if getattr(state.config, "require_version", False) and not request.headers.get("anthropic-version"):
+        if state.config.require_version and not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None
 
@@ -195,9 +197,7 @@ def batch_routes(state: Any, *, process: Processor | None = None) -> list[Route]
             if response is None:
                 response = await handler(request)
                 response.headers[ORG_HEADER] = organization_id(key)
-            counters = getattr(state, "stats", None)
-            if counters is not None:
-                counters.count(endpoint, response.status_code)
+            state.stats.count(endpoint, response.status_code)
             return response
 
         return Route(path, wrapped, methods=[method])

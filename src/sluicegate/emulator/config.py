@@ -68,6 +68,8 @@ class EmulatorConfig:
     rpm: int | None = None
     itpm: int | None = None
     otpm: int | None = None
+    # Real seconds per rate-limit minute: 60 is real time; 3.0 runs the emulated account 20x faster (its limits
+    # are per emulated minute, its retry-after and reset headers in real seconds).
     minute: float = 60.0
     count_tokens_rpm: int | None = None  # None = the tier's count_tokens limit
     burst: int | None = None  # max requests per emulated second-scale window; None = only the minute bucket

@@ -6,9 +6,12 @@ import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluicegate.emulator.prompt import count_text, prompt_tag
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo")
 _BITS = len(_WORDS).bit_length()
@@ -45,7 +48,7 @@ class Generated:
     stop_sequence: str | None
 
 
-def generate(state: Any, params: Mapping[str, Any]) -> Generated:
+def generate(state: EmulatorState, params: Mapping[str, Any]) -> Generated:
     """The answer for `params`: same prompt and seed, same text."""
     tag = prompt_tag(params)
     cfg = state.config

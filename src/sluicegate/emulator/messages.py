@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from sluicegate.emulator import content, latency
-from sluicegate.emulator.caching import CacheControlError, breakpoints
+from sluicegate.emulator.caching import CacheControlError, CachePlan, breakpoints
 from sluicegate.emulator.config import COUNT_TOKENS_RPM, FaultSpec
 from sluicegate.emulator.errors import ApiError
 from sluicegate.emulator.faults import pick_fault
 from sluicegate.emulator.organization import HEADER as ORG_HEADER
 from sluicegate.emulator.organization import organization_id
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
-from sluicegate.emulator.ratelimit import Admission, RateLimited
+from sluicegate.emulator.ratelimit import Charge, RateLimited
 from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
 from sluicegate.emulator.validation import validate_message_params
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 _SPEND_CAP_MESSAGE = (
     "You have reached your API usage limits: your organization's monthly spend limit is exhausted. "
@@ -43,7 +46,7 @@ def rate_limit_message(org: str, limit: int, bucket: str) -> str:
     )
 
 
-def request_id(state: Any) -> str:
+def request_id(state: EmulatorState) -> str:
     """A seeded `req_...` id."""
     return "req_011" + format(state.rng.getrandbits(96), "024x")
 
@@ -57,14 +60,14 @@ def api_key(request: Request) -> str | None:
     return key or None
 
 
-def org_of(state: Any, key: str | None) -> str | None:
+def org_of(state: EmulatorState, key: str | None) -> str | None:
     """The organization id of an accepted key; None without a key or for a key configured as invalid."""
     if key is None or key in state.config.invalid_keys:
         return None
     return organization_id(key)
 
 
-def check_key(state: Any, key: str | None) -> None:
+def check_key(state: EmulatorState, key: str | None) -> None:
     """401 without a key or with a key configured as invalid."""
     if key is None:
         raise ApiError(401, "authentication_error", "x-api-key header is required")
@@ -72,13 +75,15 @@ def check_key(state: Any, key: str | None) -> None:
         raise ApiError(401, "authentication_error", "invalid x-api-key")
 
 
-def check_version(state: Any, request: Request) -> None:
+def check_version(state: EmulatorState, request: Request) -> None:
     """400 without the anthropic-version header (the SDKs always send it; raw clients must too)."""
     if state.config.require_version and not request.headers.get("anthropic-version"):
         raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
 
 
-def _input_usage(state: Any, params: Mapping[str, Any], model: str, scope: str = "") -> tuple[dict[str, Any], int, Any]:
+def _input_usage(
+    state: EmulatorState, params: Mapping[str, Any], model: str, scope: str = ""
+) -> tuple[dict[str, Any], int, CachePlan | None]:
     """Usage input fields, the tokens that count toward ITPM, and the cache plan (or None).
 
     `scope` isolates cache entries: the API key, as each key is its own organisation here (limits are per key too).
@@ -114,12 +119,12 @@ def _usage(input_usage: Mapping[str, Any], output_tokens: int, service_tier: str
     return {**input_usage, "output_tokens": output_tokens, "service_tier": service_tier}
 
 
-def _msg_id(state: Any) -> str:
+def _msg_id(state: EmulatorState) -> str:
     return "msg_01" + format(state.rng.getrandbits(110), "022x")
 
 
 def complete_message(
-    state: Any,
+    state: EmulatorState,
     params: dict[str, Any],
     *,
     service_tier: str = "standard",
@@ -170,7 +175,7 @@ def error_response(exc: ApiError, rid: str, org: str | None = None) -> FastJSONR
 class MessagesHandler:
     """Simulates one /v1/messages call: auth, validation, faults, limits, latency, content."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: EmulatorState) -> None:
         self.state = state
 
     def error(self, exc: ApiError, rid: str, org: str | None = None) -> FastJSONResponse:
@@ -292,8 +297,8 @@ class MessagesHandler:
         params: Mapping[str, Any],
         gen: content.Generated,
         input_usage: dict[str, Any],
-        plan: Any,
-        admission: Admission,
+        plan: CachePlan | None,
+        admission: Charge,
         first: float,
         per: float,
         fault: FaultSpec | None,
@@ -363,14 +368,12 @@ class MessagesHandler:
 class CountTokensHandler:
     """/v1/messages/count_tokens: the same rule as usage and the buckets."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: EmulatorState) -> None:
         self.state = state
 
     async def handle(self, request: Request) -> Response:
         response = await self._handle(request)
-        stats = getattr(self.state, "stats", None)
-        if stats is not None:
-            stats.count(COUNT_TOKENS, response.status_code)
+        self.state.stats.count(COUNT_TOKENS, response.status_code)
         return response
 
     async def _handle(self, request: Request) -> Response:

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from starlette.requests import Request
@@ -25,6 +25,9 @@ from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
+
+if TYPE_CHECKING:
+    from sluicegate.emulator.state import EmulatorState
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -177,7 +180,7 @@ class ChatBackend(Protocol):
         """The fault this request suffers (seeded, counted in stats), if any."""
 
 
-def core_backend(state: Any) -> ChatBackend:
+def core_backend(state: EmulatorState) -> ChatBackend:
     """Adapt the emulator core (limiter, content generator, latency, config) to the chat route."""
     from sluicegate.emulator.content import generate
     from sluicegate.emulator.faults import pick_fault
@@ -232,18 +235,12 @@ def core_backend(state: Any) -> ChatBackend:
     return _Core()
 
 
-def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Route]:
+def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -> list[Route]:
     """The OpenAI-compatible routes of one emulator; `backend` defaults to the emulator core."""
     core = core_backend(state) if backend is None else backend
 
-    def stats() -> Any:
-        """The emulator's live counters (replaced on reset), or None when served without the core."""
-        return getattr(state, "stats", None)
-
     async def chat_completions(request: Request) -> Response:
-        counters = stats()
-        if counters is None:
-            return await _respond(request)
+        counters = state.stats  # read per request: reset replaces it
         counters.enter()
         status = 0
         streaming = False
@@ -279,7 +276,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
             await abort_connection(request)
             return Response(status_code=500)
         if fault.kind == "hang":
-            while not getattr(state, "stopping", False) and not await request.is_disconnected():  # noqa: ASYNC110
+            while not state.stopping and not await request.is_disconnected():  # noqa: ASYNC110
                 await anyio.sleep(0.05)
             return Response(status_code=499)
         return None
@@ -316,7 +313,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
                 headers={"x-should-retry": "false"},
             )
         tier = "flex" if body.get("service_tier") == "flex" else "default"
-        if tier == "flex" and core.rng.random() < float(getattr(state.config, "flex_refusal", 0.0)):
+        if tier == "flex" and core.rng.random() < state.config.flex_refusal:
             # Flex capacity is best effort: a refusal is a 429 (not billed); the exact body is UNCONFIRMED.
             raise _OpenAIError(
                 429,
@@ -353,12 +350,11 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         finish = fmt.FINISH_REASONS.get(gen.stop_reason, "stop")
         completion_tokens = gen.output_tokens * n
         usage = fmt.usage_body(prompt_tokens, completion_tokens, cached_tokens)
-        counters = stats()
-        if counters is not None:
-            # Same meaning as the Anthropic counters: input excludes the cached part, which counts as a read.
-            counters.input_tokens += prompt_tokens - cached_tokens
-            counters.cache_read_tokens += cached_tokens
-            counters.output_tokens += completion_tokens
+        counters = state.stats
+        # Same meaning as the Anthropic counters: input excludes the cached part, which counts as a read.
+        counters.input_tokens += prompt_tokens - cached_tokens
+        counters.cache_read_tokens += cached_tokens
+        counters.output_tokens += completion_tokens
         ids: dict[str, Any] = {
             "id": fmt.completion_id(core.rng),
             "created": int(time.time()),
@@ -368,7 +364,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
         headers = {**admission.headers(), "x-request-id": "req_" + fmt.completion_id(core.rng)[9:]}
         first, per_token = core.delays(gen.output_tokens)
         if tier == "flex":
-            slowdown = float(getattr(state.config, "flex_slowdown", 1.0))
+            slowdown = state.config.flex_slowdown
             first, per_token = first * slowdown, per_token * slowdown
         if fault is not None and fault.kind == "slow":
             first += fault.delay
@@ -416,7 +412,7 @@ def openai_routes(state: Any, *, backend: ChatBackend | None = None) -> list[Rou
     return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
 
 
-def batch_chat_completion(state: Any, body: Any, scope: str) -> tuple[int, dict[str, Any]]:
+def batch_chat_completion(state: EmulatorState, body: Any, scope: str) -> tuple[int, dict[str, Any]]:
     """One request of an OpenAI batch through the chat simulation, with no rate limit, latency or fault:
     (HTTP status, response body) as the batch's output or error file records it. The prompt cache is the key's,
     read and then written at once (a batch request's answer is complete when it is recorded)."""

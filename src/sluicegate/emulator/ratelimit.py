@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
+from sluicegate.emulator.bucket import Bucket, retry_after
 from sluicegate.emulator.config import COUNT_TOKENS_RPM, EmulatorConfig
 from sluicegate.emulator.openai_format import format_duration
-from sluicegate.limits.bucket import TokenBucket, ceil_seconds
 
 
 def model_class(model: str) -> str:
@@ -34,9 +34,8 @@ class RateLimited(Exception):
 _STAMPS: dict[int, str] = {}  # whole second -> its RFC 3339 text; a handful of seconds are live at a time
 
 
-def _rfc3339(seconds_from_now: float) -> str:
+def _rfc3339(t: float) -> str:
     """`datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")`, formatted once per whole second."""
-    t = time.time() + seconds_from_now
     second = math.floor(t)
     # fromtimestamp rounds to the microsecond (half to even), which can carry into the next second.
     if (t - second) * 1e6 >= 999_999.5:
@@ -54,7 +53,7 @@ def _thousands(tokens: float) -> int:
     return int(max(0.0, tokens) + 500) // 1000 * 1000
 
 
-def _full_in(bucket: TokenBucket, level: float) -> float:
+def _full_in(bucket: Bucket, level: float) -> float:
     """`bucket.full_in(now)` given `bucket.level(now)` already read."""
     missing = bucket.capacity - level
     return 0.0 if missing <= 0 else missing / bucket.rate
@@ -65,18 +64,18 @@ class Buckets:
     tokens-per-minute bucket of the OpenAI route, whose limit is the configured input-token limit."""
 
     def __init__(self, rpm: int, itpm: int, otpm: int, minute: float, now: float, burst: int | None) -> None:
-        self.requests = TokenBucket(rpm, period=minute, now=now)
-        self.input = TokenBucket(itpm, period=minute, now=now)
-        self.output = TokenBucket(otpm, period=minute, now=now)
-        self.tokens = TokenBucket(itpm, period=minute, now=now)
+        self.requests = Bucket(rpm, period=minute, now=now)
+        self.input = Bucket(itpm, period=minute, now=now)
+        self.output = Bucket(otpm, period=minute, now=now)
+        self.tokens = Bucket(itpm, period=minute, now=now)
         # A short-interval cap: `burst` requests refilled over one emulated second-scale slice of the minute.
-        self.burst = TokenBucket(burst, period=minute * burst / rpm, now=now) if burst else None
+        self.burst = Bucket(burst, period=minute * burst / rpm, now=now) if burst else None
 
 
-class Admission:
+class Charge:
     """An admitted request; settle its output tokens with `finish`."""
 
-    def __init__(self, limits: Limits, buckets: Buckets, reserved: int) -> None:
+    def __init__(self, limits: ServerLimits, buckets: Buckets, reserved: int) -> None:
         self._limits = limits
         self._buckets = buckets
         self._reserved = reserved
@@ -98,7 +97,7 @@ class Admission:
         return self._limits.headers(self._buckets, style)
 
 
-class OpenAIAdmission(Admission):
+class OpenAICharge(Charge):
     """An admitted chat completion: prompt + max_tokens were charged to the TPM bucket; `finish` refunds the
     part of max_tokens the answer did not use, as OpenAI settles its estimate when the request ends."""
 
@@ -112,7 +111,7 @@ class OpenAIAdmission(Admission):
         return self._limits.headers(self._buckets, "openai")
 
 
-class Limits:
+class ServerLimits:
     """All buckets of one emulator, keyed by (api_key, model class)."""
 
     def __init__(self, config: EmulatorConfig, now: Callable[[], float]) -> None:
@@ -120,7 +119,7 @@ class Limits:
         self.now = now
         self._scale = config.minute / 60.0
         self._buckets: dict[tuple[str, str], Buckets] = {}
-        self._count_buckets: dict[str, TokenBucket] = {}
+        self._count_buckets: dict[str, Bucket] = {}
 
     def buckets(self, api_key: str, model: str) -> Buckets:
         """The buckets for this key and model class, created full like a fresh account's."""
@@ -132,7 +131,7 @@ class Limits:
             self._buckets[key] = found
         return found
 
-    def admit(self, api_key: str, model: str, input_tokens: int, max_tokens: int) -> Admission:
+    def admit(self, api_key: str, model: str, input_tokens: int, max_tokens: int) -> Charge:
         """Take one request and its input tokens, or raise RateLimited with an honest retry-after."""
         b = self.buckets(api_key, model)
         now = self.now()
@@ -149,12 +148,12 @@ class Limits:
         b.input.take(input_tokens, now)
         if reserve:
             b.output.take(reserve, now)
-        return Admission(self, b, reserve)
+        return Charge(self, b, reserve)
 
     def _refuse_if_short(
         self,
         b: Buckets,
-        checks: list[tuple[str, TokenBucket, float]],
+        checks: list[tuple[str, Bucket, float]],
         now: float,
         flavor: Literal["anthropic", "openai"],
     ) -> None:
@@ -162,9 +161,9 @@ class Limits:
         for name, bucket, amount in checks:
             wait = bucket.wait_time(amount, now)
             if wait > 0:
-                raise RateLimited(max(1, ceil_seconds(wait)), name, self.headers(b, flavor))
+                raise RateLimited(retry_after(wait), name, self.headers(b, flavor))
 
-    def admit_openai(self, api_key: str, model: str, prompt_tokens: int, max_tokens: int) -> OpenAIAdmission:
+    def admit_openai(self, api_key: str, model: str, prompt_tokens: int, max_tokens: int) -> OpenAICharge:
         """OpenAI's accounting: one tokens-per-minute bucket charged prompt + max_tokens up front (refunded down
         to the real completion at the end), plus requests per minute; or RateLimited."""
         b = self.buckets(api_key, model)
@@ -178,7 +177,7 @@ class Limits:
         if b.burst is not None:
             b.burst.take(1, now)
         b.tokens.take(charge, now)
-        return OpenAIAdmission(self, b, max_tokens)
+        return OpenAICharge(self, b, max_tokens)
 
     def admit_count(self, api_key: str) -> None:
         """Take one count_tokens request from the key's own bucket (separate from Messages) or raise RateLimited."""
@@ -186,10 +185,10 @@ class Limits:
         now = self.now()
         if bucket is None:
             rpm = self.config.count_tokens_rpm or COUNT_TOKENS_RPM.get(self.config.tier, COUNT_TOKENS_RPM[4])
-            bucket = self._count_buckets[api_key] = TokenBucket(rpm, period=self.config.minute, now=now)
+            bucket = self._count_buckets[api_key] = Bucket(rpm, period=self.config.minute, now=now)
         wait = bucket.wait_time(1, now)
         if wait > 0:
-            raise RateLimited(max(1, ceil_seconds(wait)), "count_tokens", {})
+            raise RateLimited(retry_after(wait), "count_tokens", {})
         bucket.take(1, now)
 
     def headers(self, b: Buckets, style: Literal["anthropic", "openai"]) -> dict[str, str]:
@@ -211,17 +210,18 @@ class Limits:
         req_level, in_level, out_level = requests.level(now), inputs.level(now), outputs.level(now)
         in_full, out_full = _full_in(inputs, in_level), _full_in(outputs, out_level)
         in_left, out_left = max(0, int(in_level)), max(0, int(out_level))
+        wall = time.time()  # read once: every reset stamp of one response counts from the same instant
         return {
             "anthropic-ratelimit-requests-limit": str(int(requests.capacity)),
             "anthropic-ratelimit-requests-remaining": str(max(0, int(req_level))),
-            "anthropic-ratelimit-requests-reset": _rfc3339(_full_in(requests, req_level)),
+            "anthropic-ratelimit-requests-reset": _rfc3339(wall + _full_in(requests, req_level)),
             "anthropic-ratelimit-input-tokens-limit": str(int(inputs.capacity)),
             "anthropic-ratelimit-input-tokens-remaining": str(_thousands(in_left)),
-            "anthropic-ratelimit-input-tokens-reset": _rfc3339(in_full),
+            "anthropic-ratelimit-input-tokens-reset": _rfc3339(wall + in_full),
             "anthropic-ratelimit-output-tokens-limit": str(int(outputs.capacity)),
             "anthropic-ratelimit-output-tokens-remaining": str(_thousands(out_left)),
-            "anthropic-ratelimit-output-tokens-reset": _rfc3339(out_full),
+            "anthropic-ratelimit-output-tokens-reset": _rfc3339(wall + out_full),
             "anthropic-ratelimit-tokens-limit": str(int(inputs.capacity + outputs.capacity)),
             "anthropic-ratelimit-tokens-remaining": str(_thousands(in_left + out_left)),
-            "anthropic-ratelimit-tokens-reset": _rfc3339(max(in_full, out_full)),
+            "anthropic-ratelimit-tokens-reset": _rfc3339(wall + max(in_full, out_full)),
         }

@@ -84,7 +84,7 @@ class _Refusal:
 class LimitedTransport(httpx2.AsyncBaseTransport):
     """Wraps an `httpx2.AsyncHTTPTransport`: every generation request waits for the limiter and is retried here.
 
-    `limits=None` learns the limits from the server's rate-limit headers; `minute` compresses time (only for
+    `limits=None` learns the limits and their windows from the rate-limit headers; `minute` overrides the windows (for
     emulated servers). `transport` replaces the inner transport (its pool is otherwise sized to the cap).
     """
 
@@ -95,7 +95,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         limits: Limits | None = None,
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
-        minute: float = 60.0,
+        minute: float | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
@@ -105,7 +105,14 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
         self._rng = random.Random(seed)
-        self.limiter = Limiter(limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, rng=self._rng)
+        self.limiter = Limiter(
+            limits,
+            clock=self._clock,
+            max_concurrency=max_concurrency,
+            minute=minute,
+            output_accounting=self._provider.output_accounting,
+            rng=self._rng,
+        )
         if transport is None:
             cap = (max_concurrency or _DEFAULT_CAP) + 16
             transport = httpx2.AsyncHTTPTransport(
@@ -299,7 +306,7 @@ def http_client(
     limits: Limits | None = None,
     max_concurrency: int | None = None,
     retry: RetryPolicy | None = None,
-    minute: float = 60.0,
+    minute: float | None = None,
     timeout: httpx2.Timeout | None = None,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument."""

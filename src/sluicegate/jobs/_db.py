@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, JobBusyError, JobMismatchError
 
 try:
     import fcntl
@@ -70,6 +70,21 @@ CREATE TABLE IF NOT EXISTS batch_intents (
 CREATE TABLE IF NOT EXISTS foreign_batches (id TEXT PRIMARY KEY);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
 CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
+-- `sluicegate report`: the timeline of each run of the job (jobs/timeline.py), one row per slot of `width` seconds.
+-- Old stores gain these tables on open (an older version ignores them, so the format number stays).
+CREATE TABLE IF NOT EXISTS timeline_runs (
+    run INTEGER PRIMARY KEY,            -- runs in start order
+    started REAL NOT NULL,              -- UTC epoch seconds at the run's start
+    ended REAL NOT NULL,                -- ... at its last write
+    width REAL NOT NULL,                -- seconds per row: 1, doubled whenever the rows pass their budget
+    info TEXT NOT NULL                  -- JSON: examples of failed attempts by kind
+);
+CREATE TABLE IF NOT EXISTS timeline (
+    run INTEGER NOT NULL,
+    slot INTEGER NOT NULL,              -- the row covers [slot * width, (slot + 1) * width) seconds into the run
+    data TEXT NOT NULL,                 -- JSON object of the row's figures (zeros left out)
+    PRIMARY KEY (run, slot)
+) WITHOUT ROWID;
 """
 
 # Append-only: how a store of an older format becomes the current one, step by step (found format -> statements
@@ -88,14 +103,6 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
 }
 # Made after any upgrade, since they index columns an older store only has once upgraded.
 _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
-
-
-class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
-
-
-class JobBusyError(ConfigError):
-    """Another run holds this job store."""
 
 
 def open_database(
@@ -171,6 +178,8 @@ def _prepare(conn: sqlite3.Connection, settings: dict[str, str], restart: bool) 
             conn.execute("DROP TABLE IF EXISTS batches")
             conn.execute("DROP TABLE IF EXISTS batch_intents")
             conn.execute("DROP TABLE IF EXISTS foreign_batches")
+            conn.execute("DROP TABLE IF EXISTS timeline_runs")
+            conn.execute("DROP TABLE IF EXISTS timeline")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)

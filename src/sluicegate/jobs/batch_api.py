@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx2
 
-from .._exceptions import RunAbortedError, SluicegateError
+from .._exceptions import BatchApiError, BatchRejectedError
 from ..limits.headers import parse_retry_after, parse_should_retry
 from ..providers.anthropic import AnthropicProvider
 from ..providers.base import Provider
@@ -42,19 +42,6 @@ MAX_BATCH_BYTES = 256_000_000
 _PATH = "/v1/messages/batches"
 _LIST_PAGE = 100
 _TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=600.0, pool=30.0)  # a create may upload 256 MB
-
-
-class BatchApiError(RunAbortedError):
-    """A batch call failed for good (a bad key, or transient errors past the retry policy): the run stops."""
-
-
-class BatchRejectedError(SluicegateError):
-    """The API refused a call with a final 4xx (400, 404, 413, ...): nothing to retry."""
-
-    def __init__(self, message: str, *, status: int, error_type: str | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
+from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 
 __all__ = [
@@ -152,7 +153,7 @@ def read_requests(
     Duplicate ids are not detected here (the job store does it, so memory stays bounded).
     """
     if provider not in _ROLES:
-        raise ValueError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
+        raise ConfigError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
     index = 0
     for line_no, raw in enumerate(lines, start=1):
         if isinstance(raw, OversizeLine):

@@ -38,6 +38,7 @@ from .admission import Admission
 from .flex import flex_options, flex_results
 from .reader import Defaults
 from .store import JobMismatchError, JobStore, StoreCounts
+from .timeline import TimelineRecorder
 from .warmup import OnlineWarmup, SharedPrefixes
 from .writer import OutputWriter
 
@@ -74,7 +75,7 @@ class JobConfig:
     ordered: bool = False
     retry_failed: bool = False
     restart: bool = False
-    minute: float = 60.0
+    minute: float | None = None  # overrides the windows learnt from the headers
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
@@ -191,6 +192,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         priced = load_prices(config.prices)
         tracker = ProgressTracker(clock=clock, total=None, already_done=already, uncached_cost=priced.cost)
         admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
+        timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider):
@@ -207,7 +209,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             "prices": config.prices,
             "minute": config.minute,
             "transport": config.transport,
-            "sinks": [tracker] if warmup is None else [tracker, warmup],
+            "sinks": [tracker, timeline] if warmup is None else [tracker, timeline, warmup],
         }
         # Flex: the main engine asks for flex once per item; a second, standard engine takes what flex did not serve.
         flex = config.service_tier == "flex"
@@ -216,6 +218,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             **(flex_options(config.flex_timeout) if flex else {"retry": config.retry, "timeouts": config.timeouts}),
         )
         standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
+        timeline.watch(engine.statistics)
         started = time.monotonic()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
@@ -255,6 +258,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 while True:
                     await anyio.sleep(_COMMIT_INTERVAL)
                     saver.save()
+                    timeline.persist(store.commit)
 
             tg.start_soon(commit_ticker)
 
@@ -278,6 +282,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
             store.commit()
+            timeline.close()
             writer.write_committed()
             if config.retry_failed:
                 writer.rewrite()  # the retried items' old error lines are replaced: one line per id

@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from .._models import BucketView, RateLimitSnapshot
 
 __all__ = [
+    "duration_resolution",
     "parse_anthropic_headers",
     "parse_duration",
     "parse_openai_headers",
@@ -67,6 +68,17 @@ def parse_duration(value: str | None) -> float | None:
     return sum(float(n) / 1000.0 if u == "ms" else float(n) * scale[u] for n, u in parts)
 
 
+def duration_resolution(value: str) -> float:
+    """How coarse a duration string is, i.e. its smallest unit: "20ms" 0.001, "1.5s" 0.1, "6m0s" 1.0."""
+    text = value.strip()
+    if text.endswith("ms"):
+        return 0.001
+    match = re.search(r"\.(\d+)s$", text)
+    if match:
+        return 10.0 ** -len(match.group(1))
+    return 1.0 if text.endswith("s") else 60.0 if text.endswith("m") else 3600.0
+
+
 def parse_retry_after(headers: Mapping[str, str], now_wall: float | None = None) -> float | None:
     """Seconds to wait: `retry-after-ms` first, then `retry-after` as seconds or an HTTP date (as the SDKs)."""
     headers = _lowered(headers)
@@ -115,7 +127,13 @@ def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> Rate
             return None
         reset = _rfc3339(_get(headers, f"anthropic-ratelimit-{name}-reset"))
         return BucketView(
-            limit=limit, remaining=remaining, reset_in=0.0 if reset is None else max(0.0, reset - now_wall)
+            limit=limit,
+            remaining=remaining,
+            reset_in=0.0 if reset is None else max(0.0, reset - now_wall),
+            # Requests are whole (floored); token counts are rounded to the nearest thousand.
+            remaining_error=1.0 if name == "requests" else 501.0,
+            # Whole-second timestamps, rounded one way or another: the true time is within a second either side.
+            reset_error=math.inf if reset is None else 1.0,
         )
 
     return RateLimitSnapshot(
@@ -136,7 +154,13 @@ def parse_openai_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
         remaining = _int(_get(headers, f"x-ratelimit-remaining-{name}"))
         if limit is None or remaining is None:
             return None
-        reset = parse_duration(_get(headers, f"x-ratelimit-reset-{name}"))
-        return BucketView(limit=limit, remaining=remaining, reset_in=reset or 0.0)
+        raw = _get(headers, f"x-ratelimit-reset-{name}")
+        reset = parse_duration(raw)
+        return BucketView(
+            limit=limit,
+            remaining=remaining,
+            reset_in=reset or 0.0,
+            reset_error=math.inf if reset is None or raw is None else duration_resolution(raw),
+        )
 
     return RateLimitSnapshot(requests=view("requests"), tokens=view("tokens"), retry_after=parse_retry_after(headers))

@@ -3,14 +3,12 @@
 The only code in sluicegate that waits for capacity. Waiters are served first come, first served, so a large
 request at the head is not starved by small ones behind it, and retries queue with new work.
 
-Limits are given by the user, learnt from the server's rate-limit headers, or both (the stricter wins). The
-client's buckets hold at most `burst` seconds of refill (one second by default; at least two requests' worth),
-and start with just that,
-instead of a full minute: we do not know what the server's buckets hold, the real API enforces short-interval
-limits ("60 RPM may be enforced as 1 request per second"), and a minute's burst, at t=0 or after a pause, is
-how naive clients start their 429 storms. So admission is paced smoothly at the limit's rate (GCRA-like); a
-request larger than the burst waits for a full bucket and leaves a debt. Every response's `remaining` also
-pulls our level down when the server says we have less than we think.
+Each limit is a mirror of the server's bucket (`gate.py`): capacity from the headers' `limit` (or the user's,
+the stricter wins), refill window learnt from `remaining` and `reset` (`window.py`), level synced to every
+response's `remaining`. So after the first response the client holds what the server says is left and spends
+it as fast as the server accepts it, ramped like TCP's slow start (`ramp.py`). A 429 while the headers said
+capacity remained is a short-interval limit: from then on that bucket is paced smoothly (as it is from the
+start with `smooth=True`).
 """
 
 from __future__ import annotations
@@ -18,26 +16,36 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, InputError
 from .._models import BucketView, RateLimitSnapshot, Usage
 from .._stats import Binding, LimiterStatistics
-from .bucket import TokenBucket
+from .adaptive import Adaptive
+from .gate import Gate
+from .ramp import Ramp
 
 __all__ = ["Limiter", "Limits", "Permit"]
 
-_TOKEN_ROUNDING = 1000.0  # Anthropic rounds token `remaining` to the nearest thousand
 _DEFAULT_CONCURRENCY_CAP = 512
-_UNKNOWN_START = 4
-_EPSILON = 1e-6  # concurrency after the first response when no limit is known (then AIMD)
+_EPSILON = 1e-6  # the shortest wait: shorter ones are float rounding that a virtual clock may not represent
+_UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
+
+_GATE_WORDS: dict[str, tuple[Binding, ...]] = {
+    # What a 429's message names (Anthropic: "of 50 requests per minute"; OpenAI: "on tokens per min").
+    "input tokens": ("input_tokens",),
+    "output tokens": ("output_tokens",),
+    "requests": ("requests",),
+    "tokens": ("tokens", "input_tokens", "output_tokens"),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
-    """Per-minute limits; None means "learn it from the server's headers"."""
+    """Limits per window (a minute unless the headers or `minute=` say otherwise); None means "learn it"."""
 
     requests_per_minute: float | None = None
     input_tokens_per_minute: float | None = None
@@ -49,18 +57,6 @@ class Limits:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")
-
-
-class _Gate:
-    """One bucket with what the limiter knows about it."""
-
-    __slots__ = ("bucket", "given", "limit", "name")
-
-    def __init__(self, name: Binding, given: float | None) -> None:
-        self.name = name
-        self.given = given  # the user's limit is a ceiling: headers may lower it, never raise it
-        self.limit: float | None = None  # per rate-limit minute, in force now
-        self.bucket: TokenBucket | None = None
 
 
 class Permit:
@@ -95,7 +91,14 @@ class Permit:
 
 
 class Limiter:
-    """Concurrency + request/input/output (+ combined) token buckets + a shared cool-down after 429s."""
+    """Concurrency + request/input/output (+ combined) token buckets + a shared cool-down after 429s.
+
+    `minute` overrides the learnt window of every limit (seconds per rate-limit window; an emulator in
+    compressed time, when its headers cannot be trusted). `smooth=True` paces every bucket at its rate from
+    the start instead of spending the server's allowance first. `output_accounting` says how the server counts
+    output tokens: "reserved" charges `max_tokens` at admission (so a request above the limit is refused
+    forever), "produced" counts them as they are generated (so an unknown length must not hold admission).
+    """
 
     def __init__(
         self,
@@ -103,43 +106,39 @@ class Limiter:
         *,
         clock: Clock | None = None,
         max_concurrency: int | None = None,
-        minute: float = 60.0,
-        burst: float = 1.0,
+        minute: float | None = None,
+        smooth: bool = False,
+        output_accounting: Literal["produced", "reserved"] = "reserved",
         rng: random.Random | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
-        if minute <= 0:
+        if minute is not None and minute <= 0:
             raise ConfigError("minute must be positive")
         limits = limits or Limits()
         self._clock = clock or SystemClock()
-        self._minute = minute
-        if burst <= 0:
-            raise ConfigError("burst must be positive")
-        self._burst = burst
         self._rng = rng or random.Random()
         self._cap = max_concurrency
+        self._smooth = smooth
+        self._reserved = output_accounting == "reserved"
         now = self._clock.now()
-        self._gates: dict[str, _Gate] = {
-            "requests": _Gate("requests", limits.requests_per_minute),
-            "input_tokens": _Gate("input_tokens", limits.input_tokens_per_minute),
-            "output_tokens": _Gate("output_tokens", limits.output_tokens_per_minute),
-            "tokens": _Gate("tokens", limits.tokens_per_minute),
+        given: dict[Binding, float | None] = {
+            "requests": limits.requests_per_minute,
+            "input_tokens": limits.input_tokens_per_minute,
+            "output_tokens": limits.output_tokens_per_minute,
+            "tokens": limits.tokens_per_minute,
         }
+        self._gates = {name: Gate(name, value, override=minute, smooth=smooth) for name, value in given.items()}
         for gate in self._gates.values():
             if gate.given is not None:
-                self._set_limit(gate, gate.given, now)
+                gate.set_limit(gate.given, now)
+        self._ramp = Ramp()
+        self._adaptive = Adaptive()
         self._in_flight = 0
         self._seen_response = False
-        self._slow_start = True
-        self._aimd_limit = float(_UNKNOWN_START)
-        self._latency: float | None = None
-        self._best_cost: float | None = None
-        self._cost_ewma: float | None = None
-        self._last_decrease = -math.inf
-        self._avg_in: float | None = None
-        self._avg_out: float | None = None
+        self._first_admitted: float | None = None
         self._cooldown_until = -math.inf
+        self._smooth_since = -math.inf if not smooth else 0.0
         self._queue: list[anyio.Event] = []  # FIFO of waiters; only the head may take capacity
         self._changed = anyio.Event()
         self._binding: Binding | None = None
@@ -147,7 +146,10 @@ class Limiter:
     # -- admission -----------------------------------------------------------------------------------------
 
     async def acquire(self, input_tokens: int, output_tokens: int) -> Permit:
-        """Wait until a slot and the tokens are available (first come, first served), then take them."""
+        """Wait until a slot and the tokens are available (first come, first served), then take them.
+
+        Raises InputError at once for a request the server would refuse forever (larger than a bucket).
+        """
         turn = anyio.Event()
         self._queue.append(turn)
         if len(self._queue) == 1:
@@ -159,15 +161,19 @@ class Limiter:
             while True:
                 changed = self._changed
                 now = self._clock.now()
-                wait, binding = self._wait_time(input_tokens, output_tokens, now)
-                # Float refill can leave a sliver like 1e-13 s that a virtual clock cannot even represent as
-                # a step; such a wait is rounding, not capacity.
-                if wait <= _EPSILON:
-                    self._take(input_tokens, output_tokens, now)
+                self._refuse_if_oversize(input_tokens, output_tokens)
+                out = self._output_charge(output_tokens)
+                wait, binding = self._wait_time(input_tokens, out, now)
+                if wait <= 0.0:
+                    self._take(input_tokens, out, now)
                     self._binding = None
-                    return Permit(self, input_tokens, output_tokens, now)
+                    if self._first_admitted is None:
+                        self._first_admitted = now
+                    return Permit(self, input_tokens, out, now)
                 self._binding = binding
-                with anyio.move_on_after(wait):
+                # Never admit early: a server computing the same refill in floats may be a hair short. A wait
+                # shorter than a virtual clock's step is stretched to one.
+                with anyio.move_on_after(max(wait, _EPSILON)):
                     await changed.wait()
         finally:
             head = self._queue[0] is turn
@@ -175,99 +181,79 @@ class Limiter:
             if head and self._queue:
                 self._queue[0].set()
 
+    def _refuse_if_oversize(self, input_tokens: int, output_tokens: int) -> None:
+        g = self._gates
+        checks: list[tuple[Gate, float, str, str]] = [(g["input_tokens"], input_tokens, "input tokens", "messages")]
+        if self._reserved:
+            checks.append((g["output_tokens"], output_tokens, "output tokens", "max_tokens"))
+            checks.append((g["tokens"], input_tokens + output_tokens, "tokens", "max_tokens"))
+        for gate, amount, what, field in checks:
+            if not gate.fits(amount):
+                assert gate.limit is not None
+                raise InputError(
+                    f"this request needs {amount:,.0f} {what} at once, more than the rate limit's whole bucket "
+                    f"of {gate.limit:,.0f} {what}: the server would refuse it every time",
+                    field=field,
+                )
+
+    def _output_charge(self, output_tokens: int) -> int:
+        """Reserved accounting charges what the server charges; produced accounting charges the estimate, but
+        never so much of the bucket that an unknown (or larger than the bucket) length stalls admission."""
+        gate = self._gates["output_tokens"]
+        if self._reserved or gate.limit is None:
+            return output_tokens
+        return max(1, min(output_tokens, math.ceil(gate.limit * _UNKNOWN_OUTPUT_SHARE)))
+
+    def _pace_amounts(self, input_tokens: int, output_tokens: int) -> list[tuple[Gate, float, float]]:
+        """(gate, mirror charge, pacing charge): pacing counts the output expected, not a reservation."""
+        g = self._gates
+        expected = output_tokens
+        if self._adaptive.avg_out is not None:
+            expected = min(output_tokens, math.ceil(self._adaptive.avg_out))
+        rows = (
+            (g["requests"], 1.0, 1.0),
+            (g["input_tokens"], float(input_tokens), float(input_tokens)),
+            (g["output_tokens"], float(output_tokens), float(expected)),
+            (g["tokens"], float(input_tokens + output_tokens), float(input_tokens + expected)),
+        )
+        return [row for row in rows if row[0].mirror is not None]
+
     def _wait_time(self, input_tokens: int, output_tokens: int, now: float) -> tuple[float, Binding]:
         if now < self._cooldown_until:
             return self._cooldown_until - now, "cooldown"
         if self._in_flight >= self.concurrency_limit():
             return math.inf, "concurrency"
-        worst = 0.0
+        worst = self._ramp.wait_time(now)
         binding: Binding = "requests"
-        for gate, amount in self._amounts(input_tokens, output_tokens):
-            assert gate.bucket is not None
-            self._fit(gate.bucket, amount, now)
-            wait = gate.bucket.wait_time(amount, now)
+        for gate, amount, pace in self._pace_amounts(input_tokens, output_tokens):
+            wait = gate.wait_time(amount, pace, now)
             if wait > worst:
                 worst, binding = wait, gate.name
         return worst, binding
 
-    @staticmethod
-    def _fit(bucket: TokenBucket, amount: float, now: float) -> None:
-        """Hold at least two requests of this size, at the same rate. A bucket smaller than one request can only
-        admit it when full, so a refund arriving then (a reservation settled lower) spills over and is lost: an
-        OTPM-bound run with 1,024-token reservations lost a tenth of its throughput that way."""
-        if bucket.capacity < 2 * amount:
-            level = bucket.level(now)  # room to hold refunds, not a gift of tokens
-            bucket.resize(2 * amount, period=2 * amount / bucket.rate, now=now)
-            bucket.set_level(level, now)
-
-    def _amounts(self, input_tokens: int, output_tokens: int) -> list[tuple[_Gate, float]]:
-        g = self._gates
-        pairs = (
-            (g["requests"], 1.0),
-            (g["input_tokens"], float(input_tokens)),
-            (g["output_tokens"], float(output_tokens)),
-            (g["tokens"], float(input_tokens + output_tokens)),
-        )
-        return [(gate, amount) for gate, amount in pairs if gate.bucket is not None]
-
     def _take(self, input_tokens: int, output_tokens: int, now: float) -> None:
-        for gate, amount in self._amounts(input_tokens, output_tokens):
-            assert gate.bucket is not None
-            gate.bucket.take(amount, now)
+        for gate, amount, pace in self._pace_amounts(input_tokens, output_tokens):
+            gate.take(amount, pace, now)
+        self._ramp.take(now)
         self._in_flight += 1
 
     def _settle(self, permit: Permit, input_tokens: int, output_tokens: int, *, success: bool) -> None:
         now = self._clock.now()
         g = self._gates
-        deltas = (
-            (g["input_tokens"], input_tokens - permit.input_tokens),
-            (g["output_tokens"], output_tokens - permit.output_tokens),
-            (g["tokens"], input_tokens + output_tokens - permit.input_tokens - permit.output_tokens),
-        )
-        for gate, delta in deltas:
-            if gate.bucket is None or delta == 0:
-                continue
-            if delta > 0:
-                gate.bucket.take(delta, now)
-            else:
-                gate.bucket.refund(-delta, now)
+        g["input_tokens"].adjust(input_tokens - permit.input_tokens, now)
+        g["output_tokens"].adjust(output_tokens - permit.output_tokens, now)
+        g["tokens"].adjust(input_tokens + output_tokens - permit.input_tokens - permit.output_tokens, now)
         self._in_flight -= 1
         if success:
-            self._learn(now - permit.admitted_at, input_tokens, output_tokens, now)
+            self._adaptive.learn(now - permit.admitted_at, input_tokens, output_tokens, now)
         self._notify()
 
     def _refund_all(self, permit: Permit) -> None:
         now = self._clock.now()
-        for gate, amount in self._amounts(permit.input_tokens, permit.output_tokens):
-            assert gate.bucket is not None
-            gate.bucket.refund(amount, now)
+        for gate, amount, _ in self._pace_amounts(permit.input_tokens, permit.output_tokens):
+            gate.adjust(-amount, now)
         self._in_flight -= 1
         self._notify()
-
-    def _learn(self, latency: float, input_tokens: int, output_tokens: int, now: float) -> None:
-        # Exponentially weighted averages: recent behaviour matters, one outlier does not dominate.
-        alpha = 0.1
-        self._latency = latency if self._latency is None else self._latency + alpha * (latency - self._latency)
-        self._avg_in = input_tokens if self._avg_in is None else self._avg_in + alpha * (input_tokens - self._avg_in)
-        self._avg_out = (
-            output_tokens if self._avg_out is None else self._avg_out + alpha * (output_tokens - self._avg_out)
-        )
-        # Without headers, latency is the only sign of a server queueing our requests (a local vLLM never says
-        # 429): seconds per output token, against the best seen (slowly forgotten). Twice the best means more
-        # concurrency only lengthens the queue: AIMD stops increasing, and decreases by a quarter at most once
-        # per round trip while it stays there.
-        cost = latency / (output_tokens + 20)
-        self._best_cost = cost if self._best_cost is None else min(self._best_cost * 1.001, cost)
-        # A quicker average than the others: slow start doubles per round trip, so a late signal overshoots.
-        self._cost_ewma = cost if self._cost_ewma is None else self._cost_ewma + 0.3 * (cost - self._cost_ewma)
-        if self._cost_ewma > 2.0 * self._best_cost:
-            self._slow_start = False
-            if now - self._last_decrease >= latency:
-                self._aimd_limit = max(1.0, self._aimd_limit * 0.75)
-                self._last_decrease = now
-            return
-        # AIMD additive increase: exponential (slow start) until the first overload, then one per window.
-        self._aimd_limit += 1.0 if self._slow_start else 1.0 / max(1.0, self._aimd_limit)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -275,11 +261,26 @@ class Limiter:
 
     # -- what the server tells us --------------------------------------------------------------------------
 
-    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None) -> None:
-        """Learn limits from a response's rate-limit headers and never hold more than the server says is left."""
-        self._seen_response = True
+    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
+        """Learn limits and windows from a response's rate-limit headers, and hold what the server says is left.
+
+        Call it as soon as the headers arrive (for a stream, at its first byte), not when the answer ends.
+        `since` is when the answered request was admitted (`Permit.admitted_at`): with it, a bucket we model
+        as emptier than the server says is raised to match (what we took since then aside).
+        """
         now = self._clock.now() if now is None else now
-        views: list[tuple[str, BucketView | None]] = [
+        self._first_response(now)
+        for name, view in self._views(snapshot):
+            gate = self._gates[name]
+            limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
+            # Produced output tokens are charged by the server while they are generated and by us at the end,
+            # so our consumption and its `remaining` disagree in flight: no flow evidence from that bucket.
+            gate.observe(view, limit, now, flow=name != "output_tokens" or self._reserved, since=since)
+        self._notify()
+
+    @staticmethod
+    def _views(snapshot: RateLimitSnapshot) -> list[tuple[Binding, BucketView]]:
+        views: list[tuple[Binding, BucketView | None]] = [
             ("requests", snapshot.requests),
             ("input_tokens", snapshot.input_tokens),
             ("output_tokens", snapshot.output_tokens),
@@ -287,40 +288,84 @@ class Limiter:
         # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
         if snapshot.input_tokens is None and snapshot.output_tokens is None:
             views.append(("tokens", snapshot.tokens))
-        for name, view in views:
-            if view is None or view.limit <= 0:
-                continue
-            gate = self._gates[name]
-            limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
-            tolerance = 1.0 if name == "requests" else _TOKEN_ROUNDING / 2
-            self._set_limit(gate, limit, now)
-            assert gate.bucket is not None
-            if gate.bucket.level(now) > view.remaining + tolerance:
-                gate.bucket.set_level(float(view.remaining), now)
+        return [(name, view) for name, view in views if view is not None and view.limit > 0]
+
+    def rate_limited(
+        self,
+        snapshot: RateLimitSnapshot | None,
+        input_tokens: int,
+        output_tokens: int,
+        message: str = "",
+        *,
+        admitted_at: float | None = None,
+    ) -> bool:
+        """A 429 for a request of this size, admitted at `admitted_at`. True when it was a short-interval limit
+        (the headers said every bucket had room) that pacing now handles: the named bucket (or all) paces
+        smoothly from now on, or a little slower than it did; no shared pause is needed. False: an ordinary
+        429, for `cool_down`."""
+        views = self._views(snapshot) if snapshot is not None else []
+        if not views:
+            return False
+        amounts: dict[Binding, float] = {
+            "requests": 1.0,
+            "input_tokens": float(input_tokens),
+            "output_tokens": float(output_tokens),
+            "tokens": float(input_tokens + output_tokens),
+        }
+        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
+            return False  # the bucket really was empty: our model was behind the server
+        lowered = message.lower()
+        named = [names for words, names in _GATE_WORDS.items() if words in lowered]
+        chosen = named[0] if named else tuple(self._gates)
+        now = self._clock.now()
+        gates = [self._gates[name] for name in chosen if self._gates[name].limit is not None]
+        fresh = [gate for gate in gates if not gate.smooth]
+        if fresh:
+            for gate in fresh:
+                gate.go_smooth(now)
+            self._ramp.stop()
+            self._smooth_since = now
+        elif admitted_at is not None and admitted_at <= self._smooth_since:
+            return True  # sent before the last change of pace, answered after it: already dealt with
+        else:
+            slowed = [gate.slow_down(now) for gate in gates]  # every named gate, not just the first
+            if not any(slowed):
+                return False  # paced at the learnt rate and still refused: pause as the server asks
+            self._smooth_since = now  # the others already in flight were sent at the pace just left
         self._notify()
+        return True
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody is admitted for `seconds`, then waiters resume spread over a short jitter window."""
         now = self._clock.now()
         jitter = self._rng.uniform(0.0, min(1.0, 0.1 * seconds))
         self._cooldown_until = max(self._cooldown_until, now + seconds + jitter)
-        self._decrease()
+        self._adaptive.decrease()
         self._notify()
 
     def overloaded(self) -> None:
         """A 529/503 or similar: multiplicative decrease of the adaptive concurrency."""
-        self._decrease()
+        self._adaptive.decrease()
         self._notify()
 
     def saw_response(self) -> None:
         """Any response (even one without rate-limit headers) ends the single-request probe."""
         if not self._seen_response:
-            self._seen_response = True
+            self._first_response(self._clock.now())
             self._notify()
 
-    def _decrease(self) -> None:
-        self._slow_start = False
-        self._aimd_limit = max(1.0, self._aimd_limit / 2)
+    def _first_response(self, now: float) -> None:
+        if self._seen_response:
+            return
+        self._seen_response = True
+        if not self._smooth:
+            started = self._first_admitted if self._first_admitted is not None else now
+            self._ramp.begin(now, now - started)
+
+    @property
+    def probing(self) -> bool:
+        """True until the first response: one request goes out alone (a bad key costs one request)."""
+        return not self._seen_response
 
     @property
     def cooldown_until(self) -> float:
@@ -328,66 +373,52 @@ class Limiter:
 
     # -- sizing --------------------------------------------------------------------------------------------
 
-    def _set_limit(self, gate: _Gate, limit: float, now: float) -> None:
-        """A bucket refilled at `limit` per minute holding at most `burst` seconds of it."""
-        if gate.limit == limit:
-            return
-        period = self._burst * self._minute / 60.0
-        capacity = limit * self._burst / 60.0
-        if gate.bucket is None:
-            gate.bucket = TokenBucket(capacity, period=period, now=now)
-        else:
-            gate.bucket.resize(capacity, period=period, now=now)
-        gate.limit = limit
+    def windows(self) -> dict[str, float]:
+        """Seconds per window of each known limit (learnt, overridden or the one-minute default)."""
+        return {name: gate.seconds() for name, gate in self._gates.items() if gate.limit is not None}
 
     def ceiling(self) -> float | None:
-        """Requests per second the known limits allow (None when no limit is known yet)."""
+        """Requests per second the known limits allow in steady state (None when no limit is known yet)."""
         rates: list[float] = []
         g = self._gates
-        per_second = 1.0 / self._minute
-        if g["requests"].limit is not None:
-            rates.append(g["requests"].limit * per_second)
-        for name, avg in (("input_tokens", self._avg_in), ("output_tokens", self._avg_out)):
-            limit = g[name].limit
-            if limit is not None and avg:
-                rates.append(limit * per_second / avg)
-        tokens = g["tokens"].limit
-        if tokens is not None and self._avg_in is not None and self._avg_out is not None:
-            rates.append(tokens * per_second / max(1.0, self._avg_in + self._avg_out))
+        avg_in, avg_out = self._adaptive.avg_in, self._adaptive.avg_out
+        pairs: tuple[tuple[Binding, float | None], ...] = (
+            ("requests", 1.0),
+            ("input_tokens", avg_in),
+            ("output_tokens", avg_out),
+        )
+        for name, avg in pairs:
+            rate = g[name].rate()
+            if rate is not None and avg:
+                rates.append(rate / avg)
+        tokens = g["tokens"].rate()
+        if tokens is not None and avg_in is not None and avg_out is not None:
+            rates.append(tokens / max(1.0, avg_in + avg_out))
         return min(rates) if rates else None
 
     def concurrency_limit(self) -> int:
-        """Little's law (in-flight = rate x latency, doubled for headroom) when the limits are known; AIMD when
-        they are not; one probe request until the first response, so a bad key costs one request."""
+        """With known limits the buckets pace admission and the cap only bounds memory; AIMD when no limit is
+        known; one probe request until the first response, so a bad key costs one request."""
         cap = self._cap or _DEFAULT_CONCURRENCY_CAP
         if not self._seen_response:
             return 1
-        rate = self.ceiling()
-        if rate is not None:
-            # The buckets pace admission; this cap only has to stay above what the rate needs.
-            if self._latency is None:
-                return min(cap, _UNKNOWN_START)
-            return max(1, min(cap, math.ceil(rate * self._latency * 2.0) + 2))
-        return max(1, min(cap, math.floor(self._aimd_limit)))
+        if any(gate.limit is not None for gate in self._gates.values()):
+            return cap
+        return max(1, min(cap, math.floor(self._adaptive.limit)))
 
     def statistics(self) -> LimiterStatistics:
         now = self._clock.now()
-
-        def per_minute(name: str) -> float | None:
-            # Per real minute: with an emulator in compressed time (minute < 60 s) displays and utilization
-            # figures then compare like with like.
-            limit = self._gates[name].limit
-            return None if limit is None else limit * 60.0 / self._minute
-
+        g = self._gates
         return LimiterStatistics(
             in_flight=self._in_flight,
             concurrency_limit=self.concurrency_limit(),
             waiting=len(self._queue),
-            requests_per_minute=per_minute("requests"),
-            input_tokens_per_minute=per_minute("input_tokens"),
-            output_tokens_per_minute=per_minute("output_tokens"),
-            tokens_per_minute=per_minute("tokens"),
+            # Per real minute, from the learnt window: a 6-second emulated minute or a per-day limit reads right.
+            requests_per_minute=g["requests"].per_minute(),
+            input_tokens_per_minute=g["input_tokens"].per_minute(),
+            output_tokens_per_minute=g["output_tokens"].per_minute(),
+            tokens_per_minute=g["tokens"].per_minute(),
             binding=self._binding if self._queue else None,
             cooldown_remaining=max(0.0, self._cooldown_until - now),
-            latency_estimate=self._latency,
+            latency_estimate=self._adaptive.latency,
         )

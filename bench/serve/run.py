@@ -1,0 +1,233 @@
+"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [streams]` prints Markdown for bench/RESULTS.md.
+
+- system: the seed's naive `asyncio.gather` over 300 prompts (stock SDK, defaults) at Tier 1 in compressed time,
+  straight at the API and through `sluicegate serve`, clean and with 5% 529 + 2% 500 upstream faults.
+- ttft: time to first token with 100 concurrent streams (100 clients, each streaming one answer after another),
+  straight and through the gateway, rounds alternated; the limits are far above the load so only the gateway's
+  own cost shows.
+- streams: 1,000 streams held open through the gateway at once; its resident memory before and at the peak.
+
+Every server is its own process (`sluicegate emulate`, `sluicegate serve`), the clients run in this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+from sluicegate.demo.peers import Recorder, gather_all
+from sluicegate.demo.workload import make_documents, tally
+
+HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """Start a `sluicegate` command; yield (the URL from its first stdout line, its pid)."""
+    base_env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sluicegate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**base_env, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=30):
+            raise RuntimeError(f"{args[0]} did not start")
+        line = proc.stdout.readline().strip()
+        yield line.split()[-1], proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- system --------------------------------------------------------------------------------------------------
+
+
+def _gather(base_url: str, n: int) -> dict[str, Any]:
+    docs = make_documents(n, max_tokens=64)
+    rec = Recorder()
+    start = time.monotonic()
+    anyio.run(lambda: gather_all(docs, rec, base_url=base_url, api_key="k", request_timeout=600.0))
+    wall = time.monotonic() - start
+    result = tally(docs, rec.outcomes)
+    times = sorted(o.at for o in rec.outcomes.values() if o.text is not None)
+    return {"wall": wall, "ok": result.ok, "failed": result.failed, "lost": result.missing, "times": times}
+
+
+def system() -> list[str]:
+    minute, rpm, n = 1.2, 50, 300
+    best_span = (n - rpm) / (rpm / minute)
+    rows = [
+        "| run | answered | client errors | wall s | first→last answer s | vs best from a full bucket | steady util. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for faults in ((), ("--fault", "overloaded:0.05", "--fault", "api_error:0.02")):
+        label = "faults 5% 529 + 2% 500" if faults else "clean"
+        emulate = ["emulate", "--tier", "1", "--minute", str(minute), "--latency", "0.3", "--jitter", "0.3", *faults]
+        with _process(emulate) as (emu_url, _):
+            direct = _gather(emu_url.rsplit("/v1", 1)[0], n)
+        serve = ["serve", "--port", "0", "--tier", "1", "--minute", str(minute), *faults]
+        with _process(serve) as (gw_url, _):
+            via = _gather(gw_url, n)
+        for name, r in (("gather straight at the API", direct), ("gather through sluicegate serve", via)):
+            times = r["times"]
+            span = times[-1] - times[0] if len(times) > 1 else float("nan")
+            steady = (280 - 60) / (times[279] - times[59]) / (rpm / minute) if len(times) >= 280 else float("nan")
+            rows.append(
+                f"| {name}, {label} | {r['ok']}/{n} | {r['failed']} | {r['wall']:.1f} | {span:.1f} | "
+                f"{best_span / span:.2f} | {steady:.2f} |"
+            )
+    return rows
+
+
+# -- ttft ----------------------------------------------------------------------------------------------------
+
+
+async def _ttft_round(url: str, workers: int, seconds: float = 8.0) -> list[float]:
+    """`workers` clients, each streaming one answer after another for `seconds`: TTFT of every stream."""
+    body = json.dumps(
+        {"model": "claude-haiku-4-5", "max_tokens": 32, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    out: list[float] = []
+    limits = httpx2.Limits(max_connections=workers + 10, max_keepalive_connections=workers + 10)
+    end = time.monotonic() + seconds
+    async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
+
+        async def worker() -> None:
+            while time.monotonic() < end:
+                first: float | None = None
+                start = time.monotonic()
+                async with http.stream("POST", url + "/v1/messages", content=body, headers=HEADERS) as r:
+                    async for line in r.aiter_lines():
+                        if first is None and line.startswith("event: content_block_delta"):
+                            first = time.monotonic() - start
+                if first is not None:
+                    out.append(first)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ttft(rounds: int = 4, n: int = 100) -> list[str]:
+    # 1 s to the first token, 10 ms per token after it: about 1.3 s per stream, ~75 new streams per second.
+    emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
+    emulate += ["--latency", "1.0", "--per-token", "0.01"]
+    direct: list[float] = []
+    via: list[float] = []
+    with _process(emulate) as (emu_url, _):
+        base = emu_url.rsplit("/v1", 1)[0]
+        serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", "1000"]
+        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, _):
+            anyio.run(_ttft_round, gw_url, n, 3.0)  # warm-up: the limiter's first probe and the pools
+            anyio.run(_ttft_round, base, n, 3.0)
+            for _ in range(rounds):
+                direct += anyio.run(_ttft_round, base, n)
+                via += anyio.run(_ttft_round, gw_url, n)
+    rows = ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
+    for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
+        rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
+    rows.append(
+        f"| **added by the gateway** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
+        f"**{(_pct(via, 0.99) - _pct(direct, 0.99)) * 1000:.1f}** |"
+    )
+    return rows
+
+
+# -- streams -------------------------------------------------------------------------------------------------
+
+
+async def _hold(url: str, n: int, pid: int) -> dict[str, float]:
+    body = json.dumps(
+        {"model": "claude-haiku-4-5", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    opened = completed = 0
+    peak_open = 0
+    peak_rss = 0.0
+    limits = httpx2.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx2.AsyncClient(timeout=120, limits=limits) as http:
+
+        async def one() -> None:
+            nonlocal opened, completed
+            async with http.stream("POST", url + "/v1/messages", content=body, headers=HEADERS) as r:
+                counted = False
+                async for line in r.aiter_lines():
+                    if not counted and line.startswith("event: message_start"):
+                        opened += 1
+                        counted = True
+                    if line.startswith("event: message_stop"):
+                        completed += 1
+                if counted:
+                    opened -= 1
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+            while completed < n:
+                await anyio.sleep(0.25)
+                peak_open = max(peak_open, opened)
+                peak_rss = max(peak_rss, _rss_mb(pid))
+    return {"peak_open": peak_open, "completed": completed, "peak_rss": peak_rss}
+
+
+def streams(n: int = 1000) -> list[str]:
+    # 10 s before the first token and 0.1 s per token: every stream stays open long enough for all to overlap.
+    emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
+    emulate += ["--latency", "10", "--per-token", "0.1"]
+    with _process(emulate) as (emu_url, _):
+        base = emu_url.rsplit("/v1", 1)[0]
+        serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", str(n + 100)]
+        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, pid):
+            anyio.run(_ttft_round, gw_url, 5, 1.0)  # warm-up
+            idle = _rss_mb(pid)
+            result = anyio.run(_hold, gw_url, n, pid)
+            after = _rss_mb(pid)
+    return [
+        "| streams started | completed | most open at once | gateway RSS idle MB | at peak MB | per open stream KB "
+        "| after MB |",
+        "|---|---|---|---|---|---|---|",
+        f"| {n} | {result['completed']:.0f} | {result['peak_open']:.0f} | {idle:.0f} | {result['peak_rss']:.0f} | "
+        f"{(result['peak_rss'] - idle) * 1024 / max(1.0, result['peak_open']):.0f} | {after:.0f} |",
+    ]
+
+
+def main(parts: list[str]) -> None:
+    chosen = parts or ["system", "ttft", "streams"]
+    for part in chosen:
+        rows = {"system": system, "ttft": ttft, "streams": streams}[part]()
+        print(f"\n### {part}\n")
+        print("\n".join(rows))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,217 @@
+"""One rate-limit dimension as the limiter models it: the server's bucket, its learnt window and smooth pacing."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+from .._models import BucketView
+from .._stats import Binding
+from .bucket import TokenBucket
+from .window import Window
+
+__all__ = ["Gate"]
+
+_DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
+_START_SECONDS = 1.0  # before the server has said what is left: one second of refill
+_PACE_SECONDS = 0.05  # smooth pacing lets this much of the rate through at once (and one request)
+_MAX_BOOST = 16.0
+_BOOST_DOUBLING = 1.0  # seconds per doubling of the probe while the bucket stays full
+_TAKES_KEPT = 4096  # recent admissions remembered, to tell how stale a response's `remaining` may be
+
+
+class Gate:
+    """A mirror of the server's bucket (capacity `limit`, refilled over the learnt window, synced to every
+    response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
+
+    __slots__ = (
+        "_boost",
+        "_boost_at",
+        "_boost_cap",
+        "_synced",
+        "_takes",
+        "consumed",
+        "given",
+        "limit",
+        "mirror",
+        "name",
+        "override",
+        "pace",
+        "smooth",
+        "window",
+    )
+
+    def __init__(self, name: Binding, given: float | None, *, override: float | None, smooth: bool) -> None:
+        self.name = name
+        self.given = given  # the user's limit is a ceiling: headers may lower it, never raise it
+        self.override = override  # the user's window length (`minute=`), instead of the learnt one
+        self.limit: float | None = None  # tokens per window, in force now
+        self.window = Window()
+        self.mirror: TokenBucket | None = None
+        self.pace: TokenBucket | None = None
+        self.smooth = smooth
+        self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
+        self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
+        self._synced = False  # the first response sets the level: start from what the server says is there
+        # Smooth pacing above the learnt rate while the server's bucket stays full: a bucket that never drains
+        # teaches little about its window, so the learnt rate may be too slow; probe upwards instead.
+        self._boost = 1.0
+        self._boost_cap = _MAX_BOOST
+        self._boost_at: float | None = None
+
+    # -- rates ---------------------------------------------------------------------------------------------
+
+    def seconds(self) -> float:
+        """The window in force: the override, else the learnt one, else a minute."""
+        if self.override is not None:
+            return self.override
+        learnt = self.window.seconds()
+        return _DEFAULT_WINDOW if learnt is None else learnt
+
+    def rate(self) -> float | None:
+        """Tokens per second the server refills (None while no limit is known)."""
+        return None if self.limit is None else self.limit / self.seconds()
+
+    def set_limit(self, limit: float, now: float, *, initial: float | None = None) -> None:
+        """The capacity per window; a new mirror starts at `initial` (default: one second of refill)."""
+        period = self.seconds()
+        if self.mirror is None:
+            start = min(limit, limit / period * _START_SECONDS) if initial is None else initial
+            self.mirror = TokenBucket(limit, period=period, now=now, initial=start)
+        elif self.mirror.capacity != limit or self.mirror.rate != limit / period:
+            self.mirror.resize(limit, period=period, now=now)
+        self.limit = limit
+        if self.pace is not None or self.smooth:
+            self._repace(now)
+
+    def refresh_rate(self, now: float) -> None:
+        """Re-derive the refill rates after the learnt window changed."""
+        if self.limit is not None:
+            self.set_limit(self.limit, now)
+
+    def go_smooth(self, now: float) -> None:
+        """From now on, pace this bucket at its rate (a short-interval limit refused a burst)."""
+        self.smooth = True
+        self._repace(now)
+
+    def slow_down(self, now: float) -> bool:
+        """Paced smoothly and still refused over a short interval: step back below the probe that was refused
+        and probe no higher. False when there is nothing to step back from (the learnt rate itself)."""
+        if self._boost <= 1.0:
+            return False
+        self._boost = self._boost_cap = max(1.0, self._boost / 1.5)  # back below where it was refused
+        self._repace(now)
+        return True
+
+    def _repace(self, now: float) -> None:
+        rate = self.rate()
+        if rate is None:
+            return
+        rate *= self._boost
+        capacity = rate * _PACE_SECONDS
+        if self.pace is None:
+            self.pace = TokenBucket(capacity, period=_PACE_SECONDS, now=now, initial=capacity)
+        else:
+            self.pace.resize(capacity, period=_PACE_SECONDS, now=now)
+
+    # -- admission -----------------------------------------------------------------------------------------
+
+    def wait_time(self, amount: float, pace_amount: float, now: float) -> float:
+        """Seconds until this gate admits a request charging `amount` (and `pace_amount` of pacing)."""
+        assert self.mirror is not None
+        wait = self.mirror.wait_time(amount, now)
+        if self.pace is not None:
+            wait = max(wait, self.pace.wait_time(pace_amount, now))
+        return wait
+
+    def take(self, amount: float, pace_amount: float, now: float) -> None:
+        assert self.mirror is not None
+        self.mirror.take(amount, now)
+        self._takes.append((now, self.consumed))
+        self.consumed += amount
+        if self.pace is not None:
+            self.pace.take(pace_amount, now)
+
+    def adjust(self, delta: float, now: float) -> None:
+        """Charge (`delta` > 0) or refund (< 0) the difference between a reservation and the real count."""
+        if self.mirror is None or delta == 0:
+            return
+        if delta > 0:
+            self.mirror.take(delta, now)
+        else:
+            self.mirror.refund(-delta, now)
+        self.consumed += delta
+
+    # -- what the server says ------------------------------------------------------------------------------
+
+    def taken_since(self, since: float) -> float:
+        """What we took from this bucket at or after `since` (all we remember, if it is older)."""
+        i = bisect.bisect_left(self._takes, (since, -math.inf))
+        return 0.0 if i >= len(self._takes) else self.consumed - self._takes[i][1]
+
+    def observe(self, view: BucketView, limit: float, now: float, *, flow: bool, since: float | None = None) -> bool:
+        """Learn from one response; sync the mirror to `remaining`. True when the learnt window moved.
+
+        `since`: when the request that brought this response was admitted. What we took after that may not be
+        in its `remaining` yet, so the mirror is raised only to what is left after those; without `since`
+        (the first response excepted) it is never raised.
+        """
+        before = self.window.seconds()
+        self.window.observe_reset(
+            view.limit,
+            view.remaining,
+            view.reset_in,
+            remaining_error=view.remaining_error,
+            reset_error=view.reset_error,
+        )
+        if flow:
+            self.window.observe_flow(
+                view.limit, view.remaining, self.consumed, now, remaining_error=view.remaining_error
+            )
+        moved = self.window.seconds() != before
+        # Rounded token counts: what is surely left, and what may be.
+        low = max(0.0, view.remaining - view.remaining_error + 1.0)
+        high = view.remaining + view.remaining_error
+        scale = limit / view.limit if view.limit > 0 else 1.0  # a user's lower ceiling scales what is left
+        new_mirror = self.mirror is None
+        self.set_limit(limit, now, initial=low * scale if new_mirror else None)
+        if not self._synced:
+            self._synced = True
+            assert self.mirror is not None
+            self.mirror.set_level(low * scale, now)
+            return moved
+        if moved and not new_mirror:
+            self.refresh_rate(now)
+        assert self.mirror is not None
+        level = self.mirror.level(now)
+        # Probe only while the pace is what holds requests back (its bucket drained), not while demand is low.
+        paced = self.pace is not None and self.pace.level(now) < 0.5 * self.pace.capacity
+        if self.smooth and paced and level >= 0.5 * self.mirror.capacity and self._boost < self._boost_cap:
+            if self._boost_at is not None:
+                growth = 2.0 ** ((now - self._boost_at) / _BOOST_DOUBLING)
+                self._boost = min(self._boost_cap, self._boost * growth)
+                self._repace(now)
+            self._boost_at = now
+        else:
+            self._boost_at = None
+        # Never hold more than the server says is left; and start from (catch up with) what it says is there.
+        if level > high * scale:
+            self.mirror.set_level(view.remaining * scale, now)
+        elif since is not None:
+            floor = (low - self.taken_since(since)) * scale
+            if level < floor:
+                self.mirror.set_level(floor, now)
+        return moved
+
+    def fits(self, amount: float) -> bool:
+        """Whether the server's bucket can ever hold `amount` at once."""
+        return self.limit is None or amount <= self.limit
+
+    def per_minute(self) -> float | None:
+        rate = self.rate()
+        return None if rate is None else rate * 60.0
+
+    def __repr__(self) -> str:
+        window = self.seconds()
+        return f"Gate({self.name}, limit={self.limit}, window={window:g}s, mirror={self.mirror}, pace={self.pace})"

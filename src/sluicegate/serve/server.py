@@ -1,0 +1,65 @@
+"""run_gateway: serve the gateway with uvicorn on a loopback port in a background thread (tests, notebooks, bench)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import build_app
+from .gateway import Gateway, GatewayConfig
+
+__all__ = ["RunningGateway", "bind", "run_gateway"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningGateway:
+    """A live gateway: its base URL and its app (whose `state.gateway` is the Gateway)."""
+
+    base_url: str
+    app: FastAPI
+
+    @property
+    def gateway(self) -> Gateway:
+        gateway: Gateway = self.app.state.gateway
+        return gateway
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound socket, so the port is known (port 0 picks a free one) before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+@contextmanager
+def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningGateway]:
+    """Start a gateway in a background thread (lifespan on); drain and stop it when the block ends."""
+    app = build_app(config)
+    sock = bind(host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", backlog=4096, timeout_graceful_shutdown=2
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway failed to start")
+        time.sleep(0.01)
+    try:
+        yield RunningGateway(f"http://{host}:{sock.getsockname()[1]}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

@@ -1,0 +1,130 @@
+"""The road upstream: one `LimitedTransport` (the shared limiter, retry policy and cool-down) over one pool.
+
+A thin inner transport announces the moment a request has passed the limiter and is about to go out, which is
+when the scheduler lets the next ticket in. The upstream key is set here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import httpx2
+
+from ..integrations.sdk import LimitedTransport
+from ..limits.limiter import Limits
+from ..providers import get as get_provider
+from ..providers.base import Provider
+from ..retry import RetryPolicy
+
+__all__ = ["Preempted", "Upstream", "client_headers", "response_headers", "scrub"]
+
+_SENT = "sluicegate.sent"
+# What a client may say to the upstream besides its body; its own credentials never go up.
+_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "content-type", "accept", "user-agent", "openai-beta")
+# What the upstream says that a client needs. Rate-limit headers describe the gateway's account, not the client's
+# share of it, and the organization id is the account's: neither is passed on.
+_RESPONSE_HEADERS = ("content-type", "request-id", "x-request-id", "cache-control", "x-should-retry", "retry-after")
+_KEY_ECHO = re.compile(rb"(API key provided: )[^\s\".,]+")
+
+
+class Preempted(Exception):
+    """The ticket was sent back to the queue before its request went out (an interactive one took its place)."""
+
+
+class _Announce(httpx2.AsyncBaseTransport):
+    """Calls the request's `sluicegate.sent` hook just before the request goes on the wire (after the limiter)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        hook = request.extensions.get(_SENT)
+        if hook is not None:
+            hook()  # raises Preempted when the ticket lost its place meanwhile: nothing is sent
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Upstream:
+    """One limiter, one retry policy, one connection pool, shared by every client of the gateway."""
+
+    def __init__(
+        self,
+        *,
+        provider: Literal["anthropic", "openai"],
+        base_url: str,
+        api_key: str,
+        limits: Limits | None = None,
+        max_concurrency: int | None = None,
+        minute: float = 60.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.provider: Provider = get_provider(provider)
+        self.base_url = base_url.rstrip("/")
+        self._auth = self.provider.auth_headers(api_key)
+        self._key = api_key
+        cap = (max_concurrency or 512) + 16
+        inner = transport or httpx2.AsyncHTTPTransport(
+            limits=httpx2.Limits(max_connections=cap, max_keepalive_connections=cap)
+        )
+        self.transport = LimitedTransport(
+            provider=provider,
+            limits=limits,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            minute=minute,
+            transport=_Announce(inner),
+        )
+        # The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
+        self.client = httpx2.AsyncClient(transport=self.transport, timeout=httpx2.Timeout(600.0, connect=10.0))
+
+    def url(self, path: str) -> str:
+        """The upstream URL for a gateway path (`/v1/messages`, `/v1/messages/count_tokens`, `/v1/chat/...`)."""
+        if self.provider.name == "openai":
+            # The openai SDK's base URL already ends in /v1.
+            return self.base_url + (path[3:] if path.startswith("/v1/") else path)
+        return self.base_url + path
+
+    def request(
+        self, path: str, body: bytes, headers: Mapping[str, str], on_sent: Callable[[], None] | None
+    ) -> httpx2.Request:
+        """The upstream request: the client's body byte for byte, its API headers, and the upstream key."""
+        outgoing = client_headers(headers)
+        for name, value in self._auth.items():
+            if name == "anthropic-version" and name in outgoing:
+                continue  # the client's API version wins; the SDK always sends one
+            outgoing[name] = value
+        # Plain bytes both ways: the gateway meters what passes, and loopback bandwidth is free.
+        outgoing["accept-encoding"] = "identity"
+        extensions = {_SENT: on_sent} if on_sent is not None else None
+        return self.client.build_request("POST", self.url(path), content=body, headers=outgoing, extensions=extensions)
+
+    async def send(self, request: httpx2.Request) -> httpx2.Response:
+        return await self.client.send(request, stream=True)
+
+    def scrub(self, body: bytes) -> bytes:
+        return scrub(body, self._key)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.transport.aclose()
+
+
+def client_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in _REQUEST_HEADERS if name in headers}
+
+
+def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in _RESPONSE_HEADERS if name in headers}
+
+
+def scrub(body: bytes, key: str) -> bytes:
+    """An error body without the upstream key, whole or as the masked echo some APIs put in a 401 message."""
+    if key and len(key) >= 4:
+        body = body.replace(key.encode(), b"[redacted]")
+    return _KEY_ECHO.sub(rb"\1[redacted]", body)

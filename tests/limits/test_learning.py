@@ -1,0 +1,253 @@
+"""The limiter against a simulated server on a fake clock: windows learnt from real header text, the start from
+`remaining`, the slow-start ramp, the short-interval fallback and requests larger than a bucket."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import anyio
+import pytest
+
+from sluicegate import RateLimitSnapshot, Usage
+from sluicegate._exceptions import InputError
+from sluicegate.limits.headers import parse_anthropic_headers, parse_openai_headers
+from sluicegate.limits.limiter import Limiter
+from sluicegate.testing import FakeClock
+
+_WALL = 1_800_000_000.37  # wall-clock seconds at fake time 0: the whole-second boundary falls mid-way
+
+
+class Server:
+    """Continuously refilled buckets (limit per `window` seconds) sending headers as the real APIs format them."""
+
+    def __init__(self, clock: FakeClock, limits: dict[str, tuple[float, float]], *, style: str = "anthropic") -> None:
+        self.clock = clock
+        self.limits = limits  # name -> (limit, window seconds)
+        self.level = {name: limit for name, (limit, _) in limits.items()}
+        self.at = clock.now()
+        self.style = style
+        self.refused = 0
+
+    def _refill(self) -> None:
+        now = self.clock.now()
+        for name, (limit, window) in self.limits.items():
+            self.level[name] = min(limit, self.level[name] + (now - self.at) * limit / window)
+        self.at = now
+
+    def admit(self, charges: dict[str, float]) -> bool:
+        """Take every charge, or refuse (a 429) when any bucket is short."""
+        self._refill()
+        # (1e-9: a refill computed in floats may fall a hair short of a whole request)
+        if any(self.level[name] < amount - 1e-9 for name, amount in charges.items() if name in self.level):
+            self.refused += 1
+            return False
+        for name, amount in charges.items():
+            if name in self.level:
+                self.level[name] -= amount
+        return True
+
+    def snapshot(self) -> RateLimitSnapshot:
+        self._refill()
+        wall = _WALL + self.clock.now()
+        headers: dict[str, str] = {}
+        for name, (limit, window) in self.limits.items():
+            level = self.level[name]
+            full_in = max(0.0, limit - level) * window / limit
+            left = max(0, math.floor(level))
+            if self.style == "anthropic":
+                key = name.replace("_", "-")
+                if name != "requests":
+                    left = (left + 500) // 1000 * 1000
+                stamp = math.floor(wall + full_in)
+                headers[f"anthropic-ratelimit-{key}-limit"] = str(int(limit))
+                headers[f"anthropic-ratelimit-{key}-remaining"] = str(left)
+                headers[f"anthropic-ratelimit-{key}-reset"] = _rfc3339(stamp)
+            else:
+                reset = f"{math.ceil(full_in * 1000)}ms" if full_in < 1 else f"{math.ceil(full_in)}s"
+                headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
+                headers[f"x-ratelimit-remaining-{name}"] = str(left)
+                headers[f"x-ratelimit-reset-{name}"] = reset
+        if self.style == "anthropic":
+            return parse_anthropic_headers(headers, wall)
+        return parse_openai_headers(headers)
+
+
+def _rfc3339(stamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _drive(limiter: Limiter, server: Server, n: int, *, latency: float, tokens: tuple[int, int]) -> list[float]:
+    """`n` requests through limiter and server by 64 workers; a refused one is retried. Completion times."""
+    done: list[float] = []
+    todo = list(range(n))
+    input_tokens, output_tokens = tokens
+
+    async def worker() -> None:
+        while todo:
+            todo.pop()
+            while True:
+                permit = await limiter.acquire(input_tokens, output_tokens)
+                charges = {"requests": 1.0, "input_tokens": input_tokens, "output_tokens": output_tokens}
+                charges["tokens"] = input_tokens + output_tokens
+                if server.admit(charges):
+                    break
+                snapshot = server.snapshot()
+                limiter.observe(snapshot)
+                if not limiter.rate_limited(snapshot, input_tokens, output_tokens, admitted_at=permit.admitted_at):
+                    limiter.cool_down(1.0)
+                permit.release()
+            await anyio.sleep(latency)
+            limiter.observe(server.snapshot(), since=permit.admitted_at)
+            permit.settle(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+            done.append(limiter._clock.now())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(64):
+            tg.start_soon(worker)
+    return done
+
+
+@pytest.mark.parametrize(
+    ("window", "requests", "n", "ideal"),
+    [
+        (60.0, 120, 480, (480 - 120) * 60.0 / 120),  # a real minute
+        (6.0, 120, 480, (480 - 120) * 6.0 / 120),  # an emulator's 6-second minute
+        (1.0, 20, 200, (200 - 20) * 1.0 / 20),  # a per-second limit
+    ],
+)
+def test_window_is_learnt_from_anthropic_headers(window: float, requests: int, n: int, ideal: float) -> None:
+    """No limits and no minute given: the window is learnt within 3% (never shorter), no request is refused,
+    and the run finishes within 10% of a perfect client that spends the full bucket at once."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (requests, window)})
+
+    async def main() -> list[float]:
+        limiter = Limiter(clock=clock)
+        done = await _drive(limiter, server, n, latency=window / 60.0, tokens=(10, 10))
+        learnt = limiter.windows()["requests"]
+        assert window <= learnt <= window * 1.03
+        return done
+
+    done = clock.run(main)
+    assert server.refused == 0
+    assert max(done) <= ideal * 1.10 + 2 * window / 60.0
+
+
+def test_per_day_requests_beside_per_minute_tokens_from_openai_headers() -> None:
+    """Groq-style: 14,400 requests per day and 6,000 tokens per minute. The day is learnt as a day (the requests
+    never bind), the minute as a minute (the tokens bind at 100 per second), and nothing is refused."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (14_400, 86_400.0), "tokens": (6_000, 60.0)}, style="openai")
+
+    async def main() -> list[float]:
+        limiter = Limiter(clock=clock)
+        done = await _drive(limiter, server, 300, latency=1.0, tokens=(50, 50))
+        windows = limiter.windows()
+        assert 86_400.0 <= windows["requests"] <= 86_400.0 * 1.2
+        assert 60.0 <= windows["tokens"] <= 61.0
+        return done
+
+    done = clock.run(main)
+    assert server.refused == 0
+    # 300 x 100 tokens: 6,000 at once, then 24,000 at 100 per second = 240 s.
+    assert 240.0 <= max(done) <= 240.0 * 1.05 + 2.0
+
+
+def test_starts_from_remaining_and_ramps_by_doubling() -> None:
+    """After the probe the client spends what the server says is left: admissions per round trip roughly
+    double instead of being paced at the long-run rate. The round trip is the time a refusal takes to come
+    back, at most a quarter second, even when answers take a whole second."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (1_000, 60.0)})
+
+    async def main() -> list[float]:
+        limiter = Limiter(clock=clock)
+        probe = await limiter.acquire(0, 0)
+        server.admit({"requests": 1.0})
+        await anyio.sleep(1.0)
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        probe.settle(Usage())
+        admitted: list[float] = []
+        for _ in range(200):
+            permit = await limiter.acquire(0, 0)
+            admitted.append(clock.now() - 1.0)
+            permit.settle(Usage())
+        return admitted
+
+    admitted = clock.run(main)
+    per_round = [sum(1 for t in admitted if k * 0.25 <= t < (k + 1) * 0.25) for k in range(4)]
+    assert per_round[0] >= 5  # 4 per round trip, growing within the round
+    assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(per_round))
+    assert admitted[-1] < 1.5  # 200 requests out of the 999 left, far faster than 1,000 per minute's pace
+
+
+def test_short_interval_server_costs_a_handful_of_429s_then_smooth_pacing() -> None:
+    """A server enforcing 600 per minute also as 10 per second (burst 2): the ramp meets the short limit,
+    the first 429 (with capacity left in the headers) switches to smooth pacing, which probes up to just below
+    the short limit (a bucket that never drains teaches little about its window): at most 3 refused in all,
+    and 300 requests within 25% of the 30 s the short limit allows."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (600, 60.0)})
+    short = Server(clock, {"requests": (2, 0.2)})  # 10 per second with a burst of 2
+
+    class Both(Server):
+        def admit(self, charges: dict[str, float]) -> bool:
+            if not short.admit(charges):
+                self.refused += 1
+                return False
+            return server.admit(charges)
+
+    both = Both(clock, {})
+    both.snapshot = server.snapshot  # type: ignore[method-assign]
+
+    async def main() -> list[float]:
+        limiter = Limiter(clock=clock)
+        done = await _drive(limiter, both, 300, latency=0.5, tokens=(10, 10))
+        assert limiter._gates["requests"].smooth
+        return done
+
+    done = clock.run(main)
+    assert both.refused <= 3
+    assert len(done) == 300
+    assert max(done) <= 300 / 10 * 1.25
+
+
+def test_oversize_request_under_reserved_accounting_fails_at_once() -> None:
+    """max_tokens 16,000 under a 10,000 output-token bucket that charges max_tokens: an InputError naming the
+    field and the limit, at once, not a stall."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, output_accounting="reserved")
+        limiter.observe(Server(clock, {"output_tokens": (10_000, 60.0)}).snapshot())
+        with pytest.raises(InputError, match="max_tokens") as caught:
+            await limiter.acquire(100, 16_000)
+        assert "10,000 output tokens" in str(caught.value)
+        assert clock.now() == 0.0
+
+    clock.run(main)
+
+
+def test_oversize_request_under_produced_accounting_is_admitted_and_charged_what_it_uses() -> None:
+    """The same request where the server counts produced tokens: admitted at once, charged a share of the
+    bucket at admission, then what it really produced; the next request is not stalled."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, output_accounting="produced")
+        limiter.observe(Server(clock, {"output_tokens": (10_000, 60.0)}).snapshot())
+        first = await limiter.acquire(100, 16_000)
+        assert clock.now() == 0.0
+        assert first.output_tokens == 2_500
+        first.settle(Usage(input_tokens=100, output_tokens=800))
+        mirror = limiter._gates["output_tokens"].mirror
+        assert mirror is not None
+        assert mirror.level(clock.now()) == 10_000 - 500 - 800
+        second = await limiter.acquire(100, 16_000)
+        assert clock.now() <= 0.01  # only the slow start's spacing, no wait for the bucket
+        second.settle(Usage(input_tokens=100, output_tokens=800))
+
+    clock.run(main)

@@ -1,0 +1,56 @@
+"""The window estimator alone: bounds from reset headers and from flow, and recovery from a contradiction."""
+
+from __future__ import annotations
+
+import math
+
+from sluicegate.limits.window import Window
+
+
+def test_full_bucket_carries_no_information() -> None:
+    """A bucket reported full (or within rounding of full) leaves the window unknown."""
+    window = Window()
+    window.observe_reset(30000, 30000, 0.0, remaining_error=501.0, reset_error=1.0)
+    window.observe_reset(30000, 29600, 0.0, remaining_error=501.0, reset_error=1.0)
+    assert window.seconds() is None
+
+
+def test_whole_second_resets_converge_to_the_true_window_from_above() -> None:
+    """60 s window, truncated whole-second resets at many phases: never below 60, and within 2.5% in the end."""
+    window = Window()
+    for i in range(200):
+        missing = 10 + (i * 7) % 40  # of 50 requests
+        true_reset = missing * 60.0 / 50
+        phase = (i * 0.137) % 1.0  # where the second boundary falls
+        shown = math.floor(phase + true_reset) - phase  # truncated timestamp minus now
+        window.observe_reset(50, 50 - missing, shown, remaining_error=1.0, reset_error=1.0)
+        estimate = window.seconds()
+        assert estimate is not None
+        assert estimate >= 60.0
+    estimate = window.seconds()
+    assert estimate is not None
+    assert estimate <= 61.5
+    lo, hi = window.bounds
+    assert lo <= 60.0 <= hi
+
+
+def test_flow_bounds_the_window_without_any_reset() -> None:
+    """Remaining 10 then 20 after 1 s in which we consumed 5 of a 60-per-6-s bucket: refill >= 15 - 2, so W <= 6.7 s."""
+    window = Window()
+    window.observe_flow(60, 10, 0.0, 0.0, remaining_error=0.0)
+    window.observe_flow(60, 20, 5.0, 1.5, remaining_error=0.0)
+    assert window.seconds() == 60 * 1.5 / 15
+
+
+def test_a_contradiction_keeps_the_newest_consistent_responses() -> None:
+    """After the window changes (a limit moved), old intervals that contradict the new ones are dropped."""
+    window = Window()
+    for _ in range(3):
+        window.observe_reset(100, 0, 60.0, remaining_error=0.0, reset_error=0.001)
+    first = window.seconds()
+    assert first is not None
+    assert 59.9 <= first <= 60.1
+    window.observe_reset(100, 50, 3.0, remaining_error=0.0, reset_error=0.001)  # now a 6 s window
+    second = window.seconds()
+    assert second is not None
+    assert 5.9 <= second <= 6.1
