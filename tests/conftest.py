@@ -1,10 +1,14 @@
 """Shared fixtures: the `emulator` factory (a live loopback emulator per call), `serve` (any ASGI app on
-loopback) and the anyio backend."""
+loopback), a real redis-server and the anyio backend."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -28,6 +32,49 @@ def emulator() -> Iterator[Callable[..., RunningEmulator]]:
             return stack.enter_context(run_emulator(EmulatorConfig(**kwargs)))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port for the whole session (no persistence), as a URL."""
+    with running_redis() as url:
+        yield url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """redis-server on `port`, no snapshots, no append-only file; returns once it accepts connections."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server): the shared limiter needs it")
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+@contextmanager
+def running_redis() -> Iterator[str]:
+    port = free_port()
+    proc = start_redis(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

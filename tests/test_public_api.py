@@ -46,6 +46,7 @@ EXPECTED = {
     "RunAborted",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "SystemClock",
     "Timeouts",

@@ -3,7 +3,8 @@
 SluicegateError
 ├── ConfigError                 bad configuration given to the library or CLI (ValueError too)
 │   ├── JobMismatchError        the job store was made with other settings, or the input changed
-│   └── JobBusyError            another run holds the job store
+│   ├── JobBusyError            another run holds the job store
+│   └── SharedLimitsUnavailableError  the shared limiter's Redis cannot be reached at start
 ├── InputError                  a bad input line or request: carries line and field
 ├── ProviderError               the API answered with an error: status, request id, type, body
 │   ├── BadRequestError         400, 404, 413, 422: never retried
@@ -23,6 +24,7 @@ SluicegateError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "RateLimitedError",
     "RunAbortedError",
     "ServerError",
+    "SharedLimitsUnavailableError",
     "SluicegateError",
     "TransportError",
     "UsageError",
@@ -57,11 +60,22 @@ class ConfigError(SluicegateError, ValueError):
 
 
 class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
+    """The store belongs to a job with other settings (or the input changed); start over to discard it.
+
+    `changes` maps each differing setting to its (stored, given) values, for messages that name them.
+    """
+
+    def __init__(self, message: str, changes: Mapping[str, tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.changes: dict[str, tuple[str, str]] = dict(changes or {})
 
 
 class JobBusyError(ConfigError):
     """Another run holds this job store."""
+
+
+class SharedLimitsUnavailableError(ConfigError):
+    """The shared limiter's Redis cannot be reached when the engine opens (the CLI exits with 2)."""
 
 
 class InputError(SluicegateError, ValueError):

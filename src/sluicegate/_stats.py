@@ -10,7 +10,10 @@ from ._models import Usage
 
 __all__ = ["Binding", "EngineStatistics", "LimiterStatistics"]
 
-Binding = Literal["requests", "input_tokens", "output_tokens", "tokens", "concurrency", "cooldown"]
+# "shared_limits_lost": the shared limiter's Redis does not answer, so nothing is admitted until it does.
+Binding = Literal[
+    "requests", "input_tokens", "output_tokens", "tokens", "concurrency", "cooldown", "shared_limits_lost"
+]
 
 
 @dataclass(frozen=True, slots=True)

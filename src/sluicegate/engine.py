@@ -22,6 +22,7 @@ import anyio
 import httpx2
 
 from ._attempt import AttemptResult, send_attempt
+from ._budget import CostBudget
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._events import (
@@ -53,14 +54,17 @@ from ._exceptions import (
 from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run, iterate_items
 from ._stats import EngineStatistics
-from .limits.limiter import Limiter, Limits, Permit
+from .limits._pool import pool_name, rate_limit_class
+from .limits.limiter import Limiter, Limits
+from .limits.protocol import AdmissionPermit as Permit
+from .limits.protocol import LimiterLike
 from .pricing import PriceTable, load_prices
 from .providers import Provider
 from .providers import get as get_provider
 from .retry import RetryPolicy, decide
 from .tokens import InputEstimator, OutputEstimator
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "shared_pool_name"]
 
 log = logging.getLogger("sluicegate")
 
@@ -76,6 +80,9 @@ class Engine:
 
     `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
     the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
+
+    `shared_limits="redis://HOST:PORT/DB"` keeps the limiter's buckets in Redis, shared by every process on the
+    same key, base URL and rate-limit class (`shared_limits_name` names the pool explicitly instead).
     """
 
     def __init__(
@@ -99,6 +106,8 @@ class Engine:
         transport: httpx2.AsyncBaseTransport | None = None,
         sinks: Sequence[EventSink] = (),
         seed: int | None = None,
+        shared_limits: str | None = None,
+        shared_limits_name: str | None = None,
     ) -> None:
         if not api_key:
             raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
@@ -119,7 +128,7 @@ class Engine:
         self._rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
         # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
-        self.limiter = Limiter(
+        self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
             max_concurrency=max_concurrency,
@@ -128,6 +137,18 @@ class Engine:
             output_accounting=self._output_accounting,
             rng=self._rng,
         )
+        if shared_limits is not None:  # the same limiter, its state in a Redis pool shared by every process
+            try:
+                from .limits.shared import SharedLimiter
+            except ImportError as exc:
+                raise ConfigError("shared_limits needs the redis client: pip install 'sluicegate[redis]'") from exc
+            name = shared_limits_name or shared_pool_name(
+                self._provider.name, api_key, base_url, self._defaults.get("model")
+            )
+            self.limiter = SharedLimiter(
+                shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
+                minute=minute, rng=self._rng,
+            )  # fmt: skip
         self._transport = transport
         self._sinks = list(sinks)
         self._input_estimator = InputEstimator(provider=self._provider.name)
@@ -145,7 +166,7 @@ class Engine:
         self._attempts = 0
         self._usage = Usage()
         self._cost = 0.0
-        self._reserved_cost = 0.0
+        self._budget = CostBudget(max_cost)
         self._unpriced: Counter[str] = Counter()  # successes by model whose price is not in the table
         self._failures: Counter[str] = Counter()
 
@@ -157,6 +178,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         if self._state != "new":
             raise UsageError("an Engine can be opened once; create a new one")
+        await _open_limiter(self.limiter)
         headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
         timeout = httpx2.Timeout(
             connect=self._timeouts.connect, read=self._timeouts.idle, write=self._timeouts.idle, pool=None
@@ -183,6 +205,7 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._client.aclose()
+            await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
     def _require_open(self) -> httpx2.AsyncClient:
         if self._state != "open" or self._client is None:
@@ -253,7 +276,7 @@ class Engine:
             in_flight=self._in_flight,
             usage=self._usage,
             cost=self._cost,
-            reserved_cost=self._reserved_cost,
+            reserved_cost=self._budget.reserved,
             unpriced=dict(self._unpriced),
             attempts=self._attempts,
             failures_by_reason=dict(self._failures),
@@ -353,29 +376,40 @@ class Engine:
         return est_in, reserve, max_tokens
 
     async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Permit | None:
-        """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
+        """Wait for the cost cap and the limiter; None when the run stopped meanwhile."""
         est_in, reserve, max_tokens = self._estimates(item, raw_in)
         if self._max_cost is not None:
-            worst = self._prices.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
+            model = self._provider.model(item.params)
+            worst = self._prices.estimate_cost(model, est_in, max_tokens)
             if worst is None:
                 self._abort(
                     run,
-                    f"no price is known for model {self._provider.model(item.params)!r}, so the "
-                    "cost cap cannot be enforced",
+                    f"no price is known for model {model!r}, so the cost cap cannot be enforced",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-            if self._cost + self._reserved_cost + worst > self._max_cost:
+            likely = self._prices.estimate_cost(model, est_in, reserve) or worst
+            # Money only reserved by requests in flight is not spent: wait for their answers before deciding.
+            while (verdict := self._budget.verdict(worst, likely)) == "wait":
+                with run.cancellable() as scope:
+                    await self._budget.wait_settled()
+                if scope.cancelled_caught or run.halted:
+                    return None
+            if verdict == "stop":
                 self._abort(
                     run,
-                    f"stopped before the cost cap of ${self._max_cost:.2f}: spent ${self._cost:.4f}, "
-                    f"${self._reserved_cost:.4f} reserved in flight",
+                    f"the cost cap of ${self._max_cost:.2f} is reached: ${self._budget.spent:.4f} spent, and the next "
+                    f"request would likely cost ${likely:.4f} (up to ${worst:.4f})",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-        return await self._wait_for_permit(run, est_in, reserve)
+            self._budget.reserve(id(item), worst, likely)
+        permit = await self._wait_for_permit(run, est_in, reserve)
+        if permit is None:
+            self._budget.release(id(item))
+        return permit
 
     async def _wait_for_permit(self, run: Run, est_in: int, reserve: int) -> Permit | None:
         if run.halted:
@@ -417,6 +451,22 @@ class Engine:
         on_text: Callable[[str], Awaitable[None]] | None = None,
         force_stream: bool = False,
     ) -> Result:
+        """The item's attempts; its cost-cap hold is released however they end."""
+        try:
+            return await self._attempts_of(run, item, permit, raw_in, on_text=on_text, force_stream=force_stream)
+        finally:
+            self._budget.release(id(item))
+
+    async def _attempts_of(
+        self,
+        run: Run,
+        item: RequestItem,
+        permit: Permit | None,
+        raw_in: int,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        force_stream: bool = False,
+    ) -> Result:
         """Attempts until success, a final error, or the run stops. Always releases what it holds."""
         client = self._client
         assert client is not None
@@ -436,8 +486,6 @@ class Engine:
             attempts += 1
             self._attempts += 1
             self._in_flight += 1
-            worst = self._prices.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
-            self._reserved_cost += worst
             self._emit(
                 RequestAdmitted(
                     at=permit.admitted_at,
@@ -464,7 +512,6 @@ class Engine:
                 )
             finally:
                 self._in_flight -= 1
-                self._reserved_cost -= worst
                 if outcome is None:  # cancelled mid-attempt: the server may have counted it
                     permit.release(charged=True)
             now = self._clock.now()
@@ -492,6 +539,7 @@ class Engine:
                 self._succeeded += 1
                 self._usage = self._usage + usage
                 self._cost += cost or 0.0
+                self._budget.spend(cost or 0.0)
                 self._emit(RequestCompleted(at=now, result=result))
                 return result
             failure = outcome.failure
@@ -602,6 +650,24 @@ class Engine:
                 sink(event)
             except Exception:  # a broken display must not break the run
                 log.exception("event sink %r failed", sink)
+
+
+def shared_pool_name(provider: str, api_key: str, base_url: str | None, model: str | None) -> str:
+    """The shared-limits pool of a key, endpoint (None: the provider's default) and model's rate-limit class."""
+    return pool_name(api_key, base_url or _DEFAULT_BASE_URLS[provider], rate_limit_class(provider, model))
+
+
+async def _open_limiter(limiter: LimiterLike) -> None:
+    """A shared limiter connects to its pool (raising SharedLimitsUnavailableError); a local one has nothing to do."""
+    opener = getattr(limiter, "open", None)
+    if opener is not None:
+        await opener()
+
+
+async def _close_limiter(limiter: LimiterLike) -> None:
+    closer = getattr(limiter, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 def _with_elapsed(failure: Any, elapsed: float) -> Any:

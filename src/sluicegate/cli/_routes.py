@@ -117,6 +117,7 @@ def batch_route(
     retry_failed: bool,
     restart: bool,
     quiet: bool,
+    resume: str = "",
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
     import anyio
@@ -139,6 +140,7 @@ def batch_route(
         restart=restart,
         cache_warmup=cache_warmup,
         forget_unknown_batches=emulated,
+        resume_command=resume,
         **deadline_settings(deadline, rpm, itpm, otpm, emulated, minute=minute),
     )
     console = Console(stderr=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
@@ -139,6 +139,7 @@ def batch(
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
+            resume_command=resume_command(sys.argv),
         )
         outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

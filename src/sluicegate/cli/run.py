@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.cli._routes import batch_route, deadline_option, pick_route
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
 # The emulator's defaults for a no-account run: the published Tier 1 limits, with one emulated minute
@@ -62,6 +63,29 @@ def _endpoint(
         yield url, "emulator", "emulator", True
 
 
+def _table_spec(input_path: Path, output_path: Path, template: str | None, id_column: str | None) -> TableSpec | None:
+    """The template job a table input or a --template asks for; a usage error (exit 2) when it cannot work."""
+    from sluicegate._exceptions import ConfigError
+    from sluicegate.jobs.table_output import is_table_output
+    from sluicegate.jobs.tables import TableSpec, is_table
+
+    if template is None:
+        if is_table(input_path):
+            raise click.UsageError(
+                f"{input_path.name} is a table: say how a row becomes a prompt with --template, for example "
+                "--template 'Summarise this ticket: {body}' --id-column ticket_id (columns in braces)"
+            )
+        if id_column is not None:
+            raise click.UsageError("--id-column needs --template")
+        if is_table_output(output_path):
+            raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
+        return None
+    try:
+        return TableSpec(template=template, id_column=id_column)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--template") from exc
+
+
 @click.command()
 @job_file_options
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
@@ -98,6 +122,23 @@ def _endpoint(
     "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
 @click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@click.option(
+    "--shared-limits",
+    metavar="redis://HOST:PORT/DB",
+    default=None,
+    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+)
+@click.option(
+    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+)
+@click.option(
+    "--template",
+    default=None,
+    help="Make each row of a table (Parquet, CSV, or JSONL with any fields) a request: "
+    "'Summarise this ticket: {body}' fills {column} from the row. A table's output (.parquet/.csv) keeps the "
+    "input's columns and adds text, error, status, input_tokens, output_tokens and cost.",
+)
+@click.option("--id-column", default=None, help="With --template: the column holding each row's id (default row-N).")
 @click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
@@ -123,6 +164,10 @@ def run(
     cache_warmup: bool,
     route: str,
     deadline: float | None,
+    shared_limits: str | None,
+    shared_limits_name: str | None,
+    template: str | None,
+    id_column: str | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -132,13 +177,14 @@ def run(
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 130 interrupted.
+    (bad key, spend cap), 5 disk full, 130 interrupted.
     """
     import anyio
     from rich.console import Console
 
     from sluicegate.jobs.runner import JobConfig, run_job
 
+    table = _table_spec(input_path, output_path, template, id_column)
     limits = None
     if rpm or itpm or otpm:
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
@@ -150,6 +196,8 @@ def run(
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
         if chosen != "online" and max_cost is not None:
             raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
+        if chosen == "batch" and table is not None:
+            raise click.UsageError("the batch route reads JSONL requests; tables (--template) go online")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -168,6 +216,7 @@ def run(
                 retry_failed=retry_failed,
                 restart=restart,
                 quiet=quiet,
+                resume=resume_command(sys.argv),
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)
@@ -189,6 +238,11 @@ def run(
             cache_warmup=cache_warmup,
             service_tier="flex" if chosen == "flex" else "standard",
             minute=minute,  # None: every limit's window is learnt from the headers
+            resume_command=resume_command(sys.argv),
+            display_minute=emulator_minute if emulated else (minute or 60.0),
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
+            table=table,
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

@@ -44,13 +44,17 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import anyio
 import httpx2
 
 from .._clock import Clock, SystemClock
 from .._models import Usage
 from .._stats import LimiterStatistics
+from ..limits._pool import pool_name, rate_limit_class
 from ..limits.headers import parse_retry_after, parse_should_retry
-from ..limits.limiter import Limiter, Limits, Permit
+from ..limits.limiter import Limiter, Limits
+from ..limits.protocol import AdmissionPermit as Permit
+from ..limits.protocol import LimiterLike
 from ..providers import get as get_provider
 from ..providers.base import ErrorDetail
 from ..retry import Outcome, RetryPolicy, decide
@@ -99,13 +103,15 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
+        shared_limits: str | None = None,
+        shared_limits_name: str | None = None,
     ) -> None:
         self._provider = get_provider(provider)
         self._endpoint = _ENDPOINTS[self._provider.name]
         self._retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
         self._rng = random.Random(seed)
-        self.limiter = Limiter(
+        self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
             max_concurrency=max_concurrency,
@@ -113,6 +119,15 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             output_accounting=self._provider.output_accounting,
             rng=self._rng,
         )
+        # `shared_limits="redis://..."`: the limiter's state lives in Redis, shared with every process on the same
+        # key; it is opened by the first request (which names the key, the endpoint and the model).
+        self._shared: dict[str, Any] | None = None
+        if shared_limits is not None:
+            self._shared = {
+                "url": shared_limits, "name": shared_limits_name, "limits": limits,
+                "max_concurrency": max_concurrency, "minute": minute, "open": False,
+            }  # fmt: skip
+        self._shared_lock = anyio.Lock()
         if transport is None:
             cap = (max_concurrency or _DEFAULT_CAP) + 16
             transport = httpx2.AsyncHTTPTransport(
@@ -138,6 +153,33 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         transport may be using them). Closing a client that uses this transport calls it."""
         if self._active == 0:
             await self._inner.aclose()
+            if self._shared is not None and self._shared["open"]:
+                self._shared["open"] = False
+                await self.limiter.aclose()  # type: ignore[attr-defined]
+
+    async def _open_shared(self, request: httpx2.Request, params: Mapping[str, Any]) -> None:
+        """Join the Redis pool of this request's key, endpoint and model class (once; again after aclose)."""
+        assert self._shared is not None
+        async with self._shared_lock:
+            if self._shared["open"]:
+                return
+            from ..limits.shared import SharedLimiter
+
+            url = str(request.url.copy_with(query=None))
+            base = url[: -len(self._endpoint)] if url.endswith(self._endpoint) else url
+            auth = request.headers.get("authorization", "")
+            secret = request.headers.get("x-api-key") or auth.removeprefix("Bearer ")
+            model = params.get("model")
+            name = self._shared["name"] or pool_name(
+                secret, base, rate_limit_class(self._provider.name, model if isinstance(model, str) else None)
+            )
+            limiter = SharedLimiter(
+                self._shared["url"], name=name, limits=self._shared["limits"], clock=self._clock,
+                max_concurrency=self._shared["max_concurrency"], minute=self._shared["minute"], rng=self._rng,
+            )  # fmt: skip
+            await limiter.open()
+            self.limiter = limiter
+            self._shared["open"] = True
 
     # -- one request ---------------------------------------------------------------------------------------
 
@@ -165,6 +207,8 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
 
     async def _limited(self, request: httpx2.Request, params: dict[str, Any]) -> httpx2.Response:
         key = _key_fingerprint(request.headers)
+        if self._shared is not None and not self._shared["open"]:
+            await self._open_shared(request, params)
         stream = params.get("stream") is True
         max_tokens = self._provider.max_tokens(params)
         raw_in = self._input.raw(params)
@@ -308,11 +352,14 @@ def http_client(
     retry: RetryPolicy | None = None,
     minute: float | None = None,
     timeout: httpx2.Timeout | None = None,
+    shared_limits: str | None = None,
+    shared_limits_name: str | None = None,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument."""
     transport = LimitedTransport(
-        provider=provider, limits=limits, max_concurrency=max_concurrency, retry=retry, minute=minute
-    )
+        provider=provider, limits=limits, max_concurrency=max_concurrency, retry=retry, minute=minute,
+        shared_limits=shared_limits, shared_limits_name=shared_limits_name,
+    )  # fmt: skip
     # The SDKs' own defaults: 10 minutes per request, 5 s to connect (they also pass a timeout per request).
     return httpx2.AsyncClient(
         transport=transport, timeout=timeout or httpx2.Timeout(600.0, connect=5.0), follow_redirects=True

@@ -5,7 +5,7 @@ Shared by `sluicegate run` and `sluicegate batch`, which differ only in what the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import anyio.lowlevel
@@ -30,24 +30,40 @@ class Admission:
         self.changed: str | None = None
 
     async def items(
-        self, path: Path, defaults: Defaults, provider: Provider = "anthropic"
+        self,
+        path: Path,
+        defaults: Defaults,
+        provider: Provider = "anthropic",
+        source: Iterable[RequestItem | InputProblem] | None = None,
     ) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
-        """The items still to be sent ("new" or "pending"), with their state."""
+        """The items still to be sent ("new" or "pending"), with their state. `source` replaces reading `path` as
+        JSONL request lines (a table's rows through a template)."""
         # Async so that skipping a million done lines on resume yields to the event loop now and then instead of
         # freezing the requests in flight and the progress display.
         with path.open("rb") as f:
-            for count, parsed in enumerate(read_requests(iter_lines(f), defaults=defaults, provider=provider)):
+            parsed_items = (
+                read_requests(iter_lines(f), defaults=defaults, provider=provider) if source is None else source
+            )
+            for count, parsed in enumerate(parsed_items):
                 if count % 1000 == 999:
                     await anyio.lowlevel.checkpoint()
                 if isinstance(parsed, InputProblem):
                     if not self._problem(parsed):
                         return
                     continue
-                state = self._store.admit(parsed)
+                try:
+                    state = self._store.admit(parsed)
+                except (ValueError, RecursionError) as exc:
+                    # The reader refuses every line known to break re-encoding; this is the net for one it missed:
+                    # one line's error, never the run's end.
+                    problem = InputProblem(parsed.line or 0, parsed.index, parsed.custom_id, None, f"unusable: {exc}")
+                    if not self._problem(problem):
+                        return
+                    continue
                 if state in ("new", "pending"):
                     yield parsed, state
                 elif state == "duplicate":
-                    if not self._problem(InputProblem.duplicate(parsed)):
+                    if not self._problem(InputProblem.duplicate_of(parsed)):
                         return
                 elif state == "changed":
                     self.changed = (

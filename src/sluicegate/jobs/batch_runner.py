@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shlex
 import signal
 import sys
 import time
@@ -46,12 +47,13 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ..tokens import heuristic_tokens
+from ._sniff import not_jsonl
 from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
 from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
 from .deadline import DeadlinePolicy, OnlinePace, finish_online
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
-from .reader import Defaults
+from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
 from .store import BatchIntent, JobStore
 from .warmup import SharedPrefixes
@@ -94,6 +96,14 @@ class BatchJobConfig:
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
     # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+
+    def resume(self) -> str:
+        """The command that resumes this job: the one given, else input and output alone."""
+        flag = ["--provider", "openai"] if self.provider == "openai" else []
+        return self.resume_command or shlex.join(
+            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path), *flag]
+        )
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
@@ -120,7 +130,7 @@ class _BatchJob:
         self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
         self.say = say
         self.prices = load_prices(config.prices)
-        self.admission = Admission(store, lambda _: self.save())
+        self.admission = Admission(store, self._on_problem)
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
@@ -129,6 +139,11 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+
+    def _on_problem(self, bad: InputProblem) -> None:
+        if bad.duplicate:  # no output line of its own: told once here, counted in the summary
+            self.say(f"line {bad.line}: {bad.message}")
+        self.save()
 
     @property
     def changed(self) -> str | None:
@@ -401,9 +416,12 @@ class _BatchJob:
 
 async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
+    wrong_format = not_jsonl(config.input_path)
+    if wrong_format is not None:
+        return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, _settings(config), config.restart)
+    store = open_store(config.output_path, _settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
 
@@ -520,6 +538,7 @@ def _outcome(
     if not quiet:
         console.print(
             f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
+            f"{counts.duplicate} duplicate, "
             f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
             f"cost ${cost:.4f} at the batch price"
             + (f" ({job.online} sent online after the deadline cancel at the online price)" if job.online else "")
@@ -532,8 +551,7 @@ def _outcome(
     note = (
         f". Cost unknown for {unpriced} answer(s) with no price (give a price file with --prices)" if unpriced else ""
     )
-    flag = " --provider openai" if config.provider == "openai" else ""
-    resume = f"sluicegate batch {config.input_path} -o {config.output_path}{flag}"
+    resume = config.resume()
     running = recorded - ended
     if interrupted:
         return JobOutcome(

@@ -1,0 +1,241 @@
+"""The shared pool's Lua scripts: reserve, settle, observe, pause and heartbeat, each atomic on Redis's clock.
+
+Layout of one pool, all under the prefix `P = sluicegate:{NAME}` (one hash slot):
+
+- `P:state` hash, per dimension d in r (requests), i (input tokens), o (output tokens), t (combined tokens):
+  `lim:d` (limit per window), `rate:d` (tokens per second), `cap:d` (bucket capacity), `lvl:d` and `at:d`
+  (level at time `at`). Also `cool` (a 429's pause ends, server seconds), `lat`, `avg_i`, `avg_o` (smoothed
+  latency and usage, for Little's law), `seen` (a response has been observed) and `aimd` (concurrency without
+  known limits).
+- `P:procs` sorted set: process id -> lease expiry. `P:demand` hash: process id -> items it has in flight or
+  waiting.
+- `P:res:PID` hash: reservation id -> "input output" tokens reserved by that process and not yet settled.
+
+A reservation is taken at once, into debt if need be, and the reply says how long to wait before sending
+(GCRA's virtual scheduling): one round trip per admission, no polling, and first come first served across
+processes. A process whose lease lapses (killed, partitioned) is reaped by the next script that runs: its
+reserved output tokens beyond the pool's average output are refunded, since the server refunds unused output
+of a request that ended; requests and input tokens stay spent, as the server counted them.
+
+Numbers go back to Python as strings: Redis truncates Lua numbers to integers.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HEARTBEAT", "OBSERVE", "PAUSE", "RESERVE", "SETTLE"]
+
+_PRELUDE = """
+local P = KEYS[1]
+local S = P .. ':state'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local DIMS = {'r', 'i', 'o', 't'}
+
+-- The state hash is small: read it once, write through.
+local ST = {}
+local raw = redis.call('HGETALL', S)
+for k = 1, #raw, 2 do ST[raw[k]] = raw[k + 1] end
+
+local function num(key, default)
+  local v = ST[key]
+  if v then return tonumber(v) end
+  return default
+end
+
+local function put(...)
+  local args = {...}
+  for k = 1, #args, 2 do ST[args[k]] = args[k + 1] end
+  redis.call('HSET', S, ...)
+end
+
+-- Level of dimension d now, or nil when the pool has no limit for it.
+local function level(d)
+  local rate = num('rate:' .. d, 0)
+  if rate <= 0 then return nil end
+  local cap = num('cap:' .. d, 0)
+  local lvl = num('lvl:' .. d, cap)
+  local at = num('at:' .. d, now)
+  if now > at then lvl = math.min(cap, lvl + (now - at) * rate) end
+  return lvl, cap, rate
+end
+
+-- Take (positive) or give back (negative) `amount` of dimension d; a refund never overfills the bucket.
+local function charge(d, amount)
+  local lvl, cap = level(d)
+  if lvl == nil or amount == 0 then return end
+  lvl = lvl - amount
+  if amount < 0 then lvl = math.min(cap, lvl) end
+  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+end
+
+local function reap()
+  local dead = redis.call('ZRANGEBYSCORE', P .. ':procs', '-inf', now, 'LIMIT', 0, 16)
+  local avg_o = num('avg_o', 0)
+  for _, pid in ipairs(dead) do
+    local res = redis.call('HVALS', P .. ':res:' .. pid)
+    local back = 0
+    for _, v in ipairs(res) do
+      local o = tonumber(string.match(v, ' (%S+)$'))
+      back = back + math.max(0, o - avg_o)
+    end
+    charge('o', -back)
+    charge('t', -back)
+    redis.call('DEL', P .. ':res:' .. pid)
+    redis.call('ZREM', P .. ':procs', pid)
+    redis.call('HDEL', P .. ':demand', pid)
+  end
+end
+"""
+
+# ARGV: pid, reservation id, input tokens, output tokens, lease seconds.
+# -> {1, wait, binding, pause} admitted (send after `wait` seconds) or {0, pause, 'cooldown', pause}.
+RESERVE = (
+    _PRELUDE
+    + """
+local pid, rid = ARGV[1], ARGV[2]
+local inp, out, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+reap()
+local cool = num('cool', 0) - now
+if cool > 0 then return {0, tostring(cool), 'cooldown', tostring(cool)} end
+local amounts = {r = 1, i = inp, o = out, t = inp + out}
+local worst, binding = 0, ''
+local writes = {}  -- one HSET for every dimension: each write command costs Redis more than the Lua around it
+for _, d in ipairs(DIMS) do
+  local lvl, cap, rate = level(d)
+  if lvl ~= nil then
+    local amount = amounts[d]
+    -- Hold at least two requests of this size: a bucket smaller than one request admits it only when full,
+    -- and a refund arriving then would spill over and be lost.
+    if cap < 2 * amount then
+      cap = 2 * amount
+      table.insert(writes, 'cap:' .. d)
+      table.insert(writes, tostring(cap))
+    end
+    local wait = (math.min(amount, cap) - lvl) / rate
+    if wait > worst then worst, binding = wait, d end
+    table.insert(writes, 'lvl:' .. d)
+    table.insert(writes, tostring(lvl - amount))
+    table.insert(writes, 'at:' .. d)
+    table.insert(writes, tostring(now))
+  end
+end
+if #writes > 0 then redis.call('HSET', S, unpack(writes)) end
+-- A process that has not sent its heartbeat yet still gets a lease, so its reservation can be reaped.
+if not redis.call('ZSCORE', P .. ':procs', pid) then
+  redis.call('ZADD', P .. ':procs', now + lease, pid)
+end
+redis.call('HSET', P .. ':res:' .. pid, rid, inp .. ' ' .. out)
+return {1, tostring(worst), binding, '0'}
+"""
+)
+
+# ARGV: pid, reservation id, mode ('ok' | 'charged' | 'refund'), input used, output used, latency seconds.
+# 'ok' charges what the server counted and refunds the rest; 'charged' keeps the request and input spent and
+# refunds the output (a 5xx or a timeout); 'refund' gives everything back (a 429 was never admitted).
+# -> 1, or 0 when the reservation is unknown (its process was reaped meanwhile).
+SETTLE = (
+    _PRELUDE
+    + """
+local pid, rid, mode = ARGV[1], ARGV[2], ARGV[3]
+local used_i, used_o, latency = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local key = P .. ':res:' .. pid
+local v = redis.call('HGET', key, rid)
+if not v then return 0 end
+redis.call('HDEL', key, rid)
+local ri, ro = string.match(v, '(%S+) (%S+)')
+ri, ro = tonumber(ri), tonumber(ro)
+local di, dout, dr = 0, -ro, 0
+if mode == 'ok' then
+  di, dout = used_i - ri, used_o - ro
+elseif mode == 'refund' then
+  di, dr = -ri, -1
+end
+charge('r', dr)
+charge('i', di)
+charge('o', dout)
+charge('t', di + dout)
+if mode == 'ok' then
+  -- Exponentially weighted averages shared by every process: Little's law sizes the pool's concurrency.
+  local function ewma(name, x)
+    local old = num(name, nil)
+    if old == nil then old = x end
+    put(name, tostring(old + 0.1 * (x - old)))
+  end
+  ewma('lat', latency)
+  ewma('avg_i', used_i)
+  ewma('avg_o', used_o)
+  local aimd = num('aimd', 4)
+  if num('slow', 1) == 1 then aimd = aimd + 1 else aimd = aimd + 1 / math.max(1, aimd) end
+  put('aimd', tostring(math.min(aimd, 100000)), 'seen', '1')
+end
+return 1
+"""
+)
+
+# ARGV: burst seconds, then per dimension r, i, o, t: limit, window seconds, remaining, tolerance ('' = absent).
+# A changed limit or window resizes the bucket keeping what is spent spent; `remaining` pulls the level down
+# (never up: reservations made since the server answered are not in its count yet).
+OBSERVE = (
+    _PRELUDE
+    + """
+local burst = tonumber(ARGV[1])
+for k, d in ipairs(DIMS) do
+  local base = 1 + (k - 1) * 4
+  local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local remaining, tolerance = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  if limit ~= nil and limit > 0 and window ~= nil and window > 0 then
+    local rate = limit / window
+    local lvl, cap, old_rate = level(d)
+    if lvl == nil or num('lim:' .. d, 0) ~= limit or old_rate ~= rate then
+      local new_cap = math.max(rate * burst, 1)
+      if lvl == nil then lvl = new_cap else lvl = new_cap - (cap - lvl) end
+      cap = new_cap
+      put('lim:' .. d, tostring(limit), 'rate:' .. d, tostring(rate), 'cap:' .. d, tostring(cap))
+    end
+    if remaining ~= nil and lvl > remaining + tolerance then lvl = remaining end
+    put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+  end
+end
+put('seen', '1')
+return 1
+"""
+)
+
+# ARGV: seconds (0 = no pause), jitter seconds. A 429 (or an overload, seconds 0): nobody in the pool is
+# admitted until the pause ends, and the adaptive concurrency halves. -> seconds until the pause ends.
+PAUSE = (
+    _PRELUDE
+    + """
+local seconds, jitter = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cool = num('cool', 0)
+if seconds > 0 then
+  cool = math.max(cool, now + seconds + jitter)
+  put('cool', tostring(cool))
+end
+put('aimd', tostring(math.max(1, num('aimd', 4) / 2)), 'slow', '0')
+return tostring(math.max(0, cool - now))
+"""
+)
+
+# ARGV: pid, lease seconds, demand. Renews the lease, reaps lapsed processes, and returns what the pool knows:
+# {live processes, total demand, pause remaining, seen, aimd, lat, avg_i, avg_o, then lim and rate per dim}.
+HEARTBEAT = (
+    _PRELUDE
+    + """
+local pid, lease, demand = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+reap()
+redis.call('ZADD', P .. ':procs', now + lease, pid)
+redis.call('HSET', P .. ':demand', pid, demand)
+local total = 0
+for _, v in ipairs(redis.call('HVALS', P .. ':demand')) do total = total + tonumber(v) end
+local out = {tostring(redis.call('ZCARD', P .. ':procs')), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
+for _, name in ipairs({'seen', 'aimd', 'lat', 'avg_i', 'avg_o'}) do
+  table.insert(out, ST[name] or '')
+end
+for _, d in ipairs(DIMS) do
+  table.insert(out, ST['lim:' .. d] or '')
+  table.insert(out, ST['rate:' .. d] or '')
+end
+return out
+"""
+)

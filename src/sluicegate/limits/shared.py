@@ -1,0 +1,427 @@
+"""A limiter whose buckets live in Redis, shared by every process on one key (`shared_limits="redis://..."`).
+
+Admission is one round trip: a Lua script checks and reserves requests, input, output and combined tokens
+atomically on Redis's clock and answers how long to wait before sending (`_redis_lua.RESERVE`). Settling,
+what the headers say and a 429's pause are sent in the background, pipelined, so `Permit.settle` stays
+synchronous and cheap. A heartbeat renews this process's lease (a killed process's reservations come back when
+it lapses) and brings back what the pool knows: learnt limits, the pause, latency and every process's demand,
+from which this process takes its share of the pool's Little's-law concurrency.
+
+Redis unreachable at `open()`: `SharedLimitsUnavailableError` (a ConfigError). Lost later: nothing is admitted
+(never a silent fall back to unshared sending), the heartbeat reconnects with capped exponential backoff,
+statistics say `shared_limits_lost`, and the outbox is sent once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import uuid
+from collections import deque
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .._clock import Clock, SystemClock
+from .._exceptions import ConfigError, SharedLimitsUnavailableError
+from .._models import BucketView, RateLimitSnapshot, Usage
+from .._stats import Binding, LimiterStatistics
+from . import _redis_lua as lua
+from ._fifo import FifoTurns
+from ._pool import PoolView, redacted
+from .limiter import Limits
+from .window import Window
+
+__all__ = ["SharedLimiter", "SharedPermit"]
+
+_DIMS = ("requests", "input_tokens", "output_tokens", "tokens")
+_BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
+_DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
+_DEFAULT_CAP = 512
+_OUTBOX_BATCH = 256
+_BACKOFF = (0.05, 2.0)  # first and largest reconnect delay, seconds
+
+
+class SharedPermit:
+    """One admitted attempt, reserved in the pool under `rid`; settling is queued, never awaited."""
+
+    __slots__ = ("_done", "_limiter", "admitted_at", "input_tokens", "output_tokens", "rid")
+
+    def __init__(self, limiter: SharedLimiter, rid: str, input_tokens: int, output_tokens: int, at: float) -> None:
+        self._limiter = limiter
+        self.rid = rid
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.admitted_at = at
+        self._done = False
+
+    def settle(self, usage: Usage) -> None:
+        """Success: charge what the server counted, refund the rest, free the slot."""
+        self._finish("ok", usage.rate_limited_input_tokens, usage.output_tokens)
+
+    def release(self, *, charged: bool = False) -> None:
+        """Failure without usage: free the slot; `charged` keeps the request and input tokens spent."""
+        self._finish("charged" if charged else "refund", 0, 0)
+
+    def _finish(self, mode: str, used_in: int, used_out: int) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._limiter._finish(self, mode, used_in, used_out)
+
+
+class SharedLimiter:
+    """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after.
+
+    `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
+    emulators in compressed time); `lease` bounds how long a killed process's reservations stay taken.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+        max_concurrency: int | None = None,
+        minute: float | None = None,
+        burst: float = 1.0,
+        rng: random.Random | None = None,
+        lease: float = 5.0,
+    ) -> None:
+        if (minute is not None and minute <= 0) or burst <= 0 or lease <= 0:
+            raise ConfigError("minute, burst and lease must be positive")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigError("max_concurrency must be at least 1")
+        self._url = url
+        self._prefix = f"sluicegate:{{{name}}}"
+        self._given = limits or Limits()
+        self._clock = clock or SystemClock()
+        self._cap = max_concurrency or _DEFAULT_CAP
+        self._minute = minute  # overrides the windows learnt from the headers
+        self._windows = [Window() for _ in _DIMS]
+        self._burst = burst
+        self._rng = rng or random.Random()
+        self._lease = lease
+        self._pid = uuid.uuid4().hex[:16]
+        self._seq = 0
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._pool = PoolView()
+        self._reported = 0.0
+        self._seen = False
+        self._in_flight = 0
+        self._queue = FifoTurns()
+        self._changed = anyio.Event()
+        self._binding: Binding | None = None
+        self._cooldown_until = -math.inf
+        self._outbox: deque[tuple[str, list[Any]]] = deque()
+        self._outbox_ready = anyio.Event()
+        self._last_observe: list[Any] | None = None
+        self._lost = False
+        self.reconnects = 0
+
+    def __repr__(self) -> str:
+        return f"SharedLimiter({redacted(self._url)!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check Redis answers, join the pool and start the heartbeat and the outbox sender."""
+        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        self._redis = client
+        self._scripts = {
+            name: client.register_script(getattr(lua, name))
+            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT")
+        }
+        if any(v is not None for v in self._limits_given()):
+            self._last_observe = self._observe_args(None)
+        try:
+            await client.ping()
+            if self._last_observe is not None:  # in force before the first admission
+                await self._scripts["OBSERVE"](keys=[self._prefix], args=self._last_observe)
+            await self._heartbeat()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise SharedLimitsUnavailableError(
+                f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
+                "Start it, or run without --shared-limits (each process then has its own limiter)."
+            ) from exc
+        # Plain asyncio tasks (redis.asyncio is asyncio-only anyway), not a task group: the limiter may be opened
+        # in one task and closed in another, as an SDK transport opened by its first request is.
+        loop = asyncio.get_running_loop()
+        self._closing = False
+        self._tasks = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._outbox_loop())]
+
+    async def __aenter__(self) -> SharedLimiter:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Send what is queued (briefly), leave the pool and close the connection."""
+        # The flag as well as the cancel: redis-py may absorb a cancellation that lands inside one of its calls.
+        self._closing = True
+        self._outbox_ready.set()
+        for task in self._tasks:
+            task.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        client = self._redis
+        if client is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+            try:
+                await self._flush()
+                await client.zrem(f"{self._prefix}:procs", self._pid)
+                await client.hdel(f"{self._prefix}:demand", self._pid)
+                await client.delete(f"{self._prefix}:res:{self._pid}")
+            except (RedisError, OSError):
+                pass  # the lease lapses on its own
+        await client.aclose()
+        self._redis = None
+
+    # -- admission -----------------------------------------------------------------------------------------
+
+    async def acquire(self, input_tokens: int, output_tokens: int) -> SharedPermit:
+        """Wait for a slot of this process's share, reserve in the pool, and wait the time the pool says."""
+        async with self._queue.turn():
+            return await self._admit(input_tokens, output_tokens)
+
+    async def _admit(self, input_tokens: int, output_tokens: int) -> SharedPermit:
+        while True:
+            changed = self._changed
+            now = self._clock.now()
+            if self._lost:
+                # The heartbeat reconnects (with backoff) and wakes us; nothing is sent unshared meanwhile.
+                self._binding = "shared_limits_lost"
+                await changed.wait()
+                continue
+            if now < self._cooldown_until:
+                self._binding = "cooldown"
+                with anyio.move_on_after(self._cooldown_until - now):
+                    await changed.wait()
+                continue
+            if self._in_flight >= self.concurrency_limit():
+                self._binding = "concurrency"
+                await changed.wait()
+                continue
+            self._seq += 1
+            rid = f"{self._seq}"
+            try:
+                reply = await self._scripts["RESERVE"](
+                    keys=[self._prefix], args=[self._pid, rid, input_tokens, output_tokens, self._lease]
+                )
+            except (RedisError, OSError):
+                self._set_lost(True)
+                continue
+            self._set_lost(False)
+            admitted, wait, binding = int(reply[0]), float(reply[1]), reply[2]
+            if not admitted:
+                self._cooldown_until = max(self._cooldown_until, self._clock.now() + wait)
+                continue
+            self._in_flight += 1
+            permit = SharedPermit(self, rid, input_tokens, output_tokens, now)
+            try:
+                if wait > 0:
+                    self._binding = _BINDINGS.get(binding.decode() if isinstance(binding, bytes) else binding)
+                    await self._clock.sleep(wait)
+                # A pause learnt while this one waited holds it too.
+                while (left := self._cooldown_until - self._clock.now()) > 0:
+                    self._binding = "cooldown"
+                    await self._clock.sleep(left)
+            except BaseException:
+                permit.release()  # cancelled while waiting: nothing was sent
+                raise
+            self._binding = None
+            permit.admitted_at = self._clock.now()
+            return permit
+
+    def _finish(self, permit: SharedPermit, mode: str, used_in: int, used_out: int) -> None:
+        latency = self._clock.now() - permit.admitted_at
+        self._send("SETTLE", [self._pid, permit.rid, mode, used_in, used_out, f"{latency:.6f}"])
+        self._in_flight -= 1
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # -- what the server tells us, shared with the pool ----------------------------------------------------
+
+    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
+        """Send the limits, learnt windows and `remaining` of a response's headers to the pool (the stricter of
+        given and seen limits). `since` is accepted for the in-process limiter's interface; the pool only ever
+        pulls its level down, so it needs no staleness bound."""
+        self._seen = True
+        views: list[BucketView | None] = [snapshot.requests, snapshot.input_tokens, snapshot.output_tokens, None]
+        # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
+        if snapshot.input_tokens is None and snapshot.output_tokens is None:
+            views[3] = snapshot.tokens
+        args = self._observe_args(views)
+        self._last_observe = args
+        self._send("OBSERVE", args)
+        self._notify()
+
+    def _limits_given(self) -> tuple[float | None, ...]:
+        g = self._given
+        return (g.requests_per_minute, g.input_tokens_per_minute, g.output_tokens_per_minute, g.tokens_per_minute)
+
+    def _observe_args(self, views: list[BucketView | None] | None) -> list[Any]:
+        args: list[Any] = [self._burst]
+        for k, given in enumerate(self._limits_given()):
+            view = views[k] if views is not None else None
+            seen = float(view.limit) if view is not None and view.limit > 0 else None
+            if view is not None and seen is not None:
+                self._windows[k].observe_reset(
+                    view.limit,
+                    view.remaining,
+                    view.reset_in,
+                    remaining_error=view.remaining_error,
+                    reset_error=view.reset_error,
+                )
+            limit = min((v for v in (given, seen) if v is not None), default=None)
+            remaining = "" if view is None else view.remaining
+            tolerance = 1.0 if view is None else max(1.0, view.remaining_error)
+            args += ["" if limit is None else limit, self._window(k), remaining, tolerance]
+        return args
+
+    def _window(self, k: int) -> float:
+        """Seconds per window of dimension k: the override, else the learnt window, else a minute."""
+        return self._minute or self._windows[k].seconds() or _DEFAULT_WINDOW
+
+    def rate_limited(
+        self,
+        snapshot: RateLimitSnapshot | None,
+        input_tokens: int,
+        output_tokens: int,
+        message: str = "",
+        *,
+        admitted_at: float | None = None,
+    ) -> bool:
+        """Always False: the pool paces smoothly from the start (its buckets hold one second), so a 429 is met
+        with the shared pause (`cool_down`) rather than a switch to smooth pacing."""
+        return False
+
+    def cool_down(self, seconds: float) -> None:
+        """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""
+        jitter = self._rng.uniform(0.0, min(1.0, 0.1 * seconds))
+        self._cooldown_until = max(self._cooldown_until, self._clock.now() + seconds + jitter)
+        self._send("PAUSE", [seconds, jitter])
+        self._notify()
+
+    def overloaded(self) -> None:
+        """A 529/503: halve the pool's adaptive concurrency."""
+        self._send("PAUSE", [0, 0])
+
+    def saw_response(self) -> None:
+        """Any response ends this process's single-request probe."""
+        if not self._seen:
+            self._seen = True
+            self._notify()
+
+    @property
+    def cooldown_until(self) -> float:
+        return self._cooldown_until
+
+    # -- background: outbox and heartbeat ------------------------------------------------------------------
+
+    def _send(self, script: str, args: list[Any]) -> None:
+        self._outbox.append((script, args))
+        self._outbox_ready.set()
+
+    async def _flush(self) -> None:
+        """Send queued calls in one pipeline per batch; on failure they stay queued, in order."""
+        assert self._redis is not None
+        while self._outbox:
+            batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, args in batch:
+                    await self._scripts[script](keys=[self._prefix], args=args, client=pipe)
+                await pipe.execute()
+            for _ in batch:
+                self._outbox.popleft()
+
+    async def _outbox_loop(self) -> None:
+        while not self._closing:
+            await self._outbox_ready.wait()
+            self._outbox_ready = anyio.Event()
+            if self._lost:
+                continue  # the heartbeat flushes once Redis answers again
+            try:
+                await self._flush()
+            except (RedisError, OSError):
+                self._set_lost(True)
+
+    async def _heartbeat(self) -> None:
+        demand = float(self._in_flight + len(self._queue))
+        if self._queue:  # backlogged: ask for more than it holds, so its share can grow
+            demand = max(demand, float(self.concurrency_limit() + 1))
+        reply = await self._scripts["HEARTBEAT"](keys=[self._prefix], args=[self._pid, self._lease, demand])
+        self._pool = PoolView.parse(reply)
+        self._reported = demand
+        if self._pool.pause > 0:
+            self._cooldown_until = max(self._cooldown_until, self._clock.now() + self._pool.pause)
+        self._notify()
+
+    async def _heartbeat_loop(self) -> None:
+        delay = _BACKOFF[0]
+        while not self._closing:
+            try:
+                await self._heartbeat()
+                if self._lost:
+                    if self._last_observe is not None:  # a restarted Redis forgot the limits
+                        self._outbox.appendleft(("OBSERVE", self._last_observe))
+                    await self._flush()
+                    self._set_lost(False)
+                delay = _BACKOFF[0]
+                await self._clock.sleep(self._lease / 20)
+            except (RedisError, OSError):
+                self._set_lost(True)
+                await self._clock.sleep(delay)
+                delay = min(_BACKOFF[1], delay * 2)
+
+    def _set_lost(self, lost: bool) -> None:
+        if lost and not self._lost:
+            self.reconnects += 1
+        if lost != self._lost:
+            self._lost = lost
+            self._notify()
+
+    # -- sizing and statistics -----------------------------------------------------------------------------
+
+    def concurrency_limit(self) -> int:
+        """This process's share of the pool's concurrency; one probe until a response has been seen."""
+        if not (self._seen or self._pool.seen):
+            return 1
+        mine = self._in_flight + len(self._queue)
+        return min(self._cap, self._pool.share(mine, self._reported))
+
+    def ceiling(self) -> float | None:
+        """Requests per second the pool's limits allow (None when no limit is known yet)."""
+        return self._pool.ceiling()
+
+    def statistics(self) -> LimiterStatistics:
+        # Per real minute; rounded, since the rate went through Redis as limit / window in decimal text.
+        limits = [None if rate is None else round(rate * 60.0, 6) for rate in self._pool.rates]
+        return LimiterStatistics(
+            in_flight=self._in_flight,
+            concurrency_limit=self.concurrency_limit(),
+            waiting=len(self._queue),
+            requests_per_minute=limits[0],
+            input_tokens_per_minute=limits[1],
+            output_tokens_per_minute=limits[2],
+            tokens_per_minute=limits[3],
+            binding="shared_limits_lost" if self._lost else (self._binding if self._queue else None),
+            cooldown_remaining=max(0.0, self._cooldown_until - self._clock.now()),
+            latency_estimate=self._pool.latency,
+        )

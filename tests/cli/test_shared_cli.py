@@ -1,0 +1,67 @@
+"""`sluicegate run --shared-limits`: processes on one key share one limiter; no Redis at start is exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import free_port
+from sluicegate.emulator import RunningEmulator
+
+from ._jobfiles import env_for, read_results, write_input
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-ant-test-SECRET-shared-5678"
+
+
+def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3", "--quiet", *args]
+
+
+def test_unreachable_redis_at_start_exits_2_before_sending(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """No Redis at the URL: exit 2, a message naming it, and not one request sent."""
+    emu = emulator(minute=3.0, rpm=600)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp, 5)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = subprocess.run(
+        _cmd(inp, out, "--shared-limits", url), env=env_for(emu, KEY), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot reach the shared-limits Redis at {url}" in proc.stderr
+    assert sum(emu.stats()["status"].values()) == 0
+
+
+def test_two_processes_share_one_key_without_429s(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path, redis_url: str
+) -> None:
+    """Two runs on one key, limits learnt from headers and shared: every id answered once, no 429 at all."""
+    # 120 requests per 3-second minute: the server's full bucket holds 120 of the 300 requests, and each process
+    # alone would pace itself at the whole rate, so without sharing the rest meets 429s.
+    emu = emulator(minute=3.0, rpm=120, first_token_latency=0.05)
+    procs = []
+    outs = []
+    for part in range(2):
+        inp, out = tmp_path / f"in{part}.jsonl", tmp_path / f"out{part}.jsonl"
+        write_input(inp, 150)
+        outs.append(out)
+        cmd = _cmd(inp, out, "--shared-limits", redis_url, "--shared-limits-name", tmp_path.name)
+        procs.append(subprocess.Popen(cmd, env=env_for(emu, KEY), stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err.decode()
+        assert KEY not in err.decode()
+    for out in outs:
+        ids = [line["custom_id"] for line in read_results(out)]
+        assert sorted(ids) == [f"req-{i:04d}" for i in range(150)]
+    assert emu.stats()["status"] == {"200": 300}  # no 429, nothing sent twice
+    state = redis.Redis.from_url(redis_url).hgetall(f"sluicegate:{{{tmp_path.name}}}:state")
+    assert state[b"lim:r"] == b"120"  # learnt from headers, kept in the shared pool

@@ -1,0 +1,137 @@
+"""SharedLimiter on a real redis-server: shared learning and pauses, start-up failure, losing Redis mid-run."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from conftest import free_port, start_redis
+from sluicegate import SharedLimitsUnavailableError as Unavailable
+from sluicegate._models import BucketView, RateLimitSnapshot, Usage
+from sluicegate.limits.limiter import Limits
+from sluicegate.limits.shared import SharedLimiter
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pool(redis_url: str) -> Callable[..., SharedLimiter]:
+    """Factory of limiters that all join one fresh pool, as separate processes would (open them with `async with`)."""
+    name = uuid.uuid4().hex
+
+    def make(**kwargs: Any) -> SharedLimiter:
+        return SharedLimiter(redis_url, name=name, **kwargs)
+
+    return make
+
+
+async def test_unreachable_redis_at_start_is_a_clear_error_without_the_password() -> None:
+    """A port nobody listens on: SharedLimitsUnavailableError naming the URL, never the password."""
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    limiter = SharedLimiter(url, name="x")
+    with pytest.raises(Unavailable, match="cannot reach the shared-limits Redis") as info:
+        await limiter.open()
+    assert "hunter2" not in str(info.value)
+    assert "127.0.0.1" in str(info.value)
+
+
+async def test_limits_learnt_by_one_process_reach_the_others(pool: Callable[..., SharedLimiter]) -> None:
+    """Headers observed by A become B's limits at B's next heartbeat."""
+    async with pool() as a, pool() as b:
+        await _learn(a, b)
+
+
+async def _learn(a: SharedLimiter, b: SharedLimiter) -> None:
+    snapshot = RateLimitSnapshot(
+        requests=BucketView(limit=50, remaining=49, reset_in=1.0),
+        output_tokens=BucketView(limit=8_000, remaining=8_000, reset_in=0.0),
+    )
+    a.observe(snapshot)
+    with anyio.fail_after(5):
+        while b.statistics().requests_per_minute is None:  # noqa: ASYNC110 (B's heartbeat runs on real time)
+            await anyio.sleep(0.05)
+    stats = b.statistics()
+    assert (stats.requests_per_minute, stats.output_tokens_per_minute) == (50, 8_000)
+
+
+async def test_a_429_in_one_process_pauses_the_others(pool: Callable[..., SharedLimiter]) -> None:
+    """A's cool-down holds B's next admission back until the pause ends."""
+    limits = Limits(requests_per_minute=60_000)
+    async with pool(limits=limits) as a, pool(limits=limits) as b:
+        await _pause(a, b)
+
+
+async def _pause(a: SharedLimiter, b: SharedLimiter) -> None:
+    b.saw_response()
+    a.cool_down(0.4)
+    await anyio.sleep(0.05)  # A's pause reaches Redis through its outbox
+    started = anyio.current_time()
+    permit = await b.acquire(10, 10)
+    assert anyio.current_time() - started >= 0.3
+    permit.settle(Usage(input_tokens=10, output_tokens=10))
+
+
+async def test_a_permit_cancelled_while_waiting_gives_its_reservation_back(
+    pool: Callable[..., SharedLimiter], redis_url: str
+) -> None:
+    """An acquire cancelled during its scheduled wait frees the slot and its reservation leaves the pool."""
+    async with pool(limits=Limits(requests_per_minute=60)) as a:  # one request per second
+        await _cancel(a, redis_url)
+
+
+async def _cancel(a: SharedLimiter, redis_url: str) -> None:
+    a.saw_response()
+    first = await a.acquire(1, 1)
+    with anyio.move_on_after(0.2) as scope:
+        await a.acquire(1, 1)  # reserved, to be sent in a second
+    assert scope.cancelled_caught
+    assert a.statistics().in_flight == 1
+    await anyio.sleep(0.1)  # the refund goes out through the outbox
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        reservations = [await client.hlen(key) async for key in client.scan_iter(f"{a._prefix}:res:*")]
+    finally:
+        await client.aclose()
+    assert reservations == [1]  # only the first, still in flight
+    first.settle(Usage(input_tokens=1, output_tokens=1))
+    assert a.statistics().in_flight == 0
+
+
+async def test_losing_redis_pauses_admission_and_a_restart_resumes_it() -> None:
+    """Redis killed mid-run: acquire waits (binding shared_limits_lost), then succeeds once Redis is back."""
+    port = free_port()
+    servers = [start_redis(port)]
+    limiter = SharedLimiter(f"redis://127.0.0.1:{port}/0", name="lost", limits=Limits(requests_per_minute=60_000))
+    try:
+        async with limiter:
+            await _lose_and_recover(limiter, servers, port)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait(10)
+
+
+async def _lose_and_recover(limiter: SharedLimiter, servers: list[subprocess.Popen[bytes]], port: int) -> None:
+    limiter.saw_response()
+    (await limiter.acquire(1, 1)).settle(Usage(input_tokens=1, output_tokens=1))
+    servers[0].kill()
+    servers[0].wait(10)
+    with anyio.move_on_after(0.8) as waited:
+        await limiter.acquire(1, 1)
+    assert waited.cancelled_caught  # nothing was admitted without Redis
+    assert limiter.statistics().binding == "shared_limits_lost"
+    servers.append(start_redis(port))
+    with anyio.fail_after(10):
+        permit = await limiter.acquire(1, 1)
+    permit.settle(Usage(input_tokens=1, output_tokens=1))
+    assert limiter.reconnects == 1
+    # The restarted Redis had forgotten the limits: this process gave its own back to the pool.
+    with anyio.fail_after(5):
+        while limiter.statistics().requests_per_minute != 60_000:  # noqa: ASYNC110 (the heartbeat's real time)
+            await anyio.sleep(0.05)

@@ -1,0 +1,135 @@
+"""The shared pool's Lua scripts on a real redis-server: atomic reserve, wait hints, settle, expiry, pause."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from sluicegate.limits import _redis_lua as lua
+
+pytestmark = pytest.mark.anyio
+
+
+class Pool:
+    """Calls the scripts directly, as processes `pid` would, and reads the pool's state back."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.client = client
+        self.prefix = f"sluicegate:{{{name}}}"
+
+    async def call(self, script: str, *args: Any) -> Any:
+        return await self.client.eval(getattr(lua, script), 1, self.prefix, *args)
+
+    async def limits(self, r: float = 0, i: float = 0, o: float = 0, t: float = 0, window: float = 60.0) -> None:
+        args: list[Any] = [1.0]
+        for limit in (r, i, o, t):
+            args += [limit or "", window, "", 0]
+        await self.call("OBSERVE", *args)
+
+    async def reserve(self, pid: str, rid: str, inp: int, out: int, lease: float = 30.0) -> tuple[int, float, str]:
+        ok, wait, binding, _ = await self.call("RESERVE", pid, rid, inp, out, lease)
+        return int(ok), float(wait), binding.decode()
+
+    async def level(self, d: str) -> float:
+        value = await self.client.hget(f"{self.prefix}:state", f"lvl:{d}")
+        assert value is not None
+        return float(value)
+
+
+@pytest.fixture
+async def pool(redis_url: str) -> AsyncIterator[Pool]:
+    """A fresh pool (unique name) on the session's redis-server."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield Pool(client, uuid.uuid4().hex)
+    finally:
+        await client.aclose()
+
+
+async def test_reserve_takes_every_dimension_and_names_the_binding_one(pool: Pool) -> None:
+    """One call takes requests, input and output tokens together; the wait is set by the scarcest bucket."""
+    # Per second: 10 requests, 1,000 input tokens, 100 output tokens; buckets hold one second.
+    await pool.limits(r=600, i=60_000, o=6_000)
+    assert await pool.reserve("p1", "1", 100, 50) == (1, 0.0, "")
+    assert await pool.level("r") == pytest.approx(9, abs=0.1)
+    assert await pool.level("i") == pytest.approx(900, abs=10)
+    assert await pool.level("o") == pytest.approx(50, abs=1)
+    ok, wait, binding = await pool.reserve("p1", "2", 100, 100)
+    # 50 output tokens short at 100/s: admitted now, to be sent in half a second (the other buckets had room).
+    assert (ok, binding) == (1, "o")
+    assert wait == pytest.approx(0.5, abs=0.01)
+    # Stored levels are as of each call; the few milliseconds between calls refill a little.
+    assert await pool.level("o") == pytest.approx(-50, abs=2)
+    assert await pool.level("r") == pytest.approx(8, abs=0.1)
+
+
+async def test_concurrent_reserves_are_serialised_first_come_first_served(pool: Pool) -> None:
+    """Fifty reserves racing from different processes each wait exactly one request's refill longer than the last."""
+    await pool.limits(r=60)  # one request per second, bucket of two (it holds at least two requests)
+    waits: list[float] = []
+
+    async def one(i: int) -> None:
+        ok, wait, _ = await pool.reserve(f"p{i % 5}", str(i), 1, 1)
+        assert ok == 1
+        waits.append(wait)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(one, i)
+    waits.sort()
+    # Nothing was lost or taken twice: after the one request the bucket held, each waits one second more.
+    assert waits[0] == 0.0
+    for k, wait in enumerate(waits[1:], start=1):
+        assert wait == pytest.approx(k, abs=0.1)
+
+
+async def test_settle_charges_usage_and_refunds_the_rest(pool: Pool) -> None:
+    """'ok' charges the real input and output, 'refund' gives everything back including the request."""
+    await pool.limits(r=600, i=60_000, o=60_000)
+    await pool.reserve("p1", "a", 500, 900)
+    await pool.reserve("p1", "b", 500, 900)
+    assert await pool.call("SETTLE", "p1", "a", "ok", 400, 100, 0.5) == 1
+    assert await pool.level("i") == pytest.approx(1000 - 400 - 500, abs=2)
+    assert await pool.level("o") == pytest.approx(1000 - 100 - 900, abs=2)
+    assert await pool.call("SETTLE", "p1", "b", "refund", 0, 0, 0) == 1
+    assert await pool.level("r") == pytest.approx(9, abs=0.1)
+    assert await pool.level("o") == pytest.approx(900, abs=2)
+    assert await pool.call("SETTLE", "p1", "b", "ok", 1, 1, 0) == 0  # settled once only
+
+
+async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool: Pool) -> None:
+    """A process that never settles (killed) gets its reserved output tokens refunded once its lease lapses."""
+    await pool.limits(o=6_000)  # 100 output tokens per second, bucket of 100
+    await pool.reserve("dead", "1", 0, 50, lease=0.2)
+    assert await pool.level("o") == pytest.approx(50, abs=1)
+    await anyio.sleep(0.25)
+    live, *_ = await pool.call("HEARTBEAT", "alive", 5.0, 0)
+    assert live == b"1"  # the dead process left the pool
+    assert not await pool.client.exists(f"{pool.prefix}:res:dead")
+    assert await pool.level("o") == pytest.approx(100, abs=0.01)  # full again: refunded, not just refilled
+
+
+async def test_a_pause_stops_every_process_until_it_ends(pool: Pool) -> None:
+    """A 429 seen by one process: every reserve in the pool is refused with the time left, and admitted after."""
+    await pool.limits(r=600)
+    left = float(await pool.call("PAUSE", 0.3, 0))
+    assert left == pytest.approx(0.3, abs=0.01)
+    ok, wait, binding = await pool.reserve("other", "1", 1, 1)
+    assert (ok, binding) == (0, "cooldown")
+    assert 0.25 < wait <= 0.3
+    await anyio.sleep(wait)
+    assert (await pool.reserve("other", "2", 1, 1))[0] == 1
+
+
+async def test_remaining_pulls_the_level_down_never_up(pool: Pool) -> None:
+    """The server's `remaining` lowers the pool's level when lower, and is ignored when higher."""
+    await pool.limits(r=600)
+    await pool.call("OBSERVE", 1.0, 600, 60, 3, 1, *([""] * 12))
+    assert await pool.level("r") == pytest.approx(3, abs=0.05)
+    await pool.call("OBSERVE", 1.0, 600, 60, 500, 1, *([""] * 12))
+    assert await pool.level("r") == pytest.approx(3, abs=0.1)
