@@ -231,7 +231,8 @@ def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: Ou
 
 async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the job described by `config`; never raises for per-item problems."""
-    wrong_format = not_jsonl(config.input_path)
+    # A table job reads CSV/Parquet on purpose; only a JSONL job is checked for a table given by mistake.
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     clock = SystemClock()
