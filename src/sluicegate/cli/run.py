@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli._routes import batch_route, deadline_option, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -121,6 +122,21 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
     help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
 )
 @click.option(
+    "--cache-warmup/--no-cache-warmup",
+    default=True,
+    show_default=True,
+    help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
+)
+@click.option(
+    "--route",
+    type=click.Choice(["online", "batch", "flex", "auto"]),
+    default="online",
+    show_default=True,
+    help="online; batch (the provider's batch API, half price); flex (OpenAI's flex tier at batch prices, "
+    "standard for what it refuses); auto: the cheapest that meets --deadline.",
+)
+@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@click.option(
     "--shared-limits",
     metavar="redis://HOST:PORT/DB",
     default=None,
@@ -159,6 +175,9 @@ def run(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    cache_warmup: bool,
+    route: str,
+    deadline: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
     template: str | None,
@@ -190,6 +209,35 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
+        given = (rpm, itpm, otpm)
+        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
+        if chosen != "online" and max_cost is not None:
+            raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
+        if chosen == "batch" and table is not None:
+            raise click.UsageError("the batch route reads JSONL requests; tables (--template) go online")
+        if chosen == "batch":
+            outcome = batch_route(
+                input_path=input_path,
+                output_path=output_path,
+                provider=provider,
+                url=url,
+                key=key,
+                label=label,
+                emulated=emulated,
+                defaults=defaults,
+                prices=prices,
+                deadline=deadline,
+                limits=given,
+                minute=emulator_minute if emulated else minute,
+                cache_warmup=cache_warmup,
+                retry_failed=retry_failed,
+                restart=restart,
+                quiet=quiet,
+                resume=resume_command(sys.argv),
+            )
+            click.echo(outcome.message, err=True)
+            sys.exit(outcome.exit_code)
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -205,6 +253,8 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
+            cache_warmup=cache_warmup,
+            service_tier="flex" if chosen == "flex" else "standard",
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,
@@ -218,6 +268,7 @@ def run(
                 console=console,
                 quiet=quiet,
                 minute=display_minute,
+                prices=prices,
             )
         )
     click.echo(outcome.message, err=True)
