@@ -24,6 +24,7 @@ SluicegateError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -59,7 +60,14 @@ class ConfigError(SluicegateError, ValueError):
 
 
 class JobMismatchError(ConfigError):
-    """The store belongs to a job with other settings (or the input changed); start over to discard it."""
+    """The store belongs to a job with other settings (or the input changed); start over to discard it.
+
+    `changes` maps each differing setting to its (stored, given) values, for messages that name them.
+    """
+
+    def __init__(self, message: str, changes: Mapping[str, tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.changes: dict[str, tuple[str, str]] = dict(changes or {})
 
 
 class JobBusyError(ConfigError):

@@ -22,6 +22,7 @@ import anyio
 import httpx2
 
 from ._attempt import AttemptResult, send_attempt
+from ._budget import CostBudget
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._events import (
@@ -165,7 +166,7 @@ class Engine:
         self._attempts = 0
         self._usage = Usage()
         self._cost = 0.0
-        self._reserved_cost = 0.0
+        self._budget = CostBudget(max_cost)
         self._unpriced: Counter[str] = Counter()  # successes by model whose price is not in the table
         self._failures: Counter[str] = Counter()
 
@@ -275,7 +276,7 @@ class Engine:
             in_flight=self._in_flight,
             usage=self._usage,
             cost=self._cost,
-            reserved_cost=self._reserved_cost,
+            reserved_cost=self._budget.reserved,
             unpriced=dict(self._unpriced),
             attempts=self._attempts,
             failures_by_reason=dict(self._failures),
@@ -375,29 +376,40 @@ class Engine:
         return est_in, reserve, max_tokens
 
     async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Permit | None:
-        """Wait for the limiter (and the cost cap); None when the run stopped meanwhile."""
+        """Wait for the cost cap and the limiter; None when the run stopped meanwhile."""
         est_in, reserve, max_tokens = self._estimates(item, raw_in)
         if self._max_cost is not None:
-            worst = self._prices.estimate_cost(self._provider.model(item.params), est_in, max_tokens)
+            model = self._provider.model(item.params)
+            worst = self._prices.estimate_cost(model, est_in, max_tokens)
             if worst is None:
                 self._abort(
                     run,
-                    f"no price is known for model {self._provider.model(item.params)!r}, so the "
-                    "cost cap cannot be enforced",
+                    f"no price is known for model {model!r}, so the cost cap cannot be enforced",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-            if self._cost + self._reserved_cost + worst > self._max_cost:
+            likely = self._prices.estimate_cost(model, est_in, reserve) or worst
+            # Money only reserved by requests in flight is not spent: wait for their answers before deciding.
+            while (verdict := self._budget.verdict(worst, likely)) == "wait":
+                with run.cancellable() as scope:
+                    await self._budget.wait_settled()
+                if scope.cancelled_caught or run.halted:
+                    return None
+            if verdict == "stop":
                 self._abort(
                     run,
-                    f"stopped before the cost cap of ${self._max_cost:.2f}: spent ${self._cost:.4f}, "
-                    f"${self._reserved_cost:.4f} reserved in flight",
+                    f"the cost cap of ${self._max_cost:.2f} is reached: ${self._budget.spent:.4f} spent, and the next "
+                    f"request would likely cost ${likely:.4f} (up to ${worst:.4f})",
                     kind="budget_exceeded",
                     budget=True,
                 )
                 return None
-        return await self._wait_for_permit(run, est_in, reserve)
+            self._budget.reserve(id(item), worst, likely)
+        permit = await self._wait_for_permit(run, est_in, reserve)
+        if permit is None:
+            self._budget.release(id(item))
+        return permit
 
     async def _wait_for_permit(self, run: Run, est_in: int, reserve: int) -> Permit | None:
         if run.halted:
@@ -439,6 +451,22 @@ class Engine:
         on_text: Callable[[str], Awaitable[None]] | None = None,
         force_stream: bool = False,
     ) -> Result:
+        """The item's attempts; its cost-cap hold is released however they end."""
+        try:
+            return await self._attempts_of(run, item, permit, raw_in, on_text=on_text, force_stream=force_stream)
+        finally:
+            self._budget.release(id(item))
+
+    async def _attempts_of(
+        self,
+        run: Run,
+        item: RequestItem,
+        permit: Permit | None,
+        raw_in: int,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        force_stream: bool = False,
+    ) -> Result:
         """Attempts until success, a final error, or the run stops. Always releases what it holds."""
         client = self._client
         assert client is not None
@@ -458,8 +486,6 @@ class Engine:
             attempts += 1
             self._attempts += 1
             self._in_flight += 1
-            worst = self._prices.estimate_cost(model, permit.input_tokens, max_tokens) or 0.0
-            self._reserved_cost += worst
             self._emit(
                 RequestAdmitted(
                     at=permit.admitted_at,
@@ -486,7 +512,6 @@ class Engine:
                 )
             finally:
                 self._in_flight -= 1
-                self._reserved_cost -= worst
                 if outcome is None:  # cancelled mid-attempt: the server may have counted it
                     permit.release(charged=True)
             now = self._clock.now()
@@ -514,6 +539,7 @@ class Engine:
                 self._succeeded += 1
                 self._usage = self._usage + usage
                 self._cost += cost or 0.0
+                self._budget.spend(cost or 0.0)
                 self._emit(RequestCompleted(at=now, result=result))
                 return result
             failure = outcome.failure

@@ -71,7 +71,8 @@ def _wait_for_a_recorded_batch(proc: subprocess.Popen[Any], store: Path, *, poll
 def test_good_and_bad_lines_each_once_at_the_batch_price(
     emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
-    """One batch for the good lines, named errors for the bad ones (nothing sent), cost at half price, no key."""
+    """One batch for the good lines, named errors for the bad ones and a reported duplicate (nothing sent for
+    either), cost at half price, no key."""
     emu = emulator(**EMU)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     bad = ("{not json", json.dumps({"id": "req-0001", "prompt": "dup", "model": "claude-haiku-4-5", "max_tokens": 5}))
@@ -80,10 +81,10 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
     proc = _run(emu, inp, out)
     assert proc.returncode == 1, proc.stderr
     lines = read_results(out)
-    assert Counter(line["result"]["type"] for line in lines) == {"succeeded": 12, "errored": 3}
+    assert Counter(line["result"]["type"] for line in lines) == {"succeeded": 12, "errored": 2}
     errors = {line["result"]["error"]["error"]["line"]: line for line in lines if line["result"]["type"] == "errored"}
-    assert set(errors) == {13, 14, 15}
-    assert "duplicate" in errors[14]["result"]["error"]["error"]["message"]
+    assert set(errors) == {13, 15}
+    assert "line 14: duplicate custom_id 'req-0001'" in proc.stderr  # reported, never a second line for the id
     assert errors[15]["custom_id"] == "bad-params"
     assert sorted(line["custom_id"] for line in lines if line["result"]["type"] == "succeeded") == ids
     assert (_creates(emu), _batched(emu)) == (1, 12)
@@ -104,7 +105,7 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
     # A finished job re-run sends nothing and keeps its output.
     again = _run(emu, inp, out, "--quiet")
     assert again.returncode == 1, again.stderr
-    assert (_creates(emu), len(read_results(out))) == (1, 15)
+    assert (_creates(emu), len(read_results(out))) == (1, 14)
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--max-batch-requests", "10"), ("--max-batch-bytes", "1024")])
@@ -261,6 +262,7 @@ def test_a_run_jobs_store_is_not_taken_over_by_batch(emulator: Callable[..., Run
     assert ran.returncode == 0, ran.stderr
     proc = _run(emu, inp, out)
     assert proc.returncode == 2, proc.stderr
-    assert "mode" in proc.stderr
-    assert "--restart" in proc.stderr
+    assert "belongs to a `sluicegate run` job" in proc.stderr
+    assert "another output file" in proc.stderr
+    assert "--restart" not in proc.stderr  # never the suggested fix: it discards results already paid for
     assert _creates(emu) == 0

@@ -56,7 +56,7 @@ def test_the_command_prints_a_table_and_names_bad_lines(tmp_path: Path) -> None:
     assert "claude-sonnet-4-6" in result.output
     assert "20 requests, 1 invalid" in result.output
     assert "line 21" in result.output
-    assert "Duration at your limits: 0.4 min expected" in result.output
+    assert "Duration at these limits: 24 s expected" in result.output
 
 
 def test_prices_file_replaces_the_shipped_prices(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_prices_file_replaces_the_shipped_prices(tmp_path: Path) -> None:
     assert "$0.03 – $0.10" in result.output
     shipped = runner.invoke(main, args[:-2])
     assert shipped.exit_code == 0, shipped.output
-    assert "unknown price" in shipped.output
+    assert "No price is known for 'acme-1'" in shipped.output
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,22 @@ def test_a_bad_prices_file_is_a_usage_error(tmp_path: Path, content: str, messag
     assert "--prices" in flat
     assert message in flat
     assert "prices.json" in flat
+
+
+def test_messages_without_limits_with_a_tier_and_without_a_price(tmp_path: Path) -> None:
+    """No limits: one sentence saying what to give; --tier uses the published limits; an unknown model's cost is
+    "unknown" with the --prices hint; a tiny job's duration is in seconds, never "0.0 min"."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "a", "prompt": "hi", "model": "my-finetune", "max_tokens": 10}) + "\n")
+    runner = CliRunner(env={"COLUMNS": "200"})
+    bare = runner.invoke(main, ["estimate", str(inp)])
+    assert bare.exit_code == 0, bare.output
+    assert "give your account's limits (--rpm, --itpm, --otpm) or a usage tier (--tier 1-4)" in bare.output
+    assert "unknown price – unknown price" not in bare.output
+    assert "unknown: no price (--prices FILE)" in bare.output
+    assert "No price is known for 'my-finetune': give a price file with --prices FILE" in bare.output
+    tiered = runner.invoke(main, ["estimate", str(inp), "--tier", "4"])
+    assert tiered.exit_code == 0, tiered.output
+    assert "Tier 4 limits: 4,000 requests, 2,000,000 input and 400,000 output tokens a minute." in tiered.output
+    assert "Duration at these limits: under a second expected" in tiered.output
+    assert "0.0 min" not in tiered.output

@@ -68,7 +68,7 @@ def test_a_run_writes_every_id_once(emulator: Callable[..., RunningEmulator], tm
 def test_bad_lines_become_named_errors_and_the_rest_succeeds(
     emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
-    """Not JSON, missing id, duplicate id, bad params and an oversize line each get an errored result."""
+    """Not JSON, missing id and bad params each get an errored result; a duplicate id is reported, not output."""
     emu = emulator(minute=3.0, rpm=2000)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     bad = (
@@ -100,15 +100,16 @@ def test_bad_lines_become_named_errors_and_the_rest_succeeds(
     assert proc.returncode == 1, proc.stderr
     lines = read_results(out)
     by_type = Counter(line["result"]["type"] for line in lines)
-    assert by_type == {"succeeded": 20, "errored": 4}
+    assert by_type == {"succeeded": 20, "errored": 3}
     errors = {
         line["result"]["error"]["error"]["line"]: line["result"]["error"]["error"]
         for line in lines
         if line["result"]["type"] == "errored"
     }
-    assert set(errors) == {21, 22, 23, 24}
-    assert errors[23]["field"] == "custom_id"
-    assert "duplicate" in errors[23]["message"]
+    assert set(errors) == {21, 22, 24}
+    assert "line 23: duplicate custom_id 'req-0001'" in proc.stderr
+    assert "1 line(s) skipped because an earlier line has the same id" in proc.stderr
+    assert Counter(line["custom_id"] for line in lines)["req-0001"] == 1
     assert "max_tokens" in (errors[24]["field"] or "")
     assert sorted({line["custom_id"] for line in lines} & set(ids)) == ids
 

@@ -53,25 +53,25 @@ def test_changed_params_and_moved_lines(tmp_path: Path) -> None:
 
 
 def test_duplicate_id_in_one_run_and_on_resume(tmp_path: Path) -> None:
-    """A later line repeating an id is "duplicate"; its problem never replaces the first item, also on resume."""
+    """A later line repeating an id is "duplicate": counted, never output, never replacing the first, on resume too."""
     first, dup = make_item(0, custom_id="same"), make_item(1, custom_id="same")
-    problem = InputProblem(line=2, index=1, custom_id="same", field="custom_id", message="duplicate custom_id 'same'")
+    problem = InputProblem.duplicate_of(dup)
     with open_store(tmp_path) as store:
         assert store.admit(first) == "new"
         assert store.admit(dup) == "duplicate"
         assert store.record_problem(problem) == "new"
         assert store.record_result(ok(first))
         store.commit()
-        assert ids(list(store.iter_output("input"))) == ["same", "same"]
+        assert ids(list(store.iter_output("input"))) == ["same"]
+        assert ids(list(store.iter_output("completion"))) == ["same"]
         lines = [json.loads(x) for x in store.iter_output("input")]
         assert lines[0]["result"]["type"] == "succeeded"
-        assert lines[1]["result"]["error"]["error"]["line"] == 2
     with open_store(tmp_path) as store:
         assert store.admit(first) == "done"
         assert store.admit(dup) == "duplicate"
         assert store.record_problem(problem) == "known"
         assert not store.admit_problem(problem)
-        assert store.counts() == StoreCounts(total=2, pending=0, done=1, failed=0, invalid=1)
+        assert store.counts() == StoreCounts(total=2, pending=0, done=1, failed=0, invalid=0, duplicate=1)
 
 
 def test_duplicate_reached_only_after_a_crash(tmp_path: Path) -> None:
@@ -334,7 +334,7 @@ def test_id_of_an_earlier_bad_line_is_a_duplicate(
     monkeypatch.setattr(store_module, "_PROBLEM_IDS_IN_MEMORY", in_memory)
     bad = InputProblem(line=1, index=0, custom_id="a", field="prompt", message="'prompt' must be a non-empty string")
     later = make_item(1, custom_id="a")
-    dup = InputProblem(line=2, index=1, custom_id="a", field="custom_id", message="duplicate custom_id 'a'")
+    dup = InputProblem.duplicate_of(later)
     unrelated = make_item(2, custom_id="b")
     with open_store(tmp_path) as store:
         assert store.record_problem(bad) == "new"
@@ -346,11 +346,11 @@ def test_id_of_an_earlier_bad_line_is_a_duplicate(
         assert store.admit(later) == "duplicate"
         assert store.record_problem(dup) == "known"
         assert store.admit(unrelated) == "pending"
-        assert store.counts() == StoreCounts(total=3, pending=1, done=0, failed=0, invalid=2)
+        assert store.counts() == StoreCounts(total=3, pending=1, done=0, failed=0, invalid=1, duplicate=1)
 
 
 def test_bad_line_after_the_item_keeps_the_item(tmp_path: Path) -> None:
-    """A bad line after a valid line with the same id does not disturb the item (both lines get their result)."""
+    """A bad line after a valid line with the same id is a duplicate: the item keeps the id's only output line."""
     item = make_item(0, custom_id="a")
     bad = InputProblem(line=2, index=1, custom_id="a", field="prompt", message="'prompt' must be a non-empty string")
     with open_store(tmp_path) as store:
@@ -360,7 +360,8 @@ def test_bad_line_after_the_item_keeps_the_item(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         assert store.admit(item) == "done"
         assert store.record_problem(bad) == "known"
-        assert [json.loads(x)["result"]["type"] for x in store.iter_output("input")] == ["succeeded", "errored"]
+        assert [json.loads(x)["result"]["type"] for x in store.iter_output("input")] == ["succeeded"]
+        assert store.counts().duplicate == 1
 
 
 def test_store_of_another_format_is_refused_until_restart(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_plain_lines_every_interval_then_nothing_on_cancel() -> None:
     _run_until(display, clock, 21.0)
     lines = out.getvalue().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["[5s]", "[10s]", "[15s]", "[20s]"]
-    assert all("1/100 (1.0%)" in line and "in-flight 2/4" in line for line in lines)
+    assert all("1/100 (1.0%)" in line and "in flight 2 (at most 4)" in line for line in lines)
     assert calls == [5.0, 10.0, 15.0, 20.0]  # one snapshot per line, none while sleeping or after the cancel
     assert clock.now() == 21.0
 
@@ -65,7 +65,8 @@ def test_live_view_refreshes_on_a_terminal() -> None:
     display = ProgressDisplay(tracker, console=console, statistics=statistics, clock=clock, refresh_interval=0.25)
     _run_until(display, clock, 1.1)
     text = out.getvalue()
-    assert frames == [0.0, 0.25, 0.5, 0.75, 1.0]  # the first frame, then a refresh every 0.25 s until the cancel
+    # The first frame, a refresh every 0.25 s, and a last, current frame at the cancel.
+    assert frames == [0.0, 0.25, 0.5, 0.75, 1.0, 1.1]
     assert "1/4 (25.0%)" in text
     assert "binding: none" in text
     assert "elapsed 1s" in text  # the frame drawn at t=1.0
@@ -115,3 +116,23 @@ def test_display_in_a_task_group_on_virtual_time() -> None:
     ]
     assert "cost $5.00 (proj $10.00)" in lines[-1]
     assert "eta 20s" in lines[-1]  # 20 remaining at 1/s
+
+
+def test_the_live_view_ends_on_a_current_frame() -> None:
+    """Results recorded after the last refresh are in the final frame: the view never stays at 99/100."""
+    clock = FakeClock()
+    tracker = ProgressTracker(clock=clock, total=2)
+    console, out = _console(terminal=True)
+    display = ProgressDisplay(tracker, console=console, statistics=None, clock=clock, refresh_interval=0.25)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.3):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(display.run)
+                await clock.sleep(0.26)  # just after the first refresh
+                tracker(ok(0.26))
+                tracker(ok(0.27))  # both finish after the last refresh, before the view is cancelled
+                await clock.sleep(1.0)
+
+    clock.run(main)
+    assert "2/2 (100.0%)" in out.getvalue()

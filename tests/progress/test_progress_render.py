@@ -69,7 +69,7 @@ def test_plain_line_format(clock: FakeClock) -> None:
     snap = _busy_run(clock).snapshot(STATS)
     assert render_plain(snap) == (
         "[1m00s] 601/2,000 (30.1%) | 10.0/s | in 43.2k/50k tpm | out 6k/8k tpm | binding: input_tokens"
-        " | in-flight 5/16 | 429s 2 | 529s 1 | failed 1 | cost $37.50 (proj $124.79) | eta 2m20s"
+        " | in flight 5 (at most 16) | 429s 2 | 529s 1 | failed 1 | cost $37.50 (proj $124.79) | eta 2m20s"
     )
 
 
@@ -80,7 +80,7 @@ def test_plain_line_without_statistics_or_total(clock: FakeClock) -> None:
     tracker(ok(0.5, usage=Usage(output_tokens=40)))
     at(clock, 2.0)
     assert render_plain(tracker.snapshot()) == (
-        "[2s] 1 done | 0.50/s | in 0 tpm | out 1.2k/8k tpm | binding: none | in-flight 0 | 429s 0 | 529s 0"
+        "[2s] 1 done | 0.50/s | in 0 tpm | out 1.2k/8k tpm | binding: none | in flight 0 | 429s 0 | 529s 0"
         " | failed 0 | cost unknown | eta --"
     )
 
@@ -94,11 +94,11 @@ def test_live_panel_content(clock: FakeClock) -> None:
         "in 43.2k/50k tpm",
         "out 6k/8k tpm",
         "binding: input_tokens",
-        "rpm limit 1k",
-        "in-flight 5/16",
+        "requests limit 1k/min",
+        "in flight 5 (at most 16)",
         "429s 2",
         "529s 1",
-        "other attempt errors: server 1",
+        "other failed attempts: server 1",
         "failed: server 1",
         "cost $37.50 (proj $124.79)",
         "eta 2m20s",
@@ -156,7 +156,12 @@ def test_summary_table(clock: FakeClock) -> None:
     ]:
         assert expected in text, expected
     lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in text.splitlines() if "│" in line}
-    assert (lines["ok"], lines["failed"], lines["invalid"], lines["skipped"]) == ("50", "0", "1", "1")
+    assert (lines["ok"], lines["failed"], lines["invalid"], lines["not sent"]) == (
+        "50",
+        "0",
+        "1",
+        "1 (stopped before sending, or a repeated id)",
+    )
 
 
 def test_summary_without_known_limits(clock: FakeClock) -> None:
@@ -243,3 +248,22 @@ def test_summary_shows_the_1h_cache_writes(clock: FakeClock) -> None:
     usage = Usage(cache_creation_input_tokens=7000, cache_creation_1h_input_tokens=6000, cache_read_input_tokens=10)
     tracker(ok(0.5, usage=usage))
     assert "10 read, 7,000 written (6,000 with the 1h TTL)" in _text(render_summary(tracker.snapshot(), 1.0))
+
+
+def test_live_panel_in_the_servers_minutes_under_compressed_time(clock: FakeClock) -> None:
+    """With 1 rate-limit minute = 6 s the title says so once, and limits and token rates are the server's own
+    per-minute figures (a tenth of the per-real-minute ones), so they match the tier's published numbers."""
+    text = _text(render_live(_busy_run(clock).snapshot(STATS), minute=6.0))
+    assert "compressed time: 1 rate-limit minute = 6 s" in text
+    assert "requests limit 100/min" in text
+    assert "in 4.3k/5k tpm" in text
+    assert "out 600/800 tpm" in text
+
+
+def test_a_resumed_run_shows_what_earlier_runs_finished(clock: FakeClock) -> None:
+    """A re-run of a finished job says its items finished earlier instead of 'ok 0' next to '100 done'."""
+    tracker = ProgressTracker(clock=clock, total=100, already_done=100)
+    text = _text(render_live(tracker.snapshot()))
+    assert "100/100 (100.0%)" in text
+    assert "this run: ok 0" in text
+    assert "finished in earlier runs 100" in text

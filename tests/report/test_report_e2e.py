@@ -75,7 +75,9 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--minute",
             "6",
         ]
-        first = stack.enter_context(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        first = stack.enter_context(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
         stack.callback(first.kill)  # only if the test fails before it ends
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 15):

@@ -68,7 +68,9 @@ def test_sdk_stream_helper_through_gateway(gateway: Callable[..., RunningGateway
     with client.messages.stream(**PARAMS) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
-    assert text == final.content[0].text
+    block = final.content[0]
+    assert block.type == "text"
+    assert text == block.text
     assert text.startswith("[")
     assert final.usage.output_tokens > 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,15 @@ import click
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-__all__ = ["job_file_options", "prices_option"]
+__all__ = ["job_file_options", "prices_option", "resume_command"]
+
+# Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
+_ONCE = frozenset({"--restart", "--retry-failed"})
+
+
+def resume_command(argv: list[str]) -> str:
+    """The exact command that resumes this job: the same subcommand and flags, minus the one-time ones."""
+    return shlex.join(["sluicegate", *(word for word in argv[1:] if word not in _ONCE)])
 
 
 def _load_prices(ctx: click.Context, param: click.Parameter, value: Path | None) -> PriceTable | None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.jobs.batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS
 from sluicegate.jobs.reader import Defaults
 
@@ -86,6 +86,7 @@ def batch(
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
+            resume_command=resume_command(sys.argv),
         )
         outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

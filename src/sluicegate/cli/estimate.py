@@ -14,15 +14,32 @@ if TYPE_CHECKING:
 
 
 def _money(value: float | None) -> str:
-    return "unknown price" if value is None else f"${value:,.2f}"
+    if value is None:
+        return "unknown"
+    return f"${value:,.4f}" if value < 0.01 else f"${value:,.2f}"
 
 
-def _duration(minutes: float | None) -> str:
-    if minutes is None:
-        return "give --rpm/--itpm/--otpm"
+def _range(low: float | None, high: float | None) -> str:
+    return "unknown: no price (--prices FILE)" if low is None or high is None else f"{_money(low)} – {_money(high)}"
+
+
+def _duration(minutes: float) -> str:
+    seconds = minutes * 60
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:,.0f} s"
     if minutes < 90:
         return f"{minutes:,.1f} min"
     return f"{minutes / 60:,.1f} h"
+
+
+def _tier_limits(tier: int, models: list[str]) -> tuple[int, int, int]:
+    """The published limits of an Anthropic tier (Haiku's own when every model is a Haiku)."""
+    from sluicegate.emulator.config import HAIKU_TIERS, TIERS
+
+    haiku = bool(models) and all("haiku" in model for model in models)
+    return (HAIKU_TIERS if haiku else TIERS)[tier]
 
 
 @click.command()
@@ -41,6 +58,12 @@ def _duration(minutes: float | None) -> str:
 @click.option("--rpm", type=float, default=None, help="Requests per minute of your account, for the duration.")
 @click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+@click.option(
+    "--tier",
+    type=click.IntRange(1, 4),
+    default=None,
+    help="Use an Anthropic usage tier's published limits (1-4) for the duration; --rpm/--itpm/--otpm override them.",
+)
 @prices_option
 def estimate(
     input_path: Path,
@@ -52,13 +75,16 @@ def estimate(
     rpm: float | None,
     itpm: float | None,
     otpm: float | None,
+    tier: int | None,
     prices: PriceTable | None,
 ) -> None:
     """Estimate what running INPUT_PATH will cost and take, without sending anything.
 
     Input tokens are estimated from characters; the cost range goes from the expected answer length to
     max_tokens (the most you can be billed). Batch API prices are the online ones times the table's batch
-    discount (half, in the built-in table).
+    discount (half, in the built-in table). The duration needs limits: yours (--rpm/--itpm/--otpm) or a tier's.
+
+    Example: sluicegate estimate examples/tickets.jsonl --tier 2
     """
     from rich.console import Console
     from rich.table import Table
@@ -84,14 +110,33 @@ def estimate(
             f"{row.requests:,}",
             f"~{row.input_tokens:,}",
             f"{row.expected_output_tokens:,} / {row.max_output_tokens:,}",
-            f"{_money(low)} – {_money(high)}",
-            f"{_money(blow)} – {_money(bhigh)}",
+            _range(low, high),
+            _range(blow, bhigh),
         )
     console = Console()
     console.print(table)
-    console.print(
-        f"Duration at your limits: {_duration(est.minutes(rpm, itpm, otpm))} expected, "
-        f"{_duration(est.minutes(rpm, itpm, otpm, expected=False))} if every answer uses max_tokens."
-    )
+    if tier is not None:
+        tier_rpm, tier_itpm, tier_otpm = _tier_limits(tier, list(est.models))
+        rpm, itpm, otpm = rpm or tier_rpm, itpm or tier_itpm, otpm or tier_otpm
+        console.print(
+            f"Tier {tier} limits: {rpm:,.0f} requests, {itpm:,.0f} input and {otpm:,.0f} output tokens a minute."
+        )
+    expected, worst = est.minutes(rpm, itpm, otpm), est.minutes(rpm, itpm, otpm, expected=False)
+    if expected is None or worst is None:
+        console.print(
+            "Duration: give your account's limits (--rpm, --itpm, --otpm) or a usage tier (--tier 1-4) to estimate it."
+        )
+    else:
+        console.print(
+            f"Duration at these limits: {_duration(expected)} expected, {_duration(worst)} if every answer uses "
+            "max_tokens."
+        )
+    unpriced = sorted(name for name, row in est.models.items() if row.cost(name, 1, prices=prices) is None)
+    if unpriced:
+        names = ", ".join(repr(name) for name in unpriced)
+        console.print(
+            f"No price is known for {names}: give a price file with --prices FILE (the format of the built-in "
+            "table, sluicegate/data/prices.json)."
+        )
     for problem in est.first_problems:
         console.print(f"[yellow]line {problem.line}[/]: {problem.field or 'line'}: {problem.message}")

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option
+from sluicegate.cli._options import job_file_options, prices_option, resume_command
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -155,7 +155,7 @@ def run(
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 130 interrupted.
+    (bad key, spend cap), 5 disk full, 130 interrupted.
     """
     import anyio
     from rich.console import Console
@@ -168,7 +168,7 @@ def run(
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
-    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, _emulated):
+    with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -188,6 +188,8 @@ def run(
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
             table=table,
+            resume_command=resume_command(sys.argv),
+            display_minute=emulator_minute if emulated else (minute or 60.0),
         )
         outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
     click.echo(outcome.message, err=True)

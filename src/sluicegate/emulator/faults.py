@@ -1,10 +1,16 @@
-"""Seeded fault choice: by probability or inside a scheduled window of real seconds since start."""
+"""Seeded fault choice (by probability or inside a scheduled window of real seconds since start), and the one
+fault response that needs its own wire behaviour: a JSON answer cut off mid-body."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
 from sluicegate.emulator.config import FaultSpec
+from sluicegate.emulator.transport import RAW_SEND, FastJSONResponse
 
 
 def pick_fault(state: Any) -> FaultSpec | None:
@@ -20,3 +26,20 @@ def pick_fault(state: Any) -> FaultSpec | None:
         if spec.probability and state.rng.random() < spec.probability:
             return spec
     return None
+
+
+class TruncatedJSONResponse(Response):
+    """A 200 answer whose headers promise the whole JSON body, of which only the first half arrives before the
+    connection drops: what a non-streaming client sees when a proxy or the server dies mid-response."""
+
+    def __init__(self, content: Any, headers: Mapping[str, str]) -> None:
+        body = FastJSONResponse(content).body
+        super().__init__(body, status_code=200, headers=dict(headers), media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": bytes(self.body[: len(self.body) // 2]), "more_body": True})
+        raw_send = scope.get(RAW_SEND)
+        transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()

@@ -15,14 +15,14 @@ from sluicegate.emulator import content, latency
 from sluicegate.emulator.caching import CacheControlError, CachePlan, breakpoints
 from sluicegate.emulator.config import COUNT_TOKENS_RPM, FaultSpec
 from sluicegate.emulator.errors import ApiError
-from sluicegate.emulator.faults import pick_fault
+from sluicegate.emulator.faults import TruncatedJSONResponse, pick_fault
 from sluicegate.emulator.organization import HEADER as ORG_HEADER
 from sluicegate.emulator.organization import organization_id
 from sluicegate.emulator.prompt import count_tokens, prompt_blocks
 from sluicegate.emulator.ratelimit import Charge, RateLimited
 from sluicegate.emulator.stats import leave_after
 from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResponse, abort_connection
-from sluicegate.emulator.validation import validate_message_params
+from sluicegate.emulator.validation import check_prompt_size, validate_message_params
 
 if TYPE_CHECKING:
     from sluicegate.emulator.state import EmulatorState
@@ -232,6 +232,9 @@ class MessagesHandler:
             headers = {"request-id": rid, ORG_HEADER: org}
             return FastJSONResponse(exc.anthropic_body(rid), status_code=429, headers=headers)
         input_usage, limited_tokens, plan = _input_usage(state, params, model, key)
+        check_prompt_size(
+            sum(input_usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+        )
         try:
             admission = state.limits.admit(key, model, limited_tokens, int(params["max_tokens"]))
         except RateLimited as exc:
@@ -260,7 +263,14 @@ class MessagesHandler:
         state.stats.output_tokens += gen.output_tokens
         usage = _usage(input_usage, gen.output_tokens, "standard")
         body = _message(_msg_id(state), model, gen.text, gen.stop_reason, gen.stop_sequence, usage)
-        return FastJSONResponse(body, headers={**admission.headers(), "request-id": rid, ORG_HEADER: org})
+        headers = {**admission.headers(), "request-id": rid, ORG_HEADER: org}
+        # The stream faults on the non-streaming path: an error after the work (as the API reports a failure
+        # mid-generation to a non-streaming caller), or the answer cut off mid-body.
+        if fault is not None and fault.kind == "stream_error":
+            raise ApiError(500, "api_error", "Internal server error")
+        if fault is not None and fault.kind == "truncate":
+            return TruncatedJSONResponse(body, headers)
+        return FastJSONResponse(body, headers=headers)
 
     async def _early_fault(self, request: Request, fault: FaultSpec) -> Response | None:
         """Faults that replace the whole response; None for faults applied later."""

@@ -7,9 +7,59 @@ from typing import Any
 from sluicegate.emulator.config import EmulatorConfig
 from sluicegate.emulator.errors import ApiError
 
+# The Messages API's documented top-level fields (SDK `MessageCreateParams`); anything else is refused with
+# pydantic's "Extra inputs are not permitted", as the API does.
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "cache_control",
+        "output_config",
+        "output_format",
+        "inference_geo",
+        "container",
+        "mcp_servers",
+        "context_management",
+        "speed",
+    }
+)
+# Largest max_tokens per model family (model pages; the 5-series values are UNCONFIRMED), first matching prefix wins.
+_MAX_OUTPUT: tuple[tuple[str, int], ...] = (
+    ("claude-opus-4-1", 32_000),
+    ("claude-opus-4-0", 32_000),
+    ("claude-haiku-4-5", 64_000),
+    ("claude-sonnet-4", 64_000),
+    ("claude-opus-4-5", 64_000),
+)
+_DEFAULT_MAX_OUTPUT = 128_000
+CONTEXT_WINDOW = 200_000  # input tokens a request may carry (the 1M-token window needs a beta the emulator lacks)
+
 
 def _bad(message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", message)
+
+
+def max_output_tokens(model: str) -> int:
+    """The largest max_tokens the API accepts for this (resolved) model."""
+    return next((top for prefix, top in _MAX_OUTPUT if model.startswith(prefix)), _DEFAULT_MAX_OUTPUT)
+
+
+def check_prompt_size(input_tokens: int) -> None:
+    """400 for a prompt over the context window, with the API's message."""
+    if input_tokens > CONTEXT_WINDOW:
+        raise _bad(f"prompt is too long: {input_tokens} tokens > {CONTEXT_WINDOW} maximum")
 
 
 def resolve_model(model: str, config: EmulatorConfig) -> str:
@@ -25,6 +75,9 @@ def validate_message_params(body: Any, config: EmulatorConfig) -> str:
     """Check a /v1/messages body; return the resolved model id or raise ApiError(400/404)."""
     if not isinstance(body, dict):
         raise _bad("Request body must be a JSON object")
+    extra = sorted(set(body) - KNOWN_FIELDS)
+    if extra:
+        raise _bad(f"{extra[0]}: Extra inputs are not permitted")
     model = body.get("model")
     if model is None:
         raise _bad("model: Field required")
@@ -56,4 +109,15 @@ def validate_message_params(body: Any, config: EmulatorConfig) -> str:
         raise _bad("messages: at least one message is required")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise _bad("stream: Input should be a valid boolean")
-    return resolve_model(model, config)
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 1
+    ):
+        raise _bad("temperature: Input should be less than or equal to 1")
+    resolved = resolve_model(model, config)
+    top = max_output_tokens(resolved)
+    if max_tokens > top:
+        raise _bad(
+            f"max_tokens: {max_tokens} > {top}, which is the maximum allowed number of output tokens for {resolved}"
+        )
+    return resolved

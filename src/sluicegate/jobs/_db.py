@@ -224,14 +224,13 @@ def _compare_schema(found: str | None) -> None:
 
 
 def _compare(old: Mapping[str, str], new: Mapping[str, str]) -> None:
-    changes = [
-        f"{key} was {old.get(key, '(unset)')!r}, now {new.get(key, '(unset)')!r}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
+    changes = {
+        key: (old.get(key, ""), new.get(key, "")) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+    }
     if changes:
         raise JobMismatchError(
             "this job store was made for a different job: "
-            + "; ".join(changes)
-            + ". Start over (restart) to discard its results, or use another output file"
+            + "; ".join(f"{key} was {was!r}, now {now!r}" for key, (was, now) in changes.items())
+            + ". Start over (restart) to discard its results, or use another output file",
+            changes,
         )

@@ -51,11 +51,19 @@ class Admission:
                     if not self._problem(parsed):
                         return
                     continue
-                state = self._store.admit(parsed)
+                try:
+                    state = self._store.admit(parsed)
+                except (ValueError, RecursionError) as exc:
+                    # The reader refuses every line known to break re-encoding; this is the net for one it missed:
+                    # one line's error, never the run's end.
+                    problem = InputProblem(parsed.line or 0, parsed.index, parsed.custom_id, None, f"unusable: {exc}")
+                    if not self._problem(problem):
+                        return
+                    continue
                 if state in ("new", "pending"):
                     yield parsed, state
                 elif state == "duplicate":
-                    if not self._problem(InputProblem.duplicate(parsed)):
+                    if not self._problem(InputProblem.duplicate_of(parsed)):
                         return
                 elif state == "changed":
                     self.changed = (

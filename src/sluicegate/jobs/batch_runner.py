@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ from .._models import ErrorInfo, ErrorKind, Result, Usage
 from ..pricing import PriceTable, load_prices
 from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
+from ._sniff import not_jsonl
 from .admission import Admission
 from .batch_api import (
     MAX_BATCH_BYTES,
@@ -53,7 +55,7 @@ from .batch_api import (
     BatchRejectedError,
     BatchStatus,
 )
-from .reader import Defaults
+from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store
 from .store import BatchIntent, JobStore
 from .writer import OutputWriter
@@ -99,6 +101,13 @@ class BatchJobConfig:
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
     # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+
+    def resume(self) -> str:
+        """The command that resumes this job: the one given, else input and output alone."""
+        return self.resume_command or shlex.join(
+            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path)]
+        )
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
@@ -169,10 +178,15 @@ class _BatchJob:
         self.client = client
         self.say = say
         self.prices = load_prices(config.prices)
-        self.admission = Admission(store, lambda _: self.save())
+        self.admission = Admission(store, self._on_problem)
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+
+    def _on_problem(self, bad: InputProblem) -> None:
+        if bad.duplicate:  # no output line of its own: told once here, counted in the summary
+            self.say(f"line {bad.line}: {bad.message}")
+        self.save()
 
     @property
     def changed(self) -> str | None:
@@ -364,9 +378,12 @@ class _BatchJob:
 
 async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
+    wrong_format = not_jsonl(config.input_path)
+    if wrong_format is not None:
+        return JobOutcome(ExitCode.USAGE, wrong_format)
     if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, _settings(config), config.restart)
+    store = open_store(config.output_path, _settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
 
@@ -442,6 +459,7 @@ def _outcome(
     if not quiet:
         console.print(
             f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
+            f"{counts.duplicate} duplicate, "
             f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
             f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s",
             highlight=False,
@@ -452,7 +470,7 @@ def _outcome(
     note = (
         f". Cost unknown for {unpriced} answer(s) with no price (give a price file with --prices)" if unpriced else ""
     )
-    resume = f"sluicegate batch {config.input_path} -o {config.output_path}"
+    resume = config.resume()
     running = recorded - ended
     if interrupted:
         return JobOutcome(

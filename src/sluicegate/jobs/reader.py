@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import IO, Any, Literal
 
 from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
+from ._validate import MAX_DEPTH, PROVIDERS, Bad, hostile, kind_of, validate_params
 
 __all__ = [
     "Defaults",
@@ -27,10 +29,6 @@ Provider = Literal["anthropic", "openai"]
 
 # The Message Batches API's rule for custom_id; OpenAI batch ids are looser, but one rule keeps files portable.
 _ID_RULE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_ROLES: dict[str, frozenset[str]] = {
-    "anthropic": frozenset({"user", "assistant"}),
-    "openai": frozenset({"user", "assistant", "system", "developer", "tool"}),
-}
 _OPENAI_URL = "/v1/chat/completions"
 _READ_CHUNK = 1 << 20
 
@@ -43,7 +41,14 @@ def _no_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 parses as infinity, which re-encodes as the non-JSON `Infinity`
+        raise _NotJson(f"the number {text[:20]} is too large")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -73,16 +78,20 @@ class InputProblem:
     custom_id: str | None
     field: str | None
     message: str
+    # A line whose id an earlier line already has: the first occurrence runs, this one is reported and skipped, and
+    # never gets an output line of its own (so the output keeps exactly one line per id).
+    duplicate: bool = False
 
     @classmethod
-    def duplicate(cls, item: RequestItem) -> InputProblem:
+    def duplicate_of(cls, item: RequestItem) -> InputProblem:
         """The problem recorded for a line whose id an earlier line already has."""
         return cls(
             line=item.line or 0,
             index=item.index,
             custom_id=item.custom_id,
             field="custom_id",
-            message=f"duplicate custom_id {item.custom_id!r}: an earlier line has the same id",
+            message=f"duplicate custom_id {item.custom_id!r}: an earlier line has the same id; this line is skipped",
+            duplicate=True,
         )
 
     def to_result(self) -> Result:
@@ -129,16 +138,9 @@ def _ending_length(line: bytes) -> int:
 def params_fingerprint(params: Mapping[str, Any]) -> str:
     """A stable short hash of the params (canonical JSON with sorted keys), to notice edited inputs."""
     canonical = _CANONICAL.encode(params)
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
-
-
-class _Bad(Exception):
-    """A validation failure inside one line: the field (dotted path) and the reason."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    # surrogatepass: the reader refuses lone surrogates, but a library caller's params may still hold one, and a
+    # fingerprint must never be what stops a run.
+    return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def read_requests(
@@ -152,7 +154,7 @@ def read_requests(
 
     Duplicate ids are not detected here (the job store does it, so memory stays bounded).
     """
-    if provider not in _ROLES:
+    if provider not in PROVIDERS:
         raise ConfigError(f"unknown provider {provider!r}: expected 'anthropic' or 'openai'")
     index = 0
     for line_no, raw in enumerate(lines, start=1):
@@ -196,25 +198,25 @@ def _parse_line(
         return InputProblem(line_no, index, None, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
     except _NotJson as exc:
         return InputProblem(line_no, index, None, None, f"not valid JSON: {exc}")
+    except RecursionError:
+        return InputProblem(line_no, index, None, None, f"JSON nested deeper than {MAX_DEPTH} levels")
+    except ValueError:  # Python refuses integers over 4,300 digits (its guard against quadratic-time parsing)
+        return InputProblem(line_no, index, None, None, "a number has more than 4,300 digits")
+    unsafe = hostile(obj, raw)
+    if unsafe is not None:
+        known_id = _readable_id(obj) if isinstance(obj, dict) else None
+        return InputProblem(line_no, index, known_id, unsafe.field, unsafe.message)
     if not isinstance(obj, dict):
-        return InputProblem(line_no, index, None, None, f"expected a JSON object, got {_kind(obj)}")
+        return InputProblem(line_no, index, None, None, f"expected a JSON object, got {kind_of(obj)}")
     custom_id: str | None = None
     try:
         id_field, build = _detect_format(obj, provider)
         custom_id = _check_id(obj, id_field)
         params = build(obj, defaults, provider)
-        _validate(params, provider, _prefix(id_field, obj))
-    except _Bad as bad:
+        validate_params(params, provider, _prefix(id_field, obj))
+    except Bad as bad:
         return InputProblem(line_no, index, custom_id, bad.field, bad.message)
     return RequestItem(index=index, custom_id=custom_id, params=params, line=line_no)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
-        type(value), "an object"
-    )
 
 
 _Builder = Callable[[Mapping[str, Any], Defaults, str], dict[str, Any]]
@@ -223,30 +225,39 @@ _Builder = Callable[[Mapping[str, Any], Defaults, str], dict[str, Any]]
 def _detect_format(obj: Mapping[str, Any], provider: str) -> tuple[str, _Builder]:
     if "body" in obj or "url" in obj or "method" in obj:
         if provider != "openai":
-            raise _Bad(None, "an OpenAI batch line (custom_id/method/url/body) needs the openai provider")
+            raise Bad(None, "an OpenAI batch line (custom_id/method/url/body) needs the openai provider")
         return "custom_id", _from_openai_batch
     if "params" in obj:
         return "custom_id", _from_batch
     if "prompt" in obj or "messages" in obj or "id" in obj:
         return ("id" if "id" in obj or "custom_id" not in obj else "custom_id"), _from_shorthand
     if "custom_id" in obj:
-        raise _Bad("params", 'missing \'params\' (Message Batches format: {"custom_id": ..., "params": {...}})')
-    raise _Bad(
+        raise Bad("params", 'missing \'params\' (Message Batches format: {"custom_id": ..., "params": {...}})')
+    raise Bad(
         None,
         'unknown line format: expected {"custom_id", "params"} or the shorthand {"id", "prompt"}',
     )
 
 
+def _readable_id(obj: Mapping[str, Any]) -> str | None:
+    """The line's id when it is a valid one, else None (for lines refused before their format is known)."""
+    for field in ("custom_id", "id"):
+        value = obj.get(field)
+        if isinstance(value, str) and _ID_RULE.fullmatch(value):
+            return value
+    return None
+
+
 def _check_id(obj: Mapping[str, Any], field: str) -> str:
     if field not in obj:
-        raise _Bad(field, f"missing {field!r}")
+        raise Bad(field, f"missing {field!r}")
     value = obj[field]
     if not isinstance(value, str):
-        raise _Bad(field, f"{field!r} must be a string, got {_kind(value)}")
+        raise Bad(field, f"{field!r} must be a string, got {kind_of(value)}")
     if not value:
-        raise _Bad(field, f"{field!r} is empty")
+        raise Bad(field, f"{field!r} is empty")
     if not _ID_RULE.fullmatch(value):
-        raise _Bad(field, f"{field!r} must be 1-64 characters of letters, digits, '_' or '-', got {value[:80]!r}")
+        raise Bad(field, f"{field!r} must be 1-64 characters of letters, digits, '_' or '-', got {value[:80]!r}")
     return value
 
 
@@ -259,20 +270,20 @@ def _prefix(id_field: str, obj: Mapping[str, Any]) -> str:
 def _from_batch(obj: Mapping[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
     params = obj["params"]
     if not isinstance(params, dict):
-        raise _Bad("params", f"'params' must be an object, got {_kind(params)}")
+        raise Bad("params", f"'params' must be an object, got {kind_of(params)}")
     return _apply_defaults(dict(params), defaults, provider)
 
 
 def _from_openai_batch(obj: Mapping[str, Any], defaults: Defaults, provider: str) -> dict[str, Any]:
     method = obj.get("method", "POST")
     if method != "POST":
-        raise _Bad("method", f"'method' must be \"POST\", got {method!r}")
+        raise Bad("method", f"'method' must be \"POST\", got {method!r}")
     url = obj.get("url", _OPENAI_URL)
     if url != _OPENAI_URL:
-        raise _Bad("url", f"'url' must be {_OPENAI_URL!r} (only Chat Completions is supported), got {url!r}")
+        raise Bad("url", f"'url' must be {_OPENAI_URL!r} (only Chat Completions is supported), got {url!r}")
     body = obj.get("body")
     if not isinstance(body, dict):
-        raise _Bad("body", "missing 'body'" if body is None else f"'body' must be an object, got {_kind(body)}")
+        raise Bad("body", "missing 'body'" if body is None else f"'body' must be an object, got {kind_of(body)}")
     return _apply_defaults(dict(body), defaults, provider)
 
 
@@ -281,14 +292,14 @@ def _from_shorthand(obj: Mapping[str, Any], defaults: Defaults, provider: str) -
     if "prompt" in obj:
         prompt = obj["prompt"]
         if not isinstance(prompt, str) or not prompt:
-            raise _Bad("prompt", f"'prompt' must be a non-empty string, got {_kind(prompt)}")
+            raise Bad("prompt", f"'prompt' must be a non-empty string, got {kind_of(prompt)}")
         params["messages"] = [{"role": "user", "content": prompt}]
     elif "messages" not in obj:
-        raise _Bad("prompt", "missing 'prompt'")
+        raise Bad("prompt", "missing 'prompt'")
     if provider == "openai" and "system" in params:
         system = params.pop("system")
         if not isinstance(system, str):
-            raise _Bad("system", f"'system' must be a string, got {_kind(system)}")
+            raise Bad("system", f"'system' must be a string, got {kind_of(system)}")
         messages = params.get("messages")
         if isinstance(messages, list):
             params["messages"] = [{"role": "system", "content": system}, *messages]
@@ -312,46 +323,3 @@ def _apply_defaults(params: dict[str, Any], defaults: Defaults, provider: str) -
         if defaults.system is not None and "system" not in params:
             params["system"] = defaults.system
     return params
-
-
-def _validate(params: Mapping[str, Any], provider: str, prefix: str) -> None:
-    model = params.get("model")
-    if model is None:
-        raise _Bad(f"{prefix}model", "missing 'model' (set it in the line or give a default model)")
-    if not isinstance(model, str) or not model:
-        raise _Bad(f"{prefix}model", f"'model' must be a non-empty string, got {_kind(model)}")
-    token_keys = ("max_completion_tokens", "max_tokens") if provider == "openai" else ("max_tokens",)
-    present = [k for k in token_keys if k in params]
-    if not present and provider == "anthropic":
-        raise _Bad(f"{prefix}max_tokens", "missing 'max_tokens' (set it in the line or give a default)")
-    for key in present:
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _Bad(f"{prefix}{key}", f"{key!r} must be a positive integer, got {value!r:.40}")
-    if provider == "anthropic" and "system" in params and not isinstance(params["system"], str | list):
-        raise _Bad(f"{prefix}system", f"'system' must be a string or a list of blocks, got {_kind(params['system'])}")
-    _validate_messages(params.get("messages"), provider, f"{prefix}messages")
-
-
-def _validate_messages(messages: Any, provider: str, field: str) -> None:
-    if messages is None:
-        raise _Bad(field, "missing 'messages'")
-    if not isinstance(messages, list) or not messages:
-        raise _Bad(
-            field, f"'messages' must be a non-empty list, got {_kind(messages) if messages else 'an empty list'}"
-        )
-    roles = _ROLES[provider]
-    for i, message in enumerate(messages):
-        where = f"{field}[{i}]"
-        if not isinstance(message, dict):
-            raise _Bad(where, f"each message must be an object, got {_kind(message)}")
-        role = message.get("role")
-        if role not in roles:
-            allowed = ", ".join(sorted(roles))
-            raise _Bad(f"{where}.role", f"'role' must be one of {allowed}, got {role!r:.40}")
-        content = message.get("content")
-        # An OpenAI assistant turn that only calls tools carries content null.
-        if content is None and not (provider == "openai" and "tool_calls" in message):
-            raise _Bad(f"{where}.content", "missing 'content'")
-        if content is not None and not isinstance(content, str | list):
-            raise _Bad(f"{where}.content", f"'content' must be a string or a list of blocks, got {_kind(content)}")

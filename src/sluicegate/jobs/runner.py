@@ -7,12 +7,15 @@ re-sends only the items whose results were not committed yet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import shlex
 import signal
+import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,11 +33,15 @@ from .._models import RequestItem
 from .._stats import EngineStatistics
 from ..engine import Engine, shared_pool_name
 from ..limits.limiter import Limits
-from ..pricing import PriceTable
+from ..pricing import PriceTable, load_prices
 from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
+from ._disk import NoSpace, no_space
+from ._messages import mismatch_message, with_max_cost
+from ._sniff import not_jsonl
+from ._spend import SpendLedger
 from .admission import Admission
-from .reader import Defaults
+from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
 from .table_output import TableWriter, is_table_output
 from .tables import TableSpec, count_rows, table_requests
@@ -55,6 +62,7 @@ class ExitCode:
     USAGE = 2  # bad flags or a refused resume (click uses 2 for usage errors too)
     BUDGET = 3  # --max-cost stopped admission; unfinished items stay pending
     ABORTED = 4  # bad key, spend cap / quota: the run stopped; unfinished items stay pending
+    NO_SPACE = 5  # the disk is full (or a file-size limit was hit): what was saved is safe; free space and resume
     INTERRUPTED = 130  # Ctrl-C; unfinished items stay pending
 
 
@@ -78,11 +86,22 @@ class JobConfig:
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
+    # Real seconds per minute of the server's rate limits (6 with the built-in emulator): the progress view shows
+    # limits and rates in the server's own minutes and states this scale once.
+    display_minute: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
+    resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+
+    def resume(self) -> str:
+        """The command that resumes this job: the one given, else input and output alone."""
+        return self.resume_command or shlex.join(
+            ["sluicegate", "run", str(self.input_path), "-o", str(self.output_path)]
+        )
 
 
 @dataclass
@@ -93,20 +112,21 @@ class JobOutcome:
 
 
 def store_path_for(output: Path) -> Path:
-    return output.with_name(output.name + ".sluicegate.db")
+    """The job store of an output file: next to the file the path leads to, so that two paths to one file (a
+    symlink, a symlinked folder, `..`) are one job, locked once."""
+    real = output.resolve()
+    return real.with_name(real.name + ".sluicegate.db")
 
 
-def open_store(output: Path, settings: dict[str, str], restart: bool, **options: Any) -> JobStore | JobOutcome:
-    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job."""
+def open_store(
+    output: Path, settings: dict[str, str], restart: bool, resume: str, **options: Any
+) -> JobStore | JobOutcome:
+    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job (for a
+    changed setting: which, its stored and new values, and the command that resumes with the stored ones)."""
     try:
         return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
     except JobMismatchError as exc:
-        hint = "the input file changed since the last run" if "input_signature" in str(exc) else str(exc)
-        return JobOutcome(
-            ExitCode.USAGE,
-            f"refusing to resume: {hint}. Add --restart to start over (results so far are discarded), "
-            "or write to another output file.",
-        )
+        return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
     except ConfigError as exc:  # e.g. another run holds this job's store
         return JobOutcome(ExitCode.USAGE, str(exc))
 
@@ -157,44 +177,105 @@ def _count_lines(path: Path) -> int:
 
 
 class _Saver:
-    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up."""
+    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up.
+
+    A full disk stops the run (`failed` says where) instead of ending it with a traceback: what was committed
+    before is safe, and the answers not yet committed are simply pending again.
+    """
 
     def __init__(self, store: JobStore, writer: OutputWriter | TableWriter) -> None:
         self._store = store
         self._writer = writer
         self.unsaved = 0
+        self.failed: NoSpace | None = None
+        self.stop: Callable[[], None] = lambda: None
 
     def save(self) -> None:
-        if self.unsaved >= _UNSAVED_MAX:
-            self._store.commit()
-        elif not self._store.maybe_commit():
+        if self.failed is not None:
             return
-        self.unsaved = 0
-        self._writer.write_committed()
+        try:
+            if self.unsaved >= _UNSAVED_MAX:
+                self._store.commit()
+            elif not self._store.maybe_commit():
+                return
+            self.unsaved = 0
+            self._writer.write_committed()
+        except (OSError, sqlite3.Error) as exc:
+            self.failed = _no_space_or_raise(exc, self._store, self._writer)
+            self.stop()
+
+    def finish(self, rewrite: bool) -> None:
+        """The last commit and write (and the full rewrite after --retry-failed), then close the file."""
+        try:
+            if self.failed is None:
+                self._store.commit()
+                self._writer.write_committed()
+                if rewrite:
+                    self._writer.rewrite()  # the retried items' old error lines are replaced: one line per id
+            self._writer.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.failed = self.failed or _no_space_or_raise(exc, self._store, self._writer)
+
+
+def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: OutputWriter | TableWriter) -> NoSpace:
+    problem = no_space(exc, store.path, writer.path)
+    if problem is None:
+        raise exc
+    return problem
 
 
 async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
     """Run (or resume) the job described by `config`; never raises for per-item problems."""
+    wrong_format = None if config.table is not None else not_jsonl(config.input_path)  # a table job reads any
+    if wrong_format is not None:
+        return JobOutcome(ExitCode.USAGE, wrong_format)
     clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
-    store = open_store(config.output_path, _settings(config), config.restart, commit_interval=_COMMIT_INTERVAL)
+    store = open_store(
+        config.output_path, _settings(config), config.restart, config.resume(), commit_interval=_COMMIT_INTERVAL
+    )
     if isinstance(store, JobOutcome):
         return store
+    writer: OutputWriter | TableWriter | None = None
     try:
         if config.retry_failed:
             reset = store.reset_failed()
             console.print(f"retrying {reset} failed item(s)")
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
-        writer: OutputWriter | TableWriter = (
+        writer = (
             TableWriter(config.input_path, config.output_path, store)
             if config.table is not None and is_table_output(config.output_path)
             else OutputWriter.open(config.output_path, store, order)
         )
         before = store.counts()
-        already = before.done + before.failed + before.invalid
+        already = before.done + before.failed + before.invalid + before.duplicate
         tracker = ProgressTracker(clock=clock, total=None, already_done=already)
-        admission = Admission(store, lambda bad: tracker(RequestCompleted(at=clock.now(), result=bad.to_result())))
+
+        def on_problem(bad: InputProblem) -> None:
+            if bad.duplicate:
+                # Not an output line: the id's first line has that. Told here once, counted in the summary.
+                console.print(f"line {bad.line}: {bad.message}", highlight=False, markup=False, soft_wrap=True)
+                tracker.skip()
+            else:
+                tracker(RequestCompleted(at=clock.now(), result=bad.to_result()))
+
+        admission = Admission(store, on_problem)
+
+        ledger: SpendLedger | None = None
+        engine_cap = config.max_cost
+        if config.max_cost is not None:
+            # The cap is the job's: what earlier runs spent (or may have, if killed) is taken off this run's share.
+            ledger = SpendLedger(store, load_prices(config.prices), config.provider)
+            engine_cap = config.max_cost - sum(store.spent())
+            if engine_cap <= 0:
+                return JobOutcome(
+                    ExitCode.BUDGET,
+                    f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
+                    f"{_unfinished(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
+                    "to go on, raise the cap: "
+                    f"{with_max_cost(config.resume())}",
+                )
         timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
 
         async def items() -> AsyncIterator[RequestItem]:
@@ -202,7 +283,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             if config.table is not None:
                 rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
-                yield item
+                yield item if ledger is None else ledger.track(item)
 
         engine = Engine(
             provider=config.provider,
@@ -212,11 +293,11 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             max_concurrency=config.max_concurrency,
             retry=config.retry,
             timeouts=config.timeouts,
-            max_cost=config.max_cost,
+            max_cost=engine_cap,
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker, timeline],
+            sinks=[tracker, timeline] if ledger is None else [tracker, timeline, ledger],
             shared_limits=config.shared_limits,
             shared_limits_name=config.shared_limits_name
             or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
@@ -227,7 +308,9 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         exit_code = ExitCode.OK
         interrupts = 0
         async with engine, anyio.create_task_group() as tg:
-            display = ProgressDisplay(tracker, console=console, statistics=engine.statistics, clock=clock)
+            display = ProgressDisplay(
+                tracker, console=console, statistics=engine.statistics, clock=clock, minute=config.display_minute
+            )
             if not quiet:
                 tg.start_soon(display.run)
 
@@ -265,6 +348,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             tg.start_soon(commit_ticker)
 
             with anyio.CancelScope() as work:
+                saver.stop = work.cancel
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
@@ -277,33 +361,48 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                 except RunAbortedError as exc:
                     stop_reason, exit_code = str(exc), ExitCode.ABORTED
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
-            store.commit()
+            saver.finish(rewrite=config.retry_failed)
             timeline.close()
-            writer.write_committed()
-            if config.retry_failed:
-                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
-            writer.close()
             tg.cancel_scope.cancel()
         wall = time.monotonic() - started
         if not quiet:
             display.print_summary(wall)
         if admission.changed is not None:
             return JobOutcome(ExitCode.USAGE, admission.changed)
+        if saver.failed is not None:
+            return JobOutcome(
+                ExitCode.NO_SPACE,
+                f"stopped: {saver.failed.describe()}. Every result saved before is safe; free some space and "
+                f"resume with: {config.resume()}",
+                dataclasses.asdict(store.counts()),
+            )
         counts = store.counts()
         summary = dataclasses.asdict(counts)
-        resume = f"sluicegate run {config.input_path} -o {config.output_path}"
+        # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
+        unfinished = _unfinished(
+            counts, tracker.total if tracker.total is not None else _count_lines(config.input_path)
+        )
+        resume = config.resume()
         stats = engine.statistics()
         note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
         if interrupts:
             return JobOutcome(
                 ExitCode.INTERRUPTED,
-                f"interrupted: {counts.pending} item(s) not finished. Resume with: {resume}{note}",
+                f"interrupted: {unfinished} item(s) not finished. Resume with: {resume}{note}",
+                summary,
+            )
+        if stop_reason is not None and exit_code == ExitCode.BUDGET and ledger is not None and config.max_cost:
+            return JobOutcome(
+                exit_code,
+                # The engine's figures are this run's share of the cap; the job's are what the user set and spent.
+                f"stopped at the cost cap: {ledger.describe(config.max_cost)}; the next request would not fit. "
+                f"{unfinished} item(s) not finished; to go on, raise the cap: {with_max_cost(resume)}{note}",
                 summary,
             )
         if stop_reason is not None:
             return JobOutcome(
                 exit_code,
-                f"stopped: {stop_reason}. {counts.pending} item(s) pending; fix the cause and resume with: {resume}"
+                f"stopped: {stop_reason}. {unfinished} item(s) not finished; fix the cause and resume with: {resume}"
                 + note,
                 summary,
             )
@@ -311,15 +410,38 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
-        store.close()
+        # Also when something unforeseen escapes: every answer already received is committed and written (unless
+        # the disk is full, which the outcome already says).
+        try:
+            store.commit()
+            if writer is not None and not writer.closed:
+                writer.write_committed()
+                writer.close()
+        except (OSError, sqlite3.Error) as exc:
+            if no_space(exc, store.path, config.output_path) is None:
+                raise
+        finally:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                store.close()
+
+
+def _unfinished(counts: StoreCounts, lines: int) -> int:
+    """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
+    finished = counts.done + counts.failed + counts.invalid + counts.duplicate
+    return max(counts.pending, lines - finished)
 
 
 def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
     """The outcome of a job that ran to its end: all succeeded (exit 0), or some failed or invalid (exit 1)."""
-    if counts.failed or counts.invalid:
+    duplicates = (
+        f"; {counts.duplicate} line(s) skipped because an earlier line has the same id (the first one ran)"
+        if counts.duplicate
+        else ""
+    )
+    if counts.failed or counts.invalid or counts.duplicate:
         return JobOutcome(
             ExitCode.FAILED_ITEMS,
-            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s); "
+            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s){duplicates}; "
             f"see {output} (re-run failed ones with --retry-failed){note}",
             summary,
         )

@@ -32,25 +32,29 @@ AdmitState = Literal["new", "pending", "done", "failed", "changed", "duplicate"]
 ProblemState = Literal["new", "known", "changed"]
 OutputOrder = Literal["completion", "input"]
 
-PENDING, DONE, FAILED, INVALID = 0, 1, 2, 3
-_ITEM, _PROBLEM = 0, 1
+PENDING, DONE, FAILED, INVALID, DUPLICATE = 0, 1, 2, 3, 4
+# A duplicate is a line whose id an earlier line has: stored (so it is counted and reported once) but never output.
+_ITEM, _PROBLEM, _DUPLICATE = 0, 1, 2
 _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 # Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
 _PROBLEM_IDS_IN_MEMORY = 100_000
+# Spend holds live in `meta` under this prefix (no schema change): one row per request in flight, keyed by its id.
+_HOLD, _HOLD_END = "hold:", "hold;"
 _READ_AHEAD = 2048  # stored rows read per block when resuming
 
 
 @dataclass(frozen=True, slots=True)
 class StoreCounts:
-    """Items by state; `total` counts every input line seen (items and invalid lines)."""
+    """Items by state; `total` counts every input line seen (items, invalid and duplicate lines)."""
 
     total: int
     pending: int
     done: int
     failed: int
     invalid: int
+    duplicate: int = 0  # lines skipped because an earlier line has their id (no output line of their own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class JobStore:
         self._writes = 0
         self._last_commit = clock()
         self._closed = False
+        self._holds = False  # this run recorded holds (only runs with a cost cap do)
         top = conn.execute("SELECT max(seq) FROM outputs").fetchone()[0]
         self._next_seq = 0 if top is None else int(top) + 1
         top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
@@ -118,6 +123,7 @@ class JobStore:
             (_PROBLEM_IDS_IN_MEMORY + 1,),
         ).fetchall()
         self._problem_ids: dict[str, int] | None = dict(rows) if len(rows) <= _PROBLEM_IDS_IN_MEMORY else None
+        self._settle_holds()
 
     @classmethod
     def open(
@@ -242,19 +248,40 @@ class JobStore:
         "new": recorded now; "known": an earlier run recorded the same problem; "changed": the input differs.
         """
         result = problem.to_result()
-        cur = self._write(
-            "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state, seq) VALUES (?, ?, 1, ?, 3, ?)",
-            (problem.index, problem.line, result.custom_id, self._next_seq),
-        )
+        duplicate = problem.duplicate or self._id_taken_before(problem)
+        if duplicate:
+            cur = self._write(
+                "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state) VALUES (?, ?, 2, ?, 4)",
+                (problem.index, problem.line, result.custom_id),
+            )
+        else:
+            cur = self._write(
+                "INSERT OR IGNORE INTO entries (idx, line, kind, custom_id, state, seq) VALUES (?, ?, 1, ?, 3, ?)",
+                (problem.index, problem.line, result.custom_id, self._next_seq),
+            )
         if cur.rowcount == 1:
-            self._add_output(result)
-            self._remember_problem_id(result.custom_id, problem.index)
+            if not duplicate:
+                self._add_output(result)
+                self._remember_problem_id(result.custom_id, problem.index)
             return "new"
         row = self._conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,)).fetchone()
         known = {result.custom_id}
         if problem.custom_id is None:
             known.add(f"line-{problem.line}")  # how stores written before the `line:<n>` fallback named it
-        return "known" if row[0] == _PROBLEM and row[1] == problem.line and row[2] in known else "changed"
+        # Stores written before the duplicate rule recorded a duplicate as an invalid line: that is the same line.
+        kinds = {_DUPLICATE, _PROBLEM} if duplicate else {_PROBLEM}
+        return "known" if row[0] in kinds and row[1] == problem.line and row[2] in known else "changed"
+
+    def _id_taken_before(self, problem: InputProblem) -> bool:
+        """A bad line whose readable id an earlier line (an item or another bad line) already has."""
+        custom_id = problem.custom_id
+        if custom_id is None:
+            return False
+        row = self._conn.execute(
+            "SELECT 1 FROM entries WHERE custom_id = ? AND kind IN (0, 1) AND idx < ? LIMIT 1",
+            (custom_id, problem.index),
+        ).fetchone()
+        return row is not None
 
     def _remember_problem_id(self, custom_id: str, index: int) -> None:
         ids = self._problem_ids
@@ -275,6 +302,33 @@ class JobStore:
             )
         return state == "new"
 
+    # -- spend across runs (the --max-cost cap holds for the job) ----------------------------------------------
+
+    def hold(self, custom_id: str, worst_cost: float) -> None:
+        """Record, durably and before it is sent, that a request may cost up to `worst_cost`; commits.
+
+        Its result releases the hold. A hold still there when the store is next opened belongs to a request that
+        was in flight when a run was killed: the server may have charged it, so it counts as spent for good.
+        """
+        self._holds = True
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"{_HOLD}{custom_id}", repr(worst_cost)))
+        self.commit()
+
+    def spent(self) -> tuple[float, float]:
+        """(cost of every recorded answer, worst cost of requests a killed run left in flight): the job's spend."""
+        _, cost, _ = self.totals()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'lost_spend'").fetchone()
+        return cost, 0.0 if row is None else float(row[0])
+
+    def _settle_holds(self) -> None:
+        rows = self._conn.execute("SELECT value FROM meta WHERE key >= ? AND key < ?", (_HOLD, _HOLD_END)).fetchall()
+        if not rows:
+            return
+        lost = sum(float(value) for (value,) in rows) + self.spent()[1]
+        self._write("DELETE FROM meta WHERE key >= ? AND key < ?", (_HOLD, _HOLD_END))
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('lost_spend', ?)", (repr(lost),))
+        self.commit()
+
     # -- results -----------------------------------------------------------------------------------------------
 
     def record_result(self, result: Result) -> bool:
@@ -283,6 +337,8 @@ class JobStore:
         Returns True when recorded; False when ignored (not final, or the item already has a result).
         """
         kind = result.error.kind if result.error is not None else ("ok" if result.message is not None else "aborted")
+        if self._holds:
+            self._release_hold(result.custom_id)
         if kind in _NOT_FINAL:
             return False
         usage = result.usage
@@ -313,6 +369,10 @@ class JobStore:
         if known is None:
             raise UsageError(f"a result for {result.custom_id!r}, which this job store never admitted")
         return False  # a second result for a finished item: the first one stands, so no id is output twice
+
+    def _release_hold(self, custom_id: str) -> None:
+        # Same transaction as the result that replaces it: a kill keeps either the hold or the result, never neither.
+        self._write("DELETE FROM meta WHERE key = ?", (f"{_HOLD}{custom_id}",))
 
     def _add_output(self, result: Result) -> None:
         # Same transaction as the state change that points at it, so both are committed or neither.
@@ -348,7 +408,12 @@ class JobStore:
     def commit(self) -> None:
         """Make everything recorded so far durable (and visible to the output writer)."""
         if self._in_txn:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A full disk can make SQLite roll the transaction back: then there is nothing left to commit.
+                self._in_txn = self._conn.in_transaction
+                raise
             self._in_txn = False
         self._writes = 0
         self._last_commit = self._clock()
@@ -516,6 +581,7 @@ class JobStore:
             done=by_state.get(DONE, 0),
             failed=by_state.get(FAILED, 0),
             invalid=by_state.get(INVALID, 0),
+            duplicate=by_state.get(DUPLICATE, 0),
         )
 
     def totals(self) -> tuple[Usage, float, int]:
@@ -543,7 +609,7 @@ class JobStore:
             for (text,) in rows:
                 yield text
         else:
-            for _, text in self.input_rows(start):
+            for _, text in self.input_rows(self.input_index_after(start)):
                 yield text
 
     def output_count(self, order: OutputOrder) -> int:
@@ -556,7 +622,9 @@ class JobStore:
         ).fetchone()
         if count and top != count - 1:  # a hole in the positions (input changed): walk the prefix
             return sum(1 for _ in self.input_rows(0))
-        return int(count if first_pending is None else first_pending)
+        end = count if first_pending is None else first_pending
+        skipped = self._reader.execute("SELECT count(*) FROM entries WHERE state = 4 AND idx < ?", (end,)).fetchone()
+        return int(end - skipped[0])
 
     def completion_rows(self, after_seq: int) -> Iterator[tuple[int, str]]:
         """Committed (seq, line) pairs with seq > after_seq, in commit order."""
@@ -572,8 +640,20 @@ class JobStore:
         ):
             if idx != expected or state == PENDING:
                 return
-            yield idx, text
             expected += 1
+            if state != DUPLICATE:
+                yield idx, text
+
+    def input_index_after(self, lines: int) -> int:
+        """Input order: the position to read from once `lines` output lines are written (duplicates have none)."""
+        if lines <= 0:
+            return 0
+        if self._reader.execute("SELECT 1 FROM entries WHERE state = 4 LIMIT 1").fetchone() is None:
+            return lines  # no duplicates: line n is position n
+        row = self._reader.execute(
+            "SELECT idx FROM entries WHERE state != 4 ORDER BY idx LIMIT 1 OFFSET ?", (lines - 1,)
+        ).fetchone()
+        return lines if row is None else int(row[0]) + 1
 
     def outcomes(self, lo: int, hi: int) -> Iterator[tuple[int, int, int, int, float | None, str | None]]:
         """Committed outcomes of positions lo <= idx < hi, in order, for table outputs: (idx, state, input tokens

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigError
 from .._models import Result
 from .store import JobStore
 from .tables import RowBatch, read_batches
@@ -41,6 +40,11 @@ class TableWriter:
         self._output = output_path
         self._store = store
         self.lines_written = 0
+        self.closed = False
+
+    @property
+    def path(self) -> Path:
+        return self._output
 
     def write_committed(self) -> int:
         return 0  # the store holds every committed result; the table is derived from it at the end
@@ -49,6 +53,10 @@ class TableWriter:
         """Nothing to do: `close` always rewrites the whole table."""
 
     def close(self) -> None:
+        """Write the whole table from the input and the store, then rename it over the output."""
+        if self.closed:
+            return
+        self.closed = True
         tmp = self._output.with_name(self._output.name + ".tmp")
         try:
             if self._output.suffix.lower() in (".parquet", ".pq"):
@@ -57,8 +65,9 @@ class TableWriter:
                 delimiter = "\t" if self._output.suffix.lower() == ".tsv" else ","
                 self.lines_written = _write_csv(tmp, self._batches(), delimiter)
             os.replace(tmp, self._output)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the output table {self._output}: {exc.strerror or exc}") from exc
+        except BaseException:  # a full disk is the runner's to report (it knows what was committed)
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _batches(self) -> Iterator[tuple[RowBatch, list[tuple[Any, ...]]]]:
         """Each input batch with one result tuple per row (joined on the row's position)."""

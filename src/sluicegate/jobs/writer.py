@@ -60,7 +60,8 @@ class OutputWriter:
         A partial last line (a kill mid-write) is cut. If the file has more lines than the store accounts for, is
         not this job's output, or predates a reset of failed items, it is rewritten from the store atomically.
         """
-        writer = cls(Path(path), store, order, fsync_interval=fsync_interval, clock=clock)
+        # The real file, not a symlink to it: a rewrite renames over the path, which would replace the link itself.
+        writer = cls(Path(path).resolve(), store, order, fsync_interval=fsync_interval, clock=clock)
         try:
             writer._resume()
         except OSError as exc:  # a folder, no permission, a read-only disk: a usage problem, not a crash
@@ -89,7 +90,7 @@ class OutputWriter:
         if self._order == "completion":
             self._last_seq = self._store.seq_at(scan.lines - 1)
         else:
-            self._next_idx = scan.lines
+            self._next_idx = self._store.input_index_after(scan.lines)
         self._file = self._path.open("ab")
 
     def _matches(self, scan: _Scan) -> bool:
@@ -163,6 +164,16 @@ class OutputWriter:
         self._file = self._path.open("ab")
         self._last_sync = self._clock()
         self._store.set_written_mark(f"{self._store.output_mark()}:{self._order}")
+
+    @property
+    def path(self) -> Path:
+        """The output file (the real one, symlinks resolved)."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran (or a rewrite failed midway)."""
+        return self._file is None
 
     def close(self) -> None:
         """Flush, fsync and close the file."""

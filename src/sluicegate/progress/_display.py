@@ -31,6 +31,7 @@ class ProgressDisplay:
         clock: Clock,
         refresh_interval: float = 0.25,
         plain_interval: float = 5.0,
+        minute: float = 60.0,
     ) -> None:
         if refresh_interval <= 0 or plain_interval <= 0:
             raise ValueError("refresh intervals must be positive")
@@ -40,6 +41,7 @@ class ProgressDisplay:
         self._clock = clock
         self._refresh_interval = refresh_interval
         self._plain_interval = plain_interval
+        self._minute = minute  # real seconds per rate-limit minute: figures are shown in the server's minutes
 
     def snapshot(self) -> ProgressSnapshot:
         """The tracker's state with the engine's statistics, if any."""
@@ -47,10 +49,10 @@ class ProgressDisplay:
         return self._tracker.snapshot(stats)
 
     def _live_view(self) -> RenderableType:
-        return render_live(self.snapshot())
+        return render_live(self.snapshot(), minute=self._minute)
 
     async def run(self) -> None:
-        """Refresh until cancelled; on cancellation the Live view keeps its last frame and nothing more is printed."""
+        """Refresh until cancelled; on cancellation the Live view shows a last, current frame (never a stale 99%)."""
         if self._console.is_terminal:
             await self._run_live()
         else:
@@ -59,14 +61,19 @@ class ProgressDisplay:
     async def _run_live(self) -> None:
         # auto_refresh=False: rich would otherwise refresh from its own thread, reading the tracker concurrently.
         with Live(self._live_view(), console=self._console, auto_refresh=False, transient=False) as live:
-            while True:
-                await self._clock.sleep(self._refresh_interval)
-                live.update(self._live_view(), refresh=True)
+            try:
+                while True:
+                    await self._clock.sleep(self._refresh_interval)
+                    live.update(self._live_view(), refresh=True)
+            finally:
+                live.update(self._live_view(), refresh=True)  # synchronous: runs even while being cancelled
 
     async def _run_plain(self) -> None:
         while True:
             await self._clock.sleep(self._plain_interval)
-            self._console.print(render_plain(self.snapshot()), markup=False, highlight=False, soft_wrap=True)
+            self._console.print(
+                render_plain(self.snapshot(), minute=self._minute), markup=False, highlight=False, soft_wrap=True
+            )
 
     def print_summary(self, wall_time: float) -> None:
         """Print the final summary table."""

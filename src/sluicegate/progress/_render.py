@@ -82,8 +82,10 @@ def utilization(snapshot: ProgressSnapshot, wall_time: float) -> Utilization | N
     return Utilization(achieved=sent / wall_time, ceiling=ceiling, limit=limit)
 
 
-def _of_limit(rate: float, limit: float | None) -> str:
-    return f"{format_count(rate)}/{format_count(limit)} tpm" if limit else f"{format_count(rate)} tpm"
+def _of_limit(rate: float, limit: float | None, scale: float = 1.0) -> str:
+    """Tokens a minute and their limit, in the server's minutes (`scale` = its minute's length / 60 s)."""
+    rate *= scale
+    return f"{format_count(rate)}/{format_count(limit * scale)} tpm" if limit else f"{format_count(rate)} tpm"
 
 
 def _progress_text(snapshot: ProgressSnapshot) -> str:
@@ -95,10 +97,11 @@ def _progress_text(snapshot: ProgressSnapshot) -> str:
 
 
 def _in_flight(snapshot: ProgressSnapshot) -> str:
+    """Requests awaiting an answer, and the most the engine lets wait at once (sized to the rate limits)."""
     stats = snapshot.statistics
     if stats is not None and stats.limiter.concurrency_limit:
-        return f"in-flight {snapshot.in_flight}/{stats.limiter.concurrency_limit}"
-    return f"in-flight {snapshot.in_flight}"
+        return f"in flight {snapshot.in_flight} (at most {stats.limiter.concurrency_limit})"
+    return f"in flight {snapshot.in_flight}"
 
 
 def _cost_text(snapshot: ProgressSnapshot) -> str:
@@ -130,15 +133,16 @@ def _attempt_errors(snapshot: ProgressSnapshot) -> tuple[int, int, dict[str, int
     return failures.pop("rate_limited", 0), failures.pop("overloaded", 0), failures
 
 
-def render_plain(snapshot: ProgressSnapshot) -> str:
-    """One log line for non-terminal output."""
+def render_plain(snapshot: ProgressSnapshot, *, minute: float = 60.0) -> str:
+    """One log line for non-terminal output; per-minute figures are in the server's minutes of `minute` s."""
     limits = known_limits(snapshot)
     r429, r529, _ = _attempt_errors(snapshot)
+    scale = minute / 60.0
     parts = [
         f"[{format_duration(snapshot.elapsed)}] {_progress_text(snapshot)}",
         format_rate(snapshot.completions_per_second),
-        f"in {_of_limit(snapshot.input_tokens_per_minute, limits.input_tokens_per_minute)}",
-        f"out {_of_limit(snapshot.output_tokens_per_minute, limits.output_tokens_per_minute)}",
+        f"in {_of_limit(snapshot.input_tokens_per_minute, limits.input_tokens_per_minute, scale)}",
+        f"out {_of_limit(snapshot.output_tokens_per_minute, limits.output_tokens_per_minute, scale)}",
         f"binding: {binding(snapshot)}",
         _in_flight(snapshot),
         f"429s {r429:,}",
@@ -152,9 +156,14 @@ def render_plain(snapshot: ProgressSnapshot) -> str:
     return " | ".join(parts)
 
 
-def render_live(snapshot: ProgressSnapshot) -> RenderableType:
-    """A compact panel: bar, rates against limits, binding gate, in-flight, errors, cost and ETA."""
+def render_live(snapshot: ProgressSnapshot, *, minute: float = 60.0) -> RenderableType:
+    """A compact panel: bar, rates against limits, binding gate, in-flight, errors, cost and ETA.
+
+    Limits and token rates are per minute in the server's own terms: with a compressed-time emulator (`minute`
+    real seconds per rate-limit minute) the panel's title says so once, and the figures match the server's.
+    """
     limits = known_limits(snapshot)
+    scale = minute / 60.0
     r429, r529, other = _attempt_errors(snapshot)
     head = Table.grid(padding=(0, 2))
     head.add_column()
@@ -169,21 +178,26 @@ def render_live(snapshot: ProgressSnapshot) -> RenderableType:
     head.add_row(bar, Text(_progress_text(snapshot)))
     rates = (
         f"{format_rate(snapshot.completions_per_second)}   "
-        f"in {_of_limit(snapshot.input_tokens_per_minute, limits.input_tokens_per_minute)}   "
-        f"out {_of_limit(snapshot.output_tokens_per_minute, limits.output_tokens_per_minute)}   "
+        f"in {_of_limit(snapshot.input_tokens_per_minute, limits.input_tokens_per_minute, scale)}   "
+        f"out {_of_limit(snapshot.output_tokens_per_minute, limits.output_tokens_per_minute, scale)}   "
         f"binding: {binding(snapshot)}"
     )
     if limits.requests_per_minute:
-        rates += f"   rpm limit {format_count(limits.requests_per_minute)}"
-    errors = f"{_in_flight(snapshot)}   429s {r429:,}   529s {r529:,}   other attempt errors: {format_kinds(other)}"
-    outcome = f"ok {snapshot.ok:,}   failed: {format_kinds(snapshot.failed_by_kind)}   skipped {snapshot.skipped:,}"
+        rates += f"   requests limit {format_count(limits.requests_per_minute * scale)}/min"
+    errors = f"{_in_flight(snapshot)}   429s {r429:,}   529s {r529:,}   other failed attempts: {format_kinds(other)}"
+    outcome = f"this run: ok {snapshot.ok:,}   failed: {format_kinds(snapshot.failed_by_kind)}"
+    if snapshot.skipped:
+        outcome += f"   not sent {snapshot.skipped:,}"
+    if snapshot.already_done:
+        outcome += f"   finished in earlier runs {snapshot.already_done:,}"
     money = (
         f"{_cost_text(snapshot)}   eta {format_duration(snapshot.eta)}   elapsed {format_duration(snapshot.elapsed)}"
     )
     lines: list[RenderableType] = [head, Text(rates), Text(errors), Text(outcome), Text(money)]
     if snapshot.aborted is not None:
         lines.append(Text(f"aborted: {snapshot.aborted}", style="bold red"))
-    return Panel(Group(*lines), title="sluicegate", title_align="left", expand=False)
+    title = "sluicegate" if minute == 60.0 else f"sluicegate (compressed time: 1 rate-limit minute = {minute:g} s)"
+    return Panel(Group(*lines), title=title, title_align="left", expand=False)
 
 
 def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableType:
@@ -200,7 +214,7 @@ def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableTy
     failed_text = f"{snapshot.failed:,}" + (f" ({format_kinds(failed)})" if failed else "")
     table.add_row("failed", failed_text)
     table.add_row("invalid", f"{snapshot.invalid:,}")
-    table.add_row("skipped", f"{snapshot.skipped:,}")
+    table.add_row("not sent", f"{snapshot.skipped:,} (stopped before sending, or a repeated id)")
     table.add_row("wall time", format_duration(wall_time))
     usage = snapshot.usage
     table.add_row("tokens in", f"{usage.input_tokens:,}")
