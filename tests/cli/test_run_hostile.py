@@ -47,14 +47,15 @@ def test_hostile_lines_are_named_errors_and_the_good_line_succeeds(
 
 
 def test_a_csv_file_is_recognised_before_anything_is_sent(tmp_path: Path) -> None:
-    """A CSV fed to run: exit 2 with one message saying it is CSV and how to convert it; no store, no output."""
+    """A CSV fed to run without --template: exit 2 with one message saying it is CSV and how to run it as a table;
+    no store, no output."""
     inp, out = tmp_path / "tickets.csv", tmp_path / "out.jsonl"
     inp.write_text("id,prompt\nt-1,Summarise this\nt-2,And this\n")
     cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--emulate", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 2, proc.stderr
     assert "looks like CSV (first line: 'id,prompt')" in proc.stderr
-    assert "csv.DictReader" in proc.stderr
+    assert "--template 'Summarise: {prompt}' --id-column id" in proc.stderr
     assert "not valid JSON" not in proc.stderr
     assert "--retry-failed" not in proc.stderr
     assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import signal
 import sqlite3
@@ -102,7 +103,7 @@ def test_kill_9_then_resume_writes_every_row_exactly_once(
     while time.monotonic() < deadline and proc.poll() is None and committed < 40:
         time.sleep(0.05)
         if store.exists():
-            with sqlite3.connect(store) as db:
+            with sqlite3.connect(store) as db, contextlib.suppress(sqlite3.OperationalError):  # not created yet
                 committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
