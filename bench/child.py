@@ -28,7 +28,7 @@ def _load_docs(path: str) -> list[dict[str, Any]]:
 
 
 def _runner(system: str) -> Any:
-    if system in ("langchain", "litellm", "bare_loop"):
+    if system in ("langchain", "litellm", "bare_loop", "sdk_dropin"):
         from bench import systems
 
         return getattr(systems, f"run_{system}")
@@ -63,8 +63,8 @@ def main(spec_path: str, out_path: str) -> int:
         # No `minute`: the engine learns each limit's window from the emulator's headers, as against any server.
         # The output accounting is the account's documented configuration, not something to learn.
         kwargs["output_accounting"] = spec.get("output_accounting", "produced")
-        if spec.get("max_concurrency"):
-            kwargs["max_concurrency"] = spec["max_concurrency"]
+    if (system.startswith("sluicegate") or system == "sdk_dropin") and spec.get("max_concurrency"):
+        kwargs["max_concurrency"] = spec["max_concurrency"]
     fn = _runner(system)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     rec = Recorder()

@@ -60,24 +60,27 @@ def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> lis
 
 def _overhead_table(groups: Mapping[str, list[Run]]) -> list[str]:
     lines = [
-        "| system | status | requests ok | CPU s | CPU µs per request | vs bare loop |",
-        "|---|---|---|---|---|---|",
+        "| system | status | requests ok | CPU s | CPU µs per request | vs bare loop | vs sync loop |",
+        "|---|---|---|---|---|---|---|",
     ]
-    base = None
-    if "bare_loop" in groups:
-        b = median_run(groups["bare_loop"])
-        base = b.cpu / b.ok if b.ok else None
+    bases = [_per_request(groups.get(name)) for name in ("bare_loop", "sequential")]
     for system, runs in groups.items():
         per = [r.cpu / r.ok for r in runs if r.ok]
         if not per:
-            lines.append(f"| {system} | {runs[0].status} | 0 | | | |")
+            lines.append(f"| {system} | {runs[0].status} | 0 | | | | |")
             continue
         med = statistics.median(per)
-        ratio = f"{med / base:.2f}x" if base else "-"
+        ratios = " | ".join(f"{med / base:.2f}x" if base else "-" for base in bases)
         ok = median_run(runs).ok
         cpu = statistics.median(r.cpu for r in runs)
-        lines.append(f"| {system} | {runs[0].status} | {ok} | {cpu:.2f} | {med * 1e6:.0f} | {ratio} |")
+        lines.append(f"| {system} | {runs[0].status} | {ok} | {cpu:.2f} | {med * 1e6:.0f} | {ratios} |")
     return lines
+
+
+def _per_request(runs: list[Run] | None) -> float | None:
+    """The median over runs of CPU seconds per successful request, as in the table (None when it did not run)."""
+    per = [r.cpu / r.ok for r in runs or () if r.ok]
+    return statistics.median(per) if per else None
 
 
 def write(

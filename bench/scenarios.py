@@ -16,6 +16,7 @@ THROUGHPUT_SYSTEMS: tuple[str, ...] = (
     "litellm",
     "sluicegate_given",
     "sluicegate_learn",
+    "sdk_dropin",
 )
 # The for loop is latency-bound by design; on the big workloads it would only hit its time cap.
 FAST_SYSTEMS: tuple[str, ...] = tuple(s for s in THROUGHPUT_SYSTEMS if s != "sequential")
@@ -193,7 +194,8 @@ SCENARIOS: dict[str, Scenario] = {
             name="overhead",
             summary=(
                 "zero latency, limits far above demand: client CPU per request of a bare AsyncAnthropic loop "
-                "under Semaphore(32) and of sluicegate with max_concurrency=32 (child process resource usage)"
+                "under Semaphore(32), of a plain synchronous Anthropic for loop, of sluicegate with "
+                "max_concurrency=32 and of the SDK drop-in with max_concurrency=32 (child process resource usage)"
             ),
             documents=4_000,
             quick_documents=1_500,
@@ -202,7 +204,7 @@ SCENARIOS: dict[str, Scenario] = {
             otpm=1_000_000_000,
             minute=60.0,
             latency=(0.0, 0.0),
-            systems=("bare_loop", "sluicegate_given"),
+            systems=("bare_loop", "sequential", "sluicegate_given", "sdk_dropin"),
             engine_max_concurrency=32,
         ),
     )

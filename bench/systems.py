@@ -19,6 +19,19 @@ def _split(doc: Document) -> tuple[str, dict[str, Any]]:
     return str(params.pop("custom_id")), params
 
 
+async def _create(client: Any, doc: Document, rec: Recorder) -> None:
+    """One document through an `AsyncAnthropic` client, recorded as its answer's text or its error."""
+    import anthropic
+
+    custom_id, params = _split(doc)
+    try:
+        message = await client.messages.create(**params)
+    except anthropic.APIError as exc:
+        rec.fail(custom_id, exc, None)
+    else:
+        rec.ok(custom_id, "".join(getattr(b, "text", "") for b in message.content), None)
+
+
 async def run_bare_loop(
     docs: Sequence[Document],
     rec: Recorder,
@@ -35,17 +48,44 @@ async def run_bare_loop(
     semaphore = asyncio.Semaphore(concurrency_hint)
 
     async def one(doc: Document) -> None:
-        custom_id, params = _split(doc)
         async with semaphore:
-            try:
-                message = await client.messages.create(**params)
-            except anthropic.APIError as exc:
-                rec.fail(custom_id, exc, None)
-            else:
-                rec.ok(custom_id, "".join(getattr(b, "text", "") for b in message.content), None)
+            await _create(client, doc, rec)
 
     try:
         await asyncio.gather(*(one(doc) for doc in docs))
+    finally:
+        await client.close()
+
+
+async def run_sdk_dropin(
+    docs: Sequence[Document],
+    rec: Recorder,
+    *,
+    base_url: str,
+    api_key: str,
+    minute: float | None = None,
+    max_concurrency: int | None = None,
+    request_timeout: float = 60.0,
+    **_: Any,
+) -> None:
+    """The seed's `asyncio.gather` over every prompt with the official SDK; the one change is
+    `http_client=sluicegate.integrations.http_client(...)` (plus `max_retries=0`, as its docs say).
+
+    No `minute`: the limiter learns each limit's window from the headers, as the engine does."""
+    import anthropic
+
+    from sluicegate.integrations import http_client
+
+    client = anthropic.AsyncAnthropic(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        timeout=request_timeout,
+        http_client=http_client(minute=minute, max_concurrency=max_concurrency),
+    )
+
+    try:
+        await asyncio.gather(*(_create(client, doc, rec) for doc in docs))
     finally:
         await client.close()
 

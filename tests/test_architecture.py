@@ -38,10 +38,10 @@ LAYERS: dict[str, int] = {
     "sse": 1,
     "tokens": 1,
     "_breaker": 1,
-    "_cost_guard": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
     "_budget": 2,
+    "_cost_guard": 2,  # holds the _budget
     "_gate": 2,
     "_item": 2,
     "_stream": 2,

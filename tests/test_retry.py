@@ -76,9 +76,9 @@ def test_other_client_errors_are_not_retried(status: int) -> None:
         (Outcome(status=504, error_type="timeout_error"), "server", "server", False),
         (Outcome(status=503, error_type="overloaded_error"), "overloaded", "overloaded", False),
         (Outcome(status=529, error_type="overloaded_error"), "overloaded", "overloaded", False),
-        (Outcome(failure="connect"), "connect", "transport", False),
+        (Outcome(failure="connect"), "connect", "connect", False),
         (Outcome(failure="transport"), "transport", "transport", False),
-        (Outcome(failure="timeout"), "timeout", "transport", False),
+        (Outcome(failure="timeout"), "timeout", "timeout", False),
         (Outcome(failure="truncated"), "truncated", "transport", False),
         (Outcome(status=500, should_retry=True), "server", "server", False),
     ],
@@ -230,8 +230,8 @@ def test_single_attempt_policy_never_retries(outcome: Outcome, expected: RetryDe
             RetryDecision(False, 0.0, "deadline_exceeded", "rate_limited"),
         ),
         (Outcome(status=503, retry_after=3.0, elapsed=8.0), RetryDecision(False, 0.0, "deadline_exceeded", "server")),
-        (Outcome(failure="connect", elapsed=9.0), RetryDecision(True, 1.0 * SEED7_FIRST, "connect", "transport")),
-        (Outcome(failure="connect", elapsed=9.9), RetryDecision(False, 0.0, "deadline_exceeded", "transport")),
+        (Outcome(failure="connect", elapsed=9.0), RetryDecision(True, 1.0 * SEED7_FIRST, "connect", "connect")),
+        (Outcome(failure="connect", elapsed=9.9), RetryDecision(False, 0.0, "deadline_exceeded", "connect")),
     ],
 )
 def test_deadline(outcome: Outcome, expected: RetryDecision) -> None:
@@ -247,9 +247,10 @@ def test_attempts_are_checked_before_the_retry_after_cap() -> None:
 
 
 def test_default_policy_values() -> None:
-    """The defaults: 10 attempts, 0.5 s initial, 20 s max backoff, 900 s max server wait, no deadline."""
+    """The defaults: 10 attempts, 0.5 s initial, 20 s max backoff, 900 s max server wait, no deadline, 10 s
+    of nothing but failed connections before the run stops."""
     assert RetryPolicy() == RetryPolicy(
-        max_attempts=10, initial_delay=0.5, max_delay=20.0, max_retry_after=900.0, deadline=None
+        max_attempts=10, initial_delay=0.5, max_delay=20.0, max_retry_after=900.0, deadline=None, unreachable_after=10.0
     )
 
 

@@ -138,10 +138,11 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def ttft(rounds: int = 4, n: int = 100) -> list[str]:
-    # 1 s to the first token, 10 ms per token after it: about 1.3 s per stream, ~75 new streams per second.
+def ttft(rounds: int = 4, n: int = 100, latency: float = 3.0) -> list[str]:
+    # `latency` s to the first token, 20 ms per token after it: with 100 clients about 100 / (latency + 0.7)
+    # new streams per second.
     emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
-    emulate += ["--latency", "1.0", "--per-token", "0.01"]
+    emulate += ["--latency", str(latency), "--per-token", "0.02"]
     direct: list[float] = []
     via: list[float] = []
     with _process(emulate) as (emu_url, _):
@@ -151,9 +152,10 @@ def ttft(rounds: int = 4, n: int = 100) -> list[str]:
             anyio.run(_ttft_round, gw_url, n, 3.0)  # warm-up: the limiter's first probe and the pools
             anyio.run(_ttft_round, base, n, 3.0)
             for _ in range(rounds):
-                direct += anyio.run(_ttft_round, base, n)
-                via += anyio.run(_ttft_round, gw_url, n)
-    rows = ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
+                direct += anyio.run(_ttft_round, base, n, 12.0)
+                via += anyio.run(_ttft_round, gw_url, n, 12.0)
+    rows = [f"first token after {latency:g} s upstream; 100 clients streaming back to back", ""]
+    rows += ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
     for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
         rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
     rows.append(
@@ -170,39 +172,34 @@ async def _hold(url: str, n: int, pid: int) -> dict[str, float]:
     body = json.dumps(
         {"model": "claude-haiku-4-5", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "x"}]}
     ).encode()
-    opened = completed = 0
+    completed = 0
     peak_open = 0
     peak_rss = 0.0
     limits = httpx2.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx2.AsyncClient(timeout=120, limits=limits) as http:
 
         async def one() -> None:
-            nonlocal opened, completed
+            nonlocal completed
             async with http.stream("POST", url + "/v1/messages", content=body, headers=HEADERS) as r:
-                counted = False
                 async for line in r.aiter_lines():
-                    if not counted and line.startswith("event: message_start"):
-                        opened += 1
-                        counted = True
                     if line.startswith("event: message_stop"):
                         completed += 1
-                if counted:
-                    opened -= 1
 
-        async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg, httpx2.AsyncClient(timeout=10) as probe:
             for _ in range(n):
                 tg.start_soon(one)
             while completed < n:
                 await anyio.sleep(0.25)
-                peak_open = max(peak_open, opened)
+                stats = (await probe.get(url + "/_sluicegate/stats")).json()
+                peak_open = max(peak_open, stats["in_flight"])  # sent upstream, answer not finished
                 peak_rss = max(peak_rss, _rss_mb(pid))
     return {"peak_open": peak_open, "completed": completed, "peak_rss": peak_rss}
 
 
 def streams(n: int = 1000) -> list[str]:
-    # 10 s before the first token and 0.1 s per token: every stream stays open long enough for all to overlap.
+    # 20 s before the first token and 0.1 s per token: every stream stays open long enough for all to overlap.
     emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
-    emulate += ["--latency", "10", "--per-token", "0.1"]
+    emulate += ["--latency", "20", "--per-token", "0.1"]
     with _process(emulate) as (emu_url, _):
         base = emu_url.rsplit("/v1", 1)[0]
         serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", str(n + 100)]
@@ -212,8 +209,8 @@ def streams(n: int = 1000) -> list[str]:
             result = anyio.run(_hold, gw_url, n, pid)
             after = _rss_mb(pid)
     return [
-        "| streams started | completed | most open at once | gateway RSS idle MB | at peak MB | per open stream KB "
-        "| after MB |",
+        "| streams started | completed | most in flight at once | gateway RSS idle MB | at peak MB "
+        "| per stream in flight KB | after MB |",
         "|---|---|---|---|---|---|---|",
         f"| {n} | {result['completed']:.0f} | {result['peak_open']:.0f} | {idle:.0f} | {result['peak_rss']:.0f} | "
         f"{(result['peak_rss'] - idle) * 1024 / max(1.0, result['peak_open']):.0f} | {after:.0f} |",

@@ -22,6 +22,7 @@ from ._exceptions import (
     BadRequestError,
     BudgetExceededError,
     ConfigError,
+    ConnectFailedError,
     InputError,
     OverloadedError,
     ProviderError,
@@ -32,6 +33,7 @@ from ._exceptions import (
     SharedLimitsUnavailableError,
     SluicegateError,
     TransportError,
+    UnreachableError,
     UsageError,
 )
 from ._models import BucketView, ErrorInfo, RateLimitSnapshot, RequestItem, Result, Usage
@@ -54,6 +56,7 @@ __all__ = [
     "BudgetExceededError",
     "Clock",
     "ConfigError",
+    "ConnectFailedError",
     "CooldownStarted",
     "Engine",
     "EngineStatistics",
@@ -84,6 +87,7 @@ __all__ = [
     "SystemClock",
     "Timeouts",
     "TransportError",
+    "UnreachableError",
     "Usage",
     "UsageError",
     "__version__",

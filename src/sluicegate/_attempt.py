@@ -17,7 +17,7 @@ from .providers.base import ErrorDetail, Provider, StreamFailed
 from .retry import Outcome
 from .sse import SSEDecoder
 
-__all__ = ["AttemptResult", "send_attempt"]
+__all__ = ["AttemptResult", "send_attempt", "status_outcome", "stream_error_outcome", "transport_outcome"]
 
 _STREAM_ERROR_STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429}
 
@@ -68,15 +68,7 @@ async def send_attempt(
                     on_headers(out.snapshot)
                 if response.status_code != 200:
                     raw = await response.aread()
-                    out.detail = provider.parse_error(response.status_code, response.headers, raw)
-                    out.failure = Outcome(
-                        failure="status",
-                        status=response.status_code,
-                        error_type=out.detail.error_type,
-                        error_code=out.detail.error_code,
-                        should_retry=parse_should_retry(response.headers),
-                        retry_after=parse_retry_after(response.headers, time.time()),
-                    )
+                    out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
                 if stream:
                     await _read_stream(response, provider, out, on_text, sent)
@@ -89,19 +81,45 @@ async def send_attempt(
     except TimeoutError:
         out.failure = Outcome(failure="timeout")
         out.detail = ErrorDetail(message=f"attempt took longer than {total_timeout:g} s")
-    except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
-        out.failure = Outcome(failure="connect")
-        out.detail = ErrorDetail(message=f"connection failed: {exc.__class__.__name__}: {exc}")
-    except httpx2.TimeoutException as exc:
-        out.failure = Outcome(failure="timeout")
-        out.detail = ErrorDetail(message=f"no data for too long ({exc.__class__.__name__})")
     except (httpx2.TransportError, httpx2.StreamError) as exc:
-        out.failure = Outcome(failure="transport")
-        out.detail = ErrorDetail(message=f"connection broke: {exc.__class__.__name__}: {exc}")
+        out.failure, message = transport_outcome(exc)
+        out.detail = ErrorDetail(message=message)
     except ValueError as exc:  # a 200 whose body is not the JSON we expect: a broken proxy or a cut body
         out.failure = Outcome(failure="truncated")
         out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
     return out
+
+
+def status_outcome(
+    provider: Provider, status: int, headers: Mapping[str, str], body: bytes
+) -> tuple[Outcome, ErrorDetail]:
+    """The boundary for an error status: its body and headers, translated once into an Outcome of one kind."""
+    detail = provider.parse_error(status, headers, body)
+    outcome = Outcome(
+        failure="status",
+        status=status,
+        error_type=detail.error_type,
+        error_code=detail.error_code,
+        should_retry=parse_should_retry(headers),
+        retry_after=parse_retry_after(headers, time.time()),
+    )
+    return outcome, detail
+
+
+def transport_outcome(exc: httpx2.TransportError | httpx2.StreamError) -> tuple[Outcome, str]:
+    """The boundary for a transport exception: connect, timeout or a broken connection, and a message."""
+    name = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+    if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
+        return Outcome(failure="connect"), f"connection failed: {name}"
+    if isinstance(exc, httpx2.TimeoutException):
+        return Outcome(failure="timeout"), f"no data for too long ({name})"
+    return Outcome(failure="transport"), f"connection broke: {name}"
+
+
+def stream_error_outcome(detail: ErrorDetail) -> Outcome:
+    """The boundary for an error event mid-stream: judged as the status that error type comes with."""
+    status = _STREAM_ERROR_STATUS.get(detail.error_type or "", 500)
+    return Outcome(failure="status", status=status, error_type=detail.error_type)
 
 
 async def _read_stream(
@@ -125,8 +143,7 @@ async def _read_stream(
         for event in decoder.close():
             assembler.feed(event)
     except StreamFailed as exc:
-        status = _STREAM_ERROR_STATUS.get(exc.detail.error_type or "", 500)
-        out.failure = Outcome(failure="status", status=status, error_type=exc.detail.error_type)
+        out.failure = stream_error_outcome(exc.detail)
         out.detail = exc.detail
         return
     if not assembler.complete:

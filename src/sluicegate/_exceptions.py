@@ -15,6 +15,8 @@ SluicegateError
 │   ├── OverloadedError         529
 │   └── ServerError             5xx
 ├── TransportError              connection refused/reset, timeouts, truncated streams
+│   ├── ConnectFailedError      the connection could not be opened (refused, name not resolved)
+│   ├── UnreachableError        the host stayed unreachable long enough that the run stopped
 │   └── AttemptTimeoutError
 ├── RunAbortedError             the run stopped early (bad key, spend cap, budget, fail-fast)
 │   ├── BudgetExceededError     admission would pass the cost cap
@@ -35,6 +37,7 @@ __all__ = [
     "BatchRejectedError",
     "BudgetExceededError",
     "ConfigError",
+    "ConnectFailedError",
     "InputError",
     "JobBusyError",
     "JobMismatchError",
@@ -47,6 +50,7 @@ __all__ = [
     "SharedLimitsUnavailableError",
     "SluicegateError",
     "TransportError",
+    "UnreachableError",
     "UsageError",
 ]
 
@@ -146,6 +150,14 @@ class ServerError(ProviderError):
 
 class TransportError(SluicegateError):
     """No usable HTTP response: connection refused or reset, timeout, or a stream cut short."""
+
+
+class ConnectFailedError(TransportError):
+    """The connection could not be opened: refused, or the host name did not resolve."""
+
+
+class UnreachableError(TransportError):
+    """Every connection failed for long enough (no name resolution, refused) that the whole run stopped."""
 
 
 class AttemptTimeoutError(TransportError):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from ._errors import ERROR_KINDS, ErrorKind
+from ._exceptions import ProviderError, SluicegateError
 
 __all__ = [
     "BucketView",
     "ErrorInfo",
+    "ErrorKind",
     "RateLimitSnapshot",
     "RequestItem",
     "Result",
@@ -89,19 +93,6 @@ class Usage:
         )
 
 
-ErrorKind = Literal[
-    "invalid_request",  # bad input line or params; nothing was sent (or the API said 400/404/413/422)
-    "authentication",  # 401/403
-    "rate_limited",  # 429s until attempts or deadline ran out
-    "quota_exceeded",  # spend cap / insufficient quota
-    "overloaded",  # 529s until attempts ran out
-    "server",  # 5xx until attempts ran out
-    "transport",  # connection errors, timeouts, truncated streams until attempts ran out
-    "budget_exceeded",  # not sent: the cost cap would have been passed
-    "aborted",  # not sent or not finished: the run stopped (bad key, fail-fast, shutdown)
-]
-
-
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """Why an item failed, in a form that serialises into the Batch results format."""
@@ -116,20 +107,7 @@ class ErrorInfo:
 
     def to_api_error(self) -> dict[str, Any]:
         """The Anthropic ErrorResponse shape: {"type": "error", "error": {"type", "message"}, "request_id"?}."""
-        api_type = (
-            self.error_type
-            or {
-                "invalid_request": "invalid_request_error",
-                "authentication": "authentication_error",
-                "rate_limited": "rate_limit_error",
-                "quota_exceeded": "rate_limit_error",
-                "overloaded": "overloaded_error",
-                "server": "api_error",
-                "transport": "api_error",
-                "budget_exceeded": "budget_exceeded",
-                "aborted": "aborted",
-            }[self.kind]
-        )
+        api_type = self.error_type or ERROR_KINDS[self.kind].api_type
         inner: dict[str, Any] = {"type": api_type, "message": self.message}
         if self.line is not None:
             inner["line"] = self.line
@@ -139,6 +117,13 @@ class ErrorInfo:
         if self.request_id:
             out["request_id"] = self.request_id
         return out
+
+    def exception(self) -> SluicegateError:
+        """The exception this error raises in `create()`, by the kind's class in the one table."""
+        cls = ERROR_KINDS[self.kind].exception
+        if issubclass(cls, ProviderError):
+            return cls(self.message, status=self.status or 0, error_type=self.error_type, request_id=self.request_id)
+        return cls(self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +177,9 @@ class BucketView:
     limit: int
     remaining: int
     reset_in: float  # seconds from the response's arrival until the bucket is fully replenished
-    remaining_error: float = 1.0  # +- on `remaining` (Anthropic rounds token counts to thousands: 500)
-    reset_error: float = 0.0  # +- on `reset_in` (whole-second timestamps: 1.0; "20ms": 0.001)
+    # How coarse the header's numbers are; not part of what the server said, so not compared.
+    remaining_error: float = field(default=1.0, compare=False)  # +- on `remaining` (tokens rounded to thousands)
+    reset_error: float = field(default=0.0, compare=False)  # +- on `reset_in` (whole-second timestamps: 1.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from ._models import Usage
 
-__all__ = ["Binding", "EngineStatistics", "LimiterStatistics"]
+__all__ = ["Binding", "Counters", "EngineStatistics", "LimiterStatistics"]
 
 # "shared_limits_lost": the shared limiter's Redis does not answer, so nothing is admitted until it does.
 Binding = Literal[
@@ -57,3 +57,20 @@ class EngineStatistics:
     @property
     def completed(self) -> int:
         return self.succeeded + self.failed
+
+
+class Counters:
+    """The engine's running tallies of items; `EngineStatistics` is their frozen snapshot."""
+
+    __slots__ = ("failed", "in_flight", "submitted", "succeeded", "usage")
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.usage = Usage()
+
+    def success(self, usage: Usage) -> None:
+        self.succeeded += 1
+        self.usage = self.usage + usage

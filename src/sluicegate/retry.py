@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from ._errors import ERROR_KINDS, ErrorKind
 from ._exceptions import ConfigError
-from ._models import ErrorKind
 
-__all__ = ["Outcome", "RetryDecision", "RetryPolicy", "decide"]
+__all__ = ["Outcome", "RetryDecision", "RetryPolicy", "backoff", "decide"]
 
 _QUOTA_CODES = frozenset({"enforced_spend_limit_reached", "insufficient_quota", "billing_error"})
-_NEVER_RETRY = frozenset({400, 404, 413, 422})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,7 +25,9 @@ class RetryPolicy:
 
     Backoff is exponential with full jitter: the n-th retry waits `uniform(0, min(max_delay, initial_delay *
     2 ** (n - 1)))` seconds, unless the server said how long (`retry-after-ms` / `retry-after`), which wins.
-    A server wait above `max_retry_after` fails the item instead of parking it for hours.
+    A server wait above `max_retry_after` fails the item instead of parking it for hours. When every connection
+    fails (a name that does not resolve, a refused port) with no answer at all for `unreachable_after` seconds,
+    the whole run stops with one error instead of spending every item's attempts.
     """
 
     max_attempts: int = 10
@@ -34,6 +35,7 @@ class RetryPolicy:
     max_delay: float = 20.0  # the SDKs stop at 8 s; 20 s lets 10 attempts ride out about a minute of overload
     max_retry_after: float = 900.0
     deadline: float | None = None  # seconds from an item's first attempt; None = no deadline
+    unreachable_after: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -45,13 +47,19 @@ class RetryPolicy:
         # inf is a meaningful "no limit" for these two; NaN never is.
         if math.isnan(self.max_retry_after) or self.max_retry_after < 0:
             raise ConfigError("max_retry_after must not be negative")
+        if math.isnan(self.unreachable_after) or self.unreachable_after < 0:
+            raise ConfigError("unreachable_after must not be negative")
         if self.deadline is not None and (math.isnan(self.deadline) or self.deadline <= 0):
             raise ConfigError("deadline must be positive (or None for no deadline)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """What happened to one failed attempt, as plain data."""
+    """What happened to one failed attempt, as plain data, classified once into its kind at construction.
+
+    `kind` is the row of the one error table (`_errors.ERROR_KINDS`) every later step looks up; `reason` is the
+    same or a finer name for counters and messages ("request_timeout" for a 408, "truncated" for a cut answer).
+    """
 
     failure: Literal["status", "connect", "transport", "timeout", "truncated"] = "status"
     status: int | None = None
@@ -60,6 +68,13 @@ class Outcome:
     should_retry: bool | None = None  # the x-should-retry header
     retry_after: float | None = None  # seconds
     elapsed: float = 0.0  # since the item's first attempt
+    kind: ErrorKind = field(init=False)
+    reason: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        reason, kind = _classify(self)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "reason", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +95,23 @@ class RetryDecision:
     cooldown: bool = False  # a rate-limit 429: pause admission for everyone for `delay`
 
 
+_TRANSPORT_KINDS: dict[str, tuple[str, ErrorKind]] = {
+    "connect": ("connect", "connect"),
+    "timeout": ("timeout", "timeout"),
+    "transport": ("transport", "transport"),
+    "truncated": ("truncated", "transport"),
+}
+
+
 def _classify(outcome: Outcome) -> tuple[str, ErrorKind]:
+    """The one translation of a status and error body (or a transport failure) into a kind of the table."""
     if outcome.failure != "status":
-        return outcome.failure, "transport"
+        return _TRANSPORT_KINDS[outcome.failure]
     status = outcome.status or 0
+    if status in (401, 403):
+        return "authentication", "authentication"
+    if status == 402 or (status == 429 and {outcome.error_code, outcome.error_type} & _QUOTA_CODES):
+        return "quota_exceeded", "quota_exceeded"
     if status == 429:
         return "rate_limited", "rate_limited"
     if status == 529 or outcome.error_type == "overloaded_error":
@@ -99,25 +127,21 @@ def _classify(outcome: Outcome) -> tuple[str, ErrorKind]:
 
 def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Random) -> RetryDecision:
     """Retry or give up after attempt number `attempt` (1-based) failed with `outcome`."""
-    status = outcome.status
-    codes = {outcome.error_code, outcome.error_type}
-    if status in (401, 403):
-        return RetryDecision(False, 0.0, "authentication", "authentication", abort_run=True)
-    if status == 402 or (status == 429 and codes & _QUOTA_CODES):
-        return RetryDecision(False, 0.0, "quota_exceeded", "quota_exceeded", abort_run=True)
-    reason, kind = _classify(outcome)
-    retryable = outcome.failure != "status" or status in (408, 409, 429) or (status or 0) >= 500
-    if status in _NEVER_RETRY or not retryable:
-        return RetryDecision(False, 0.0, "invalid_request", "invalid_request")
+    kind, reason = outcome.kind, outcome.reason
+    spec = ERROR_KINDS[kind]
+    if spec.stops_run:
+        return RetryDecision(False, 0.0, reason, kind, abort_run=True)
+    if not spec.retryable:
+        return RetryDecision(False, 0.0, reason, kind)
     if outcome.should_retry is False:
         return RetryDecision(False, 0.0, reason, kind)
-    cooldown = status == 429
+    cooldown = kind == "rate_limited"
     if outcome.retry_after is not None and outcome.retry_after >= 0:
         delay = outcome.retry_after
         if attempt < policy.max_attempts and delay > policy.max_retry_after:
             return RetryDecision(False, 0.0, "retry_after_too_long", kind)
     else:
-        delay = rng.uniform(0.0, min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1)))
+        delay = backoff(policy, attempt, rng)
     if attempt >= policy.max_attempts:
         give_up = "attempts_exhausted"
     elif policy.deadline is not None and outcome.elapsed + delay > policy.deadline:
@@ -125,3 +149,8 @@ def decide(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Rand
     else:
         return RetryDecision(True, delay, reason, kind, cooldown=cooldown)
     return RetryDecision(False, 0.0, give_up, kind)
+
+
+def backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Full-jitter exponential backoff after the `attempt`-th failure: uniform(0, min(max, initial * 2**(n-1)))."""
+    return rng.uniform(0.0, min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1)))

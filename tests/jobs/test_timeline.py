@@ -141,3 +141,26 @@ def test_latency_bins_are_ordered_and_bracket_their_values() -> None:
         b = latency_bin(value)
         assert bin_lower(b) <= value
         assert b == 0 or value < bin_lower(b + 1) * 1.0000001
+
+
+def test_a_failing_store_commit_leaves_the_rows_for_later_and_raises_nothing(tmp_path: Path) -> None:
+    """When the store cannot commit (a full disk), persist writes nothing and the rows go out at the next chance."""
+    clock = FakeTime()
+    store = JobStore.open(tmp_path / "job.db", settings=SETTINGS)
+    recorder = TimelineRecorder(store.path, now=clock)
+    recorder(_success(clock.t, 0))
+    clock.t += 2.0
+
+    def full_disk() -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    recorder.persist(full_disk)
+    conn = sqlite3.connect(tmp_path / "job.db")
+    assert read_segments(conn) == []
+    clock.t += 2.0
+    recorder.persist(store.commit)
+    (segment,) = read_segments(conn)
+    conn.close()
+    recorder.close()
+    store.close()
+    assert sum(r.succeeded for r in segment.rows.values()) == 1

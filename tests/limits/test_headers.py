@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import httpx2
@@ -278,3 +279,36 @@ def test_should_retry(value: str | None, expected: bool | None) -> None:
     """x-should-retry is true, false or absent; any other value counts as absent."""
     headers = {} if value is None else {"x-should-retry": value}
     assert parse_should_retry(headers) is expected
+
+
+def test_each_view_says_how_coarse_its_numbers_are() -> None:
+    """Anthropic: requests exact to 1, tokens to the thousand, resets to the second; OpenAI: the duration's unit."""
+    anthropic = parse_anthropic_headers(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": "2026-02-25T20:02:32Z",
+            "anthropic-ratelimit-input-tokens-limit": "30000",
+            "anthropic-ratelimit-input-tokens-remaining": "28000",
+        },
+        now_wall=1772049750.0,
+    )
+    assert anthropic.requests is not None
+    assert (anthropic.requests.remaining_error, anthropic.requests.reset_error) == (1.0, 1.0)
+    assert anthropic.input_tokens is not None
+    assert anthropic.input_tokens.remaining_error == 501.0
+    assert anthropic.input_tokens.reset_error == math.inf  # no reset header: nothing to learn a window from
+    openai = parse_openai_headers(
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "59",
+            "x-ratelimit-reset-requests": "20ms",
+            "x-ratelimit-limit-tokens": "150000",
+            "x-ratelimit-remaining-tokens": "149984",
+            "x-ratelimit-reset-tokens": "6m0s",
+        }
+    )
+    assert openai.requests is not None
+    assert openai.requests.reset_error == 0.001
+    assert openai.tokens is not None
+    assert openai.tokens.reset_error == 1.0

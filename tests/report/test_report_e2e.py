@@ -83,8 +83,8 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
         while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 15):
             time.sleep(0.05)
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
-        assert first.returncode == 130, err
+        _, first_err = first.communicate(timeout=60)
+        assert first.returncode == 130, first_err
         join = _other_client(emu.base_url, store_path_for(out))  # the resumed run's first requests meet 429s
         second = stack.enter_context(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

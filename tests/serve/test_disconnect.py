@@ -3,7 +3,6 @@ counted."""
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -65,10 +64,12 @@ def test_queued_clients_that_leave_give_their_place_back(gateway: Callable[..., 
 
     async def main() -> None:
         async with httpx2.AsyncClient(timeout=60) as http, anyio.create_task_group() as tg:
+
+            async def one(i: int) -> None:
+                await http.post(gw.base_url + "/v1/messages", content=_body(i), headers=HEADERS)
+
             for i in range(40):
-                tg.start_soon(
-                    functools.partial(http.post, gw.base_url + "/v1/messages", content=_body(i), headers=HEADERS)
-                )
+                tg.start_soon(one, i)
             with anyio.fail_after(20):
                 while gw.stats()["queued"]["bulk"] < 15:  # noqa: ASYNC110 -- polls a server in another thread
                     await anyio.sleep(0.05)

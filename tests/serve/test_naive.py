@@ -17,13 +17,7 @@ from .conftest import RunningGateway
 pytestmark = pytest.mark.e2e
 
 MINUTE = 1.2  # one emulated minute in real seconds: Tier 1's 50 requests per minute become 41.7 per second
-RPM = 50
 LATENCY = 0.2
-
-
-def _best_span(n: int) -> float:
-    """From a full server bucket: RPM answers at once, then the rest at the refill rate."""
-    return max(0, n - RPM) / (RPM / MINUTE)
 
 
 def _gather_through(gw: RunningGateway, n: int) -> tuple[int, int, float, list[float]]:
@@ -39,20 +33,16 @@ def _gather_through(gw: RunningGateway, n: int) -> tuple[int, int, float, list[f
     return result.ok, result.failed, elapsed, sorted(o.at for o in rec.outcomes.values())
 
 
-def test_gather_300_at_tier1_all_answered_near_the_ceiling(gateway: Callable[..., RunningGateway]) -> None:
-    """300/300 answered with 0 client errors, at >= 0.9 of the best completion rate from a full bucket.
+def test_gather_300_at_tier1_all_answered(gateway: Callable[..., RunningGateway]) -> None:
+    """300/300 answered, each with its own prompt's answer, 0 errors seen by the client, and no 429 reached it.
 
-    The rate runs from the first answer to the last: the stock client's own start (building 300 requests and
-    their connections) takes as long without the gateway, so it is not the gateway's to count.
+    How close this runs to the best the limits allow is a speed figure: bench/serve/run.py measures it.
     """
     gw = gateway(emulator={"tier": 1, "minute": MINUTE, "first_token_latency": LATENCY}, minute=MINUTE)
     ok, failed, _, times = _gather_through(gw, 300)
     assert (ok, failed) == (300, 0)
-    ratio = _best_span(300) / (times[-1] - times[0])
-    steady = (280 - 60) / (times[279] - times[59]) / (RPM / MINUTE)
-    print(f"first answer {times[0]:.2f} s, last {times[-1]:.2f} s; ratio to the best {ratio:.3f}; steady {steady:.3f}")
-    assert steady >= 0.9
-    assert ratio >= 0.9
+    assert len(times) == 300
+    assert gw.stats()["refused"] == {}  # the gateway queued everything: no deadline or queue-full refusals
 
 
 def test_gather_300_with_upstream_faults_no_client_errors(gateway: Callable[..., RunningGateway]) -> None:

@@ -30,7 +30,14 @@ def report(output_path: Path, html_path: Path | None, png_path: Path | None) -> 
     as it did. The page is one self-contained HTML file: it loads nothing from the network."""
     from sluicegate._exceptions import ConfigError
     from sluicegate.jobs.runner import store_path_for
-    from sluicegate.report import write_report
+
+    try:
+        from sluicegate.report import write_report
+    except ModuleNotFoundError as exc:  # the plots need the `report` extra
+        if exc.name != "matplotlib":
+            raise
+        click.echo("Error: sluicegate report draws with matplotlib: pip install 'sluicegate[report]'", err=True)
+        sys.exit(2)
 
     base = output_path.with_suffix("") if output_path.suffix == ".jsonl" else output_path
     html_path = html_path or base.with_name(base.name + ".report.html")

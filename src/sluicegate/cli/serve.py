@@ -38,14 +38,18 @@ def is_loopback(host: str) -> bool:
 
 
 def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -> uvicorn.Server:
-    """A uvicorn server that prints the listening line once it really accepts connections."""
-    import uvicorn
+    """A uvicorn server that prints the listening line once it accepts connections, and exits 0 after a drained
+    SIGTERM (uvicorn itself re-raises the signal after its graceful shutdown); Ctrl-C exits 130."""
+    from sluicegate.serve.server import ReadyServer
 
-    class _Server(uvicorn.Server):
+    def announce() -> None:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"sluicegate serve: listening on http://{shown}:{sock.getsockname()[1]}")
+        sys.stdout.flush()
+
+    class _Server(ReadyServer):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises the signal after its graceful shutdown; a drained SIGTERM is a clean exit here
-            # (exit 0), and Ctrl-C exits 130 as the other commands do.
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
@@ -64,14 +68,7 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
             if signal.SIGINT in caught:
                 sys.exit(130)
 
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                shown = f"[{host}]" if ":" in host else host
-                click.echo(f"sluicegate serve: listening on http://{shown}:{sock.getsockname()[1]}")
-                sys.stdout.flush()
-
-    return _Server(config)
+    return _Server(config, announce)
 
 
 @click.command()

@@ -1,8 +1,9 @@
 """The naive approaches people copy from tutorials, written faithfully, shared by `sluicegate demo` and the bench.
 
-Each peer takes documents (Messages params with a `custom_id`) and writes one outcome per document into a
+Each peer takes documents (Messages params with a `custom_id`) and writes an outcome per document into a
 `Recorder` as it finishes, so a peer stopped at a time cap still reports what it got. None of them is "fixed":
-they behave the way the snippets they come from behave, which is the point of the comparison.
+they behave the way the snippets they come from behave, which is the point of the comparison; a document the
+snippet drops without an error gets no outcome at all, and the scorer counts it as missing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +44,14 @@ class Outcome:
 
 @dataclass
 class Recorder:
-    """Collects outcomes as they finish; thread-safe because the sequential peer runs in a worker thread."""
+    """Collects outcomes as they finish; thread-safe because the sequential peer runs in a worker thread.
+
+    `listener`, when given, is called with each outcome as it is recorded (live progress).
+    """
 
     started: float = field(default_factory=time.monotonic)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    listener: Callable[[Outcome], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ok(self, custom_id: str, text: str, attempts: int | None) -> None:
@@ -59,6 +64,8 @@ class Recorder:
     def _put(self, outcome: Outcome) -> None:
         with self._lock:
             self.outcomes[outcome.custom_id] = outcome
+        if self.listener is not None:
+            self.listener(outcome)
 
 
 def _split(doc: Document) -> tuple[str, dict[str, Any]]:
@@ -132,6 +139,9 @@ async def semaphore_backoff(
 ) -> None:
     """The classic pattern: `Semaphore(10)`, SDK retries off, retry RateLimitError after `2**attempt` + jitter.
 
+    As in the snippet, a document still refused after `max_retries` attempts falls out of the loop with no answer
+    and no error: it is missing, not failed. Other API errors are reported as failures.
+
     `time_scale` shrinks the sleeps by the same factor the emulator compresses its minute, so the pattern keeps
     its real-world proportions.
     """
@@ -144,10 +154,9 @@ async def semaphore_backoff(
             for attempt in range(max_retries):
                 try:
                     message = await client.messages.create(**params)
-                except anthropic.RateLimitError as exc:
+                except anthropic.RateLimitError:
                     if attempt == max_retries - 1:
-                        rec.fail(custom_id, exc, attempt + 1)
-                        return
+                        return  # the snippet's loop ends and returns None: the document is silently dropped
                     await asyncio.sleep((2**attempt + random.random()) * time_scale)
                 except anthropic.APIError as exc:
                     rec.fail(custom_id, exc, attempt + 1)
@@ -173,7 +182,10 @@ async def semaphore_retry_after(
     request_timeout: float = 60.0,
     **_: Any,
 ) -> None:
-    """`Semaphore(20)`, SDK retries off, on RateLimitError sleep what the `retry-after` header says."""
+    """`Semaphore(20)`, SDK retries off, on RateLimitError sleep what the `retry-after` header says.
+
+    Out of retries, a document is dropped without an error, as in the snippet (see `semaphore_backoff`).
+    """
     client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout)
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -185,8 +197,7 @@ async def semaphore_retry_after(
                     message = await client.messages.create(**params)
                 except anthropic.RateLimitError as exc:
                     if attempt == max_retries - 1:
-                        rec.fail(custom_id, exc, attempt + 1)
-                        return
+                        return  # as above: out of retries, the loop ends and the document is dropped
                     await asyncio.sleep(float(exc.response.headers.get("retry-after", "1")))
                 except anthropic.APIError as exc:
                     rec.fail(custom_id, exc, attempt + 1)

@@ -42,22 +42,23 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import anyio
 import httpx2
 
+from .._attempt import status_outcome, stream_error_outcome, transport_outcome
 from .._clock import Clock, SystemClock
-from .._models import Usage
+from .._gate import AttemptGate, Pass
+from .._models import RateLimitSnapshot, Usage
 from .._stats import LimiterStatistics
 from ..limits._pool import pool_name, rate_limit_class
-from ..limits.headers import parse_retry_after, parse_should_retry
 from ..limits.limiter import Limiter, Limits
-from ..limits.protocol import AdmissionPermit as Permit
 from ..limits.protocol import LimiterLike
 from ..providers import get as get_provider
 from ..providers.base import ErrorDetail
-from ..retry import Outcome, RetryPolicy, decide
+from ..retry import RetryPolicy
 from ..tokens import InputEstimator, OutputEstimator
 from ._metered import MeteredStream
 
@@ -108,17 +109,17 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     ) -> None:
         self._provider = get_provider(provider)
         self._endpoint = _ENDPOINTS[self._provider.name]
-        self._retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
-        self._rng = random.Random(seed)
+        rng = self._rng = random.Random(seed)
         self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
             max_concurrency=max_concurrency,
             minute=minute,
             output_accounting=self._provider.output_accounting,
-            rng=self._rng,
+            rng=rng,
         )
+        self.gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         # `shared_limits="redis://..."`: the limiter's state lives in Redis, shared with every process on the same
         # key; it is opened by the first request (which names the key, the endpoint and the model).
         self._shared: dict[str, Any] | None = None
@@ -138,11 +139,19 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._output = OutputEstimator()
         self._refusals: dict[str, _Refusal] = {}
         self._active = 0  # requests inside this transport plus metered streams still open
-        self.attempts = 0  # generation requests sent to the server, retries included
-        self.failures: Counter[str] = Counter()  # failed attempts by reason ("rate_limited", "overloaded", ...)
 
     def __repr__(self) -> str:
         return f"LimitedTransport(provider={self._provider.name!r})"
+
+    @property
+    def attempts(self) -> int:
+        """Generation requests sent to the server, retries included."""
+        return self.gate.attempts
+
+    @property
+    def failures(self) -> Counter[str]:
+        """Failed attempts by reason ("rate_limited", "overloaded", ...)."""
+        return self.gate.failures
 
     def statistics(self) -> LimiterStatistics:
         """The shared limiter's state: in flight, concurrency limit, learnt limits, binding gate, cool-down."""
@@ -178,7 +187,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 max_concurrency=self._shared["max_concurrency"], minute=self._shared["minute"], rng=self._rng,
             )  # fmt: skip
             await limiter.open()
-            self.limiter = limiter
+            self.limiter = self.gate.limiter = limiter
             self._shared["open"] = True
 
     # -- one request ---------------------------------------------------------------------------------------
@@ -218,76 +227,46 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             refusal = self._refusals.get(key)
             if refusal is not None:
                 return refusal.response()
-            permit = await self.limiter.acquire(self._input.estimate(params), self._reserve(max_tokens))
+            passed = await self.gate.acquire(self._input.estimate(params), self._reserve(max_tokens))
             refusal = self._refusals.get(key)  # the key may have been refused while this request waited
             if refusal is not None:
-                permit.release()
+                self.gate.unused(passed)
                 return refusal.response()
             attempt += 1
-            self.attempts += 1
             try:
                 response = await self._inner.handle_async_request(request)
                 if response.is_success and stream and _is_sse(response):
                     self._observe(response)
-                    return self._metered(response, permit, raw_in, max_tokens)
+                    return self._metered(response, passed, raw_in, max_tokens)
                 body = await _read_raw(response)
                 # Only now: the first response widens the limiter's one-request probe, and waiters must not
                 # slip through while a 401 or spend-cap body is still being read.
-                self._observe(response)
+                snapshot = self._observe(response)
             except httpx2.TransportError as exc:
-                failure = _transport_failure(exc)
-                # A refused connection never reached the server; anything later may have been counted.
-                permit.release(charged=failure != "connect")
-                outcome = Outcome(failure=failure, elapsed=self._elapsed(first_at))
-                decision = decide(self._retry, outcome, attempt, self._rng)
-                self.failures[decision.reason] += 1
-                if failure in ("connect", "timeout"):
-                    self.limiter.overloaded()
-                if not decision.retry:
+                outcome, _ = transport_outcome(exc)
+                verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
+                attempt -= not verdict.counts
+                if not verdict.retry:
                     raise
-                await self._clock.sleep(decision.delay)
+                await self.gate.back_off(verdict)
                 continue
             except BaseException:  # cancelled mid-attempt: the server may have counted it
-                permit.release(charged=True)
+                self.gate.cancelled(passed)
                 raise
             if response.is_success:
-                self._settle(permit, response.headers, body, raw_in, max_tokens)
+                self._settle(passed, response.headers, body, raw_in, max_tokens)
                 return _rebuilt(response, body)
-            retry_in = self._failed(key, permit, response, body, attempt, first_at)
-            if retry_in is None:
+            outcome, detail = status_outcome(
+                self._provider, response.status_code, response.headers, _decoded(response.headers, body)
+            )
+            outcome = replace(outcome, elapsed=self._elapsed(first_at))
+            verdict = self.gate.failed(passed, outcome, attempt, snapshot=snapshot, message=detail.message)
+            attempt -= not verdict.counts  # a breaker's probe does not use up this request's attempts
+            if verdict.decision.abort_run and outcome.kind != "unreachable":
+                self._refusals[key] = _Refusal(response.status_code, response.headers, body)
+            if not verdict.retry:
                 return _rebuilt(response, body, final=True)
-            if retry_in > 0:
-                await self._clock.sleep(retry_in)
-
-    def _failed(
-        self, key: str, permit: Permit, response: httpx2.Response, body: bytes, attempt: int, first_at: float
-    ) -> float | None:
-        """Judge an error status: None to give up, else the seconds to sleep before the next attempt."""
-        status, headers = response.status_code, response.headers
-        detail = self._provider.parse_error(status, headers, _decoded(headers, body))
-        outcome = Outcome(
-            failure="status",
-            status=status,
-            error_type=detail.error_type,
-            error_code=detail.error_code,
-            should_retry=parse_should_retry(headers),
-            retry_after=parse_retry_after(headers, time.time()),
-            elapsed=self._elapsed(first_at),
-        )
-        decision = decide(self._retry, outcome, attempt, self._rng)
-        self.failures[decision.reason] += 1
-        if decision.abort_run:  # set before the slot is freed, so no waiter slips through with the bad key
-            self._refusals[key] = _Refusal(status, headers, body)
-        # A 429 was refused before any work; anything else may have been counted by the server.
-        permit.release(charged=status != 429)
-        if decision.cooldown:
-            self.limiter.cool_down(decision.delay)
-        elif decision.kind in ("overloaded", "server"):
-            self.limiter.overloaded()
-        if not decision.retry:
-            return None
-        # After a 429 the limiter's cool-down is the wait, shared by everyone.
-        return 0.0 if decision.cooldown else decision.delay
+            await self.gate.back_off(verdict)
 
     # -- accounting ----------------------------------------------------------------------------------------
 
@@ -299,40 +278,36 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     def _elapsed(self, first_at: float) -> float:
         return self._clock.now() - first_at
 
-    def _observe(self, response: httpx2.Response) -> None:
+    def _observe(self, response: httpx2.Response) -> RateLimitSnapshot:
         snapshot = self._provider.rate_limits(response.headers, time.time())
-        if snapshot.empty:
-            self.limiter.saw_response()
-        else:
-            self.limiter.observe(snapshot)
+        self.gate.observe(snapshot)
+        return snapshot
 
     def _learn(self, usage: Usage, raw_in: int, max_tokens: int) -> None:
         self._input.observe(raw_in, usage.total_input_tokens)
         self._output.observe(usage.output_tokens, max_tokens)
 
-    def _settle(self, permit: Permit, headers: httpx2.Headers, body: bytes, raw_in: int, max_tokens: int) -> None:
+    def _settle(self, passed: Pass, headers: httpx2.Headers, body: bytes, raw_in: int, max_tokens: int) -> None:
         try:
             data = json.loads(_decoded(headers, body))
             usage = self._provider.parse_message(data)[1] if isinstance(data, Mapping) else None
         except ValueError:
             usage = None
         if usage is None or (usage.total_input_tokens == 0 and usage.output_tokens == 0):
-            permit.settle(_estimate(permit))
+            self.gate.succeeded(passed, _estimate(passed))
             return
-        permit.settle(usage)
+        self.gate.succeeded(passed, usage)
         self._learn(usage, raw_in, max_tokens)
 
-    def _metered(self, response: httpx2.Response, permit: Permit, raw_in: int, max_tokens: int) -> httpx2.Response:
+    def _metered(self, response: httpx2.Response, passed: Pass, raw_in: int, max_tokens: int) -> httpx2.Response:
         def on_end(usage: Usage | None, error: ErrorDetail | None) -> None:
-            if error is not None:  # an error event mid-stream: the SDK raises it; the server did work
-                permit.release(charged=True)
-                self.failures[error.error_type or "stream_error"] += 1
-                if error.error_type in ("overloaded_error", "api_error"):
-                    self.limiter.overloaded()
+            if error is not None:  # an error event mid-stream: the SDK raises it (its own retries are off)
+                outcome = stream_error_outcome(error)
+                self.gate.failed(passed, outcome, 1)
             elif usage is None:  # cut, closed early, or no usage reported: charge what was reserved
-                permit.settle(_estimate(permit))
+                self.gate.succeeded(passed, _estimate(passed))
             else:
-                permit.settle(usage)
+                self.gate.succeeded(passed, usage)
                 self._learn(usage, raw_in, max_tokens)
             self._active -= 1
 
@@ -370,14 +345,6 @@ def _key_fingerprint(headers: httpx2.Headers) -> str:
     """A digest of the credential, so refusals are per key and the key itself is never stored."""
     secret = headers.get("x-api-key") or headers.get("authorization") or ""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
-def _transport_failure(exc: httpx2.TransportError) -> Literal["connect", "timeout", "transport"]:
-    if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, httpx2.TimeoutException):
-        return "timeout"
-    return "transport"
 
 
 def _is_sse(response: httpx2.Response) -> bool:
@@ -420,5 +387,6 @@ def _rebuilt(response: httpx2.Response, body: bytes, *, final: bool = False) -> 
     )
 
 
-def _estimate(permit: Permit) -> Usage:
-    return Usage(input_tokens=permit.input_tokens, output_tokens=permit.output_tokens)
+def _estimate(passed: Pass) -> Usage:
+    permit = passed.permit
+    return Usage() if permit is None else Usage(input_tokens=permit.input_tokens, output_tokens=permit.output_tokens)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -19,10 +18,13 @@ from typing import Any
 import anyio
 import httpx2
 
+from .._attempt import status_outcome, transport_outcome
+from .._clock import Clock, SystemClock
 from .._exceptions import BatchApiError, BatchRejectedError
-from ..limits.headers import parse_retry_after, parse_should_retry
+from .._gate import AttemptGate, Pass
+from .._models import Usage
 from ..providers.anthropic import AnthropicProvider
-from ..retry import Outcome, RetryPolicy, decide
+from ..retry import Outcome, RetryPolicy
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -95,12 +97,14 @@ class BatchClient:
         base_url: str,
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = AnthropicProvider().auth_headers(api_key)
-        self._retry = retry or RetryPolicy()
         self._transport = transport
-        self._rng = random.Random()
+        self._clock = clock or SystemClock()
+        # The same attempt policy as the engine's, without a rate limiter: batch calls are few and not metered.
+        self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=random.Random())
         self._client: httpx2.AsyncClient | None = None
 
     async def __aenter__(self) -> BatchClient:
@@ -152,9 +156,10 @@ class BatchClient:
         url = batch.results_url or f"{self._base}{_PATH}/{batch.id}/results"
         what = f"read the results of batch {batch.id}"
         attempt = 0
-        started = time.monotonic()
+        started = self._clock.now()
         while True:
             attempt += 1
+            passed = await self._gate.acquire()
             try:
                 async with self._open("GET", url, headers={"accept": "application/binary"}) as response:
                     await self._check(response)
@@ -166,11 +171,13 @@ class BatchClient:
                                     yield parsed
                     except (httpx2.TransportError, httpx2.StreamError, ValueError) as exc:
                         raise _Retry(Outcome(failure="transport"), f"results stream broke: {_name(exc)}") from exc
-            except _Retry as failed:
-                await self._backoff(what, failed, attempt, time.monotonic() - started)
-            except httpx2.TransportError as exc:
-                await self._backoff(what, _transport_failure(exc), attempt, time.monotonic() - started)
+            except (_Retry, httpx2.TransportError) as exc:
+                attempt -= not await self._backoff(what, passed, _as_retry(exc), attempt, started)
+            except BaseException:
+                self._gate.cancelled(passed)
+                raise
             else:
+                self._gate.succeeded(passed, Usage())
                 return
 
     # -- internals ---------------------------------------------------------------------------------------------
@@ -183,60 +190,53 @@ class BatchClient:
     async def _call(self, what: str, method: str, url: str, *, shield: bool = False, **kwargs: Any) -> Any:
         """One JSON call with retries; returns the parsed body of the 200."""
         attempt = 0
-        started = time.monotonic()
+        started = self._clock.now()
         while True:
             attempt += 1
+            passed = await self._gate.acquire()
             try:
                 with anyio.CancelScope(shield=shield):
                     async with self._open(method, url, **kwargs) as response:
                         await self._check(response)
                         raw = await response.aread()
                 try:
-                    return json.loads(raw)
+                    data = json.loads(raw)
                 except ValueError as exc:
                     raise _Retry(Outcome(failure="truncated"), "unreadable response body") from exc
-            except _Retry as failed:
-                await self._backoff(what, failed, attempt, time.monotonic() - started)
-            except httpx2.TransportError as exc:
-                await self._backoff(what, _transport_failure(exc), attempt, time.monotonic() - started)
+            except (_Retry, httpx2.TransportError) as exc:
+                attempt -= not await self._backoff(what, passed, _as_retry(exc), attempt, started)
+            except BaseException:
+                self._gate.cancelled(passed)
+                raise
+            else:
+                self._gate.succeeded(passed, Usage())
+                return data
 
     async def _check(self, response: httpx2.Response) -> None:
         """Return on 200; raise _Retry for anything else (the policy then says retry, stop or refuse)."""
+        self._gate.observe(None)
         if response.status_code == 200:
             return
         raw = await response.aread()
-        detail = AnthropicProvider().parse_error(response.status_code, response.headers, raw)
-        outcome = Outcome(
-            status=response.status_code,
-            error_type=detail.error_type,
-            error_code=detail.error_code,
-            should_retry=parse_should_retry(response.headers),
-            retry_after=parse_retry_after(response.headers, time.time()),
-        )
+        outcome, detail = status_outcome(AnthropicProvider(), response.status_code, response.headers, raw)
         reason = f"HTTP {response.status_code} {detail.error_type or ''}".rstrip() + f": {detail.message}"
         if detail.request_id:
             reason += f" (request-id {detail.request_id})"
         raise _Retry(outcome, reason)
 
-    async def _backoff(self, what: str, failed: _Retry, attempt: int, elapsed: float) -> None:
-        outcome = failed.outcome
-        if outcome.status is not None:
-            outcome = Outcome(
-                status=outcome.status,
-                error_type=outcome.error_type,
-                error_code=outcome.error_code,
-                should_retry=outcome.should_retry,
-                retry_after=outcome.retry_after,
-                elapsed=elapsed,
-            )
-        decision = decide(self._retry, outcome, attempt, self._rng)
+    async def _backoff(self, what: str, passed: Pass, failed: _Retry, attempt: int, started: float) -> bool:
+        """Raise when the policy gives up; else wait and say whether this attempt used up one of the call's
+        attempts (a breaker's probe does not)."""
+        outcome = replace(failed.outcome, elapsed=self._clock.now() - started)
+        verdict = self._gate.failed(passed, outcome, attempt)
+        decision = verdict.decision
         if decision.retry:
-            await anyio.sleep(decision.delay)
-            return
+            await self._gate.back_off(verdict)
+            return verdict.counts
         if decision.abort_run:
             hint = " Check ANTHROPIC_API_KEY." if decision.kind == "authentication" else ""
             raise BatchApiError(f"could not {what}: {failed.message}.{hint}")
-        if decision.reason == "invalid_request" and outcome.status is not None:
+        if decision.kind == "invalid_request" and outcome.status is not None:
             raise BatchRejectedError(
                 f"could not {what}: {failed.message}",
                 status=outcome.status,
@@ -260,9 +260,8 @@ def _name(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
 
-def _transport_failure(exc: httpx2.TransportError) -> _Retry:
-    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
-        return _Retry(Outcome(failure="connect"), f"connection failed: {_name(exc)}")
-    if isinstance(exc, httpx2.TimeoutException):
-        return _Retry(Outcome(failure="timeout"), f"no answer in time: {_name(exc)}")
-    return _Retry(Outcome(failure="transport"), f"connection broke: {_name(exc)}")
+def _as_retry(exc: _Retry | httpx2.TransportError) -> _Retry:
+    if isinstance(exc, _Retry):
+        return exc
+    outcome, message = transport_outcome(exc)
+    return _Retry(outcome, message)

@@ -83,12 +83,12 @@ class JobConfig:
     retry_failed: bool = False
     restart: bool = False
     minute: float | None = None  # overrides the windows learnt from the headers
-    shared_limits: str | None = None  # redis://... : one limiter for every process on this key
-    shared_limits_name: str | None = None
-    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     # Real seconds per minute of the server's rate limits (6 with the built-in emulator): the progress view shows
     # limits and rates in the server's own minutes and states this scale once.
     display_minute: float = 60.0
+    shared_limits: str | None = None  # redis://... : one limiter for every process on this key
+    shared_limits_name: str | None = None
+    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0

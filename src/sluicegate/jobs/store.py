@@ -38,7 +38,7 @@ _ITEM, _PROBLEM, _DUPLICATE = 0, 1, 2
 _STATE_NAMES: dict[int, AdmitState] = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 # Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
-_NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded"})
+_NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded", "unreachable"})
 _PROBLEM_IDS_IN_MEMORY = 100_000
 # Spend holds live in `meta` under this prefix (no schema change): one row per request in flight, keyed by its id.
 _HOLD, _HOLD_END = "hold:", "hold;"

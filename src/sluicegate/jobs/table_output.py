@@ -40,11 +40,17 @@ class TableWriter:
         self._output = output_path
         self._store = store
         self.lines_written = 0
-        self.closed = False
+        self._closed = False
 
     @property
     def path(self) -> Path:
+        """The output table."""
         return self._output
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran."""
+        return self._closed
 
     def write_committed(self) -> int:
         return 0  # the store holds every committed result; the table is derived from it at the end
@@ -54,9 +60,9 @@ class TableWriter:
 
     def close(self) -> None:
         """Write the whole table from the input and the store, then rename it over the output."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
+        self._closed = True
         tmp = self._output.with_name(self._output.name + ".tmp")
         try:
             if self._output.suffix.lower() in (".parquet", ".pq"):

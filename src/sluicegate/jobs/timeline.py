@@ -353,7 +353,12 @@ class TimelineRecorder:
         if now - self._last_flush < _FLUSH_EVERY:
             return
         self.sample(now)
-        commit()
+        try:
+            commit()
+        except (OSError, sqlite3.Error):
+            # A full disk, say: the run's own commit path meets the same error and handles it; the rows wait.
+            self._last_flush = now
+            return
         self.flush()
 
     def flush(self) -> None:

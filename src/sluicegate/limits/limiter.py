@@ -269,7 +269,7 @@ class Limiter:
         as emptier than the server says is raised to match (what we took since then aside).
         """
         now = self._clock.now() if now is None else now
-        self._first_response(now)
+        self._first_response(now, ramp=True)
         for name, view in self._views(snapshot):
             gate = self._gates[name]
             limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
@@ -354,11 +354,12 @@ class Limiter:
             self._first_response(self._clock.now())
             self._notify()
 
-    def _first_response(self, now: float) -> None:
+    def _first_response(self, now: float, *, ramp: bool = False) -> None:
         if self._seen_response:
             return
         self._seen_response = True
-        if not self._smooth:
+        # Only headers say there is an allowance to spend; without them AIMD sizes the concurrency instead.
+        if ramp and not self._smooth:
             started = self._first_admitted if self._first_admitted is not None else now
             self._ramp.begin(now, now - started)
 

@@ -170,9 +170,11 @@ class AdmissionRate:
 
     Only gaps inside a busy period count: the time between an admission and the next one when somebody was
     already waiting. An idle gateway's gaps say how rarely people call, not how fast the limits let them in.
+    The window is short (16 gaps) because the rate changes: a start that spends the server's burst admits far
+    faster than the refill rate that follows, and an estimate should follow that within a couple of seconds.
     """
 
-    def __init__(self, *, window: int = 48) -> None:
+    def __init__(self, *, window: int = 16) -> None:
         self._gaps: deque[float] = deque(maxlen=window)
         self._last: float | None = None
         self._last_busy = False

@@ -171,7 +171,7 @@ def prometheus(g: Gateway) -> str:
         out,
         "sluicegate_refused_total",
         "counter",
-        "The gateway's own refusals by reason (deadline, queue_full, budget, closing).",
+        "The gateway's own refusals by reason (deadline, queue_full, budget, authentication).",
         [(f'{{reason="{r}"}}', n) for r, n in sorted(snap["refused"].items())],
     )
     tokens: list[tuple[str, float]] = []

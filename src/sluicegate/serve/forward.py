@@ -36,6 +36,9 @@ __all__ = ["Call", "Forward"]
 
 log = logging.getLogger("sluicegate.serve")
 
+# The JSON around a text delta's text: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
+_DELTA_FRAME = 80
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -144,6 +147,7 @@ class _Exchange:
         while True:
             await g.scheduler.wait_turn(ticket)
             remaining = ticket.deadline - g.clock.now()
+            preemptions = ticket.preemptions
             with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, remaining)) as entry:
                 g.scheduler.entering(ticket, entry.cancel)
 
@@ -161,7 +165,7 @@ class _Exchange:
                     return await g.upstream.send(g.upstream.request(call.path, call.body, call.headers, on_sent))
                 except Preempted:
                     continue
-            if ticket.state == "queued":  # sent back by an interactive ticket before anything went out
+            if ticket.preemptions != preemptions:  # sent back by an interactive ticket before anything went out
                 continue
             raise g.scheduler.expired(ticket)
 
@@ -194,6 +198,11 @@ class _Exchange:
             if metering:
                 try:
                     for event in decoder.feed(chunk):
+                        if event.event == "content_block_delta":
+                            # Usage lives in message_start and message_delta: text deltas (most of a stream) are
+                            # only sized, not parsed, for the estimate used when the stream is cut short.
+                            self.text_chars += max(0, len(event.data) - _DELTA_FRAME)
+                            continue
                         text = assembler.feed(event)
                         if text:
                             self.text_chars += len(text)

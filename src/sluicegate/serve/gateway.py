@@ -62,6 +62,7 @@ class Gateway:
             max_queue=config.max_queue,
             bulk_every=config.bulk_every,
             rate_hint=self.limiter.ceiling,
+            warm=lambda: self.limiter.statistics().latency_estimate is not None,
             clock=self.clock,
         )
         self.ledger = Ledger(started=self.clock.now())
@@ -70,7 +71,6 @@ class Gateway:
             self.ledger.client(name, spec.budget if spec else None)
         self.prices = load_prices(config.prices)
         self.input_estimator = InputEstimator(provider=config.provider)
-        self.closing = False
 
     @property
     def provider(self) -> Literal["anthropic", "openai"]:
@@ -85,6 +85,7 @@ class Gateway:
             if cap is None:
                 continue
             if worst is None:
+                self.ledger.refused["budget"] += 1
                 return own_error(
                     self.provider, "budget", f"no price is known for model {model!r}, so the {label} cannot be kept"
                 )
@@ -99,10 +100,8 @@ class Gateway:
         return None
 
     def refusal(self, exc: Refused) -> OwnError:
-        """The 429 (or 503 while shutting down) for a request the scheduler will not queue or keep."""
+        """The 429 for a request the scheduler will not queue or keep."""
         self.ledger.refused[exc.reason] += 1
-        if exc.reason == "closing":
-            return own_error(self.provider, "unavailable", "the gateway is shutting down")
         if exc.reason == "queue_full":
             message = "the gateway's queue is full"
         else:

@@ -26,7 +26,7 @@ __all__ = ["Refused", "Scheduler", "SchedulerStatistics"]
 class Refused(Exception):
     """The gateway answers 429 itself: the wait would pass the deadline, or the queue is full."""
 
-    def __init__(self, reason: Literal["deadline", "queue_full", "closing"], retry_after: float | None) -> None:
+    def __init__(self, reason: Literal["deadline", "queue_full"], retry_after: float | None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
@@ -50,7 +50,7 @@ class Scheduler:
     """Tickets in a FairQueue, let into the limiter one at a time; waits estimated from the admission rate.
 
     `rate_hint` gives the requests per second the known limits allow (the limiter's ceiling), used for estimates
-    until admissions have been measured.
+    until admissions have been measured; `warm` says whether the limiter is past its first-answer probe.
     """
 
     def __init__(
@@ -59,12 +59,14 @@ class Scheduler:
         max_queue: int = 10_000,
         bulk_every: int = 10,
         rate_hint: Callable[[], float | None] = lambda: None,
+        warm: Callable[[], bool] = lambda: True,
         clock: Clock | None = None,
         max_entering: int = 16,
     ) -> None:
         self._queue = FairQueue(bulk_every=bulk_every)
         self._rate = AdmissionRate()
         self._rate_hint = rate_hint
+        self._warm = warm
         self._clock = clock or SystemClock()
         self._max_queue = max_queue
         self._max_entering = max_entering
@@ -72,7 +74,6 @@ class Scheduler:
         self._protected: set[Ticket] = set()  # bulk tickets whose turn was owed to bulk are not sent back
         self._turns: dict[Ticket, anyio.Event] = {}
         self._cancels: dict[Ticket, Callable[[], None]] = {}
-        self._closing = False
         self._refused = 0
         self._preempted = 0
 
@@ -97,8 +98,6 @@ class Scheduler:
 
     def submit(self, client: str, share: float, priority: Priority, max_wait: float) -> Ticket:
         """Queue a request, or raise Refused when it cannot be admitted within `max_wait` seconds."""
-        if self._closing:
-            raise Refused("closing", None)
         estimate = self.estimate(client, share, priority)
         if len(self._queue) >= self._max_queue:
             self._refused += 1
@@ -150,7 +149,10 @@ class Scheduler:
         self._cancels.pop(ticket, None)
         self._protected.discard(ticket)
         self._entering.remove(ticket)
-        self._rate.record(ticket.admitted_at, backlog=len(self._queue) + len(self._entering) > 0)
+        # Gaps while the limiter still probes (one request until the first answer) say how slow the first answer
+        # was, not how fast admissions go: they would turn a burst of new requests into a burst of refusals.
+        backlog = len(self._queue) + len(self._entering) > 0
+        self._rate.record(ticket.admitted_at, backlog=backlog and self._warm())
         self._pump()
 
     def leave(self, ticket: Ticket) -> None:
@@ -166,10 +168,6 @@ class Scheduler:
         self._pump()
         if not self._entering and not self._queue:
             self._rate.idle()
-
-    def close(self) -> None:
-        """Refuse new tickets (shutdown); those already queued keep their place."""
-        self._closing = True
 
     # -- internals -----------------------------------------------------------------------------------------
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -15,7 +14,20 @@ from fastapi import FastAPI
 from .app import build_app
 from .gateway import Gateway, GatewayConfig
 
-__all__ = ["RunningGateway", "bind", "run_gateway"]
+__all__ = ["ReadyServer", "RunningGateway", "bind", "run_gateway"]
+
+
+class ReadyServer(uvicorn.Server):
+    """A uvicorn server that calls `on_ready` once it accepts connections (from the server's own thread)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +57,16 @@ def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0
     """Start a gateway in a background thread (lifespan on); drain and stop it when the block ends."""
     app = build_app(config)
     sock = bind(host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", backlog=4096, timeout_graceful_shutdown=2
-        )
+    ready = threading.Event()
+    uv_config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", backlog=4096, timeout_graceful_shutdown=2
     )
+    server = ReadyServer(uv_config, ready.set)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway failed to start")
-        time.sleep(0.01)
+    if not ready.wait(timeout=30):
+        server.should_exit = True
+        raise RuntimeError("the gateway failed to start")
     try:
         yield RunningGateway(f"http://{host}:{sock.getsockname()[1]}", app)
     finally:

@@ -1,0 +1,121 @@
+"""Retries that neither stall nor storm, on the fake clock: scattered 529s/500s, an all-529 window, a dead host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mock_anthropic import MockAPI, error
+
+import sluicegate
+from sluicegate import Engine, RetryPolicy
+from sluicegate.testing import FakeClock
+
+
+def _requests(n: int) -> list[dict[str, Any]]:
+    return [
+        {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": f"prompt {i}"}]}
+        for i in range(n)
+    ]
+
+
+def _engine(api: MockAPI, clock: FakeClock, **kwargs: Any) -> Engine:
+    return Engine(
+        api_key="sk-test", base_url="http://api.test", transport=api.transport(), clock=clock, seed=1, **kwargs
+    )
+
+
+def _run(api: MockAPI, clock: FakeClock, n: int, **kwargs: Any) -> list[sluicegate.Result]:
+    async def main() -> list[sluicegate.Result]:
+        async with _engine(api, clock, **kwargs) as engine:
+            return await engine.map(_requests(n))
+
+    return clock.run(main)
+
+
+def test_scattered_failures_do_not_slow_the_pipeline() -> None:
+    """At 600 RPM, 300 requests with every 10th attempt a 529 or a 500 finish no later than a clean run plus the
+    rate budget the 500s used (a 529 is not counted, a 500 may have been) and one second."""
+    clean_clock, faulty_clock = FakeClock(), FakeClock()
+    clean = MockAPI(rpm=600, latency=1.0)
+    faulty = MockAPI(
+        rpm=600,
+        latency=1.0,
+        script=lambda n, _: (
+            (error(529 if n % 20 else 500, "overloaded_error" if n % 20 else "api_error")) if n % 10 == 0 else None
+        ),
+    )
+    assert all(r.ok for r in _run(clean, clean_clock, 300))
+    results = _run(faulty, faulty_clock, 300)
+    assert all(r.ok for r in results)
+    assert faulty.statuses[529] + faulty.statuses[500] >= 30
+    assert faulty_clock.now() <= clean_clock.now() + faulty.statuses[500] / 10.0 + 1.0
+
+
+def test_an_all_529_window_is_probed_not_stormed_and_the_run_ends_soon_after() -> None:
+    """A 10 s all-529 window over 300 requests at 600 RPM: a few requests per second reach the server during it,
+    and the run ends within 5 s of what the lost 10 s alone would cost."""
+    clock = FakeClock()
+    window = (5.0, 15.0)
+    during: list[float] = []
+
+    def overloaded(n: int, body: dict[str, object]) -> httpx2.Response | None:
+        now = anyio.current_time()
+        if window[0] <= now < window[1]:
+            during.append(now)
+            return error(529, "overloaded_error", "Overloaded")
+        return None
+
+    clean_clock = FakeClock()
+    assert all(r.ok for r in _run(MockAPI(rpm=600, latency=1.0), clean_clock, 300))
+    api = MockAPI(rpm=600, latency=1.0, script=overloaded)
+    results = _run(api, clock, 300)
+    assert all(r.ok for r in results)
+    # The attempts in flight when it began, then only probes: far from 10 s at 10 requests per second.
+    in_the_last_9_s = [t for t in during if t >= window[0] + 1.0]
+    assert len(in_the_last_9_s) <= 9 * 2
+    assert len(during) <= 60
+    assert clock.now() <= clean_clock.now() + (window[1] - window[0]) + 5.0
+
+
+def test_a_host_that_refuses_every_connection_stops_the_run_with_one_error() -> None:
+    """Every connection refused: the run stops after unreachable_after, the first item says why, the rest abort."""
+    clock = FakeClock()
+    attempts = 0
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx2.ConnectError("[Errno -2] Name or service not known")
+
+    async def main() -> list[sluicegate.Result]:
+        engine = Engine(
+            api_key="sk-test", base_url="http://nowhere.invalid", transport=httpx2.MockTransport(refuse), clock=clock
+        )
+        async with engine:
+            results = await engine.map(_requests(20))
+            with pytest.raises(sluicegate.UnreachableError, match="Name or service not known"):
+                await engine.create(**_requests(1)[0])
+            return results
+
+    results = clock.run(main)
+    errors = [r.error for r in results if r.error is not None]
+    assert sorted(e.kind for e in errors) == ["aborted"] * 19 + ["unreachable"]
+    assert all("Name or service not known" in e.message for e in errors)
+    assert 10.0 <= clock.now() <= 25.0  # not the whole retry budget of every item
+    assert attempts <= 20  # the first few, then the breaker's probes; not 20 items x 10 attempts
+
+
+def test_breaker_holds_retries_that_would_otherwise_each_run_their_own_timer() -> None:
+    """Under a long overload, items do not exhaust their attempts: they wait for the breaker's probes instead."""
+    clock = FakeClock()
+    api = MockAPI(
+        rpm=600,
+        latency=0.5,
+        script=lambda n, _: error(529, "overloaded_error") if anyio.current_time() < 60.0 else None,
+    )
+    results = _run(api, clock, 50, retry=RetryPolicy(max_attempts=5))
+    assert all(r.ok for r in results)
+    assert api.statuses[529] <= 80

@@ -1,0 +1,48 @@
+"""The SDK drop-in path (beside the engine's overload tests, sharing their mock API) under an all-529 window."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anthropic
+import anyio
+import httpx2
+from mock_anthropic import MockAPI, error
+
+from sluicegate.integrations import LimitedTransport
+from sluicegate.testing import FakeClock
+
+
+def test_gathered_requests_queued_at_the_limiter_do_not_storm_an_overload() -> None:
+    """300 requests gathered at once, a 10 s all-529 window: the server sees a few requests per second during it
+    (not every request queued at the limiter), every request is answered, and the run ends soon after."""
+    during: list[float] = []
+
+    def overloaded(n: int, body: dict[str, object]) -> httpx2.Response | None:
+        if 5.0 <= anyio.current_time() < 15.0:
+            during.append(anyio.current_time())
+            return error(529, "overloaded_error", "Overloaded")
+        return None
+
+    clock = FakeClock()
+    api = MockAPI(rpm=600, latency=1.0, script=overloaded)
+    transport = LimitedTransport(transport=api.transport(), clock=clock, seed=1)
+
+    async def main() -> int:
+        client = anthropic.AsyncAnthropic(
+            api_key="k", base_url="http://api.test", max_retries=0, http_client=httpx2.AsyncClient(transport=transport)
+        )
+
+        async def one(i: int) -> int:
+            message = await client.messages.create(
+                model="claude-haiku-4-5", max_tokens=16, messages=[{"role": "user", "content": f"prompt {i}"}]
+            )
+            return int(message.content[0].text == f"echo: prompt {i}")  # type: ignore[union-attr]
+
+        async with client:
+            return sum(await asyncio.gather(*(one(i) for i in range(300))))
+
+    assert clock.run(main) == 300
+    assert len(during) <= 30
+    assert len([t for t in during if t >= 6.0]) <= 9  # about one probe every 2 s after the first second
+    assert clock.now() <= 30.0 + 10.0 + 5.0  # 300 at 10/s, the lost window, and at most 5 s more

@@ -1,0 +1,217 @@
+"""The attempt gate's own rules on the fake clock: what a failure leaves charged, the breaker, unreachable hosts."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from sluicegate._breaker import Breaker
+from sluicegate._errors import ERROR_KINDS
+from sluicegate._gate import AttemptGate, Pass
+from sluicegate._models import Usage
+from sluicegate.limits.limiter import Limiter, Limits
+from sluicegate.retry import Outcome, RetryPolicy
+from sluicegate.testing import FakeClock
+
+OUTCOMES = [
+    Outcome(status=400),
+    Outcome(status=401),
+    Outcome(status=402),
+    Outcome(status=429, retry_after=0.0),
+    Outcome(status=529),
+    Outcome(status=500),
+    Outcome(failure="connect"),
+    Outcome(failure="timeout"),
+    Outcome(failure="transport"),
+    Outcome(failure="truncated"),
+]
+
+
+def _wait_after(release: Callable[[AttemptGate, Pass], object]) -> float:
+    """At 60 RPM with the client's bucket emptied by two admissions, how long the next admission waits after
+    `release` ends the first one."""
+    clock = FakeClock()
+
+    async def main() -> float:
+        limiter = Limiter(Limits(requests_per_minute=60), clock=clock, max_concurrency=4)
+        limiter.saw_response()
+        gate = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1), limiter=limiter)
+        first = await gate.acquire(10, 10)
+        while True:  # empty the bucket, however full the limiter starts it
+            started = clock.now()
+            held = await gate.acquire(10, 10)
+            if clock.now() > started:
+                break
+            gate.succeeded(held, Usage(input_tokens=10, output_tokens=10))
+        started = clock.now()
+        release(gate, first)
+        await gate.acquire(10, 10)
+        return clock.now() - started
+
+    return clock.run(main)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: o.reason)
+def test_a_failure_stays_charged_exactly_when_the_table_says_the_server_counted_it(outcome: Outcome) -> None:
+    """With the bucket empty, the next admission waits as after a charged release when the table says the server
+    counted the failure, and as after a full refund when it did not."""
+    refunded = _wait_after(lambda gate, p: p.permit.release() if p.permit else None)
+    charged = _wait_after(lambda gate, p: p.permit.release(charged=True) if p.permit else None)
+    assert charged > refunded
+    waited = _wait_after(lambda gate, p: gate.failed(p, outcome, 1))
+    assert waited == (charged if ERROR_KINDS[outcome.kind].counted else refunded)
+
+
+def _ticks(breaker: Breaker, clock: FakeClock, answers: list[bool]) -> None:
+    """Send one attempt per answer through the breaker and record it (True = overloaded)."""
+
+    async def main() -> None:
+        for overloaded in answers:
+            ticket = await breaker.wait_turn()
+            breaker.record(ticket, overloaded=overloaded, target=8)
+
+    clock.run(main)
+
+
+def test_scattered_overloads_never_trip_the_breaker() -> None:
+    """One 529 in every 7 answers (14%) over 700 answers leaves the breaker closed and holds nobody back."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+    _ticks(breaker, clock, [i % 7 == 3 for i in range(700)])
+    assert (breaker.state, breaker.trips, breaker.held_back, clock.now()) == ("closed", 0, 0.0, 0.0)
+
+
+def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() -> None:
+    """8 overloads trip it; probes go out at 0.5, 1.5, 3.5, 5.5 s while they fail; a success ramps 2, 3, ... to 8."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+    probes: list[float] = []
+
+    async def main() -> None:
+        for _ in range(8):
+            ticket = await breaker.wait_turn()
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        for overloaded in (True, True, True, False):
+            ticket = await breaker.wait_turn()
+            probes.append(clock.now())
+            breaker.record(ticket, overloaded=overloaded, target=8)
+        assert breaker.state == "ramp"
+        # Ramp: two may be in flight, then one more per success (slow start), until the target of 8 closes it.
+        tickets = [await breaker.wait_turn(), await breaker.wait_turn()]
+        with anyio.move_on_after(100.0):
+            await breaker.wait_turn()
+            pytest.fail("a third attempt went out with an allowance of 2")
+        for allowance in range(3, 8):
+            breaker.record(tickets.pop(0), overloaded=False, target=8)
+            assert (breaker.state, breaker.allowance) == ("ramp", allowance)
+            before = clock.now()
+            tickets += [await breaker.wait_turn(), await breaker.wait_turn()]
+            assert (clock.now(), len(tickets)) == (before, allowance)
+        breaker.record(tickets.pop(0), overloaded=False, target=8)
+        assert breaker.state == "closed"
+
+    clock.run(main)
+    assert probes == [0.5, 1.5, 3.5, 5.5]
+    assert breaker.trips == 1
+
+
+def test_answers_sent_before_the_trip_do_not_move_it() -> None:
+    """Attempts in flight when it tripped come back as 529s or successes without opening or closing it again."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+
+    async def main() -> None:
+        in_flight = [await breaker.wait_turn() for _ in range(20)]
+        for ticket in in_flight[:8]:
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        breaker.record(in_flight[8], overloaded=False, target=8)  # would close a probe's round, but is stale
+        for ticket in in_flight[9:]:
+            breaker.record(ticket, overloaded=True, target=8)
+        assert breaker.state == "open"
+        probe = await breaker.wait_turn()
+        assert clock.now() == 0.5  # the first probe interval, not stretched by the stale 529s
+        breaker.record(probe, overloaded=False, target=8)
+        assert breaker.state == "ramp"
+
+    clock.run(main)
+
+
+def test_a_scattered_overload_in_the_ramp_does_not_open_it_but_a_second_one_does() -> None:
+    """While ramping, one 529 among successes is tolerated; a second that makes half the answers 529s reopens it at
+    the base probe interval; an attempt from the ramp that ends afterwards frees its slot for the next probe."""
+    clock = FakeClock()
+    breaker = Breaker(clock)
+    probe_times: list[float] = []
+
+    async def main() -> None:
+        for _ in range(8):
+            breaker.record(await breaker.wait_turn(), overloaded=True, target=99)
+        breaker.record(await breaker.wait_turn(), overloaded=False, target=99)  # the probe: ramp, allowance 2
+        first, second = await breaker.wait_turn(), await breaker.wait_turn()
+        breaker.record(first, overloaded=True, target=99)
+        assert breaker.state == "ramp"
+        third = await breaker.wait_turn()
+        breaker.record(third, overloaded=True, target=99)
+        assert breaker.state == "open"
+        reopened = clock.now()
+
+        async def next_probe() -> None:
+            await breaker.wait_turn()
+            probe_times.append(clock.now() - reopened)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(next_probe)
+            await clock.sleep(3.0)  # the probe waits for `second`, still in flight from the ramp
+            assert probe_times == []
+            breaker.record(second, overloaded=False, target=99)  # stale, but its slot is free now
+
+    clock.run(main)
+    assert probe_times == [3.0]
+
+
+def test_connections_that_keep_failing_stop_the_run_after_unreachable_after() -> None:
+    """Refused connections with no answer at all are retried until `unreachable_after`, then the run stops."""
+    clock = FakeClock()
+    gate = AttemptGate(retry=RetryPolicy(unreachable_after=10.0), clock=clock, rng=random.Random(3))
+    decisions: list[tuple[float, str, bool]] = []
+
+    async def main() -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            passed = await gate.acquire()
+            verdict = gate.failed(passed, Outcome(failure="connect"), attempt)
+            decisions.append((clock.now(), verdict.decision.reason, verdict.decision.abort_run))
+            if not verdict.retry:
+                return
+            await gate.back_off(verdict)
+
+    clock.run(main)
+    assert decisions[-1][1:] == ("unreachable", True)
+    assert decisions[-1][0] >= 10.0
+    assert all(reason == "connect" and not stop for _, reason, stop in decisions[:-1])
+    assert len(decisions) <= 8
+
+
+def test_any_answer_resets_the_unreachable_clock() -> None:
+    """A server that answers every few seconds (any status) is reachable: its refused connections never stop the run."""
+    clock = FakeClock()
+    gate = AttemptGate(retry=RetryPolicy(unreachable_after=10.0, max_attempts=100), clock=clock, rng=random.Random(3))
+
+    async def main() -> None:
+        answered = 0.0
+        while clock.now() < 40.0:
+            passed = await gate.acquire()
+            verdict = gate.failed(passed, Outcome(failure="connect"), 1)
+            assert not verdict.decision.abort_run, f"stopped at {clock.now()} s"
+            if clock.now() - answered >= 5.0:
+                gate.observe(None)
+                answered = clock.now()
+            await clock.sleep(1.0)
+
+    clock.run(main)
