@@ -46,9 +46,7 @@ def _child(rows: int, workdir: Path) -> None:
 
     from sluicegate.jobs.reader import Defaults
     from sluicegate.jobs.runner import JobConfig, run_job
-    from sluicegate.jobs.tables import TableSpec, use_system_allocator
-
-    use_system_allocator()  # as `sluicegate run` does for a Parquet job
+    from sluicegate.jobs.tables import TableSpec
 
     inp, out = workdir / "tickets.parquet", workdir / "out.parquet"  # the parent wrote the input
     transport = httpx2.MockTransport(

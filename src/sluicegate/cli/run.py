@@ -82,10 +82,6 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
         raise click.BadParameter(str(exc), param_hint="--template") from exc
 
 
-def is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in (".parquet", ".pq")
-
-
 def _table_hint(path: Path) -> str:
     """What a table fed without --template looks like, and the options that run it."""
     from sluicegate.jobs.tables import column_names
@@ -183,10 +179,6 @@ def run(
     from sluicegate.jobs.runner import JobConfig, run_job
 
     table = _table_spec(input_path, output_path, template, id_column)
-    if table is not None and (is_parquet(input_path) or is_parquet(output_path)):
-        from sluicegate.jobs.tables import use_system_allocator
-
-        use_system_allocator()
     limits = None
     if rpm or itpm or otpm:
         limits = Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)

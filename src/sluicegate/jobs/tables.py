@@ -31,7 +31,6 @@ __all__ = [
     "is_table",
     "read_batches",
     "table_requests",
-    "use_system_allocator",
 ]
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
@@ -89,15 +88,6 @@ def _parquet(path: Path) -> Any:
     # No pre-buffering and no reader threads (below): rows are consumed far slower than they are read, and both
     # only raise peak memory.
     return pq.ParquetFile(path, pre_buffer=False)
-
-
-def use_system_allocator() -> None:
-    """For a process that runs table jobs (the CLI), not a library call: Arrow's default allocator (mimalloc)
-    keeps freed batches for reuse, and the system allocator gives them back: 145 against 164 MB peak for a
-    60,000-row Parquet job (bench/table_memory.py). It changes Arrow's allocator for the whole process."""
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def count_rows(path: Path) -> int:
