@@ -72,10 +72,7 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
 
     if template is None:
         if is_table(input_path):
-            raise click.UsageError(
-                f"{input_path.name} is a table: say how a row becomes a prompt with --template, for example "
-                "--template 'Summarise this ticket: {body}' --id-column ticket_id (columns in braces)"
-            )
+            raise click.UsageError(_table_hint(input_path))
         if id_column is not None:
             raise click.UsageError("--id-column needs --template")
         if is_table_output(output_path):
@@ -85,6 +82,22 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
         return TableSpec(template=template, id_column=id_column)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--template") from exc
+
+
+def _table_hint(path: Path) -> str:
+    """What a table fed without --template looks like, and the options that run it."""
+    from sluicegate.jobs.tables import column_names
+
+    columns = column_names(path)
+    kind = {".parquet": "Parquet", ".pq": "Parquet", ".tsv": "TSV"}.get(path.suffix.lower(), "CSV")
+    text = next((c for c in columns if c.lower() in ("prompt", "text", "body")), columns[-1] if columns else "text")
+    ids = next((c for c in columns if c.lower() in ("id", "custom_id") or c.lower().endswith("_id")), None)
+    example = f"--template 'Summarise: {{{text}}}'" + (f" --id-column {ids}" if ids else "")
+    return (
+        f"{path.name} looks like {kind} ({'columns' if kind == 'Parquet' else 'first line'}: "
+        f"{','.join(columns)[:80]!r}): run it as a table, saying how a row "
+        f"becomes a prompt, e.g. {example} ({{column}} is filled from each row)"
+    )
 
 
 @click.command()
