@@ -108,6 +108,15 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
 @click.option("--tier", type=click.IntRange(1, 4), default=1, show_default=True, help="Emulator tier.")
 @click.option("--minute", type=float, default=None, help="Real seconds per rate-limit minute (emulators only).")
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--shared-limits",
+    metavar="redis://HOST:PORT/DB",
+    default=None,
+    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+)
+@click.option(
+    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+)
 def serve(
     base_url: str | None,
     provider: Literal["anthropic", "openai"],
@@ -128,6 +137,8 @@ def serve(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    shared_limits: str | None,
+    shared_limits_name: str | None,
 ) -> None:
     """Serve the Anthropic (or OpenAI) API on HOST:PORT in front of one shared rate limiter.
 
@@ -181,6 +192,8 @@ def serve(
             max_queue=max_queue,
             max_cost=max_cost,
             prices=prices,
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
             emulated=emulated,
         )
         uv_config = uvicorn.Config(
