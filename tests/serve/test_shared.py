@@ -26,9 +26,10 @@ def _body(i: int) -> bytes:
 def test_two_gateways_share_one_limiter(redis_url: str) -> None:
     """Two gateways with --shared-limits in front of one Tier 1 key answer everything without an upstream 429."""
     with run_emulator(EmulatorConfig(tier=1, minute=1.2, first_token_latency=0.1)) as emu:
-        config = {"base_url": emu.base_url, "api_key": "k", "minute": 1.2, "shared_limits": redis_url}
-        config["shared_limits_name"] = "serve-test"
-        with run_gateway(GatewayConfig(**config)) as one, run_gateway(GatewayConfig(**config)) as two:
+        config = GatewayConfig(
+            base_url=emu.base_url, api_key="k", minute=1.2, shared_limits=redis_url, shared_limits_name="serve-test"
+        )
+        with run_gateway(config) as one, run_gateway(config) as two:
             statuses: list[int] = []
 
             async def main() -> None:
