@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -106,15 +106,7 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
     "also overrides the windows learnt from the server's rate-limit headers.",
 )
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
-@click.option(
-    "--shared-limits",
-    metavar="redis://HOST:PORT/DB",
-    default=None,
-    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
-)
-@click.option(
-    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
-)
+@shared_limits_options
 @click.option(
     "--template",
     default=None,

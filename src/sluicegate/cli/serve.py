@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import prices_option, shared_limits_options
 from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
 from sluicegate.limits.limiter import Limits
 
@@ -108,15 +108,7 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
 @click.option("--tier", type=click.IntRange(1, 4), default=1, show_default=True, help="Emulator tier.")
 @click.option("--minute", type=float, default=None, help="Real seconds per rate-limit minute (emulators only).")
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
-@click.option(
-    "--shared-limits",
-    metavar="redis://HOST:PORT/DB",
-    default=None,
-    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
-)
-@click.option(
-    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
-)
+@shared_limits_options
 def serve(
     base_url: str | None,
     provider: Literal["anthropic", "openai"],
