@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
 from sluicegate.cli._routes import batch_route, deadline_option, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
@@ -149,15 +149,7 @@ def _table_hint(path: Path) -> str:
     "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
 @click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
-@click.option(
-    "--shared-limits",
-    metavar="redis://HOST:PORT/DB",
-    default=None,
-    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
-)
-@click.option(
-    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
-)
+@shared_limits_options
 @click.option(
     "--template",
     default=None,
