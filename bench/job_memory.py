@@ -44,7 +44,6 @@ _MODES = {"job": "sluicegate run", "engine": "engine only", "store": "job layer 
 def _child(lines: int, workdir: Path, mode: str) -> None:
     import anyio
     import httpx2
-    from rich.console import Console
 
     from sluicegate.jobs.runner import JobConfig, run_job
 
@@ -95,8 +94,7 @@ def _child(lines: int, workdir: Path, mode: str) -> None:
         out_lines = anyio.run(bare)
         exit_code = 0
     else:
-        with open(os.devnull, "w") as devnull:
-            outcome = anyio.run(lambda: run_job(config, console=Console(file=devnull), quiet=True))
+        outcome = anyio.run(lambda: run_job(config))
         exit_code = outcome.exit_code
         out_lines = sum(1 for _ in (workdir / "out.jsonl").open())
     wall = time.monotonic() - start

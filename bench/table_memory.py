@@ -42,7 +42,6 @@ def _child(rows: int, workdir: Path) -> None:
     import anyio
     import httpx2
     import pyarrow.parquet as pq
-    from rich.console import Console
 
     from sluicegate.jobs.reader import Defaults
     from sluicegate.jobs.runner import JobConfig, run_job
@@ -64,8 +63,7 @@ def _child(rows: int, workdir: Path) -> None:
         table=TableSpec(template="Summarise this ticket: {body}", id_column="ticket_id"),
     )
     start, cpu_start = time.monotonic(), time.process_time()
-    with open(os.devnull, "w") as devnull:
-        outcome = anyio.run(lambda: run_job(config, console=Console(file=devnull), quiet=True))
+    outcome = anyio.run(lambda: run_job(config))
     wall = time.monotonic() - start
     meta = pq.ParquetFile(out).metadata
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -10,8 +10,6 @@ import ast
 import functools
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "sluicegate"
 
@@ -147,7 +145,6 @@ def test_only_the_faces_start_the_emulator() -> None:
     assert users <= EMULATOR_USERS
 
 
-@pytest.mark.xfail(strict=True, reason="jobs layer split in progress")
 def test_jobs_import_no_ui() -> None:
     """sluicegate.jobs imports neither rich nor sluicegate.progress: it returns outcomes, the CLI displays them."""
     found = [

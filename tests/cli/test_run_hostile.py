@@ -46,15 +46,19 @@ def test_hostile_lines_are_named_errors_and_the_good_line_succeeds(
     assert read_results(out) == results
 
 
-def test_a_csv_file_is_recognised_before_anything_is_sent(tmp_path: Path) -> None:
-    """A CSV fed to run without --template: exit 2 with one message saying how to run a table; no store, no output."""
-    inp, out = tmp_path / "tickets.csv", tmp_path / "out.jsonl"
+@pytest.mark.parametrize("name", ["tickets.txt", "tickets.csv"])
+def test_a_csv_file_is_recognised_before_anything_is_sent(tmp_path: Path, name: str) -> None:
+    """CSV fed to run, under a .txt or a .csv name: exit 2 with one message saying what to do (--template, or how
+    to convert it), never one JSON error per line or a --retry-failed hint; no store, no output."""
+    inp, out = tmp_path / name, tmp_path / "out.jsonl"
     inp.write_text("id,prompt\nt-1,Summarise this\nt-2,And this\n")
     cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--emulate", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 2, proc.stderr
-    assert "tickets.csv is a table" in proc.stderr
     assert "--template" in proc.stderr
+    if name.endswith(".txt"):
+        assert "looks like CSV (first line: 'id,prompt')" in proc.stderr
+        assert "csv.DictReader" in proc.stderr
     assert "not valid JSON" not in proc.stderr
     assert "--retry-failed" not in proc.stderr
     assert not out.exists()

@@ -96,18 +96,21 @@ def test_kill_9_then_resume_writes_every_row_exactly_once(
     pq.write_table(_tickets(150), inp, row_group_size=50)
     store = tmp_path / "out.parquet.sluicegate.db"
     cmd = _cmd(inp, out, "--max-concurrency", "8")
-    proc = subprocess.Popen(cmd, env=env_for(emu, KEY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    committed = 0
-    while time.monotonic() < deadline and proc.poll() is None and committed < 40:
-        time.sleep(0.05)
-        if store.exists():
-            with sqlite3.connect(store) as db:
-                committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    with subprocess.Popen(cmd, env=env_for(emu, KEY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 60
+        committed = 0
+        while time.monotonic() < deadline and proc.poll() is None and committed < 40:
+            time.sleep(0.05)
+            if store.exists():
+                with sqlite3.connect(store) as db:
+                    try:
+                        committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]
+                    except sqlite3.OperationalError:
+                        continue  # the store exists but its tables are still being created
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
     assert not out.exists()  # the table is written at the end: a killed run leaves no half table
-    time.sleep(0.3)  # the server finishes answering the dead client's requests
+    emu.wait_idle()  # the server finishes answering the dead client's requests
     sent_first = sum(emu.stats()["status"].values())
     with sqlite3.connect(store) as db:
         committed = db.execute("SELECT count(*) FROM entries WHERE seq IS NOT NULL").fetchone()[0]

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from rich.console import Console
 
+from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
 from sluicegate.jobs.batch_runner import BatchJobConfig, result_from_batch, run_batch_job
 from sluicegate.jobs.reader import Defaults
@@ -70,7 +70,7 @@ def _job(tmp_path: Path, handle: Callable[[httpx2.Request], httpx2.Response], **
 
 
 def _run(config: BatchJobConfig) -> JobOutcome:
-    return anyio.run(lambda: run_batch_job(config, console=Console(file=io.StringIO()), quiet=True))
+    return anyio.run(lambda: run_batch_job(config))
 
 
 def test_create_retries_429_and_529_then_succeeds() -> None:
@@ -221,7 +221,7 @@ def test_a_job_rides_out_transient_errors_on_every_call(tmp_path: Path) -> None:
 
     config = _job(tmp_path, handle, settings_base="test")
     console_text = io.StringIO()
-    outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=console_text), quiet=False))
+    outcome = anyio.run(lambda: run_batch_job(config, view=JobView(say=lambda text: print(text, file=console_text))))
     assert outcome.exit_code == 0, outcome.message
     assert calls == {"create": 2, "poll": 3, "results": 2}
     assert sorted(json.loads(line)["custom_id"] for line in out.read_text().splitlines()) == ["doc-0", "doc-1", "doc-2"]

@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from rich.console import Console
 
+from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchStatus
 from sluicegate.jobs.batch_runner import CLOCK_MARGIN, BatchJobConfig, intent_candidates, run_batch_job
 from sluicegate.jobs.reader import Defaults
@@ -114,7 +114,7 @@ def _job(tmp_path: Path, api: FakeApi) -> tuple[BatchJobConfig, Path]:
 
 def _run(config: BatchJobConfig) -> tuple[int, str]:
     text = io.StringIO()
-    outcome = anyio.run(lambda: run_batch_job(config, console=Console(file=text, width=400), quiet=False))
+    outcome = anyio.run(lambda: run_batch_job(config, view=JobView(say=lambda line: print(line, file=text))))
     return outcome.exit_code, text.getvalue() + outcome.message
 
 

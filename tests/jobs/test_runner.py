@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import anyio
 import httpx2
-from rich.console import Console
 
 from sluicegate.jobs import JobStore, OutputWriter
 from sluicegate.jobs.reader import Defaults
@@ -45,7 +43,7 @@ def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_c
         max_concurrency=max_concurrency,
         transport=httpx2.MockTransport(handle),
     )
-    return anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+    return anyio.run(lambda: run_job(config))
 
 
 def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_path: Path) -> None:

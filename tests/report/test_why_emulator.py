@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-from rich.console import Console
 
 from sluicegate.emulator import RunningEmulator
 from sluicegate.jobs.reader import Defaults
@@ -30,7 +28,7 @@ def _job(tmp_path: Path, emu: RunningEmulator, items: int, **options: object) ->
         defaults=Defaults(model="claude-haiku-4-5", max_tokens=32),
         **options,  # type: ignore[arg-type]
     )
-    outcome = anyio.run(lambda: run_job(config, console=Console(file=io.StringIO()), quiet=True))
+    outcome = anyio.run(lambda: run_job(config))
     assert outcome.exit_code == 0, outcome.message
     return store_path_for(out)
 

@@ -59,9 +59,14 @@ def job_file_options(command: Any) -> Any:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Results in the Message Batches results format.",
             ),
-            click.option("--model", default=None, help="Default model for lines that name none."),
-            click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens."),
-            click.option("--system", default=None, help="Default system prompt."),
+            click.option("--model", default=None, help="Model for lines that name none (a line's own wins)."),
+            click.option(
+                "--max-tokens",
+                type=click.IntRange(min=1),
+                default=None,
+                help="max_tokens for lines that set none (a line's own wins).",
+            ),
+            click.option("--system", default=None, help="System prompt for lines that have none (a line's own wins)."),
         ]
     ):
         command = option(command)

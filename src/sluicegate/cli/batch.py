@@ -60,11 +60,14 @@ def batch(
     re-attaches to the batches already submitted and submits only the rest.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
     130 interrupted.
+
+    Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
     import anyio
     from rich.console import Console
 
     from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
+    from sluicegate.jobs._view import JobView
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
 
     console = Console(stderr=True)
@@ -88,6 +91,7 @@ def batch(
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
         )
-        outcome = anyio.run(lambda: run_batch_job(config, console=console, quiet=quiet))
+        view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
+        outcome = anyio.run(lambda: run_batch_job(config, view=None if quiet else view))
     click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)

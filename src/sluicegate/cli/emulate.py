@@ -6,7 +6,7 @@ import click
 
 from sluicegate.emulator.config import EmulatorConfig, FaultSpec
 
-_FAULT_KINDS = ("overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow")
+FAULT_KINDS = ("overloaded", "api_error", "unavailable", "reset", "hang", "stream_error", "truncate", "slow")
 
 
 def _parse_fault(text: str) -> FaultSpec:
@@ -18,20 +18,34 @@ def _parse_fault(text: str) -> FaultSpec:
     else:
         kind, _, prob = text.partition(":")
         spec = FaultSpec(kind=kind, probability=float(prob or 1.0))  # type: ignore[arg-type]
-    if kind not in _FAULT_KINDS:
-        raise click.BadParameter(f"unknown fault kind {kind!r}; one of {', '.join(_FAULT_KINDS)}")
+    if kind not in FAULT_KINDS:
+        raise click.BadParameter(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
     return spec
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 also serves other machines)."
+)
 @click.option("--port", default=0, type=int, show_default=True, help="0 picks a free port.")
-@click.option("--tier", default=4, type=click.IntRange(1, 4), show_default=True)
-@click.option("--rpm", type=int, default=None)
-@click.option("--itpm", type=int, default=None)
-@click.option("--otpm", type=int, default=None)
-@click.option("--minute", type=float, default=60.0, show_default=True, help="Real seconds per emulated minute.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tier",
+    default=1,
+    type=click.IntRange(1, 4),
+    show_default=True,
+    help="Anthropic usage tier whose published limits apply (the same default as `run`'s built-in emulator).",
+)
+@click.option("--rpm", type=int, default=None, help="Requests per emulated minute, instead of the tier's.")
+@click.option("--itpm", type=int, default=None, help="Input tokens per emulated minute, instead of the tier's.")
+@click.option("--otpm", type=int, default=None, help="Output tokens per emulated minute, instead of the tier's.")
+@click.option(
+    "--minute",
+    type=float,
+    default=6.0,
+    show_default=True,
+    help="Real seconds per emulated rate-limit minute (60 for real time; 6 is `run`'s default, so limits bind fast).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for answers, latency jitter and faults.")
 @click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds to first token.")
 @click.option("--per-token", type=float, default=0.0, show_default=True, help="Seconds per output token.")
 @click.option("--jitter", type=float, default=0.0, show_default=True, help="Relative latency jitter (seeded).")
@@ -45,7 +59,13 @@ def _parse_fault(text: str) -> FaultSpec:
 )
 @click.option("--spend-cap", is_flag=True, help="Answer every request with the spend-limit 429.")
 @click.option("--invalid-key", "invalid_keys", multiple=True, help="An API key that gets 401, repeatable.")
-@click.option("--fault", "faults", multiple=True, help="KIND:PROB or KIND@START-END, repeatable.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help=f"KIND:PROB (a share of requests) or KIND@START-END (real seconds since start), repeatable. "
+    f"KIND is one of: {', '.join(FAULT_KINDS)}.",
+)
 def emulate(
     host: str,
     port: int,
@@ -64,7 +84,10 @@ def emulate(
     invalid_keys: tuple[str, ...],
     faults: tuple[str, ...],
 ) -> None:
-    """Run a local Anthropic + OpenAI API emulator with real rate limits."""
+    """Run a local Anthropic + OpenAI API emulator with real rate limits.
+
+    Example: sluicegate emulate --port 8080 --tier 2 --fault overloaded:0.05
+    """
     import time
 
     from sluicegate.emulator.server import run_emulator

@@ -27,7 +27,10 @@ import click
 def report(output_path: Path, html_path: Path | None, png_path: Path | None) -> None:
     """Report on the job whose results are in OUTPUT (its store is OUTPUT.sluicegate.db): throughput against the
     rate limits, requests in flight, 429s and 5xx, latency, tokens and cost by kind, errors, and why it took as long
-    as it did. The page is one self-contained HTML file: it loads nothing from the network."""
+    as it did. The page is one self-contained HTML file: it loads nothing from the network.
+
+    Example: sluicegate report results.jsonl
+    """
     from sluicegate._exceptions import ConfigError
     from sluicegate.jobs.runner import store_path_for
 

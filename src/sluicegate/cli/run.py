@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
 
@@ -87,9 +88,17 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
 
 @click.command()
 @job_file_options
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["anthropic", "openai"]),
+    default="anthropic",
+    show_default=True,
+    help="API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).",
+)
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
-@click.option("--rpm", type=float, default=None, help="Requests per minute (default: learnt from headers).")
+@click.option(
+    "--rpm", type=float, default=None, help="Your requests-per-minute limit, a ceiling (default: learnt from headers)."
+)
 @click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
@@ -105,7 +114,12 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
     help=f"Real seconds per rate-limit minute of the built-in emulator (default {_EMULATED_MINUTE:g}); given, it "
     "also overrides the windows learnt from the server's rate-limit headers.",
 )
-@click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
+)
 @click.option(
     "--shared-limits",
     metavar="redis://HOST:PORT/DB",
@@ -157,12 +171,16 @@ def run(
 
     Re-running the same command resumes: finished items are skipped, unfinished ones are sent.
     For half price with results within 24 h, `sluicegate batch` sends the same file through the Message Batches API.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 run aborted
-    (bad key, spend cap), 5 disk full, 130 interrupted.
+    --model, --max-tokens and --system fill what a line leaves out; a line's own value always wins (a note says
+    how many lines kept their own). Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap
+    reached, 4 run aborted (bad key, spend cap), 5 disk full, 130 interrupted.
+
+    Example: sluicegate run examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5 --max-cost 5
     """
     import anyio
     from rich.console import Console
 
+    from sluicegate.cli._display import show_job
     from sluicegate.jobs.runner import JobConfig, run_job
 
     table = _table_spec(input_path, output_path, template, id_column)
@@ -189,11 +207,18 @@ def run(
             restart=restart,
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
-            display_minute=emulator_minute if emulated else (minute or 60.0),
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
             table=table,
         )
-        outcome = anyio.run(lambda: run_job(config, console=console, quiet=quiet))
+        display_minute = emulator_minute if emulated else (minute or 60.0)
+        outcome = anyio.run(
+            lambda: show_job(
+                lambda view, clock: run_job(config, view=view, clock=clock),
+                console=console,
+                quiet=quiet,
+                minute=display_minute,
+            )
+        )
     click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)

@@ -134,6 +134,8 @@ def serve(
     Point any SDK at it by changing only its base URL. Requests wait in a queue for the account's rate limits
     instead of getting 429s; upstream 429/529/5xx and dropped connections are retried inside. GET / is a live
     dashboard, GET /metrics is Prometheus text.
+
+    Example: sluicegate serve --port 8080
     """
     import uvicorn
 

@@ -34,5 +34,6 @@ def not_jsonl(path: Path) -> str | None:
     return (
         f"{path} looks like {kind} (first line: {shown!r}), but this command reads JSONL: one JSON object per line, "
         'such as {"id": "t-1", "prompt": "..."} or {"custom_id": "t-1", "params": {...}}. With columns named id '
-        f"and prompt, convert it with: {_CONVERT.format(path=path, stem=path.with_suffix(''))}"
+        f"and prompt, convert it with: {_CONVERT.format(path=path, stem=path.with_suffix(''))}, or run the table "
+        "itself by saying how a row becomes a prompt: --template 'Summarise: {prompt}' --id-column id"
     )

@@ -5,6 +5,7 @@ Shared by `sluicegate run` and `sluicegate batch`, which differ only in what the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class Admission:
         self._store = store
         self._on_problem = on_problem
         self.changed: str | None = None
+        # Lines that kept their own value where a command-line default was given: flag -> how many.
+        self.kept_own: Counter[str] = Counter()
 
     async def items(
         self,
@@ -47,6 +50,8 @@ class Admission:
             for count, parsed in enumerate(parsed_items):
                 if count % 1000 == 999:
                     await anyio.lowlevel.checkpoint()
+                if not isinstance(parsed, InputProblem):
+                    self._note_own_values(parsed, defaults)
                 if isinstance(parsed, InputProblem):
                     if not self._problem(parsed):
                         return
@@ -72,6 +77,25 @@ class Admission:
                         "are discarded)."
                     )
                     return
+
+    def _note_own_values(self, item: RequestItem, defaults: Defaults) -> None:
+        params = item.params
+        if defaults.model is not None and params.get("model") != defaults.model:
+            self.kept_own["--model"] += 1
+        if defaults.max_tokens is not None:
+            own = params.get("max_completion_tokens", params.get("max_tokens"))
+            if own != defaults.max_tokens:
+                self.kept_own["--max-tokens"] += 1
+
+    def kept_own_note(self) -> str | None:
+        """A sentence naming the flags that lines overrode with their own values, or None."""
+        if not self.kept_own:
+            return None
+        parts = [
+            f"{flag} did not apply to {count:,} line(s) that set their own value"
+            for flag, count in self.kept_own.items()
+        ]
+        return "note: " + "; ".join(parts) + " (a line's own value wins over the command line's default)"
 
     def _problem(self, problem: InputProblem) -> bool:
         """Record a bad line; False when the input no longer matches the stored job (stop reading)."""

@@ -38,7 +38,6 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx2
-from rich.console import Console
 
 from .._exceptions import ConfigError
 from .._models import ErrorInfo, ErrorKind, Result, Usage
@@ -46,6 +45,7 @@ from ..pricing import PriceTable, load_prices
 from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
 from ._sniff import not_jsonl
+from ._view import JobView
 from .admission import Admission
 from .batch_api import (
     MAX_BATCH_BYTES,
@@ -376,8 +376,12 @@ class _BatchJob:
         return seen == set(intent.custom_ids)
 
 
-async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
-    """Run (or resume) the batch job described by `config`; never raises for per-item problems."""
+async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) -> JobOutcome:
+    """Run (or resume) the batch job described by `config`; never raises for per-item problems.
+
+    It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`.
+    """
+    say = (view or JobView()).say
     wrong_format = not_jsonl(config.input_path)
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
@@ -387,15 +391,11 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
     if isinstance(store, JobOutcome):
         return store
 
-    def say(text: str) -> None:
-        if not quiet:
-            console.print(text, highlight=False, markup=False, soft_wrap=True)
-
     try:
         if config.retry_failed:
             reset = store.reset_failed()
             store.release_ended_batches()
-            console.print(f"retrying {reset} failed item(s)")
+            say(f"retrying {reset} failed item(s)")
         writer = OutputWriter.open(config.output_path, store, "completion")
         started = time.monotonic()
         stop_reason: str | None = None
@@ -435,7 +435,7 @@ async def run_batch_job(config: BatchJobConfig, *, console: Console, quiet: bool
                 writer.rewrite()  # the retried items' old error lines are replaced: one line per id
             writer.close()
             tg.cancel_scope.cancel()
-        return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, console, quiet)
+        return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
@@ -449,22 +449,18 @@ def _outcome(
     wall: float,
     stop_reason: str | None,
     interrupted: bool,
-    console: Console,
-    quiet: bool,
+    say: Callable[[str], None],
 ) -> JobOutcome:
     counts = store.counts()
     _, cost, unpriced = store.totals()
     recorded, ended = store.batch_counts()
     summary = dataclasses.asdict(counts) | {"batches": recorded}
-    if not quiet:
-        console.print(
-            f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
-            f"{counts.duplicate} duplicate, "
-            f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
-            f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s",
-            highlight=False,
-            soft_wrap=True,
-        )
+    say(
+        f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
+        f"{counts.duplicate} duplicate, "
+        f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
+        f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s"
+    )
     if job.changed is not None:
         return JobOutcome(ExitCode.USAGE, job.changed, summary)
     note = (

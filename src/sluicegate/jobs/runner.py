@@ -14,7 +14,6 @@ import shlex
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 import httpx2
-from rich.console import Console
 
-from .._clock import SystemClock
+from .._clock import Clock, SystemClock
 from .._config import Timeouts
 from .._events import RequestCompleted
 from .._exceptions import BudgetExceededError, ConfigError, RunAbortedError
@@ -34,12 +32,12 @@ from .._stats import EngineStatistics
 from ..engine import Engine, shared_pool_name
 from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
-from ..progress import ProgressDisplay, ProgressTracker
 from ..retry import RetryPolicy
 from ._disk import NoSpace, no_space
 from ._messages import mismatch_message, with_max_cost
 from ._sniff import not_jsonl
 from ._spend import SpendLedger
+from ._view import JobView
 from .admission import Admission
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
@@ -83,9 +81,6 @@ class JobConfig:
     retry_failed: bool = False
     restart: bool = False
     minute: float | None = None  # overrides the windows learnt from the headers
-    # Real seconds per minute of the server's rate limits (6 with the built-in emulator): the progress view shows
-    # limits and rates in the server's own minutes and states this scale once.
-    display_minute: float = 60.0
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
@@ -106,9 +101,13 @@ class JobConfig:
 
 @dataclass
 class JobOutcome:
+    """How a job ended: the exit code for a CLI, the message for the user, the counts by state, and how long
+    it ran (None when it stopped before sending anything, so there is nothing to summarise)."""
+
     exit_code: int
     message: str
     counts: dict[str, int] = field(default_factory=dict)
+    wall: float | None = None
 
 
 def store_path_for(output: Path) -> Path:
@@ -224,12 +223,23 @@ def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: Ou
     return problem
 
 
-async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -> JobOutcome:
-    """Run (or resume) the job described by `config`; never raises for per-item problems."""
-    wrong_format = not_jsonl(config.input_path)
+async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Clock | None = None) -> JobOutcome:
+    """Run (or resume) the job described by `config`; never raises for per-item problems.
+
+    The job shows nothing itself: `view` receives its events and notes (the CLI renders them), and the outcome
+    says how it ended (the CLI maps it to an exit code). `clock` times the run (the system clock by default).
+    """
+    walls: list[float] = []
+    outcome = await _run_job(config, view or JobView(), clock or SystemClock(), walls)
+    outcome.wall = walls[0] if walls else None
+    return outcome
+
+
+async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[float]) -> JobOutcome:
+    # A table job reads CSV/Parquet on purpose; only a JSONL job is checked for a table given by mistake.
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
-    clock = SystemClock()
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
     store = open_store(
@@ -241,7 +251,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
     try:
         if config.retry_failed:
             reset = store.reset_failed()
-            console.print(f"retrying {reset} failed item(s)")
+            view.say(f"retrying {reset} failed item(s)")
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
         writer = (
             TableWriter(config.input_path, config.output_path, store)
@@ -250,15 +260,16 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         )
         before = store.counts()
         already = before.done + before.failed + before.invalid + before.duplicate
-        tracker = ProgressTracker(clock=clock, total=None, already_done=already)
+        view.started(already)
+        total_lines: int | None = None
 
         def on_problem(bad: InputProblem) -> None:
             if bad.duplicate:
                 # Not an output line: the id's first line has that. Told here once, counted in the summary.
-                console.print(f"line {bad.line}: {bad.message}", highlight=False, markup=False, soft_wrap=True)
-                tracker.skip()
+                view.say(f"line {bad.line}: {bad.message}")
+                view.skipped()
             else:
-                tracker(RequestCompleted(at=clock.now(), result=bad.to_result()))
+                view.emit(RequestCompleted(at=clock.now(), result=bad.to_result()))
 
         admission = Admission(store, on_problem)
 
@@ -297,27 +308,25 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             prices=config.prices,
             minute=config.minute,
             transport=config.transport,
-            sinks=[tracker, timeline] if ledger is None else [tracker, timeline, ledger],
+            sinks=[*view.sinks, timeline] if ledger is None else [*view.sinks, timeline, ledger],
             shared_limits=config.shared_limits,
             shared_limits_name=config.shared_limits_name
             or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
         )
         timeline.watch(engine.statistics)
-        started = time.monotonic()
+        view.engine(engine.statistics)
+        started = clock.now()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
         interrupts = 0
         async with engine, anyio.create_task_group() as tg:
-            display = ProgressDisplay(
-                tracker, console=console, statistics=engine.statistics, clock=clock, minute=config.display_minute
-            )
-            if not quiet:
-                tg.start_soon(display.run)
 
             async def count_lines() -> None:
                 # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
+                nonlocal total_lines
                 count = count_rows if config.table is not None else _count_lines
-                tracker.total = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
+                total_lines = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
+                view.counted(total_lines)
 
             tg.start_soon(count_lines)
 
@@ -327,8 +336,8 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
                     async for _ in signals:
                         interrupts += 1
                         if interrupts == 1:
-                            console.print(
-                                "[bold]Stopping:[/] no new requests; waiting for those in flight "
+                            view.say(
+                                "Stopping: no new requests; waiting for those in flight "
                                 f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
                             )
                             engine.stop_admitting()
@@ -364,9 +373,10 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
             saver.finish(rewrite=config.retry_failed)
             timeline.close()
             tg.cancel_scope.cancel()
-        wall = time.monotonic() - started
-        if not quiet:
-            display.print_summary(wall)
+        walls.append(clock.now() - started)
+        own = admission.kept_own_note()
+        if own is not None:
+            view.say(own)
         if admission.changed is not None:
             return JobOutcome(ExitCode.USAGE, admission.changed)
         if saver.failed is not None:
@@ -379,9 +389,7 @@ async def run_job(config: JobConfig, *, console: Console, quiet: bool = False) -
         counts = store.counts()
         summary = dataclasses.asdict(counts)
         # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
-        unfinished = _unfinished(
-            counts, tracker.total if tracker.total is not None else _count_lines(config.input_path)
-        )
+        unfinished = _unfinished(counts, total_lines if total_lines is not None else _count_lines(config.input_path))
         resume = config.resume()
         stats = engine.statistics()
         note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)

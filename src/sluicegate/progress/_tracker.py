@@ -168,6 +168,16 @@ class ProgressTracker:
         """Known later for big inputs: the runner counts lines in a thread while the first requests go out."""
         self._total = value
 
+    @property
+    def already_done(self) -> int:
+        """Items finished by earlier runs of the same job."""
+        return self._already_done
+
+    @already_done.setter
+    def already_done(self, value: int) -> None:
+        """Known once the job's store is open, after the display may have started."""
+        self._already_done = value
+
     def __call__(self, event: Event) -> None:
         """Take one engine event; cheap and never raises on a well-formed event."""
         if isinstance(event, RequestCompleted):
