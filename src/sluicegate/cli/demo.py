@@ -30,9 +30,7 @@ def demo(documents: int | None, quick: bool, systems: tuple[str, ...]) -> None:
     and missing (dropped without an error), the 429s met, the wall time, and whether every answer belongs
     to its own document.
 
-    \b
-    Example:
-      sluicegate demo --quick --system gather --system sluicegate
+    Example: sluicegate demo --quick --system gather --system sluicegate
     """
     from rich.console import Console
 
