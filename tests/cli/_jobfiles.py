@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,17 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     text = out.read_text()
     assert text == "" or text.endswith("\n")
     return [json.loads(line) for line in text.splitlines()]
+
+
+def wait_for_a_recorded_batch(proc: subprocess.Popen[Any], store: Path, *, poll: float) -> None:
+    """Until the job store records its first batch, the command ends, or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as db:
+                    if db.execute("SELECT count(*) FROM batches").fetchone()[0]:
+                        return
+            except sqlite3.OperationalError:  # the table is not created yet
+                pass
+        time.sleep(poll)

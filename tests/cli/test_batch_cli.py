@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
-from ._jobfiles import env_for, read_results, write_input
+from ._jobfiles import env_for, read_results, wait_for_a_recorded_batch, write_input
 
 pytestmark = pytest.mark.e2e
 
@@ -52,20 +51,6 @@ def _batched(emu: RunningEmulator) -> int:
 
 def _db(out: Path) -> sqlite3.Connection:
     return sqlite3.connect(out.with_name(out.name + ".sluicegate.db"))
-
-
-def _wait_for_a_recorded_batch(proc: subprocess.Popen[Any], store: Path, *, poll: float) -> None:
-    """Until the job store records its first batch, the command ends, or 30 s pass."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists():
-            try:
-                with sqlite3.connect(store) as db:
-                    if db.execute("SELECT count(*) FROM batches").fetchone()[0]:
-                        return
-            except sqlite3.OperationalError:  # the table is not created yet
-                pass
-        time.sleep(poll)
 
 
 def test_good_and_bad_lines_each_once_at_the_batch_price(
@@ -143,7 +128,7 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     cmd = _cmd(inp, out, "--max-batch-requests", "3", "--quiet")  # 10 batches: the kill likely lands among them
     proc = subprocess.Popen(cmd, env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = out.with_name(out.name + ".sluicegate.db")
-    _wait_for_a_recorded_batch(proc, store, poll=0.002)
+    wait_for_a_recorded_batch(proc, store, poll=0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     emu.wait_idle()  # the server finished a create the dead client sent, so its count is final
@@ -173,7 +158,7 @@ def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(inp, 8)
     proc = subprocess.Popen(_cmd(inp, out), env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_a_recorded_batch(proc, out.with_name(out.name + ".sluicegate.db"), poll=0.01)  # now it polls
+    wait_for_a_recorded_batch(proc, out.with_name(out.name + ".sluicegate.db"), poll=0.01)  # now it polls
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
@@ -236,7 +221,7 @@ def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_l
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
     proc = subprocess.Popen(_cmd(inp, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = out.with_name(out.name + ".sluicegate.db")
-    _wait_for_a_recorded_batch(proc, store, poll=0.01)
+    wait_for_a_recorded_batch(proc, store, poll=0.01)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

@@ -59,6 +59,9 @@ def test_a_csv_file_is_recognised_before_anything_is_sent(tmp_path: Path, name: 
     if name.endswith(".txt"):
         assert "looks like CSV (first line: 'id,prompt')" in proc.stderr
         assert "csv.DictReader" in proc.stderr
+    else:
+        assert "looks like CSV (first line: 'id,prompt')" in proc.stderr
+        assert "--template 'Summarise: {prompt}' --id-column id" in proc.stderr
     assert "not valid JSON" not in proc.stderr
     assert "--retry-failed" not in proc.stderr
     assert not out.exists()

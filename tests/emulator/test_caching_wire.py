@@ -127,9 +127,10 @@ async def test_max_tokens_zero_prewarms_the_cache(emulator: Factory) -> None:
 
 
 async def test_cache_entries_are_per_api_key_and_shared_with_that_keys_batches(emulator: Factory) -> None:
-    """Each key is its own organisation: another key cannot read an entry; the same key's batches can."""
+    """Each key is its own organisation: another key cannot read an entry; the same key's batches can, when the
+    batch cache is not isolated."""
     # A 6-second minute: entries live 30 real seconds (5 emulated minutes); a batch takes 0.06 real seconds.
-    emu = emulator(minute=6.0, batch_seconds=0.6)
+    emu = emulator(minute=6.0, batch_seconds=0.6, batch_cache_isolated=False)
     clients = {k: anthropic.AsyncAnthropic(base_url=emu.base_url, api_key=k, max_retries=0) for k in ("a", "b")}
     async with clients["a"] as a, clients["b"] as b:
         assert (await a.messages.create(**PARAMS)).usage.cache_creation_input_tokens == PREFIX

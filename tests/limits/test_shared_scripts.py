@@ -25,8 +25,11 @@ class Pool:
     async def call(self, script: str, *args: Any) -> Any:
         return await self.client.eval(getattr(lua, script), 1, self.prefix, *args)
 
-    async def limits(self, r: float = 0, i: float = 0, o: float = 0, t: float = 0, window: float = 60.0) -> None:
-        args: list[Any] = [1.0]
+    async def limits(self, r: float = 0, i: float = 0, o: float = 0, t: float = 0) -> None:
+        """Limits per hour, buckets holding a minute: the same capacities as per-minute limits with one-second
+        buckets, refilled 60 times slower, so a loaded machine's milliseconds between calls do not show."""
+        window, burst = 3600.0, 60.0
+        args: list[Any] = [burst]
         for limit in (r, i, o, t):
             args += [limit or "", window, "", 0]
         await self.call("OBSERVE", *args)
@@ -53,24 +56,23 @@ async def pool(redis_url: str) -> AsyncIterator[Pool]:
 
 async def test_reserve_takes_every_dimension_and_names_the_binding_one(pool: Pool) -> None:
     """One call takes requests, input and output tokens together; the wait is set by the scarcest bucket."""
-    # Per second: 10 requests, 1,000 input tokens, 100 output tokens; buckets hold one second.
+    # Buckets of 10 requests, 1,000 input tokens and 100 output tokens, refilled in a minute.
     await pool.limits(r=600, i=60_000, o=6_000)
     assert await pool.reserve("p1", "1", 100, 50) == (1, 0.0, "")
-    assert await pool.level("r") == pytest.approx(9, abs=0.1)
-    assert await pool.level("i") == pytest.approx(900, abs=10)
-    assert await pool.level("o") == pytest.approx(50, abs=1)
+    assert await pool.level("r") == pytest.approx(9, abs=0.01)
+    assert await pool.level("i") == pytest.approx(900, abs=1)
+    assert await pool.level("o") == pytest.approx(50, abs=0.1)
     ok, wait, binding = await pool.reserve("p1", "2", 100, 100)
-    # 50 output tokens short at 100/s: admitted now, to be sent in half a second (the other buckets had room).
+    # 50 output tokens short at 100 a minute: admitted now, to be sent in 30 s (the other buckets had room).
     assert (ok, binding) == (1, "o")
-    assert wait == pytest.approx(0.5, abs=0.01)
-    # Stored levels are as of each call; the few milliseconds between calls refill a little.
-    assert await pool.level("o") == pytest.approx(-50, abs=2)
-    assert await pool.level("r") == pytest.approx(8, abs=0.1)
+    assert wait == pytest.approx(30, abs=0.5)  # less the time between the calls
+    assert await pool.level("o") == pytest.approx(-50, abs=0.1)
+    assert await pool.level("r") == pytest.approx(8, abs=0.01)
 
 
 async def test_concurrent_reserves_are_serialised_first_come_first_served(pool: Pool) -> None:
     """Fifty reserves racing from different processes each wait exactly one request's refill longer than the last."""
-    await pool.limits(r=60)  # one request per second, bucket of two (it holds at least two requests)
+    await pool.limits(r=60)  # one request a minute, held one at a time; a bucket is at least two requests
     waits: list[float] = []
 
     async def one(i: int) -> None:
@@ -82,10 +84,10 @@ async def test_concurrent_reserves_are_serialised_first_come_first_served(pool: 
         for i in range(50):
             tg.start_soon(one, i)
     waits.sort()
-    # Nothing was lost or taken twice: after the one request the bucket held, each waits one second more.
+    # Nothing was lost or taken twice: after the one request the bucket held, each waits a minute more.
     assert waits[0] == 0.0
     for k, wait in enumerate(waits[1:], start=1):
-        assert wait == pytest.approx(k, abs=0.1)
+        assert wait == pytest.approx(60 * k, abs=1)
 
 
 async def test_settle_charges_usage_and_refunds_the_rest(pool: Pool) -> None:
@@ -94,19 +96,19 @@ async def test_settle_charges_usage_and_refunds_the_rest(pool: Pool) -> None:
     await pool.reserve("p1", "a", 500, 900)
     await pool.reserve("p1", "b", 500, 900)
     assert await pool.call("SETTLE", "p1", "a", "ok", 400, 100, 0.5) == 1
-    assert await pool.level("i") == pytest.approx(1000 - 400 - 500, abs=2)
-    assert await pool.level("o") == pytest.approx(1000 - 100 - 900, abs=2)
+    assert await pool.level("i") == pytest.approx(1000 - 400 - 500, abs=0.5)
+    assert await pool.level("o") == pytest.approx(1000 - 100 - 900, abs=0.5)
     assert await pool.call("SETTLE", "p1", "b", "refund", 0, 0, 0) == 1
-    assert await pool.level("r") == pytest.approx(9, abs=0.1)
-    assert await pool.level("o") == pytest.approx(900, abs=2)
+    assert await pool.level("r") == pytest.approx(9, abs=0.01)
+    assert await pool.level("o") == pytest.approx(900, abs=0.5)
     assert await pool.call("SETTLE", "p1", "b", "ok", 1, 1, 0) == 0  # settled once only
 
 
 async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool: Pool) -> None:
     """A process that never settles (killed) gets its reserved output tokens refunded once its lease lapses."""
-    await pool.limits(o=6_000)  # 100 output tokens per second, bucket of 100
+    await pool.limits(o=6_000)  # a bucket of 100 output tokens, refilled in a minute
     await pool.reserve("dead", "1", 0, 50, lease=0.2)
-    assert await pool.level("o") == pytest.approx(50, abs=1)
+    assert await pool.level("o") == pytest.approx(50, abs=0.1)
     await anyio.sleep(0.25)
     live, *_ = await pool.call("HEARTBEAT", "alive", 5.0, 0)
     assert live == b"1"  # the dead process left the pool
@@ -117,11 +119,11 @@ async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool:
 async def test_a_pause_stops_every_process_until_it_ends(pool: Pool) -> None:
     """A 429 seen by one process: every reserve in the pool is refused with the time left, and admitted after."""
     await pool.limits(r=600)
-    left = float(await pool.call("PAUSE", 0.3, 0))
-    assert left == pytest.approx(0.3, abs=0.01)
+    left = float(await pool.call("PAUSE", 1.5, 0))
+    assert left == pytest.approx(1.5, abs=0.01)
     ok, wait, binding = await pool.reserve("other", "1", 1, 1)
     assert (ok, binding) == (0, "cooldown")
-    assert 0.25 < wait <= 0.3
+    assert 0.5 < wait <= 1.5
     await anyio.sleep(wait)
     assert (await pool.reserve("other", "2", 1, 1))[0] == 1
 
@@ -129,7 +131,7 @@ async def test_a_pause_stops_every_process_until_it_ends(pool: Pool) -> None:
 async def test_remaining_pulls_the_level_down_never_up(pool: Pool) -> None:
     """The server's `remaining` lowers the pool's level when lower, and is ignored when higher."""
     await pool.limits(r=600)
-    await pool.call("OBSERVE", 1.0, 600, 60, 3, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, 600, 3600, 3, 1, *([""] * 12))
     assert await pool.level("r") == pytest.approx(3, abs=0.05)
-    await pool.call("OBSERVE", 1.0, 600, 60, 500, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, 600, 3600, 500, 1, *([""] * 12))
     assert await pool.level("r") == pytest.approx(3, abs=0.1)

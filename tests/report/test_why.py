@@ -196,3 +196,19 @@ def test_a_job_without_a_timeline_says_so_instead_of_guessing() -> None:
     d = explain(profile([]))
     assert d.bound == "none"
     assert d.paragraph.startswith("No timeline was recorded for this job")
+
+
+def test_429_pauses_at_the_ceiling_are_blamed_on_the_limit_they_enforced() -> None:
+    """At 100% of the RPM ceiling, admission waiting on 429 cool-downs is the limit at work: RPM bound it."""
+    rows = timeline(
+        per_second=10,
+        input_tokens=200,
+        output_tokens=50,
+        latency=1.0,
+        rpm=600,
+        itpm=2_000_000,
+        otpm=400_000,
+        concurrency=22,
+        binding="cooldown",
+    )
+    assert explain(profile(rows)).bound == "requests"

@@ -15,6 +15,7 @@ _COMMANDS = {
     "demo": "sluicegate.cli.demo:demo",
     "estimate": "sluicegate.cli.estimate:estimate",
     "batch": "sluicegate.cli.batch:batch",
+    "plan": "sluicegate.cli.plan:plan",
     "serve": "sluicegate.cli.serve:serve",
     "report": "sluicegate.cli.report:report",
 }

@@ -11,6 +11,7 @@ from sluicegate._clock import Clock, SystemClock
 from sluicegate._stats import EngineStatistics
 from sluicegate.jobs._view import JobView
 from sluicegate.jobs.runner import JobOutcome
+from sluicegate.pricing import PriceTable, load_prices
 from sluicegate.progress import ProgressDisplay, ProgressTracker
 
 __all__ = ["show_job"]
@@ -18,14 +19,16 @@ __all__ = ["show_job"]
 Job = Callable[[JobView, Clock], Awaitable[JobOutcome]]
 
 
-async def show_job(job: Job, *, console: Console, quiet: bool, minute: float = 60.0) -> JobOutcome:
+async def show_job(
+    job: Job, *, console: Console, quiet: bool, minute: float = 60.0, prices: PriceTable | None = None
+) -> JobOutcome:
     """Run `job` with a progress view on `console` (unless quiet), then print its summary table.
 
     `minute` is the server's rate-limit minute in real seconds (6 with the built-in emulator): the view shows
-    limits and rates in the server's own minutes and says so once.
+    limits and rates in the server's own minutes and says so once. `prices` also price what cache reads saved.
     """
     clock = SystemClock()
-    tracker = ProgressTracker(clock=clock, total=None)
+    tracker = ProgressTracker(clock=clock, total=None, uncached_cost=load_prices(prices).cost)
     statistics: list[Callable[[], EngineStatistics]] = []
 
     def engine_statistics() -> EngineStatistics:

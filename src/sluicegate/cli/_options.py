@@ -71,3 +71,16 @@ def job_file_options(command: Any) -> Any:
     ):
         command = option(command)
     return command
+
+
+def shared_limits_options(command: Any) -> Any:
+    """`--shared-limits redis://...` and `--shared-limits-name`: one limiter in Redis for every process on a key."""
+    command = click.option(
+        "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+    )(command)
+    return click.option(
+        "--shared-limits",
+        metavar="redis://HOST:PORT/DB",
+        default=None,
+        help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+    )(command)

@@ -1,28 +1,34 @@
-"""`sluicegate batch IN.jsonl -o OUT.jsonl`: the same job through the Message Batches API, at half price."""
+"""`sluicegate batch IN.jsonl -o OUT.jsonl`: the same job through a batch API (Anthropic or OpenAI), at half price."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command
-from sluicegate.jobs.batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS
+from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-_DEFAULT_URL = "https://api.anthropic.com"
 _POLL_INTERVAL = 30.0
 _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
 
 
 @click.command()
 @job_file_options
-@click.option("--base-url", default=None, help="API base URL (default: the API's, or ANTHROPIC_BASE_URL).")
+@click.option(
+    "--provider",
+    type=click.Choice(["anthropic", "openai"]),
+    default="anthropic",
+    show_default=True,
+    help="Message Batches (anthropic) or the Batch API with file uploads (openai).",
+)
+@click.option("--base-url", default=None, help="API base URL (default: the API's, or *_BASE_URL).")
 @prices_option
 @click.option(
     "--poll-interval",
@@ -31,31 +37,66 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
     help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
     f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
 )
+@click.option(
+    "--cache-warmup/--no-cache-warmup",
+    default=True,
+    show_default=True,
+    help="Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch.",
+)
+@click.option(
+    "--deadline",
+    callback=deadline_option,
+    default=None,
+    help="End by then (e.g. 6h): batches still running when only the time to finish online is left are "
+    "cancelled, what they finished is kept and the rest is sent online.",
+)
+@click.option("--rpm", type=float, default=None, help="Online requests per minute, to time a deadline cancel.")
+@click.option("--itpm", type=float, default=None, help="Online input tokens per minute.")
+@click.option("--otpm", type=float, default=None, help="Online output tokens per minute.")
+@click.option(
+    "--minute",
+    type=float,
+    default=None,
+    help="Real seconds per rate-limit minute: only for emulators in compressed time.",
+)
+# For tests against a local emulator: the allowance for one online answer and for a cancel to take effect.
+@click.option("--online-latency", type=click.FloatRange(min=0), default=None, hidden=True)
+@click.option("--cancel-allowance", type=click.FloatRange(min=0), default=None, hidden=True)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
 # For tests and odd accounts: smaller batches than the API allows.
-@click.option("--max-batch-requests", type=click.IntRange(min=1), default=MAX_BATCH_REQUESTS, hidden=True)
-@click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=MAX_BATCH_BYTES, hidden=True)
+@click.option("--max-batch-requests", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=None, hidden=True)
 def batch(
     input_path: Path,
     output_path: Path,
     model: str | None,
     max_tokens: int | None,
     system: str | None,
+    provider: Literal["anthropic", "openai"],
     base_url: str | None,
     prices: PriceTable | None,
     poll_interval: float | None,
+    cache_warmup: bool,
+    deadline: float | None,
+    rpm: float | None,
+    itpm: float | None,
+    otpm: float | None,
+    minute: float | None,
+    online_latency: float | None,
+    cancel_allowance: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
-    max_batch_requests: int,
-    max_batch_bytes: int,
+    max_batch_requests: int | None,
+    max_batch_bytes: int | None,
 ) -> None:
-    """Send every request in INPUT_PATH (JSONL) through the Message Batches API: half price, results within 24 h.
+    """Send every request in INPUT_PATH (JSONL) through a batch API: half price, results within 24 h.
 
     Same input and output files as `sluicegate run`. The input is split into batches within the API's limits
-    (100,000 requests or 256 MB each); each batch is recorded in the job store as soon as it is created, then
+    (Anthropic: 100,000 requests or 256 MB each; OpenAI: 50,000 requests or 200 MB per uploaded file, one model
+    per file); each batch is recorded in the job store as soon as it is created, then
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
@@ -71,7 +112,7 @@ def batch(
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
 
     console = Console(stderr=True)
-    with _endpoint("anthropic", base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
+    with _endpoint(provider, base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
         interval = poll_interval
         if interval is None:
             interval = _EMULATED_POLL_INTERVAL if emulated else _POLL_INTERVAL
@@ -79,12 +120,24 @@ def batch(
             input_path=input_path,
             output_path=output_path,
             api_key=key,
-            base_url=url or _DEFAULT_URL,
+            base_url=url or DEFAULT_URLS[provider],
+            provider=provider,
             settings_base=label,
             defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
             prices=prices,
             poll_interval=interval,
             retry_failed=retry_failed,
+            cache_warmup=cache_warmup,
+            **deadline_settings(
+                deadline,
+                rpm,
+                itpm,
+                otpm,
+                emulated,
+                minute=minute,
+                latency=online_latency,
+                cancel_allowance=cancel_allowance,
+            ),
             restart=restart,
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command
+from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
+from sluicegate.cli._routes import batch_route, deadline_option, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -71,10 +72,7 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
 
     if template is None:
         if is_table(input_path):
-            raise click.UsageError(
-                f"{input_path.name} is a table: say how a row becomes a prompt with --template, for example "
-                "--template 'Summarise this ticket: {body}' --id-column ticket_id (columns in braces)"
-            )
+            raise click.UsageError(_table_hint(input_path))
         if id_column is not None:
             raise click.UsageError("--id-column needs --template")
         if is_table_output(output_path):
@@ -84,6 +82,22 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
         return TableSpec(template=template, id_column=id_column)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--template") from exc
+
+
+def _table_hint(path: Path) -> str:
+    """What a table fed without --template looks like, and the options that run it."""
+    from sluicegate.jobs.tables import column_names
+
+    columns = column_names(path)
+    kind = {".parquet": "Parquet", ".pq": "Parquet", ".tsv": "TSV"}.get(path.suffix.lower(), "CSV")
+    text = next((c for c in columns if c.lower() in ("prompt", "text", "body")), columns[-1] if columns else "text")
+    ids = next((c for c in columns if c.lower() in ("id", "custom_id") or c.lower().endswith("_id")), None)
+    example = f"--template 'Summarise: {{{text}}}'" + (f" --id-column {ids}" if ids else "")
+    return (
+        f"{path.name} looks like {kind} ({'columns' if kind == 'Parquet' else 'first line'}: "
+        f"{','.join(columns)[:80]!r}): run it as a table, saying how a row "
+        f"becomes a prompt, e.g. {example} ({{column}} is filled from each row)"
+    )
 
 
 @click.command()
@@ -121,14 +135,21 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
     help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
 )
 @click.option(
-    "--shared-limits",
-    metavar="redis://HOST:PORT/DB",
-    default=None,
-    help="Share one rate limiter through Redis with every process on the same key (redis extra).",
+    "--cache-warmup/--no-cache-warmup",
+    default=True,
+    show_default=True,
+    help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
 )
 @click.option(
-    "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
+    "--route",
+    type=click.Choice(["online", "batch", "flex", "auto"]),
+    default="online",
+    show_default=True,
+    help="online; batch (the provider's batch API, half price); flex (OpenAI's flex tier at batch prices, "
+    "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
+@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@shared_limits_options
 @click.option(
     "--template",
     default=None,
@@ -159,6 +180,9 @@ def run(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    cache_warmup: bool,
+    route: str,
+    deadline: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
     template: str | None,
@@ -190,6 +214,35 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
+        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
+        given = (rpm, itpm, otpm)
+        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
+        if chosen != "online" and max_cost is not None:
+            raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
+        if chosen == "batch" and table is not None:
+            raise click.UsageError("the batch route reads JSONL requests; tables (--template) go online")
+        if chosen == "batch":
+            outcome = batch_route(
+                input_path=input_path,
+                output_path=output_path,
+                provider=provider,
+                url=url,
+                key=key,
+                label=label,
+                emulated=emulated,
+                defaults=defaults,
+                prices=prices,
+                deadline=deadline,
+                limits=given,
+                minute=emulator_minute if emulated else minute,
+                cache_warmup=cache_warmup,
+                retry_failed=retry_failed,
+                restart=restart,
+                quiet=quiet,
+                resume=resume_command(sys.argv),
+            )
+            click.echo(outcome.message, err=True)
+            sys.exit(outcome.exit_code)
         config = JobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -205,6 +258,8 @@ def run(
             ordered=ordered,
             retry_failed=retry_failed,
             restart=restart,
+            cache_warmup=cache_warmup,
+            service_tier="flex" if chosen == "flex" else "standard",
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,
@@ -218,6 +273,7 @@ def run(
                 console=console,
                 quiet=quiet,
                 minute=display_minute,
+                prices=prices,
             )
         )
     click.echo(outcome.message, err=True)

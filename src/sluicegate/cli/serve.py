@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import prices_option, shared_limits_options
 from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
 from sluicegate.limits.limiter import Limits
 
@@ -108,6 +108,7 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
 @click.option("--tier", type=click.IntRange(1, 4), default=1, show_default=True, help="Emulator tier.")
 @click.option("--minute", type=float, default=None, help="Real seconds per rate-limit minute (emulators only).")
 @click.option("--fault", "faults", multiple=True, help="Emulator fault KIND:PROB or KIND@START-END.")
+@shared_limits_options
 def serve(
     base_url: str | None,
     provider: Literal["anthropic", "openai"],
@@ -128,6 +129,8 @@ def serve(
     tier: int,
     minute: float | None,
     faults: tuple[str, ...],
+    shared_limits: str | None,
+    shared_limits_name: str | None,
 ) -> None:
     """Serve the Anthropic (or OpenAI) API on HOST:PORT in front of one shared rate limiter.
 
@@ -183,6 +186,8 @@ def serve(
             max_queue=max_queue,
             max_cost=max_cost,
             prices=prices,
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
             emulated=emulated,
         )
         uv_config = uvicorn.Config(

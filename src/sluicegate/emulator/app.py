@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sluicegate.emulator.batches import batch_routes
 from sluicegate.emulator.messages import CountTokensHandler, MessagesHandler
 from sluicegate.emulator.openai_api import openai_routes
+from sluicegate.emulator.openai_batches import batch_api_routes
+from sluicegate.emulator.openai_files import file_routes
 from sluicegate.emulator.transport import RAW_SEND
 
 if TYPE_CHECKING:
@@ -99,6 +101,8 @@ def build_app(state: EmulatorState) -> FastDispatch:
     ]
     routes.extend(openai_routes(state))
     routes.extend(batch_routes(state))
+    routes.extend(file_routes(state))
+    routes.extend(batch_api_routes(state))
     app = Starlette(routes=routes)
     app.state.emulator = state
     return FastDispatch(app, routes, state)

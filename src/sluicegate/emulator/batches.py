@@ -24,7 +24,9 @@ from sluicegate.emulator.organization import organization_id
 if TYPE_CHECKING:
     from sluicegate.emulator.state import EmulatorState
 
-__all__ = ["BatchStore", "batch_routes", "core_processor"]
+__all__ = ["BATCH_SCOPE", "BatchStore", "batch_routes", "core_processor"]
+
+BATCH_SCOPE = "/batches"  # appended to a key's cache scope: the batch side of its prompt cache, when isolated
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -45,14 +47,15 @@ def _not_found(batch_id: str) -> JSONResponse:
     return _error(404, "not_found_error", f"No batch found with id '{batch_id}'.")
 
 
-def core_processor(state: EmulatorState, scope: str = "") -> Processor:
-    """Run one batch request through the core's single-request simulation, errors becoming `errored` results."""
+def core_processor(state: EmulatorState, scope: str = "", deferred: list[Any] | None = None) -> Processor:
+    """Run one batch request through the core's single-request simulation, errors becoming `errored` results;
+    with `deferred`, its cache writes are kept there until the batch ends (see `batch_cache_isolated`)."""
     from sluicegate.emulator.errors import ApiError
     from sluicegate.emulator.messages import complete_message
 
     def process(params: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            message = complete_message(state, dict(params), service_tier="batch", scope=scope)
+            message = complete_message(state, dict(params), service_tier="batch", scope=scope, deferred=deferred)
         except ApiError as exc:
             return {"type": "errored", "error": exc.anthropic_body()}
         return {"type": "succeeded", "message": message}
@@ -64,9 +67,17 @@ def batch_routes(state: EmulatorState, *, process: Processor | None = None) -> l
     """The Message Batches routes of one emulator, over `state.batches` (`state.config.minute` scales time)."""
     store: BatchStore = state.batches
 
+    isolated = state.config.batch_cache_isolated
+    writes: dict[str, list[Any]] = {}  # cache writes of running batches, readable once each batch ends
+
     def runner(batch: Batch) -> Processor:
-        # The core processor is bound to the batch's key so its requests use that key's prompt cache.
-        return core_processor(state, batch.scope) if process is None else process
+        # The core processor is bound to the batch's key so its requests use that key's prompt cache (its batch
+        # side only, when isolated).
+        if process is not None:
+            return process
+        if not isolated:
+            return core_processor(state, batch.scope)
+        return core_processor(state, batch.scope + BATCH_SCOPE, writes.setdefault(batch.id, []))
 
     scale = float(state.config.minute) / 60.0  # real seconds per emulated second
 
@@ -79,6 +90,9 @@ def batch_routes(state: EmulatorState, *, process: Processor | None = None) -> l
     def fresh(batch: Batch) -> Batch:
         seen = len(batch.results)
         store.advance(batch, state.emulated_now(), runner(batch))
+        if batch.ended_at is not None and batch.id in writes:
+            for plan in writes.pop(batch.id):
+                state.cache.commit(plan, state.emulated_now())
         counters = state.stats  # read per call: reset replaces it
         for line in batch.results[seen:]:
             counters.batch_result(line["result"])

@@ -91,6 +91,15 @@ class EmulatorConfig:
     faults: tuple[FaultSpec, ...] = ()
     batch_seconds: float = 30.0
     batch_deadline: float = 86_400.0
+    # Message Batches and the prompt cache, as users observe it (not as documented): a batch request reads no entry
+    # an online request wrote, and a batch's own writes become readable only once that batch has ended, so a
+    # one-request priming batch makes the next batch read while a lone batch of N writes N times. False: batches
+    # share the key's online cache and see each other's writes at once.
+    batch_cache_isolated: bool = True
+    # OpenAI flex processing (`service_tier: "flex"`, billed at batch prices): answers come this many times slower,
+    # and this share of flex requests is refused with a 429 "resource unavailable" (capacity is best effort).
+    flex_slowdown: float = 3.0
+    flex_refusal: float = 0.0
 
     def limits(self, model_class: str | None = None) -> tuple[int, int, int]:
         """(rpm, itpm, otpm) for a model class ("haiku", "sonnet", "opus") after explicit overrides."""

@@ -124,12 +124,20 @@ def _msg_id(state: EmulatorState) -> str:
 
 
 def complete_message(
-    state: EmulatorState, params: dict[str, Any], *, service_tier: str = "standard", scope: str = ""
+    state: EmulatorState,
+    params: dict[str, Any],
+    *,
+    service_tier: str = "standard",
+    scope: str = "",
+    deferred: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """A full Message dict for `params` without rate limiting or latency (batches use this)."""
+    """A full Message dict for `params` without rate limiting or latency (batches use this). With `deferred`, the
+    cache writes are appended there for the caller to commit later instead of becoming readable now."""
     model = validate_message_params(params, state.config)
     input_usage, _, plan = _input_usage(state, params, model, scope)
-    if plan is not None:
+    if plan is not None and deferred is not None:
+        deferred.append(plan)
+    elif plan is not None:
         state.cache.commit(plan, state.emulated_now())
     gen = content.generate(state, params)
     usage = _usage(input_usage, gen.output_tokens, service_tier)

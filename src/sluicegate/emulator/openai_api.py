@@ -29,7 +29,16 @@ from sluicegate.emulator.transport import ClosingStreamingResponse, FastJSONResp
 if TYPE_CHECKING:
     from sluicegate.emulator.state import EmulatorState
 
-__all__ = ["DEFAULT_MAX_TOKENS", "Admitted", "ChatBackend", "Completion", "Throttled", "core_backend", "openai_routes"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "Admitted",
+    "ChatBackend",
+    "Completion",
+    "Throttled",
+    "batch_chat_completion",
+    "core_backend",
+    "openai_routes",
+]
 
 DEFAULT_MAX_TOKENS = 4096
 _CHAT = "POST /v1/chat/completions"  # this route's name in the stats
@@ -303,6 +312,16 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
                 "insufficient_quota",
                 headers={"x-should-retry": "false"},
             )
+        tier = "flex" if body.get("service_tier") == "flex" else "default"
+        if tier == "flex" and core.rng.random() < state.config.flex_refusal:
+            # Flex capacity is best effort: a refusal is a 429 (not billed); the exact body is UNCONFIRMED.
+            raise _OpenAIError(
+                429,
+                "Resource unavailable: there is not enough flex processing capacity right now. Retry later or use "
+                "the default service tier.",
+                "resource_unavailable",
+                "resource_unavailable",
+            )
         fault = core.fault()
         fault_kind = fault.kind if fault is not None else None
         if fault is not None:
@@ -344,6 +363,9 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
         }
         headers = {**admission.headers(), "x-request-id": "req_" + fmt.completion_id(core.rng)[9:]}
         first, per_token = core.delays(gen.output_tokens)
+        if tier == "flex":
+            slowdown = state.config.flex_slowdown
+            first, per_token = first * slowdown, per_token * slowdown
         if fault is not None and fault.kind == "slow":
             first += fault.delay
         if not stream:
@@ -353,7 +375,7 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
                 await anyio.sleep(per_token * gen.output_tokens)
             finally:
                 admission.finish(completion_tokens)
-            out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, **ids)
+            out = fmt.completion_body(texts=[gen.text] * n, finish_reason=finish, usage=usage, service_tier=tier, **ids)
             return FastJSONResponse(out, headers=headers)
 
         async def events() -> AsyncIterator[bytes]:
@@ -388,3 +410,33 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
         return ClosingStreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=headers)
 
     return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+
+
+def batch_chat_completion(state: EmulatorState, body: Any, scope: str) -> tuple[int, dict[str, Any]]:
+    """One request of an OpenAI batch through the chat simulation, with no rate limit, latency or fault:
+    (HTTP status, response body) as the batch's output or error file records it. The prompt cache is the key's,
+    read and then written at once (a batch request's answer is complete when it is recorded)."""
+    core = core_backend(state)
+    try:
+        model, messages, max_tokens, stops = _validate(body)
+        if body.get("stream"):
+            raise _bad("Streaming is not supported in the Batch API.", "stream")
+    except _OpenAIError as exc:
+        return exc.status, exc.body
+    n = int(body.get("n", 1))
+    prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
+    prompt_tokens = count_tokens(prompt)
+    cached_tokens, cache_commit = core.prompt_cache(scope, prompt)
+    cache_commit()
+    gen = core.generate({"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops})
+    usage = fmt.usage_body(prompt_tokens, gen.output_tokens * n, cached_tokens)
+    out = fmt.completion_body(
+        id=fmt.completion_id(core.rng),
+        created=int(time.time()),
+        model=model,
+        fingerprint="fp_e0a1b2c3d4",
+        texts=[gen.text] * n,
+        finish_reason=fmt.FINISH_REASONS.get(gen.stop_reason, "stop"),
+        usage=usage,
+    )
+    return 200, out

@@ -88,6 +88,7 @@ def completion_body(
     texts: list[str],
     finish_reason: str,
     usage: dict[str, Any],
+    service_tier: str = "default",
 ) -> dict[str, Any]:
     """A full `chat.completion` object with one choice per text."""
     return {
@@ -105,7 +106,7 @@ def completion_body(
             for i, text in enumerate(texts)
         ],
         "usage": usage,
-        "service_tier": "default",
+        "service_tier": service_tier,
         "system_fingerprint": fingerprint,
     }
 

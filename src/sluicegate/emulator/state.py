@@ -8,7 +8,9 @@ import time
 from sluicegate.emulator.batch_store import BatchStore
 from sluicegate.emulator.caching import PromptCache
 from sluicegate.emulator.config import EmulatorConfig
+from sluicegate.emulator.openai_batches import OpenAIBatches
 from sluicegate.emulator.openai_cache import OpenAIPrefixCache
+from sluicegate.emulator.openai_files import FileStore
 from sluicegate.emulator.ratelimit import ServerLimits
 from sluicegate.emulator.stats import Stats
 
@@ -26,6 +28,8 @@ class EmulatorState:
         self.stats = Stats(self.now)
         self.cache = PromptCache()
         self.openai_cache = OpenAIPrefixCache()
+        self.files = FileStore(config.seed)
+        self.openai_batches = OpenAIBatches(duration=config.batch_seconds, deadline=config.batch_deadline)
         self.batches = BatchStore(
             duration=config.batch_seconds, deadline=config.batch_deadline, cancel_delay=1.0, seed=config.seed
         )
@@ -47,5 +51,7 @@ class EmulatorState:
         self.limits = ServerLimits(self.config, self.now)
         self.stats = Stats(self.now)
         self.openai_cache.clear()
+        self.files.clear()
+        self.openai_batches.clear()
         self.cache.clear()
         self.batches.clear()

@@ -24,6 +24,7 @@ from .._exceptions import BatchApiError, BatchRejectedError
 from .._gate import AttemptGate, Pass
 from .._models import Usage
 from ..providers.anthropic import AnthropicProvider
+from ..providers.base import Provider
 from ..retry import Outcome, RetryPolicy
 
 __all__ = [
@@ -90,6 +91,17 @@ class _Retry(Exception):
 class BatchClient:
     """One HTTP client for the Message Batches endpoints of one API base URL."""
 
+    # What a subclass for another provider's batch API replaces: auth headers and error bodies, the key's name.
+    provider: Provider = AnthropicProvider()
+    key_variable = "ANTHROPIC_API_KEY"
+    list_path = _PATH
+    after_param = "after_id"  # the list's cursor parameter
+
+    @staticmethod
+    def parse_status(data: Any) -> BatchStatus:
+        """A listed batch object as a BatchStatus."""
+        return BatchStatus.from_json(data)
+
     def __init__(
         self,
         *,
@@ -100,7 +112,7 @@ class BatchClient:
         clock: Clock | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._headers = AnthropicProvider().auth_headers(api_key)
+        self._headers = self.provider.auth_headers(api_key)
         self._transport = transport
         self._clock = clock or SystemClock()
         # The same attempt policy as the engine's, without a rate limiter: batch calls are few and not metered.
@@ -134,15 +146,21 @@ class BatchClient:
             await self._call(f"poll batch {batch_id}", "GET", f"{self._base}{_PATH}/{batch_id}")
         )
 
+    async def cancel(self, batch_id: str) -> BatchStatus:
+        """Ask the API to cancel a batch (it answers `canceling`; requests not yet processed end `canceled`)."""
+        return BatchStatus.from_json(
+            await self._call(f"cancel batch {batch_id}", "POST", f"{self._base}{_PATH}/{batch_id}/cancel")
+        )
+
     async def list_since(self, since: float) -> AsyncIterator[BatchStatus]:
         """The account's batches newest first, page by page, until one created before `since` (epoch seconds)."""
         after: str | None = None
         while True:
-            query = f"?limit={_LIST_PAGE}" + (f"&after_id={after}" if after else "")
-            page = await self._call("list batches", "GET", self._base + _PATH + query)
+            query = f"?limit={_LIST_PAGE}" + (f"&{self.after_param}={after}" if after else "")
+            page = await self._call("list batches", "GET", self._base + self.list_path + query)
             data = page.get("data") if isinstance(page, Mapping) else None
             for item in data if isinstance(data, list) else []:
-                batch = BatchStatus.from_json(item)
+                batch = self.parse_status(item)
                 if batch.created_at is not None and batch.created_at < since:
                     return
                 yield batch
@@ -218,7 +236,7 @@ class BatchClient:
         if response.status_code == 200:
             return
         raw = await response.aread()
-        outcome, detail = status_outcome(AnthropicProvider(), response.status_code, response.headers, raw)
+        outcome, detail = status_outcome(self.provider, response.status_code, response.headers, raw)
         reason = f"HTTP {response.status_code} {detail.error_type or ''}".rstrip() + f": {detail.message}"
         if detail.request_id:
             reason += f" (request-id {detail.request_id})"
@@ -234,7 +252,7 @@ class BatchClient:
             await self._gate.back_off(verdict)
             return verdict.counts
         if decision.abort_run:
-            hint = " Check ANTHROPIC_API_KEY." if decision.kind == "authentication" else ""
+            hint = f" Check {self.key_variable}." if decision.kind == "authentication" else ""
             raise BatchApiError(f"could not {what}: {failed.message}.{hint}")
         if decision.kind == "invalid_request" and outcome.status is not None:
             raise BatchRejectedError(

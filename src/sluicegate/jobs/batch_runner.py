@@ -1,6 +1,7 @@
-"""A durable job over the Message Batches API: split the input into batches, submit, poll, store the results.
+"""A durable job over a batch API (Anthropic Message Batches, OpenAI Batch): split, submit, poll, store results.
 
-The same job store and output writer as `sluicegate run`, so the promises are the same: every input id is in the
+The provider's side is a `BatchService` (`batch_service.py`, `openai_batch.py`); everything here is shared. The
+same job store and output writer as `sluicegate run`, so the promises are the same: every input id is in the
 output exactly once, and a result is committed before its line is written. The store also records each submitted
 batch and which items it holds, committed right after the create call returns; a re-run re-attaches to those
 batches (polls them, fetches their results) and submits only the items that are in no batch yet.
@@ -24,59 +25,43 @@ which can make a second batch.
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import shlex
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 import httpx2
 
 from .._exceptions import ConfigError
-from .._models import ErrorInfo, ErrorKind, Result, Usage
+from .._models import ErrorInfo, RequestItem, Result
+from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
-from ..providers.anthropic import AnthropicProvider
 from ..retry import RetryPolicy
+from ..tokens import heuristic_tokens
 from ._sniff import not_jsonl
 from ._view import JobView
 from .admission import Admission
-from .batch_api import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_REQUESTS,
-    BatchApiError,
-    BatchClient,
-    BatchRejectedError,
-    BatchStatus,
-)
+from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
+from .deadline import DeadlinePolicy, OnlinePace, finish_online
+from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults, InputProblem
-from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store
+from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
 from .store import BatchIntent, JobStore
+from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
-__all__ = ["BatchJobConfig", "intent_candidates", "run_batch_job"]
+__all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
 
-_ENVELOPE = len(b'{"requests":[]}')
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
-# How much earlier than an intent's local time its batch may carry as created_at: the server's clock against ours
-# (NTP keeps them within a second; this covers an unsynchronised machine). A wider margin only lets in more
-# candidates, each checked against its results before anything of it is stored.
-CLOCK_MARGIN = 600.0
-# The API's error types inside an errored batch result, mapped onto the run's error kinds (the type itself is kept
-# in the output line). An authentication error here is about that one request, so it is final, not a stop.
-_KINDS: dict[str, ErrorKind] = {
-    "invalid_request_error": "invalid_request",
-    "not_found_error": "invalid_request",
-    "request_too_large": "invalid_request",
-    "rate_limit_error": "rate_limited",
-    "overloaded_error": "overloaded",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,14 +70,24 @@ class BatchJobConfig:
     output_path: Path
     api_key: str = field(repr=False)
     base_url: str
+    provider: Literal["anthropic", "openai"] = "anthropic"
     settings_base: str = ""  # what identifies the endpoint in the store (never the key)
     defaults: Defaults = field(default_factory=Defaults)
     prices: PriceTable | None = None  # None: the shipped table
     poll_interval: float = 30.0
     retry_failed: bool = False
     restart: bool = False
-    max_requests: int = MAX_BATCH_REQUESTS
-    max_bytes: int = MAX_BATCH_BYTES
+    # Anthropic: breakpoints (1 h TTL) on prefixes shared by several requests, and a one-request priming batch per
+    # prefix submitted and ended before the rest, since a batch reads no online write (see jobs/warmup.py).
+    cache_warmup: bool = True
+    # Seconds from the start by which the job must end: batches still running when only the time to send their
+    # rest online is left are cancelled, and that rest goes online (see jobs/deadline.py). None: no deadline.
+    deadline: float | None = None
+    pace: OnlinePace = field(default_factory=OnlinePace)  # the online route's speed, for the deadline
+    limits: Limits | None = None  # the online route's limits (None: learnt from headers)
+    cancel_allowance: float = 120.0  # seconds a cancel may take to end a batch
+    max_requests: int | None = None  # per batch; None: the API's limit (a larger value is cut to it)
+    max_bytes: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # The built-in emulator lives as long as one run: batches an earlier run recorded are unknown to the next one,
     # and their items are submitted again. Against a real API an unknown batch stops the job instead (another key
@@ -105,83 +100,45 @@ class BatchJobConfig:
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
+        flag = ["--provider", "openai"] if self.provider == "openai" else []
         return self.resume_command or shlex.join(
-            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path)]
+            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path), *flag]
         )
 
 
 def _settings(config: BatchJobConfig) -> dict[str, str]:
     return {
         "mode": "batch",  # a `run` store is not a batch store: results would be priced and sent differently
-        "provider": "anthropic",
+        "provider": config.provider,
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "completion",
     }
 
 
-def result_from_batch(
-    index: int, custom_id: str, result: Mapping[str, Any], batch_id: str, prices: PriceTable
-) -> Result:
-    """A Result from one line of a batch's results: succeeded (priced at the batch rate) or failed with why."""
-    kind = result.get("type")
-    message = result.get("message")
-    if kind == "succeeded" and isinstance(message, Mapping):
-        usage = Usage.from_anthropic(message.get("usage"))
-        cost = prices.cost(str(message.get("model") or ""), usage, batch=True)
-        return Result(index=index, custom_id=custom_id, message=dict(message), usage=usage, cost=cost, attempts=1)
-    if kind == "errored":
-        found = result.get("error")
-        outer: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        nested = outer.get("error")
-        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else outer
-        error_type = str(inner.get("type") or "api_error")
-        error = ErrorInfo(
-            kind=_KINDS.get(error_type, "server"),
-            message=str(inner.get("message") or f"errored in batch {batch_id}"),
-            error_type=error_type,
-            request_id=str(outer["request_id"]) if outer.get("request_id") else None,
-        )
-    elif kind in ("expired", "canceled"):
-        why = "expired (it was not processed within 24 h)" if kind == "expired" else "was canceled"
-        error = ErrorInfo(kind="server", error_type=str(kind), message=f"batch {batch_id} {why} before this request")
-    else:
-        error = ErrorInfo(kind="server", error_type="api_error", message=f"unknown result type {kind!r}")
-    return Result(index=index, custom_id=custom_id, error=error, attempts=1)
-
-
-def intent_candidates(
-    intent: BatchIntent, listed: Iterable[BatchStatus], known: set[str], *, margin: float = CLOCK_MARGIN
-) -> list[BatchStatus]:
-    """Listed batches that may be the intent's: the same number of requests, created no earlier than its time less
-    `margin`, neither recorded by this job nor found foreign; the one created nearest the intent's time first."""
-    found = [
-        batch
-        for batch in listed
-        if batch.id not in known
-        and batch.requests == intent.requests
-        and batch.created_at is not None
-        and batch.created_at >= intent.planned_at - margin
-    ]
-    return sorted(found, key=lambda b: (abs((b.created_at or 0.0) - intent.planned_at), b.id))
-
-
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, client: BatchClient, say: Any
+        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, service: BatchService, say: Any
     ) -> None:
         self.config = config
         self.store = store
         self.writer = writer
-        self.client = client
+        self.service = service
+        self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
+        self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
         self.say = say
         self.prices = load_prices(config.prices)
         self.admission = Admission(store, self._on_problem)
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+        self.prefixes: SharedPrefixes | None = None
+        self.primers = 0
+        self.deadline: DeadlinePolicy | None = None
+        self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
+        self.online = 0  # items sent online after the cancel
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -203,35 +160,60 @@ class _BatchJob:
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
-        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits."""
-        config = self.config
-        provider = AnthropicProvider()
-        chunk: list[bytes] = []
-        members: list[tuple[int, str]] = []
-        size = _ENVELOPE
-        async for parsed, state in self.admission.items(config.input_path, config.defaults):
+        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
+        (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
+        config, service = self.config, self.service
+        open_chunks: dict[str, _Chunk] = {}
+        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+            if self.deadline is not None:
+                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.store.in_batch(parsed.custom_id):
                 continue
-            request = {"custom_id": parsed.custom_id, "params": provider.body(parsed.params, stream=False)}
-            encoded = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
-            if chunk and (len(chunk) >= config.max_requests or size + len(encoded) + 1 > config.max_bytes):
-                await self._submit(chunk, members)
-                chunk, members, size = [], [], _ENVELOPE
-            chunk.append(encoded)
-            members.append((parsed.index, parsed.custom_id))
-            size += len(encoded) + 1
-        if chunk:
-            await self._submit(chunk, members)
+            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
+            encoded = service.encode(parsed.custom_id, params)
+            group = service.group(parsed.params)
+            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
+            if chunk.lines and (
+                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
+            ):
+                await self._submit(chunk.lines, chunk.members)
+                chunk = open_chunks[group] = _Chunk(size=service.envelope)
+            chunk.lines.append(encoded)
+            chunk.members.append((parsed.index, parsed.custom_id))
+            chunk.size += len(encoded) + 1
+        for chunk in open_chunks.values():
+            if chunk.lines:
+                await self._submit(chunk.lines, chunk.members)
         self.save(now=True)
 
+    async def prime(self) -> None:
+        """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
+        writes are then readable by the batches of the rest. Groups whose first pending request is already in a
+        batch (an earlier run) are waited for the same way."""
+        if self.prefixes is None:
+            return
+        primed: set[str] = set()
+        config = self.config
+        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            params, group = self.prefixes.prepare(parsed.params, "1h")
+            if group is None or group in primed:
+                continue
+            primed.add(group)
+            if state == "pending" and self.store.in_batch(parsed.custom_id):
+                continue
+            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
+            self.primers += 1
+        if self.changed is None and primed:
+            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            await self.poll_all()
+
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
-        body = b'{"requests":[' + b",".join(chunk) + b"]}"
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
         # batch on the server (resolve_intents) instead of paying for it twice.
         intent = self.store.record_intent(ids, self.config.clock())
         try:
-            batch = await self.client.create(body)
+            batch = await self.service.submit(chunk, intent)
         except BatchRejectedError as exc:
             # A final refusal of the whole batch (e.g. a 400 naming one bad request): its items fail with the
             # reason, so the job still ends with every id once; --retry-failed sends them again.
@@ -260,10 +242,10 @@ class _BatchJob:
         if not pending:
             return
         since = min(intent.planned_at for intent in pending) - CLOCK_MARGIN
-        listed = [batch async for batch in self.client.list_since(since)]
+        listed = [batch async for batch in self.service.list_since(since)]
         known = self.store.known_batch_ids()
         for intent in pending:
-            found = intent_candidates(intent, listed, known)
+            found = self.service.candidates(intent, listed, known)
             if not found:
                 self.store.drop_intent(intent.seq)
                 self.released = True
@@ -291,7 +273,7 @@ class _BatchJob:
     async def _retrieve(self, batch_id: str) -> BatchStatus | None:
         """The batch's status; None for a batch the server does not know that was forgotten (see the config)."""
         try:
-            return await self.client.retrieve(batch_id)
+            return await self.service.retrieve(batch_id)
         except BatchRejectedError as exc:
             intent = self.store.provisional(batch_id) if exc.status == 404 else None
             if intent is not None:  # a listed batch gone since: it cannot be confirmed, so it is not taken
@@ -326,7 +308,58 @@ class _BatchJob:
                 + ", ".join(f"{counts[name]} {name}" for name in _COUNTS)
             )
             if ended < recorded and not self.released:
-                await anyio.sleep(self.config.poll_interval)
+                await self._cancel_if_late()
+                await anyio.sleep(self._next_poll())
+
+    async def _cancel_if_late(self) -> None:
+        """Cancel every open batch once waiting longer would leave too little time to send their rest online."""
+        if self.deadline is None or self.cancelling:
+            return
+        unfinished = self.store.counts().pending
+        if not self.deadline.should_cancel(self.config.clock(), unfinished):
+            return
+        self.cancelling = True
+        self.say(
+            f"deadline: cancelling the batches to send their {unfinished} unfinished request(s) online in time; "
+            "what they finished is kept"
+        )
+        for batch_id in self.store.open_batches():
+            await self.service.cancel(batch_id)
+
+    def _next_poll(self) -> float:
+        """The poll interval, shortened so the cancel moment is not overslept."""
+        if self.deadline is None:
+            return self.config.poll_interval
+        if self.cancelling:  # a cancel ends within its allowance: look more often meanwhile
+            return min(self.config.poll_interval, max(1.0, self.deadline.cancel_allowance / 10))
+        return self.deadline.next_poll(self.config.clock(), self.store.counts().pending, self.config.poll_interval)
+
+    async def send_rest_online(self) -> None:
+        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        config = self.config
+
+        async def rest() -> AsyncIterator[RequestItem]:
+            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+                if not self.store.in_batch(parsed.custom_id):
+                    yield parsed
+
+        def record(result: Result) -> None:
+            if self.store.record_result(result):
+                self.online += 1
+            self.save()
+
+        await finish_online(
+            rest(),
+            record,
+            provider=self.service.provider,
+            api_key=config.api_key,
+            base_url=config.base_url,
+            limits=config.limits,
+            prices=self.prices,
+            minute=config.pace.minute,
+            transport=config.transport,
+        )
+        self.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
         intent = self.store.provisional(batch.id)
@@ -342,13 +375,16 @@ class _BatchJob:
             return
         missing = f"batch {batch.id} ended without a result for this request"
         try:
-            async for line in self.client.results(batch):
+            async for line in self.service.results(batch):
                 custom_id = str(line.get("custom_id"))
                 index = waiting.pop(custom_id, None)
                 result = line.get("result")
                 if index is None or not isinstance(result, Mapping):
                     continue  # a line seen before (a re-read stream, an earlier run) or not one of ours
-                self.store.record_result(result_from_batch(index, custom_id, result, batch.id, self.prices))
+                if self.cancelling and result.get("type") == "canceled":
+                    continue  # never processed, so never billed: it stays pending and goes online
+                found = result_from_batch(index, custom_id, result, batch.id, self.prices, self.service.usage)
+                self.store.record_result(found)
                 self.save()
         except BatchRejectedError as exc:  # e.g. 404: results are kept for 29 days after creation
             missing = f"the results of batch {batch.id} cannot be read: {exc}"
@@ -357,6 +393,8 @@ class _BatchJob:
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
         self.store.end_batch(batch.id)
+        if self.cancelling:
+            self.store.release_ended_batches()  # its canceled items leave it, to go online
 
     async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
         """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
@@ -369,7 +407,7 @@ class _BatchJob:
         items (nothing is stored in this pass). Unreadable results cannot confirm it."""
         seen: set[str] = set()
         try:
-            async for line in self.client.results(batch):
+            async for line in self.service.results(batch):
                 seen.add(str(line.get("custom_id")))
         except BatchRejectedError:
             return False
@@ -385,7 +423,7 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
     wrong_format = not_jsonl(config.input_path)
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
-    if config.max_requests < 1 or config.max_bytes <= _ENVELOPE or config.poll_interval < 0:
+    if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
     store = open_store(config.output_path, _settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
@@ -400,11 +438,15 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
         started = time.monotonic()
         stop_reason: str | None = None
         interrupted = False
-        client = BatchClient(
-            api_key=config.api_key, base_url=config.base_url, retry=config.retry, transport=config.transport
-        )
+        client, service = _service(config)
         async with client, anyio.create_task_group() as tg:
-            job = _BatchJob(config, store, writer, client, say)
+            job = _BatchJob(config, store, writer, service, say)
+            if config.deadline is not None:
+                job.deadline = DeadlinePolicy(
+                    deadline_at=config.clock() + config.deadline,
+                    pace=config.pace,
+                    cancel_allowance=config.cancel_allowance,
+                )
 
             async def watch_signals(scope: anyio.CancelScope) -> None:
                 nonlocal interrupted
@@ -418,12 +460,17 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
                     tg.start_soon(watch_signals, work)
                 try:
                     await job.reattach()
+                    if config.cache_warmup and service.provider == "anthropic":
+                        job.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+                        await job.prime()
                     while True:  # again when a rejected adoption put items back to be submitted
                         job.released = False
                         await job.submit_all()
                         if job.changed is not None:
                             break
                         await job.poll_all()
+                        if job.cancelling and not job.released:
+                            await job.send_rest_online()
                         if not job.released:
                             break
                 except BatchApiError as exc:
@@ -440,6 +487,38 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
         return JobOutcome(ExitCode.USAGE, str(exc))
     finally:
         store.close()
+
+
+def _expected_output(params: Mapping[str, Any]) -> int:
+    """Output tokens to plan for: half of max_tokens (answers rarely use all of it; the deadline errs early)."""
+    found = params.get("max_tokens") or params.get("max_completion_tokens") or 1024
+    return int(found) // 2 if isinstance(found, int) else 512
+
+
+def _service(config: BatchJobConfig) -> tuple[BatchClient, BatchService]:
+    """The HTTP client and the batch API of the job's provider."""
+    options: dict[str, Any] = {
+        "api_key": config.api_key,
+        "base_url": config.base_url,
+        "retry": config.retry,
+        "transport": config.transport,
+    }
+    if config.provider == "openai":
+        openai = OpenAIBatchClient(**options)
+        # Names this job in each batch's metadata: a re-run recognises its own interrupted submits by it.
+        token = hashlib.sha256(str(store_path_for(config.output_path).resolve()).encode()).hexdigest()[:16]
+        return openai, OpenAIBatches(openai, token)
+    client = BatchClient(**options)
+    return client, AnthropicBatches(client)
+
+
+@dataclass
+class _Chunk:
+    """A batch being filled: its encoded requests, their (index, custom_id), its size in bytes."""
+
+    size: int
+    lines: list[bytes] = field(default_factory=list)
+    members: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _outcome(
@@ -459,7 +538,9 @@ def _outcome(
         f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "
         f"{counts.duplicate} duplicate, "
         f"{counts.pending} pending; {recorded} batch(es), {ended} ended; "
-        f"cost ${cost:.4f} at the batch price; wall time {wall:.1f} s"
+        f"cost ${cost:.4f} at the batch price"
+        + (f" ({job.online} sent online after the deadline cancel at the online price)" if job.online else "")
+        + f"; wall time {wall:.1f} s"
     )
     if job.changed is not None:
         return JobOutcome(ExitCode.USAGE, job.changed, summary)

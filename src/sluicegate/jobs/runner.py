@@ -39,11 +39,13 @@ from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
+from .flex import flex_options, flex_results
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
 from .table_output import TableWriter, is_table_output
 from .tables import TableSpec, count_rows, table_requests
 from .timeline import TimelineRecorder
+from .warmup import OnlineWarmup, SharedPrefixes
 from .writer import OutputWriter
 
 __all__ = ["ExitCode", "JobConfig", "JobOutcome", "run_job", "store_path_for"]
@@ -87,6 +89,9 @@ class JobConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
+    service_tier: Literal["standard", "flex"] = "standard"  # flex: OpenAI's, at batch prices (see jobs/flex.py)
+    flex_timeout: float = 600.0  # a flex answer slower than this is asked again on the standard tier
+    cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
     resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
@@ -262,6 +267,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
         already = before.done + before.failed + before.invalid + before.duplicate
         view.started(already)
         total_lines: int | None = None
+        priced = load_prices(config.prices)
 
         def on_problem(bad: InputProblem) -> None:
             if bad.duplicate:
@@ -277,7 +283,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
         engine_cap = config.max_cost
         if config.max_cost is not None:
             # The cap is the job's: what earlier runs spent (or may have, if killed) is taken off this run's share.
-            ledger = SpendLedger(store, load_prices(config.prices), config.provider)
+            ledger = SpendLedger(store, priced, config.provider)
             engine_cap = config.max_cost - sum(store.spent())
             if engine_cap <= 0:
                 return JobOutcome(
@@ -296,30 +302,39 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
             async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
                 yield item if ledger is None else ledger.track(item)
 
-        engine = Engine(
-            provider=config.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            max_concurrency=config.max_concurrency,
-            retry=config.retry,
-            timeouts=config.timeouts,
-            max_cost=engine_cap,
-            prices=config.prices,
-            minute=config.minute,
-            transport=config.transport,
-            sinks=[*view.sinks, timeline] if ledger is None else [*view.sinks, timeline, ledger],
-            shared_limits=config.shared_limits,
-            shared_limits_name=config.shared_limits_name
-            or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
+        warmup = _warmup(config)
+        sinks: list[Any] = (
+            [*view.sinks, timeline] + ([] if ledger is None else [ledger]) + ([] if warmup is None else [warmup])
         )
+        options: dict[str, Any] = {
+            "provider": config.provider,
+            "api_key": config.api_key,
+            "base_url": config.base_url,
+            "limits": config.limits,
+            "max_concurrency": config.max_concurrency,
+            "max_cost": engine_cap,
+            "prices": config.prices,
+            "minute": config.minute,
+            "transport": config.transport,
+            "sinks": sinks,
+            "shared_limits": config.shared_limits,
+            "shared_limits_name": config.shared_limits_name
+            or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
+        }
+        # Flex: the main engine asks for flex once per item; a second, standard engine takes what flex did not serve.
+        flex = config.service_tier == "flex"
+        engine = Engine(
+            **options,
+            **(flex_options(config.flex_timeout) if flex else {"retry": config.retry, "timeouts": config.timeouts}),
+        )
+        standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
         timeline.watch(engine.statistics)
         view.engine(engine.statistics)
         started = clock.now()
         stop_reason: str | None = None
         exit_code = ExitCode.OK
         interrupts = 0
-        async with engine, anyio.create_task_group() as tg:
+        async with engine, standard or contextlib.nullcontext(), anyio.create_task_group() as tg:
 
             async def count_lines() -> None:
                 # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
@@ -341,6 +356,8 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
                                 f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
                             )
                             engine.stop_admitting()
+                            if standard is not None:
+                                standard.stop_admitting()
                             scope.deadline = anyio.current_time() + config.drain_timeout
                         else:
                             scope.cancel()
@@ -361,7 +378,13 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
-                    async for result in engine.as_completed(items()):
+                    source = items() if warmup is None else warmup.gate(items())
+                    results = (
+                        engine.as_completed(source)
+                        if standard is None
+                        else flex_results(engine, standard, source, priced)
+                    )
+                    async for result in results:
                         if store.record_result(result):
                             saver.unsaved += 1
                         saver.save()
@@ -437,6 +460,14 @@ def _unfinished(counts: StoreCounts, lines: int) -> int:
     """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
     finished = counts.done + counts.failed + counts.invalid + counts.duplicate
     return max(counts.pending, lines - finished)
+
+
+def _warmup(config: JobConfig) -> OnlineWarmup | None:
+    """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
+    if not config.cache_warmup or config.table is not None:
+        return None  # a table's rows become prompts through a template: not scanned here
+    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
+    return OnlineWarmup(found) if found.shared else None
 
 
 def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigError
 from .._models import Result
 from .store import JobStore
 from .tables import RowBatch, read_batches
@@ -60,6 +59,9 @@ class TableWriter:
         """Nothing to do: `close` always rewrites the whole table."""
 
     def close(self) -> None:
+        """Write the whole table from the input and the store, then rename it over the output."""
+        if self._closed:
+            return
         self._closed = True
         tmp = self._output.with_name(self._output.name + ".tmp")
         try:
@@ -69,8 +71,9 @@ class TableWriter:
                 delimiter = "\t" if self._output.suffix.lower() == ".tsv" else ","
                 self.lines_written = _write_csv(tmp, self._batches(), delimiter)
             os.replace(tmp, self._output)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the output table {self._output}: {exc.strerror or exc}") from exc
+        except BaseException:  # a full disk is the runner's to report (it knows what was committed)
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _batches(self) -> Iterator[tuple[RowBatch, list[tuple[Any, ...]]]]:
         """Each input batch with one result tuple per row (joined on the row's position)."""

@@ -26,6 +26,7 @@ __all__ = [
     "TABLE_SUFFIXES",
     "RowBatch",
     "TableSpec",
+    "column_names",
     "count_rows",
     "is_table",
     "read_batches",
@@ -97,6 +98,18 @@ def count_rows(path: Path) -> int:
     with path.open("rb") as f:
         lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
     return max(0, lines - 1) if suffix in (".csv", ".tsv") else lines
+
+
+def column_names(path: Path) -> list[str]:
+    """The table's column names (a JSONL file's first row's fields), for messages."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return list(_parquet(path).schema_arrow.names)
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        if suffix in (".csv", ".tsv"):
+            return next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), [])
+        first = next(_json_rows(f), {})
+    return [c for c in first if c != "__problem__"]
 
 
 def read_batches(path: Path) -> Iterator[RowBatch]:

@@ -116,6 +116,15 @@ def _cost_text(snapshot: ProgressSnapshot) -> str:
     return text
 
 
+def _cache_text(snapshot: ProgressSnapshot) -> str:
+    """How much of the input the prompt cache served and what that saved ("" before any cache use)."""
+    usage = snapshot.usage
+    if not (usage.cache_read_input_tokens or usage.cache_creation_input_tokens):
+        return ""
+    saved = f", saved {format_cost(snapshot.cache_saved)}" if snapshot.cache_saved > 0 else ""
+    return f"cache reads {100.0 * snapshot.cache_read_share:.1f}% of input{saved}"
+
+
 def _summary_cost(snapshot: ProgressSnapshot) -> str:
     """The summary's cost row: answers whose model has no price are named, never counted as free."""
     unpriced = sum(snapshot.unpriced.values())
@@ -193,6 +202,9 @@ def render_live(snapshot: ProgressSnapshot, *, minute: float = 60.0) -> Renderab
     money = (
         f"{_cost_text(snapshot)}   eta {format_duration(snapshot.eta)}   elapsed {format_duration(snapshot.elapsed)}"
     )
+    cache = _cache_text(snapshot)
+    if cache:
+        money += f"   {cache}"
     lines: list[RenderableType] = [head, Text(rates), Text(errors), Text(outcome), Text(money)]
     if snapshot.aborted is not None:
         lines.append(Text(f"aborted: {snapshot.aborted}", style="bold red"))
@@ -222,7 +234,8 @@ def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableTy
     written = f"{usage.cache_creation_input_tokens:,} written"
     if usage.cache_creation_1h_input_tokens:
         written += f" ({usage.cache_creation_1h_input_tokens:,} with the 1h TTL)"
-    table.add_row("cache", f"{usage.cache_read_input_tokens:,} read, {written}")
+    cache = _cache_text(snapshot)
+    table.add_row("cache", f"{usage.cache_read_input_tokens:,} read, {written}" + (f"; {cache}" if cache else ""))
     table.add_row("cost", _summary_cost(snapshot))
     table.add_row("retries", format_kinds(snapshot.retries_by_reason))
     util = utilization(snapshot, wall_time)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from math import floor
 from types import MappingProxyType
@@ -74,6 +74,13 @@ class ProgressSnapshot:
     in_flight: int = 0
     admitted: int = 0
     unpriced: Mapping[str, int] = field(default_factory=dict)
+    cache_saved: float = 0.0  # USD the prompt cache saved: the priced answers' cost without caching, less their cost
+
+    @property
+    def cache_read_share(self) -> float:
+        """The part of all input tokens read from the prompt cache (0 with no input yet)."""
+        total = self.usage.total_input_tokens
+        return self.usage.cache_read_input_tokens / total if total else 0.0
 
     @property
     def failed(self) -> int:
@@ -121,6 +128,7 @@ class ProgressTracker:
         total: int | None = None,
         already_done: int = 0,
         price_known: bool = True,
+        uncached_cost: Callable[[str, Usage], float | None] | None = None,
         window: float = 30.0,
         resolution: float = 1.0,
     ) -> None:
@@ -131,6 +139,10 @@ class ProgressTracker:
         self._total = total
         self._already_done = already_done
         self._price_known = price_known
+        # What an answer would have cost with no prompt cache (every input token at the input price): the money the
+        # cache saved is that less its real cost.
+        self._uncached_cost = uncached_cost
+        self._cache_saved = 0.0
         self._resolution = resolution
         self._slots_max = max(1, round(window / resolution))
         self._window: deque[_Slot] = deque(maxlen=self._slots_max)
@@ -220,6 +232,12 @@ class ProgressTracker:
         self._cache_read_tokens += usage.cache_read_input_tokens
         if result.cost is not None:
             self._cost += result.cost
+            cached = usage.cache_read_input_tokens or usage.cache_creation_input_tokens
+            if cached and self._uncached_cost is not None and result.message is not None:
+                plain = Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
+                full = self._uncached_cost(str(result.message.get("model") or ""), plain)
+                if full is not None:
+                    self._cache_saved += full - result.cost
         elif result.message is not None:  # an answer with no price: its cost is unknown, not 0
             self._unpriced[str(result.message.get("model") or "?")] += 1
         slot = self._slot_for(event.at)
@@ -318,4 +336,5 @@ class ProgressTracker:
             in_flight=in_flight,
             admitted=self._admitted,
             unpriced=MappingProxyType(dict(self._unpriced)),
+            cache_saved=self._cache_saved,
         )

@@ -91,11 +91,19 @@ def in_flight(ax: Axes, data: ReportData) -> None:
     """Peak requests in flight per slot against the concurrency limit the limiter set."""
     x, widths, marks = _axis(data)
     rows = [p.row for p in data.points]
+    peak = max((r.in_flight_max for r in rows), default=0)
+    limit = max((r.concurrency or 0 for r in rows), default=0)
+    # A limit far above what was ever in flight (a cap the rate limits never let the job reach) would flatten the
+    # line that matters: it leaves the top and says so.
+    top = 2.0 * peak if peak and limit > 2.0 * peak else 0.0
+    label = f"concurrency limit (up to {limit:,}, above the chart)" if top else "concurrency limit"
     lines = [
         Line("in flight (peak)", [float(r.in_flight_max) for r in rows], PALETTE["teal"]),
-        Line("concurrency limit", [r.concurrency for r in rows], PALETTE["grey"], dashed=True),
+        Line(label, [r.concurrency for r in rows], PALETTE["grey"], dashed=True),
     ]
     time_series(ax, x, widths, lines, title="Requests in flight", ylabel="requests", marks=marks)
+    if top:
+        ax.set_ylim(0, top)
 
 
 def failures(ax: Axes, data: ReportData) -> None:

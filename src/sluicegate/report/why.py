@@ -30,6 +30,8 @@ _NAMES: dict[str, str] = {
     "concurrency": "concurrency (requests in flight) against latency",
 }
 _WAITED = 0.5  # admission waited in at least this share of samples: a limit bound
+_AT_CEILING = 0.9  # throughput at this share of a rate limit's ceiling: that limit bound, whatever else happened
+_NEAR_CEILING = 0.8  # without the limiter's word (no samples), this near the lowest ceiling is bound by it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,18 +160,25 @@ def ceilings(p: Profile) -> dict[str, float]:
 
 
 def _bound(p: Profile, ceils: dict[str, float]) -> Bound:
+    """A job at (nearly) a rate limit's ceiling is bound by that limit, whatever else admission waited for (429
+    pauses included: they are how the server enforced it). Below every ceiling, the limiter's samples say why."""
     if p.succeeded == 0 or p.seconds <= 0:
         return "none"
+    rate = p.succeeded / p.seconds
+    limits = {k: v for k, v in ceils.items() if k != "concurrency"}
+    if limits:
+        lowest = min(limits, key=lambda k: limits[k])
+        if rate >= _AT_CEILING * limits[lowest]:
+            return cast(Bound, lowest)
     gates = {k: v for k, v in p.binding.items() if k != "cooldown"}
     if p.waiting_share >= _WAITED:
         if p.binding.get("cooldown", 0.0) > max(gates.values(), default=0.0):
             return "rate_limited"
         if gates:
             return cast(Bound, max(gates, key=lambda k: gates[k]))
-    rate = p.succeeded / p.seconds
     if ceils:
         lowest = min(ceils, key=lambda k: ceils[k])
-        if rate >= 0.8 * ceils[lowest]:
+        if rate >= _NEAR_CEILING * ceils[lowest]:
             return cast(Bound, lowest)
     if p.concurrency and p.in_flight_max >= p.concurrency:
         return "concurrency"

@@ -8,6 +8,7 @@ from typing import Literal
 
 from .._clock import Clock, SystemClock
 from ..limits.limiter import Limits
+from ..limits.protocol import LimiterLike
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ..tokens import InputEstimator
@@ -39,6 +40,8 @@ class GatewayConfig:
     max_cost: float | None = None
     prices: PriceTable | None = None
     retry: RetryPolicy | None = None
+    shared_limits: str | None = None  # redis://... : one limiter shared with every process on the key
+    shared_limits_name: str | None = None
     emulated: bool = False
 
 
@@ -56,8 +59,9 @@ class Gateway:
             max_concurrency=config.max_concurrency,
             minute=config.minute,
             retry=config.retry,
+            shared_limits=config.shared_limits,
+            shared_limits_name=config.shared_limits_name,
         )
-        self.limiter = self.upstream.transport.limiter
         self.scheduler = Scheduler(
             max_queue=config.max_queue,
             bulk_every=config.bulk_every,
@@ -71,6 +75,11 @@ class Gateway:
             self.ledger.client(name, spec.budget if spec else None)
         self.prices = load_prices(config.prices)
         self.input_estimator = InputEstimator(provider=config.provider)
+
+    @property
+    def limiter(self) -> LimiterLike:
+        """The transport's limiter, read each time: a shared one replaces the local one at the first request."""
+        return self.upstream.transport.limiter
 
     @property
     def provider(self) -> Literal["anthropic", "openai"]:

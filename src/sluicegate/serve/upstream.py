@@ -63,6 +63,8 @@ class Upstream:
         minute: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        shared_limits: str | None = None,
+        shared_limits_name: str | None = None,
     ) -> None:
         self.provider: Provider = get_provider(provider)
         self.base_url = base_url.rstrip("/")
@@ -79,6 +81,8 @@ class Upstream:
             retry=retry,
             minute=minute,
             transport=_Announce(inner),
+            shared_limits=shared_limits,
+            shared_limits_name=shared_limits_name,
         )
         # The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
         self.client = httpx2.AsyncClient(transport=self.transport, timeout=httpx2.Timeout(600.0, connect=10.0))

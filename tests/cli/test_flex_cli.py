@@ -1,0 +1,73 @@
+"""`run --route flex`: OpenAI's flex tier at batch prices, each refused request answered on the standard tier."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sluicegate.emulator import RunningEmulator
+from sluicegate.pricing import default_table
+from sluicegate.providers.openai import usage_from_openai
+
+from ._jobfiles import read_results
+
+pytestmark = pytest.mark.e2e
+
+N = 30
+
+
+def test_flex_answers_at_batch_prices_and_refusals_fall_back_to_standard(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """With a third of flex requests refused, every request still succeeds once: flex answers cost half, the refused
+    ones are answered on the standard tier at the full price, and the emulator answered exactly N (a refusal is
+    not billed, so nothing is paid twice)."""
+    emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, flex_refusal=0.35, seed=7)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    with inp.open("w") as f:
+        for i in range(N):
+            f.write(json.dumps({"id": f"f{i}", "prompt": f"question {i}", "model": "gpt-4o-mini", "max_tokens": 30}))
+            f.write("\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    command = [
+        sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
+        "--route", "flex", "--minute", "3", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    lines = read_results(out)
+    assert sorted(line["custom_id"] for line in lines) == sorted(f"f{i}" for i in range(N))
+    tiers = Counter(line["result"]["message"].get("service_tier", "default") for line in lines)
+    status = emu.stats()["endpoints"]["POST /v1/chat/completions"]
+    assert status["200"] == N  # each request answered (billed) once
+    refused = int(status.get("429", 0))
+    assert refused >= 1
+    assert tiers["default"] == refused  # exactly the refused ones went standard
+    assert tiers["flex"] == N - refused
+    expected = 0.0
+    for line in lines:
+        message = line["result"]["message"]
+        cost = default_table().cost(message["model"], usage_from_openai(message["usage"]))
+        assert cost is not None
+        expected += cost * (0.5 if message.get("service_tier") == "flex" else 1.0)
+    with sqlite3.connect(out.with_name(out.name + ".sluicegate.db")) as db:
+        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
+
+
+def test_flex_needs_the_openai_provider(tmp_path: Path) -> None:
+    """`--route flex` with Anthropic is a usage error (exit 2) naming the provider option."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "a", "prompt": "x", "model": "claude-haiku-4-5", "max_tokens": 5}) + "\n")
+    command = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(tmp_path / "o.jsonl"), "--route", "flex"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--provider openai" in proc.stderr
