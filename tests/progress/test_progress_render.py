@@ -155,6 +155,7 @@ def test_summary_table(clock: FakeClock) -> None:
         "80.0% (0.40/s of 0.50/s, bound by input_tokens)",
     ]:
         assert expected in text, expected
+    assert "starting allowance" not in text  # said only when the steady rate was beaten
     lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in text.splitlines() if "│" in line}
     assert (lines["ok"], lines["failed"], lines["invalid"], lines["not sent"]) == (
         "50",
@@ -267,3 +268,10 @@ def test_a_resumed_run_shows_what_earlier_runs_finished(clock: FakeClock) -> Non
     assert "100/100 (100.0%)" in text
     assert "this run: ok 0" in text
     assert "finished in earlier runs 100" in text
+
+
+def test_summary_explains_utilization_above_the_steady_rate(clock: FakeClock) -> None:
+    """A job that beat the steady ceiling (living off the full starting bucket) says why instead of a bare >100%."""
+    text = _text(render_summary(_utilization_case(clock), 50.0))
+    assert "200.0% (1.00/s of 0.50/s, bound by input_tokens)" in text
+    assert "starting allowance was spent first" in text

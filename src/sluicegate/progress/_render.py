@@ -242,10 +242,15 @@ def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableTy
     if util is None:
         table.add_row("utilization", "n/a")
     else:
+        # The ceiling is the steady refill rate; a job short enough to live off the server's full starting bucket
+        # beats it, and a bare "154%" would read as a bug, so the reason is said.
+        beyond = (
+            " – above the steady rate: the server's starting allowance was spent first" if util.fraction > 1 else ""
+        )
         table.add_row(
             "utilization",
             f"{100.0 * util.fraction:.1f}% ({format_rate(util.achieved)} of {format_rate(util.ceiling)}, "
-            f"bound by {util.limit})",
+            f"bound by {util.limit}){beyond}",
         )
     if snapshot.aborted is not None:
         table.add_row("aborted", snapshot.aborted)
