@@ -146,7 +146,7 @@ def serve(
 
     try:
         from sluicegate.serve import Clients, GatewayConfig, build_app
-        from sluicegate.serve.server import bind
+        from sluicegate.serve.server import KEEP_ALIVE, bind
     except ImportError as exc:  # FastAPI is the `serve` extra
         raise click.UsageError(f"sluicegate serve needs FastAPI: pip install 'sluicegate[serve]' ({exc})") from exc
 
@@ -196,6 +196,7 @@ def serve(
             access_log=False,
             backlog=4096,
             timeout_graceful_shutdown=math.ceil(drain_timeout),
+            timeout_keep_alive=KEEP_ALIVE,
             lifespan="on",
         )
         try:

@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from .app import build_app
 from .gateway import Gateway, GatewayConfig
 
-__all__ = ["ReadyServer", "RunningGateway", "bind", "run_gateway"]
+__all__ = ["KEEP_ALIVE", "ReadyServer", "RunningGateway", "bind", "run_gateway"]
+
+
+# Longer than the clients' own idle expiry (httpx and the SDKs: 5 s, uvicorn's default too): with equal timers a
+# client may reuse a kept-alive connection at the moment the gateway closes it, and its request fails with a
+# ReadError. Letting the client always give up first removes that race.
+KEEP_ALIVE = 75
 
 
 class ReadyServer(uvicorn.Server):
@@ -59,7 +65,13 @@ def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0
     sock = bind(host, port)
     ready = threading.Event()
     uv_config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", backlog=4096, timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=4096,
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=KEEP_ALIVE,
     )
     server = ReadyServer(uv_config, ready.set)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
