@@ -124,7 +124,7 @@ def _job_layer_alone(inp: Path, out: Path) -> int:
     message = json.loads(_ANSWER)
     usage = Usage(input_tokens=12, output_tokens=4)
     store = JobStore.open(store_path_for(out), settings={"bench": "store"}, commit_interval=_COMMIT_INTERVAL)
-    writer = OutputWriter.open(out, store, "completion")
+    writer = OutputWriter.open(out, store.output, "completion")
     saver = _Saver(store, writer)
     defaults = Defaults(model="claude-haiku-4-5", max_tokens=16)
     with inp.open("rb") as f:

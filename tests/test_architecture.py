@@ -65,6 +65,12 @@ LAYERS: dict[str, int] = {
 EMULATOR_USERS = {"cli", "demo", "emulator"}
 # What the jobs layer must not import: it returns outcomes; the faces own displays.
 UI_MODULES = ("rich", "sluicegate.progress")
+# The modules of the batch routes: the only ones that read or write the job store's batch ledger.
+BATCH_MODULES = {
+    "sluicegate.jobs.batch_runner",
+    "sluicegate.jobs.batch_service",
+    "sluicegate.jobs.openai_batch",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -155,6 +161,13 @@ def test_jobs_import_no_ui() -> None:
         if any(target == ui or target.startswith(ui + ".") for ui in UI_MODULES)
     ]
     assert found == []
+
+
+def test_only_batch_code_uses_the_batch_ledger() -> None:
+    """The job store's batch ledger is imported by the batch routes alone: the online path never touches batches."""
+    users = {a for a, b in _edges() if b == "sluicegate.jobs.batch_ledger"}
+    assert users, "the ledger moved: update BATCH_MODULES and this test"
+    assert users <= BATCH_MODULES
 
 
 def test_the_library_never_imports_its_own_front_door() -> None:

@@ -16,9 +16,9 @@ import pytest
 
 from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchStatus
+from sluicegate.jobs.batch_ledger import BatchIntent
 from sluicegate.jobs.batch_runner import CLOCK_MARGIN, BatchJobConfig, intent_candidates, run_batch_job
 from sluicegate.jobs.reader import Defaults
-from sluicegate.jobs.store import BatchIntent
 from sluicegate.retry import RetryPolicy
 
 from .conftest import batch_message

@@ -23,7 +23,7 @@ def test_duplicates_have_no_output_line_across_resumes(tmp_path: Path, order: Ou
     out, db = tmp_path / "out.jsonl", tmp_path / "job.db"
     items = [make_item(i, custom_id=cid) for i, cid in enumerate(["a", "a", "b", "a", "c"])]
     with JobStore.open(db, settings=SETTINGS) as store:
-        writer = OutputWriter.open(out, store, order)
+        writer = OutputWriter.open(out, store.output, order)
         for item in items:
             state = store.admit(item)
             if state == "duplicate":
@@ -35,7 +35,7 @@ def test_duplicates_have_no_output_line_across_resumes(tmp_path: Path, order: Ou
         writer.close()
     assert _ids(out) == ["a", "b"]
     with JobStore.open(db, settings=SETTINGS) as store:
-        writer = OutputWriter.open(out, store, order)  # resumes the file as it is: no rewrite, no repeat
+        writer = OutputWriter.open(out, store.output, order)  # resumes the file as it is: no rewrite, no repeat
         assert writer.lines_written == 2
         for item in items:
             if store.admit(item) == "duplicate":
@@ -58,5 +58,5 @@ def test_a_bad_line_reusing_an_id_is_a_duplicate(tmp_path: Path) -> None:
         assert store.record_problem(bad) == "new"
         store.record_result(ok(item))
         store.commit()
-        assert [json.loads(x)["custom_id"] for x in store.iter_output("input")] == ["a"]
+        assert [json.loads(x)["custom_id"] for x in store.output.lines("input")] == ["a"]
         assert store.counts().duplicate == 1

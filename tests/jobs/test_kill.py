@@ -30,7 +30,7 @@ CHILD = textwrap.dedent(
 
     folder, n, batch, in_flight, order = sys.argv[1], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
     store = JobStore.open(folder + "/out.jsonl.db", settings=SETTINGS, commit_every=batch)
-    writer = OutputWriter.open(folder + "/out.jsonl", store, order, fsync_interval=0.01)
+    writer = OutputWriter.open(folder + "/out.jsonl", store.output, order, fsync_interval=0.01)
     for i in range(n):
         store.admit(make_item(i, prompt="x" * 200))
         if i >= in_flight:
@@ -69,7 +69,7 @@ def test_kill_9_then_resume_has_every_id_once(tmp_path: Path, kill_after: int, o
     """SIGKILL mid-loop, resume: nothing reported written is lost, every id is output once, few are re-sent."""
     reported = _run_and_kill(tmp_path, kill_after, order)
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store, order)
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, order)
     writer.write_committed()
     assert writer.lines_written >= reported  # what the child saw written survives (a cut last line is rewritten)
     upto = writer.lines_written + 3 * BATCH

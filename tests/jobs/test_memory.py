@@ -36,7 +36,7 @@ def test_run_and_resume_memory_stays_flat(tmp_path: Path) -> None:
     try:
         for _ in range(2):  # the second pass is a resume: every line is read back from the store
             store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS, commit_every=200)
-            writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+            writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion")
             early, late = _pass(store, writer)
             writer.close()
             store.close()

@@ -72,7 +72,7 @@ def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_p
 def test_answers_are_committed_once_two_wait_whatever_the_window(tmp_path: Path) -> None:
     """A loop that falls behind stretches the commit window; the count of waiting answers still bounds a kill's loss."""
     store = JobStore.open(tmp_path / "job.db", settings=SETTINGS, commit_interval=3600.0)
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion")
     saver = _Saver(store, writer)
     items = [make_item(i) for i in range(3)]
     for item in items:

@@ -14,6 +14,7 @@ from sluicegate._exceptions import ConfigError, UsageError
 from sluicegate._models import Usage
 from sluicegate.jobs import InputProblem, JobBusyError, JobMismatchError, JobStore, StoreCounts
 from sluicegate.jobs import store as store_module
+from sluicegate.jobs.batch_ledger import BatchLedger
 
 from .conftest import SETTINGS, failed, make_item, ok
 
@@ -62,9 +63,9 @@ def test_duplicate_id_in_one_run_and_on_resume(tmp_path: Path) -> None:
         assert store.record_problem(problem) == "new"
         assert store.record_result(ok(first))
         store.commit()
-        assert ids(list(store.iter_output("input"))) == ["same"]
-        assert ids(list(store.iter_output("completion"))) == ["same"]
-        lines = [json.loads(x) for x in store.iter_output("input")]
+        assert ids(list(store.output.lines("input"))) == ["same"]
+        assert ids(list(store.output.lines("completion"))) == ["same"]
+        lines = [json.loads(x) for x in store.output.lines("input")]
         assert lines[0]["result"]["type"] == "succeeded"
     with open_store(tmp_path) as store:
         assert store.admit(first) == "done"
@@ -103,7 +104,7 @@ def test_not_final_results_keep_items_pending(tmp_path: Path) -> None:
             assert not store.record_result(failed(it, kind))  # type: ignore[arg-type]
         store.commit()
         assert store.counts().pending == 4
-        assert list(store.iter_output("completion")) == []
+        assert list(store.output.lines("completion")) == []
 
 
 def test_second_result_and_unknown_id(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_second_result_and_unknown_id(tmp_path: Path) -> None:
         assert store.record_result(ok(item))
         assert not store.record_result(failed(item))
         store.commit()
-        assert len(list(store.iter_output("completion"))) == 1
+        assert len(list(store.output.lines("completion"))) == 1
         with pytest.raises(UsageError):
             store.record_result(ok(make_item(9)))
 
@@ -148,14 +149,14 @@ def test_batched_commit_by_count_and_time(tmp_path: Path) -> None:
     assert not store.maybe_commit()
     store.record_result(ok(items[0]))
     assert store.maybe_commit()  # 3 records
-    assert store.output_count("completion") == 1
+    assert store.output.count("completion") == 1
     store.admit(items[2])
     store.record_result(ok(items[1]))
     assert not store.maybe_commit()
-    assert store.output_count("completion") == 1  # the uncommitted result is not visible to the output side
+    assert store.output.count("completion") == 1  # the uncommitted result is not visible to the output side
     now[0] = 10.0
     assert store.maybe_commit()
-    assert store.output_count("completion") == 2
+    assert store.output.count("completion") == 2
     assert not store.maybe_commit()  # nothing new
     store.record_result(ok(items[2]))
     assert not store.maybe_commit(15.0)
@@ -173,10 +174,10 @@ def test_close_without_commit_loses_only_the_batch(tmp_path: Path) -> None:
     store.commit()
     store.record_result(ok(items[1]))
     store.admit(items[3])
-    store._conn.close()  # simulate the process dying: no commit
-    store._reader.close()
-    assert store._lock_fd is not None
-    os.close(store._lock_fd)
+    store.db.conn.close()  # simulate the process dying: no commit
+    store.db.reader.close()
+    assert store.db.lock_fd is not None
+    os.close(store.db.lock_fd)
     with open_store(tmp_path) as again:
         assert [again.admit(it) for it in items] == ["done", "pending", "pending", "new"]
 
@@ -219,15 +220,15 @@ def test_input_order_is_the_finished_prefix(tmp_path: Path) -> None:
         for i in (2, 0, 3):
             store.record_result(ok(items[i]))
         store.commit()
-        assert ids(list(store.iter_output("input"))) == ["id-0"]
-        assert ids(list(store.iter_output("completion"))) == ["id-2", "id-0", "id-3"]
-        assert ids(list(store.iter_output("completion", 1))) == ["id-0", "id-3"]
-        assert store.output_count("input") == 1
+        assert ids(list(store.output.lines("input"))) == ["id-0"]
+        assert ids(list(store.output.lines("completion"))) == ["id-2", "id-0", "id-3"]
+        assert ids(list(store.output.lines("completion", 1))) == ["id-0", "id-3"]
+        assert store.output.count("input") == 1
         store.record_result(failed(items[1]))
         store.commit()
-        assert ids(list(store.iter_output("input"))) == ["id-0", "id-1", "id-2", "id-3"]
-        assert ids(list(store.iter_output("input", 2))) == ["id-2", "id-3"]
-        assert store.output_count("input") == 4
+        assert ids(list(store.output.lines("input"))) == ["id-0", "id-1", "id-2", "id-3"]
+        assert ids(list(store.output.lines("input", 2))) == ["id-2", "id-3"]
+        assert store.output.count("input") == 4
 
 
 def test_reset_failed(tmp_path: Path) -> None:
@@ -239,17 +240,18 @@ def test_reset_failed(tmp_path: Path) -> None:
         store.record_result(ok(items[0]))
         store.record_result(failed(items[1]))
         store.record_problem(InputProblem(line=9, index=3, custom_id=None, field=None, message="bad"))
-        mark = store.output_mark()
+        mark = store.output.mark()
         assert store.reset_failed() == 1
-        assert store.output_mark() != mark
+        assert store.output.mark() != mark
         assert store.counts() == StoreCounts(total=4, pending=2, done=1, failed=0, invalid=1)
-        assert ids(list(store.iter_output("completion"))) == ["id-0", "line:9"]
+        assert ids(list(store.output.lines("completion"))) == ["id-0", "line:9"]
         assert store.admit(items[1]) == "pending"
         store.record_result(ok(items[1]))
         store.commit()
-        assert ids(list(store.iter_output("completion"))) == ["id-0", "line:9", "id-1"]
-        assert ids(list(store.iter_output("completion", 2))) == ["id-1"]
-        assert (store.seq_at(2), store.output_count("completion")) == (3, 3)  # seqs 0, 2 and 3: the reset left a gap
+        assert ids(list(store.output.lines("completion"))) == ["id-0", "line:9", "id-1"]
+        assert ids(list(store.output.lines("completion", 2))) == ["id-1"]
+        # seqs 0, 2 and 3: the reset left a gap
+        assert (store.output.seq_at(2), store.output.count("completion")) == (3, 3)
         assert store.reset_failed() == 0
 
 
@@ -296,7 +298,7 @@ def test_problem_without_id_is_known_on_resume(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         assert store.admit(make_item(0)) == "pending"
         assert store.record_problem(bad) == "known"
-        assert ids(list(store.iter_output("completion"))) == ["line:3"]
+        assert ids(list(store.output.lines("completion"))) == ["line:3"]
 
 
 def test_fallback_id_never_collides_with_a_real_id(tmp_path: Path) -> None:
@@ -309,7 +311,7 @@ def test_fallback_id_never_collides_with_a_real_id(tmp_path: Path) -> None:
         assert store.admit(real) == "new"
         store.record_result(ok(real))
         store.commit()
-        assert ids(list(store.iter_output("completion"))) == ["line:3", "line-3"]
+        assert ids(list(store.output.lines("completion"))) == ["line:3", "line-3"]
 
 
 def test_problem_recorded_under_the_older_fallback_name_is_known(tmp_path: Path) -> None:
@@ -360,7 +362,7 @@ def test_bad_line_after_the_item_keeps_the_item(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         assert store.admit(item) == "done"
         assert store.record_problem(bad) == "known"
-        assert [json.loads(x)["result"]["type"] for x in store.iter_output("input")] == ["succeeded"]
+        assert [json.loads(x)["result"]["type"] for x in store.output.lines("input")] == ["succeeded"]
         assert store.counts().duplicate == 1
 
 
@@ -480,33 +482,12 @@ def test_a_format_3_store_is_upgraded_and_can_record_batches(tmp_path: Path) -> 
     conn.close()
     with open_store(tmp_path) as store:
         assert [store.admit(it) for it in items] == ["done", "pending", "pending"]
-        assert not store.in_batch(items[1].custom_id)
-        store.record_batch("msgbatch_1", [items[1].custom_id, items[2].custom_id])
-        assert store.in_batch(items[2].custom_id)
-        assert store.open_batches() == ["msgbatch_1"]
-        assert store.batch_items("msgbatch_1") == {items[1].custom_id: 1, items[2].custom_id: 2}
+        ledger = BatchLedger.of(store)
+        assert not ledger.in_batch(items[1].custom_id)
+        ledger.record_batch("msgbatch_1", [items[1].custom_id, items[2].custom_id])
+        assert ledger.in_batch(items[2].custom_id)
+        assert ledger.open_batches() == ["msgbatch_1"]
+        assert ledger.batch_items("msgbatch_1") == {items[1].custom_id: 1, items[2].custom_id: 2}
     conn = sqlite3.connect(tmp_path / "job.db")
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     conn.close()
-
-
-def test_batches_are_recorded_ended_and_released_for_a_retry(tmp_path: Path) -> None:
-    """A recorded batch survives a reopen; once ended, its failed items reset by retry leave it to be resubmitted."""
-    items = [make_item(i) for i in range(3)]
-    with open_store(tmp_path) as store:
-        for it in items:
-            store.admit(it)
-        store.record_batch("msgbatch_a", [it.custom_id for it in items])
-    with open_store(tmp_path) as store:
-        assert store.open_batches() == ["msgbatch_a"]
-        store.record_result(ok(items[0]))
-        store.record_result(failed(items[1]))
-        store.record_result(failed(items[2]))
-        store.commit()
-        assert store.batch_items("msgbatch_a") == {}
-        store.end_batch("msgbatch_a")
-        assert (store.open_batches(), store.batch_counts()) == ([], (1, 1))
-        assert store.release_ended_batches() == 0  # failed items keep their batch until reset
-        assert store.reset_failed() == 2
-        assert store.release_ended_batches() == 2
-        assert [store.in_batch(it.custom_id) for it in items] == [True, False, False]

@@ -27,7 +27,7 @@ def out_ids(path: Path) -> list[str]:
 def open_pair(tmp_path: Path, order: OutputOrder = "completion") -> tuple[JobStore, OutputWriter]:
     """A store and its writer in tmp_path."""
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
-    return store, OutputWriter.open(tmp_path / "out.jsonl", store, order)
+    return store, OutputWriter.open(tmp_path / "out.jsonl", store.output, order)
 
 
 def finish(store: JobStore, writer: OutputWriter, n: int, *, sent: list[str] | None = None) -> None:
@@ -71,10 +71,10 @@ def test_writer_only_sees_committed_results(tmp_path: Path) -> None:
     store.record_result(ok(items[4]))
     assert writer.write_committed() == 0
     writer.close()
-    store._conn.close()  # the process dies here: the last result was never committed
-    store._reader.close()
-    assert store._lock_fd is not None
-    os.close(store._lock_fd)
+    store.db.conn.close()  # the process dies here: the last result was never committed
+    store.db.reader.close()
+    assert store.db.lock_fd is not None
+    os.close(store.db.lock_fd)
     sent: list[str] = []
     store, writer = open_pair(tmp_path)
     finish(store, writer, 6, sent=sent)
@@ -184,7 +184,7 @@ def test_retry_failed_then_rewrite_has_each_id_once(tmp_path: Path) -> None:
     store.close()
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
     assert store.reset_failed() == 2
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion")
     assert out_ids(tmp_path / "out.jsonl") == ["id-0"]  # the stale error lines are gone at once
     for it in items:
         if store.admit(it) == "pending":
@@ -295,7 +295,7 @@ def test_resume_after_retry_failed_appends_past_the_gaps(tmp_path: Path) -> None
     inode = (tmp_path / "out.jsonl").stat().st_ino
     store, writer = open_pair(tmp_path)
     assert writer.lines_written == 2
-    assert store.seq_at(1) > 1  # positions and seqs differ now
+    assert store.output.seq_at(1) > 1  # positions and seqs differ now
     finish(store, writer, 5)
     assert (tmp_path / "out.jsonl").stat().st_ino == inode  # appended in place, not rebuilt
     assert out_ids(tmp_path / "out.jsonl") == ["id-1", "id-0", "id-2", "id-3", "id-4"]
@@ -304,7 +304,7 @@ def test_resume_after_retry_failed_appends_past_the_gaps(tmp_path: Path) -> None
 def test_written_lines_reach_the_file_at_once(tmp_path: Path) -> None:
     """Lines written after a commit are in the file right away (another reader sees them), before any fsync."""
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store, "completion", fsync_interval=3600.0)
+    writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion", fsync_interval=3600.0)
     for i in range(3):
         store.admit(make_item(i))
         store.record_result(ok(make_item(i)))
@@ -320,5 +320,5 @@ def test_unusable_output_path_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "out.jsonl").mkdir()
     store = JobStore.open(tmp_path / "out.jsonl.db", settings=SETTINGS)
     with pytest.raises(ConfigError, match="cannot write the output file"):
-        OutputWriter.open(tmp_path / "out.jsonl", store, "completion")
+        OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion")
     store.close()

@@ -1,16 +1,8 @@
 """Durable jobs over JSONL files: the streaming reader, the SQLite job store and the output writer."""
 
+from .output_log import OutputOrder, result_line
 from .reader import Defaults, InputProblem, OversizeLine, Provider, iter_lines, params_fingerprint, read_requests
-from .store import (
-    AdmitState,
-    JobBusyError,
-    JobMismatchError,
-    JobStore,
-    OutputOrder,
-    ProblemState,
-    StoreCounts,
-    result_line,
-)
+from .store import AdmitState, JobBusyError, JobMismatchError, JobStore, ProblemState, StoreCounts
 from .writer import OutputWriter
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The job store's SQLite file: schema, connections, the one-run lock and the check that it is this job's."""
+"""The job store's SQLite file: schema, states, connections, the one-run lock and the commit discipline."""
 
 from __future__ import annotations
 
@@ -6,17 +6,45 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from enum import IntEnum
 from pathlib import Path
 
-from .._exceptions import ConfigError, JobBusyError, JobMismatchError
+from .._exceptions import ConfigError, JobBusyError, JobMismatchError, UsageError
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory lock, one run per store is then the user's job
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JobBusyError", "JobMismatchError", "check_no_secrets", "open_database"]
+__all__ = [
+    "Database",
+    "EntryKind",
+    "ItemState",
+    "JobBusyError",
+    "JobMismatchError",
+    "check_no_secrets",
+    "open_database",
+]
+
+
+class ItemState(IntEnum):
+    """`entries.state`: where an input line stands. Formatted into the SQL (`{ItemState.DONE:d}`), never a bare 2."""
+
+    PENDING = 0  # an item without a final result yet: sent (again) by the next run
+    DONE = 1
+    FAILED = 2
+    INVALID = 3  # a bad input line: its errored result is final
+    DUPLICATE = 4  # a line whose id an earlier line has: counted, never output
+
+
+class EntryKind(IntEnum):
+    """`entries.kind`: what a row stands for. Partial indexes name these values, so SQL spells them as literals."""
+
+    ITEM = 0
+    PROBLEM = 1  # a bad input line (its id may repeat an item's)
+    DUPLICATE = 2  # a line repeating an earlier line's id
+
 
 SCHEMA_VERSION = "5"
 _SECRET_HINTS = ("api_key", "apikey", "secret", "authorization", "password")
@@ -26,10 +54,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,            -- 0-based position among non-blank input lines: one row per line
     line INTEGER,                       -- 1-based physical line
-    kind INTEGER NOT NULL,              -- 0 item, 1 input problem (its id may repeat an item's)
+    kind INTEGER NOT NULL,              -- an EntryKind: 0 item, 1 input problem (its id may repeat an item's)
     custom_id TEXT,
     fingerprint TEXT,
-    state INTEGER NOT NULL,             -- 0 pending, 1 done, 2 failed, 3 invalid
+    state INTEGER NOT NULL,             -- an ItemState: 0 pending, 1 done, 2 failed, 3 invalid, 4 duplicate
     attempts INTEGER NOT NULL DEFAULT 0,
     input_tokens INTEGER NOT NULL DEFAULT 0,
     output_tokens INTEGER NOT NULL DEFAULT 0,
@@ -68,8 +96,11 @@ CREATE TABLE IF NOT EXISTS batch_intents (
 );
 -- Batches seen in the account's list that are not this job's: a provisional adoption whose results named other ids.
 CREATE TABLE IF NOT EXISTS foreign_batches (id TEXT PRIMARY KEY);
-CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = 0;
-CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = 1;
+"""
+# The queries spell these kinds the same way (literals, not parameters), or SQLite would not use the indexes.
+_SCHEMA += f"""
+CREATE UNIQUE INDEX IF NOT EXISTS entries_item_id ON entries (custom_id) WHERE kind = {EntryKind.ITEM:d};
+CREATE INDEX IF NOT EXISTS entries_problem_id ON entries (custom_id) WHERE kind = {EntryKind.PROBLEM:d};
 -- `sluicegate report`: the timeline of each run of the job (jobs/timeline.py), one row per slot of `width` seconds.
 -- Old stores gain these tables on open (an older version ignores them, so the format number stays).
 CREATE TABLE IF NOT EXISTS timeline_runs (
@@ -103,6 +134,106 @@ _UPGRADES: dict[str, tuple[str, ...]] = {
 }
 # Made after any upgrade, since they index columns an older store only has once upgraded.
 _INDEXES = ("CREATE INDEX IF NOT EXISTS entries_batch ON entries (batch) WHERE batch IS NOT NULL",)
+
+
+class Database:
+    """One job store's connections and its commit discipline, shared by the parts of the store (items, output log,
+    batch ledger, spend holds): every write goes into one open transaction, committed in batches.
+
+    `conn` writes and reads what this run has not committed yet; `reader` is a second connection that sees committed
+    rows only (what the output writer may put in the file).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        lock_fd: int | None,
+        *,
+        commit_every: int,
+        commit_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.path = path
+        self.conn = conn
+        self.reader = reader
+        self.lock_fd = lock_fd  # the one-run lock, held until close
+        self._commit_every = commit_every
+        self._commit_interval = commit_interval
+        self._clock = clock
+        self._in_txn = False
+        self._writes = 0
+        self._last_commit = clock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        settings: Mapping[str, str],
+        *,
+        restart: bool,
+        commit_every: int,
+        commit_interval: float,
+        clock: Callable[[], float],
+    ) -> Database:
+        """Lock and open (or create) the store at `path` for a job with these settings (never a key)."""
+        check_no_secrets(settings)
+        if commit_every < 1 or commit_interval < 0:
+            raise ConfigError("commit_every must be >= 1 and commit_interval >= 0")
+        conn, reader, lock_fd = open_database(path, dict(settings), restart)
+        return cls(path, conn, reader, lock_fd, commit_every=commit_every, commit_interval=commit_interval, clock=clock)
+
+    def write(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        """Run one record's first statement inside the open batch (one record counts once toward commit_every)."""
+        if self._closed:
+            raise UsageError("the job store is closed")
+        if not self._in_txn:
+            self.conn.execute("BEGIN")
+            self._in_txn = True
+        self._writes += 1
+        return self.conn.execute(sql, args)
+
+    def maybe_commit(self, now: float | None = None) -> bool:
+        """Commit when enough records (commit_every) or time (commit_interval) piled up; True if it committed.
+
+        `now` is on the store's clock (time.monotonic unless one was given to `open`); None reads that clock.
+        """
+        if not self._in_txn:
+            return False
+        if now is None:
+            now = self._clock()
+        if self._writes >= self._commit_every or now - self._last_commit >= self._commit_interval:
+            self.commit()
+            return True
+        return False
+
+    def commit(self) -> None:
+        """Make everything recorded so far durable (and visible to the reader)."""
+        if self._in_txn:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A full disk can make SQLite roll the transaction back: then there is nothing left to commit.
+                self._in_txn = self.conn.in_transaction
+                raise
+            self._in_txn = False
+        self._writes = 0
+        self._last_commit = self._clock()
+
+    def close(self) -> None:
+        """Commit and release the store (the connections and the one-run lock)."""
+        if self._closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self._closed = True
+            self.reader.close()
+            self.conn.close()
+            if self.lock_fd is not None:
+                os.close(self.lock_fd)
 
 
 def open_database(

@@ -40,7 +40,7 @@ class SpendLedger:
                 return
             model = self._provider.model(params)
             worst = self._prices.estimate_cost(model, event.input_tokens_estimate, self._provider.max_tokens(params))
-            self._store.hold(event.custom_id, worst or 0.0)
+            self._store.holds.hold(event.custom_id, worst or 0.0)
         elif isinstance(event, RequestCompleted):
             self._params.pop(event.result.custom_id, None)
 

@@ -50,12 +50,13 @@ from ._sniff import not_jsonl
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from .batch_ledger import BatchIntent, BatchLedger
 from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
 from .deadline import DeadlinePolicy, OnlinePace, finish_online
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
-from .store import BatchIntent, JobStore
+from .store import JobStore
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -124,6 +125,7 @@ class _BatchJob:
     ) -> None:
         self.config = config
         self.store = store
+        self.ledger = BatchLedger.of(store)
         self.writer = writer
         self.service = service
         self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
@@ -167,7 +169,7 @@ class _BatchJob:
         async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
-            if state == "pending" and self.store.in_batch(parsed.custom_id):
+            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
             params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
             encoded = service.encode(parsed.custom_id, params)
@@ -199,7 +201,7 @@ class _BatchJob:
             if group is None or group in primed:
                 continue
             primed.add(group)
-            if state == "pending" and self.store.in_batch(parsed.custom_id):
+            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
             self.primers += 1
@@ -211,7 +213,7 @@ class _BatchJob:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
         # batch on the server (resolve_intents) instead of paying for it twice.
-        intent = self.store.record_intent(ids, self.config.clock())
+        intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
         except BatchRejectedError as exc:
@@ -223,12 +225,12 @@ class _BatchJob:
                 )
                 self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
             self.save(now=True)
-            self.store.drop_intent(intent)
+            self.ledger.drop_intent(intent)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
         # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
         # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
-        self.store.record_batch(batch.id, ids, intent=intent)
+        self.ledger.record_batch(batch.id, ids, intent=intent)
         self.writer.write_committed()
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
@@ -238,21 +240,21 @@ class _BatchJob:
     async def resolve_intents(self) -> None:
         """Look for the batches of create calls whose answer was never recorded (a crash in between) in the
         account's list: adopt the likeliest provisionally, or free the items to be submitted if there is none."""
-        pending = [intent for intent in self.store.intents() if intent.adopted is None]
+        pending = [intent for intent in self.ledger.intents() if intent.adopted is None]
         if not pending:
             return
         since = min(intent.planned_at for intent in pending) - CLOCK_MARGIN
         listed = [batch async for batch in self.service.list_since(since)]
-        known = self.store.known_batch_ids()
+        known = self.ledger.known_batch_ids()
         for intent in pending:
             found = self.service.candidates(intent, listed, known)
             if not found:
-                self.store.drop_intent(intent.seq)
+                self.ledger.drop_intent(intent.seq)
                 self.released = True
                 self.say(f"an interrupted submit of {intent.requests} request(s) made no batch: submitting them")
                 continue
             chosen = found[0]
-            self.store.adopt_batch(intent.seq, chosen.id, intent.custom_ids)
+            self.ledger.adopt_batch(intent.seq, chosen.id, intent.custom_ids)
             known.add(chosen.id)
             others = ", ".join(batch.id for batch in found[1:])
             self.say(
@@ -264,7 +266,7 @@ class _BatchJob:
         """Resolve interrupted submits, then check the batches recorded by earlier runs before submitting, so a
         lost one's items can go out again; collect those that ended meanwhile."""
         await self.resolve_intents()
-        for batch_id in self.store.open_batches():
+        for batch_id in self.ledger.open_batches():
             batch = await self._retrieve(batch_id)
             if batch is not None and batch.ended:
                 self.ended_counts.update(batch.request_counts)
@@ -275,7 +277,7 @@ class _BatchJob:
         try:
             return await self.service.retrieve(batch_id)
         except BatchRejectedError as exc:
-            intent = self.store.provisional(batch_id) if exc.status == 404 else None
+            intent = self.ledger.provisional(batch_id) if exc.status == 404 else None
             if intent is not None:  # a listed batch gone since: it cannot be confirmed, so it is not taken
                 await self._reject(batch_id, intent, "is gone from the server")
                 return None
@@ -284,13 +286,13 @@ class _BatchJob:
                     f"batch {batch_id}, recorded in the job store, cannot be read ({exc}); was it created with "
                     "another key, workspace or endpoint? Use those again, or --restart to start over"
                 ) from exc
-            released = self.store.forget_batch(batch_id)
+            released = self.ledger.forget_batch(batch_id)
             self.say(f"batch {batch_id} is unknown to this server: its {released} request(s) will be submitted again")
             return None
 
     async def poll_all(self) -> None:
         """Poll every recorded batch that has not ended; store the results of each one that has."""
-        while (open_ids := self.store.open_batches()) and not self.released:
+        while (open_ids := self.ledger.open_batches()) and not self.released:
             processing: Counter[str] = Counter()
             for batch_id in open_ids:
                 batch = await self._retrieve(batch_id)
@@ -301,7 +303,7 @@ class _BatchJob:
                     await self._collect(batch)
                 else:
                     processing.update(batch.request_counts)
-            recorded, ended = self.store.batch_counts()
+            recorded, ended = self.ledger.batch_counts()
             counts = self.ended_counts + processing
             self.say(
                 f"batches: {recorded} submitted, {ended} ended; requests: "
@@ -323,7 +325,7 @@ class _BatchJob:
             f"deadline: cancelling the batches to send their {unfinished} unfinished request(s) online in time; "
             "what they finished is kept"
         )
-        for batch_id in self.store.open_batches():
+        for batch_id in self.ledger.open_batches():
             await self.service.cancel(batch_id)
 
     def _next_poll(self) -> float:
@@ -340,7 +342,7 @@ class _BatchJob:
 
         async def rest() -> AsyncIterator[RequestItem]:
             async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
-                if not self.store.in_batch(parsed.custom_id):
+                if not self.ledger.in_batch(parsed.custom_id):
                     yield parsed
 
         def record(result: Result) -> None:
@@ -362,16 +364,16 @@ class _BatchJob:
         self.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
-        intent = self.store.provisional(batch.id)
+        intent = self.ledger.provisional(batch.id)
         if intent is not None:
             if not await self._is_ours(batch, intent):
                 await self._reject(batch.id, intent, "is not this job's (its results name other requests)")
                 return
-            self.store.confirm_batch(intent.seq)
+            self.ledger.confirm_batch(intent.seq)
             self.say(f"batch {batch.id} is confirmed as this job's")
-        waiting = self.store.batch_items(batch.id)
+        waiting = self.ledger.batch_items(batch.id)
         if not waiting:  # all stored by an earlier run that stopped before marking the batch ended
-            self.store.end_batch(batch.id)
+            self.ledger.end_batch(batch.id)
             return
         missing = f"batch {batch.id} ended without a result for this request"
         try:
@@ -392,13 +394,13 @@ class _BatchJob:
             error = ErrorInfo(kind="server", message=missing)
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
-        self.store.end_batch(batch.id)
+        self.ledger.end_batch(batch.id)
         if self.cancelling:
-            self.store.release_ended_batches()  # its canceled items leave it, to go online
+            self.ledger.release_ended_batches()  # its canceled items leave it, to go online
 
     async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
         """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
-        self.store.reject_batch(intent.seq, batch_id)
+        self.ledger.reject_batch(intent.seq, batch_id)
         self.say(f"batch {batch_id} {why}: nothing of it is kept")
         await self.resolve_intents()
 
@@ -432,9 +434,9 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
     try:
         if config.retry_failed:
             reset = store.reset_failed()
-            store.release_ended_batches()
+            BatchLedger.of(store).release_ended_batches()
             say(f"retrying {reset} failed item(s)")
-        writer = OutputWriter.open(config.output_path, store, "completion")
+        writer = OutputWriter.open(config.output_path, store.output, "completion")
         started = time.monotonic()
         stop_reason: str | None = None
         interrupted = False
@@ -532,7 +534,7 @@ def _outcome(
 ) -> JobOutcome:
     counts = store.counts()
     _, cost, unpriced = store.totals()
-    recorded, ended = store.batch_counts()
+    recorded, ended = job.ledger.batch_counts()
     summary = dataclasses.asdict(counts) | {"batches": recorded}
     say(
         f"{counts.total} item(s): {counts.done} succeeded, {counts.failed} failed, {counts.invalid} invalid, "

@@ -16,7 +16,7 @@ from .._models import ErrorInfo, ErrorKind, Result, Usage
 from ..pricing import PriceTable
 from ..providers.anthropic import AnthropicProvider
 from .batch_api import MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, BatchClient, BatchStatus
-from .store import BatchIntent
+from .batch_ledger import BatchIntent
 
 __all__ = [
     "CLOCK_MARGIN",

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from .._models import Usage
 from ..providers.openai import OpenAIProvider, usage_from_openai
 from .batch_api import BatchClient, BatchRejectedError, BatchStatus
+from .batch_ledger import BatchIntent
 from .batch_service import ClientBatches
-from .store import BatchIntent
 
 __all__ = ["MAX_FILE_BYTES", "MAX_FILE_REQUESTS", "OpenAIBatchClient", "OpenAIBatchStatus", "OpenAIBatches"]
 

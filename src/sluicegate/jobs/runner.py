@@ -259,9 +259,9 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
             view.say(f"retrying {reset} failed item(s)")
         order: Literal["completion", "input"] = "input" if config.ordered else "completion"
         writer = (
-            TableWriter(config.input_path, config.output_path, store)
+            TableWriter(config.input_path, config.output_path, store.output)
             if config.table is not None and is_table_output(config.output_path)
-            else OutputWriter.open(config.output_path, store, order)
+            else OutputWriter.open(config.output_path, store.output, order)
         )
         before = store.counts()
         already = before.done + before.failed + before.invalid + before.duplicate

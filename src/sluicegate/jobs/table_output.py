@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from .._models import Result
-from .store import JobStore
+from ._db import ItemState
+from .output_log import OutputLog
 from .tables import RowBatch, read_batches
 
 __all__ = ["TABLE_OUTPUT_SUFFIXES", "TableWriter", "is_table_output"]
 
 TABLE_OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 _RESULT_COLUMNS = ("text", "error", "status", "input_tokens", "output_tokens", "cost")
-_STATUS = {0: "pending", 1: "succeeded", 2: "errored", 3: "invalid"}
+_STATUS = {
+    ItemState.PENDING: "pending",
+    ItemState.DONE: "succeeded",
+    ItemState.FAILED: "errored",
+    ItemState.INVALID: "invalid",
+}
 
 
 def is_table_output(path: Path) -> bool:
@@ -35,10 +41,10 @@ def is_table_output(path: Path) -> bool:
 class TableWriter:
     """Stands where the JSONL writer stands in a run; the table is written once, at `close`."""
 
-    def __init__(self, input_path: Path, output_path: Path, store: JobStore) -> None:
+    def __init__(self, input_path: Path, output_path: Path, log: OutputLog) -> None:
         self._input = input_path
         self._output = output_path
-        self._store = store
+        self._log = log
         self.lines_written = 0
         self._closed = False
 
@@ -79,7 +85,7 @@ class TableWriter:
         """Each input batch with one result tuple per row (joined on the row's position)."""
         for batch in read_batches(self._input):
             end = batch.start + len(batch.rows)
-            found = {idx: rest for idx, *rest in self._store.outcomes(batch.start, end)}
+            found = {idx: rest for idx, *rest in self._log.outcomes(batch.start, end)}
             yield batch, [_result(found.get(i)) for i in range(batch.start, end)]
 
 

@@ -1,4 +1,4 @@
-"""The output JSONL file, derived from the job store's committed results: never a partial or a duplicate line."""
+"""The output JSONL file, derived from the job store's output log: never a partial or a duplicate line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .._exceptions import ConfigError
-from .store import JobStore, OutputOrder
+from .output_log import OutputLog, OutputOrder
 
 __all__ = ["OutputWriter"]
 
@@ -28,14 +28,14 @@ class OutputWriter:
     def __init__(
         self,
         path: Path,
-        store: JobStore,
+        log: OutputLog,
         order: OutputOrder,
         *,
         fsync_interval: float,
         clock: Callable[[], float],
     ) -> None:
         self._path = path
-        self._store = store
+        self._log = log
         self._order = order
         self._fsync_interval = fsync_interval
         self._clock = clock
@@ -49,7 +49,7 @@ class OutputWriter:
     def open(
         cls,
         path: str | os.PathLike[str],
-        store: JobStore,
+        log: OutputLog,
         order: OutputOrder,
         *,
         fsync_interval: float = 1.0,
@@ -61,7 +61,7 @@ class OutputWriter:
         not this job's output, or predates a reset of failed items, it is rewritten from the store atomically.
         """
         # The real file, not a symlink to it: a rewrite renames over the path, which would replace the link itself.
-        writer = cls(Path(path).resolve(), store, order, fsync_interval=fsync_interval, clock=clock)
+        writer = cls(Path(path).resolve(), log, order, fsync_interval=fsync_interval, clock=clock)
         try:
             writer._resume()
         except OSError as exc:  # a folder, no permission, a read-only disk: a usage problem, not a crash
@@ -74,23 +74,23 @@ class OutputWriter:
         return self._written
 
     def _resume(self) -> None:
-        mark = f"{self._store.output_mark()}:{self._order}"
-        first = next(self._store.iter_output(self._order, 0), None)
+        mark = f"{self._log.mark()}:{self._order}"
+        first = next(self._log.lines(self._order, 0), None)
         scan = _scan(self._path, None if first is None else first.encode())
         if scan.end < scan.size:
             with self._path.open("r+b") as f:
                 f.truncate(scan.end)
                 f.flush()
                 os.fsync(f.fileno())
-        committed = self._store.output_count(self._order)
-        if self._store.written_mark() != mark or scan.lines > committed or not self._matches(scan):
+        committed = self._log.count(self._order)
+        if self._log.written_mark() != mark or scan.lines > committed or not self._matches(scan):
             self.rewrite()
             return
         self._written = scan.lines
         if self._order == "completion":
-            self._last_seq = self._store.seq_at(scan.lines - 1)
+            self._last_seq = self._log.seq_at(scan.lines - 1)
         else:
-            self._next_idx = self._store.input_index_after(scan.lines)
+            self._next_idx = self._log.input_index_after(scan.lines)
         self._file = self._path.open("ab")
 
     def _matches(self, scan: _Scan) -> bool:
@@ -99,7 +99,7 @@ class OutputWriter:
             return True
         if not scan.first_matches:
             return False
-        last = next(self._store.iter_output(self._order, scan.lines - 1), None)
+        last = next(self._log.lines(self._order, scan.lines - 1), None)
         if last is None:
             return False
         expected = last.encode()
@@ -110,7 +110,7 @@ class OutputWriter:
             return f.read(len(expected)) == expected
 
     def write_committed(self) -> int:
-        """Append every committed line not yet in the file (call right after `store.commit()`); returns how many."""
+        """Append every committed line not yet in the file (call right after the store's commit); returns how many."""
         out = self._require_open()
         count = 0
         for key, text in self._rows():
@@ -132,8 +132,8 @@ class OutputWriter:
 
     def _rows(self) -> Iterator[tuple[int, str]]:
         if self._order == "completion":
-            return self._store.completion_rows(self._last_seq)
-        return self._store.input_rows(self._next_idx)
+            return self._log.completion_rows(self._last_seq)
+        return self._log.input_rows(self._next_idx)
 
     def flush(self) -> None:
         """Push buffered lines to the file and fsync it."""
@@ -163,7 +163,7 @@ class OutputWriter:
         _fsync_dir(self._path.parent)
         self._file = self._path.open("ab")
         self._last_sync = self._clock()
-        self._store.set_written_mark(f"{self._store.output_mark()}:{self._order}")
+        self._log.set_written_mark(f"{self._log.mark()}:{self._order}")
 
     @property
     def path(self) -> Path:

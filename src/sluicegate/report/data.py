@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._exceptions import ConfigError
+from ..jobs.store import ItemState
 from ..jobs.timeline import Row, Segment, read_segments
 
 __all__ = ["ErrorGroup", "Point", "ReportData", "load"]
 
 _EXAMPLES = 3
+# States as SQL literals: answered (done or failed), and final errors (failed items and bad input lines).
+_ANSWERED = f"({ItemState.DONE:d}, {ItemState.FAILED:d})"
+_ERRORS = f"({ItemState.FAILED:d}, {ItemState.INVALID:d})"
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,13 @@ def _load(store: Path, conn: sqlite3.Connection) -> ReportData:
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     settings = json.loads(meta.get("settings", "{}"))
     by_state = dict(conn.execute("SELECT state, count(*) FROM entries GROUP BY state").fetchall())
-    counts = {name: by_state.get(i, 0) for i, name in enumerate(("pending", "done", "failed", "invalid"))}
+    states = (ItemState.PENDING, ItemState.DONE, ItemState.FAILED, ItemState.INVALID)
+    counts = {state.name.lower(): by_state.get(state, 0) for state in states}
     row = conn.execute(
         "SELECT total(input_tokens), total(output_tokens), total(cache_creation_input_tokens),"
         " total(cache_read_input_tokens), total(cost), total(unpriced),"
-        " total(batch IS NOT NULL AND state IN (1, 2)), total(CASE WHEN batch IS NOT NULL THEN cost END)"
-        " FROM entries WHERE state IN (1, 2)"
+        f" total(batch IS NOT NULL AND state IN {_ANSWERED}), total(CASE WHEN batch IS NOT NULL THEN cost END)"
+        f" FROM entries WHERE state IN {_ANSWERED}"
     ).fetchone()
     tokens = dict(zip(("input", "output", "cache_write", "cache_read"), map(int, row[:4]), strict=True))
     segments = read_segments(conn)
@@ -120,13 +125,13 @@ def _errors(conn: sqlite3.Connection) -> list[ErrorGroup]:
     kind = "coalesce(json_extract(o.result, '$.result.error.error.type'), 'unknown')"
     groups = conn.execute(
         f"SELECT {kind} AS k, count(*) FROM entries AS e JOIN outputs AS o ON o.seq = e.seq"
-        " WHERE e.state IN (2, 3) GROUP BY k ORDER BY count(*) DESC, k"
+        f" WHERE e.state IN {_ERRORS} GROUP BY k ORDER BY count(*) DESC, k"
     ).fetchall()
     out = []
     for name, count in groups:
         rows = conn.execute(
             f"SELECT e.line, coalesce(e.custom_id, ''), json_extract(o.result, '$.result.error.error.message')"
-            f" FROM entries AS e JOIN outputs AS o ON o.seq = e.seq WHERE e.state IN (2, 3) AND {kind} = ?"
+            f" FROM entries AS e JOIN outputs AS o ON o.seq = e.seq WHERE e.state IN {_ERRORS} AND {kind} = ?"
             " ORDER BY e.idx LIMIT ?",
             (name, _EXAMPLES),
         ).fetchall()
