@@ -15,18 +15,19 @@ SECONDS = 120
 def timeline(
     *,
     per_second: int,
-    input_tokens: int,
-    output_tokens: int,
-    latency: float,
-    rpm: float | None,
-    itpm: float | None,
-    otpm: float | None,
     concurrency: int,
     binding: str | None,
+    input_tokens: int = 100,
+    output_tokens: int = 50,
+    latency: float = 1.0,
+    rpm: float | None = 4000,
+    itpm: float | None = 2_000_000,
+    otpm: float | None = 400_000,
     waiting: int = 4,
 ) -> list[tuple[float, Row]]:
     """SECONDS one-second rows of a steady job: `per_second` successes of this size, the limiter sampled 4 times a
-    second, admission waiting on `binding` in `waiting` of those samples."""
+    second, admission waiting on `binding` in `waiting` of those samples. The defaults are a small request under
+    roomy limits; each test names only what makes its job different."""
     rows = []
     for _ in range(SECONDS):
         row = Row()
@@ -49,17 +50,7 @@ def timeline(
 
 def test_a_job_bound_by_requests_per_minute_is_said_to_be() -> None:
     """10 small items/s against 600 RPM: RPM binds, at ~100%, and the advice is a higher tier or larger requests."""
-    rows = timeline(
-        per_second=10,
-        input_tokens=200,
-        output_tokens=50,
-        latency=1.0,
-        rpm=600,
-        itpm=2_000_000,
-        otpm=400_000,
-        concurrency=22,
-        binding="requests",
-    )
+    rows = timeline(per_second=10, input_tokens=200, rpm=600, concurrency=22, binding="requests")
     d = explain(profile(rows, max_tokens=256))
     assert d.bound == "requests"
     assert "binding limit was requests per minute (RPM)" in d.paragraph
@@ -72,17 +63,7 @@ def test_a_job_bound_by_requests_per_minute_is_said_to_be() -> None:
 
 def test_a_job_bound_by_input_tokens_is_said_to_be_and_caching_is_suggested() -> None:
     """2,000-token prompts against 60,000 ITPM allow 0.5 items/s: ITPM binds and prompt caching is the advice."""
-    rows = timeline(
-        per_second=1,
-        input_tokens=2000,
-        output_tokens=50,
-        latency=2.0,
-        rpm=4000,
-        itpm=120_000,
-        otpm=400_000,
-        concurrency=6,
-        binding="input_tokens",
-    )
+    rows = timeline(per_second=1, input_tokens=2000, latency=2.0, itpm=120_000, concurrency=6, binding="input_tokens")
     d = explain(profile(rows))
     assert d.bound == "input_tokens"
     assert "input tokens per minute (ITPM)" in d.paragraph
@@ -93,17 +74,7 @@ def test_a_job_bound_by_input_tokens_is_said_to_be_and_caching_is_suggested() ->
 
 def test_a_job_bound_by_output_tokens_is_said_to_be_and_max_tokens_is_named() -> None:
     """500-token answers against 60,000 OTPM: OTPM binds and the advice names max_tokens and the average answer."""
-    rows = timeline(
-        per_second=2,
-        input_tokens=100,
-        output_tokens=500,
-        latency=6.0,
-        rpm=4000,
-        itpm=2_000_000,
-        otpm=60_000,
-        concurrency=26,
-        binding="output_tokens",
-    )
+    rows = timeline(per_second=2, output_tokens=500, latency=6.0, otpm=60_000, concurrency=26, binding="output_tokens")
     d = explain(profile(rows, max_tokens=1024))
     assert d.bound == "output_tokens"
     assert "output tokens per minute (OTPM)" in d.paragraph
@@ -115,17 +86,7 @@ def test_a_job_bound_by_output_tokens_is_said_to_be_and_max_tokens_is_named() ->
 
 def test_a_job_bound_by_latency_and_concurrency_is_said_to_be() -> None:
     """4 in flight at 2 s each allow 2 items/s, far below every rate limit: latency and concurrency bound it."""
-    rows = timeline(
-        per_second=2,
-        input_tokens=100,
-        output_tokens=50,
-        latency=2.0,
-        rpm=4000,
-        itpm=2_000_000,
-        otpm=400_000,
-        concurrency=4,
-        binding="concurrency",
-    )
+    rows = timeline(per_second=2, latency=2.0, concurrency=4, binding="concurrency")
     d = explain(profile(rows))
     assert d.bound == "concurrency"
     assert "bound by latency and concurrency: at most 4 requests in flight" in d.paragraph
@@ -135,17 +96,7 @@ def test_a_job_bound_by_latency_and_concurrency_is_said_to_be() -> None:
 
 def test_the_arithmetic_decides_when_the_limiter_was_never_sampled() -> None:
     """Without limiter samples, a job running at its lowest ceiling (OTPM here) is bound by that limit."""
-    rows = timeline(
-        per_second=2,
-        input_tokens=100,
-        output_tokens=500,
-        latency=6.0,
-        rpm=4000,
-        itpm=2_000_000,
-        otpm=60_000,
-        concurrency=26,
-        binding=None,
-    )
+    rows = timeline(per_second=2, output_tokens=500, latency=6.0, otpm=60_000, concurrency=26, binding=None)
     for _, row in rows:
         row.samples = 0
     assert explain(profile(rows)).bound == "output_tokens"
@@ -153,17 +104,7 @@ def test_the_arithmetic_decides_when_the_limiter_was_never_sampled() -> None:
 
 def test_a_job_below_every_ceiling_is_not_blamed_on_a_limit() -> None:
     """1 item/s against ceilings of 10+/s with admission never waiting: no limit bound it, and the page says so."""
-    rows = timeline(
-        per_second=1,
-        input_tokens=100,
-        output_tokens=50,
-        latency=1.0,
-        rpm=600,
-        itpm=2_000_000,
-        otpm=400_000,
-        concurrency=50,
-        binding=None,
-    )
+    rows = timeline(per_second=1, rpm=600, concurrency=50, binding=None)
     for _, row in rows:
         row.in_flight_max = 2
     d = explain(profile(rows))
@@ -173,17 +114,7 @@ def test_a_job_below_every_ceiling_is_not_blamed_on_a_limit() -> None:
 
 def test_429_pauses_are_named_when_admission_mostly_waited_for_them() -> None:
     """Admission waiting on the 429 cool-down most of the time is reported as the server's 429s, not a limit."""
-    rows = timeline(
-        per_second=1,
-        input_tokens=100,
-        output_tokens=50,
-        latency=1.0,
-        rpm=600,
-        itpm=2_000_000,
-        otpm=400_000,
-        concurrency=8,
-        binding="cooldown",
-    )
+    rows = timeline(per_second=1, rpm=600, concurrency=8, binding="cooldown")
     for _, row in rows:
         row.rate_limited = 3
     d = explain(profile(rows))
@@ -200,15 +131,5 @@ def test_a_job_without_a_timeline_says_so_instead_of_guessing() -> None:
 
 def test_429_pauses_at_the_ceiling_are_blamed_on_the_limit_they_enforced() -> None:
     """At 100% of the RPM ceiling, admission waiting on 429 cool-downs is the limit at work: RPM bound it."""
-    rows = timeline(
-        per_second=10,
-        input_tokens=200,
-        output_tokens=50,
-        latency=1.0,
-        rpm=600,
-        itpm=2_000_000,
-        otpm=400_000,
-        concurrency=22,
-        binding="cooldown",
-    )
+    rows = timeline(per_second=10, input_tokens=200, rpm=600, concurrency=22, binding="cooldown")
     assert explain(profile(rows)).bound == "requests"
