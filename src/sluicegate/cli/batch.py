@@ -62,6 +62,13 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
 # For tests against a local emulator: the allowance for one online answer and for a cancel to take effect.
 @click.option("--online-latency", type=click.FloatRange(min=0), default=None, hidden=True)
 @click.option("--cancel-allowance", type=click.FloatRange(min=0), default=None, hidden=True)
+@click.option(
+    "--max-cost",
+    type=float,
+    default=None,
+    help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
+    "batch price still fits; what does not fit is not sent, and named.",
+)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
@@ -86,6 +93,7 @@ def batch(
     minute: float | None,
     online_latency: float | None,
     cancel_allowance: float | None,
+    max_cost: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -99,8 +107,8 @@ def batch(
     per file); each batch is recorded in the job store as soon as it is created, then
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
-    130 interrupted.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 stopped at --max-cost, 4 stopped (bad
+    key, API unreachable), 130 interrupted.
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
@@ -143,6 +151,7 @@ def batch(
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
+            max_cost=max_cost,
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
         outcome = anyio.run(lambda: run_batch_job(config, view=None if quiet else view))

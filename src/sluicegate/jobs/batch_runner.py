@@ -46,10 +46,12 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ..tokens import heuristic_tokens
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from .batch_cap import BatchCap
 from .batch_ledger import BatchIntent, BatchLedger
 from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
 from .deadline import DeadlinePolicy, OnlinePace, finish_online
@@ -98,6 +100,7 @@ class BatchJobConfig:
     # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+    max_cost: float | None = None  # the job's cap in USD, across runs (see jobs/batch_cap.py); None: no cap
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -141,6 +144,7 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -166,11 +170,15 @@ class _BatchJob:
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
         config, service = self.config, self.service
         open_chunks: dict[str, _Chunk] = {}
+        if self.cap is not None:
+            self.cap.new_pass()
         async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue  # left pending, and named in the final message
             params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
             encoded = service.encode(parsed.custom_id, params)
             group = service.group(parsed.params)
@@ -196,12 +204,16 @@ class _BatchJob:
             return
         primed: set[str] = set()
         config = self.config
+        if self.cap is not None:
+            self.cap.new_pass()
         async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
                 continue
             primed.add(group)
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
+                continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
                 continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
             self.primers += 1
@@ -212,7 +224,9 @@ class _BatchJob:
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (resolve_intents) instead of paying for it twice.
+        # batch on the server (resolve_intents) instead of paying for it twice. The cost cap's holds share its commit.
+        if self.cap is not None:
+            self.cap.hold(ids)
         intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
@@ -427,6 +441,9 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
+    if config.max_cost is not None and (config.max_cost <= 0 or config.deadline is not None):
+        # A deadline sends the cancelled batches' rest online at twice the held price: the cap would not hold.
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive, and cannot be combined with --deadline yet")
     store = open_store(config.output_path, _settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
@@ -473,7 +490,8 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
                         await job.poll_all()
                         if job.cancelling and not job.released:
                             await job.send_rest_online()
-                        if not job.released:
+                        # Again too when the ended batches' real costs left room under the cap for what it held back.
+                        if not job.released and not (job.cap is not None and job.cap.room_again()):
                             break
                 except BatchApiError as exc:
                     stop_reason = str(exc)
@@ -551,6 +569,7 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
+    not_sent = "" if job.cap is None else job.cap.not_sent()
     if interrupted:
         return JobOutcome(
             ExitCode.INTERRUPTED,
@@ -563,6 +582,13 @@ def _outcome(
             ExitCode.ABORTED,
             f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
             f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if not_sent and job.cap is not None:
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}. {not_sent}. {counts.pending} item(s) not finished; "
+            f"to go on, raise the cap: {with_max_cost(resume)}{note}",
             summary,
         )
     return finished_outcome(counts, config.output_path, note, summary)
