@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import click
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-__all__ = ["job_file_options", "prices_option", "resume_command"]
+__all__ = ["job_file_options", "line_defaults_options", "prices_option", "resume_command", "shared_limits_options"]
 
 # Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
 _ONCE = frozenset({"--restart", "--retry-failed"})
@@ -59,6 +60,24 @@ def job_file_options(command: Any) -> Any:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Results in the Message Batches results format.",
             ),
+        ]
+    ):
+        command = option(command)
+    return line_defaults_options(command)
+
+
+def line_defaults_options(command: Any) -> Any:
+    """`--model`, `--max-tokens` and `--system` for lines that leave them out, given to the command as one
+    `defaults: Defaults`. The same words in every command's help, so the precedence reads the same everywhere."""
+
+    @functools.wraps(command)
+    def with_defaults(*args: Any, model: str | None, max_tokens: int | None, system: str | None, **kwargs: Any) -> Any:
+        from sluicegate.jobs.reader import Defaults
+
+        return command(*args, defaults=Defaults(model=model, max_tokens=max_tokens, system=system), **kwargs)
+
+    for option in reversed(
+        [
             click.option("--model", default=None, help="Model for lines that name none (a line's own wins)."),
             click.option(
                 "--max-tokens",
@@ -69,8 +88,8 @@ def job_file_options(command: Any) -> Any:
             click.option("--system", default=None, help="System prompt for lines that have none (a line's own wins)."),
         ]
     ):
-        command = option(command)
-    return command
+        with_defaults = option(with_defaults)
+    return with_defaults
 
 
 def shared_limits_options(command: Any) -> Any:

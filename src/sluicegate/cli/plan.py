@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import line_defaults_options, prices_option
 from sluicegate.cli._routes import deadline_option
 
 if TYPE_CHECKING:
@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
+@line_defaults_options
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
 @click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
 @click.option(
@@ -46,9 +44,7 @@ if TYPE_CHECKING:
 @prices_option
 def plan(
     input_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     deadline: float | None,
     expected_output: float,
@@ -69,10 +65,8 @@ def plan(
     from rich.table import Table
 
     from sluicegate.jobs.planner import plan_file
-    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import load_prices
 
-    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
     scale = _scale(input_path, defaults, count_sample) if count_sample and provider == "anthropic" else None
     if scale is not None:
         click.echo(f"input estimate corrected by x{scale:.3f} from count_tokens on {count_sample} request(s)")

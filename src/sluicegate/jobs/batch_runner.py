@@ -170,6 +170,7 @@ class _BatchJob:
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
         config, service = self.config, self.service
         open_chunks: dict[str, _Chunk] = {}
+        self.admission.kept_own.clear()  # counted again by each full pass over the input
         if self.cap is not None:
             self.cap.new_pass()
         async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
@@ -495,6 +496,9 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
                             break
                 except BatchApiError as exc:
                     stop_reason = str(exc)
+                own = job.admission.kept_own_note()
+                if own is not None:
+                    say(own)
             # Plain synchronous calls: no cancellation can interrupt the final commit and write.
             store.commit()
             writer.write_committed()
