@@ -106,7 +106,7 @@ def batch(
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
     Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 stopped at --max-cost, 4 stopped (bad
-    key, API unreachable), 130 interrupted.
+    key, API unreachable), 5 disk full (resume once there is space), 130 interrupted.
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """

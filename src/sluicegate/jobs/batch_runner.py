@@ -24,10 +24,12 @@ which can make a second batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import shlex
 import signal
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -46,6 +48,7 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ..tokens import heuristic_tokens
+from ._disk import no_space_in
 from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._view import JobView
@@ -509,8 +512,19 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
         return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
+    except (OSError, sqlite3.Error, BaseExceptionGroup) as exc:
+        full = no_space_in(exc, store.path, config.output_path)
+        if full is None:
+            raise
+        # Every step of a batch's life was committed before the next began: the next run re-attaches to them all.
+        return JobOutcome(
+            ExitCode.NO_SPACE,
+            f"stopped: {full.describe()}. Every result saved before is safe and the batches created keep running on "
+            f"the server; free some space and resume with: {config.resume()}",
+        )
     finally:
-        store.close()
+        with contextlib.suppress(OSError, sqlite3.Error):
+            store.close()
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
