@@ -33,12 +33,21 @@ async def test_truncate_cuts_a_plain_json_answer(emulator: Callable[..., Running
     assert emu.stats()["faults"]["truncate"] == 2  # the plain request and the SDK request
 
 
+class _Records(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 async def test_a_truncated_answer_is_not_logged_as_a_server_error(emulator: Callable[..., RunningEmulator]) -> None:
     """The dropped connection is the fault itself: the server logs no "returned without completing" error for it."""
     emu = emulator(faults=(FaultSpec(kind="truncate", start=0.0),), first_token_latency=0.0)
-    seen: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
+    handler = _Records()
     server_log = logging.getLogger("uvicorn.error")  # attached after the server configured its logging
     server_log.addHandler(handler)
     try:
@@ -50,7 +59,7 @@ async def test_a_truncated_answer_is_not_logged_as_a_server_error(emulator: Call
     finally:
         server_log.removeHandler(handler)
     assert emu.stats()["faults"]["truncate"] == 3
-    assert [record.getMessage() for record in seen if record.levelno >= logging.ERROR] == []
+    assert [record.getMessage() for record in handler.records if record.levelno >= logging.ERROR] == []
 
 
 async def test_stream_error_fails_a_plain_call_with_a_500(emulator: Callable[..., RunningEmulator]) -> None:
