@@ -118,8 +118,9 @@ def _job_layer_alone(inp: Path, out: Path) -> int:
     """Reader, store and writer as the runner drives them, each request answered at once: no engine, no HTTP."""
     from sluicegate._models import Result, Usage
     from sluicegate.jobs import JobStore, OutputWriter
+    from sluicegate.jobs.durable import store_path_for
     from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
-    from sluicegate.jobs.runner import _COMMIT_INTERVAL, _Saver, store_path_for
+    from sluicegate.jobs.runner import _COMMIT_INTERVAL, _Saver
 
     message = json.loads(_ANSWER)
     usage = Usage(input_tokens=12, output_tokens=4)

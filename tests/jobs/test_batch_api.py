@@ -15,9 +15,10 @@ import pytest
 
 from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
-from sluicegate.jobs.batch_runner import BatchJobConfig, result_from_batch, run_batch_job
+from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
+from sluicegate.jobs.batch_service import result_from_batch
+from sluicegate.jobs.outcome import JobOutcome
 from sluicegate.jobs.reader import Defaults
-from sluicegate.jobs.runner import JobOutcome
 from sluicegate.pricing import default_table
 from sluicegate.retry import RetryPolicy
 

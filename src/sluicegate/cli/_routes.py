@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.outcome import JobOutcome
     from sluicegate.jobs.reader import Defaults
-    from sluicegate.jobs.runner import JobOutcome
     from sluicegate.pricing import PriceTable
 
 __all__ = ["DEFAULT_URLS", "EMULATED_MINUTE", "batch_route", "deadline_option", "deadline_settings", "pick_route"]

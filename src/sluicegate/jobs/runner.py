@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import shlex
 import signal
 import sqlite3
@@ -34,14 +33,16 @@ from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ._disk import NoSpace, no_space
-from ._messages import mismatch_message, with_max_cost
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
+from .durable import file_settings, open_store, store_path_for
 from .flex import flex_options, flex_results
+from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome, unfinished_count
 from .reader import Defaults, InputProblem
-from .store import JobMismatchError, JobStore, StoreCounts
+from .store import JobStore
 from .table_output import TableWriter, is_table_output
 from .tables import TableSpec, count_rows, table_requests
 from .timeline import TimelineRecorder
@@ -54,16 +55,6 @@ _COMMIT_INTERVAL = 0.01
 # Answers recorded but not yet committed are what a kill would send again: commit as soon as this many wait, even
 # inside the commit window (a busy loop can stretch the window; a count cannot stretch).
 _UNSAVED_MAX = 2
-
-
-class ExitCode:
-    OK = 0
-    FAILED_ITEMS = 1  # the run finished but some items ended in error (including invalid input lines)
-    USAGE = 2  # bad flags or a refused resume (click uses 2 for usage errors too)
-    BUDGET = 3  # --max-cost stopped admission; unfinished items stay pending
-    ABORTED = 4  # bad key, spend cap / quota: the run stopped; unfinished items stay pending
-    NO_SPACE = 5  # the disk is full (or a file-size limit was hit): what was saved is safe; free space and resume
-    INTERRUPTED = 130  # Ctrl-C; unfinished items stay pending
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,61 +93,6 @@ class JobConfig:
         return self.resume_command or shlex.join(
             ["sluicegate", "run", str(self.input_path), "-o", str(self.output_path)]
         )
-
-
-@dataclass
-class JobOutcome:
-    """How a job ended: the exit code for a CLI, the message for the user, the counts by state, and how long
-    it ran (None when it stopped before sending anything, so there is nothing to summarise)."""
-
-    exit_code: int
-    message: str
-    counts: dict[str, int] = field(default_factory=dict)
-    wall: float | None = None
-
-
-def store_path_for(output: Path) -> Path:
-    """The job store of an output file: next to the file the path leads to, so that two paths to one file (a
-    symlink, a symlinked folder, `..`) are one job, locked once."""
-    real = output.resolve()
-    return real.with_name(real.name + ".sluicegate.db")
-
-
-def open_store(
-    output: Path, settings: dict[str, str], restart: bool, resume: str, **options: Any
-) -> JobStore | JobOutcome:
-    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job (for a
-    changed setting: which, its stored and new values, and the command that resumes with the stored ones)."""
-    try:
-        return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
-    except JobMismatchError as exc:
-        return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
-    except ConfigError as exc:  # e.g. another run holds this job's store
-        return JobOutcome(ExitCode.USAGE, str(exc))
-
-
-def input_signature(path: Path) -> str:
-    """Size plus a hash of the first and last MiB: a changed or extended input is noticed before anything is
-    sent, without reading a multi-GB file twice. (Per-item fingerprints catch edits in the middle.)"""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(size - (1 << 20))
-            digest.update(f.read())
-    return f"{size}:{digest.hexdigest()[:16]}"
-
-
-def file_settings(input_path: Path, defaults: Defaults) -> dict[str, str]:
-    """What a job store remembers of the input and its defaults, to refuse resuming with other ones."""
-    return {
-        "input": str(input_path.resolve()),
-        "input_signature": input_signature(input_path),
-        "model": defaults.model or "",
-        "max_tokens": str(defaults.max_tokens or ""),
-        "system": defaults.system or "",
-    }
 
 
 def _settings(config: JobConfig) -> dict[str, str]:
@@ -289,7 +225,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
                 return JobOutcome(
                     ExitCode.BUDGET,
                     f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
-                    f"{_unfinished(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
+                    f"{unfinished_count(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
                     "to go on, raise the cap: "
                     f"{with_max_cost(config.resume())}",
                 )
@@ -403,16 +339,12 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
         if admission.changed is not None:
             return JobOutcome(ExitCode.USAGE, admission.changed)
         if saver.failed is not None:
-            return JobOutcome(
-                ExitCode.NO_SPACE,
-                f"stopped: {saver.failed.describe()}. Every result saved before is safe; free some space and "
-                f"resume with: {config.resume()}",
-                dataclasses.asdict(store.counts()),
-            )
+            return no_space_outcome(saver.failed, config.resume(), dataclasses.asdict(store.counts()))
         counts = store.counts()
         summary = dataclasses.asdict(counts)
         # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
-        unfinished = _unfinished(counts, total_lines if total_lines is not None else _count_lines(config.input_path))
+        lines = total_lines if total_lines is not None else _count_lines(config.input_path)
+        unfinished = unfinished_count(counts, lines)
         resume = config.resume()
         stats = engine.statistics()
         note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
@@ -456,35 +388,12 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
                 store.close()
 
 
-def _unfinished(counts: StoreCounts, lines: int) -> int:
-    """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
-    finished = counts.done + counts.failed + counts.invalid + counts.duplicate
-    return max(counts.pending, lines - finished)
-
-
 def _warmup(config: JobConfig) -> OnlineWarmup | None:
     """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
     if not config.cache_warmup or config.table is not None:
         return None  # a table's rows become prompts through a template: not scanned here
     found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
     return OnlineWarmup(found) if found.shared else None
-
-
-def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
-    """The outcome of a job that ran to its end: all succeeded (exit 0), or some failed or invalid (exit 1)."""
-    duplicates = (
-        f"; {counts.duplicate} line(s) skipped because an earlier line has the same id (the first one ran)"
-        if counts.duplicate
-        else ""
-    )
-    if counts.failed or counts.invalid or counts.duplicate:
-        return JobOutcome(
-            ExitCode.FAILED_ITEMS,
-            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s){duplicates}; "
-            f"see {output} (re-run failed ones with --retry-failed){note}",
-            summary,
-        )
-    return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {output}{note}", summary)
 
 
 def _unpriced_note(unpriced: Mapping[str, int]) -> str:
