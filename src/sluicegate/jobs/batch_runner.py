@@ -13,17 +13,12 @@ idempotency key, so a batch created just before a crash is looked for instead of
 from __future__ import annotations
 
 import dataclasses
-import signal
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-import anyio.lowlevel
-
+from .._clock import Clock, SystemClock
 from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
@@ -37,10 +32,9 @@ from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
 from .deadline import DeadlinePolicy, finish_online
-from .durable import open_store
-from .outcome import ExitCode, JobOutcome, finished_outcome
+from .durable import DurableJob, open_store
+from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
 from .reader import InputProblem
-from .store import JobStore
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -53,12 +47,12 @@ class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, service: BatchService, say: Any
+        self, config: BatchJobConfig, durable: DurableJob, service: BatchService, say: Callable[[str], None]
     ) -> None:
         self.config = config
-        self.store = store
+        self.durable = durable
+        self.store = store = durable.store
         self.ledger = BatchLedger.of(store)
-        self.writer = writer
         self.service = service
         self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
         self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
@@ -77,19 +71,30 @@ class _BatchJob:
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
             self.say(f"line {bad.line}: {bad.message}")
-        self.save()
+        self.durable.save()
 
     @property
     def changed(self) -> str | None:
         """Why reading the input stopped early: it no longer matches the stored job."""
         return self.admission.changed
 
-    def save(self, *, now: bool = False) -> None:
-        if now:
-            self.store.commit()
-        elif not self.store.maybe_commit():
-            return
-        self.writer.write_committed()
+    async def run(self) -> None:
+        """Re-attach to what earlier runs submitted, prime the cache, submit the rest, poll until every batch ended."""
+        config, service = self.config, self.service
+        await self.reattach()
+        if config.cache_warmup and service.provider == "anthropic":
+            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+            await self.prime()
+        while True:  # again when a rejected adoption put items back to be submitted
+            self.intents.released = False
+            await self.submit_all()
+            if self.changed is not None:
+                break
+            await self.poll_all()
+            if self.cancelling and not self.intents.released:
+                await self.send_rest_online()
+            if not self.intents.released:
+                break
 
     # -- submit ------------------------------------------------------------------------------------------------
 
@@ -118,7 +123,7 @@ class _BatchJob:
         for chunk in open_chunks.values():
             if chunk.lines:
                 await self._submit(chunk.lines, chunk.members)
-        self.save(now=True)
+        self.durable.save(now=True)
 
     async def prime(self) -> None:
         """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
@@ -155,15 +160,15 @@ class _BatchJob:
                 error = ErrorInfo(
                     kind="invalid_request", message=str(exc), status=exc.status, error_type=exc.error_type
                 )
-                self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
-            self.save(now=True)
+                self.durable.record(Result(index=index, custom_id=custom_id, error=error))
+            self.durable.save(now=True)
             self.ledger.drop_intent(intent)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
         # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
         # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
         self.ledger.record_batch(batch.id, ids, intent=intent)
-        self.writer.write_committed()
+        self.durable.save(now=True)
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
 
@@ -214,7 +219,7 @@ class _BatchJob:
             )
             if ended < recorded and not self.intents.released:
                 await self._cancel_if_late()
-                await anyio.sleep(self._next_poll())
+                await self.durable.clock.sleep(self._next_poll())
 
     async def _cancel_if_late(self) -> None:
         """Cancel every open batch once waiting longer would leave too little time to send their rest online."""
@@ -249,9 +254,8 @@ class _BatchJob:
                     yield parsed
 
         def record(result: Result) -> None:
-            if self.store.record_result(result):
+            if self.durable.record(result):
                 self.online += 1
-            self.save()
 
         await finish_online(
             rest(),
@@ -264,7 +268,7 @@ class _BatchJob:
             minute=config.pace.minute,
             transport=config.transport,
         )
-        self.save(now=True)
+        self.durable.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
         if not await self.intents.settle(batch):
@@ -284,25 +288,29 @@ class _BatchJob:
                 if self.cancelling and result.get("type") == "canceled":
                     continue  # never processed, so never billed: it stays pending and goes online
                 found = result_from_batch(index, custom_id, result, batch.id, self.prices, self.service.usage)
-                self.store.record_result(found)
-                self.save()
+                self.durable.record(found)
         except BatchRejectedError as exc:  # e.g. 404: results are kept for 29 days after creation
             missing = f"the results of batch {batch.id} cannot be read: {exc}"
         for custom_id, index in waiting.items():
             error = ErrorInfo(kind="server", message=missing)
-            self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
-        self.save(now=True)
+            self.durable.record(Result(index=index, custom_id=custom_id, error=error))
+        self.durable.save(now=True)
         self.ledger.end_batch(batch.id)
         if self.cancelling:
             self.ledger.release_ended_batches()  # its canceled items leave it, to go online
 
 
-async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) -> JobOutcome:
+async def run_batch_job(
+    config: BatchJobConfig, *, view: JobView | None = None, clock: Clock | None = None
+) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems.
 
-    It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`.
+    It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`. `clock` times
+    the run and its waits between polls (the system clock by default); the wall clock that dates create intents
+    is `config.clock`.
     """
     say = (view or JobView()).say
+    clock = clock or SystemClock()
     wrong_format = not_jsonl(config.input_path)
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
@@ -311,65 +319,36 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
     store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
-
+    durable = DurableJob(
+        store,
+        lambda: OutputWriter.open(config.output_path, store.output, "completion"),
+        clock=clock,
+        retry_failed=config.retry_failed,
+    )
     try:
-        if config.retry_failed:
-            reset = store.reset_failed()
-            BatchLedger.of(store).release_ended_batches()
-            say(f"retrying {reset} failed item(s)")
-        writer = OutputWriter.open(config.output_path, store.output, "completion")
-        started = time.monotonic()
-        stop_reason: str | None = None
-        interrupted = False
-        client, service = batch_service_for(config)
-        async with client, anyio.create_task_group() as tg:
-            job = _BatchJob(config, store, writer, service, say)
-            if config.deadline is not None:
-                job.deadline = DeadlinePolicy(
-                    deadline_at=config.clock() + config.deadline,
-                    pace=config.pace,
-                    cancel_allowance=config.cancel_allowance,
-                )
-
-            async def watch_signals(scope: anyio.CancelScope) -> None:
-                nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        interrupted = True
-                        scope.cancel()
-
-            with anyio.CancelScope() as work:
-                if sys.platform != "win32":
-                    tg.start_soon(watch_signals, work)
+        with durable:
+            if config.retry_failed:
+                BatchLedger.of(store).release_ended_batches()
+                say(f"retrying {durable.retried} failed item(s)")
+            started = clock.now()
+            stop_reason: str | None = None
+            client, service = batch_service_for(config)
+            async with client:
+                job = _BatchJob(config, durable, service, say)
+                if config.deadline is not None:
+                    job.deadline = DeadlinePolicy(
+                        deadline_at=config.clock() + config.deadline,
+                        pace=config.pace,
+                        cancel_allowance=config.cancel_allowance,
+                    )
                 try:
-                    await job.reattach()
-                    if config.cache_warmup and service.provider == "anthropic":
-                        job.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
-                        await job.prime()
-                    while True:  # again when a rejected adoption put items back to be submitted
-                        job.intents.released = False
-                        await job.submit_all()
-                        if job.changed is not None:
-                            break
-                        await job.poll_all()
-                        if job.cancelling and not job.intents.released:
-                            await job.send_rest_online()
-                        if not job.intents.released:
-                            break
+                    async with durable.running():
+                        await job.run()
                 except BatchApiError as exc:
                     stop_reason = str(exc)
-            # Plain synchronous calls: no cancellation can interrupt the final commit and write.
-            store.commit()
-            writer.write_committed()
-            if config.retry_failed:
-                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
-            writer.close()
-            tg.cancel_scope.cancel()
-        return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, say)
+            return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
-    finally:
-        store.close()
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
@@ -388,14 +367,9 @@ class _Chunk:
 
 
 def _outcome(
-    config: BatchJobConfig,
-    store: JobStore,
-    job: _BatchJob,
-    wall: float,
-    stop_reason: str | None,
-    interrupted: bool,
-    say: Callable[[str], None],
+    config: BatchJobConfig, job: _BatchJob, wall: float, stop_reason: str | None, say: Callable[[str], None]
 ) -> JobOutcome:
+    store = job.store
     counts = store.counts()
     _, cost, unpriced = store.totals()
     recorded, ended = job.ledger.batch_counts()
@@ -415,7 +389,9 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
-    if interrupted:
+    if job.durable.failed is not None:
+        return no_space_outcome(job.durable.failed, resume, summary)
+    if job.durable.interrupts:
         return JobOutcome(
             ExitCode.INTERRUPTED,
             f"interrupted: {running} batch(es) keep running on the server and {counts.pending} item(s) are not "
