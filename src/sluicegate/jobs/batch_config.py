@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import httpx2
 
+from .._clock import Clock
 from ..limits.limiter import Limits
 from ..pricing import PriceTable
 from ..retry import RetryPolicy
@@ -56,7 +57,8 @@ class BatchJobConfig:
     # or workspace: submitting again could pay twice).
     forget_unknown_batches: bool = False
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
-    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
+    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at. Only that:
+    # the run's own durations (the deadline, the poll waits) are on the monotonic Clock given to run_batch_job.
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
 
@@ -79,13 +81,14 @@ def batch_settings(config: BatchJobConfig) -> dict[str, str]:
     }
 
 
-def batch_service_for(config: BatchJobConfig) -> tuple[BatchClient, BatchService]:
-    """The HTTP client and the batch API of the job's provider."""
+def batch_service_for(config: BatchJobConfig, clock: Clock) -> tuple[BatchClient, BatchService]:
+    """The HTTP client and the batch API of the job's provider; retries wait on `clock`."""
     options: dict[str, Any] = {
         "api_key": config.api_key,
         "base_url": config.base_url,
         "retry": config.retry,
         "transport": config.transport,
+        "clock": clock,
     }
     if config.provider == "openai":
         openai = OpenAIBatchClient(**options)

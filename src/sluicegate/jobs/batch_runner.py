@@ -226,7 +226,7 @@ class _BatchJob:
         if self.deadline is None or self.cancelling:
             return
         unfinished = self.store.counts().pending
-        if not self.deadline.should_cancel(self.config.clock(), unfinished):
+        if not self.deadline.should_cancel(self.durable.clock.now(), unfinished):
             return
         self.cancelling = True
         self.say(
@@ -242,7 +242,8 @@ class _BatchJob:
             return self.config.poll_interval
         if self.cancelling:  # a cancel ends within its allowance: look more often meanwhile
             return min(self.config.poll_interval, max(1.0, self.deadline.cancel_allowance / 10))
-        return self.deadline.next_poll(self.config.clock(), self.store.counts().pending, self.config.poll_interval)
+        now = self.durable.clock.now()
+        return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
         """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
@@ -306,8 +307,8 @@ async def run_batch_job(
     """Run (or resume) the batch job described by `config`; never raises for per-item problems.
 
     It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`. `clock` times
-    the run and its waits between polls (the system clock by default); the wall clock that dates create intents
-    is `config.clock`.
+    the run, its deadline, its waits between polls and its retries (the system clock by default); the wall clock
+    that dates create intents is `config.clock`.
     """
     say = (view or JobView()).say
     clock = clock or SystemClock()
@@ -332,12 +333,12 @@ async def run_batch_job(
                 say(f"retrying {durable.retried} failed item(s)")
             started = clock.now()
             stop_reason: str | None = None
-            client, service = batch_service_for(config)
+            client, service = batch_service_for(config, clock)
             async with client:
                 job = _BatchJob(config, durable, service, say)
                 if config.deadline is not None:
                     job.deadline = DeadlinePolicy(
-                        deadline_at=config.clock() + config.deadline,
+                        deadline_at=clock.now() + config.deadline,
                         pace=config.pace,
                         cancel_allowance=config.cancel_allowance,
                     )
