@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from .._models import Usage
 from ..integrations._metered import METER, StreamMeter
 from ._queue import Priority, Ticket
+from ._stream_usage import UsageChunkFilter
 from .clients import ClientSpec
 from .errors import OwnError, own_error
 from .gateway import Gateway
@@ -48,6 +49,7 @@ class Call:
     priority: Priority
     max_wait: float
     limited: bool = True  # False for routes the limiter does not cover (count_tokens): straight through
+    hide_usage: bool = False  # the gateway asked an OpenAI stream for its usage: the client did not
 
 
 class Forward(Response):
@@ -187,10 +189,14 @@ class _Exchange:
         await self._start(200, headers)
         meter = response.extensions.get(METER)
         self.meter = meter if isinstance(meter, StreamMeter) else None
+        hidden = UsageChunkFilter() if self.call.hide_usage else None
         async for chunk in response.aiter_raw():
             # Each chunk goes to the client as it arrives; the transport below has already read its usage.
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            body = chunk if hidden is None else hidden.feed(chunk)
+            if body:
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        tail = b"" if hidden is None else hidden.close()
+        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
         self.complete = True
 
     def _meter_json(self, body: bytes) -> None:

@@ -121,7 +121,8 @@ class Upstream:
     def request(
         self, path: str, body: bytes, headers: Mapping[str, str], on_sent: Callable[[], None] | None
     ) -> httpx2.Request:
-        """The upstream request: the client's body byte for byte, its API headers, and the upstream key."""
+        """The upstream request: the body (the client's, byte for byte, unless `ask_for_usage` added to it), its API
+        headers, and the upstream key."""
         outgoing = client_headers(headers)
         for name, value in self._auth.items():
             if name == "anthropic-version" and name in outgoing:
