@@ -145,6 +145,8 @@ def test_the_streamed_probe_gives_the_same_result_as_a_plain_call(emulator: Call
     assert transport.streamed == [True, False, False]
     assert probe.ok, probe.error
     assert plain.ok, plain.error
+    assert probe.message is not None
+    assert plain.message is not None
     assert {**probe.message, "id": ""} == {**plain.message, "id": ""}
     assert probe.usage == plain.usage
 
