@@ -156,10 +156,11 @@ def test_per_day_requests_beside_per_minute_tokens_from_openai_headers() -> None
     assert 240.0 <= max(done) <= 240.0 * 1.05 + 2.0
 
 
-def test_starts_from_remaining_and_ramps_by_doubling() -> None:
-    """After the probe the client spends what the server says is left: admissions per round trip roughly
-    double instead of being paced at the long-run rate. The round trip is the time a refusal takes to come
-    back, at most a quarter second, even when answers take a whole second."""
+@pytest.mark.parametrize("time_to_headers", [1.0, 0.005])
+def test_starts_from_remaining_and_ramps_by_doubling(time_to_headers: float) -> None:
+    """After the probe's headers the client spends what the server says is left: 16 requests per second at first,
+    doubling every quarter second (the time a refusal takes to come back), instead of the long-run rate. The same
+    whether the headers took a whole second (a plain answer) or 5 ms (a stream's first token on a fast server)."""
     clock = FakeClock()
     server = Server(clock, {"requests": (1_000, 60.0)})
 
@@ -167,19 +168,20 @@ def test_starts_from_remaining_and_ramps_by_doubling() -> None:
         limiter = Limiter(clock=clock)
         probe = await limiter.acquire(0, 0)
         server.admit({"requests": 1.0})
-        await anyio.sleep(1.0)
+        await anyio.sleep(time_to_headers)
         limiter.observe(server.snapshot(), since=probe.admitted_at)
         probe.settle(Usage())
         admitted: list[float] = []
         for _ in range(200):
             permit = await limiter.acquire(0, 0)
-            admitted.append(clock.now() - 1.0)
+            admitted.append(clock.now() - time_to_headers)
             permit.settle(Usage())
         return admitted
 
     admitted = clock.run(main)
     per_round = [sum(1 for t in admitted if k * 0.25 <= t < (k + 1) * 0.25) for k in range(4)]
-    assert per_round[0] >= 5  # 4 per round trip, growing within the round
+    assert admitted[:2] == [0.0, 1 / 16]
+    assert 5 <= per_round[0] <= 6  # 4 per quarter second, growing within the quarter
     assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(per_round))
     assert admitted[-1] < 1.5  # 200 requests out of the 999 left, far faster than 1,000 per minute's pace
 
@@ -247,7 +249,7 @@ def test_oversize_request_under_produced_accounting_is_admitted_and_charged_what
         assert mirror is not None
         assert mirror.level(clock.now()) == 10_000 - 500 - 800
         second = await limiter.acquire(100, 16_000)
-        assert clock.now() <= 0.01  # only the slow start's spacing, no wait for the bucket
+        assert clock.now() <= 1 / 16  # only the slow start's spacing (16 per second), no wait for the bucket
         second.settle(Usage(input_tokens=100, output_tokens=800))
 
     clock.run(main)

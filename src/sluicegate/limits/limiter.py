@@ -136,7 +136,6 @@ class Limiter:
         self._adaptive = Adaptive()
         self._in_flight = 0
         self._seen_response = False
-        self._first_admitted: float | None = None
         self._cooldown_until = -math.inf
         self._smooth_since = -math.inf if not smooth else 0.0
         self._queue: list[anyio.Event] = []  # FIFO of waiters; only the head may take capacity
@@ -167,8 +166,6 @@ class Limiter:
                 if wait <= 0.0:
                     self._take(input_tokens, out, now)
                     self._binding = None
-                    if self._first_admitted is None:
-                        self._first_admitted = now
                     return Permit(self, input_tokens, out, now)
                 self._binding = binding
                 # Never admit early: a server computing the same refill in floats may be a hair short. A wait
@@ -360,8 +357,7 @@ class Limiter:
         self._seen_response = True
         # Only headers say there is an allowance to spend; without them AIMD sizes the concurrency instead.
         if ramp and not self._smooth:
-            started = self._first_admitted if self._first_admitted is not None else now
-            self._ramp.begin(now, now - started)
+            self._ramp.begin(now)
 
     @property
     def probing(self) -> bool:
