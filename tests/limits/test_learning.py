@@ -11,6 +11,7 @@ import pytest
 
 from sluicegate import RateLimitSnapshot, Usage
 from sluicegate._exceptions import InputError
+from sluicegate._models import BucketView
 from sluicegate.limits.headers import parse_anthropic_headers, parse_openai_headers
 from sluicegate.limits.limiter import Limiter
 from sluicegate.testing import FakeClock
@@ -251,5 +252,52 @@ def test_oversize_request_under_produced_accounting_is_admitted_and_charged_what
         second = await limiter.acquire(100, 16_000)
         assert clock.now() <= 1 / 16  # only the slow start's spacing (16 per second), no wait for the bucket
         second.settle(Usage(input_tokens=100, output_tokens=800))
+
+    clock.run(main)
+
+
+def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> None:
+    """A refusal with room left in the headers, a second into the ramp: smooth pacing starts at half the rate the
+    ramp was sending at (TCP halves its window after a loss), not at the far slower rate of the whole window."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (600, 60.0)})
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0)
+        probe = await limiter.acquire(0, 0)
+        server.admit({"requests": 1.0})
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        probe.settle(Usage())
+        while clock.now() < 1.0:
+            last = await limiter.acquire(0, 0)
+            last.release(charged=True)
+        sending = limiter._ramp.rate(last.admitted_at)
+        assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
+        pace = limiter._gates["requests"].pace
+        assert pace is not None
+        assert 0.3 * sending <= pace.rate <= 0.5 * sending
+        assert pace.rate > 10.0  # the learnt rate: 600 per minute
+        assert limiter.cooldown_until == -math.inf
+
+    clock.run(main)
+
+
+def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -> None:
+    """Our model said the output-token bucket had room, the server's headers say it is 6,000 in debt (empty, full
+    again in 90 s at 200 per second): no shared pause; the bucket is synced to the debt, so the next request that
+    needs 1,000 output tokens goes out after exactly 35 s of refill."""
+    clock = FakeClock()
+    full = RateLimitSnapshot(output_tokens=BucketView(limit=12_000, remaining=12_000, reset_in=0.0))
+    debt = RateLimitSnapshot(output_tokens=BucketView(limit=12_000, remaining=0, reset_in=90.0))
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0, output_accounting="produced")
+        limiter.observe(full)
+        refused = await limiter.acquire(100, 1_000)
+        refused.release()
+        assert limiter.rate_limited(debt, 100, 1_000, admitted_at=refused.admitted_at)
+        assert limiter.cooldown_until == -math.inf
+        await limiter.acquire(100, 1_000)
+        assert clock.now() == 35.0
 
     clock.run(main)
