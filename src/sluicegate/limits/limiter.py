@@ -433,4 +433,5 @@ class Limiter:
             binding=self._binding if self._queue else None,
             cooldown_remaining=max(0.0, self._cooldown_until - now),
             latency_estimate=self._adaptive.latency,
+            buckets={name: gate.limit for name, gate in g.items() if gate.limit is not None},
         )
