@@ -69,7 +69,9 @@ async def send_attempt(
                     raw = await response.aread()
                     out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
-                if stream:
+                # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
+                # that ignores `stream`): the content type says which it is.
+                if stream and "json" not in response.headers.get("content-type", ""):
                     await _read_stream(response, provider, out, on_text, sent)
                 else:
                     raw = await response.aread()
