@@ -52,7 +52,7 @@ from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
 from .batch_ledger import BatchIntent, BatchLedger
 from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
-from .deadline import DeadlinePolicy, OnlinePace, finish_online
+from .deadline import DeadlinePolicy, OnlinePace, deadline_instant, deadline_setting, finish_online
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
@@ -114,6 +114,7 @@ def _settings(config: BatchJobConfig) -> dict[str, str]:
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "completion",
+        **deadline_setting(config.deadline),
     }
 
 
@@ -445,7 +446,7 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
             job = _BatchJob(config, store, writer, service, say)
             if config.deadline is not None:
                 job.deadline = DeadlinePolicy(
-                    deadline_at=config.clock() + config.deadline,
+                    deadline_at=deadline_instant(store, config.clock() + config.deadline),
                     pace=config.pace,
                     cancel_allowance=config.cancel_allowance,
                 )

@@ -28,7 +28,16 @@ from .estimate import Estimate, estimate
 from .reader import Defaults, InputProblem, iter_lines, read_requests
 from .warmup import SharedPrefixes
 
-__all__ = ["CacheEstimate", "FilePlan", "Plan", "RouteEstimate", "parse_duration", "plan_file", "plan_routes"]
+__all__ = [
+    "CacheEstimate",
+    "FilePlan",
+    "Plan",
+    "RouteEstimate",
+    "format_duration",
+    "parse_duration",
+    "plan_file",
+    "plan_routes",
+]
 
 Route = Literal["online", "batch", "flex"]
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -205,6 +214,17 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"not a duration: {text!r} (examples: 6h, 90m, 1h30m, 2d)")
     days, hours, minutes, seconds = (float(p) if p else 0.0 for p in parts.groups())
     return days * 86_400 + hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The canonical spelling of a duration (`6h`, `1h30m`, `45s`): `6h` and `360m` are one job setting."""
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 @dataclass(frozen=True, slots=True)
