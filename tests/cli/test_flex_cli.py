@@ -71,3 +71,29 @@ def test_flex_needs_the_openai_provider(tmp_path: Path) -> None:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--provider openai" in proc.stderr
+
+
+def test_a_near_deadline_sends_a_too_slow_flex_answer_to_the_standard_tier_in_time(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """Flex answers take 12 s here; with `--deadline 2s` flex gets at most half of it (1 s), so every request is
+    answered on the standard tier well before flex would have answered."""
+    emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, first_token_latency=0.3, flex_slowdown=40.0)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "prompt": f"q {i}", "model": "gpt-4o-mini", "max_tokens": 5}) + "\n"
+            for i in range(3)
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    command = [
+        sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
+        "--route", "flex", "--deadline", "2s", "--minute", "3", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = read_results(out)
+    assert sorted(line["custom_id"] for line in lines) == ["s0", "s1", "s2"]
+    assert {line["result"]["message"].get("service_tier", "default") for line in lines} == {"default"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sluicegate.jobs.deadline import DeadlinePolicy, OnlinePace, deadline_instant, deadline_setting
+from sluicegate.jobs.flex import flex_timeout_for
 from sluicegate.jobs.planner import format_duration, parse_duration
 from sluicegate.jobs.runner import ExitCode, JobOutcome, open_store
 from sluicegate.jobs.store import JobStore
@@ -97,3 +98,13 @@ def test_a_resume_with_another_deadline_is_refused_naming_both_and_the_command_t
 def test_durations_have_one_canonical_spelling(text: str, canonical: str) -> None:
     """A duration is stored in one spelling, so equal durations are one setting."""
     assert format_duration(parse_duration(text)) == canonical
+
+
+@pytest.mark.parametrize(
+    ("left", "timeout"),
+    [(None, 600.0), (6 * 3600.0, 600.0), (600.0, 300.0), (40.0, 20.0), (0.5, 1.0), (-30.0, 1.0)],
+)
+def test_the_flex_timeout_leaves_half_the_time_left_to_the_standard_tier(left: float | None, timeout: float) -> None:
+    """No deadline or a far one: the 600 s ceiling; a near one: half of what is left; past it: 1 s, so the
+    standard tier answers at once."""
+    assert flex_timeout_for(left, 600.0) == timeout

@@ -260,6 +260,7 @@ def run(
             restart=restart,
             cache_warmup=cache_warmup,
             service_tier="flex" if chosen == "flex" else "standard",
+            deadline=deadline,
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,

@@ -20,12 +20,12 @@ from ..engine import Engine
 from ..pricing import PriceTable
 from ..retry import RetryPolicy
 
-__all__ = ["FLEX_RETRY", "flex_options", "flex_results"]
+__all__ = ["FLEX_RETRY", "flex_options", "flex_results", "flex_timeout_for"]
 
 # One attempt: anything but a final refusal goes to the standard tier instead of being retried on flex.
 FLEX_RETRY = RetryPolicy(max_attempts=1)
 # Error kinds after which the standard tier is tried: capacity, overload, server trouble, too slow.
-_FALL_BACK = frozenset({"rate_limited", "overloaded", "server", "transport"})
+_FALL_BACK = frozenset({"rate_limited", "overloaded", "server", "transport", "timeout"})
 
 
 def _flex(item: RequestItem) -> RequestItem:
@@ -73,6 +73,14 @@ async def flex_results(
         async with out_receive:
             async for result in out_receive:
                 yield result
+
+
+def flex_timeout_for(left: float | None, longest: float) -> float:
+    """How long a flex answer may take before it is asked again on the standard tier: `longest` without a
+    deadline, else at most half the time left, so the standard retry still has the other half (1 s at least)."""
+    if left is None:
+        return longest
+    return max(1.0, min(longest, left / 2))
 
 
 def flex_options(flex_timeout: float) -> dict[str, Any]:

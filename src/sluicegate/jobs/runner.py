@@ -14,6 +14,7 @@ import shlex
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
-from .flex import flex_options, flex_results
+from .deadline import deadline_instant, deadline_setting
+from .flex import flex_options, flex_results, flex_timeout_for
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
 from .table_output import TableWriter, is_table_output
@@ -91,11 +93,15 @@ class JobConfig:
     drain_timeout: float = 30.0
     service_tier: Literal["standard", "flex"] = "standard"  # flex: OpenAI's, at batch prices (see jobs/flex.py)
     flex_timeout: float = 600.0  # a flex answer slower than this is asked again on the standard tier
+    # Seconds from the first run's start by which the job should end (kept across resumes): flex answers are given
+    # at most half the time left before they go to the standard tier. None: no deadline.
+    deadline: float | None = None
     cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
     resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)  # dates the deadline's instant
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -166,6 +172,7 @@ def _settings(config: JobConfig) -> dict[str, str]:
         **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
         **(config.table.settings() if config.table is not None else {}),
+        **deadline_setting(config.deadline),
     }
 
 
@@ -323,9 +330,17 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
         }
         # Flex: the main engine asks for flex once per item; a second, standard engine takes what flex did not serve.
         flex = config.service_tier == "flex"
+        left = None
+        if config.deadline is not None:
+            now = config.wall_clock()
+            left = deadline_instant(store, now + config.deadline) - now
         engine = Engine(
             **options,
-            **(flex_options(config.flex_timeout) if flex else {"retry": config.retry, "timeouts": config.timeouts}),
+            **(
+                flex_options(flex_timeout_for(left, config.flex_timeout))
+                if flex
+                else {"retry": config.retry, "timeouts": config.timeouts}
+            ),
         )
         standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
         timeline.watch(engine.statistics)
