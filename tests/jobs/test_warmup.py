@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -10,6 +11,8 @@ import pytest
 
 from sluicegate._events import RequestCompleted
 from sluicegate._models import RequestItem, Result
+from sluicegate.jobs.reader import Defaults
+from sluicegate.jobs.tables import TableSpec
 from sluicegate.jobs.warmup import (
     OnlineWarmup,
     SharedPrefixes,
@@ -136,3 +139,17 @@ async def test_the_gate_holds_the_rest_until_the_primer_is_answered() -> None:
         warm(RequestCompleted(at=0.0, result=Result(index=0, custom_id="r0")))
     assert released == ["r0", "r1", "r2", "r3"]
     assert warm.primers == 1
+
+
+def test_a_table_s_rows_are_scanned_through_its_template(tmp_path: Path) -> None:
+    """A CSV whose rows share the --system prompt: scanned through the template, every row is in one group, so a
+    table job is warmed up like a JSONL one."""
+    inp = tmp_path / "tickets.csv"
+    inp.write_text("id,body\n" + "".join(f"T{i},printer {i} is on fire\n" for i in range(5)))
+    spec = TableSpec(template="Summarise: {body}", id_column="id")
+    found = SharedPrefixes.scan(inp, Defaults(model=MODEL, max_tokens=10, system=LONG), "anthropic", spec)
+    assert found.shared == 1
+    row = _params("Summarise: printer 0 is on fire")
+    params, group = found.prepare(row, "5m")
+    assert group is not None
+    assert params["system"][0]["cache_control"] == {"type": "ephemeral"}

@@ -10,11 +10,25 @@ import click
 if TYPE_CHECKING:
     from sluicegate.jobs.reader import Defaults
     from sluicegate.jobs.runner import JobOutcome
+    from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
-__all__ = ["DEFAULT_URLS", "EMULATED_MINUTE", "batch_route", "deadline_option", "deadline_settings", "pick_route"]
+__all__ = [
+    "DEFAULT_URLS",
+    "EMULATED_MINUTE",
+    "EMULATED_POLL",
+    "POLL",
+    "batch_route",
+    "deadline_option",
+    "deadline_settings",
+    "pick_route",
+]
 
 DEFAULT_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
+
+# Seconds between a batch's status checks: the built-in emulator ends a batch in a few seconds.
+POLL = 30.0
+EMULATED_POLL = 1.0
 
 # The built-in emulator's compressed time: one rate-limit minute lasts this many real seconds.
 EMULATED_MINUTE = 6.0
@@ -74,6 +88,7 @@ def pick_route(
     limits: tuple[float | None, float | None, float | None],
     prices: PriceTable | None,
     cache_warmup: bool,
+    table: TableSpec | None = None,
 ) -> Literal["online", "batch", "flex"]:
     """The route to take: the given one, or for `auto` the planner's choice, said on stderr with its reason."""
     if route != "auto":
@@ -94,6 +109,7 @@ def pick_route(
         otpm=otpm,
         deadline=deadline,
         cache_warmup=cache_warmup,
+        table=table,
     )
     click.echo(f"route auto: {found.plan.why}.", err=True)
     return found.plan.choice
@@ -118,6 +134,8 @@ def batch_route(
     restart: bool,
     quiet: bool,
     resume: str = "",
+    table: TableSpec | None = None,
+    poll_interval: float | None = None,
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
     import anyio
@@ -136,12 +154,13 @@ def batch_route(
         settings_base=label,
         defaults=defaults,
         prices=prices,
-        poll_interval=1.0 if emulated else 30.0,
+        poll_interval=poll_interval if poll_interval is not None else EMULATED_POLL if emulated else POLL,
         retry_failed=retry_failed,
         restart=restart,
         cache_warmup=cache_warmup,
         forget_unknown_batches=emulated,
         resume_command=resume,
+        table=table,
         **deadline_settings(deadline, rpm, itpm, otpm, emulated, minute=minute),
     )
     console = Console(stderr=True)

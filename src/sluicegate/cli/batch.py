@@ -9,14 +9,11 @@ from typing import TYPE_CHECKING, Literal
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command
-from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
+from sluicegate.cli._routes import DEFAULT_URLS, EMULATED_POLL, POLL, deadline_option, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
-
-_POLL_INTERVAL = 30.0
-_EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
 
 
 @click.command()
@@ -34,8 +31,7 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
     "--poll-interval",
     type=click.FloatRange(min=0),
     default=None,
-    help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
-    f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
+    help=f"Seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the built-in emulator).",
 )
 @click.option(
     "--cache-warmup/--no-cache-warmup",
@@ -115,7 +111,7 @@ def batch(
     with _endpoint(provider, base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
         interval = poll_interval
         if interval is None:
-            interval = _EMULATED_POLL_INTERVAL if emulated else _POLL_INTERVAL
+            interval = EMULATED_POLL if emulated else POLL
         config = BatchJobConfig(
             input_path=input_path,
             output_path=output_path,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
-from sluicegate.cli._routes import batch_route, deadline_option, pick_route
+from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, deadline_option, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -149,6 +149,12 @@ def _table_hint(path: Path) -> str:
     "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
 @click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Batch route: seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the emulator).",
+)
 @shared_limits_options
 @click.option(
     "--template",
@@ -183,6 +189,7 @@ def run(
     cache_warmup: bool,
     route: str,
     deadline: float | None,
+    poll_interval: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
     template: str | None,
@@ -216,11 +223,9 @@ def run(
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
         defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
-        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
+        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
         if chosen != "online" and max_cost is not None:
             raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
-        if chosen == "batch" and table is not None:
-            raise click.UsageError("the batch route reads JSONL requests; tables (--template) go online")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -240,6 +245,8 @@ def run(
                 restart=restart,
                 quiet=quiet,
                 resume=resume_command(sys.argv),
+                table=table,
+                poll_interval=poll_interval,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)

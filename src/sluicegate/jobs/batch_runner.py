@@ -56,7 +56,9 @@ from .deadline import DeadlinePolicy, OnlinePace, deadline_instant, deadline_set
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults, InputProblem
 from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
-from .store import JobStore
+from .store import AdmitState, JobStore
+from .table_output import TableWriter, is_table_output
+from .tables import TableSpec, table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -98,6 +100,7 @@ class BatchJobConfig:
     # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -114,6 +117,7 @@ def _settings(config: BatchJobConfig) -> dict[str, str]:
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "completion",
+        **(config.table.settings() if config.table is not None else {}),
         **deadline_setting(config.deadline),
     }
 
@@ -122,7 +126,12 @@ class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, service: BatchService, say: Any
+        self,
+        config: BatchJobConfig,
+        store: JobStore,
+        writer: OutputWriter | TableWriter,
+        service: BatchService,
+        say: Any,
     ) -> None:
         self.config = config
         self.store = store
@@ -160,14 +169,22 @@ class _BatchJob:
             return
         self.writer.write_committed()
 
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
+        config = self.config
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        return self.admission.items(config.input_path, config.defaults, config.provider, rows)
+
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
         """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        config, service = self.config, self.service
+        service = self.service
         open_chunks: dict[str, _Chunk] = {}
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+        async for parsed, state in self._items():
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
@@ -196,8 +213,7 @@ class _BatchJob:
         if self.prefixes is None:
             return
         primed: set[str] = set()
-        config = self.config
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+        async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
                 continue
@@ -342,7 +358,7 @@ class _BatchJob:
         config = self.config
 
         async def rest() -> AsyncIterator[RequestItem]:
-            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
                     yield parsed
 
@@ -423,7 +439,7 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
     It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`.
     """
     say = (view or JobView()).say
-    wrong_format = not_jsonl(config.input_path)
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
@@ -437,7 +453,11 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
             reset = store.reset_failed()
             BatchLedger.of(store).release_ended_batches()
             say(f"retrying {reset} failed item(s)")
-        writer = OutputWriter.open(config.output_path, store.output, "completion")
+        writer: OutputWriter | TableWriter = (
+            TableWriter(config.input_path, config.output_path, store.output)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store.output, "completion")
+        )
         started = time.monotonic()
         stop_reason: str | None = None
         interrupted = False
@@ -464,7 +484,9 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
                 try:
                     await job.reattach()
                     if config.cache_warmup and service.provider == "anthropic":
-                        job.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+                        job.prefixes = SharedPrefixes.scan(
+                            config.input_path, config.defaults, service.provider, config.table
+                        )
                         await job.prime()
                     while True:  # again when a rejected adoption put items back to be submitted
                         job.released = False

@@ -26,6 +26,7 @@ from .._models import RequestItem
 from ..pricing import PriceTable
 from .estimate import Estimate, estimate
 from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .tables import TableSpec, table_requests
 from .warmup import SharedPrefixes
 
 __all__ = [
@@ -249,12 +250,16 @@ def plan_file(
     cache_warmup: bool = True,
     expected_output: float = 0.25,
     input_scale: float = 1.0,
+    table: TableSpec | None = None,
 ) -> FilePlan:
     """Estimate an input file and plan its routes, in two streamed passes (memory stays flat): tokens and the
     prefixes shared, then what warm-up would read from the cache. `input_scale` corrects the character-based
-    input estimate (see `calibrate.py`)."""
+    input estimate (see `calibrate.py`). A `table` makes its rows requests through its template."""
 
     def requests() -> Iterator[RequestItem | InputProblem]:
+        if table is not None:
+            yield from table_requests(path, table, defaults, provider)
+            return
         with path.open("rb") as f:
             yield from read_requests(iter_lines(f), defaults=defaults, provider=provider)
 

@@ -479,9 +479,9 @@ def _unfinished(counts: StoreCounts, lines: int) -> int:
 
 def _warmup(config: JobConfig) -> OnlineWarmup | None:
     """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
-    if not config.cache_warmup or config.table is not None:
-        return None  # a table's rows become prompts through a template: not scanned here
-    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
+    if not config.cache_warmup:
+        return None
+    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider, config.table)
     return OnlineWarmup(found) if found.shared else None
 
 

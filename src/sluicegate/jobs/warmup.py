@@ -34,6 +34,7 @@ from .._events import RequestCompleted
 from .._models import RequestItem
 from ..tokens import heuristic_tokens
 from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .tables import TableSpec, table_requests
 
 __all__ = ["Boundary", "OnlineWarmup", "SharedPrefixes", "has_breakpoints", "min_cacheable_tokens", "place_breakpoint"]
 
@@ -184,14 +185,27 @@ class SharedPrefixes:
                 self.counts[cut.key] = 1
 
     @classmethod
-    def scan(cls, path: Path, defaults: Defaults, provider: Literal["anthropic", "openai"]) -> SharedPrefixes:
-        """Count the prefixes of every valid request of an input file (bad lines are the run's to report)."""
+    def scan(
+        cls,
+        path: Path,
+        defaults: Defaults,
+        provider: Literal["anthropic", "openai"],
+        table: TableSpec | None = None,
+    ) -> SharedPrefixes:
+        """Count the prefixes of every valid request of an input file: JSONL request lines, or a table's rows made
+        into requests by its template (bad lines are the run's to report)."""
         found = cls(provider)
+        if table is not None:
+            found.add_all(table_requests(path, table, defaults, provider))
+            return found
         with path.open("rb") as f:
-            for parsed in read_requests(iter_lines(f), defaults=defaults, provider=provider):
-                if not isinstance(parsed, InputProblem):
-                    found.add(parsed.params)
+            found.add_all(read_requests(iter_lines(f), defaults=defaults, provider=provider))
         return found
+
+    def add_all(self, parsed: Iterable[RequestItem | InputProblem]) -> None:
+        for item in parsed:
+            if not isinstance(item, InputProblem):
+                self.add(item.params)
 
     def group(self, params: Mapping[str, Any]) -> Boundary | None:
         """The longest prefix this request shares with another, or None."""
