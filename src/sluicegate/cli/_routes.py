@@ -19,7 +19,6 @@ __all__ = [
     "EMULATED_POLL",
     "POLL",
     "batch_route",
-    "deadline_option",
     "deadline_settings",
     "pick_route",
 ]
@@ -32,18 +31,6 @@ EMULATED_POLL = 1.0
 
 # The built-in emulator's compressed time: one rate-limit minute lasts this many real seconds.
 EMULATED_MINUTE = 6.0
-
-
-def deadline_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """A --deadline value (`6h`, `90m`, `1h30m`, `2d`) in seconds; a usage error otherwise."""
-    if value is None:
-        return None
-    from sluicegate.jobs.planner import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 def deadline_settings(

@@ -12,8 +12,17 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
-from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, deadline_option, pick_route
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    deadline_flag,
+    job_file_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+    resume_command,
+    shared_limits_options,
+)
+from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -102,19 +111,9 @@ def _table_hint(path: Path) -> str:
 
 @click.command()
 @job_file_options
-@click.option(
-    "--provider",
-    type=click.Choice(["anthropic", "openai"]),
-    default="anthropic",
-    show_default=True,
-    help="API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).",
-)
+@provider_option("API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).")
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
-@click.option(
-    "--rpm", type=float, default=None, help="Your requests-per-minute limit, a ceiling (default: learnt from headers)."
-)
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
+@rate_limit_options("of your account, a ceiling", learnt=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
 @click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
 @prices_option
@@ -134,12 +133,7 @@ def _table_hint(path: Path) -> str:
     multiple=True,
     help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
 )
-@click.option(
-    "--cache-warmup/--no-cache-warmup",
-    default=True,
-    show_default=True,
-    help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
-)
+@cache_warmup_option("Mark prefixes shared by several requests for prompt caching and send one of each first.")
 @click.option(
     "--route",
     type=click.Choice(["online", "batch", "flex", "auto"]),
@@ -148,7 +142,7 @@ def _table_hint(path: Path) -> str:
     help="online; batch (the provider's batch API, half price); flex (OpenAI's flex tier at batch prices, "
     "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
-@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@deadline_flag()
 @click.option(
     "--poll-interval",
     type=click.FloatRange(min=0),
