@@ -65,6 +65,10 @@ from .writer import OutputWriter
 __all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
+# A priming batch's cache entry (1 h TTL, counted from the start of the request that wrote it, which is after the
+# submit) is reused by a later run within this long: 15 minutes of margin for the rest's batches to start reading
+# it (each read refreshes it for another hour).
+PRIMER_REUSE = 45 * 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,10 +213,12 @@ class _BatchJob:
     async def prime(self) -> None:
         """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
         writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way."""
+        batch (an earlier run) are waited for the same way; a group an earlier run primed less than PRIMER_REUSE
+        ago is not primed again (its entry is still cached)."""
         if self.prefixes is None:
             return
         primed: set[str] = set()
+        reused = 0
         async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
@@ -220,10 +226,21 @@ class _BatchJob:
             primed.add(group)
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            earlier = self.ledger.primed_at(group)
+            now = self.config.clock()
+            if earlier is not None and now - earlier < PRIMER_REUSE:
+                reused += 1
+                continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            self.primers += 1
-        if self.changed is None and primed:
-            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            if self.ledger.in_batch(parsed.custom_id):
+                self.ledger.record_primer(group, now)
+                self.primers += 1
+        if reused:
+            self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
+        if self.changed is None and len(primed) > reused:
+            self.say(
+                f"priming the prompt cache: {len(primed) - reused} shared prefix(es), waiting for their batches to end"
+            )
             await self.poll_all()
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
