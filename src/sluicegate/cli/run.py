@@ -218,8 +218,8 @@ def run(
         defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
-        if chosen != "online" and max_cost is not None:
-            raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
+        if chosen == "batch" and max_cost is not None:
+            raise click.UsageError("--max-cost is enforced on the online and flex routes, not with the batch route")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,

@@ -41,7 +41,7 @@ from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .deadline import deadline_instant, deadline_setting
-from .flex import flex_options, flex_results, flex_timeout_for
+from .flex import flex_options, flex_results, flex_sinks, flex_timeout_for
 from .reader import Defaults, InputProblem
 from .store import JobMismatchError, JobStore, StoreCounts
 from .table_output import TableWriter, is_table_output
@@ -334,15 +334,18 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
         if config.deadline is not None:
             now = config.wall_clock()
             left = deadline_instant(store, now + config.deadline) - now
-        engine = Engine(
-            **options,
-            **(
-                flex_options(flex_timeout_for(left, config.flex_timeout))
-                if flex
-                else {"retry": config.retry, "timeouts": config.timeouts}
-            ),
-        )
-        standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
+        per_engine: dict[str, Any] = {"retry": config.retry, "timeouts": config.timeouts}
+        if flex:
+            per_engine = {
+                **flex_options(flex_timeout_for(left, config.flex_timeout)),
+                "prices": priced.at_batch_rate(),  # flex is billed at the batch rate
+                "sinks": flex_sinks(sinks),
+            }
+        engine = Engine(**{**options, **per_engine})
+        standard = None
+        if flex:
+            standard = Engine(**options, retry=config.retry, timeouts=config.timeouts)
+            standard.share_cost_cap(engine)  # one --max-cost over both tiers
         timeline.watch(engine.statistics)
         view.engine(engine.statistics)
         started = clock.now()
@@ -395,9 +398,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
                 try:
                     source = items() if warmup is None else warmup.gate(items())
                     results = (
-                        engine.as_completed(source)
-                        if standard is None
-                        else flex_results(engine, standard, source, priced)
+                        engine.as_completed(source) if standard is None else flex_results(engine, standard, source)
                     )
                     async for result in results:
                         if store.record_result(result):
