@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from conftest import free_port, start_redis
 from sluicegate.limits import _redis_lua as lua
 
 pytestmark = pytest.mark.anyio
@@ -23,7 +25,8 @@ class Pool:
         self.prefix = f"sluicegate:{{{name}}}"
 
     async def call(self, script: str, *args: Any) -> Any:
-        return await self.client.eval(getattr(lua, script), 1, self.prefix, *args)
+        keys = lua.pool_keys(self.prefix)
+        return await self.client.eval(getattr(lua, script), len(keys), *keys, *args)
 
     async def limits(self, r: float = 0, i: float = 0, o: float = 0, t: float = 0) -> None:
         """Limits per hour, buckets holding a minute: the same capacities as per-minute limits with one-second
@@ -112,7 +115,7 @@ async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool:
     await anyio.sleep(0.25)
     live, *_ = await pool.call("HEARTBEAT", "alive", 5.0, 0)
     assert live == b"1"  # the dead process left the pool
-    assert not await pool.client.exists(f"{pool.prefix}:res:dead")
+    assert not await pool.client.hkeys(f"{pool.prefix}:res")
     assert await pool.level("o") == pytest.approx(100, abs=0.01)  # full again: refunded, not just refilled
 
 
@@ -135,3 +138,36 @@ async def test_remaining_pulls_the_level_down_never_up(pool: Pool) -> None:
     assert await pool.level("r") == pytest.approx(3, abs=0.05)
     await pool.call("OBSERVE", 60.0, 600, 3600, 500, 1, *([""] * 12))
     assert await pool.level("r") == pytest.approx(3, abs=0.1)
+
+
+async def test_every_script_touches_only_its_declared_keys_in_one_cluster_slot(tmp_path: Path) -> None:
+    """On a Redis Cluster node (which refuses keys of different slots), every script runs, and leaves no key
+    besides the four it declares."""
+    port = free_port()
+    server = start_redis(port, "--cluster-enabled", "yes", "--dir", str(tmp_path))
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        await client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        for _ in range(200):  # the node takes a moment to call its slots served
+            if b"cluster_state:ok" in await client.execute_command("CLUSTER", "INFO"):
+                break
+            await anyio.sleep(0.05)
+        else:
+            pytest.fail("the one-node cluster never became ready")
+        pool = Pool(client, uuid.uuid4().hex)
+        await pool.limits(r=600, i=60_000, o=60_000, t=120_000)
+        await pool.reserve("p1", "1", 10, 10)
+        await pool.reserve("dead", "1", 10, 10, lease=0.01)
+        await pool.reserve("p2", "1", 10, 10)
+        assert await pool.call("SETTLE", "p1", "1", "ok", 5, 5, 0.1) == 1
+        await pool.call("PAUSE", 0, 0)
+        await anyio.sleep(0.02)
+        await pool.call("HEARTBEAT", "p1", 5.0, 1)  # reaps "dead"
+        assert await pool.call("LEAVE", "p2") == 1
+        keys = {bytes(key).decode() for key in await client.keys("*")}
+        assert keys <= set(lua.pool_keys(pool.prefix))
+        assert await client.hkeys(f"{pool.prefix}:res") == []  # every reservation settled, reaped or left
+    finally:
+        await client.aclose()
+        server.terminate()
+        server.wait(10)

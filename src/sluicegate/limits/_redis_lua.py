@@ -1,6 +1,7 @@
 """The shared pool's Lua scripts: reserve, settle, observe, pause and heartbeat, each atomic on Redis's clock.
 
-Layout of one pool, all under the prefix `P = sluicegate:{NAME}` (one hash slot):
+Layout of one pool, all under the prefix `P = sluicegate:{NAME}`. Every key a script touches is passed in KEYS
+(`pool_keys`), and the hash tag `{NAME}` puts all of them in one slot, so the scripts run on Redis Cluster too:
 
 - `P:state` hash, per dimension d in r (requests), i (input tokens), o (output tokens), t (combined tokens):
   `lim:d` (limit per window), `rate:d` (tokens per second), `cap:d` (bucket capacity), `lvl:d` and `at:d`
@@ -9,7 +10,8 @@ Layout of one pool, all under the prefix `P = sluicegate:{NAME}` (one hash slot)
   known limits).
 - `P:procs` sorted set: process id -> lease expiry. `P:demand` hash: process id -> items it has in flight or
   waiting.
-- `P:res:PID` hash: reservation id -> "input output" tokens reserved by that process and not yet settled.
+- `P:res` hash: "PID:RID" (process id, reservation id) -> "input output" tokens reserved and not yet settled.
+  One hash for the whole pool, not one per process: a dead process's key could not be declared in advance.
 
 A reservation is taken at once, into debt if need be, and the reply says how long to wait before sending
 (GCRA's virtual scheduling): one round trip per admission, no polling, and first come first served across
@@ -22,11 +24,16 @@ Numbers go back to Python as strings: Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "OBSERVE", "PAUSE", "RESERVE", "SETTLE"]
+__all__ = ["HEARTBEAT", "LEAVE", "OBSERVE", "PAUSE", "RESERVE", "SETTLE", "pool_keys"]
+
+
+def pool_keys(prefix: str) -> list[str]:
+    """The KEYS of every script, in order: state, procs, demand, res."""
+    return [f"{prefix}:state", f"{prefix}:procs", f"{prefix}:demand", f"{prefix}:res"]
+
 
 _PRELUDE = """
-local P = KEYS[1]
-local S = P .. ':state'
+local S, PROCS, DEMAND, RES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local DIMS = {'r', 'i', 'o', 't'}
@@ -68,21 +75,32 @@ local function charge(d, amount)
   put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
 end
 
-local function reap()
-  local dead = redis.call('ZRANGEBYSCORE', P .. ':procs', '-inf', now, 'LIMIT', 0, 16)
+-- Drop process pid's reservations; return the output tokens reserved beyond the pool's average output.
+local function drop(pid)
   local avg_o = num('avg_o', 0)
-  for _, pid in ipairs(dead) do
-    local res = redis.call('HVALS', P .. ':res:' .. pid)
-    local back = 0
-    for _, v in ipairs(res) do
-      local o = tonumber(string.match(v, ' (%S+)$'))
+  local back = 0
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', RES, cursor, 'MATCH', pid .. ':*', 'COUNT', 1000)
+    cursor = page[1]
+    local found = page[2]
+    for k = 1, #found, 2 do
+      local o = tonumber(string.match(found[k + 1], ' (%S+)$'))
       back = back + math.max(0, o - avg_o)
+      redis.call('HDEL', RES, found[k])
     end
+  until cursor == '0'
+  redis.call('ZREM', PROCS, pid)
+  redis.call('HDEL', DEMAND, pid)
+  return back
+end
+
+local function reap()
+  local dead = redis.call('ZRANGEBYSCORE', PROCS, '-inf', now, 'LIMIT', 0, 16)
+  for _, pid in ipairs(dead) do
+    local back = drop(pid)
     charge('o', -back)
     charge('t', -back)
-    redis.call('DEL', P .. ':res:' .. pid)
-    redis.call('ZREM', P .. ':procs', pid)
-    redis.call('HDEL', P .. ':demand', pid)
   end
 end
 """
@@ -121,10 +139,10 @@ for _, d in ipairs(DIMS) do
 end
 if #writes > 0 then redis.call('HSET', S, unpack(writes)) end
 -- A process that has not sent its heartbeat yet still gets a lease, so its reservation can be reaped.
-if not redis.call('ZSCORE', P .. ':procs', pid) then
-  redis.call('ZADD', P .. ':procs', now + lease, pid)
+if not redis.call('ZSCORE', PROCS, pid) then
+  redis.call('ZADD', PROCS, now + lease, pid)
 end
-redis.call('HSET', P .. ':res:' .. pid, rid, inp .. ' ' .. out)
+redis.call('HSET', RES, pid .. ':' .. rid, inp .. ' ' .. out)
 return {1, tostring(worst), binding, '0'}
 """
 )
@@ -138,10 +156,10 @@ SETTLE = (
     + """
 local pid, rid, mode = ARGV[1], ARGV[2], ARGV[3]
 local used_i, used_o, latency = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local key = P .. ':res:' .. pid
-local v = redis.call('HGET', key, rid)
+local key = pid .. ':' .. rid
+local v = redis.call('HGET', RES, key)
 if not v then return 0 end
-redis.call('HDEL', key, rid)
+redis.call('HDEL', RES, key)
 local ri, ro = string.match(v, '(%S+) (%S+)')
 ri, ro = tonumber(ri), tonumber(ro)
 local di, dout, dr = 0, -ro, 0
@@ -224,11 +242,11 @@ HEARTBEAT = (
     + """
 local pid, lease, demand = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 reap()
-redis.call('ZADD', P .. ':procs', now + lease, pid)
-redis.call('HSET', P .. ':demand', pid, demand)
+redis.call('ZADD', PROCS, now + lease, pid)
+redis.call('HSET', DEMAND, pid, demand)
 local total = 0
-for _, v in ipairs(redis.call('HVALS', P .. ':demand')) do total = total + tonumber(v) end
-local out = {tostring(redis.call('ZCARD', P .. ':procs')), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
+for _, v in ipairs(redis.call('HVALS', DEMAND)) do total = total + tonumber(v) end
+local out = {tostring(redis.call('ZCARD', PROCS)), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
 for _, name in ipairs({'seen', 'aimd', 'lat', 'avg_i', 'avg_o'}) do
   table.insert(out, ST[name] or '')
 end
@@ -237,5 +255,17 @@ for _, d in ipairs(DIMS) do
   table.insert(out, ST['rate:' .. d] or '')
 end
 return out
+"""
+)
+
+# ARGV: pid. A process closing cleanly leaves the pool at once: its lease, demand and unsettled reservations go
+# (their output tokens refunded as a reaped process's are). -> 1.
+LEAVE = (
+    _PRELUDE
+    + """
+local back = drop(ARGV[1])
+charge('o', -back)
+charge('t', -back)
+return 1
 """
 )

@@ -98,7 +98,8 @@ class SharedLimiter:
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
         self._url = url
-        self._prefix = f"sluicegate:{{{name}}}"
+        self._prefix = f"sluicegate:{{{name}}}"  # the hash tag keeps the pool's keys in one Redis Cluster slot
+        self._keys = lua.pool_keys(self._prefix)
         self._given = limits or Limits()
         self._clock = clock or SystemClock()
         self._cap = max_concurrency or _DEFAULT_CAP
@@ -138,14 +139,14 @@ class SharedLimiter:
         self._redis = client
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT")
+            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE")
         }
         if any(v is not None for v in self._limits_given()):
             self._last_observe = self._observe_args(None)
         try:
             await client.ping()
             if self._last_observe is not None:  # in force before the first admission
-                await self._scripts["OBSERVE"](keys=[self._prefix], args=self._last_observe)
+                await self._scripts["OBSERVE"](keys=self._keys, args=self._last_observe)
             await self._heartbeat()
         except (RedisError, OSError) as exc:
             await client.aclose()
@@ -182,9 +183,7 @@ class SharedLimiter:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
             try:
                 await self._flush()
-                await client.zrem(f"{self._prefix}:procs", self._pid)
-                await client.hdel(f"{self._prefix}:demand", self._pid)
-                await client.delete(f"{self._prefix}:res:{self._pid}")
+                await self._scripts["LEAVE"](keys=self._keys, args=[self._pid])
             except (RedisError, OSError):
                 pass  # the lease lapses on its own
         await client.aclose()
@@ -219,7 +218,7 @@ class SharedLimiter:
             rid = f"{self._seq}"
             try:
                 reply = await self._scripts["RESERVE"](
-                    keys=[self._prefix], args=[self._pid, rid, input_tokens, output_tokens, self._lease]
+                    keys=self._keys, args=[self._pid, rid, input_tokens, output_tokens, self._lease]
                 )
             except (RedisError, OSError):
                 self._set_lost(True)
@@ -346,7 +345,7 @@ class SharedLimiter:
             batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for script, args in batch:
-                    await self._scripts[script](keys=[self._prefix], args=args, client=pipe)
+                    await self._scripts[script](keys=self._keys, args=args, client=pipe)
                 await pipe.execute()
             for _ in batch:
                 self._outbox.popleft()
@@ -366,7 +365,7 @@ class SharedLimiter:
         demand = float(self._in_flight + len(self._queue))
         if self._queue:  # backlogged: ask for more than it holds, so its share can grow
             demand = max(demand, float(self.concurrency_limit() + 1))
-        reply = await self._scripts["HEARTBEAT"](keys=[self._prefix], args=[self._pid, self._lease, demand])
+        reply = await self._scripts["HEARTBEAT"](keys=self._keys, args=[self._pid, self._lease, demand])
         self._pool = PoolView.parse(reply)
         self._reported = demand
         if self._pool.pause > 0:
