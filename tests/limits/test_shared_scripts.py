@@ -164,7 +164,7 @@ async def test_every_script_touches_only_its_declared_keys_in_one_cluster_slot(t
         await anyio.sleep(0.02)
         await pool.call("HEARTBEAT", "p1", 5.0, 1)  # reaps "dead"
         assert await pool.call("LEAVE", "p2") == 1
-        keys = {bytes(key).decode() for key in await client.keys("*")}
+        keys = {key if isinstance(key, str) else key.decode() for key in await client.keys("*")}
         assert keys <= set(lua.pool_keys(pool.prefix))
         assert await client.hkeys(f"{pool.prefix}:res") == []  # every reservation settled, reaped or left
     finally:
