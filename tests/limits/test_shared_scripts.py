@@ -144,7 +144,9 @@ async def test_every_script_touches_only_its_declared_keys_in_one_cluster_slot(t
     """On a Redis Cluster node (which refuses keys of different slots), every script runs, and leaves no key
     besides the four it declares."""
     port = free_port()
-    server = start_redis(port, "--cluster-enabled", "yes", "--dir", str(tmp_path))
+    # The cluster bus port is port + 10000 unless given: past 55535 that does not exist.
+    extra = ("--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--dir", str(tmp_path))
+    server = start_redis(port, *extra)
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
     try:
         await client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
