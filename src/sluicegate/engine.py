@@ -120,7 +120,7 @@ class Engine:
             )
             self.limiter = SharedLimiter(
                 shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
-                minute=minute, rng=rng, output_accounting=accounting, fallback=shared_limits_fallback,
+                minute=minute, rng=rng, output_accounting=accounting, fallback=shared_limits_fallback, smooth=smooth,
             )  # fmt: skip
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport

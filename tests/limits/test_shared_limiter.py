@@ -81,7 +81,7 @@ async def test_a_permit_cancelled_while_waiting_gives_its_reservation_back(
     pool: Callable[..., SharedLimiter], redis_url: str
 ) -> None:
     """An acquire cancelled during its scheduled wait frees the slot and its reservation leaves the pool."""
-    async with pool(limits=Limits(requests_per_minute=60)) as a:  # one request per second
+    async with pool(limits=Limits(requests_per_minute=60), smooth=True) as a:  # one request per second
         await _cancel(a, redis_url)
 
 

@@ -35,14 +35,15 @@ from ._fallback import local_limiter, scaled
 from ._fifo import FifoTurns
 from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
-from .limiter import Limiter, Limits
+from .limiter import _GATE_WORDS, Limiter, Limits
 from .protocol import AdmissionPermit
 from .window import Window
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
-_DIMS = ("requests", "input_tokens", "output_tokens", "tokens")
+_DIMS: tuple[Binding, ...] = ("requests", "input_tokens", "output_tokens", "tokens")
 _BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
+_CODES = {binding: code for code, binding in _BINDINGS.items()}
 _DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _DEFAULT_CAP = 512
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
@@ -84,6 +85,9 @@ class SharedLimiter:
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
     emulators in compressed time); `lease` bounds how long a killed process's reservations stay taken.
     `output_accounting` is the server's ("reserved": a `max_tokens` above the output limit is refused at once).
+    `smooth=True` paces every bucket at its rate from the start; otherwise, as the in-process limiter, a bucket
+    holds the server's whole window, starts at what the headers say is left and is spent through a shared
+    slow-start ramp, until a short-interval 429 makes it smooth.
     `fallback`: while Redis is unreachable, admit locally on 1/N of the limits instead of waiting; True takes N
     from the pool's processes at the last heartbeat, an int is N itself (needed when Redis is down at start).
     """
@@ -102,6 +106,7 @@ class SharedLimiter:
         lease: float = 5.0,
         output_accounting: Literal["produced", "reserved"] = "reserved",
         fallback: bool | int = False,
+        smooth: bool = False,
     ) -> None:
         if (minute is not None and minute <= 0) or burst <= 0 or lease <= 0:
             raise ConfigError("minute, burst and lease must be positive")
@@ -144,6 +149,10 @@ class SharedLimiter:
         self._fallback = fallback
         self._seen_limits: list[float | None] = [None] * len(_DIMS)  # per window, from this process's headers
         self._local: Limiter | None = None  # the fallback's limiter, while Redis is lost
+        self._smooth = smooth
+        self._smoothed: set[int] = set()  # dimensions this process made smooth (the pool's view comes later)
+        self._smooth_since = -math.inf
+        self._first_admitted: float | None = None
 
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
@@ -156,7 +165,7 @@ class SharedLimiter:
         self._redis = client
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE")
+            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH")
         }
         if any(v is not None for v in self._limits_given()):
             self._last_observe = self._observe_args(None)
@@ -295,6 +304,8 @@ class SharedLimiter:
                 raise
             self._binding = None
             permit.admitted_at = self._clock.now()
+            if self._first_admitted is None:
+                self._first_admitted = permit.admitted_at
             return permit
 
     def _finish(self, permit: SharedPermit, mode: str, used_in: int, used_out: int) -> None:
@@ -311,8 +322,8 @@ class SharedLimiter:
 
     def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
         """Send the limits, learnt windows and `remaining` of a response's headers to the pool (the stricter of
-        given and seen limits). `since` is accepted for the in-process limiter's interface; the pool only ever
-        pulls its level down, so it needs no staleness bound."""
+        given and seen limits). `since` (when the answered request was admitted) gives the round trip the ramp
+        starts from; the pool only ever pulls its level down, so it needs no staleness bound."""
         self._seen = True
         if self._local is not None:
             self._local.observe(scaled(snapshot, self._divisor()), now, since=since)
@@ -320,7 +331,10 @@ class SharedLimiter:
         # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
         if snapshot.input_tokens is None and snapshot.output_tokens is None:
             views[3] = snapshot.tokens
-        args = self._observe_args(views)
+        now = self._clock.now() if now is None else now
+        # The ramp starts from the round trip to these headers (the pool ignores it once its ramp has begun).
+        started = since if since is not None else self._first_admitted
+        args = self._observe_args(views, None if started is None else now - started)
         self._last_observe = args
         self._send("OBSERVE", args)
         self._notify()
@@ -329,8 +343,8 @@ class SharedLimiter:
         g = self._given
         return (g.requests_per_minute, g.input_tokens_per_minute, g.output_tokens_per_minute, g.tokens_per_minute)
 
-    def _observe_args(self, views: list[BucketView | None] | None) -> list[Any]:
-        args: list[Any] = [self._burst]
+    def _observe_args(self, views: list[BucketView | None] | None, rtt: float | None = None) -> list[Any]:
+        args: list[Any] = [self._burst, "1" if self._smooth else "0", "" if rtt is None else f"{rtt:.6f}"]
         for k, given in enumerate(self._limits_given()):
             view = views[k] if views is not None else None
             seen = float(view.limit) if view is not None and view.limit > 0 else None
@@ -363,15 +377,43 @@ class SharedLimiter:
         *,
         admitted_at: float | None = None,
     ) -> bool:
-        """False (the local fallback's answer while it runs): the pool paces smoothly from the start (its buckets
-        hold one second), so a 429 is met with the shared pause (`cool_down`) rather than a switch to smooth
-        pacing."""
+        """A 429 while the headers said every bucket had room is a short-interval limit: the named buckets (or
+        all) are paced smoothly in the whole pool from now on and the ramp stops (True: no pause needed). False:
+        an ordinary 429 (or the pool already paces smoothly), for the shared pause (`cool_down`). The local
+        fallback answers while it runs."""
         if self._local is not None and snapshot is not None:
             scaled_snapshot = scaled(snapshot, self._divisor())
             return self._local.rate_limited(
                 scaled_snapshot, input_tokens, output_tokens, message, admitted_at=admitted_at
             )
-        return False
+        views = Limiter._views(snapshot) if snapshot is not None and not self._smooth else []
+        if not views:
+            return False
+        amounts: dict[Binding, float] = {
+            "requests": 1.0,
+            "input_tokens": float(input_tokens),
+            "output_tokens": float(output_tokens),
+            "tokens": float(input_tokens + output_tokens),
+        }
+        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
+            return False  # the bucket really was empty: the pool was behind the server
+        lowered = message.lower()
+        named = [names for words, names in _GATE_WORDS.items() if words in lowered]
+        chosen = named[0] if named else tuple(_DIMS)
+        known = self._known_limits()
+        fresh = [
+            k
+            for k, name in enumerate(_DIMS)
+            if name in chosen and known[k] is not None and not (k in self._smoothed or self._pool.smooth[k])
+        ]
+        if fresh:
+            self._smoothed.update(fresh)
+            self._send("SMOOTH", [self._burst, *(_CODES[_DIMS[k]] for k in fresh)])
+            self._smooth_since = self._clock.now()
+            self._notify()
+            return True
+        # Sent before the change of pace, answered after it: already dealt with.
+        return admitted_at is not None and admitted_at <= self._smooth_since
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""
