@@ -35,16 +35,23 @@ from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
-from .deadline import DeadlinePolicy, finish_online
+from .deadline import DeadlinePolicy, deadline_instant, finish_online
 from .durable import DurableJob, open_store
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
 from .reader import InputProblem
+from .store import AdmitState
+from .table_output import TableWriter, is_table_output
+from .tables import table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
 __all__ = ["BatchJobConfig", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
+# A priming batch's cache entry (1 h TTL, counted from the start of the request that wrote it, which is after the
+# submit) is reused by a later run within this long: 15 minutes of margin for the rest's batches to start reading
+# it (each read refreshes it for another hour).
+PRIMER_REUSE = 45 * 60.0
 
 
 class _BatchJob:
@@ -88,7 +95,7 @@ class _BatchJob:
         config, service = self.config, self.service
         await self.reattach()
         if config.cache_warmup and service.provider == "anthropic":
-            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider, config.table)
             await self.prime()
         while True:  # again when a rejected adoption put items back to be submitted
             self.intents.released = False
@@ -105,17 +112,25 @@ class _BatchJob:
         if own is not None:
             self.say(own)
 
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
+        config = self.config
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        return self.admission.items(config.input_path, config.defaults, config.provider, rows)
+
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
         """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        config, service = self.config, self.service
+        service = self.service
         open_chunks: dict[str, _Chunk] = {}
         self.admission.kept_own.clear()  # counted again by each full pass over the input
         if self.cap is not None:
             self.cap.new_pass()
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+        async for parsed, state in self._items():
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
@@ -142,26 +157,38 @@ class _BatchJob:
     async def prime(self) -> None:
         """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
         writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way."""
+        batch (an earlier run) are waited for the same way; a group an earlier run primed less than PRIMER_REUSE
+        ago is not primed again (its entry is still cached)."""
         if self.prefixes is None:
             return
         primed: set[str] = set()
-        config = self.config
+        reused = 0
         if self.cap is not None:
             self.cap.new_pass()
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+        async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
                 continue
             primed.add(group)
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            earlier = self.ledger.primed_at(group)
+            now = self.config.clock()
+            if earlier is not None and now - earlier < PRIMER_REUSE:
+                reused += 1
+                continue
             if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
                 continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            self.primers += 1
-        if self.changed is None and primed:
-            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            if self.ledger.in_batch(parsed.custom_id):
+                self.ledger.record_primer(group, now)
+                self.primers += 1
+        if reused:
+            self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
+        if self.changed is None and len(primed) > reused:
+            self.say(
+                f"priming the prompt cache: {len(primed) - reused} shared prefix(es), waiting for their batches to end"
+            )
             await self.poll_all()
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
@@ -270,7 +297,7 @@ class _BatchJob:
         config = self.config
 
         async def rest() -> AsyncIterator[RequestItem]:
-            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
                     yield parsed
 
@@ -332,7 +359,7 @@ async def run_batch_job(
     """
     say = (view or JobView()).say
     clock = clock or SystemClock()
-    wrong_format = not_jsonl(config.input_path)
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
@@ -345,7 +372,11 @@ async def run_batch_job(
         return store
     durable = DurableJob(
         store,
-        lambda: OutputWriter.open(config.output_path, store.output, "completion"),
+        lambda: (
+            TableWriter(config.input_path, config.output_path, store.output)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store.output, "completion")
+        ),
         clock=clock,
         retry_failed=config.retry_failed,
     )
@@ -360,8 +391,11 @@ async def run_batch_job(
             async with client:
                 job = _BatchJob(config, durable, service, say)
                 if config.deadline is not None:
+                    # The instant stored by the job's first run, on the wall clock: a resume keeps it.
+                    wall_now = config.clock()
+                    left = deadline_instant(store, wall_now + config.deadline) - wall_now
                     job.deadline = DeadlinePolicy(
-                        deadline_at=clock.now() + config.deadline,
+                        deadline_at=clock.now() + left,
                         pace=config.pace,
                         cancel_allowance=config.cancel_allowance,
                     )
