@@ -106,3 +106,26 @@ def test_jsonl_with_any_fields_and_a_broken_line(tmp_path: Path) -> None:
     assert got[1].message.startswith("row 2: not valid JSON")
     assert isinstance(got[2], RequestItem)
     assert got[2].custom_id == "c"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "column", "custom_id"),
+    [
+        (".csv", b"id,text\na,fine\nb,bad \xff\xfe bytes\nc,fine too\n", "text", "b"),
+        (".tsv", b"id\ttext\na,\xc3\tfine\n", "id", None),
+        (".jsonl", b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad \xff"}\n', "text", "b"),
+    ],
+)
+def test_bytes_that_are_not_utf8_are_one_rows_problem(
+    tmp_path: Path, suffix: str, content: bytes, column: str, custom_id: str | None
+) -> None:
+    """A row holding bytes that are not UTF-8 is a problem naming its row, column and (if readable) id; the rows
+    around it still become requests (it ended the whole job with a UnicodeDecodeError)."""
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(content)
+    found = list(table_requests(path, TableSpec(template="Say {text}", id_column="id"), DEFAULTS))
+    bad = [f for f in found if isinstance(f, InputProblem)]
+    assert len(bad) == 1
+    assert (bad[0].field, bad[0].custom_id) == (column, custom_id)
+    assert f"column {column!r} holds bytes that are not valid UTF-8" in bad[0].message
+    assert sum(isinstance(f, RequestItem) for f in found) == len(found) - 1

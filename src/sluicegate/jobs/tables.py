@@ -123,12 +123,14 @@ def read_batches(path: Path) -> Iterator[RowBatch]:
                 yield RowBatch(start, batch.to_pylist(), batch)
                 start += batch.num_rows
         return
+    # Bytes that are not UTF-8 are kept as lone surrogates (surrogateescape) instead of ending the whole job with a
+    # UnicodeDecodeError: `row_request` names the row and column that hold them.
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
             yield from _chunks(reader)
         return
-    with path.open(encoding="utf-8-sig") as f:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as f:
         yield from _chunks(_json_rows(f))
 
 
@@ -172,6 +174,15 @@ def row_request(
     number = index + 1
     if "__problem__" in row:
         return InputProblem(number, index, None, None, str(row["__problem__"]))
+    garbled = _not_text(row)
+    if garbled is not None:
+        known: str | None = f"row-{number}"  # the row's id, unless that is what cannot be read
+        if spec.id_column is not None:
+            own = row.get(spec.id_column)
+            known = None if spec.id_column == garbled or _empty(own) else str(own)
+        return InputProblem(
+            number, index, known, garbled, f"row {number}: column {garbled!r} holds bytes that are not valid UTF-8"
+        )
     custom_id = f"row-{number}"
     if spec.id_column is not None:
         value = row.get(spec.id_column)
@@ -203,6 +214,18 @@ class _Missing(Exception):
     def __init__(self, column: str, message: str) -> None:
         super().__init__(message)
         self.column = column
+
+
+def _not_text(row: Mapping[str, Any]) -> str | None:
+    """The first column whose name or text is not valid UTF-8 (a lone surrogate, from a byte that was not text)."""
+    for key, value in row.items():
+        for text in (key, value):
+            if isinstance(text, str) and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return str(key).encode("utf-8", "replace").decode()
+    return None
 
 
 def _empty(value: Any) -> bool:
