@@ -29,6 +29,14 @@ def test_templates_only_name_columns(template: str) -> None:
         TableSpec(template=template)
 
 
+@pytest.mark.parametrize("template", ["{body:>99999999999}", "{body:.1000001}", "{price:0200000.2f}"])
+def test_a_template_cannot_pad_every_prompt_to_gigabytes(template: str) -> None:
+    """A width or precision over 100,000 is refused when the spec is made (it was a MemoryError mid-job)."""
+    with pytest.raises(ConfigError, match="at most 100,000"):
+        TableSpec(template=template)
+    assert fill("{body:>20}", {"body": "x"}) == " " * 19 + "x"  # ordinary padding still works
+
+
 def test_a_row_becomes_a_request_with_the_defaults() -> None:
     """The filled template is the user message; id from the id column; model, max_tokens and system apply."""
     spec = TableSpec(template="Summarise: {body}", id_column="ticket_id")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ __all__ = [
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 _BATCH_ROWS = 4096
 _FIELD_RENAMES = {"id": "id_column", "prompt": "template"}
+_MAX_WIDTH = 100_000  # the widest padding or precision a template field may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,12 @@ class TableSpec:
 
     def __post_init__(self) -> None:
         try:
-            fields = [(name, conversion) for _, name, _, conversion in string.Formatter().parse(self.template)]
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(self.template)]
         except ValueError as exc:  # an unmatched brace
             raise ConfigError(
                 f"template {self.template!r:.80}: {exc} (write {{{{ and }}}} for literal braces)"
             ) from exc
-        for name, conversion in fields:
+        for name, spec, conversion in fields:
             if name is None:
                 continue
             plain = name.replace("_", "a").replace(" ", "a").replace("-", "a").isalnum()
@@ -60,6 +62,12 @@ class TableSpec:
                 raise ConfigError(
                     f"template field {{{name}}} must be a column name ({{column}}, optionally {{column:spec}}); "
                     "positional fields, attributes and indexes are not allowed"
+                )
+            # A width or precision is padding made for every row: {x:>999999999} is a GB per prompt.
+            widest = max((int(digits) for digits in re.findall(r"\d+", spec or "")), default=0)
+            if widest > _MAX_WIDTH:
+                raise ConfigError(
+                    f"template field {{{name}:{spec}}} pads to {widest:,} characters; at most {_MAX_WIDTH:,}"
                 )
 
     def settings(self) -> dict[str, str]:
