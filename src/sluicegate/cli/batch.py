@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 @job_file_options
 @provider_option("Message Batches (anthropic) or the Batch API with file uploads (openai).")
 @click.option("--base-url", default=None, help="API base URL (default: the API's, or *_BASE_URL).")
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="USD the whole job may cost: requests go into batches only while their worst cost (batch price, "
+    "max_tokens of output) fits, with what a deadline sends online.",
+)
 @prices_option
 @click.option(
     "--poll-interval",
@@ -66,6 +73,7 @@ def batch(
     system: str | None,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
+    max_cost: float | None,
     prices: PriceTable | None,
     poll_interval: float | None,
     cache_warmup: bool,
@@ -89,8 +97,8 @@ def batch(
     per file); each batch is recorded in the job store as soon as it is created, then
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
-    130 interrupted.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 cost cap reached, 4 stopped (bad key, API
+    unreachable), 130 interrupted.
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
@@ -133,6 +141,7 @@ def batch(
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
+            max_cost=max_cost,
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
         outcome = anyio.run(lambda: run_batch_job(config, view=None if quiet else view))

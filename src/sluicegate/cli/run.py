@@ -218,8 +218,6 @@ def run(
         defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
-        if chosen == "batch" and max_cost is not None:
-            raise click.UsageError("--max-cost is enforced on the online and flex routes, not with the batch route")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -241,6 +239,7 @@ def run(
                 resume=resume_command(sys.argv),
                 table=table,
                 poll_interval=poll_interval,
+                max_cost=max_cost,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)

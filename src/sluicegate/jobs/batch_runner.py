@@ -24,6 +24,7 @@ which can make a second batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import shlex
@@ -31,7 +32,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,25 +41,37 @@ import anyio
 import anyio.lowlevel
 import httpx2
 
-from .._exceptions import ConfigError
+from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
 from ..tokens import heuristic_tokens
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
+from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
+from .batch_cap import BatchSpendCap
 from .batch_ledger import BatchIntent, BatchLedger
 from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
 from .deadline import DeadlinePolicy, OnlinePace, deadline_instant, deadline_setting, finish_online
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
-from .reader import Defaults, InputProblem
-from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
+from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .runner import (
+    ExitCode,
+    JobOutcome,
+    _count_lines,
+    _unfinished,
+    file_settings,
+    finished_outcome,
+    open_store,
+    store_path_for,
+)
 from .store import AdmitState, JobStore
 from .table_output import TableWriter, is_table_output
-from .tables import TableSpec, table_requests
+from .tables import TableSpec, count_rows, table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -105,6 +118,8 @@ class BatchJobConfig:
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
+    # USD the whole job may cost: items go into batches only while their worst cost fits (see jobs/batch_cap.py).
+    max_cost: float | None = None
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -155,6 +170,7 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.cap: BatchSpendCap | None = None
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -173,13 +189,30 @@ class _BatchJob:
             return
         self.writer.write_committed()
 
-    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+    def _items(self) -> AsyncGenerator[tuple[RequestItem, AdmitState]]:
         """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
         config = self.config
         rows = None
         if config.table is not None:
             rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
         return self.admission.items(config.input_path, config.defaults, config.provider, rows)
+
+    def count_open_batches(self) -> None:
+        """Count the batches earlier runs left running against the cost cap (one pass over the input)."""
+        open_ids = self.ledger.open_batches()
+        if self.cap is None or not open_ids:
+            return
+        waiting = {custom_id: batch_id for batch_id in open_ids for custom_id in self.ledger.batch_items(batch_id)}
+        config, provider = self.config, self.config.provider
+        prefixes = self.prefixes
+        prepare = None if prefixes is None else (lambda params: prefixes.prepare(params, "1h")[0])
+        if config.table is not None:
+            parsed = table_requests(config.input_path, config.table, config.defaults, provider)
+            self.cap.count_open(waiting, parsed, prepare)
+            return
+        with config.input_path.open("rb") as f:
+            parsed = read_requests(iter_lines(f), defaults=config.defaults, provider=provider)
+            self.cap.count_open(waiting, parsed, prepare)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
@@ -188,26 +221,33 @@ class _BatchJob:
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
         service = self.service
         open_chunks: dict[str, _Chunk] = {}
-        async for parsed, state in self._items():
-            if self.deadline is not None:
-                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
-            encoded = service.encode(parsed.custom_id, params)
-            group = service.group(parsed.params)
-            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
-            if chunk.lines and (
-                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
-            ):
-                await self._submit(chunk.lines, chunk.members)
-                chunk = open_chunks[group] = _Chunk(size=service.envelope)
-            chunk.lines.append(encoded)
-            chunk.members.append((parsed.index, parsed.custom_id))
-            chunk.size += len(encoded) + 1
+        async with contextlib.aclosing(self._items()) as items:
+            async for parsed, state in items:
+                if self.deadline is not None:
+                    self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
+                if state == "pending" and self.ledger.in_batch(parsed.custom_id):
+                    continue
+                params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
+                worst = 0.0
+                if self.cap is not None:
+                    worst = self.cap.worst(params)
+                    if not self.cap.take(worst):
+                        break  # the rest stays pending: a higher cap submits it on resume
+                encoded = service.encode(parsed.custom_id, params)
+                group = service.group(parsed.params)
+                chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
+                if chunk.lines and (
+                    len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
+                ):
+                    await self._submit(chunk.lines, chunk.members, chunk.worst)
+                    chunk = open_chunks[group] = _Chunk(size=service.envelope)
+                chunk.lines.append(encoded)
+                chunk.members.append((parsed.index, parsed.custom_id))
+                chunk.size += len(encoded) + 1
+                chunk.worst += worst
         for chunk in open_chunks.values():
             if chunk.lines:
-                await self._submit(chunk.lines, chunk.members)
+                await self._submit(chunk.lines, chunk.members, chunk.worst)
         self.save(now=True)
 
     async def prime(self) -> None:
@@ -219,22 +259,30 @@ class _BatchJob:
             return
         primed: set[str] = set()
         reused = 0
-        async for parsed, state in self._items():
-            params, group = self.prefixes.prepare(parsed.params, "1h")
-            if group is None or group in primed:
-                continue
-            primed.add(group)
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            earlier = self.ledger.primed_at(group)
-            now = self.config.clock()
-            if earlier is not None and now - earlier < PRIMER_REUSE:
-                reused += 1
-                continue
-            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            if self.ledger.in_batch(parsed.custom_id):
-                self.ledger.record_primer(group, now)
-                self.primers += 1
+        async with contextlib.aclosing(self._items()) as items:
+            async for parsed, state in items:
+                params, group = self.prefixes.prepare(parsed.params, "1h")
+                if group is None or group in primed:
+                    continue
+                primed.add(group)
+                if state == "pending" and self.ledger.in_batch(parsed.custom_id):
+                    continue
+                earlier = self.ledger.primed_at(group)
+                now = self.config.clock()
+                if earlier is not None and now - earlier < PRIMER_REUSE:
+                    reused += 1
+                    continue
+                worst = 0.0
+                if self.cap is not None:
+                    worst = self.cap.worst(params)
+                    if not self.cap.take(worst):
+                        primed.discard(group)
+                        break
+                member = [(parsed.index, parsed.custom_id)]
+                await self._submit([self.service.encode(parsed.custom_id, params)], member, worst)
+                if self.ledger.in_batch(parsed.custom_id):
+                    self.ledger.record_primer(group, now)
+                    self.primers += 1
         if reused:
             self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
         if self.changed is None and len(primed) > reused:
@@ -243,7 +291,7 @@ class _BatchJob:
             )
             await self.poll_all()
 
-    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
+    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]], worst: float = 0.0) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
         # batch on the server (resolve_intents) instead of paying for it twice.
@@ -260,11 +308,15 @@ class _BatchJob:
                 self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
             self.save(now=True)
             self.ledger.drop_intent(intent)
+            if self.cap is not None:
+                self.cap.dropped(worst)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
         # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
         # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
         self.ledger.record_batch(batch.id, ids, intent=intent)
+        if self.cap is not None:
+            self.cap.submitted(batch.id, worst)
         self.writer.write_committed()
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
@@ -321,6 +373,8 @@ class _BatchJob:
                     "another key, workspace or endpoint? Use those again, or --restart to start over"
                 ) from exc
             released = self.ledger.forget_batch(batch_id)
+            if self.cap is not None:
+                self.cap.ended(batch_id)
             self.say(f"batch {batch_id} is unknown to this server: its {released} request(s) will be submitted again")
             return None
 
@@ -384,17 +438,34 @@ class _BatchJob:
                 self.online += 1
             self.save()
 
-        await finish_online(
-            rest(),
-            record,
-            provider=self.service.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            prices=self.prices,
-            minute=config.pace.minute,
-            transport=config.transport,
-        )
+        holds = SpendLedger(self.store, self.prices, self.service.provider) if self.cap is not None else None
+        if self.cap is not None:
+            self.cap.refresh()
+            if self.cap.left <= 0:
+                self.cap.reached = True
+                return
+
+        async def tracked() -> AsyncIterator[RequestItem]:
+            async for item in rest():
+                yield item if holds is None else holds.track(item)
+
+        try:
+            await finish_online(
+                tracked(),
+                record,
+                provider=self.service.provider,
+                api_key=config.api_key,
+                base_url=config.base_url,
+                limits=config.limits,
+                prices=self.prices,
+                minute=config.pace.minute,
+                transport=config.transport,
+                max_cost=None if self.cap is None else self.cap.left,
+                sinks=[] if holds is None else [holds],
+            )
+        except BudgetExceededError:
+            assert self.cap is not None
+            self.cap.reached = True
         self.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
@@ -429,12 +500,16 @@ class _BatchJob:
             self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
         self.save(now=True)
         self.ledger.end_batch(batch.id)
+        if self.cap is not None:
+            self.cap.ended(batch.id)
         if self.cancelling:
             self.ledger.release_ended_batches()  # its canceled items leave it, to go online
 
     async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
         """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
         self.ledger.reject_batch(intent.seq, batch_id)
+        if self.cap is not None:
+            self.cap.ended(batch_id)
         self.say(f"batch {batch_id} {why}: nothing of it is kept")
         await self.resolve_intents()
 
@@ -499,12 +574,15 @@ async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) 
                 if sys.platform != "win32":
                     tg.start_soon(watch_signals, work)
                 try:
+                    if config.max_cost is not None:
+                        job.cap = BatchSpendCap(config.max_cost, store, job.prices, service.provider)
                     await job.reattach()
                     if config.cache_warmup and service.provider == "anthropic":
                         job.prefixes = SharedPrefixes.scan(
                             config.input_path, config.defaults, service.provider, config.table
                         )
-                        await job.prime()
+                    job.count_open_batches()
+                    await job.prime()
                     while True:  # again when a rejected adoption put items back to be submitted
                         job.released = False
                         await job.submit_all()
@@ -561,6 +639,7 @@ class _Chunk:
     size: int
     lines: list[bytes] = field(default_factory=list)
     members: list[tuple[int, str]] = field(default_factory=list)
+    worst: float = 0.0  # the members' worst cost, for the cost cap
 
 
 def _outcome(
@@ -596,6 +675,16 @@ def _outcome(
             ExitCode.INTERRUPTED,
             f"interrupted: {running} batch(es) keep running on the server and {counts.pending} item(s) are not "
             f"finished. Resume with: {resume}",
+            summary,
+        )
+    if job.cap is not None and job.cap.reached:
+        # Lines after the one that did not fit were never read: they are unfinished too.
+        lines = count_rows(config.input_path) if config.table is not None else _count_lines(config.input_path)
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}; the next request would not fit. "
+            f"{_unfinished(counts, lines)} item(s) not finished; to go on, raise the cap: {with_max_cost(resume)}"
+            + note,
             summary,
         )
     if stop_reason is not None:
