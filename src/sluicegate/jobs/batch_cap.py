@@ -104,6 +104,7 @@ class BatchSpendCap:
 
     def describe(self) -> str:
         """The job's spend against its cap, for messages."""
+        self.refresh()
         running = sum(self._batches.values())
         text = f"${self._spent:.4f} spent"
         if running:

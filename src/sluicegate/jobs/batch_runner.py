@@ -463,7 +463,7 @@ class _BatchJob:
                 max_cost=None if self.cap is None else self.cap.left,
                 sinks=[] if holds is None else [holds],
             )
-        except BudgetExceededError:
+        except* BudgetExceededError:  # raised through the engine's task group, maybe grouped
             assert self.cap is not None
             self.cap.reached = True
         self.save(now=True)
