@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.outcome import JobOutcome
     from sluicegate.jobs.reader import Defaults
-    from sluicegate.jobs.runner import JobOutcome
     from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
@@ -126,9 +126,9 @@ def batch_route(
     max_cost: float | None = None,
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
-    import anyio
     from rich.console import Console
 
+    from sluicegate._loop import run_async
     from sluicegate.jobs._view import JobView
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
 
@@ -154,4 +154,4 @@ def batch_route(
     )
     console = Console(stderr=True)
     view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
-    return anyio.run(lambda: run_batch_job(config, view=None if quiet else view))
+    return run_async(lambda: run_batch_job(config, view=None if quiet else view))
