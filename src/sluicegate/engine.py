@@ -23,6 +23,7 @@ import httpx2
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
+from ._environment import resolve_endpoint
 from ._events import Event, EventSink, RunAborted
 from ._exceptions import ConfigError, InputError, SluicegateError, UsageError
 from ._gate import AttemptGate, Pass
@@ -52,6 +53,9 @@ _BACKOFF_ROOM = 1024  # items that may wait out a backoff beyond the concurrency
 class Engine:
     """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`.
 
+    `api_key` and `base_url` left as None are read once from the provider's SDK variables, as the official
+    clients do: ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, or OPENAI_API_KEY / OPENAI_BASE_URL. An argument wins.
+
     `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
     the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
 
@@ -63,7 +67,7 @@ class Engine:
         self,
         *,
         provider: Literal["anthropic", "openai"] | Provider = "anthropic",
-        api_key: str,
+        api_key: str | None = None,
         base_url: str | None = None,
         default_params: Mapping[str, Any] | None = None,
         limits: Limits | None = None,
@@ -83,11 +87,10 @@ class Engine:
         shared_limits: str | None = None,
         shared_limits_name: str | None = None,
     ) -> None:
-        if not api_key:
-            raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
         if max_cost is not None and max_cost <= 0:
             raise ConfigError("max_cost must be positive")
         self._provider: Provider = get_provider(provider) if isinstance(provider, str) else provider
+        api_key, base_url = resolve_endpoint(self._provider.name, api_key, base_url)
         self._api_key = api_key
         self._base_url = base_url or _DEFAULT_BASE_URLS[self._provider.name]
         self._defaults = dict(default_params or {})

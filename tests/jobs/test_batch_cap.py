@@ -1,92 +1,82 @@
-"""`--max-cost` on the batch route: items go into batches only while their worst cost fits the job's cap."""
+"""The batch route's cost cap: holds at the batch price, kept in the store, replaced by what answers cost."""
 
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import replace
 from pathlib import Path
 
-import anyio
+import pytest
 
-from sluicegate._models import Usage
-from sluicegate.jobs._view import JobView
-from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
-from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
-from sluicegate.pricing import default_table
-from sluicegate.tokens import heuristic_tokens
+from sluicegate.jobs import JobStore
+from sluicegate.jobs.batch_cap import BatchCap
+from sluicegate.jobs.batch_ledger import BatchLedger
+from sluicegate.pricing import Price, PriceTable
 
-from .test_batch_intents import FakeApi, _job, _output_ids
+from .conftest import SETTINGS, make_item, ok
 
-IDS5 = [f"doc-{i}" for i in range(5)]
-
-
-def _worst(config: BatchJobConfig) -> float:
-    """One item's worst cost at the batch rate (all items of this input are alike)."""
-    with config.input_path.open("rb") as f:
-        first = next(iter(read_requests(iter_lines(f), defaults=config.defaults)))
-    assert not isinstance(first, InputProblem)
-    found = default_table().estimate_cost(
-        "claude-haiku-4-5", heuristic_tokens(first.params), first.params["max_tokens"], batch=True
-    )
-    assert found is not None
-    return found
+# $1 per million output tokens at the online price: max_tokens 8 is $0.000004 at the batch price; input is free.
+PRICES = PriceTable({"m": Price(input=0.0, output=1.0, cache_write_5m=0.0, cache_write_1h=0.0, cache_read=0.0)})
+WORST = 8 / 1e6 * 0.5
 
 
-def _run(config: BatchJobConfig) -> tuple[int, str]:
-    text = io.StringIO()
-    outcome = anyio.run(lambda: run_batch_job(config, view=JobView(say=lambda line: print(line, file=text))))
-    return outcome.exit_code, text.getvalue() + outcome.message
+def open_store(tmp_path: Path) -> JobStore:
+    return JobStore.open(tmp_path / "job.db", settings=SETTINGS)
 
 
-def _five(tmp_path: Path, api: FakeApi) -> BatchJobConfig:
-    config, _ = _job(tmp_path, api)
-    config.input_path.write_text("".join(json.dumps({"id": cid, "prompt": f"p {cid}"}) + "\n" for cid in IDS5))
-    return replace(config, defaults=Defaults(model="claude-haiku-4-5", max_tokens=16))
+def test_requests_are_admitted_until_the_next_would_pass_the_cap(tmp_path: Path) -> None:
+    """With room for two worst costs, the first two are admitted; the third and every later one are refused."""
+    items = [make_item(i) for i in range(4)]
+    with open_store(tmp_path) as store:
+        cap = BatchCap(store, 2.5 * WORST, PRICES, "anthropic")
+        assert [cap.admit(it.custom_id, it.params) for it in items] == [True, True, False, False]
+        assert (cap.refused, cap.next_worst) == (2, pytest.approx(WORST))
+        assert "2 request(s) not sent" in cap.not_sent()
 
 
-def test_the_cap_stops_submitting_and_a_higher_cap_submits_the_rest(tmp_path: Path) -> None:
-    """A cap of 2.5 worst costs puts two items in a batch and stops (exit 3, naming the resume with a higher cap);
-    resumed with room for all, only the three others are submitted, and every item is answered once."""
-    api = FakeApi()
-    config = _five(tmp_path, api)
-    worst = _worst(config)
-    code, text = _run(replace(config, max_cost=2.5 * worst))
-    assert code == 3, text
-    assert "stopped at the cost cap" in text
-    assert "3 item(s) not finished" in text
-    assert "--max-cost '<higher>'" in text or "--max-cost <higher>" in text
-    assert [len(ids) for _, ids in api.batches.values()] == [2]
-    assert _output_ids(config.output_path) == IDS5[:2]
-    code, text = _run(replace(config, max_cost=10 * worst))
-    assert code == 0, text
-    assert [len(ids) for _, ids in api.batches.values()] == [2, 3]
-    assert _output_ids(config.output_path) == IDS5
+def test_holds_outlive_the_run_until_answers_replace_them(tmp_path: Path) -> None:
+    """Holds written with a batch count after a reopen (a killed run); an answer replaces its hold by its cost, and
+    items whose batch was forgotten are held no more."""
+    items = [make_item(i) for i in range(3)]
+    with open_store(tmp_path) as store:
+        for it in items:
+            store.admit(it)
+        cap = BatchCap(store, 1.0, PRICES, "anthropic")
+        for it in items:
+            assert cap.admit(it.custom_id, it.params)
+        ids = [it.custom_id for it in items]
+        cap.hold(ids)
+        BatchLedger.of(store).record_intent(ids, 0.0)  # commits the holds with the intent
+        BatchLedger.of(store).record_batch("b1", ids[:2])
+    with open_store(tmp_path) as store:
+        cap = BatchCap(store, 1.0, PRICES, "anthropic")
+        assert cap.held() == pytest.approx(2 * WORST)  # the third is in no batch: its create made none
+        store.record_result(ok(items[0], cost=0.25))
+        store.commit()
+        assert cap.held() == pytest.approx(WORST)
+        assert cap.committed() == pytest.approx(0.25 + WORST)
+        BatchLedger.of(store).forget_batch("b1")
+        assert cap.held() == 0.0
 
 
-def test_what_is_spent_counts_against_the_cap_across_runs(tmp_path: Path) -> None:
-    """On resume the job's recorded spend, not the worst cost of what it already got, counts against the cap:
-    after three answers, a cap of their real cost plus half a worst cost admits nothing, one more worst cost admits
-    the fourth."""
-    api = FakeApi()
-    config = _five(tmp_path, api)
-    config.input_path.write_text("".join(json.dumps({"id": cid, "prompt": f"p {cid}"}) + "\n" for cid in IDS5[:4]))
-    worst = _worst(config)
-    spent = default_table().cost("claude-haiku-4-5", _usage(), batch=True)
-    assert spent is not None
-    assert spent < worst / 2
-    code, text = _run(replace(config, max_cost=3.5 * worst))
-    assert code == 3, text
-    assert _output_ids(config.output_path) == IDS5[:3]
-    code, text = _run(replace(config, max_cost=3 * spent + 0.5 * worst))
-    assert code == 3, text
-    assert len(api.batches) == 1  # nothing more submitted
-    code, text = _run(replace(config, max_cost=3 * spent + 1.01 * worst))
-    assert code == 0, text
-    assert [len(ids) for _, ids in api.batches.values()] == [3, 1]
-    assert _output_ids(config.output_path) == IDS5[:4]
+def test_a_model_without_a_price_is_not_sent(tmp_path: Path) -> None:
+    """Nothing can be held for an unpriced model, so its requests are refused and named, not sent uncounted."""
+    item = make_item(0)
+    with open_store(tmp_path) as store:
+        cap = BatchCap(store, 1.0, PriceTable({}), "anthropic")
+        assert not cap.admit(item.custom_id, item.params)
+        assert "no price for 'm'" in cap.not_sent()
 
 
-def _usage() -> Usage:
-    """What the fake API bills each answer (see `batch_message`)."""
-    return Usage(input_tokens=10, output_tokens=2)
+def test_room_again_once_answers_cost_less_than_their_holds(tmp_path: Path) -> None:
+    """After a refusal, the job tries again only when the refused request's worst cost fits beside what is spent."""
+    items = [make_item(i) for i in range(2)]
+    with open_store(tmp_path) as store:
+        store.admit(items[0])
+        cap = BatchCap(store, 1.5 * WORST, PRICES, "anthropic")
+        assert cap.admit(items[0].custom_id, items[0].params)
+        assert not cap.admit(items[1].custom_id, items[1].params)
+        cap.hold([items[0].custom_id])
+        BatchLedger.of(store).record_batch("b1", [items[0].custom_id])
+        assert not cap.room_again()  # still held at its worst
+        store.record_result(ok(items[0], cost=WORST / 4))
+        store.commit()
+        assert cap.room_again()

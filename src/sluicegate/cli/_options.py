@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +18,12 @@ __all__ = [
     "deadline_flag",
     "expected_output_option",
     "job_file_options",
+    "line_defaults_options",
     "prices_option",
     "provider_option",
     "rate_limit_options",
     "resume_command",
+    "shared_limits_options",
 ]
 
 Decorator = Callable[[Any], Any]
@@ -71,6 +74,24 @@ def job_file_options(command: Any) -> Any:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Results in the Message Batches results format.",
             ),
+        ]
+    ):
+        command = option(command)
+    return line_defaults_options(command)
+
+
+def line_defaults_options(command: Any) -> Any:
+    """`--model`, `--max-tokens` and `--system` for lines that leave them out, given to the command as one
+    `defaults: Defaults`. The same words in every command's help, so the precedence reads the same everywhere."""
+
+    @functools.wraps(command)
+    def with_defaults(*args: Any, model: str | None, max_tokens: int | None, system: str | None, **kwargs: Any) -> Any:
+        from sluicegate.jobs.reader import Defaults
+
+        return command(*args, defaults=Defaults(model=model, max_tokens=max_tokens, system=system), **kwargs)
+
+    for option in reversed(
+        [
             click.option("--model", default=None, help="Model for lines that name none (a line's own wins)."),
             click.option(
                 "--max-tokens",
@@ -81,8 +102,8 @@ def job_file_options(command: Any) -> Any:
             click.option("--system", default=None, help="System prompt for lines that have none (a line's own wins)."),
         ]
     ):
-        command = option(command)
-    return command
+        with_defaults = option(with_defaults)
+    return with_defaults
 
 
 def shared_limits_options(command: Any) -> Any:

@@ -164,9 +164,7 @@ def _table_hint(path: Path) -> str:
 def run(
     input_path: Path,
     output_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
     rpm: float | None,
@@ -215,7 +213,6 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
-        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
         if chosen == "batch":
@@ -250,7 +247,7 @@ def run(
             api_key=key,
             base_url=url,
             settings_base=label,
-            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            defaults=defaults,
             limits=limits,
             max_concurrency=max_concurrency,
             max_cost=max_cost,

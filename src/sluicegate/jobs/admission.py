@@ -6,7 +6,7 @@ Shared by `sluicegate run` and `sluicegate batch`, which differ only in what the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import anyio.lowlevel
@@ -38,7 +38,7 @@ class Admission:
         defaults: Defaults,
         provider: Provider = "anthropic",
         source: Iterable[RequestItem | InputProblem] | None = None,
-    ) -> AsyncGenerator[tuple[RequestItem, AdmitState]]:
+    ) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
         """The items still to be sent ("new" or "pending"), with their state. `source` replaces reading `path` as
         JSONL request lines (a table's rows through a template)."""
         # Async so that skipping a million done lines on resume yields to the event loop now and then instead of

@@ -1,112 +1,125 @@
-"""`--max-cost` over a batch job: what is spent, plus the worst cost of every item in a batch still running.
+"""The job's `--max-cost` on the batch route: each request's worst batch cost is held before its batch is created.
 
-A batch is billed when its requests are processed, and its cost is known only from its results, so the cap is kept
-at submission: an item goes into a batch only if the job's recorded spend, the worst cost (at the batch rate) of
-every item in a batch that has not ended, and its own worst cost fit the cap. The worst cost assumes max_tokens
-of output and, for a request with cache breakpoints, every input token written to the 1-hour cache (the dearest).
-A batch's reservation is dropped once its results are recorded (their real costs replace it). Items that do not fit
-stay pending: raising the cap and resuming submits them. What a deadline cancel sends online gets what is left of
-the cap as its engine's cap (at the online price), so the cap covers the whole job.
+A batch cannot be stopped half way, so the cap is kept at creation: a request goes into a batch only if what the
+job has spent (every recorded answer, at the price it was billed), plus what it holds for requests in batches
+that have not answered yet, plus this request's worst cost at the batch price (its estimated input and all of
+its `max_tokens`), stays within the cap. The holds are written in the same commit as the create intent, so a kill
+or Ctrl-C cannot lift the cap: a resumed job counts the batches still running at their held cost until their
+answers replace the holds with what they really cost. Once one request does not fit, no later one is sent in this
+pass (as online, "the next request would not fit"); after the running batches end, what they did not spend of
+their holds is room again and the job tries once more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import providers
-from .._models import RequestItem, Usage
 from ..pricing import PriceTable
 from ..tokens import heuristic_tokens
-from .reader import InputProblem
+from ._db import EntryKind, ItemState
 from .store import JobStore
-from .warmup import has_breakpoints
 
-__all__ = ["BatchSpendCap"]
+__all__ = ["BatchCap"]
+
+# Holds live in `meta` under this prefix (no schema change), one row per request, keyed by its custom_id. They are
+# told apart from the online route's holds (`hold:`), which a new run settles as lost spend.
+_HOLD, _HOLD_END = "batch-hold:", "batch-hold;"
 
 
-class BatchSpendCap:
-    """The cap's bookkeeping for one run of a batch job (the store keeps the spend; open batches are re-counted)."""
+class BatchCap:
+    """Admits requests into batches while the job's spend, held and real, stays within `cap` (USD)."""
 
-    def __init__(self, cap: float, store: JobStore, prices: PriceTable, provider: str) -> None:
-        self.cap = cap
+    def __init__(self, store: JobStore, cap: float, prices: PriceTable, provider: str) -> None:
         self._store = store
+        self.cap = cap
         self._prices = prices
         self._provider = providers.get(provider)
-        self._spent = 0.0  # recorded answers and killed runs' holds, as of the last refresh
-        self._batches: dict[str, float] = {}  # batch not ended -> worst cost of its items
-        self._filling = 0.0  # worst cost of items taken into batches not submitted yet
-        self.reached = False  # an item did not fit: the job stops short of the cap
-        self.refresh()
+        self._total: float | None = None  # committed spend plus what this pass admitted; None: read it again
+        self._worst: dict[str, float] = {}  # admitted in this pass, not held in the store yet
+        self.refused = 0  # requests this run did not send because they could pass the cap
+        self.next_worst: float | None = None  # the worst cost of the first request that did not fit
+        self.unpriced: Counter[str] = Counter()  # requests not sent: their model has no price to hold
 
-    def refresh(self) -> None:
-        """Read the job's spend again from the store (after results were recorded)."""
-        recorded, lost = self._store.spent()
-        self._spent = recorded + lost
+    def held(self) -> float:
+        """What the store holds for requests in batches that have not answered yet."""
+        row = self._store.db.conn.execute(
+            "SELECT total(CAST(m.value AS REAL)) FROM meta AS m JOIN entries AS e"
+            f" ON e.custom_id = substr(m.key, {len(_HOLD) + 1}) AND e.kind = {EntryKind.ITEM:d}"
+            f" WHERE m.key >= ? AND m.key < ? AND e.state = {ItemState.PENDING:d} AND e.batch IS NOT NULL",
+            (_HOLD, _HOLD_END),
+        ).fetchone()
+        return float(row[0])
 
-    def worst(self, params: Mapping[str, Any]) -> float:
-        """An item's worst cost at the batch rate (0 for a model without a price, as the online cap does): a request
-        that places cache breakpoints may write its whole input to the 1-hour cache, the dearest input."""
-        tokens = heuristic_tokens(params)
-        output = self._provider.max_tokens(params)
-        if has_breakpoints(params):
-            written = {"cache_creation_input_tokens": tokens, "cache_creation_1h_input_tokens": tokens}
-            usage = Usage(**written, output_tokens=output)
-        else:
-            usage = Usage(input_tokens=tokens, output_tokens=output)
-        return self._prices.cost(self._provider.model(params), usage, batch=True) or 0.0
-
-    @property
     def committed(self) -> float:
-        """Spent, plus the worst cost of everything in a batch that has not ended or about to be."""
-        return self._spent + sum(self._batches.values()) + self._filling
+        """The job's spend against the cap: recorded answers, lost holds of killed online runs, and holds."""
+        recorded, lost = self._store.spent()
+        return recorded + lost + self.held()
 
-    @property
-    def left(self) -> float:
-        """What the cap leaves for the rest of the job."""
-        return self.cap - self.committed
+    def new_pass(self) -> None:
+        """Start a submit pass: read the spend from the store again and admit from the first request on."""
+        self._total = None
+        self.refused = 0
+        self.next_worst = None
+        self.unpriced.clear()
 
-    def take(self, worst: float) -> bool:
-        """Whether an item of this worst cost may go into a batch; if so it is counted until its batch ends."""
-        if self.committed + worst > self.cap:
-            self.reached = True
+    def admit(self, custom_id: str, params: Mapping[str, Any]) -> bool:
+        """Whether this request may go into a batch; counts it against the cap if so."""
+        model = self._provider.model(params)
+        worst = self._prices.estimate_cost(
+            model, heuristic_tokens(params), self._provider.max_tokens(params), batch=True
+        )
+        if worst is None:  # nothing to hold it against: sending it could pass the cap unseen
+            self.unpriced[model] += 1
             return False
-        self._filling += worst
+        if self._total is None:
+            self._total = self.committed()
+        if self.next_worst is not None or self._total + worst > self.cap:
+            self.refused += 1
+            if self.next_worst is None:
+                self.next_worst = worst
+            return False
+        self._total += worst
+        self._worst[custom_id] = worst
         return True
 
-    def submitted(self, batch_id: str, worst: float) -> None:
-        """Items taken with this total worst cost went into this batch."""
-        self._filling -= worst
-        self._batches[batch_id] = self._batches.get(batch_id, 0.0) + worst
+    def hold(self, custom_ids: Iterable[str]) -> None:
+        """Write the holds of a batch about to be created into the open transaction (the intent's commit)."""
+        rows = [(f"{_HOLD}{cid}", repr(self._worst.pop(cid))) for cid in custom_ids if cid in self._worst]
+        if rows:
+            self._store.db.write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows[0])
+            self._store.db.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows[1:])
 
-    def dropped(self, worst: float) -> None:
-        """Items taken with this total worst cost made no batch (refused): they cost nothing."""
-        self._filling -= worst
-
-    def ended(self, batch_id: str) -> None:
-        """A batch's results are recorded: their real costs are in the store's spend instead."""
-        self._batches.pop(batch_id, None)
-        self.refresh()
-
-    def count_open(
-        self,
-        waiting: Mapping[str, str],
-        parsed: Iterable[RequestItem | InputProblem],
-        prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-    ) -> None:
-        """Count the batches earlier runs left running: `waiting` maps each unfinished item in one to its batch;
-        `prepare` gives the params as they were submitted (with warm-up's breakpoints)."""
-        for item in parsed:
-            if isinstance(item, RequestItem) and item.custom_id in waiting:
-                batch_id = waiting[item.custom_id]
-                params = item.params if prepare is None else prepare(item.params)
-                self._batches[batch_id] = self._batches.get(batch_id, 0.0) + self.worst(params)
+    def room_again(self) -> bool:
+        """After the running batches ended: the first request refused would fit now (their holds became real,
+        lower costs), so another pass can send more."""
+        return self.next_worst is not None and self.committed() + self.next_worst <= self.cap
 
     def describe(self) -> str:
-        """The job's spend against its cap, for messages."""
-        self.refresh()
-        running = sum(self._batches.values())
-        text = f"${self._spent:.4f} spent"
-        if running:
-            text += f" and up to ${running:.4f} in batches still running"
-        return f"{text}, of the ${self.cap:.2f} cap" if self.cap >= 1 else f"{text}, of the ${self.cap:.4f} cap"
+        """The job's spend against its cap, for messages (final figures: read from the store now)."""
+        recorded, lost = self._store.spent()
+        held = self.held()
+        text = f"${recorded:.4f} spent by this job's answers"
+        if lost:
+            text += f" plus up to ${lost:.4f} for requests in flight when an earlier run was killed"
+        if held:
+            text += f" plus ${held:.4f} held for batches still running"
+        return f"{text}, of the ${self.cap:.4f} cap"
+
+    def not_sent(self) -> str:
+        """Why requests were not sent, for the final message; "" when every request went."""
+        parts = []
+        if self.refused:
+            parts.append(
+                f"{self.refused} request(s) not sent: the next one's worst cost at the batch price "
+                f"(${self.next_worst or 0:.4f}) would pass the cap"
+            )
+        if self.unpriced:
+            models = ", ".join(repr(m) for m in sorted(self.unpriced))
+            parts.append(
+                f"{sum(self.unpriced.values())} request(s) not sent: no price for {models} to hold against "
+                "--max-cost (give a price file with --prices)"
+            )
+        return "; ".join(parts)

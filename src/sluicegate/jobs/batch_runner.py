@@ -12,10 +12,10 @@ idempotency key, so a batch created just before a crash is looked for instead of
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import sqlite3
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,24 +24,25 @@ from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
 from ..tokens import heuristic_tokens
+from ._disk import no_space_in
 from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
-from .batch_cap import BatchSpendCap
+from .batch_cap import BatchCap
 from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
 from .deadline import DeadlinePolicy, deadline_instant, finish_online
 from .durable import DurableJob, open_store
-from .outcome import ExitCode, JobOutcome, count_lines, finished_outcome, no_space_outcome, unfinished_count
-from .reader import InputProblem, iter_lines, read_requests
+from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
+from .reader import InputProblem
 from .store import AdmitState
 from .table_output import TableWriter, is_table_output
-from .tables import count_rows, table_requests
+from .tables import table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -78,9 +79,8 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
-        self.cap: BatchSpendCap | None = None
-        if config.max_cost is not None:
-            self.cap = BatchSpendCap(config.max_cost, store, self.prices, service.provider)
+        self.online_capped = False  # --max-cost stopped what the deadline cancel sent online
+        self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -98,8 +98,7 @@ class _BatchJob:
         await self.reattach()
         if config.cache_warmup and service.provider == "anthropic":
             self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider, config.table)
-        self.count_open_batches()
-        await self.prime()
+            await self.prime()
         while True:  # again when a rejected adoption put items back to be submitted
             self.intents.released = False
             await self.submit_all()
@@ -108,33 +107,20 @@ class _BatchJob:
             await self.poll_all()
             if self.cancelling and not self.intents.released:
                 await self.send_rest_online()
-            if not self.intents.released:
+            # Again too when the ended batches' real costs left room under the cap for what it held back.
+            if not self.intents.released and not (self.cap is not None and self.cap.room_again()):
                 break
+        own = self.admission.kept_own_note()
+        if own is not None:
+            self.say(own)
 
-    def _items(self) -> AsyncGenerator[tuple[RequestItem, AdmitState]]:
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
         """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
         config = self.config
         rows = None
         if config.table is not None:
             rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
         return self.admission.items(config.input_path, config.defaults, config.provider, rows)
-
-    def count_open_batches(self) -> None:
-        """Count the batches earlier runs left running against the cost cap (one pass over the input)."""
-        open_ids = self.ledger.open_batches()
-        if self.cap is None or not open_ids:
-            return
-        waiting = {custom_id: batch_id for batch_id in open_ids for custom_id in self.ledger.batch_items(batch_id)}
-        config, provider = self.config, self.config.provider
-        prefixes = self.prefixes
-        prepare = None if prefixes is None else (lambda params: prefixes.prepare(params, "1h")[0])
-        if config.table is not None:
-            parsed = table_requests(config.input_path, config.table, config.defaults, provider)
-            self.cap.count_open(waiting, parsed, prepare)
-            return
-        with config.input_path.open("rb") as f:
-            parsed = read_requests(iter_lines(f), defaults=config.defaults, provider=provider)
-            self.cap.count_open(waiting, parsed, prepare)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
@@ -143,33 +129,31 @@ class _BatchJob:
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
         service = self.service
         open_chunks: dict[str, _Chunk] = {}
-        async with contextlib.aclosing(self._items()) as items:
-            async for parsed, state in items:
-                if self.deadline is not None:
-                    self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
-                if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                    continue
-                params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
-                worst = 0.0
-                if self.cap is not None:
-                    worst = self.cap.worst(params)
-                    if not self.cap.take(worst):
-                        break  # the rest stays pending: a higher cap submits it on resume
-                encoded = service.encode(parsed.custom_id, params)
-                group = service.group(parsed.params)
-                chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
-                if chunk.lines and (
-                    len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
-                ):
-                    await self._submit(chunk.lines, chunk.members, chunk.worst)
-                    chunk = open_chunks[group] = _Chunk(size=service.envelope)
-                chunk.lines.append(encoded)
-                chunk.members.append((parsed.index, parsed.custom_id))
-                chunk.size += len(encoded) + 1
-                chunk.worst += worst
+        self.admission.kept_own.clear()  # counted again by each full pass over the input
+        if self.cap is not None:
+            self.cap.new_pass()
+        async for parsed, state in self._items():
+            if self.deadline is not None:
+                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
+            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
+                continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue  # left pending, and named in the final message
+            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
+            encoded = service.encode(parsed.custom_id, params)
+            group = service.group(parsed.params)
+            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
+            if chunk.lines and (
+                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
+            ):
+                await self._submit(chunk.lines, chunk.members)
+                chunk = open_chunks[group] = _Chunk(size=service.envelope)
+            chunk.lines.append(encoded)
+            chunk.members.append((parsed.index, parsed.custom_id))
+            chunk.size += len(encoded) + 1
         for chunk in open_chunks.values():
             if chunk.lines:
-                await self._submit(chunk.lines, chunk.members, chunk.worst)
+                await self._submit(chunk.lines, chunk.members)
         self.durable.save(now=True)
 
     async def prime(self) -> None:
@@ -181,30 +165,26 @@ class _BatchJob:
             return
         primed: set[str] = set()
         reused = 0
-        async with contextlib.aclosing(self._items()) as items:
-            async for parsed, state in items:
-                params, group = self.prefixes.prepare(parsed.params, "1h")
-                if group is None or group in primed:
-                    continue
-                primed.add(group)
-                if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                    continue
-                earlier = self.ledger.primed_at(group)
-                now = self.config.clock()
-                if earlier is not None and now - earlier < PRIMER_REUSE:
-                    reused += 1
-                    continue
-                worst = 0.0
-                if self.cap is not None:
-                    worst = self.cap.worst(params)
-                    if not self.cap.take(worst):
-                        primed.discard(group)
-                        break
-                member = [(parsed.index, parsed.custom_id)]
-                await self._submit([self.service.encode(parsed.custom_id, params)], member, worst)
-                if self.ledger.in_batch(parsed.custom_id):
-                    self.ledger.record_primer(group, now)
-                    self.primers += 1
+        if self.cap is not None:
+            self.cap.new_pass()
+        async for parsed, state in self._items():
+            params, group = self.prefixes.prepare(parsed.params, "1h")
+            if group is None or group in primed:
+                continue
+            primed.add(group)
+            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
+                continue
+            earlier = self.ledger.primed_at(group)
+            now = self.config.clock()
+            if earlier is not None and now - earlier < PRIMER_REUSE:
+                reused += 1
+                continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue
+            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
+            if self.ledger.in_batch(parsed.custom_id):
+                self.ledger.record_primer(group, now)
+                self.primers += 1
         if reused:
             self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
         if self.changed is None and len(primed) > reused:
@@ -213,10 +193,12 @@ class _BatchJob:
             )
             await self.poll_all()
 
-    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]], worst: float = 0.0) -> None:
+    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (batch_intents.py) instead of paying for it twice.
+        # batch on the server (batch_intents.py) instead of paying for it twice. The cost cap's holds share its commit.
+        if self.cap is not None:
+            self.cap.hold(ids)
         intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
@@ -230,15 +212,11 @@ class _BatchJob:
                 self.durable.record(Result(index=index, custom_id=custom_id, error=error))
             self.durable.save(now=True)
             self.ledger.drop_intent(intent)
-            if self.cap is not None:
-                self.cap.dropped(worst)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
         # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
         # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
         self.ledger.record_batch(batch.id, ids, intent=intent)
-        if self.cap is not None:
-            self.cap.submitted(batch.id, worst)
         self.durable.save(now=True)
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
@@ -259,7 +237,6 @@ class _BatchJob:
             return await self.service.retrieve(batch_id)
         except BatchRejectedError as exc:
             if exc.status == 404 and await self.intents.gone(batch_id):
-                self._ended(batch_id)
                 return None
             if exc.status != 404 or not self.config.forget_unknown_batches:
                 raise BatchApiError(
@@ -267,7 +244,6 @@ class _BatchJob:
                     "another key, workspace or endpoint? Use those again, or --restart to start over"
                 ) from exc
             released = self.ledger.forget_batch(batch_id)
-            self._ended(batch_id)
             self.say(f"batch {batch_id} is unknown to this server: its {released} request(s) will be submitted again")
             return None
 
@@ -319,32 +295,28 @@ class _BatchJob:
         return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
-        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        """After a deadline cancel: every item without a result and in no batch goes online (online price). With
+        --max-cost the online engine gets what the cap leaves once the batches ended (their real costs replaced
+        their holds), and holds each request's worst cost in the store as `run` does, so the cap covers the job."""
         config = self.config
+        holds = None if self.cap is None else SpendLedger(self.store, self.prices, self.service.provider)
+        left = None if self.cap is None else self.cap.cap - self.cap.committed()
+        if left is not None and left <= 0:
+            self.online_capped = True
+            return
 
         async def rest() -> AsyncIterator[RequestItem]:
             async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
-                    yield parsed
+                    yield parsed if holds is None else holds.track(parsed)
 
         def record(result: Result) -> None:
             if self.durable.record(result):
                 self.online += 1
 
-        holds = SpendLedger(self.store, self.prices, self.service.provider) if self.cap is not None else None
-        if self.cap is not None:
-            self.cap.refresh()
-            if self.cap.left <= 0:
-                self.cap.reached = True
-                return
-
-        async def tracked() -> AsyncIterator[RequestItem]:
-            async for item in rest():
-                yield item if holds is None else holds.track(item)
-
         try:
             await finish_online(
-                tracked(),
+                rest(),
                 record,
                 provider=self.service.provider,
                 api_key=config.api_key,
@@ -353,27 +325,19 @@ class _BatchJob:
                 prices=self.prices,
                 minute=config.pace.minute,
                 transport=config.transport,
-                max_cost=None if self.cap is None else self.cap.left,
+                max_cost=left,
                 sinks=[] if holds is None else [holds],
             )
         except* BudgetExceededError:  # raised through the engine's task group, maybe grouped
-            assert self.cap is not None
-            self.cap.reached = True
+            self.online_capped = True
         self.durable.save(now=True)
-
-    def _ended(self, batch_id: str) -> None:
-        """A batch no longer holds items that may be billed (ended, gone, or not ours): drop its cost reservation."""
-        if self.cap is not None:
-            self.cap.ended(batch_id)
 
     async def _collect(self, batch: BatchStatus) -> None:
         if not await self.intents.settle(batch):
-            self._ended(batch.id)  # not this job's: nothing of it is kept or paid by it
             return
         waiting = self.ledger.batch_items(batch.id)
         if not waiting:  # all stored by an earlier run that stopped before marking the batch ended
             self.ledger.end_batch(batch.id)
-            self._ended(batch.id)
             return
         missing = f"batch {batch.id} ended without a result for this request"
         try:
@@ -394,7 +358,6 @@ class _BatchJob:
             self.durable.record(Result(index=index, custom_id=custom_id, error=error))
         self.durable.save(now=True)
         self.ledger.end_batch(batch.id)
-        self._ended(batch.id)
         if self.cancelling:
             self.ledger.release_ended_batches()  # its canceled items leave it, to go online
 
@@ -415,6 +378,8 @@ async def run_batch_job(
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
+    if config.max_cost is not None and config.max_cost <= 0:
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive")
     store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
@@ -455,6 +420,13 @@ async def run_batch_job(
             return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
+    except (OSError, sqlite3.Error, BaseExceptionGroup) as exc:
+        # A full disk outside the saves (a batch's record, an intent's commit): every step of a batch's life was
+        # committed before the next began, so the next run re-attaches to what was created.
+        full = no_space_in(exc, store.path, config.output_path)
+        if full is None:
+            raise
+        return no_space_outcome(full, config.resume(), {})
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
@@ -470,7 +442,6 @@ class _Chunk:
     size: int
     lines: list[bytes] = field(default_factory=list)
     members: list[tuple[int, str]] = field(default_factory=list)
-    worst: float = 0.0  # the members' worst cost, for the cost cap
 
 
 def _outcome(
@@ -496,6 +467,13 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
+    not_sent = "" if job.cap is None else job.cap.not_sent()
+    if job.online_capped:
+        online = (
+            "the rest the deadline cancel sends online stopped: the next request's worst cost at the online price "
+            "would pass the cap"
+        )
+        not_sent = f"{not_sent}; {online}" if not_sent else online
     if job.durable.failed is not None:
         return no_space_outcome(job.durable.failed, resume, summary)
     if job.durable.interrupts:
@@ -505,21 +483,18 @@ def _outcome(
             f"finished. Resume with: {resume}",
             summary,
         )
-    if job.cap is not None and job.cap.reached:
-        # Lines after the one that did not fit were never read: they are unfinished too.
-        lines = count_rows(config.input_path) if config.table is not None else count_lines(config.input_path)
-        return JobOutcome(
-            ExitCode.BUDGET,
-            f"stopped at the cost cap: {job.cap.describe()}; the next request would not fit. "
-            f"{unfinished_count(counts, lines)} item(s) not finished; to go on, raise the cap: "
-            f"{with_max_cost(resume)}{note}",
-            summary,
-        )
     if stop_reason is not None:
         return JobOutcome(
             ExitCode.ABORTED,
             f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
             f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if not_sent and job.cap is not None:
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}. {not_sent}. {counts.pending} item(s) not finished; "
+            f"to go on, raise the cap: {with_max_cost(resume)}{note}",
             summary,
         )
     return finished_outcome(counts, config.output_path, note, summary)

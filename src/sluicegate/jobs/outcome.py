@@ -11,7 +11,7 @@ from pathlib import Path
 from ._disk import NoSpace
 from .store import StoreCounts
 
-__all__ = ["ExitCode", "JobOutcome", "count_lines", "finished_outcome", "no_space_outcome", "unfinished_count"]
+__all__ = ["ExitCode", "JobOutcome", "finished_outcome", "no_space_outcome", "unfinished_count"]
 
 
 class ExitCode:
@@ -65,14 +65,3 @@ def unfinished_count(counts: StoreCounts, lines: int) -> int:
     """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
     finished = counts.done + counts.failed + counts.invalid + counts.duplicate
     return max(counts.pending, lines - finished)
-
-
-def count_lines(path: Path) -> int:
-    """Non-blank lines, counted in 1 MiB blocks (about a second for a few GB)."""
-    count = 0
-    last = b"\n"
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (0 if last == b"\n" else 1)

@@ -39,7 +39,6 @@ from .deadline import deadline_instant, deadline_setting
 from .durable import DurableJob, OutputFile, file_settings, open_store, store_path_for
 from .flex import flex_options, flex_results, flex_sinks, flex_timeout_for
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome, unfinished_count
-from .outcome import count_lines as count_input_lines
 from .reader import Defaults, InputProblem
 from .store import JobStore
 from .table_output import TableWriter, is_table_output
@@ -107,6 +106,17 @@ def _settings(config: JobConfig) -> dict[str, str]:
         **(config.table.settings() if config.table is not None else {}),
         **deadline_setting(config.deadline),
     }
+
+
+def _count_lines(path: Path) -> int:
+    """Non-blank lines, counted in 1 MiB blocks (about a second for a few GB)."""
+    count = 0
+    last = b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (0 if last == b"\n" else 1)
 
 
 async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Clock | None = None) -> JobOutcome:
@@ -184,7 +194,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
             return JobOutcome(
                 ExitCode.BUDGET,
                 f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
-                f"{unfinished_count(store.counts(), count_input_lines(config.input_path))} item(s) not finished; "
+                f"{unfinished_count(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
                 "to go on, raise the cap: "
                 f"{with_max_cost(config.resume())}",
             )
@@ -227,7 +237,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
         async def count_lines() -> None:
             # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
             nonlocal total_lines
-            count = count_rows if config.table is not None else count_input_lines
+            count = count_rows if config.table is not None else _count_lines
             total_lines = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
             view.counted(total_lines)
 
@@ -256,7 +266,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     counts = store.counts()
     summary = dataclasses.asdict(counts)
     # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
-    lines = total_lines if total_lines is not None else count_input_lines(config.input_path)
+    lines = total_lines if total_lines is not None else _count_lines(config.input_path)
     unfinished = unfinished_count(counts, lines)
     resume = config.resume()
     stats = engine.statistics()
