@@ -61,6 +61,9 @@ class Engine:
 
     `shared_limits="redis://HOST:PORT/DB"` keeps the limiter's buckets in Redis, shared by every process on the
     same key, base URL and rate-limit class (`shared_limits_name` names the pool explicitly instead).
+    `shared_limits_fallback`: while that Redis is unreachable, run on 1/N of the limits locally instead of
+    waiting for it (True: N = the pool's processes at the last heartbeat; an int: N itself, which also lets a run
+    start without Redis). Off by default: never a silent fall back to unshared sending.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Engine:
         seed: int | None = None,
         shared_limits: str | None = None,
         shared_limits_name: str | None = None,
+        shared_limits_fallback: bool | int = False,
     ) -> None:
         if max_cost is not None and max_cost <= 0:
             raise ConfigError("max_cost must be positive")
@@ -120,7 +124,7 @@ class Engine:
             )
             self.limiter = SharedLimiter(
                 shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
-                minute=minute, rng=rng,
+                minute=minute, rng=rng, output_accounting=accounting, fallback=shared_limits_fallback, smooth=smooth,
             )  # fmt: skip
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport

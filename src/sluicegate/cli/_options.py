@@ -106,8 +106,36 @@ def line_defaults_options(command: Any) -> Any:
     return with_defaults
 
 
+def _fallback(ctx: click.Context, param: click.Parameter, value: str | None) -> bool | int:
+    if value is None:
+        return False
+    if value == "auto":
+        return True
+    try:
+        divisor = int(value)
+    except ValueError:
+        divisor = 0
+    if divisor < 1:
+        raise click.BadParameter(f"expected a whole number of processes (1 or more), got {value!r}")
+    return divisor
+
+
 def shared_limits_options(command: Any) -> Any:
-    """`--shared-limits redis://...` and `--shared-limits-name`: one limiter in Redis for every process on a key."""
+    """`--shared-limits redis://...`, `--shared-limits-name` and `--shared-limits-fallback [N]`: one limiter in
+    Redis for every process on a key, and what to do while that Redis is unreachable."""
+    command = click.option(
+        "--shared-limits-fallback",
+        metavar="[N]",
+        is_flag=False,
+        flag_value="auto",
+        default=None,
+        callback=_fallback,
+        help=(
+            "While the shared-limits Redis is unreachable, run on 1/N of the limits locally instead of waiting "
+            "(N: the processes last seen in the pool, or the number given; a number also allows starting "
+            "without Redis)."
+        ),
+    )(command)
     command = click.option(
         "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
     )(command)

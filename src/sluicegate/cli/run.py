@@ -184,6 +184,7 @@ def run(
     poll_interval: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
+    shared_limits_fallback: bool | int,
     template: str | None,
     id_column: str | None,
     retry_failed: bool,
@@ -262,6 +263,7 @@ def run(
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
+            shared_limits_fallback=shared_limits_fallback,
             table=table,
         )
         display_minute = emulator_minute if emulated else (minute or 60.0)
