@@ -75,3 +75,27 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
     assert inp.read_bytes() == before
     assert not list(tmp_path.glob("*.sluicegate.db"))
     assert sum(emu.stats()["status"].values()) == 0
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_an_existing_file_no_job_recorded_is_not_replaced(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path, command: str
+) -> None:
+    """-o naming a non-empty file that no job store records is a usage error and the file is kept (it was replaced
+    by the results); --restart is the explicit way to replace it."""
+    emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.01, batch_seconds=20.0)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "notes.jsonl"
+    write_input(inp, 2)
+    out.write_text("someone's own notes\n")
+    cmd = [sys.executable, "-m", "sluicegate", command, str(inp), "-o", str(out), "--quiet"]
+    cmd += ["--minute", "3"] if command == "run" else ["--poll-interval", "0.1"]
+    refused = subprocess.run(cmd, env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90)
+    assert refused.returncode == 2, refused.stderr
+    assert "already exists and no job store records it" in refused.stderr
+    assert out.read_text() == "someone's own notes\n"
+    assert sum(emu.stats()["status"].values()) == 0
+    replaced = subprocess.run(
+        [*cmd, "--restart"], env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert len(read_results(out)) == 2

@@ -60,12 +60,28 @@ def open_store(
             f"refusing to run: the output {output} is the input file itself, and writing results there would "
             f"destroy the input. Give another output file, e.g. -o {output.with_name(output.stem + '.out.jsonl')}",
         )
+    store_path = store_path_for(output)
+    if not restart and not store_path.exists() and _has_content(output):
+        # The output is derived from the store and rewritten from it: a file no job recorded would be replaced.
+        return JobOutcome(
+            ExitCode.USAGE,
+            f"refusing to run: {output} already exists and no job store records it, so it is not the output of a "
+            "job to resume; writing results there would replace its contents. Move it away or give another output "
+            "file (--restart replaces it).",
+        )
     try:
-        return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
+        return JobStore.open(store_path, settings=settings, restart=restart, **options)
     except JobMismatchError as exc:
         return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
     except ConfigError as exc:  # e.g. another run holds this job's store
         return JobOutcome(ExitCode.USAGE, str(exc))
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:  # not there (the usual case), or not readable: the writer will say so
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
