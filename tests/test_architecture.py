@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     # 0: values, errors, time and events that everything shares
     "_clock": 0,
     "_config": 0,
+    "_environment": 0,
     "_errors": 0,
     "_events": 0,
     "_exceptions": 0,
@@ -36,6 +37,8 @@ LAYERS: dict[str, int] = {
     "sse": 1,
     "tokens": 1,
     "_breaker": 1,
+    "_loop": 1,
+    "_wire": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
     "_budget": 2,
@@ -67,6 +70,7 @@ EMULATOR_USERS = {"cli", "demo", "emulator"}
 UI_MODULES = ("rich", "sluicegate.progress")
 # The modules of the batch routes: the only ones that read or write the job store's batch ledger.
 BATCH_MODULES = {
+    "sluicegate.jobs.batch_intents",
     "sluicegate.jobs.batch_runner",
     "sluicegate.jobs.batch_service",
     "sluicegate.jobs.openai_batch",

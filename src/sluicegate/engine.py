@@ -23,6 +23,7 @@ import httpx2
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
+from ._environment import resolve_endpoint
 from ._events import Event, EventSink, RunAborted
 from ._exceptions import ConfigError, InputError, SluicegateError, UsageError
 from ._gate import AttemptGate, Pass
@@ -31,6 +32,7 @@ from ._models import RequestItem, Result
 from ._run import Run, iterate_items
 from ._stats import Counters, EngineStatistics
 from ._stream import TextStream
+from ._wire import Wire, default_transport
 from .limits._pool import pool_name, rate_limit_class
 from .limits.limiter import Limiter, Limits
 from .limits.protocol import LimiterLike
@@ -51,6 +53,9 @@ _BACKOFF_ROOM = 1024  # items that may wait out a backoff beyond the concurrency
 class Engine:
     """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`.
 
+    `api_key` and `base_url` left as None are read once from the provider's SDK variables, as the official
+    clients do: ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, or OPENAI_API_KEY / OPENAI_BASE_URL. An argument wins.
+
     `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
     the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
 
@@ -65,7 +70,7 @@ class Engine:
         self,
         *,
         provider: Literal["anthropic", "openai"] | Provider = "anthropic",
-        api_key: str,
+        api_key: str | None = None,
         base_url: str | None = None,
         default_params: Mapping[str, Any] | None = None,
         limits: Limits | None = None,
@@ -86,11 +91,10 @@ class Engine:
         shared_limits_name: str | None = None,
         shared_limits_fallback: bool | int = False,
     ) -> None:
-        if not api_key:
-            raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
         if max_cost is not None and max_cost <= 0:
             raise ConfigError("max_cost must be positive")
         self._provider: Provider = get_provider(provider) if isinstance(provider, str) else provider
+        api_key, base_url = resolve_endpoint(self._provider.name, api_key, base_url)
         self._api_key = api_key
         self._base_url = base_url or _DEFAULT_BASE_URLS[self._provider.name]
         self._defaults = dict(default_params or {})
@@ -125,7 +129,7 @@ class Engine:
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
         self._sinks = list(sinks)
-        self._client: httpx2.AsyncClient | None = None
+        self._wire: Wire | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._runs: set[Run] = set()
@@ -155,14 +159,9 @@ class Engine:
             raise UsageError("an Engine can be opened once; create a new one")
         await _open_limiter(self.limiter)
         headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
-        timeout = httpx2.Timeout(
-            connect=self._timeouts.connect, read=self._timeouts.idle, write=self._timeouts.idle, pool=None
-        )
-        if self._transport is not None:
-            self._client = httpx2.AsyncClient(transport=self._transport, headers=headers, timeout=timeout)
-        else:
-            self._client = httpx2.AsyncClient(headers=headers, timeout=timeout, limits=pool_limits(self._cap))
-        self._items.client = self._client
+        # Connections for `cap` attempts in flight, plus a few for retries.
+        transport = self._transport or default_transport(self._base_url, self._cap + 16)
+        self._wire = self._items.wire = Wire(transport, headers=headers, timeouts=self._timeouts)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._state = "open"
@@ -171,7 +170,7 @@ class Engine:
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._tg is not None
-        assert self._client is not None
+        assert self._wire is not None
         self._state = "closed"
         for run in list(self._runs):
             run.scope.cancel()
@@ -179,13 +178,12 @@ class Engine:
             await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
             with anyio.CancelScope(shield=True):
-                await self._client.aclose()
+                await self._wire.aclose()
             await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
-    def _require_open(self) -> httpx2.AsyncClient:
-        if self._state != "open" or self._client is None:
+    def _require_open(self) -> None:
+        if self._state != "open":
             raise UsageError("use the Engine inside `async with Engine(...) as engine:`")
-        return self._client
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -245,6 +243,13 @@ class Engine:
             failures_by_reason=dict(self._gate.failures),
             limiter=self.limiter.statistics(),
         )
+
+    def share_cost_cap(self, other: Engine) -> None:
+        """Count this engine's spend and requests in flight against `other`'s `max_cost` instead of its own: one cap
+        over two engines (a flex engine and its standard fallback), each pricing at its own table. Call before
+        either sends anything."""
+        self._guard.budget = other._guard.budget
+        self._guard.max_cost = other._guard.max_cost
 
     @asynccontextmanager
     async def stream(self, **params: Any) -> AsyncIterator[TextStream]:
@@ -412,8 +417,3 @@ async def _close_limiter(limiter: LimiterLike) -> None:
     closer = getattr(limiter, "aclose", None)
     if closer is not None:
         await closer()
-
-
-def pool_limits(cap: int) -> httpx2.Limits:
-    """Connections for `cap` attempts in flight (plus a few for retries and token counting)."""
-    return httpx2.Limits(max_connections=cap + 16, max_keepalive_connections=cap + 16)

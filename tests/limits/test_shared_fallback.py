@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import free_port, start_redis
+from local_servers import free_port, start_redis
 from sluicegate import SharedLimitsUnavailableError as Unavailable
 from sluicegate._exceptions import InputError
 from sluicegate._models import BucketView, RateLimitSnapshot, Usage

@@ -13,7 +13,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import free_port, start_redis
+from local_servers import free_port, start_redis
 from sluicegate.limits import _redis_lua as lua
 
 pytestmark = pytest.mark.anyio
