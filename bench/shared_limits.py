@@ -232,7 +232,7 @@ def redis_throughput(port: int, n: int) -> tuple[float, float]:
     sha = subprocess.run([*cli, "SCRIPT", "LOAD", lua.RESERVE], capture_output=True, text=True).stdout.strip()
     keys = lua.pool_keys("sluicegate:{bench-throughput}")
     observe = [lua.OBSERVE.strip()]
-    args = ["1", "1", ""] + ["1e12", "60", "", "0"] * 3 + ["", "", "", ""]  # smooth: no ramp spacing
+    args = ["1", "1", ""] + ["1e12", "60", "", "0", "", "", ""] * 3 + [""] * 7  # smooth: no ramp spacing
     subprocess.run([*cli, "EVAL", *observe, str(len(keys)), *keys, *args], capture_output=True, check=True)
     reserve = _benchmark(port, n, ["EVALSHA", sha, str(len(keys)), *keys, "bench", "__rand_int__", "120", "64", "5"])
     baseline = _benchmark(port, n, ["EVAL", "return 1", "0"])
