@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "sse": 1,
     "tokens": 1,
     "_breaker": 1,
+    "_loop": 1,
+    "_wire": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
     "_budget": 2,
@@ -67,6 +69,7 @@ EMULATOR_USERS = {"cli", "demo", "emulator"}
 UI_MODULES = ("rich", "sluicegate.progress")
 # The modules of the batch routes: the only ones that read or write the job store's batch ledger.
 BATCH_MODULES = {
+    "sluicegate.jobs.batch_intents",
     "sluicegate.jobs.batch_runner",
     "sluicegate.jobs.batch_service",
     "sluicegate.jobs.openai_batch",

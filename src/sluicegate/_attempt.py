@@ -12,6 +12,7 @@ import anyio
 import httpx2
 
 from ._models import RateLimitSnapshot, Usage
+from ._wire import Wire
 from .limits.headers import parse_retry_after, parse_should_retry
 from .providers.base import ErrorDetail, Provider, StreamFailed
 from .retry import Outcome
@@ -39,11 +40,10 @@ class AttemptResult:
 
 
 async def send_attempt(
-    client: httpx2.AsyncClient,
+    wire: Wire,
     provider: Provider,
     *,
     url: str,
-    headers: Mapping[str, str],
     body: Mapping[str, Any],
     stream: bool,
     total_timeout: float,
@@ -59,8 +59,7 @@ async def send_attempt(
     sent = time.monotonic()
     try:
         with anyio.fail_after(total_timeout):
-            request = client.build_request("POST", url, content=content, headers=headers)
-            response = await client.send(request, stream=True)
+            response = await wire.send(wire.request(url, content))
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())

@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-import httpx2
-
 from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock
 from ._config import Timeouts
@@ -18,6 +16,7 @@ from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run
 from ._stats import Counters
+from ._wire import Wire
 from .providers import Provider
 from .tokens import InputEstimator, OutputEstimator
 
@@ -65,7 +64,7 @@ class ItemRunner:
         self._abort = abort
         self.input_estimator = InputEstimator(provider=provider.name)
         self._output_estimator = OutputEstimator()
-        self.client: httpx2.AsyncClient | None = None
+        self.wire: Wire | None = None
 
     def _cooldown_until(self) -> float:
         return self._gate.limiter.cooldown_until if self._gate.limiter is not None else 0.0
@@ -123,8 +122,8 @@ class ItemRunner:
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> Result:
         """Attempts through the gate until success, a final error, or the run stops. Always ends each pass."""
-        client = self.client
-        assert client is not None
+        wire = self.wire
+        assert wire is not None
         model = self._provider.model(item.params)
         max_tokens = self._provider.max_tokens(item.params)
         stream = on_text is not None or self._stream_mode is True
@@ -138,13 +137,9 @@ class ItemRunner:
             if not stream and self._probing():
                 probe_url = self._provider.url(self._base_url, stream=True)
                 probe_body = self._provider.body(item.params, stream=True)
-                outcome = await self._send(
-                    item, passed, attempts, model, max_tokens, client, probe_url, probe_body, True, on_text
-                )
+                outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text)
             else:
-                outcome = await self._send(
-                    item, passed, attempts, model, max_tokens, client, url, body, stream, on_text
-                )
+                outcome = await self._send(item, passed, attempts, wire, url, body, stream, on_text)
             now = self._clock.now()
             if outcome.failure is None and outcome.message is not None:
                 usage = outcome.usage or Usage()
@@ -228,9 +223,7 @@ class ItemRunner:
         item: RequestItem,
         passed: Pass,
         attempt: int,
-        model: str,
-        max_tokens: int,
-        client: httpx2.AsyncClient,
+        wire: Wire,
         url: str,
         body: Mapping[str, Any],
         stream: bool,
@@ -253,10 +246,9 @@ class ItemRunner:
         outcome: AttemptResult | None = None
         try:
             outcome = await send_attempt(
-                client,
+                wire,
                 self._provider,
                 url=url,
-                headers={},
                 body=body,
                 stream=stream,
                 total_timeout=self._timeouts.total,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -123,7 +124,7 @@ class _Recording(httpx2.AsyncBaseTransport):
         self.streamed: list[bool] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        self.streamed.append(json.loads(request.content).get("stream") is True)
+        self.streamed.append(json.loads(await request.aread()).get("stream") is True)
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -197,6 +198,25 @@ def test_sync_run_inside_a_running_event_loop(emulator: Callable[..., RunningEmu
         return sluicegate.run(requests, api_key="k", base_url=emu.base_url, minute=3.0)
 
     _check_matched(anyio.run(notebook_cell), requests)
+
+
+def test_sync_run_uses_uvloop_without_touching_the_loop_policy(emulator: Callable[..., RunningEmulator]) -> None:
+    """sluicegate.run runs its own loop on uvloop (installed here) and leaves the process's loop policy alone."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not built for this platform")
+    emu = emulator(minute=3.0)
+    requests = _requests(3)
+    loops: list[type] = []
+
+    async def source() -> AsyncIterator[dict[str, Any]]:
+        loops.append(type(asyncio.get_running_loop()))
+        for request in requests:
+            yield request
+
+    policy = asyncio.get_event_loop_policy()
+    _check_matched(sluicegate.run(source(), api_key="k", base_url=emu.base_url, minute=3.0), requests)
+    assert loops == [uvloop.Loop]
+    assert asyncio.get_event_loop_policy() is policy
+    assert not isinstance(policy, uvloop.EventLoopPolicy)
 
 
 def test_openai_provider_against_the_emulator(emulator: Callable[..., RunningEmulator]) -> None:

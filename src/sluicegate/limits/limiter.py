@@ -92,6 +92,18 @@ class Permit:
             self._limiter._refund_all(self)
 
 
+class _Waiter:
+    """One `acquire` in the queue: what it asks for, its wake-up, and its permit once the head admitted it."""
+
+    __slots__ = ("input_tokens", "output_tokens", "permit", "turn")
+
+    def __init__(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.turn = anyio.Event()
+        self.permit: Permit | None = None
+
+
 class Limiter:
     """Concurrency + request/input/output (+ combined) token buckets + a shared cool-down after 429s.
 
@@ -140,7 +152,7 @@ class Limiter:
         self._seen_response = False
         self._cooldown_until = -math.inf
         self._smooth_since = -math.inf if not smooth else 0.0
-        self._queue: list[anyio.Event] = []  # FIFO of waiters; only the head may take capacity
+        self._queue: list[_Waiter] = []  # FIFO of waiters; only the head takes capacity, for itself and those behind
         self._changed = anyio.Event()
         self._binding: Binding | None = None
 
@@ -151,14 +163,16 @@ class Limiter:
 
         Raises InputError at once for a request the server would refuse forever (larger than a bucket).
         """
-        turn = anyio.Event()
-        self._queue.append(turn)
+        waiter = _Waiter(input_tokens, output_tokens)
+        self._queue.append(waiter)
         if len(self._queue) == 1:
-            turn.set()
+            waiter.turn.set()
         try:
-            # Only the head of the queue watches capacity; the others sleep until it is their turn, so an
-            # admission wakes one task, not every waiter.
-            await turn.wait()
+            # Only the head of the queue watches capacity; the others sleep until the head admits them or hands
+            # them its place, so an admission wakes only the tasks it lets in.
+            await waiter.turn.wait()
+            if waiter.permit is not None:
+                return waiter.permit  # admitted by the head in its pass
             while True:
                 changed = self._changed
                 now = self._clock.now()
@@ -166,19 +180,53 @@ class Limiter:
                 out = self._output_charge(output_tokens)
                 wait, binding = self._wait_time(input_tokens, out, now)
                 if wait <= 0.0:
-                    self._take(input_tokens, out, now)
-                    self._binding = None
-                    return Permit(self, input_tokens, out, now)
+                    self._queue.remove(waiter)
+                    permit = self._grant(input_tokens, out, now)
+                    self._admit_followers(now)
+                    return permit
                 self._binding = binding
                 # Never admit early: a server computing the same refill in floats may be a hair short. A wait
                 # shorter than a virtual clock's step is stretched to one.
                 with anyio.move_on_after(max(wait, _EPSILON)):
                     await changed.wait()
+        except BaseException:
+            if waiter.permit is not None:  # admitted by the head, then cancelled before it could resume
+                waiter.permit.release()
+            raise
         finally:
-            head = self._queue[0] is turn
-            self._queue.remove(turn)
-            if head and self._queue:
-                self._queue[0].set()
+            if self._queue and waiter in self._queue:
+                head = self._queue[0] is waiter
+                self._queue.remove(waiter)
+                if head and self._queue:
+                    self._queue[0].turn.set()
+
+    def _grant(self, input_tokens: int, output_tokens: int, now: float) -> Permit:
+        self._take(input_tokens, output_tokens, now)
+        self._binding = None
+        return Permit(self, input_tokens, output_tokens, now)
+
+    def _admit_followers(self, now: float) -> None:
+        """The head was just admitted: admit every waiter behind it that fits now, in order, in this same pass
+        (one wake per admitted task instead of one event-loop turn per admission), and hand the head's place to
+        the first that does not fit, which then sleeps until capacity frees or refills."""
+        while self._queue:
+            waiter = self._queue[0]
+            out = self._output_charge(waiter.output_tokens)
+            if self._oversize(waiter.input_tokens, waiter.output_tokens) or (
+                self._wait_time(waiter.input_tokens, out, now)[0] > 0.0
+            ):
+                waiter.turn.set()  # the new head: it waits, or raises InputError in its own task
+                return
+            self._queue.pop(0)
+            waiter.permit = self._grant(waiter.input_tokens, out, now)
+            waiter.turn.set()
+
+    def _oversize(self, input_tokens: int, output_tokens: int) -> bool:
+        try:
+            self._refuse_if_oversize(input_tokens, output_tokens)
+        except InputError:
+            return True
+        return False
 
     def _refuse_if_oversize(self, input_tokens: int, output_tokens: int) -> None:
         g = self._gates

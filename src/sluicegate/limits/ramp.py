@@ -13,6 +13,9 @@ __all__ = ["Ramp"]
 _INITIAL_RATE = 16.0  # requests per second
 _DOUBLING = 0.25  # seconds
 _MAX_DOUBLINGS = 40.0  # past this the ramp never binds; the cap keeps 2**x finite
+# A waiter woken by its timer finds itself a hair early (timer and clock rounding): due within this it goes now
+# instead of sleeping again for microseconds. `take` spaces from the due time, so the rate is unchanged.
+_TOLERANCE = 0.001
 
 
 class Ramp:
@@ -50,7 +53,10 @@ class Ramp:
         return float(_INITIAL_RATE * 2.0**doublings)
 
     def wait_time(self, now: float) -> float:
-        return 0.0 if not self.active else max(0.0, self._tat - now)
+        if not self.active:
+            return 0.0
+        wait = self._tat - now
+        return 0.0 if wait <= _TOLERANCE else wait
 
     def take(self, now: float) -> None:
         if self.active:
