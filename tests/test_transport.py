@@ -148,6 +148,28 @@ async def test_requests_small_and_large_arrive_whole_and_share_a_kept_alive_conn
     assert connections == 1
 
 
+async def test_a_body_larger_than_the_read_ahead_streams_through_whole() -> None:
+    """A response far larger than what the transport buffers ahead of its reader arrives whole, byte for byte."""
+    body = bytes(range(256)) * 20_000  # 5 MB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+
+    transport = EngineTransport(connections=1)
+    async with _server(handler) as url:
+        request = httpx2.Request("POST", url, content=b"{}", extensions={"timeout": TIMEOUTS})
+        response = await transport.handle_async_request(request)
+        received = bytearray()
+        async for chunk in response.aiter_raw():
+            received += chunk
+            await asyncio.sleep(0)  # a reader slower than loopback: the transport stops reading meanwhile
+        await response.aclose()
+        await transport.aclose()
+    assert received == body
+
+
 async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
     """When the server closes a kept-alive connection, the next request opens a new one instead of failing."""
     connections = 0

@@ -23,6 +23,7 @@ import httpx2
 __all__ = ["EngineTransport"]
 
 _FLUSH_AT = 64 * 1024  # a request body larger than this is written as it comes
+_READ_AHEAD = 1024 * 1024  # bytes received and not yet read, above which the socket is not read from
 
 
 class _Protocol(asyncio.Protocol):
@@ -32,6 +33,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.received = bytearray()
         self.eof = False
+        self.reading_paused = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -42,6 +44,9 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += data
+        if len(self.received) > _READ_AHEAD and self.transport is not None and not self.reading_paused:
+            self.reading_paused = True  # a consumer slower than the server: stop reading until it catches up
+            self.transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -114,6 +119,9 @@ class _Stream(httpcore2.AsyncNetworkStream):
         if protocol.received:
             data = bytes(protocol.received[:max_bytes])
             del protocol.received[:max_bytes]
+            if protocol.reading_paused and len(protocol.received) <= _READ_AHEAD:
+                protocol.reading_paused = False
+                self._transport.resume_reading()
             return data
         if protocol.error is not None:
             raise httpcore2.ReadError(str(protocol.error) or type(protocol.error).__name__)
