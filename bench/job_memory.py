@@ -116,28 +116,28 @@ def _child(lines: int, workdir: Path, mode: str) -> None:
 
 def _job_layer_alone(inp: Path, out: Path) -> int:
     """Reader, store and writer as the runner drives them, each request answered at once: no engine, no HTTP."""
+    from sluicegate._clock import SystemClock
     from sluicegate._models import Result, Usage
     from sluicegate.jobs import JobStore, OutputWriter
+    from sluicegate.jobs.durable import DurableJob, store_path_for
     from sluicegate.jobs.reader import Defaults, InputProblem, iter_lines, read_requests
-    from sluicegate.jobs.runner import _COMMIT_INTERVAL, _Saver, store_path_for
+    from sluicegate.jobs.runner import _COMMIT_INTERVAL, _UNSAVED_MAX
 
     message = json.loads(_ANSWER)
     usage = Usage(input_tokens=12, output_tokens=4)
     store = JobStore.open(store_path_for(out), settings={"bench": "store"}, commit_interval=_COMMIT_INTERVAL)
-    writer = OutputWriter.open(out, store.output, "completion")
-    saver = _Saver(store, writer)
+    job = DurableJob(
+        store,
+        lambda: OutputWriter.open(out, store.output, "completion"),
+        clock=SystemClock(),
+        unsaved_max=_UNSAVED_MAX,
+    )
     defaults = Defaults(model="claude-haiku-4-5", max_tokens=16)
-    with inp.open("rb") as f:
+    with job, inp.open("rb") as f:
         for item in read_requests(iter_lines(f), defaults=defaults):
             assert not isinstance(item, InputProblem)
             store.admit(item)
-            result = Result(item.index, item.custom_id, message=message, usage=usage, cost=0.0, attempts=1)
-            saver.unsaved += store.record_result(result)
-            saver.save()
-    store.commit()
-    writer.write_committed()
-    writer.close()
-    store.close()
+            job.record(Result(item.index, item.custom_id, message=message, usage=usage, cost=0.0, attempts=1))
     return sum(1 for _ in out.open())
 
 

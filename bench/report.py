@@ -24,13 +24,13 @@ def median_run(runs: Sequence[Run]) -> Run:
 
 def _row(run: Run, n: int, repeats: Sequence[Run]) -> str:
     if run.status.startswith("not run"):
-        return f"| {run.system} | {run.status} | | | | | | | | | |"
+        return f"| {run.system} | {run.status} | | | | | | | | | | |"
     walls = sorted(r.wall for r in repeats)
     spread = f" ({walls[0]:.1f}–{walls[-1]:.1f})" if len(walls) > 1 else ""
     lost = n - run.ok - run.failed - run.wrong
     return (
         f"| {run.system} | {run.status} | {run.wall:.1f}{spread} | {run.per_second:.1f} | {run.utilization:.2f} | "
-        f"{_fmt(run.steady_utilization)} | "
+        f"{run.utilization_with_latency:.2f} | {_fmt(run.steady_utilization)} | "
         f"{run.rate_limited} ({100 * run.rate_limited / max(1, run.requests):.0f}%) | {run.other_errors} | "
         f"{run.failed} | {lost} | {run.wrong} |"
     )
@@ -42,9 +42,9 @@ def _fmt(value: float) -> str:
 
 def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> list[str]:
     lines = [
-        "| system | status | wall s (range) | done/s | utilization | steady util. | 429s (% of requests) "
-        "| other HTTP errors | failed | lost | wrong |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | status | wall s (range) | done/s | utilization | util. +latency | steady util. "
+        "| 429s (% of requests) | other HTTP errors | failed | lost | wrong |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for runs in groups.values():
         lines.append(_row(median_run(runs), n, runs))
@@ -125,7 +125,9 @@ def write(
         "given the limits per window), and the scenario's output-token accounting. Backoff sleeps of the",
         "Semaphore(10) pattern are compressed by the same factor.",
         "*utilization* = time a perfect client needs for the documents this system completed (counting the full",
-        "buckets at start) / wall time; *steady util.* = completion rate after the starting buckets are spent (up",
+        "buckets at start) / wall time; *util. +latency* = the same with the perfect client also waiting one average",
+        "answer's latency for its last answer (it cannot do better; strict *utilization* ignores it);",
+        "*steady util.* = completion rate after the starting buckets are spent (up",
         "to the 90th percentile of completions) / the steady-state ceiling min(RPM, ITPM/avg input, OTPM/avg",
         "output) per second; '-' when too few completions came after the starting buckets to measure it.",
         "*lost* = documents with no outcome at all; *wrong* = an answer whose tag is not its own prompt's;",

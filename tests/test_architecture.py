@@ -70,6 +70,7 @@ EMULATOR_USERS = {"cli", "demo", "emulator"}
 UI_MODULES = ("rich", "sluicegate.progress")
 # The modules of the batch routes: the only ones that read or write the job store's batch ledger.
 BATCH_MODULES = {
+    "sluicegate.jobs.batch_intents",
     "sluicegate.jobs.batch_runner",
     "sluicegate.jobs.batch_service",
     "sluicegate.jobs.openai_batch",

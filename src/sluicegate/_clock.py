@@ -1,7 +1,11 @@
 """Time as an input: the Clock protocol and the system clock.
 
-Exactly one place waits for capacity (the limiter) and it waits through a Clock, so tests can inject a
-fake clock and make a 100-second scenario run in milliseconds with exact assertions on time.
+Library code reads the time and sleeps through a Clock (the gate's backoff, a job's commit tick, drain and poll
+waits, the progress display), so tests can inject `sluicegate.testing.FakeClock` and make a 100-second scenario
+run in milliseconds with exact assertions on time. A ruff banned-api rule keeps bare sleeps out of `src/` (the
+emulator, a separate server, keeps its own). Waits that end early on an event (the limiter waiting for capacity)
+use the event loop's timeouts: `SystemClock` reads the same monotonic time as the loop, and `FakeClock` drives the
+loop's time itself, so both kinds of wait follow one clock.
 """
 
 from __future__ import annotations

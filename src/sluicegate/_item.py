@@ -10,7 +10,15 @@ from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
-from ._events import AttemptFailed, CooldownStarted, Event, LimitsObserved, RequestAdmitted, RequestCompleted
+from ._events import (
+    AttemptFailed,
+    CooldownStarted,
+    Event,
+    LimitsObserved,
+    RequestAdmitted,
+    RequestCompleted,
+    ResponseStarted,
+)
 from ._exceptions import InputError
 from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
@@ -25,6 +33,10 @@ __all__ = ["ItemRunner"]
 # Above this many output tokens a non-streaming call may sit silent for minutes: stream it, so the idle
 # timeout measures silence instead of killing a healthy long generation.
 _STREAM_ABOVE_MAX_TOKENS = 8192
+# The probe (the first request, sent alone) streams where the stream is the same answer: its rate-limit headers
+# come at the first token instead of after the whole generation, so the limiter opens up that much sooner.
+# OpenAI-compatible servers may not report a stream's usage, so they are probed as configured.
+_STREAMED_PROBE = frozenset({"anthropic"})
 
 Abort = Callable[[Run, str, bool], None]  # (run, message, for every run of the engine)
 
@@ -122,7 +134,8 @@ class ItemRunner:
         assert wire is not None
         model = self._provider.model(item.params)
         max_tokens = self._provider.max_tokens(item.params)
-        stream = on_text is not None or self._stream_mode is True
+        # A line's own `"stream": true` is honoured (cache warm-up streams its primers to see their start).
+        stream = on_text is not None or self._stream_mode is True or item.params.get("stream") is True
         stream = stream or (self._stream_mode == "auto" and max_tokens > _STREAM_ABOVE_MAX_TOKENS)
         url = self._provider.url(self._base_url, stream=stream)
         body = self._provider.body(item.params, stream=stream)
@@ -130,7 +143,12 @@ class ItemRunner:
         attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
-            outcome = await self._send(item, passed, attempts, wire, url, body, stream, on_text)
+            if not stream and self._probing():
+                probe_url = self._provider.url(self._base_url, stream=True)
+                probe_body = self._provider.body(item.params, stream=True)
+                outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text)
+            else:
+                outcome = await self._send(item, passed, attempts, wire, url, body, stream, on_text)
             now = self._clock.now()
             if outcome.failure is None and outcome.message is not None:
                 usage = outcome.usage or Usage()
@@ -196,6 +214,10 @@ class ItemRunner:
                 return self.refused(item, exc, attempts, self._clock.now() - first_at)
         return self.halted(run, item, attempts)
 
+    def _probing(self) -> bool:
+        """No answer yet: this attempt is the probe, streamed (where that is the same answer) for early headers."""
+        return self._gate.limiter is not None and not self._gate.answered and self._provider.name in _STREAMED_PROBE
+
     def refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
         """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
         error = ErrorInfo(kind="invalid_request", message=str(exc), line=item.line)
@@ -241,6 +263,9 @@ class ItemRunner:
                 total_timeout=self._timeouts.total,
                 on_text=on_text,
                 on_headers=self._gate.headers_observer(passed),
+                on_start=lambda: self._emit(
+                    ResponseStarted(at=self._clock.now(), index=item.index, custom_id=item.custom_id, attempt=attempt)
+                ),
             )
         finally:
             self._counts.in_flight -= 1

@@ -237,6 +237,13 @@ class Engine:
             limiter=self.limiter.statistics(),
         )
 
+    def share_cost_cap(self, other: Engine) -> None:
+        """Count this engine's spend and requests in flight against `other`'s `max_cost` instead of its own: one cap
+        over two engines (a flex engine and its standard fallback), each pricing at its own table. Call before
+        either sends anything."""
+        self._guard.budget = other._guard.budget
+        self._guard.max_cost = other._guard.max_cost
+
     @asynccontextmanager
     async def stream(self, **params: Any) -> AsyncIterator[TextStream]:
         """Stream one request: `async for text in s.text_stream`, then `await s.result()`."""

@@ -72,3 +72,26 @@ def test_a_flag_a_line_overrides_is_named(emulator: Callable[..., RunningEmulato
     assert "--model did not apply to 1 line(s) that set their own value" in text
     assert "--max-tokens did not apply to 1 line(s)" in text
     assert len(read_results(out)) == 2
+
+
+def test_plan_estimate_run_and_batch_share_their_common_options() -> None:
+    """--provider, --rpm/--itpm/--otpm and (where they exist) --expected-output, --deadline and --cache-warmup are
+    declared once: the same type, default and parsing on every command that has them."""
+    from sluicegate.cli.batch import batch
+    from sluicegate.cli.estimate import estimate
+    from sluicegate.cli.plan import plan
+
+    def spec(command: click.Command, name: str) -> tuple[object, ...] | None:
+        found = next((p for p in command.params if p.name == name), None)
+        if found is None:
+            return None
+        return (str(found.type), found.default, found.callback, tuple(getattr(found, "secondary_opts", ())))
+
+    commands = [plan, estimate, run, batch]
+    for name in ("provider", "rpm", "itpm", "otpm", "expected_output", "deadline", "cache_warmup"):
+        specs = {spec(command, name) for command in commands} - {None}
+        assert len(specs) == 1, name
+    assert spec(plan, "deadline") is not None
+    assert spec(run, "deadline") is not None
+    assert spec(plan, "expected_output") is not None
+    assert spec(estimate, "expected_output") is not None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 import sluicegate
@@ -97,8 +99,8 @@ def test_nothing_lost_under_faults(emulator: Callable[..., RunningEmulator]) -> 
     assert sum(r.attempts for r in results) > 200  # faults really happened and were retried
 
 
-def test_bad_key_stops_the_run_within_three_requests(emulator: Callable[..., RunningEmulator]) -> None:
-    """A 401 aborts the run: at most 3 requests reach the server and every item says why."""
+def test_bad_key_stops_the_run_after_one_request(emulator: Callable[..., RunningEmulator]) -> None:
+    """A 401 to the (streamed) probe aborts the run: one request reaches the server and every item says why."""
     emu = emulator(minute=3.0, invalid_keys=frozenset({"sk-bad"}))
 
     async def main() -> list[sluicegate.Result]:
@@ -111,7 +113,43 @@ def test_bad_key_stops_the_run_within_three_requests(emulator: Callable[..., Run
     assert results[0].error.kind == "authentication"
     assert all(r.error is not None for r in results)
     status = emu.stats()["status"]
-    assert sum(status.values()) <= 3
+    assert sum(status.values()) == 1
+
+
+class _Recording(httpx2.AsyncBaseTransport):
+    """A loopback transport that notes whether each request asked for a stream."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.streamed: list[bool] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.streamed.append(json.loads(await request.aread()).get("stream") is True)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def test_the_streamed_probe_gives_the_same_result_as_a_plain_call(emulator: Callable[..., RunningEmulator]) -> None:
+    """The probe goes out as a stream (headers at its first token) and is reassembled into the very message and usage
+    that the same prompt gets from a plain call."""
+    emu = emulator(minute=3.0, first_token_latency=0.01, per_token_latency=0.001, seed=7)
+    transport = _Recording()
+    requests = [{**_requests(1, words=20, max_tokens=48)[0], "custom_id": f"same-{i}"} for i in range(3)]
+
+    async def main() -> list[sluicegate.Result]:
+        async with Engine(api_key="k", base_url=emu.base_url, transport=transport) as engine:
+            return await engine.map(requests)
+
+    probe, plain, _ = anyio.run(main)
+    assert transport.streamed == [True, False, False]
+    assert probe.ok, probe.error
+    assert plain.ok, plain.error
+    assert probe.message is not None
+    assert plain.message is not None
+    assert {**probe.message, "id": ""} == {**plain.message, "id": ""}
+    assert probe.usage == plain.usage
 
 
 def test_streaming_and_as_completed(emulator: Callable[..., RunningEmulator]) -> None:
@@ -235,3 +273,20 @@ def test_cancelling_a_run_leaks_no_task_and_no_slot(emulator: Callable[..., Runn
         assert len(asyncio.all_tasks()) == 1  # only this test's own task
 
     anyio.run(main)
+
+
+def test_a_streamed_line_reports_its_start_well_before_its_end(emulator: Callable[..., RunningEmulator]) -> None:
+    """A request with `"stream": true` is streamed: ResponseStarted comes at its first event, long before the
+    answer ends; an unstreamed one starts when it arrives whole. Each result is the same message either way."""
+    emu = emulator(first_token_latency=0.05, per_token_latency=0.02, min_output_tokens=30, max_output_tokens=30)
+    events: list[Any] = []
+    requests = _requests(2, max_tokens=64)
+    requests[0]["stream"] = True
+    results = _run(emu, requests, 60.0, sinks=[events.append], stream=False)
+    started = {e.custom_id: e.at for e in events if isinstance(e, sluicegate.ResponseStarted)}
+    ended = {e.result.custom_id: e.at for e in events if isinstance(e, sluicegate.RequestCompleted)}
+    assert ended["item-0"] - started["item-0"] >= 0.3  # 30 tokens at 20 ms each still to come after the start
+    assert ended["item-1"] - started["item-1"] < 0.1
+    assert [r.ok for r in results] == [True, True]
+    assert results[0].message is not None
+    assert results[0].message["type"] == "message"

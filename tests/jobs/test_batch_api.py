@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sqlite3
@@ -10,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 
 from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
-from sluicegate.jobs.batch_runner import BatchJobConfig, result_from_batch, run_batch_job
+from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
+from sluicegate.jobs.batch_service import result_from_batch
+from sluicegate.jobs.outcome import JobOutcome
 from sluicegate.jobs.reader import Defaults
-from sluicegate.jobs.runner import JobOutcome
 from sluicegate.pricing import default_table
 from sluicegate.retry import RetryPolicy
 
@@ -302,3 +305,43 @@ def test_batches_stay_within_the_byte_and_count_limits(tmp_path: Path) -> None:
     assert all(len(json.loads(body)["requests"]) <= 6 for body in bodies)
     assert any(len(json.loads(body)["requests"]) < 6 for body in bodies[:-1])  # the byte limit split some early
     assert len(out.read_text().splitlines()) == 40
+
+
+class _SteppingClock:
+    """A Clock of the user's own that does not drive the event loop: a sleep moves its time and returns at once."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.time += max(0.0, seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+def test_a_job_waits_between_polls_on_its_clock(tmp_path: Path) -> None:
+    """Polls of a batch that ends on the third one come a poll interval apart on the clock given to the job (any
+    Clock, not only one that drives the event loop), and the final tally gives that clock's wall time."""
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    clock = _SteppingClock()
+    polled: list[float] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            return _json(200, _batch("b1", "in_progress", 1))
+        if request.url.path.endswith("/results"):
+            line = {"custom_id": "doc-0", "result": {"type": "succeeded", "message": _message("doc-0")}}
+            return httpx2.Response(200, content=(json.dumps(line) + "\n").encode())
+        polled.append(clock.now())
+        if len(polled) < 3:
+            return _json(200, _batch("b1", "in_progress", 1))
+        return _json(200, _batch("b1", "ended", 1, url="http://api.test/v1/messages/batches/b1/results"))
+
+    config = dataclasses.replace(_job(tmp_path, handle, settings_base="test"), poll_interval=30.0)
+    notes: list[str] = []
+    outcome = anyio.run(lambda: run_batch_job(config, view=JobView(say=notes.append), clock=clock))
+    assert outcome.exit_code == 0, outcome.message
+    assert polled == [0.0, 30.0, 60.0]
+    assert notes[-1].endswith("wall time 60.0 s")

@@ -17,7 +17,8 @@ import pytest
 from sluicegate.jobs._view import JobView
 from sluicegate.jobs.batch_api import BatchStatus
 from sluicegate.jobs.batch_ledger import BatchIntent
-from sluicegate.jobs.batch_runner import CLOCK_MARGIN, BatchJobConfig, intent_candidates, run_batch_job
+from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
+from sluicegate.jobs.batch_service import CLOCK_MARGIN, intent_candidates
 from sluicegate.jobs.reader import Defaults
 from sluicegate.retry import RetryPolicy
 

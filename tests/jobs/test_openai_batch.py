@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sluicegate.jobs.batch_ledger import BatchIntent
-from sluicegate.jobs.batch_runner import result_from_batch
+from sluicegate.jobs.batch_service import result_from_batch
 from sluicegate.jobs.openai_batch import OpenAIBatchClient, OpenAIBatches, OpenAIBatchStatus, result_of
 from sluicegate.pricing import default_table
 

@@ -10,9 +10,11 @@ from typing import Any
 import anyio
 import httpx2
 
+from sluicegate._clock import SystemClock
 from sluicegate.jobs import JobStore, OutputWriter
+from sluicegate.jobs.durable import DurableJob
 from sluicegate.jobs.reader import Defaults
-from sluicegate.jobs.runner import JobConfig, JobOutcome, _Saver, run_job
+from sluicegate.jobs.runner import JobConfig, JobOutcome, run_job
 
 from .conftest import SETTINGS, make_item, ok
 
@@ -72,18 +74,20 @@ def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_p
 def test_answers_are_committed_once_two_wait_whatever_the_window(tmp_path: Path) -> None:
     """A loop that falls behind stretches the commit window; the count of waiting answers still bounds a kill's loss."""
     store = JobStore.open(tmp_path / "job.db", settings=SETTINGS, commit_interval=3600.0)
-    writer = OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion")
-    saver = _Saver(store, writer)
+    job = DurableJob(
+        store,
+        lambda: OutputWriter.open(tmp_path / "out.jsonl", store.output, "completion"),
+        clock=SystemClock(),
+        unsaved_max=2,
+    )
     items = [make_item(i) for i in range(3)]
-    for item in items:
-        store.admit(item)
     written = []
-    for item in items:
-        saver.unsaved += store.record_result(ok(item))
-        saver.save()
-        written.append((tmp_path / "out.jsonl").read_bytes().count(b"\n"))
-    writer.close()
-    store.close()
+    with job:
+        for item in items:
+            store.admit(item)
+        for item in items:
+            job.record(ok(item))
+            written.append((tmp_path / "out.jsonl").read_bytes().count(b"\n"))
     assert written == [0, 2, 2]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sluicegate.emulator import FaultSpec, RunningEmulator
-from sluicegate.jobs.runner import store_path_for
+from sluicegate.jobs.durable import store_path_for
 from sluicegate.report.data import load
 from sluicegate.report.figures import FIGURES
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from sluicegate._clock import Clock, SystemClock
 from sluicegate._stats import EngineStatistics
 from sluicegate.jobs._view import JobView
-from sluicegate.jobs.runner import JobOutcome
+from sluicegate.jobs.outcome import JobOutcome
 from sluicegate.pricing import PriceTable, load_prices
 from sluicegate.progress import ProgressDisplay, ProgressTracker
 

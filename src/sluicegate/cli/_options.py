@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,18 @@ import click
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-__all__ = ["job_file_options", "prices_option", "resume_command"]
+__all__ = [
+    "cache_warmup_option",
+    "deadline_flag",
+    "expected_output_option",
+    "job_file_options",
+    "prices_option",
+    "provider_option",
+    "rate_limit_options",
+    "resume_command",
+]
+
+Decorator = Callable[[Any], Any]
 
 # Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
 _ONCE = frozenset({"--restart", "--retry-failed"})
@@ -84,3 +96,60 @@ def shared_limits_options(command: Any) -> Any:
         default=None,
         help="Share one rate limiter through Redis with every process on the same key (redis extra).",
     )(command)
+
+
+_PROVIDER_HELP = "API the requests are for: Anthropic Messages or OpenAI Chat Completions."
+
+
+def provider_option(help: str = _PROVIDER_HELP) -> Decorator:
+    """`--provider anthropic|openai` (anthropic by default), with the command's own help."""
+    return click.option(
+        "--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True, help=help
+    )
+
+
+def rate_limit_options(what: str = "", *, learnt: bool = False) -> Decorator:
+    """`--rpm/--itpm/--otpm`: the account's per-minute limits, for `what` (e.g. "for the duration"); `learnt`
+    says that unset ones are learnt from the server's headers."""
+    tail = f" {what}" if what else ""
+    default = " (default: learnt from headers)" if learnt else ""
+
+    def apply(command: Any) -> Any:
+        for flag, name in (("--otpm", "Output tokens"), ("--itpm", "Input tokens"), ("--rpm", "Requests")):
+            command = click.option(flag, type=float, default=None, help=f"{name} per minute{tail}{default}.")(command)
+        return command
+
+    return apply
+
+
+def expected_output_option(command: Any) -> Any:
+    """`--expected-output`: the answer length to plan on, as a fraction of max_tokens."""
+    return click.option(
+        "--expected-output",
+        type=click.FloatRange(0, 1),
+        default=0.25,
+        show_default=True,
+        help="Expected answer length as a fraction of max_tokens.",
+    )(command)
+
+
+def cache_warmup_option(help: str) -> Decorator:
+    """`--cache-warmup/--no-cache-warmup` (on by default), with the command's own help."""
+    return click.option("--cache-warmup/--no-cache-warmup", default=True, show_default=True, help=help)
+
+
+def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A --deadline value (`6h`, `90m`, `1h30m`, `2d`) in seconds; a usage error otherwise."""
+    if value is None:
+        return None
+    from sluicegate.jobs.planner import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def deadline_flag(help: str = "When the job must be done, e.g. 6h, 90m, 2d.") -> Decorator:
+    """`--deadline DURATION`, parsed into seconds, with the command's own help."""
+    return click.option("--deadline", callback=_deadline, default=None, help=help)

@@ -8,51 +8,41 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command
-from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    deadline_flag,
+    job_file_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+    resume_command,
+)
+from sluicegate.cli._routes import DEFAULT_URLS, EMULATED_POLL, POLL, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-_POLL_INTERVAL = 30.0
-_EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
-
 
 @click.command()
 @job_file_options
-@click.option(
-    "--provider",
-    type=click.Choice(["anthropic", "openai"]),
-    default="anthropic",
-    show_default=True,
-    help="Message Batches (anthropic) or the Batch API with file uploads (openai).",
-)
+@provider_option("Message Batches (anthropic) or the Batch API with file uploads (openai).")
 @click.option("--base-url", default=None, help="API base URL (default: the API's, or *_BASE_URL).")
 @prices_option
 @click.option(
     "--poll-interval",
     type=click.FloatRange(min=0),
     default=None,
-    help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
-    f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
+    help=f"Seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the built-in emulator).",
 )
-@click.option(
-    "--cache-warmup/--no-cache-warmup",
-    default=True,
-    show_default=True,
-    help="Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch.",
+@cache_warmup_option(
+    "Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch."
 )
-@click.option(
-    "--deadline",
-    callback=deadline_option,
-    default=None,
-    help="End by then (e.g. 6h): batches still running when only the time to finish online is left are "
-    "cancelled, what they finished is kept and the rest is sent online.",
+@deadline_flag(
+    "End by then (e.g. 6h): batches still running when only the time to finish online is left are "
+    "cancelled, what they finished is kept and the rest is sent online."
 )
-@click.option("--rpm", type=float, default=None, help="Online requests per minute, to time a deadline cancel.")
-@click.option("--itpm", type=float, default=None, help="Online input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Online output tokens per minute.")
+@rate_limit_options("online, to time a deadline cancel")
 @click.option(
     "--minute",
     type=float,
@@ -115,7 +105,7 @@ def batch(
     with _endpoint(provider, base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
         interval = poll_interval
         if interval is None:
-            interval = _EMULATED_POLL_INTERVAL if emulated else _POLL_INTERVAL
+            interval = EMULATED_POLL if emulated else POLL
         config = BatchJobConfig(
             input_path=input_path,
             output_path=output_path,

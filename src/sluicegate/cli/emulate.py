@@ -88,7 +88,7 @@ def emulate(
 
     Example: sluicegate emulate --port 8080 --tier 2 --fault overloaded:0.05
     """
-    import time
+    import anyio
 
     from sluicegate.emulator.server import run_emulator
 
@@ -115,7 +115,7 @@ def emulate(
         click.echo(f"export OPENAI_BASE_URL={emu.openai_base_url}")
         click.echo("export OPENAI_API_KEY=emulator")
         try:
-            while True:
-                time.sleep(3600)
+            # The server runs in its own thread; this one only waits for Ctrl-C (no timer, so no clock to go through).
+            anyio.run(anyio.sleep_forever)
         except KeyboardInterrupt:
             click.echo("stopping")

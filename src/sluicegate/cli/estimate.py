@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import expected_output_option, prices_option, provider_option, rate_limit_options
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
@@ -47,17 +47,9 @@ def _tier_limits(tier: int, models: list[str]) -> tuple[int, int, int]:
 @click.option("--model", default=None, help="Default model for lines that name none.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
 @click.option("--system", default=None, help="Default system prompt.")
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option(
-    "--expected-output",
-    type=click.FloatRange(0, 1),
-    default=0.25,
-    show_default=True,
-    help="Expected answer length as a fraction of max_tokens.",
-)
-@click.option("--rpm", type=float, default=None, help="Requests per minute of your account, for the duration.")
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+@provider_option()
+@expected_output_option
+@rate_limit_options("of your account, for the duration")
 @click.option(
     "--tier",
     type=click.IntRange(1, 4),

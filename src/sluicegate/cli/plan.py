@@ -7,8 +7,14 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
-from sluicegate.cli._routes import deadline_option
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    deadline_flag,
+    expected_output_option,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+)
 
 if TYPE_CHECKING:
     from sluicegate.jobs.reader import Defaults
@@ -20,21 +26,11 @@ if TYPE_CHECKING:
 @click.option("--model", default=None, help="Default model for lines that name none.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
 @click.option("--system", default=None, help="Default system prompt.")
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
-@click.option(
-    "--expected-output",
-    type=click.FloatRange(0, 1),
-    default=0.25,
-    show_default=True,
-    help="Expected answer length as a fraction of max_tokens.",
-)
-@click.option("--rpm", type=float, default=None, help="Requests per minute of your account.")
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
-@click.option(
-    "--cache-warmup/--no-cache-warmup", default=True, show_default=True, help="Count on prompt-cache warm-up."
-)
+@provider_option()
+@deadline_flag()
+@expected_output_option
+@rate_limit_options("of your account")
+@cache_warmup_option("Count on prompt-cache warm-up.")
 @click.option(
     "--count-tokens",
     "count_sample",

@@ -32,7 +32,7 @@ def report(output_path: Path, html_path: Path | None, png_path: Path | None) -> 
     Example: sluicegate report results.jsonl
     """
     from sluicegate._exceptions import ConfigError
-    from sluicegate.jobs.runner import store_path_for
+    from sluicegate.jobs.durable import store_path_for
 
     try:
         from sluicegate.report import write_report

@@ -6,127 +6,60 @@ output exactly once, and a result is committed before its line is written. The s
 batch and which items it holds, committed right after the create call returns; a re-run re-attaches to those
 batches (polls them, fetches their results) and submits only the items that are in no batch yet.
 
-The API has no idempotency key for creating a batch, so a crash between the create call returning and the commit
-of its id would lose the id and pay for the batch twice. To close that window, an intent (the items, their count
-and the local UTC time just before the call) is committed before each create call and replaced by the batch's row
-once the answer is recorded. On resume, an intent still there is looked for in the account's list of batches
-(newest first, back to its time less a clock margin): a batch of the same number of requests, created since then,
-that this job has not recorded. None: the call never made a batch, and the items are submitted as usual. One or
-more: the one created nearest the intent's time is adopted provisionally; it is polled like the others, but its
-results are stored only if their custom_ids are exactly the intent's items. If they are not (another process's
-batch of the same size), nothing of it is stored, it is marked foreign, and the intent is looked for again: the
-next candidate is adopted, or, with none left, the items are submitted again. So a wrong guess costs a wait, never
-a foreign result in the output, and our own batch, if it exists, is still found. The one case it cannot tell
-apart: another job's batch with exactly the same custom_ids, created in the same minutes. Not covered here: a
-create attempt that times out after the server made the batch is retried by the retry policy within the same run,
-which can make a second batch.
+An interrupted create call is resolved before anything is submitted (see `batch_intents.py`): the API has no
+idempotency key, so a batch created just before a crash is looked for instead of paid for twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import shlex
-import signal
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import anyio
-import anyio.lowlevel
-import httpx2
-
+from .._clock import Clock, SystemClock
 from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
-from ..limits.limiter import Limits
-from ..pricing import PriceTable, load_prices
-from ..retry import RetryPolicy
+from ..pricing import load_prices
 from ..tokens import heuristic_tokens
 from ._sniff import not_jsonl
 from ._view import JobView
 from .admission import Admission
-from .batch_api import BatchApiError, BatchClient, BatchRejectedError, BatchStatus
-from .batch_ledger import BatchIntent, BatchLedger
-from .batch_service import CLOCK_MARGIN, AnthropicBatches, BatchService, intent_candidates, result_from_batch
-from .deadline import DeadlinePolicy, OnlinePace, finish_online
-from .openai_batch import OpenAIBatchClient, OpenAIBatches
-from .reader import Defaults, InputProblem
-from .runner import ExitCode, JobOutcome, file_settings, finished_outcome, open_store, store_path_for
-from .store import JobStore
+from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
+from .batch_config import BatchJobConfig, batch_service_for, batch_settings
+from .batch_intents import IntentRecovery
+from .batch_ledger import BatchLedger
+from .batch_service import BatchService, result_from_batch
+from .deadline import DeadlinePolicy, deadline_instant, finish_online
+from .durable import DurableJob, open_store
+from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
+from .reader import InputProblem
+from .store import AdmitState
+from .table_output import TableWriter, is_table_output
+from .tables import table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
-__all__ = ["CLOCK_MARGIN", "BatchJobConfig", "intent_candidates", "result_from_batch", "run_batch_job"]
+__all__ = ["BatchJobConfig", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchJobConfig:
-    input_path: Path
-    output_path: Path
-    api_key: str = field(repr=False)
-    base_url: str
-    provider: Literal["anthropic", "openai"] = "anthropic"
-    settings_base: str = ""  # what identifies the endpoint in the store (never the key)
-    defaults: Defaults = field(default_factory=Defaults)
-    prices: PriceTable | None = None  # None: the shipped table
-    poll_interval: float = 30.0
-    retry_failed: bool = False
-    restart: bool = False
-    # Anthropic: breakpoints (1 h TTL) on prefixes shared by several requests, and a one-request priming batch per
-    # prefix submitted and ended before the rest, since a batch reads no online write (see jobs/warmup.py).
-    cache_warmup: bool = True
-    # Seconds from the start by which the job must end: batches still running when only the time to send their
-    # rest online is left are cancelled, and that rest goes online (see jobs/deadline.py). None: no deadline.
-    deadline: float | None = None
-    pace: OnlinePace = field(default_factory=OnlinePace)  # the online route's speed, for the deadline
-    limits: Limits | None = None  # the online route's limits (None: learnt from headers)
-    cancel_allowance: float = 120.0  # seconds a cancel may take to end a batch
-    max_requests: int | None = None  # per batch; None: the API's limit (a larger value is cut to it)
-    max_bytes: int | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # The built-in emulator lives as long as one run: batches an earlier run recorded are unknown to the next one,
-    # and their items are submitted again. Against a real API an unknown batch stops the job instead (another key
-    # or workspace: submitting again could pay twice).
-    forget_unknown_batches: bool = False
-    transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
-    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at.
-    clock: Callable[[], float] = field(default=time.time, repr=False)
-    resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
-
-    def resume(self) -> str:
-        """The command that resumes this job: the one given, else input and output alone."""
-        flag = ["--provider", "openai"] if self.provider == "openai" else []
-        return self.resume_command or shlex.join(
-            ["sluicegate", "batch", str(self.input_path), "-o", str(self.output_path), *flag]
-        )
-
-
-def _settings(config: BatchJobConfig) -> dict[str, str]:
-    return {
-        "mode": "batch",  # a `run` store is not a batch store: results would be priced and sent differently
-        "provider": config.provider,
-        "endpoint": config.settings_base,
-        **file_settings(config.input_path, config.defaults),
-        "order": "completion",
-    }
+# A priming batch's cache entry (1 h TTL, counted from the start of the request that wrote it, which is after the
+# submit) is reused by a later run within this long: 15 minutes of margin for the rest's batches to start reading
+# it (each read refreshes it for another hour).
+PRIMER_REUSE = 45 * 60.0
 
 
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, store: JobStore, writer: OutputWriter, service: BatchService, say: Any
+        self, config: BatchJobConfig, durable: DurableJob, service: BatchService, say: Callable[[str], None]
     ) -> None:
         self.config = config
-        self.store = store
+        self.durable = durable
+        self.store = store = durable.store
         self.ledger = BatchLedger.of(store)
-        self.writer = writer
         self.service = service
         self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
         self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
@@ -135,7 +68,7 @@ class _BatchJob:
         self.admission = Admission(store, self._on_problem)
         self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
-        self.released = False  # items left a batch (none found, or a foreign one) and wait to be submitted
+        self.intents = IntentRecovery(self.ledger, service, say)
         self.prefixes: SharedPrefixes | None = None
         self.primers = 0
         self.deadline: DeadlinePolicy | None = None
@@ -145,28 +78,47 @@ class _BatchJob:
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
             self.say(f"line {bad.line}: {bad.message}")
-        self.save()
+        self.durable.save()
 
     @property
     def changed(self) -> str | None:
         """Why reading the input stopped early: it no longer matches the stored job."""
         return self.admission.changed
 
-    def save(self, *, now: bool = False) -> None:
-        if now:
-            self.store.commit()
-        elif not self.store.maybe_commit():
-            return
-        self.writer.write_committed()
+    async def run(self) -> None:
+        """Re-attach to what earlier runs submitted, prime the cache, submit the rest, poll until every batch ended."""
+        config, service = self.config, self.service
+        await self.reattach()
+        if config.cache_warmup and service.provider == "anthropic":
+            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider, config.table)
+            await self.prime()
+        while True:  # again when a rejected adoption put items back to be submitted
+            self.intents.released = False
+            await self.submit_all()
+            if self.changed is not None:
+                break
+            await self.poll_all()
+            if self.cancelling and not self.intents.released:
+                await self.send_rest_online()
+            if not self.intents.released:
+                break
+
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
+        config = self.config
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        return self.admission.items(config.input_path, config.defaults, config.provider, rows)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
         """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        config, service = self.config, self.service
+        service = self.service
         open_chunks: dict[str, _Chunk] = {}
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+        async for parsed, state in self._items():
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
@@ -186,33 +138,45 @@ class _BatchJob:
         for chunk in open_chunks.values():
             if chunk.lines:
                 await self._submit(chunk.lines, chunk.members)
-        self.save(now=True)
+        self.durable.save(now=True)
 
     async def prime(self) -> None:
         """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
         writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way."""
+        batch (an earlier run) are waited for the same way; a group an earlier run primed less than PRIMER_REUSE
+        ago is not primed again (its entry is still cached)."""
         if self.prefixes is None:
             return
         primed: set[str] = set()
-        config = self.config
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+        reused = 0
+        async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
                 continue
             primed.add(group)
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            earlier = self.ledger.primed_at(group)
+            now = self.config.clock()
+            if earlier is not None and now - earlier < PRIMER_REUSE:
+                reused += 1
+                continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            self.primers += 1
-        if self.changed is None and primed:
-            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            if self.ledger.in_batch(parsed.custom_id):
+                self.ledger.record_primer(group, now)
+                self.primers += 1
+        if reused:
+            self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
+        if self.changed is None and len(primed) > reused:
+            self.say(
+                f"priming the prompt cache: {len(primed) - reused} shared prefix(es), waiting for their batches to end"
+            )
             await self.poll_all()
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (resolve_intents) instead of paying for it twice.
+        # batch on the server (batch_intents.py) instead of paying for it twice.
         intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
@@ -223,49 +187,22 @@ class _BatchJob:
                 error = ErrorInfo(
                     kind="invalid_request", message=str(exc), status=exc.status, error_type=exc.error_type
                 )
-                self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
-            self.save(now=True)
+                self.durable.record(Result(index=index, custom_id=custom_id, error=error))
+            self.durable.save(now=True)
             self.ledger.drop_intent(intent)
             self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
             return
         # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
         # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
         self.ledger.record_batch(batch.id, ids, intent=intent)
-        self.writer.write_committed()
+        self.durable.save(now=True)
         self.submitted += 1
         self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
-
-    # -- poll --------------------------------------------------------------------------------------------------
-
-    async def resolve_intents(self) -> None:
-        """Look for the batches of create calls whose answer was never recorded (a crash in between) in the
-        account's list: adopt the likeliest provisionally, or free the items to be submitted if there is none."""
-        pending = [intent for intent in self.ledger.intents() if intent.adopted is None]
-        if not pending:
-            return
-        since = min(intent.planned_at for intent in pending) - CLOCK_MARGIN
-        listed = [batch async for batch in self.service.list_since(since)]
-        known = self.ledger.known_batch_ids()
-        for intent in pending:
-            found = self.service.candidates(intent, listed, known)
-            if not found:
-                self.ledger.drop_intent(intent.seq)
-                self.released = True
-                self.say(f"an interrupted submit of {intent.requests} request(s) made no batch: submitting them")
-                continue
-            chosen = found[0]
-            self.ledger.adopt_batch(intent.seq, chosen.id, intent.custom_ids)
-            known.add(chosen.id)
-            others = ", ".join(batch.id for batch in found[1:])
-            self.say(
-                f"batch {chosen.id} ({intent.requests} request(s)) is taken as the one an interrupted submit "
-                "created, until its results confirm it" + (f" (other candidates: {others})" if others else "")
-            )
 
     async def reattach(self) -> None:
         """Resolve interrupted submits, then check the batches recorded by earlier runs before submitting, so a
         lost one's items can go out again; collect those that ended meanwhile."""
-        await self.resolve_intents()
+        await self.intents.resolve()
         for batch_id in self.ledger.open_batches():
             batch = await self._retrieve(batch_id)
             if batch is not None and batch.ended:
@@ -277,9 +214,7 @@ class _BatchJob:
         try:
             return await self.service.retrieve(batch_id)
         except BatchRejectedError as exc:
-            intent = self.ledger.provisional(batch_id) if exc.status == 404 else None
-            if intent is not None:  # a listed batch gone since: it cannot be confirmed, so it is not taken
-                await self._reject(batch_id, intent, "is gone from the server")
+            if exc.status == 404 and await self.intents.gone(batch_id):
                 return None
             if exc.status != 404 or not self.config.forget_unknown_batches:
                 raise BatchApiError(
@@ -292,7 +227,7 @@ class _BatchJob:
 
     async def poll_all(self) -> None:
         """Poll every recorded batch that has not ended; store the results of each one that has."""
-        while (open_ids := self.ledger.open_batches()) and not self.released:
+        while (open_ids := self.ledger.open_batches()) and not self.intents.released:
             processing: Counter[str] = Counter()
             for batch_id in open_ids:
                 batch = await self._retrieve(batch_id)
@@ -309,16 +244,16 @@ class _BatchJob:
                 f"batches: {recorded} submitted, {ended} ended; requests: "
                 + ", ".join(f"{counts[name]} {name}" for name in _COUNTS)
             )
-            if ended < recorded and not self.released:
+            if ended < recorded and not self.intents.released:
                 await self._cancel_if_late()
-                await anyio.sleep(self._next_poll())
+                await self.durable.clock.sleep(self._next_poll())
 
     async def _cancel_if_late(self) -> None:
         """Cancel every open batch once waiting longer would leave too little time to send their rest online."""
         if self.deadline is None or self.cancelling:
             return
         unfinished = self.store.counts().pending
-        if not self.deadline.should_cancel(self.config.clock(), unfinished):
+        if not self.deadline.should_cancel(self.durable.clock.now(), unfinished):
             return
         self.cancelling = True
         self.say(
@@ -334,21 +269,21 @@ class _BatchJob:
             return self.config.poll_interval
         if self.cancelling:  # a cancel ends within its allowance: look more often meanwhile
             return min(self.config.poll_interval, max(1.0, self.deadline.cancel_allowance / 10))
-        return self.deadline.next_poll(self.config.clock(), self.store.counts().pending, self.config.poll_interval)
+        now = self.durable.clock.now()
+        return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
         """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
         config = self.config
 
         async def rest() -> AsyncIterator[RequestItem]:
-            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
                     yield parsed
 
         def record(result: Result) -> None:
-            if self.store.record_result(result):
+            if self.durable.record(result):
                 self.online += 1
-            self.save()
 
         await finish_online(
             rest(),
@@ -361,16 +296,11 @@ class _BatchJob:
             minute=config.pace.minute,
             transport=config.transport,
         )
-        self.save(now=True)
+        self.durable.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
-        intent = self.ledger.provisional(batch.id)
-        if intent is not None:
-            if not await self._is_ours(batch, intent):
-                await self._reject(batch.id, intent, "is not this job's (its results name other requests)")
-                return
-            self.ledger.confirm_batch(intent.seq)
-            self.say(f"batch {batch.id} is confirmed as this job's")
+        if not await self.intents.settle(batch):
+            return
         waiting = self.ledger.batch_items(batch.id)
         if not waiting:  # all stored by an earlier run that stopped before marking the batch ended
             self.ledger.end_batch(batch.id)
@@ -386,132 +316,80 @@ class _BatchJob:
                 if self.cancelling and result.get("type") == "canceled":
                     continue  # never processed, so never billed: it stays pending and goes online
                 found = result_from_batch(index, custom_id, result, batch.id, self.prices, self.service.usage)
-                self.store.record_result(found)
-                self.save()
+                self.durable.record(found)
         except BatchRejectedError as exc:  # e.g. 404: results are kept for 29 days after creation
             missing = f"the results of batch {batch.id} cannot be read: {exc}"
         for custom_id, index in waiting.items():
             error = ErrorInfo(kind="server", message=missing)
-            self.store.record_result(Result(index=index, custom_id=custom_id, error=error))
-        self.save(now=True)
+            self.durable.record(Result(index=index, custom_id=custom_id, error=error))
+        self.durable.save(now=True)
         self.ledger.end_batch(batch.id)
         if self.cancelling:
             self.ledger.release_ended_batches()  # its canceled items leave it, to go online
 
-    async def _reject(self, batch_id: str, intent: BatchIntent, why: str) -> None:
-        """Drop a provisional adoption (nothing of the batch was stored) and look for the intent's batch again."""
-        self.ledger.reject_batch(intent.seq, batch_id)
-        self.say(f"batch {batch_id} {why}: nothing of it is kept")
-        await self.resolve_intents()
 
-    async def _is_ours(self, batch: BatchStatus, intent: BatchIntent) -> bool:
-        """A first pass over a provisionally adopted batch's results: their custom_ids are exactly the intent's
-        items (nothing is stored in this pass). Unreadable results cannot confirm it."""
-        seen: set[str] = set()
-        try:
-            async for line in self.service.results(batch):
-                seen.add(str(line.get("custom_id")))
-        except BatchRejectedError:
-            return False
-        return seen == set(intent.custom_ids)
-
-
-async def run_batch_job(config: BatchJobConfig, *, view: JobView | None = None) -> JobOutcome:
+async def run_batch_job(
+    config: BatchJobConfig, *, view: JobView | None = None, clock: Clock | None = None
+) -> JobOutcome:
     """Run (or resume) the batch job described by `config`; never raises for per-item problems.
 
-    It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`.
+    It prints nothing: each note (batches submitted and ended, the final tally) goes to `view.say`. `clock` times
+    the run, its deadline, its waits between polls and its retries (the system clock by default); the wall clock
+    that dates create intents is `config.clock`.
     """
     say = (view or JobView()).say
-    wrong_format = not_jsonl(config.input_path)
+    clock = clock or SystemClock()
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, _settings(config), config.restart, config.resume())
+    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
-
+    durable = DurableJob(
+        store,
+        lambda: (
+            TableWriter(config.input_path, config.output_path, store.output)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store.output, "completion")
+        ),
+        clock=clock,
+        retry_failed=config.retry_failed,
+    )
     try:
-        if config.retry_failed:
-            reset = store.reset_failed()
-            BatchLedger.of(store).release_ended_batches()
-            say(f"retrying {reset} failed item(s)")
-        writer = OutputWriter.open(config.output_path, store.output, "completion")
-        started = time.monotonic()
-        stop_reason: str | None = None
-        interrupted = False
-        client, service = _service(config)
-        async with client, anyio.create_task_group() as tg:
-            job = _BatchJob(config, store, writer, service, say)
-            if config.deadline is not None:
-                job.deadline = DeadlinePolicy(
-                    deadline_at=config.clock() + config.deadline,
-                    pace=config.pace,
-                    cancel_allowance=config.cancel_allowance,
-                )
-
-            async def watch_signals(scope: anyio.CancelScope) -> None:
-                nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        interrupted = True
-                        scope.cancel()
-
-            with anyio.CancelScope() as work:
-                if sys.platform != "win32":
-                    tg.start_soon(watch_signals, work)
+        with durable:
+            if config.retry_failed:
+                BatchLedger.of(store).release_ended_batches()
+                say(f"retrying {durable.retried} failed item(s)")
+            started = clock.now()
+            stop_reason: str | None = None
+            client, service = batch_service_for(config, clock)
+            async with client:
+                job = _BatchJob(config, durable, service, say)
+                if config.deadline is not None:
+                    # The instant stored by the job's first run, on the wall clock: a resume keeps it.
+                    wall_now = config.clock()
+                    left = deadline_instant(store, wall_now + config.deadline) - wall_now
+                    job.deadline = DeadlinePolicy(
+                        deadline_at=clock.now() + left,
+                        pace=config.pace,
+                        cancel_allowance=config.cancel_allowance,
+                    )
                 try:
-                    await job.reattach()
-                    if config.cache_warmup and service.provider == "anthropic":
-                        job.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
-                        await job.prime()
-                    while True:  # again when a rejected adoption put items back to be submitted
-                        job.released = False
-                        await job.submit_all()
-                        if job.changed is not None:
-                            break
-                        await job.poll_all()
-                        if job.cancelling and not job.released:
-                            await job.send_rest_online()
-                        if not job.released:
-                            break
+                    async with durable.running():
+                        await job.run()
                 except BatchApiError as exc:
                     stop_reason = str(exc)
-            # Plain synchronous calls: no cancellation can interrupt the final commit and write.
-            store.commit()
-            writer.write_committed()
-            if config.retry_failed:
-                writer.rewrite()  # the retried items' old error lines are replaced: one line per id
-            writer.close()
-            tg.cancel_scope.cancel()
-        return _outcome(config, store, job, time.monotonic() - started, stop_reason, interrupted, say)
+            return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
-    finally:
-        store.close()
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
     """Output tokens to plan for: half of max_tokens (answers rarely use all of it; the deadline errs early)."""
     found = params.get("max_tokens") or params.get("max_completion_tokens") or 1024
     return int(found) // 2 if isinstance(found, int) else 512
-
-
-def _service(config: BatchJobConfig) -> tuple[BatchClient, BatchService]:
-    """The HTTP client and the batch API of the job's provider."""
-    options: dict[str, Any] = {
-        "api_key": config.api_key,
-        "base_url": config.base_url,
-        "retry": config.retry,
-        "transport": config.transport,
-    }
-    if config.provider == "openai":
-        openai = OpenAIBatchClient(**options)
-        # Names this job in each batch's metadata: a re-run recognises its own interrupted submits by it.
-        token = hashlib.sha256(str(store_path_for(config.output_path).resolve()).encode()).hexdigest()[:16]
-        return openai, OpenAIBatches(openai, token)
-    client = BatchClient(**options)
-    return client, AnthropicBatches(client)
 
 
 @dataclass
@@ -524,14 +402,9 @@ class _Chunk:
 
 
 def _outcome(
-    config: BatchJobConfig,
-    store: JobStore,
-    job: _BatchJob,
-    wall: float,
-    stop_reason: str | None,
-    interrupted: bool,
-    say: Callable[[str], None],
+    config: BatchJobConfig, job: _BatchJob, wall: float, stop_reason: str | None, say: Callable[[str], None]
 ) -> JobOutcome:
+    store = job.store
     counts = store.counts()
     _, cost, unpriced = store.totals()
     recorded, ended = job.ledger.batch_counts()
@@ -551,7 +424,9 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
-    if interrupted:
+    if job.durable.failed is not None:
+        return no_space_outcome(job.durable.failed, resume, summary)
+    if job.durable.interrupts:
         return JobOutcome(
             ExitCode.INTERRUPTED,
             f"interrupted: {running} batch(es) keep running on the server and {counts.pending} item(s) are not "

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import shlex
-import signal
-import sqlite3
-import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +30,17 @@ from ..engine import Engine, shared_pool_name
 from ..limits.limiter import Limits
 from ..pricing import PriceTable, load_prices
 from ..retry import RetryPolicy
-from ._disk import NoSpace, no_space
-from ._messages import mismatch_message, with_max_cost
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
-from .flex import flex_options, flex_results
+from .deadline import deadline_instant, deadline_setting
+from .durable import DurableJob, OutputFile, file_settings, open_store, store_path_for
+from .flex import flex_options, flex_results, flex_sinks, flex_timeout_for
+from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome, unfinished_count
 from .reader import Defaults, InputProblem
-from .store import JobMismatchError, JobStore, StoreCounts
+from .store import JobStore
 from .table_output import TableWriter, is_table_output
 from .tables import TableSpec, count_rows, table_requests
 from .timeline import TimelineRecorder
@@ -54,16 +53,6 @@ _COMMIT_INTERVAL = 0.01
 # Answers recorded but not yet committed are what a kill would send again: commit as soon as this many wait, even
 # inside the commit window (a busy loop can stretch the window; a count cannot stretch).
 _UNSAVED_MAX = 2
-
-
-class ExitCode:
-    OK = 0
-    FAILED_ITEMS = 1  # the run finished but some items ended in error (including invalid input lines)
-    USAGE = 2  # bad flags or a refused resume (click uses 2 for usage errors too)
-    BUDGET = 3  # --max-cost stopped admission; unfinished items stay pending
-    ABORTED = 4  # bad key, spend cap / quota: the run stopped; unfinished items stay pending
-    NO_SPACE = 5  # the disk is full (or a file-size limit was hit): what was saved is safe; free space and resume
-    INTERRUPTED = 130  # Ctrl-C; unfinished items stay pending
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,72 +80,21 @@ class JobConfig:
     drain_timeout: float = 30.0
     service_tier: Literal["standard", "flex"] = "standard"  # flex: OpenAI's, at batch prices (see jobs/flex.py)
     flex_timeout: float = 600.0  # a flex answer slower than this is asked again on the standard tier
+    # Seconds from the first run's start by which the job should end (kept across resumes): flex answers are given
+    # at most half the time left before they go to the standard tier. None: no deadline.
+    deadline: float | None = None
     cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
     resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)  # dates the deadline's instant
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
         return self.resume_command or shlex.join(
             ["sluicegate", "run", str(self.input_path), "-o", str(self.output_path)]
         )
-
-
-@dataclass
-class JobOutcome:
-    """How a job ended: the exit code for a CLI, the message for the user, the counts by state, and how long
-    it ran (None when it stopped before sending anything, so there is nothing to summarise)."""
-
-    exit_code: int
-    message: str
-    counts: dict[str, int] = field(default_factory=dict)
-    wall: float | None = None
-
-
-def store_path_for(output: Path) -> Path:
-    """The job store of an output file: next to the file the path leads to, so that two paths to one file (a
-    symlink, a symlinked folder, `..`) are one job, locked once."""
-    real = output.resolve()
-    return real.with_name(real.name + ".sluicegate.db")
-
-
-def open_store(
-    output: Path, settings: dict[str, str], restart: bool, resume: str, **options: Any
-) -> JobStore | JobOutcome:
-    """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job (for a
-    changed setting: which, its stored and new values, and the command that resumes with the stored ones)."""
-    try:
-        return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
-    except JobMismatchError as exc:
-        return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
-    except ConfigError as exc:  # e.g. another run holds this job's store
-        return JobOutcome(ExitCode.USAGE, str(exc))
-
-
-def input_signature(path: Path) -> str:
-    """Size plus a hash of the first and last MiB: a changed or extended input is noticed before anything is
-    sent, without reading a multi-GB file twice. (Per-item fingerprints catch edits in the middle.)"""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        digest.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(size - (1 << 20))
-            digest.update(f.read())
-    return f"{size}:{digest.hexdigest()[:16]}"
-
-
-def file_settings(input_path: Path, defaults: Defaults) -> dict[str, str]:
-    """What a job store remembers of the input and its defaults, to refuse resuming with other ones."""
-    return {
-        "input": str(input_path.resolve()),
-        "input_signature": input_signature(input_path),
-        "model": defaults.model or "",
-        "max_tokens": str(defaults.max_tokens or ""),
-        "system": defaults.system or "",
-    }
 
 
 def _settings(config: JobConfig) -> dict[str, str]:
@@ -166,6 +104,7 @@ def _settings(config: JobConfig) -> dict[str, str]:
         **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
         **(config.table.settings() if config.table is not None else {}),
+        **deadline_setting(config.deadline),
     }
 
 
@@ -178,54 +117,6 @@ def _count_lines(path: Path) -> int:
             count += block.count(b"\n")
             last = block[-1:]
     return count + (0 if last == b"\n" else 1)
-
-
-class _Saver:
-    """Commits recorded results and appends their lines: once per commit window, or at once when answers pile up.
-
-    A full disk stops the run (`failed` says where) instead of ending it with a traceback: what was committed
-    before is safe, and the answers not yet committed are simply pending again.
-    """
-
-    def __init__(self, store: JobStore, writer: OutputWriter | TableWriter) -> None:
-        self._store = store
-        self._writer = writer
-        self.unsaved = 0
-        self.failed: NoSpace | None = None
-        self.stop: Callable[[], None] = lambda: None
-
-    def save(self) -> None:
-        if self.failed is not None:
-            return
-        try:
-            if self.unsaved >= _UNSAVED_MAX:
-                self._store.commit()
-            elif not self._store.maybe_commit():
-                return
-            self.unsaved = 0
-            self._writer.write_committed()
-        except (OSError, sqlite3.Error) as exc:
-            self.failed = _no_space_or_raise(exc, self._store, self._writer)
-            self.stop()
-
-    def finish(self, rewrite: bool) -> None:
-        """The last commit and write (and the full rewrite after --retry-failed), then close the file."""
-        try:
-            if self.failed is None:
-                self._store.commit()
-                self._writer.write_committed()
-                if rewrite:
-                    self._writer.rewrite()  # the retried items' old error lines are replaced: one line per id
-            self._writer.close()
-        except (OSError, sqlite3.Error) as exc:
-            self.failed = self.failed or _no_space_or_raise(exc, self._store, self._writer)
-
-
-def _no_space_or_raise(exc: OSError | sqlite3.Error, store: JobStore, writer: OutputWriter | TableWriter) -> NoSpace:
-    problem = no_space(exc, store.path, writer.path)
-    if problem is None:
-        raise exc
-    return problem
 
 
 async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Clock | None = None) -> JobOutcome:
@@ -252,239 +143,200 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     )
     if isinstance(store, JobOutcome):
         return store
-    writer: OutputWriter | TableWriter | None = None
+    order: Literal["completion", "input"] = "input" if config.ordered else "completion"
+
+    def open_output() -> OutputFile:
+        if config.table is not None and is_table_output(config.output_path):
+            return TableWriter(config.input_path, config.output_path, store.output)
+        return OutputWriter.open(config.output_path, store.output, order)
+
+    job = DurableJob(
+        store,
+        open_output,
+        clock=clock,
+        retry_failed=config.retry_failed,
+        commit_interval=_COMMIT_INTERVAL,
+        unsaved_max=_UNSAVED_MAX,
+    )
     try:
-        if config.retry_failed:
-            reset = store.reset_failed()
-            view.say(f"retrying {reset} failed item(s)")
-        order: Literal["completion", "input"] = "input" if config.ordered else "completion"
-        writer = (
-            TableWriter(config.input_path, config.output_path, store.output)
-            if config.table is not None and is_table_output(config.output_path)
-            else OutputWriter.open(config.output_path, store.output, order)
-        )
-        before = store.counts()
-        already = before.done + before.failed + before.invalid + before.duplicate
-        view.started(already)
-        total_lines: int | None = None
-        priced = load_prices(config.prices)
-
-        def on_problem(bad: InputProblem) -> None:
-            if bad.duplicate:
-                # Not an output line: the id's first line has that. Told here once, counted in the summary.
-                view.say(f"line {bad.line}: {bad.message}")
-                view.skipped()
-            else:
-                view.emit(RequestCompleted(at=clock.now(), result=bad.to_result()))
-
-        admission = Admission(store, on_problem)
-
-        ledger: SpendLedger | None = None
-        engine_cap = config.max_cost
-        if config.max_cost is not None:
-            # The cap is the job's: what earlier runs spent (or may have, if killed) is taken off this run's share.
-            ledger = SpendLedger(store, priced, config.provider)
-            engine_cap = config.max_cost - sum(store.spent())
-            if engine_cap <= 0:
-                return JobOutcome(
-                    ExitCode.BUDGET,
-                    f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
-                    f"{_unfinished(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
-                    "to go on, raise the cap: "
-                    f"{with_max_cost(config.resume())}",
-                )
-        timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
-
-        async def items() -> AsyncIterator[RequestItem]:
-            rows = None
-            if config.table is not None:
-                rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
-            async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
-                yield item if ledger is None else ledger.track(item)
-
-        warmup = _warmup(config)
-        sinks: list[Any] = (
-            [*view.sinks, timeline] + ([] if ledger is None else [ledger]) + ([] if warmup is None else [warmup])
-        )
-        options: dict[str, Any] = {
-            "provider": config.provider,
-            "api_key": config.api_key,
-            "base_url": config.base_url,
-            "limits": config.limits,
-            "max_concurrency": config.max_concurrency,
-            "max_cost": engine_cap,
-            "prices": config.prices,
-            "minute": config.minute,
-            "transport": config.transport,
-            "sinks": sinks,
-            "shared_limits": config.shared_limits,
-            "shared_limits_name": config.shared_limits_name
-            or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
-        }
-        # Flex: the main engine asks for flex once per item; a second, standard engine takes what flex did not serve.
-        flex = config.service_tier == "flex"
-        engine = Engine(
-            **options,
-            **(flex_options(config.flex_timeout) if flex else {"retry": config.retry, "timeouts": config.timeouts}),
-        )
-        standard = Engine(**options, retry=config.retry, timeouts=config.timeouts) if flex else None
-        timeline.watch(engine.statistics)
-        view.engine(engine.statistics)
-        started = clock.now()
-        stop_reason: str | None = None
-        exit_code = ExitCode.OK
-        interrupts = 0
-        async with engine, standard or contextlib.nullcontext(), anyio.create_task_group() as tg:
-
-            async def count_lines() -> None:
-                # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
-                nonlocal total_lines
-                count = count_rows if config.table is not None else _count_lines
-                total_lines = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
-                view.counted(total_lines)
-
-            tg.start_soon(count_lines)
-
-            async def watch_signals(scope: anyio.CancelScope) -> None:
-                nonlocal interrupts
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        interrupts += 1
-                        if interrupts == 1:
-                            view.say(
-                                "Stopping: no new requests; waiting for those in flight "
-                                f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
-                            )
-                            engine.stop_admitting()
-                            if standard is not None:
-                                standard.stop_admitting()
-                            scope.deadline = anyio.current_time() + config.drain_timeout
-                        else:
-                            scope.cancel()
-
-            saver = _Saver(store, writer)
-
-            async def commit_ticker() -> None:
-                # Without it the last answer before a lull (a 429 pause, a slow batch) waits for the next answer.
-                while True:
-                    await anyio.sleep(_COMMIT_INTERVAL)
-                    saver.save()
-                    timeline.persist(store.commit)
-
-            tg.start_soon(commit_ticker)
-
-            with anyio.CancelScope() as work:
-                saver.stop = work.cancel
-                if sys.platform != "win32":
-                    tg.start_soon(watch_signals, work)
-                try:
-                    source = items() if warmup is None else warmup.gate(items())
-                    results = (
-                        engine.as_completed(source)
-                        if standard is None
-                        else flex_results(engine, standard, source, priced)
-                    )
-                    async for result in results:
-                        if store.record_result(result):
-                            saver.unsaved += 1
-                        saver.save()
-                except BudgetExceededError as exc:
-                    stop_reason, exit_code = str(exc), ExitCode.BUDGET
-                except RunAbortedError as exc:
-                    stop_reason, exit_code = str(exc), ExitCode.ABORTED
-            # Plain synchronous calls: no cancellation can interrupt the final commit and write.
-            saver.finish(rewrite=config.retry_failed)
-            timeline.close()
-            tg.cancel_scope.cancel()
-        walls.append(clock.now() - started)
-        own = admission.kept_own_note()
-        if own is not None:
-            view.say(own)
-        if admission.changed is not None:
-            return JobOutcome(ExitCode.USAGE, admission.changed)
-        if saver.failed is not None:
-            return JobOutcome(
-                ExitCode.NO_SPACE,
-                f"stopped: {saver.failed.describe()}. Every result saved before is safe; free some space and "
-                f"resume with: {config.resume()}",
-                dataclasses.asdict(store.counts()),
-            )
-        counts = store.counts()
-        summary = dataclasses.asdict(counts)
-        # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
-        unfinished = _unfinished(counts, total_lines if total_lines is not None else _count_lines(config.input_path))
-        resume = config.resume()
-        stats = engine.statistics()
-        note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
-        if interrupts:
-            return JobOutcome(
-                ExitCode.INTERRUPTED,
-                f"interrupted: {unfinished} item(s) not finished. Resume with: {resume}{note}",
-                summary,
-            )
-        if stop_reason is not None and exit_code == ExitCode.BUDGET and ledger is not None and config.max_cost:
-            return JobOutcome(
-                exit_code,
-                # The engine's figures are this run's share of the cap; the job's are what the user set and spent.
-                f"stopped at the cost cap: {ledger.describe(config.max_cost)}; the next request would not fit. "
-                f"{unfinished} item(s) not finished; to go on, raise the cap: {with_max_cost(resume)}{note}",
-                summary,
-            )
-        if stop_reason is not None:
-            return JobOutcome(
-                exit_code,
-                f"stopped: {stop_reason}. {unfinished} item(s) not finished; fix the cause and resume with: {resume}"
-                + note,
-                summary,
-            )
-        return finished_outcome(counts, config.output_path, note, summary)
+        with job:
+            if config.retry_failed:
+                view.say(f"retrying {job.retried} failed item(s)")
+            return await _run(config, job, view, clock, walls)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
-    finally:
-        # Also when something unforeseen escapes: every answer already received is committed and written (unless
-        # the disk is full, which the outcome already says).
+
+
+async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, walls: list[float]) -> JobOutcome:
+    store = job.store
+    before = store.counts()
+    view.started(before.done + before.failed + before.invalid + before.duplicate)
+    total_lines: int | None = None
+    priced = load_prices(config.prices)
+
+    def on_problem(bad: InputProblem) -> None:
+        if bad.duplicate:
+            # Not an output line: the id's first line has that. Told here once, counted in the summary.
+            view.say(f"line {bad.line}: {bad.message}")
+            view.skipped()
+        else:
+            view.emit(RequestCompleted(at=clock.now(), result=bad.to_result()))
+
+    admission = Admission(store, on_problem)
+
+    ledger: SpendLedger | None = None
+    engine_cap = config.max_cost
+    if config.max_cost is not None:
+        # The cap is the job's: what earlier runs spent (or may have, if killed) is taken off this run's share.
+        ledger = SpendLedger(store, priced, config.provider)
+        engine_cap = config.max_cost - sum(store.spent())
+        if engine_cap <= 0:
+            return JobOutcome(
+                ExitCode.BUDGET,
+                f"stopped before sending anything: {ledger.describe(config.max_cost)}. "
+                f"{unfinished_count(store.counts(), _count_lines(config.input_path))} item(s) not finished; "
+                "to go on, raise the cap: "
+                f"{with_max_cost(config.resume())}",
+            )
+    timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
+
+    async def items() -> AsyncIterator[RequestItem]:
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        async for item, _ in admission.items(config.input_path, config.defaults, config.provider, rows):
+            yield item if ledger is None else ledger.track(item)
+
+    warmup = _warmup(config)
+    sinks: list[Any] = (
+        [*view.sinks, timeline] + ([] if ledger is None else [ledger]) + ([] if warmup is None else [warmup])
+    )
+    left = None
+    if config.deadline is not None:
+        wall_now = config.wall_clock()
+        left = deadline_instant(store, wall_now + config.deadline) - wall_now
+    engine, standard = _engines(config, sinks, engine_cap, priced, left)
+    timeline.watch(engine.statistics)
+    view.engine(engine.statistics)
+    started = clock.now()
+    stop_reason: str | None = None
+    exit_code = ExitCode.OK
+
+    def drain() -> float:
+        view.say(
+            "Stopping: no new requests; waiting for those in flight "
+            f"(up to {config.drain_timeout:g} s). Press Ctrl-C again to stop now."
+        )
+        engine.stop_admitting()
+        if standard is not None:
+            standard.stop_admitting()
+        return config.drain_timeout
+
+    async with engine, standard or contextlib.nullcontext(), anyio.create_task_group() as tg:
+
+        async def count_lines() -> None:
+            # In a thread, so a multi-GB input starts sending at once; the ETA appears when it is done.
+            nonlocal total_lines
+            count = count_rows if config.table is not None else _count_lines
+            total_lines = await anyio.to_thread.run_sync(count, config.input_path, abandon_on_cancel=True)
+            view.counted(total_lines)
+
+        tg.start_soon(count_lines)
         try:
-            store.commit()
-            if writer is not None and not writer.closed:
-                writer.write_committed()
-                writer.close()
-        except (OSError, sqlite3.Error) as exc:
-            if no_space(exc, store.path, config.output_path) is None:
-                raise
+            async with job.running(on_interrupt=drain, on_tick=lambda: timeline.persist(store.commit)):
+                source = items() if warmup is None else warmup.gate(items())
+                results = engine.as_completed(source) if standard is None else flex_results(engine, standard, source)
+                async for result in results:
+                    job.record(result)
+        except BudgetExceededError as exc:
+            stop_reason, exit_code = str(exc), ExitCode.BUDGET
+        except RunAbortedError as exc:
+            stop_reason, exit_code = str(exc), ExitCode.ABORTED
         finally:
-            with contextlib.suppress(OSError, sqlite3.Error):
-                store.close()
+            timeline.close()
+            tg.cancel_scope.cancel()
+    walls.append(clock.now() - started)
+    own = admission.kept_own_note()
+    if own is not None:
+        view.say(own)
+    if admission.changed is not None:
+        return JobOutcome(ExitCode.USAGE, admission.changed)
+    if job.failed is not None:
+        return no_space_outcome(job.failed, config.resume(), dataclasses.asdict(store.counts()))
+    counts = store.counts()
+    summary = dataclasses.asdict(counts)
+    # Lines never read (admission stops early) are unfinished too, not only the stored pending items.
+    lines = total_lines if total_lines is not None else _count_lines(config.input_path)
+    unfinished = unfinished_count(counts, lines)
+    resume = config.resume()
+    stats = engine.statistics()
+    note = _unpriced_note(stats.unpriced) + _earlier_runs_note(store, counts.done + counts.failed, stats)
+    if job.interrupts:
+        return JobOutcome(
+            ExitCode.INTERRUPTED,
+            f"interrupted: {unfinished} item(s) not finished. Resume with: {resume}{note}",
+            summary,
+        )
+    if stop_reason is not None and exit_code == ExitCode.BUDGET and ledger is not None and config.max_cost:
+        return JobOutcome(
+            exit_code,
+            # The engine's figures are this run's share of the cap; the job's are what the user set and spent.
+            f"stopped at the cost cap: {ledger.describe(config.max_cost)}; the next request would not fit. "
+            f"{unfinished} item(s) not finished; to go on, raise the cap: {with_max_cost(resume)}{note}",
+            summary,
+        )
+    if stop_reason is not None:
+        return JobOutcome(
+            exit_code,
+            f"stopped: {stop_reason}. {unfinished} item(s) not finished; fix the cause and resume with: {resume}"
+            + note,
+            summary,
+        )
+    return finished_outcome(counts, config.output_path, note, summary)
 
 
-def _unfinished(counts: StoreCounts, lines: int) -> int:
-    """Input lines without a final result: pending items plus lines not read yet (`lines` counts the input's)."""
-    finished = counts.done + counts.failed + counts.invalid + counts.duplicate
-    return max(counts.pending, lines - finished)
+def _engines(
+    config: JobConfig, sinks: list[Any], engine_cap: float | None, priced: PriceTable, left: float | None
+) -> tuple[Engine, Engine | None]:
+    """The run's engine, and with flex a second, standard engine: the first asks for flex once per item (billed
+    at the batch rate, waiting at most half the time `left` before the deadline), the second takes what flex did
+    not serve. One --max-cost covers both."""
+    options: dict[str, Any] = {
+        "provider": config.provider,
+        "api_key": config.api_key,
+        "base_url": config.base_url,
+        "limits": config.limits,
+        "max_concurrency": config.max_concurrency,
+        "max_cost": engine_cap,
+        "prices": config.prices,
+        "minute": config.minute,
+        "transport": config.transport,
+        "sinks": sinks,
+        "shared_limits": config.shared_limits,
+        "shared_limits_name": config.shared_limits_name
+        or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
+    }
+    if config.service_tier != "flex":
+        return Engine(**options, retry=config.retry, timeouts=config.timeouts), None
+    flex = Engine(
+        **{
+            **options,
+            **flex_options(flex_timeout_for(left, config.flex_timeout)),
+            "prices": priced.at_batch_rate(),
+            "sinks": flex_sinks(sinks),
+        }
+    )
+    standard = Engine(**options, retry=config.retry, timeouts=config.timeouts)
+    standard.share_cost_cap(flex)
+    return flex, standard
 
 
 def _warmup(config: JobConfig) -> OnlineWarmup | None:
     """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
-    if not config.cache_warmup or config.table is not None:
-        return None  # a table's rows become prompts through a template: not scanned here
-    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
+    if not config.cache_warmup:
+        return None
+    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider, config.table)
     return OnlineWarmup(found) if found.shared else None
-
-
-def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict[str, int]) -> JobOutcome:
-    """The outcome of a job that ran to its end: all succeeded (exit 0), or some failed or invalid (exit 1)."""
-    duplicates = (
-        f"; {counts.duplicate} line(s) skipped because an earlier line has the same id (the first one ran)"
-        if counts.duplicate
-        else ""
-    )
-    if counts.failed or counts.invalid or counts.duplicate:
-        return JobOutcome(
-            ExitCode.FAILED_ITEMS,
-            f"finished with {counts.failed} failed and {counts.invalid} invalid item(s){duplicates}; "
-            f"see {output} (re-run failed ones with --retry-failed){note}",
-            summary,
-        )
-    return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {output}{note}", summary)
 
 
 def _unpriced_note(unpriced: Mapping[str, int]) -> str:
