@@ -1,4 +1,5 @@
-"""The engine's transport (`_transport`) against raw servers on loopback: what the wire does, errors as httpx2's."""
+"""The engine's transport (`_transport`) against raw servers on loopback: what the wire does, errors as httpx2's,
+and the pool (its cap, reuse, connections closed by either side)."""
 
 from __future__ import annotations
 
@@ -249,3 +250,62 @@ async def test_tls_is_verified_and_then_carries_the_request(tmp_path: Path) -> N
         transport = EngineTransport(connections=1, ssl_context=trusting)
         assert await _post(transport, url, b"{}") == b'{"ok":true}'
         await transport.aclose()
+
+
+async def test_the_pool_opens_no_more_than_its_cap_and_every_request_is_answered() -> None:
+    """Twelve requests at once over a pool of three: never more than three connections open, all twelve answered."""
+    open_now = peak = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            while True:
+                await _read_request(reader)
+                await asyncio.sleep(0.01)  # long enough for the requests to pile up at the pool
+                writer.write(OK)
+                await writer.drain()
+        finally:
+            open_now -= 1
+
+    transport = EngineTransport(connections=3)
+    async with _server(handler) as url:
+        answers = await asyncio.gather(*(_post(transport, url, b"{}") for _ in range(12)))
+        await transport.aclose()
+    assert answers == [b'{"ok":true}'] * 12
+    assert peak == 3
+
+
+async def test_a_body_ended_by_closing_the_connection_is_whole_and_an_abandoned_one_is_not_reused() -> None:
+    """A body without a length ends when the server closes; an answer dropped half-read closes its connection,
+    so the next request gets a new one rather than the rest of the old answer."""
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        body = await _read_request(reader)
+        if body == b"close-delimited":
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+            await writer.drain()
+            return
+        while True:  # a long chunked answer, then the same connection would serve the next request
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for _ in range(50):
+                writer.write(b"6\r\nchunk.\r\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            body = await _read_request(reader)
+
+    transport = EngineTransport(connections=4)
+    async with _server(handler) as url:
+        assert await _post(transport, url, b"close-delimited") == b"all of it"
+        request = httpx2.Request("POST", url, content=b"{}", extensions={"timeout": TIMEOUTS})
+        response = await transport.handle_async_request(request)
+        assert response.status_code == 200
+        await response.aclose()  # not read: the connection cannot carry another request
+        assert await _post(transport, url, b"{}") == b"chunk." * 50
+        assert await _post(transport, url, b"{}") == b"chunk." * 50  # kept alive after a whole chunked answer
+        await transport.aclose()
+    assert connections == 3

@@ -1,84 +1,168 @@
-"""The engine's default transport: httpcore2's connection pool over asyncio's own sockets.
+"""The engine's default transport: HTTP/1.1 keep-alive connections on asyncio's own sockets, parsed by httptools.
 
-httpcore2's default network backend goes through anyio's socket streams: every read and write opens a cancel
-scope with its own timer and yields to the loop once more, and a request's head and body go out as two
-writes, each a system call that on loopback also wakes the server. Profiled at a few hundred requests a
-second, that was the largest share of the client's CPU. This backend keeps httpcore2's HTTP/1.1 and pool
-(their public network-backend interface is all it implements) but reads and writes through an
-`asyncio.Protocol`: what a request writes is sent in one call when the response is first read; a read
-arms a timer only when it has to wait; and "is the idle connection readable" (asked before a kept-alive
-connection is reused) is answered from what the protocol already saw, without a system call.
+The engine sends one kind of request (a POST with a small JSON body) to one host, hundreds of times a second.
+Through httpx2's default transport each one passes httpcore2's pool and HTTP/1.1 state machine (h11) and
+anyio's socket streams, whose cancel scopes, timers and locks per read and write were most of the client's
+CPU when profiled (bench/RESULTS.md). Here a request is one write of its head and body on a kept-alive
+connection, the answer is parsed by httptools (the C parser uvicorn uses, already a dependency), a read
+arms a timer only when it has to wait, and whether an idle connection may be reused is read from what the
+connection already saw (the server closed it, or sent something unasked), never from a system call.
+
+What it does not do, the engine does not need: proxies (the engine uses httpx2's transport when the
+environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are made.
+Errors are httpx2's own classes, as from httpx2's transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, cast
+import time
+from collections import deque
+from collections.abc import AsyncIterator
 
-import httpcore2
+import httptools
 import httpx2
 
 __all__ = ["EngineTransport"]
 
-_FLUSH_AT = 64 * 1024  # a request body larger than this is written as it comes
-_READ_AHEAD = 1024 * 1024  # bytes received and not yet read, above which the socket is not read from
+_READ_AHEAD = 1024 * 1024  # body bytes received and not yet read, above which the socket is not read from
+Origin = tuple[bytes, bytes, int]  # scheme, host, port
 
 
-class _Protocol(asyncio.Protocol):
-    """Bytes received, end of stream and write pauses of one connection, for `_Stream` to wait on."""
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request at a time; the parser's callbacks fill the current answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
         self.transport: asyncio.Transport | None = None
-        self.received = bytearray()
-        self.eof = False
-        self.reading_paused = False
-        self.error: BaseException | None = None
+        self.closed = False  # the server closed it, it broke, or we closed it
+        self.idle_since = 0.0
+        self._parser: httptools.HttpResponseParser | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._begin()
+
+    def _begin(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.headers_done = False
+        self.complete = False
+        self.error: Exception | None = None
+        self._sized = False  # a content-length or chunked body: the server's closing early is an error
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None:  # after start_tls it is the TLS transport, set by start_tls
-            self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are duck-typed
 
     def data_received(self, data: bytes) -> None:
-        self.received += data
-        if len(self.received) > _READ_AHEAD and self.transport is not None and not self.reading_paused:
-            self.reading_paused = True  # a consumer slower than the server: stop reading until it catches up
-            self.transport.pause_reading()
+        if self._parser is None or self.complete:  # nothing was asked: not a connection to reuse
+            self.closed = True
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx2.RemoteProtocolError(f"unreadable response: {exc}"))
         self._wake()
 
     def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False  # close the transport
+        self._ended(None)
+        return False  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self.error = exc
+        self._ended(exc)
+
+    def _ended(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._parser is not None and not self.complete and self.error is None:
+            if exc is not None:
+                self._fail(httpx2.ReadError(f"connection broke: {exc}"))
+            elif self.headers_done and not self._sized:
+                self.complete = True  # a body delimited by the end of the connection
+            else:
+                self._fail(httpx2.RemoteProtocolError("the server closed the connection before the answer ended"))
         self._wake()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
 
-    def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
+    # -- httptools callbacks -----------------------------------------------------------------------------
 
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        self._writable = None
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._sized = True
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        self.status = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > _READ_AHEAD and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True  # a reader slower than the server: stop reading until it catches up
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- the request ----------------------------------------------------------------------------------------
+
+    async def send(self, data: bytes, read_timeout: float | None) -> None:
+        """Write a whole request at once and wait for the answer's status line and headers."""
+        assert self.transport is not None
+        self._begin()
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+        while not self.headers_done and self.error is None:
+            await self._wait(read_timeout)
+        if self.error is not None:
+            raise self.error
+
+    async def next_chunk(self, read_timeout: float | None) -> bytes | None:
+        """The next piece of the body; None at its end."""
+        while not self._body:
+            if self.error is not None:
+                raise self.error
+            if self.complete:
+                return None
+            await self._wait(read_timeout)
+        chunk = self._body.popleft()
+        self._buffered -= len(chunk)
+        if self._reading_paused and self._buffered <= _READ_AHEAD and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed and self.error is None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None and not self.complete:
+            self.error = error
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait_readable(self, timeout: float | None) -> None:
-        """Until bytes or the end arrive; httpcore2's ReadTimeout after `timeout` seconds of silence."""
+    async def _wait(self, within: float | None) -> None:
+        """Until the protocol has news; a ReadTimeout after `within` seconds of silence. A plain timer, armed only
+        while waiting, instead of a cancel scope around every read."""
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        timer = None if within is None else loop.call_later(within, _expire, waiter)
         try:
             await waiter
         finally:
@@ -86,227 +170,164 @@ class _Protocol(asyncio.Protocol):
                 timer.cancel()
             self._waiter = None
 
-    @property
-    def writing_paused(self) -> bool:
-        return self._writable is not None and not self._writable.done()
-
-    async def wait_writable(self) -> None:
-        if self._writable is not None:
-            await self._writable
-
 
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(httpcore2.ReadTimeout("no data for longer than the read timeout"))
-
-
-class _Stream(httpcore2.AsyncNetworkStream):
-    """One connection: writes gathered until the response is read, reads served from the protocol's buffer."""
-
-    def __init__(self, protocol: _Protocol) -> None:
-        assert protocol.transport is not None
-        self._protocol = protocol
-        self._transport = protocol.transport
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._pending:
-            await self._flush(timeout)
-        protocol = self._protocol
-        if not protocol.received and not protocol.eof:
-            await protocol.wait_readable(timeout)
-        if protocol.received:
-            data = bytes(protocol.received[:max_bytes])
-            del protocol.received[:max_bytes]
-            if protocol.reading_paused and len(protocol.received) <= _READ_AHEAD:
-                protocol.reading_paused = False
-                self._transport.resume_reading()
-            return data
-        if protocol.error is not None:
-            raise httpcore2.ReadError(str(protocol.error) or type(protocol.error).__name__)
-        return b""
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        if self._protocol.eof:
-            raise httpcore2.WriteError("the connection is closed")
-        self._pending.append(buffer)
-        self._pending_size += len(buffer)
-        if self._pending_size >= _FLUSH_AT:
-            await self._flush(timeout)
-
-    async def _flush(self, timeout: float | None) -> None:
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_size = 0
-        if self._protocol.eof:
-            raise httpcore2.WriteError("the connection is closed")
-        self._transport.write(data)
-        if not self._protocol.writing_paused:
-            return
-        try:
-            await asyncio.wait_for(self._protocol.wait_writable(), timeout)
-        except TimeoutError:
-            raise httpcore2.WriteTimeout("the server did not take the request in time") from None
-
-    async def aclose(self) -> None:
-        self._pending.clear()
-        self._transport.close()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self._transport,
-                self._protocol,
-                ssl_context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
-        except TimeoutError as exc:
-            self._transport.close()
-            raise httpcore2.ConnectTimeout(str(exc)) from exc
-        except (OSError, ssl.SSLError, ConnectionError) as exc:
-            self._transport.close()
-            raise httpcore2.ConnectError(str(exc)) from exc
-        if transport is None:
-            raise httpcore2.ConnectError("the TLS handshake did not complete")
-        self._protocol.transport = transport
-        return _Stream(self._protocol)
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # an idle connection the server closed or wrote to: not to be reused
-            return self._protocol.eof or bool(self._protocol.received)
-        names = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
-        return self._transport.get_extra_info(names[info]) if info in names else None
-
-
-class _Backend(httpcore2.AsyncNetworkBackend):
-    """Opens `_Stream`s; socket options and Unix sockets (unused by the engine) go to httpcore2's own backend."""
-
-    def __init__(self) -> None:
-        self._fallback = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        if socket_options:
-            return await self._fallback.connect_tcp(host, port, timeout, local_address, socket_options)
-        loop = asyncio.get_running_loop()
-        local = None if local_address is None else (local_address, 0)
-        try:
-            # Happy eyeballs as anyio.connect_tcp does, where the loop has it (uvloop's does not); both loops turn
-            # TCP_NODELAY on for TCP sockets.
-            eyeballs: dict[str, Any] = {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
-            connecting = loop.create_connection(_Protocol, host, port, local_addr=local, **eyeballs)
-            transport, protocol = await asyncio.wait_for(connecting, timeout)
-        except TimeoutError as exc:
-            raise httpcore2.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s") from exc
-        except OSError as exc:
-            raise httpcore2.ConnectError(str(exc)) from exc
-        # uvloop may call connection_made only after create_connection returns; its transports are duck-typed.
-        protocol.transport = transport
-        return _Stream(protocol)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        return await self._fallback.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        waiter.set_exception(httpx2.ReadTimeout("no data for longer than the read timeout"))
 
 
 class EngineTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport over httpcore2's pool and `_Backend`: what `httpx2.AsyncHTTPTransport` does for the
-    engine's requests (HTTP/1.1, TLS verified as httpx2 verifies it, no proxy), with httpcore2's errors given
-    as httpx2's."""
+    """At most `connections` HTTP/1.1 connections, idle ones kept for `keepalive_expiry` seconds. TLS is verified
+    as httpx2 verifies it unless `ssl_context` says otherwise."""
 
     def __init__(
         self, *, connections: int, keepalive_expiry: float = 5.0, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx2.create_ssl_context(),
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            keepalive_expiry=keepalive_expiry,
-            network_backend=_Backend(),
-        )
+        self._max = connections
+        self._expiry = keepalive_expiry
+        self._ssl = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._closed = False
+        self._open = 0  # connections open or opening, idle ones included
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        assert isinstance(request.stream, httpx2.AsyncByteStream)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         url = request.url
-        core = httpcore2.Request(
-            method=request.method,
-            url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        if "host" not in request.headers:
+            head += [b"Host: ", url.netloc, b"\r\n"]
+        for name, value in request.headers.raw:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        assert isinstance(request.stream, httpx2.AsyncByteStream)
+        head += [chunk async for chunk in request.stream]
+        data = b"".join(head)
+        read_timeout = timeouts.get("read")
+        connection = await self._acquire(origin, timeouts.get("connect"))
         try:
-            response = await self._pool.handle_async_request(core)
-        except Exception as exc:
-            raise _as_httpx2(exc) from exc
-        assert isinstance(response.stream, AsyncIterable)
+            await connection.send(data, read_timeout)
+        except BaseException:
+            self._release(connection)
+            raise
         return httpx2.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response.stream),
-            extensions=response.extensions,
+            connection.status,
+            headers=connection.headers,
+            stream=_Body(self, connection, read_timeout),
+            extensions={"http_version": b"HTTP/1.1"},
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        self._closed = True  # answers still being read close their connections when they end
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._open -= sum(len(c) for c in self._idle.values())
+        self._idle.clear()
+
+    # -- the pool ---------------------------------------------------------------------------------------------
+
+    async def _acquire(self, origin: Origin, connect_timeout: float | None) -> _Connection:
+        """An idle connection to `origin` still fit for reuse, else a new one once fewer than the cap are open."""
+        while True:
+            idle = self._idle.get(origin)
+            now = time.monotonic()
+            while idle:
+                connection = idle.pop()
+                if not connection.closed and now - connection.idle_since < self._expiry:
+                    return connection
+                connection.close()
+                self._open -= 1
+            if self._open < self._max:
+                break
+            if not self._close_one_idle():  # another origin's idle connection frees a slot; else wait for one
+                waiter = asyncio.get_running_loop().create_future()
+                self._slot_waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._slot_waiters:
+                        self._slot_waiters.remove(waiter)
+        self._open += 1
+        try:
+            return await self._connect(origin, connect_timeout)
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+
+    async def _connect(self, origin: Origin, within: float | None) -> _Connection:
+        scheme, host, port = origin
+        hostname = host.decode("ascii")
+        tls: ssl.SSLContext | None = None
+        if scheme == b"https":
+            tls = self._ssl = self._ssl or httpx2.create_ssl_context()
+        loop = asyncio.get_running_loop()
+        connection = _Connection(origin)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: connection, hostname, port, ssl=tls, server_hostname=hostname if tls else None
+                ),
+                within,
+            )
+        except TimeoutError as exc:
+            connection.close()
+            raise httpx2.ConnectTimeout(f"no connection to {hostname}:{port} within {within} s") from exc
+        except OSError as exc:  # refused, unreachable, a name that does not resolve, a certificate not trusted
+            connection.close()
+            raise httpx2.ConnectError(str(exc) or type(exc).__name__) from exc
+        return connection
+
+    def _release(self, connection: _Connection) -> None:
+        """The answer was read to its end (kept for reuse if the server allows), or abandoned (closed)."""
+        if connection.reusable and not self._closed:
+            connection.idle_since = time.monotonic()
+            connection._parser = None
+            self._idle.setdefault(connection.origin, []).append(connection)
+        else:
+            connection.close()
+            self._open -= 1
+        self._wake_one()
+
+    def _close_one_idle(self) -> bool:
+        for connections in self._idle.values():
+            if connections:
+                connections.pop(0).close()
+                self._open -= 1
+                return True
+        return False
+
+    def _wake_one(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
-class _ResponseStream(httpx2.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
+class _Body(httpx2.AsyncByteStream):
+    """An answer's body as it arrives; its connection goes back to the pool (or is closed) when it ends."""
+
+    def __init__(self, transport: EngineTransport, connection: _Connection, read_timeout: float | None) -> None:
+        self._transport = transport
+        self._connection: _Connection | None = connection
+        self._read_timeout = read_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            return
         try:
-            async for part in self._stream:
-                yield part
-        except Exception as exc:
-            raise _as_httpx2(exc) from exc
+            while (chunk := await connection.next_chunk(self._read_timeout)) is not None:
+                yield chunk
+        except BaseException:
+            await self.aclose()
+            raise
+        await self.aclose()
 
     async def aclose(self) -> None:
-        closer = getattr(self._stream, "aclose", None)
-        if closer is not None:
-            await closer()
-
-
-# httpcore2's errors and the httpx2 errors they become, most specific first.
-_ERRORS: tuple[tuple[type[Exception], type[httpx2.HTTPError]], ...] = (
-    (httpcore2.ConnectTimeout, httpx2.ConnectTimeout),
-    (httpcore2.ReadTimeout, httpx2.ReadTimeout),
-    (httpcore2.WriteTimeout, httpx2.WriteTimeout),
-    (httpcore2.PoolTimeout, httpx2.PoolTimeout),
-    (httpcore2.TimeoutException, httpx2.TimeoutException),
-    (httpcore2.ConnectError, httpx2.ConnectError),
-    (httpcore2.ReadError, httpx2.ReadError),
-    (httpcore2.WriteError, httpx2.WriteError),
-    (httpcore2.NetworkError, httpx2.NetworkError),
-    (httpcore2.ProxyError, httpx2.ProxyError),
-    (httpcore2.UnsupportedProtocol, httpx2.UnsupportedProtocol),
-    (httpcore2.LocalProtocolError, httpx2.LocalProtocolError),
-    (httpcore2.RemoteProtocolError, httpx2.RemoteProtocolError),
-    (httpcore2.ProtocolError, httpx2.ProtocolError),
-)
-
-
-def _as_httpx2(exc: Exception) -> Exception:
-    """The httpx2 error for an httpcore2 one; anything else is re-raised as it is."""
-    for theirs, ours in _ERRORS:
-        if isinstance(exc, theirs):
-            return ours(str(exc))
-    raise exc
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._transport._release(connection)
