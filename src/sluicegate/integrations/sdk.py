@@ -240,7 +240,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             if refusal is not None:
                 return refusal.response()
             try:
-                passed = await self.gate.acquire(self._input.estimate(params), self._reserve(max_tokens))
+                passed = await self.gate.acquire(self._input.calibrated(raw_in), self._reserve(max_tokens))
             except InputError as exc:  # larger than a bucket: the server would refuse it every time
                 self.gate.failures["too_large_for_rate_limit"] += 1
                 return self._too_large(str(exc), exc.field)
