@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "tokens": 1,
     "_breaker": 1,
     "_loop": 1,
+    "_transport": 1,
     "_wire": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
