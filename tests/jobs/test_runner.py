@@ -15,6 +15,7 @@ from sluicegate.jobs import JobStore, OutputWriter
 from sluicegate.jobs.durable import DurableJob
 from sluicegate.jobs.reader import Defaults
 from sluicegate.jobs.runner import JobConfig, JobOutcome, run_job
+from sluicegate.testing import FakeClock
 
 from .conftest import SETTINGS, make_item, ok
 
@@ -115,3 +116,34 @@ def test_a_resumed_job_reports_what_all_its_runs_cost(tmp_path: Path) -> None:
     second = run()
     assert second.startswith("0: all 3 item(s) succeeded")
     assert "All runs of this job together: 3 item(s) finished, 15 tokens in, 6 out, $" in second
+
+
+def test_a_whole_run_goes_by_the_clock_it_is_given(tmp_path: Path) -> None:
+    """On a fake clock a 429 asking for 7 s is waited out in virtual time (the test takes a fraction of a real
+    second): the retry comes 7 s later on the job's clock, and the run's wall time is read from that clock."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    clock = FakeClock()
+    sent: list[float] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        sent.append(clock.now())
+        if len(sent) == 1:
+            body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+            return httpx2.Response(429, content=json.dumps(body).encode(), headers={"retry-after": "7"})
+        return httpx2.Response(200, content=_answer("doc-0"), headers={"content-type": "application/json"})
+
+    config = JobConfig(
+        input_path=inp,
+        output_path=out,
+        api_key="test-key",
+        base_url="http://api.test",
+        settings_base="test",
+        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
+        transport=httpx2.MockTransport(handle),
+    )
+    outcome = clock.run(lambda: run_job(config, clock=clock))
+    assert outcome.exit_code == 0, outcome.message
+    assert 7.0 <= sent[1] - sent[0] <= 7.7  # the server's 7 s plus the limiter's restart jitter (10% of the pause)
+    assert outcome.wall is not None
+    assert sent[1] <= outcome.wall <= sent[1] + 0.05  # the run started at 0 on this clock and ended at the answer

@@ -317,12 +317,12 @@ async def run_batch_job(
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
+    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume(), clock=clock.now)
     if isinstance(store, JobOutcome):
         return store
     durable = DurableJob(
         store,
-        lambda: OutputWriter.open(config.output_path, store.output, "completion"),
+        lambda: OutputWriter.open(config.output_path, store.output, "completion", clock=clock.now),
         clock=clock,
         retry_failed=config.retry_failed,
     )

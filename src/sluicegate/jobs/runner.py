@@ -116,7 +116,8 @@ async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Cloc
     """Run (or resume) the job described by `config`; never raises for per-item problems.
 
     The job shows nothing itself: `view` receives its events and notes (the CLI renders them), and the outcome
-    says how it ended (the CLI maps it to an exit code). `clock` times the run (the system clock by default).
+    says how it ended (the CLI maps it to an exit code). `clock` is the one time of the whole run: the engine's
+    waits, the commit windows and ticks, the drain after Ctrl-C, the timeline (the system clock by default).
     """
     walls: list[float] = []
     outcome = await _run_job(config, view or JobView(), clock or SystemClock(), walls)
@@ -132,7 +133,12 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
     store = open_store(
-        config.output_path, _settings(config), config.restart, config.resume(), commit_interval=_COMMIT_INTERVAL
+        config.output_path,
+        _settings(config),
+        config.restart,
+        config.resume(),
+        commit_interval=_COMMIT_INTERVAL,
+        clock=clock.now,
     )
     if isinstance(store, JobOutcome):
         return store
@@ -141,7 +147,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     def open_output() -> OutputFile:
         if config.table is not None and is_table_output(config.output_path):
             return TableWriter(config.input_path, config.output_path, store.output)
-        return OutputWriter.open(config.output_path, store.output, order)
+        return OutputWriter.open(config.output_path, store.output, order, clock=clock.now)
 
     job = DurableJob(
         store,
@@ -204,7 +210,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     sinks: list[Any] = (
         [*view.sinks, timeline] + ([] if ledger is None else [ledger]) + ([] if warmup is None else [warmup])
     )
-    engine, standard = _engines(config, sinks, engine_cap)
+    engine, standard = _engines(config, sinks, engine_cap, clock)
     timeline.watch(engine.statistics)
     view.engine(engine.statistics)
     started = clock.now()
@@ -286,7 +292,9 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     return finished_outcome(counts, config.output_path, note, summary)
 
 
-def _engines(config: JobConfig, sinks: list[Any], engine_cap: float | None) -> tuple[Engine, Engine | None]:
+def _engines(
+    config: JobConfig, sinks: list[Any], engine_cap: float | None, clock: Clock
+) -> tuple[Engine, Engine | None]:
     """The run's engine, and with flex a second, standard engine: the first asks for flex once per item, the
     second takes what flex did not serve."""
     options: dict[str, Any] = {
@@ -300,6 +308,7 @@ def _engines(config: JobConfig, sinks: list[Any], engine_cap: float | None) -> t
         "minute": config.minute,
         "transport": config.transport,
         "sinks": sinks,
+        "clock": clock,
         "shared_limits": config.shared_limits,
         "shared_limits_name": config.shared_limits_name
         or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
