@@ -28,7 +28,7 @@ def _load_docs(path: str) -> list[dict[str, Any]]:
 
 
 def _runner(system: str) -> Any:
-    if system in ("langchain", "litellm", "bare_loop", "sdk_dropin"):
+    if system in ("langchain", "litellm", "bare_loop", "sdk_dropin", "sluicegate_sync"):
         from bench import systems
 
         return getattr(systems, f"run_{system}")
@@ -56,9 +56,9 @@ def main(spec_path: str, out_path: str) -> int:
         "concurrency_hint": spec.get("concurrency", 32),
         "request_timeout": spec.get("request_timeout", 60.0),
     }
-    if system == "sluicegate_given":
+    if system in ("sluicegate_given", "sluicegate_sync"):
         kwargs["limits"] = tuple(spec["limits"])
-    if system.startswith("sluicegate"):
+    if system.startswith("sluicegate") and system != "sluicegate_sync":
         kwargs["samples"] = samples
         # No `minute`: the engine learns each limit's window from the emulator's headers, as against any server.
         # The output accounting is the account's documented configuration, not something to learn.
@@ -74,6 +74,8 @@ def main(spec_path: str, out_path: str) -> int:
             fn(docs, rec, deadline=rec.started + spec["cap"], **kwargs)
             if len(rec.outcomes) < len(docs):
                 status = "timed out"
+        elif system == "sluicegate_sync":  # runs its own loop, as plain code calling it does
+            fn(docs, rec, **kwargs)
         else:
             status = asyncio.run(capped(fn(docs, rec, **kwargs), spec["cap"]))
     except Exception as exc:

@@ -41,6 +41,7 @@ class Run:
     ceiling_per_s: float  # steady-state ceiling min(RPM, ITPM/avg_in, OTPM/avg_out) per real second
     ideal_all: float = 0.0  # what a perfect client needs for every document
     start_capacity: float = 0.0  # requests the full buckets admit at once at the start
+    answer_latency: float = 0.0  # real seconds of one average answer: what even a perfect client waits at the end
     completion_times: list[float] = field(default_factory=list)
     rate_limited_timeline: list[tuple[int, int]] = field(default_factory=list)
     concurrency: list[tuple[float, int, int]] = field(default_factory=list)
@@ -68,6 +69,11 @@ class Run:
         """ideal_wall / wall: 1.0 means the run finished as fast as the limits allow."""
         return self.ideal_wall / self.wall if self.wall > 0 and self.ok else 0.0
 
+    @property
+    def utilization_with_latency(self) -> float:
+        """(ideal_wall + one answer's latency) / wall: the perfect client also waits for its last answer."""
+        return (self.ideal_wall + self.answer_latency) / self.wall if self.wall > 0 and self.ok else 0.0
+
 
 def start_capacity(scenario: Scenario, avg_in: float, avg_out: float) -> float:
     """How many average requests the full buckets admit at once."""
@@ -77,6 +83,12 @@ def start_capacity(scenario: Scenario, avg_in: float, avg_out: float) -> float:
         scenario.itpm / max(avg_in, 1e-9),
         scenario.otpm / max(out_cost, 1e-9),
     )
+
+
+def answer_latency(scenario: Scenario, avg_out: float) -> float:
+    """Real seconds the emulator takes for an average answer: its mean first-token latency plus the tokens."""
+    low, high = scenario.latency
+    return ((low + high) / 2 + scenario.per_token * avg_out) * scenario.time_scale
 
 
 def ideal_wall(scenario: Scenario, n: int, avg_in: float, avg_out: float) -> tuple[float, float]:
@@ -148,7 +160,8 @@ def run_scenario(
                 run = _one(scenario, system, docs, docs_path, emu, cap, avg_in, python)
             log(
                 f"  {scenario.name}/{system}: {run.status}, {run.wall:.1f} s, ok {run.ok}/{n}, "
-                f"429s {run.rate_limited}, util {run.utilization:.2f}, steady {run.steady_utilization:.2f}"
+                f"429s {run.rate_limited}, util {run.utilization:.2f} (+latency {run.utilization_with_latency:.2f}), "
+                f"steady {run.steady_utilization:.2f}"
             )
             runs.append(run)
     return runs
@@ -211,6 +224,7 @@ def _one(
         ceiling_per_s=ceiling,
         ideal_all=ideal_all,
         start_capacity=start_capacity(scenario, avg_in, avg_out),
+        answer_latency=answer_latency(scenario, avg_out),
         completion_times=sorted(o.at for o in outcomes.values() if o.text is not None),
         rate_limited_timeline=[(int(s["second"]), int(s["rate_limited"])) for s in stats["timeline"]],
         concurrency=[(float(a), int(b), int(c)) for a, b, c in data["samples"]] if data else [],

@@ -195,7 +195,8 @@ SCENARIOS: dict[str, Scenario] = {
             summary=(
                 "zero latency, limits far above demand: client CPU per request of a bare AsyncAnthropic loop "
                 "under Semaphore(32), of a plain synchronous Anthropic for loop, of sluicegate with "
-                "max_concurrency=32 and of the SDK drop-in with max_concurrency=32 (child process resource usage)"
+                "max_concurrency=32 (Engine.as_completed on the caller's asyncio loop, and sluicegate.run from plain "
+                "code) and of the SDK drop-in with max_concurrency=32 (child process resource usage)"
             ),
             documents=4_000,
             quick_documents=1_500,
@@ -204,7 +205,7 @@ SCENARIOS: dict[str, Scenario] = {
             otpm=1_000_000_000,
             minute=60.0,
             latency=(0.0, 0.0),
-            systems=("bare_loop", "sequential", "sluicegate_given", "sdk_dropin"),
+            systems=("bare_loop", "sequential", "sluicegate_given", "sluicegate_sync", "sdk_dropin"),
             engine_max_concurrency=32,
         ),
     )

@@ -90,6 +90,34 @@ async def run_sdk_dropin(
         await client.close()
 
 
+def run_sluicegate_sync(
+    docs: Sequence[Document],
+    rec: Recorder,
+    *,
+    base_url: str,
+    api_key: str,
+    limits: Sequence[int] | None = None,
+    max_concurrency: int | None = None,
+    **_: Any,
+) -> None:
+    """The sync entry, `sluicegate.run(...)`, from plain code: what replaces the synchronous for loop."""
+    import sluicegate
+
+    given = None
+    if limits is not None:
+        rpm, itpm, otpm = limits
+        given = sluicegate.Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
+    results = sluicegate.run(
+        [dict(doc) for doc in docs], api_key=api_key, base_url=base_url, limits=given, max_concurrency=max_concurrency
+    )
+    for result in results:
+        if result.ok:
+            rec.ok(result.custom_id, result.text, result.attempts)
+        else:
+            error = result.error
+            rec.fail(result.custom_id, f"{error.kind}: {error.message}" if error else "error", result.attempts)
+
+
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content

@@ -3,16 +3,13 @@ loopback), a real redis-server and the anyio backend."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
 
+from local_servers import free_port, start_redis
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
 from sluicegate.emulator.server import serve_app
 
@@ -39,31 +36,6 @@ def redis_url() -> Iterator[str]:
     """A real redis-server on a free loopback port for the whole session (no persistence), as a URL."""
     with running_redis() as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    """redis-server on `port`, no snapshots, no append-only file; returns once it accepts connections."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server): the shared limiter needs it")
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError(f"redis-server did not start on port {port}")
 
 
 @contextmanager

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "sse": 1,
     "tokens": 1,
     "_breaker": 1,
+    "_loop": 1,
+    "_wire": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
     "_budget": 2,

@@ -11,6 +11,8 @@ import httpx2
 import pytest
 
 from sluicegate._attempt import AttemptResult, send_attempt
+from sluicegate._config import Timeouts
+from sluicegate._wire import Wire
 from sluicegate.providers.anthropic import AnthropicProvider
 
 pytestmark = pytest.mark.anyio
@@ -72,17 +74,19 @@ async def _attempt(
     total_timeout: float = 10.0,
     on_text: Callable[[str], Awaitable[None]] | None = None,
 ) -> AttemptResult:
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
+    wire = Wire(httpx2.MockTransport(handler), headers={"x-api-key": "k"}, timeouts=Timeouts())
+    try:
         return await send_attempt(
-            client,
+            wire,
             AnthropicProvider(),
             url="http://test/v1/messages",
-            headers={"x-api-key": "k"},
             body={"model": "m", "max_tokens": 5, "messages": [], "stream": stream},
             stream=stream,
             total_timeout=total_timeout,
             on_text=on_text,
         )
+    finally:
+        await wire.aclose()
 
 
 async def test_a_json_answer_gives_the_message_and_its_usage() -> None:

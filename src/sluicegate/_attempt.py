@@ -12,6 +12,7 @@ import anyio
 import httpx2
 
 from ._models import RateLimitSnapshot, Usage
+from ._wire import Wire
 from .limits.headers import parse_retry_after, parse_should_retry
 from .providers.base import ErrorDetail, Provider, StreamFailed
 from .retry import Outcome
@@ -39,11 +40,10 @@ class AttemptResult:
 
 
 async def send_attempt(
-    client: httpx2.AsyncClient,
+    wire: Wire,
     provider: Provider,
     *,
     url: str,
-    headers: Mapping[str, str],
     body: Mapping[str, Any],
     stream: bool,
     total_timeout: float,
@@ -59,8 +59,7 @@ async def send_attempt(
     sent = time.monotonic()
     try:
         with anyio.fail_after(total_timeout):
-            request = client.build_request("POST", url, content=content, headers=headers)
-            response = await client.send(request, stream=True)
+            response = await wire.send(wire.request(url, content))
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())
@@ -70,7 +69,9 @@ async def send_attempt(
                     raw = await response.aread()
                     out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
-                if stream:
+                # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
+                # that ignores `stream`): the content type says which it is.
+                if stream and "json" not in response.headers.get("content-type", ""):
                     await _read_stream(response, provider, out, on_text, sent)
                 else:
                     raw = await response.aread()

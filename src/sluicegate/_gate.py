@@ -86,6 +86,7 @@ class AttemptGate:
         self._failing_count = 0
         self._gave_up = False  # gave up on the host: every attempt fails at its first refused connection
         self._at_limiter: dict[anyio.CancelScope, Ticket] = {}  # attempts waiting for capacity, by their scope
+        self.answered = False  # the server has answered an attempt (any status): the limits can be known
 
     # -- acquire -------------------------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class AttemptGate:
 
     def observe(self, snapshot: RateLimitSnapshot | None, now: float | None = None) -> None:
         """The server answered (any status): learn its rate-limit headers; the host is reachable."""
+        self.answered = True
         self._failing_since = None
         self._failing_count = 0
         self._gave_up = False
@@ -204,7 +206,11 @@ class AttemptGate:
         """What learns a response's rate-limit headers the moment they arrive (a stream's first byte)."""
         if self.limiter is None:
             return None
-        return functools.partial(self.limiter.observe, since=p.admitted_at)
+        return functools.partial(self._headers_arrived, self.limiter, p.admitted_at)
+
+    def _headers_arrived(self, limiter: LimiterLike, admitted_at: float, snapshot: RateLimitSnapshot) -> None:
+        self.answered = True
+        limiter.observe(snapshot, since=admitted_at)
 
     def _short_interval(self, p: Pass, snapshot: RateLimitSnapshot | None, message: str) -> bool:
         """A 429 while the headers said there was room: the limiter paces smoothly instead of a shared pause."""

@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-import httpx2
-
 from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock
 from ._config import Timeouts
@@ -18,6 +16,7 @@ from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
 from ._run import Run
 from ._stats import Counters
+from ._wire import Wire
 from .providers import Provider
 from .tokens import InputEstimator, OutputEstimator
 
@@ -26,6 +25,10 @@ __all__ = ["ItemRunner"]
 # Above this many output tokens a non-streaming call may sit silent for minutes: stream it, so the idle
 # timeout measures silence instead of killing a healthy long generation.
 _STREAM_ABOVE_MAX_TOKENS = 8192
+# The probe (the first request, sent alone) streams where the stream is the same answer: its rate-limit headers
+# come at the first token instead of after the whole generation, so the limiter opens up that much sooner.
+# OpenAI-compatible servers may not report a stream's usage, so they are probed as configured.
+_STREAMED_PROBE = frozenset({"anthropic"})
 
 Abort = Callable[[Run, str, bool], None]  # (run, message, for every run of the engine)
 
@@ -61,7 +64,7 @@ class ItemRunner:
         self._abort = abort
         self.input_estimator = InputEstimator(provider=provider.name)
         self._output_estimator = OutputEstimator()
-        self.client: httpx2.AsyncClient | None = None
+        self.wire: Wire | None = None
 
     def _cooldown_until(self) -> float:
         return self._gate.limiter.cooldown_until if self._gate.limiter is not None else 0.0
@@ -119,8 +122,8 @@ class ItemRunner:
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> Result:
         """Attempts through the gate until success, a final error, or the run stops. Always ends each pass."""
-        client = self.client
-        assert client is not None
+        wire = self.wire
+        assert wire is not None
         model = self._provider.model(item.params)
         max_tokens = self._provider.max_tokens(item.params)
         stream = on_text is not None or self._stream_mode is True
@@ -131,7 +134,12 @@ class ItemRunner:
         attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
-            outcome = await self._send(item, passed, attempts, model, max_tokens, client, url, body, stream, on_text)
+            if not stream and self._probing():
+                probe_url = self._provider.url(self._base_url, stream=True)
+                probe_body = self._provider.body(item.params, stream=True)
+                outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text)
+            else:
+                outcome = await self._send(item, passed, attempts, wire, url, body, stream, on_text)
             now = self._clock.now()
             if outcome.failure is None and outcome.message is not None:
                 usage = outcome.usage or Usage()
@@ -197,6 +205,10 @@ class ItemRunner:
                 return self.refused(item, exc, attempts, self._clock.now() - first_at)
         return self.halted(run, item, attempts)
 
+    def _probing(self) -> bool:
+        """No answer yet: this attempt is the probe, streamed (where that is the same answer) for early headers."""
+        return self._gate.limiter is not None and not self._gate.answered and self._provider.name in _STREAMED_PROBE
+
     def refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
         """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
         error = ErrorInfo(kind="invalid_request", message=str(exc), line=item.line)
@@ -211,9 +223,7 @@ class ItemRunner:
         item: RequestItem,
         passed: Pass,
         attempt: int,
-        model: str,
-        max_tokens: int,
-        client: httpx2.AsyncClient,
+        wire: Wire,
         url: str,
         body: Mapping[str, Any],
         stream: bool,
@@ -236,10 +246,9 @@ class ItemRunner:
         outcome: AttemptResult | None = None
         try:
             outcome = await send_attempt(
-                client,
+                wire,
                 self._provider,
                 url=url,
-                headers={},
                 body=body,
                 stream=stream,
                 total_timeout=self._timeouts.total,

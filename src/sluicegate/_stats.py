@@ -35,6 +35,9 @@ class LimiterStatistics:
     binding: Binding | None = None
     cooldown_remaining: float = 0.0  # seconds until a 429 pause ends (0 when none)
     latency_estimate: float | None = None  # smoothed seconds per attempt, used for Little's law
+    # Each known bucket's size: its limit per window, what the server holds when full (a perfect client starts
+    # by spending it, then goes at the per-minute rate above).
+    buckets: Mapping[Binding, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,7 @@ import concurrent.futures
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
-import anyio
-
+from ._loop import run_async
 from ._models import Result
 
 __all__ = ["run"]
@@ -19,6 +18,7 @@ def run(requests: Iterable[Any] | AsyncIterable[Any], *, fail_fast: bool = False
 
     With no event loop running in this thread it runs one directly. Inside a running loop (Jupyter) it runs
     the job on a fresh loop in a worker thread and waits: no nest_asyncio, no re-entrancy into the user's loop.
+    Either loop is uvloop's when uvloop is installed; the process's event-loop policy is left alone.
     """
     from .engine import Engine
 
@@ -29,6 +29,6 @@ def run(requests: Iterable[Any] | AsyncIterable[Any], *, fail_fast: bool = False
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return anyio.run(main)
+        return run_async(main)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluicegate") as pool:
-        return pool.submit(anyio.run, main).result()
+        return pool.submit(run_async, main).result()

@@ -31,6 +31,7 @@ from ._models import RequestItem, Result
 from ._run import Run, iterate_items
 from ._stats import Counters, EngineStatistics
 from ._stream import TextStream
+from ._wire import Wire, default_transport
 from .limits._pool import pool_name, rate_limit_class
 from .limits.limiter import Limiter, Limits
 from .limits.protocol import LimiterLike
@@ -121,7 +122,7 @@ class Engine:
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
         self._sinks = list(sinks)
-        self._client: httpx2.AsyncClient | None = None
+        self._wire: Wire | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._runs: set[Run] = set()
@@ -151,14 +152,9 @@ class Engine:
             raise UsageError("an Engine can be opened once; create a new one")
         await _open_limiter(self.limiter)
         headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
-        timeout = httpx2.Timeout(
-            connect=self._timeouts.connect, read=self._timeouts.idle, write=self._timeouts.idle, pool=None
-        )
-        if self._transport is not None:
-            self._client = httpx2.AsyncClient(transport=self._transport, headers=headers, timeout=timeout)
-        else:
-            self._client = httpx2.AsyncClient(headers=headers, timeout=timeout, limits=pool_limits(self._cap))
-        self._items.client = self._client
+        # Connections for `cap` attempts in flight, plus a few for retries.
+        transport = self._transport or default_transport(self._base_url, self._cap + 16)
+        self._wire = self._items.wire = Wire(transport, headers=headers, timeouts=self._timeouts)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._state = "open"
@@ -167,7 +163,7 @@ class Engine:
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._tg is not None
-        assert self._client is not None
+        assert self._wire is not None
         self._state = "closed"
         for run in list(self._runs):
             run.scope.cancel()
@@ -175,13 +171,12 @@ class Engine:
             await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
             with anyio.CancelScope(shield=True):
-                await self._client.aclose()
+                await self._wire.aclose()
             await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
-    def _require_open(self) -> httpx2.AsyncClient:
-        if self._state != "open" or self._client is None:
+    def _require_open(self) -> None:
+        if self._state != "open":
             raise UsageError("use the Engine inside `async with Engine(...) as engine:`")
-        return self._client
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -408,8 +403,3 @@ async def _close_limiter(limiter: LimiterLike) -> None:
     closer = getattr(limiter, "aclose", None)
     if closer is not None:
         await closer()
-
-
-def pool_limits(cap: int) -> httpx2.Limits:
-    """Connections for `cap` attempts in flight (plus a few for retries and token counting)."""
-    return httpx2.Limits(max_connections=cap + 16, max_keepalive_connections=cap + 16)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import free_port
+from local_servers import free_port
 from sluicegate.emulator import RunningEmulator
 
 from ._jobfiles import env_for, read_results, write_input

@@ -49,6 +49,7 @@ class MockAPI:
     in_flight: int = 0
     max_in_flight: int = 0
     keys: set[str] = field(default_factory=set)
+    streamed: list[bool] = field(default_factory=list)  # whether each request asked for a stream (answered in JSON)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _slots: anyio.CapacityLimiter | None = None
 
@@ -81,6 +82,7 @@ class MockAPI:
         n = self.requests
         self.keys.add(request.headers.get("x-api-key", ""))
         body = json.loads(request.content)
+        self.streamed.append(body.get("stream") is True)
         if self.script is not None:
             scripted = self.script(n, body)
             if scripted is not None:

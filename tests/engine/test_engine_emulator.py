@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 import sluicegate
@@ -96,8 +99,8 @@ def test_nothing_lost_under_faults(emulator: Callable[..., RunningEmulator]) -> 
     assert sum(r.attempts for r in results) > 200  # faults really happened and were retried
 
 
-def test_bad_key_stops_the_run_within_three_requests(emulator: Callable[..., RunningEmulator]) -> None:
-    """A 401 aborts the run: at most 3 requests reach the server and every item says why."""
+def test_bad_key_stops_the_run_after_one_request(emulator: Callable[..., RunningEmulator]) -> None:
+    """A 401 to the (streamed) probe aborts the run: one request reaches the server and every item says why."""
     emu = emulator(minute=3.0, invalid_keys=frozenset({"sk-bad"}))
 
     async def main() -> list[sluicegate.Result]:
@@ -110,7 +113,43 @@ def test_bad_key_stops_the_run_within_three_requests(emulator: Callable[..., Run
     assert results[0].error.kind == "authentication"
     assert all(r.error is not None for r in results)
     status = emu.stats()["status"]
-    assert sum(status.values()) <= 3
+    assert sum(status.values()) == 1
+
+
+class _Recording(httpx2.AsyncBaseTransport):
+    """A loopback transport that notes whether each request asked for a stream."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.streamed: list[bool] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.streamed.append(json.loads(await request.aread()).get("stream") is True)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def test_the_streamed_probe_gives_the_same_result_as_a_plain_call(emulator: Callable[..., RunningEmulator]) -> None:
+    """The probe goes out as a stream (headers at its first token) and is reassembled into the very message and usage
+    that the same prompt gets from a plain call."""
+    emu = emulator(minute=3.0, first_token_latency=0.01, per_token_latency=0.001, seed=7)
+    transport = _Recording()
+    requests = [{**_requests(1, words=20, max_tokens=48)[0], "custom_id": f"same-{i}"} for i in range(3)]
+
+    async def main() -> list[sluicegate.Result]:
+        async with Engine(api_key="k", base_url=emu.base_url, transport=transport) as engine:
+            return await engine.map(requests)
+
+    probe, plain, _ = anyio.run(main)
+    assert transport.streamed == [True, False, False]
+    assert probe.ok, probe.error
+    assert plain.ok, plain.error
+    assert probe.message is not None
+    assert plain.message is not None
+    assert {**probe.message, "id": ""} == {**plain.message, "id": ""}
+    assert probe.usage == plain.usage
 
 
 def test_streaming_and_as_completed(emulator: Callable[..., RunningEmulator]) -> None:
@@ -159,6 +198,25 @@ def test_sync_run_inside_a_running_event_loop(emulator: Callable[..., RunningEmu
         return sluicegate.run(requests, api_key="k", base_url=emu.base_url, minute=3.0)
 
     _check_matched(anyio.run(notebook_cell), requests)
+
+
+def test_sync_run_uses_uvloop_without_touching_the_loop_policy(emulator: Callable[..., RunningEmulator]) -> None:
+    """sluicegate.run runs its own loop on uvloop (installed here) and leaves the process's loop policy alone."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not built for this platform")
+    emu = emulator(minute=3.0)
+    requests = _requests(3)
+    loops: list[type] = []
+
+    async def source() -> AsyncIterator[dict[str, Any]]:
+        loops.append(type(asyncio.get_running_loop()))
+        for request in requests:
+            yield request
+
+    policy = asyncio.get_event_loop_policy()
+    _check_matched(sluicegate.run(source(), api_key="k", base_url=emu.base_url, minute=3.0), requests)
+    assert loops == [uvloop.Loop]
+    assert asyncio.get_event_loop_policy() is policy
+    assert not isinstance(policy, uvloop.EventLoopPolicy)
 
 
 def test_openai_provider_against_the_emulator(emulator: Callable[..., RunningEmulator]) -> None:

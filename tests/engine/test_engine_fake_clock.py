@@ -200,6 +200,22 @@ def test_400_is_not_retried_and_does_not_stop_the_run() -> None:
     clock.run(main)
 
 
+def test_the_probe_asks_for_a_stream_and_a_json_answer_to_it_is_read_as_json() -> None:
+    """Only the first request (the probe, alone) asks for a stream, for its early headers; a server that answers it
+    with one JSON body anyway gives the same result as a plain call."""
+    clock = FakeClock()
+    api = MockAPI(rpm=600, latency=1.0)
+
+    async def main() -> list[sluicegate.Result]:
+        async with _engine(api, clock) as engine:
+            return await engine.map(_requests(5))
+
+    results = clock.run(main)
+    assert api.streamed == [True, False, False, False, False]
+    assert all(r.ok and r.text == f"echo: prompt number {i}" for i, r in enumerate(results))
+    assert results[0].usage == results[1].usage
+
+
 def test_401_stops_the_run_after_one_request() -> None:
     """A bad key: the probe's 401 aborts the run; map fills the rest with aborted results."""
     clock = FakeClock()

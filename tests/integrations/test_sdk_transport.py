@@ -414,3 +414,30 @@ def test_openai_stream_without_usage_frees_the_permit() -> None:
     assert clock.run(main) == "hey"
     assert transport.statistics().in_flight == 0
     assert transport.attempts == 1
+
+
+@pytest.mark.parametrize(("body", "usage"), [(_sse(), (5, 9)), (_sse(complete=False), None)], ids=["complete", "cut"])
+def test_a_relay_reads_the_streams_usage_from_the_meter(body: bytes, usage: tuple[int, int] | None) -> None:
+    """The response's `sluicegate.meter` extension holds what the transport read while the bytes passed (usage,
+    input so far, text size), so a relay such as the gateway never decodes the events a second time."""
+    clock = FakeClock()
+    script = Script(lambda n, _: httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body))
+    transport = _transport(script, clock)
+
+    async def main() -> tuple[bytes, Any]:
+        async with httpx2.AsyncClient(transport=transport) as http:
+            request = http.build_request(
+                "POST", "http://api.test/v1/messages", json=PARAMS | {"stream": True}, headers={"x-api-key": "k"}
+            )
+            response = await http.send(request, stream=True)
+            relayed = b"".join([chunk async for chunk in response.aiter_raw()])
+            await response.aclose()
+            return relayed, response.extensions["sluicegate.meter"]
+
+    relayed, meter = clock.run(main)
+    assert relayed == body  # passed through untouched
+    reported = meter.reported()
+    assert (None if reported is None else (reported.input_tokens, reported.output_tokens)) == usage
+    assert meter.usage().input_tokens == 5  # from message_start, even when the stream was cut
+    # Sized, not parsed: the delta's length less a compact JSON frame (this one has spaces after its separators).
+    assert len("hel") <= meter.text_chars <= len("hel") + 10

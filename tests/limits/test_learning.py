@@ -11,6 +11,7 @@ import pytest
 
 from sluicegate import RateLimitSnapshot, Usage
 from sluicegate._exceptions import InputError
+from sluicegate._models import BucketView
 from sluicegate.limits.headers import parse_anthropic_headers, parse_openai_headers
 from sluicegate.limits.limiter import Limiter
 from sluicegate.testing import FakeClock
@@ -156,10 +157,11 @@ def test_per_day_requests_beside_per_minute_tokens_from_openai_headers() -> None
     assert 240.0 <= max(done) <= 240.0 * 1.05 + 2.0
 
 
-def test_starts_from_remaining_and_ramps_by_doubling() -> None:
-    """After the probe the client spends what the server says is left: admissions per round trip roughly
-    double instead of being paced at the long-run rate. The round trip is the time a refusal takes to come
-    back, at most a quarter second, even when answers take a whole second."""
+@pytest.mark.parametrize("time_to_headers", [1.0, 0.005])
+def test_starts_from_remaining_and_ramps_by_doubling(time_to_headers: float) -> None:
+    """After the probe's headers the client spends what the server says is left: 16 requests per second at first,
+    doubling every quarter second (the time a refusal takes to come back), instead of the long-run rate. The same
+    whether the headers took a whole second (a plain answer) or 5 ms (a stream's first token on a fast server)."""
     clock = FakeClock()
     server = Server(clock, {"requests": (1_000, 60.0)})
 
@@ -167,19 +169,20 @@ def test_starts_from_remaining_and_ramps_by_doubling() -> None:
         limiter = Limiter(clock=clock)
         probe = await limiter.acquire(0, 0)
         server.admit({"requests": 1.0})
-        await anyio.sleep(1.0)
+        await anyio.sleep(time_to_headers)
         limiter.observe(server.snapshot(), since=probe.admitted_at)
         probe.settle(Usage())
         admitted: list[float] = []
         for _ in range(200):
             permit = await limiter.acquire(0, 0)
-            admitted.append(clock.now() - 1.0)
+            admitted.append(clock.now() - time_to_headers)
             permit.settle(Usage())
         return admitted
 
     admitted = clock.run(main)
     per_round = [sum(1 for t in admitted if k * 0.25 <= t < (k + 1) * 0.25) for k in range(4)]
-    assert per_round[0] >= 5  # 4 per round trip, growing within the round
+    assert admitted[:2] == [0.0, 1 / 16]
+    assert 5 <= per_round[0] <= 6  # 4 per quarter second, growing within the quarter
     assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(per_round))
     assert admitted[-1] < 1.5  # 200 requests out of the 999 left, far faster than 1,000 per minute's pace
 
@@ -247,7 +250,54 @@ def test_oversize_request_under_produced_accounting_is_admitted_and_charged_what
         assert mirror is not None
         assert mirror.level(clock.now()) == 10_000 - 500 - 800
         second = await limiter.acquire(100, 16_000)
-        assert clock.now() <= 0.01  # only the slow start's spacing, no wait for the bucket
+        assert clock.now() <= 1 / 16  # only the slow start's spacing (16 per second), no wait for the bucket
         second.settle(Usage(input_tokens=100, output_tokens=800))
+
+    clock.run(main)
+
+
+def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> None:
+    """A refusal with room left in the headers, a second into the ramp: smooth pacing starts at half the rate the
+    ramp was sending at (TCP halves its window after a loss), not at the far slower rate of the whole window."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (600, 60.0)})
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0)
+        probe = await limiter.acquire(0, 0)
+        server.admit({"requests": 1.0})
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        probe.settle(Usage())
+        while clock.now() < 1.0:
+            last = await limiter.acquire(0, 0)
+            last.release(charged=True)
+        sending = limiter._ramp.rate(last.admitted_at)
+        assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
+        pace = limiter._gates["requests"].pace
+        assert pace is not None
+        assert 0.3 * sending <= pace.rate <= 0.5 * sending
+        assert pace.rate > 10.0  # the learnt rate: 600 per minute
+        assert limiter.cooldown_until == -math.inf
+
+    clock.run(main)
+
+
+def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -> None:
+    """Our model said the output-token bucket had room, the server's headers say it is 6,000 in debt (empty, full
+    again in 90 s at 200 per second): no shared pause; the bucket is synced to the debt, so the next request that
+    needs 1,000 output tokens goes out after exactly 35 s of refill."""
+    clock = FakeClock()
+    full = RateLimitSnapshot(output_tokens=BucketView(limit=12_000, remaining=12_000, reset_in=0.0))
+    debt = RateLimitSnapshot(output_tokens=BucketView(limit=12_000, remaining=0, reset_in=90.0))
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0, output_accounting="produced")
+        limiter.observe(full)
+        refused = await limiter.acquire(100, 1_000)
+        refused.release()
+        assert limiter.rate_limited(debt, 100, 1_000, admitted_at=refused.admitted_at)
+        assert limiter.cooldown_until == -math.inf
+        await limiter.acquire(100, 1_000)
+        assert clock.now() == 35.0
 
     clock.run(main)

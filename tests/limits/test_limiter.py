@@ -255,3 +255,67 @@ def test_no_burst_after_a_pause_when_pacing_smoothly() -> None:
     assert 30.0 <= start <= 31.0
     assert sum(1 for t in admitted if t < start + 1.0) <= 10 + 3  # 1 s at 10/s plus the 0.25 s pacing burst
     assert max(admitted) - start >= 3.6  # 40 requests at 10/s with 2.5 banked take at least 3.75 s
+
+
+def test_the_head_admits_every_waiter_that_fits_in_the_same_pass() -> None:
+    """Three slots freed at once: the head admits itself and the two behind it before it returns (one wake,
+    not one event-loop turn per admission), in queue order."""
+    clock = FakeClock()
+    seen: list[tuple[int, int]] = []
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600_000), clock=clock, max_concurrency=3)
+        limiter.saw_response()
+        held = [await limiter.acquire(0, 0) for _ in range(3)]
+
+        async def waiter(i: int) -> None:
+            await limiter.acquire(0, 0)
+            seen.append((i, limiter.statistics().in_flight))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(waiter, i)
+                await anyio.lowlevel.checkpoint()
+            assert limiter.statistics().waiting == 3
+            for permit in held:
+                permit.settle(Usage())
+        assert seen[0] == (0, 3)  # the head saw all three admitted when it returned
+        assert [i for i, _ in seen] == [0, 1, 2]
+
+    clock.run(main)
+
+
+def test_a_waiter_admitted_by_the_head_then_cancelled_gives_its_slot_back() -> None:
+    """A follower cancelled just before the head's pass admits it (the cancellation is already on its way)
+    returns the permit it was given: the slot is free again and nothing is left queued."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600_000), clock=clock, max_concurrency=2)
+        limiter.saw_response()
+        held = [await limiter.acquire(0, 0) for _ in range(2)]
+        follower = anyio.CancelScope()
+        outcome: list[str] = []
+
+        async def head() -> None:
+            await limiter.acquire(0, 0)
+            outcome.append(f"head admitted, {limiter.statistics().in_flight} in flight")
+
+        async def behind() -> None:
+            with follower:
+                await limiter.acquire(0, 0)
+                outcome.append("follower admitted")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(head)
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(behind)
+            await anyio.lowlevel.checkpoint()
+            for permit in held:
+                permit.settle(Usage())  # wakes the head first...
+            follower.cancel()  # ...then cancels the follower, which the head's pass admits before it runs
+        assert outcome == ["head admitted, 2 in flight"]
+        assert limiter.statistics().in_flight == 1  # the follower's permit came back
+        assert limiter.statistics().waiting == 0
+
+    clock.run(main)

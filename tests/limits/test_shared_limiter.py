@@ -11,7 +11,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import free_port, start_redis
+from local_servers import free_port, start_redis
 from sluicegate import SharedLimitsUnavailableError as Unavailable
 from sluicegate._models import BucketView, RateLimitSnapshot, Usage
 from sluicegate.limits.limiter import Limits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from progress_helpers import at, failed, ok
@@ -21,6 +22,7 @@ from sluicegate.progress import (
     utilization,
 )
 from sluicegate.progress._format import format_cost, format_count, format_duration, format_kinds
+from sluicegate.progress._render import best_possible
 from sluicegate.testing import FakeClock
 
 STATS = EngineStatistics(
@@ -268,6 +270,20 @@ def test_a_resumed_run_shows_what_earlier_runs_finished(clock: FakeClock) -> Non
     assert "100/100 (100.0%)" in text
     assert "this run: ok 0" in text
     assert "finished in earlier runs 100" in text
+
+
+def test_summary_says_what_fraction_of_the_best_possible_was_used(clock: FakeClock) -> None:
+    """With the bucket sizes known, a perfect client spends the full 6,000-token input bucket at once and the other
+    4,000 tokens at 100 per second: 40 s of the run's 125 s, so 32% of the best possible; no row without sizes."""
+    snap = _utilization_case(clock)
+    assert snap.statistics is not None
+    limiter = replace(snap.statistics.limiter, buckets={"requests": 60, "input_tokens": 6000})
+    sized = replace(snap, statistics=replace(snap.statistics, limiter=limiter))
+    assert best_possible(sized) == 40.0
+    assert "of best possible │ 32.0% (a perfect client: 40s, starting from full buckets)" in _text(
+        render_summary(sized, 125.0)
+    )
+    assert "of best possible" not in _text(render_summary(snap, 125.0))
 
 
 def test_summary_explains_utilization_above_the_steady_rate(clock: FakeClock) -> None:

@@ -145,3 +145,29 @@ def test_openai_json_and_stream(gateway: Callable[..., RunningGateway]) -> None:
     assert text.split("]")[0] == (completion.choices[0].message.content or "").split("]")[0]
     # Nothing was added to the stream: no usage chunk the client did not ask for.
     assert all(c.choices for c in chunks)
+
+
+def test_openai_stream_without_include_usage_is_costed_exactly(gateway: Callable[..., RunningGateway]) -> None:
+    """A stream that did not ask for its usage shows the client no usage, yet the gateway counts the tokens the
+    upstream reported (it asked on the client's behalf), not an estimate from the text."""
+    gw = gateway(provider="openai", emulator={"min_output_tokens": 23, "max_output_tokens": 23})
+    client = openai.OpenAI(api_key="local", base_url=gw.base_url + "/v1")
+    # Long enough that an estimate from the text (with its safety margin) would differ from the count.
+    messages: Any = [{"role": "user", "content": "Say something about sluices. " * 40}]
+    plain = list(client.chat.completions.create(model="gpt-4o-mini", max_tokens=64, messages=messages, stream=True))
+    assert all(c.choices and c.usage is None for c in plain)
+    asked = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", max_tokens=64, messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = asked[-1].usage  # a client that asked gets the usage chunk, untouched
+    assert usage is not None
+    expected = (2 * usage.prompt_tokens, 2 * usage.completion_tokens)  # the same request twice, same answer
+    deadline = time.monotonic() + 5
+    while True:
+        local = next(c for c in gw.stats()["clients"] if c["name"] == "local")
+        if (local["input_tokens"], local["output_tokens"]) == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert (local["input_tokens"], local["output_tokens"]) == expected

@@ -120,9 +120,9 @@ def batch_route(
     resume: str = "",
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
-    import anyio
     from rich.console import Console
 
+    from sluicegate._loop import run_async
     from sluicegate.jobs._view import JobView
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
 
@@ -146,4 +146,4 @@ def batch_route(
     )
     console = Console(stderr=True)
     view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
-    return anyio.run(lambda: run_batch_job(config, view=None if quiet else view))
+    return run_async(lambda: run_batch_job(config, view=None if quiet else view))

@@ -104,9 +104,9 @@ def batch(
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
-    import anyio
     from rich.console import Console
 
+    from sluicegate._loop import run_async
     from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
     from sluicegate.jobs._view import JobView
     from sluicegate.jobs.batch_runner import BatchJobConfig, run_batch_job
@@ -145,6 +145,6 @@ def batch(
             resume_command=resume_command(sys.argv),
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
-        outcome = anyio.run(lambda: run_batch_job(config, view=None if quiet else view))
+        outcome = run_async(lambda: run_batch_job(config, view=None if quiet else view))
     click.echo(outcome.message, err=True)
     sys.exit(outcome.exit_code)

@@ -116,8 +116,7 @@ def _scale(input_path: Path, defaults: Defaults, count: int) -> float | None:
     import itertools
     import os
 
-    import anyio
-
+    from sluicegate._loop import run_async
     from sluicegate.jobs.calibrate import count_tokens_scale
     from sluicegate.jobs.reader import InputProblem, iter_lines, read_requests
 
@@ -128,7 +127,7 @@ def _scale(input_path: Path, defaults: Defaults, count: int) -> float | None:
     with input_path.open("rb") as f:
         parsed = read_requests(iter_lines(f), defaults=defaults, provider="anthropic")
         sample = [p.params for p in itertools.islice((p for p in parsed if not isinstance(p, InputProblem)), count)]
-    return anyio.run(lambda: count_tokens_scale(sample, api_key=key or "none", base_url=url))
+    return run_async(lambda: count_tokens_scale(sample, api_key=key or "none", base_url=url))
 
 
 def _money(value: float | None) -> str:

@@ -201,9 +201,9 @@ def run(
 
     Example: sluicegate run examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5 --max-cost 5
     """
-    import anyio
     from rich.console import Console
 
+    from sluicegate._loop import run_async
     from sluicegate.cli._display import show_job
     from sluicegate.jobs.runner import JobConfig, run_job
 
@@ -267,7 +267,7 @@ def run(
             table=table,
         )
         display_minute = emulator_minute if emulated else (minute or 60.0)
-        outcome = anyio.run(
+        outcome = run_async(
             lambda: show_job(
                 lambda view, clock: run_job(config, view=view, clock=clock),
                 console=console,

@@ -60,7 +60,7 @@ from ..providers import get as get_provider
 from ..providers.base import ErrorDetail
 from ..retry import RetryPolicy
 from ..tokens import InputEstimator, OutputEstimator
-from ._metered import MeteredStream
+from ._metered import METER, MeteredStream
 
 __all__ = ["LimitedTransport", "http_client"]
 
@@ -314,9 +314,8 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         assert isinstance(response.stream, httpx2.AsyncByteStream)
         identity = response.headers.get("content-encoding", "identity").lower() in ("", "identity")
         stream = MeteredStream(response.stream, self._provider.assembler(), on_end, meter=identity)
-        return httpx2.Response(
-            response.status_code, headers=response.headers, stream=stream, extensions=_extensions(response)
-        )
+        extensions = {**_extensions(response), METER: stream.meter}  # a relay reads the usage from it
+        return httpx2.Response(response.status_code, headers=response.headers, stream=stream, extensions=extensions)
 
 
 def http_client(

@@ -18,6 +18,7 @@ _START_SECONDS = 1.0  # before the server has said what is left: one second of r
 _PACE_SECONDS = 0.05  # smooth pacing lets this much of the rate through at once (and one request)
 _MAX_BOOST = 16.0
 _BOOST_DOUBLING = 1.0  # seconds per doubling of the probe while the bucket stays full
+_RECENT = 0.25  # seconds of sending that a short-interval refusal judges (the ramp's doubling time)
 _TAKES_KEPT = 4096  # recent admissions remembered, to tell how stale a response's `remaining` may be
 
 
@@ -85,15 +86,52 @@ class Gate:
         if self.pace is not None or self.smooth:
             self._repace(now)
 
-    def refresh_rate(self, now: float) -> None:
-        """Re-derive the refill rates after the learnt window changed."""
-        if self.limit is not None:
-            self.set_limit(self.limit, now)
+    def refresh_rate(self, now: float, before: float | None) -> None:
+        """Re-derive the refill rates after the learnt window changed from `before` seconds. A smooth pace above
+        the learnt rate keeps its speed in tokens per second (it was measured, not derived from the window)."""
+        if self.limit is None:
+            return
+        if before is not None and self._boost > 1.0:
+            ratio = self.seconds() / before  # the same tokens per second over the new window
+            self._boost = max(1.0, self._boost * ratio)
+            if self._boost_cap < _MAX_BOOST:
+                self._boost_cap = max(1.0, self._boost_cap * ratio)
+        self.set_limit(self.limit, now)
 
-    def go_smooth(self, now: float) -> None:
-        """From now on, pace this bucket at its rate (a short-interval limit refused a burst)."""
+    def go_smooth(self, now: float, refused_at: float | None = None) -> None:
+        """From now on, pace this bucket smoothly: a short-interval limit refused what went out around
+        `refused_at`. As TCP halves its window after a loss, the pace starts at half the rate we were sending
+        at then (never below the learnt rate, which may still grow: the window is learnt as responses come)."""
         self.smooth = True
+        rate = self.rate()
+        if refused_at is not None and rate:
+            self._boost = min(_MAX_BOOST, max(1.0, self.recent_rate(refused_at) / 2.0 / rate))
         self._repace(now)
+
+    def recent_rate(self, at: float) -> float:
+        """What we took per second in the `_RECENT` seconds up to `at`."""
+        start = bisect.bisect_left(self._takes, (at - _RECENT, -math.inf))
+        end = bisect.bisect_right(self._takes, (at, math.inf))
+        if start >= end:
+            return 0.0
+        after = self._takes[end][1] if end < len(self._takes) else self.consumed
+        return (after - self._takes[start][1]) / _RECENT
+
+    def sync_down(self, view: BucketView, limit: float, now: float, *, since: float | None) -> None:
+        """A 429 from a bucket the server says is empty: hold what it says is left (less what we sent since the
+        refused request, not counted in it yet), a debt included. `reset` says when the bucket is full again,
+        so a bucket driven below zero (produced output tokens) shows as the debt it is."""
+        if self.mirror is None:
+            return
+        scale = limit / view.limit if view.limit > 0 else 1.0
+        left = float(view.remaining)
+        rate = self.rate()
+        if rate:
+            left = min(left, view.limit - view.reset_in * rate / scale)
+        if since is not None:
+            left -= self.taken_since(since) / scale
+        if left * scale < self.mirror.level(now):
+            self.mirror.set_level(left * scale, now)
 
     def slow_down(self, now: float) -> bool:
         """Paced smoothly and still refused over a short interval: step back below the probe that was refused
@@ -182,7 +220,7 @@ class Gate:
             self.mirror.set_level(low * scale, now)
             return moved
         if moved and not new_mirror:
-            self.refresh_rate(now)
+            self.refresh_rate(now, None if self.override is not None else before or _DEFAULT_WINDOW)
         assert self.mirror is not None
         level = self.mirror.level(now)
         # Probe only while the pace is what holds requests back (its bucket drained), not while demand is low.

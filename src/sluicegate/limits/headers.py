@@ -116,16 +116,44 @@ def parse_should_retry(headers: Mapping[str, str]) -> bool | None:
     return True if value == "true" else False if value == "false" else None
 
 
+def _rate_limit_fields(headers: Mapping[str, str], prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """One pass over the headers: the values named `prefix…` (by the rest of the name) and the retry headers.
+
+    A response carries some twenty headers and the engine reads a dozen of them per response: looking each one
+    up in a case-insensitive multi-dict scans the list again, so the list is walked once here instead."""
+    fields: dict[str, str] = {}
+    retry: dict[str, str] = {}
+    raw = getattr(headers, "raw", None)  # httpx2.Headers: the byte pairs, as they came off the wire
+    if isinstance(raw, list):
+        bprefix = prefix.encode()
+        for key, value in raw:
+            key = key.lower()
+            if key.startswith(bprefix):
+                fields[key[len(bprefix) :].decode("latin-1")] = value.decode("latin-1")
+            elif key.startswith(b"retry-after"):
+                retry[key.decode("latin-1")] = value.decode("latin-1")
+        return fields, retry
+    for name, text in headers.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            continue
+        name = name.lower()
+        if name.startswith(prefix):
+            fields[name[len(prefix) :]] = text
+        elif name.startswith("retry-after"):
+            retry[name] = text
+    return fields, retry
+
+
 def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> RateLimitSnapshot:
     """`anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,reset}`."""
-    headers = _lowered(headers)
+    fields, retry = _rate_limit_fields(headers, "anthropic-ratelimit-")
 
     def view(name: str) -> BucketView | None:
-        limit = _int(_get(headers, f"anthropic-ratelimit-{name}-limit"))
-        remaining = _int(_get(headers, f"anthropic-ratelimit-{name}-remaining"))
+        limit = _int(fields.get(f"{name}-limit"))
+        remaining = _int(fields.get(f"{name}-remaining"))
         if limit is None or remaining is None:
             return None
-        reset = _rfc3339(_get(headers, f"anthropic-ratelimit-{name}-reset"))
+        reset = _rfc3339(fields.get(f"{name}-reset"))
         return BucketView(
             limit=limit,
             remaining=remaining,
@@ -136,25 +164,27 @@ def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> Rate
             reset_error=math.inf if reset is None else 1.0,
         )
 
+    if not fields:  # no rate-limit headers at all (an emulator, a proxy): only the retry headers can matter
+        return RateLimitSnapshot(retry_after=parse_retry_after(retry, now_wall) if retry else None)
     return RateLimitSnapshot(
         requests=view("requests"),
         input_tokens=view("input-tokens"),
         output_tokens=view("output-tokens"),
         tokens=view("tokens"),
-        retry_after=parse_retry_after(headers, now_wall),
+        retry_after=parse_retry_after(retry, now_wall) if retry else None,
     )
 
 
 def parse_openai_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
     """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` with duration resets."""
-    headers = _lowered(headers)
+    fields, retry = _rate_limit_fields(headers, "x-ratelimit-")
 
     def view(name: str) -> BucketView | None:
-        limit = _int(_get(headers, f"x-ratelimit-limit-{name}"))
-        remaining = _int(_get(headers, f"x-ratelimit-remaining-{name}"))
+        limit = _int(fields.get(f"limit-{name}"))
+        remaining = _int(fields.get(f"remaining-{name}"))
         if limit is None or remaining is None:
             return None
-        raw = _get(headers, f"x-ratelimit-reset-{name}")
+        raw = fields.get(f"reset-{name}")
         reset = parse_duration(raw)
         return BucketView(
             limit=limit,
@@ -163,4 +193,5 @@ def parse_openai_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
             reset_error=math.inf if reset is None or raw is None else duration_resolution(raw),
         )
 
-    return RateLimitSnapshot(requests=view("requests"), tokens=view("tokens"), retry_after=parse_retry_after(headers))
+    retry_after = parse_retry_after(retry) if retry else None
+    return RateLimitSnapshot(requests=view("requests"), tokens=view("tokens"), retry_after=retry_after)

@@ -7,8 +7,9 @@ Each limit is a mirror of the server's bucket (`gate.py`): capacity from the hea
 the stricter wins), refill window learnt from `remaining` and `reset` (`window.py`), level synced to every
 response's `remaining`. So after the first response the client holds what the server says is left and spends
 it as fast as the server accepts it, ramped like TCP's slow start (`ramp.py`). A 429 while the headers said
-capacity remained is a short-interval limit: from then on that bucket is paced smoothly (as it is from the
-start with `smooth=True`).
+capacity remained is a short-interval limit: from then on that bucket is paced smoothly, starting at half the rate
+that was refused (as it is from the start with `smooth=True`). A 429 from a bucket the headers say is empty syncs
+that bucket down; the shared pause (`cool_down`) is left for 429s that the headers do not explain.
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ class Permit:
             self._limiter._refund_all(self)
 
 
+class _Waiter:
+    """One `acquire` in the queue: what it asks for, its wake-up, and its permit once the head admitted it."""
+
+    __slots__ = ("input_tokens", "output_tokens", "permit", "turn")
+
+    def __init__(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.turn = anyio.Event()
+        self.permit: Permit | None = None
+
+
 class Limiter:
     """Concurrency + request/input/output (+ combined) token buckets + a shared cool-down after 429s.
 
@@ -136,10 +149,9 @@ class Limiter:
         self._adaptive = Adaptive()
         self._in_flight = 0
         self._seen_response = False
-        self._first_admitted: float | None = None
         self._cooldown_until = -math.inf
         self._smooth_since = -math.inf if not smooth else 0.0
-        self._queue: list[anyio.Event] = []  # FIFO of waiters; only the head may take capacity
+        self._queue: list[_Waiter] = []  # FIFO of waiters; only the head takes capacity, for itself and those behind
         self._changed = anyio.Event()
         self._binding: Binding | None = None
 
@@ -150,14 +162,16 @@ class Limiter:
 
         Raises InputError at once for a request the server would refuse forever (larger than a bucket).
         """
-        turn = anyio.Event()
-        self._queue.append(turn)
+        waiter = _Waiter(input_tokens, output_tokens)
+        self._queue.append(waiter)
         if len(self._queue) == 1:
-            turn.set()
+            waiter.turn.set()
         try:
-            # Only the head of the queue watches capacity; the others sleep until it is their turn, so an
-            # admission wakes one task, not every waiter.
-            await turn.wait()
+            # Only the head of the queue watches capacity; the others sleep until the head admits them or hands
+            # them its place, so an admission wakes only the tasks it lets in.
+            await waiter.turn.wait()
+            if waiter.permit is not None:
+                return waiter.permit  # admitted by the head in its pass
             while True:
                 changed = self._changed
                 now = self._clock.now()
@@ -165,21 +179,53 @@ class Limiter:
                 out = self._output_charge(output_tokens)
                 wait, binding = self._wait_time(input_tokens, out, now)
                 if wait <= 0.0:
-                    self._take(input_tokens, out, now)
-                    self._binding = None
-                    if self._first_admitted is None:
-                        self._first_admitted = now
-                    return Permit(self, input_tokens, out, now)
+                    self._queue.remove(waiter)
+                    permit = self._grant(input_tokens, out, now)
+                    self._admit_followers(now)
+                    return permit
                 self._binding = binding
                 # Never admit early: a server computing the same refill in floats may be a hair short. A wait
                 # shorter than a virtual clock's step is stretched to one.
                 with anyio.move_on_after(max(wait, _EPSILON)):
                     await changed.wait()
+        except BaseException:
+            if waiter.permit is not None:  # admitted by the head, then cancelled before it could resume
+                waiter.permit.release()
+            raise
         finally:
-            head = self._queue[0] is turn
-            self._queue.remove(turn)
-            if head and self._queue:
-                self._queue[0].set()
+            if self._queue and waiter in self._queue:
+                head = self._queue[0] is waiter
+                self._queue.remove(waiter)
+                if head and self._queue:
+                    self._queue[0].turn.set()
+
+    def _grant(self, input_tokens: int, output_tokens: int, now: float) -> Permit:
+        self._take(input_tokens, output_tokens, now)
+        self._binding = None
+        return Permit(self, input_tokens, output_tokens, now)
+
+    def _admit_followers(self, now: float) -> None:
+        """The head was just admitted: admit every waiter behind it that fits now, in order, in this same pass
+        (one wake per admitted task instead of one event-loop turn per admission), and hand the head's place to
+        the first that does not fit, which then sleeps until capacity frees or refills."""
+        while self._queue:
+            waiter = self._queue[0]
+            out = self._output_charge(waiter.output_tokens)
+            if self._oversize(waiter.input_tokens, waiter.output_tokens) or (
+                self._wait_time(waiter.input_tokens, out, now)[0] > 0.0
+            ):
+                waiter.turn.set()  # the new head: it waits, or raises InputError in its own task
+                return
+            self._queue.pop(0)
+            waiter.permit = self._grant(waiter.input_tokens, out, now)
+            waiter.turn.set()
+
+    def _oversize(self, input_tokens: int, output_tokens: int) -> bool:
+        try:
+            self._refuse_if_oversize(input_tokens, output_tokens)
+        except InputError:
+            return True
+        return False
 
     def _refuse_if_oversize(self, input_tokens: int, output_tokens: int) -> None:
         g = self._gates
@@ -299,10 +345,15 @@ class Limiter:
         *,
         admitted_at: float | None = None,
     ) -> bool:
-        """A 429 for a request of this size, admitted at `admitted_at`. True when it was a short-interval limit
-        (the headers said every bucket had room) that pacing now handles: the named bucket (or all) paces
-        smoothly from now on, or a little slower than it did; no shared pause is needed. False: an ordinary
-        429, for `cool_down`."""
+        """A 429 for a request of this size, admitted at `admitted_at`. True when the buckets now handle it and
+        no shared pause is needed:
+
+        - a bucket the headers say is empty: our mirror was ahead of the server's, and is synced down to it
+          (only requests that need that bucket wait for its refill);
+        - a short-interval limit (the headers said every bucket had room): the named bucket (or all) paces
+          smoothly from now on, at half the rate just refused, or a little slower than it did.
+
+        False (no rate-limit headers, or paced at the learnt rate and still refused): for `cool_down`."""
         views = self._views(snapshot) if snapshot is not None else []
         if not views:
             return False
@@ -312,17 +363,26 @@ class Limiter:
             "output_tokens": float(output_tokens),
             "tokens": float(input_tokens + output_tokens),
         }
-        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
-            return False  # the bucket really was empty: our model was behind the server
+        now = self._clock.now()
+        empty = [(name, view) for name, view in views if view.remaining - view.remaining_error + 1.0 < amounts[name]]
+        if empty:
+            # The bucket really was empty: our model was ahead of the server. Hold what the server says is left;
+            # admission then waits for that bucket's refill, and only requests that need it wait, not the run.
+            for name, view in empty:
+                gate = self._gates[name]
+                if gate.limit is None:
+                    return False
+                gate.sync_down(view, gate.limit, now, since=admitted_at)
+            self._notify()
+            return True
         lowered = message.lower()
         named = [names for words, names in _GATE_WORDS.items() if words in lowered]
         chosen = named[0] if named else tuple(self._gates)
-        now = self._clock.now()
         gates = [self._gates[name] for name in chosen if self._gates[name].limit is not None]
         fresh = [gate for gate in gates if not gate.smooth]
         if fresh:
             for gate in fresh:
-                gate.go_smooth(now)
+                gate.go_smooth(now, admitted_at)
             self._ramp.stop()
             self._smooth_since = now
         elif admitted_at is not None and admitted_at <= self._smooth_since:
@@ -360,8 +420,7 @@ class Limiter:
         self._seen_response = True
         # Only headers say there is an allowance to spend; without them AIMD sizes the concurrency instead.
         if ramp and not self._smooth:
-            started = self._first_admitted if self._first_admitted is not None else now
-            self._ramp.begin(now, now - started)
+            self._ramp.begin(now)
 
     @property
     def probing(self) -> bool:
@@ -422,4 +481,5 @@ class Limiter:
             binding=self._binding if self._queue else None,
             cooldown_remaining=max(0.0, self._cooldown_until - now),
             latency_estimate=self._adaptive.latency,
+            buckets={name: gate.limit for name, gate in g.items() if gate.limit is not None},
         )

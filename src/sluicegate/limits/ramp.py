@@ -6,11 +6,16 @@ import math
 
 __all__ = ["Ramp"]
 
-_INITIAL_WINDOW = 4  # requests per round trip at the start, as TCP's initial window of a few segments
-# A refusal comes back before any generation: its round trip is the network's, not an answer's latency. Over the
-# internet a quarter second bounds it, so the ramp doubles at least that often, whatever the answers' latency.
-_MAX_ROUND_TRIP = 0.25
+# TCP's initial window is a few segments per round trip. A refusal comes back before any generation, in the
+# network's round trip: over the internet a quarter second bounds it. So: 4 requests per quarter second at the
+# start, doubling every quarter second. Not the probe's measured time to headers: a streamed probe's can be a few
+# milliseconds on a fast server, and a ramp doubling that often is a burst before the first 429 can come back.
+_INITIAL_RATE = 16.0  # requests per second
+_DOUBLING = 0.25  # seconds
 _MAX_DOUBLINGS = 40.0  # past this the ramp never binds; the cap keeps 2**x finite
+# A waiter woken by its timer finds itself a hair early (timer and clock rounding): due within this it goes now
+# instead of sleeping again for microseconds. `take` spaces from the due time, so the rate is unchanged.
+_TOLERANCE = 0.001
 
 
 class Ramp:
@@ -23,21 +28,19 @@ class Ramp:
     time), so even a fast ramp never sends a burst of more than one request at once.
     """
 
-    __slots__ = ("_rtt", "_start", "_tat", "active")
+    __slots__ = ("_start", "_tat", "active")
 
     def __init__(self) -> None:
         self.active = False
         self._start = 0.0
-        self._rtt = 1.0
         self._tat = -math.inf  # the earliest time the next request may go out
 
-    def begin(self, now: float, round_trip: float) -> None:
-        """Start ramping at `now`; `round_trip` is the first response's time to headers."""
+    def begin(self, now: float) -> None:
+        """Start ramping at `now`: the first response's headers said what is left."""
         if self.active:
             return
         self.active = True
         self._start = now
-        self._rtt = min(_MAX_ROUND_TRIP, max(round_trip, 0.01))
         self._tat = now
 
     def stop(self) -> None:
@@ -46,11 +49,14 @@ class Ramp:
 
     def rate(self, now: float) -> float:
         """Requests per second allowed at `now`."""
-        doublings = min(_MAX_DOUBLINGS, max(0.0, now - self._start) / self._rtt)
-        return float(_INITIAL_WINDOW / self._rtt * 2.0**doublings)
+        doublings = min(_MAX_DOUBLINGS, max(0.0, now - self._start) / _DOUBLING)
+        return float(_INITIAL_RATE * 2.0**doublings)
 
     def wait_time(self, now: float) -> float:
-        return 0.0 if not self.active else max(0.0, self._tat - now)
+        if not self.active:
+            return 0.0
+        wait = self._tat - now
+        return 0.0 if wait <= _TOLERANCE else wait
 
     def take(self, now: float) -> None:
         if self.active:

@@ -13,7 +13,15 @@ from rich.text import Text
 from ._format import format_cost, format_count, format_duration, format_kinds, format_rate
 from ._tracker import ObservedLimits, ProgressSnapshot
 
-__all__ = ["Utilization", "known_limits", "render_live", "render_plain", "render_summary", "utilization"]
+__all__ = [
+    "Utilization",
+    "best_possible",
+    "known_limits",
+    "render_live",
+    "render_plain",
+    "render_summary",
+    "utilization",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,36 @@ def utilization(snapshot: ProgressSnapshot, wall_time: float) -> Utilization | N
         return None
     ceiling, limit = min(candidates)
     return Utilization(achieved=sent / wall_time, ceiling=ceiling, limit=limit)
+
+
+def best_possible(snapshot: ProgressSnapshot) -> float | None:
+    """Seconds a perfect client needs for this run's requests: each known bucket starts full (the server's
+    starting allowance, spent at once), then refills at its rate; the slowest bucket decides. None when no
+    bucket size is known."""
+    stats = snapshot.statistics
+    sent = snapshot.sent
+    if stats is None or not sent:
+        return None
+    limits = known_limits(snapshot)
+    usage = snapshot.usage
+    spent = {
+        "requests": float(sent),
+        "input_tokens": float(usage.rate_limited_input_tokens),
+        "output_tokens": float(usage.output_tokens),
+        "tokens": float(usage.rate_limited_input_tokens + usage.output_tokens),
+    }
+    per_minute = {
+        "requests": limits.requests_per_minute,
+        "input_tokens": limits.input_tokens_per_minute,
+        "output_tokens": limits.output_tokens_per_minute,
+        "tokens": limits.tokens_per_minute,
+    }
+    seconds: list[float] = []
+    for name, size in stats.limiter.buckets.items():
+        rate = per_minute.get(name)
+        if rate and name in spent:
+            seconds.append(max(0.0, spent[name] - size) / (rate / 60.0))
+    return max(seconds) if seconds else None
 
 
 def _of_limit(rate: float, limit: float | None, scale: float = 1.0) -> str:
@@ -251,6 +289,15 @@ def render_summary(snapshot: ProgressSnapshot, wall_time: float) -> RenderableTy
             "utilization",
             f"{100.0 * util.fraction:.1f}% ({format_rate(util.achieved)} of {format_rate(util.ceiling)}, "
             f"bound by {util.limit}){beyond}",
+        )
+    best = best_possible(snapshot)
+    if best is not None and best > 0 and wall_time > 0:
+        # The steady rate above ignores the starting allowance; this counts it, so it is the fraction of what the
+        # limits allowed this run that was used (answers' latency aside).
+        table.add_row(
+            "of best possible",
+            f"{100.0 * min(1.0, best / wall_time):.1f}% (a perfect client: {format_duration(best)}, "
+            "starting from full buckets)",
         )
     if snapshot.aborted is not None:
         table.add_row("aborted", snapshot.aborted)

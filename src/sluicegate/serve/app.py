@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from ._stream_usage import ask_for_usage
 from .errors import OwnError, own_error
 from .exposition import prometheus, snapshot
 from .forward import Call, Forward
@@ -100,6 +101,11 @@ async def _accept(request: Request, *, limited: bool) -> Response:
     except ValueError:
         params = None  # not JSON: the upstream answers it as the API would
     stream = bool(params and params.get("stream") is True)
+    hide_usage = False
+    if limited and provider == "openai" and params is not None:
+        asked = ask_for_usage(params)  # so the stream is costed exactly; the client does not see the extra chunk
+        if asked is not None:
+            body, hide_usage = asked, True
     priority = priority_header.strip().lower() if priority_header else ("interactive" if stream else "bulk")
     call = Call(
         path=request.url.path,
@@ -110,6 +116,7 @@ async def _accept(request: Request, *, limited: bool) -> Response:
         priority="interactive" if priority == "interactive" else "bulk",
         max_wait=max_wait,
         limited=limited,
+        hide_usage=hide_usage,
     )
     return Forward(gateway, call)
 

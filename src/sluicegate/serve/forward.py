@@ -23,9 +23,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._models import Usage
-from ..providers.base import StreamFailed
-from ..sse import SSEDecoder
+from ..integrations._metered import METER, StreamMeter
 from ._queue import Priority, Ticket
+from ._stream_usage import UsageChunkFilter
 from .clients import ClientSpec
 from .errors import OwnError, own_error
 from .gateway import Gateway
@@ -35,9 +35,6 @@ from .upstream import Preempted, response_headers
 __all__ = ["Call", "Forward"]
 
 log = logging.getLogger("sluicegate.serve")
-
-# The JSON around a text delta's text: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
-_DELTA_FRAME = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +49,7 @@ class Call:
     priority: Priority
     max_wait: float
     limited: bool = True  # False for routes the limiter does not cover (count_tokens): straight through
+    hide_usage: bool = False  # the gateway asked an OpenAI stream for its usage: the client did not
 
 
 class Forward(Response):
@@ -100,7 +98,7 @@ class _Exchange:
         self.est_in = gateway.input_estimator.estimate(params) if call.params else max(1, len(call.body) // 4)
         self.worst = gateway.prices.estimate_cost(self.model, self.est_in, self.max_tokens)
         self.reserved = 0.0
-        self.text_chars = 0
+        self.meter: StreamMeter | None = None  # a stream's usage, read by the upstream transport as it passes
 
     async def run(self) -> None:
         g, call = self.g, self.call
@@ -189,28 +187,16 @@ class _Exchange:
             self.complete = True
             return
         await self._start(200, headers)
-        decoder = SSEDecoder()
-        assembler = self.g.upstream.provider.assembler()
-        metering = True
+        meter = response.extensions.get(METER)
+        self.meter = meter if isinstance(meter, StreamMeter) else None
+        hidden = UsageChunkFilter() if self.call.hide_usage else None
         async for chunk in response.aiter_raw():
-            # The client gets each chunk as it arrives; a copy feeds the meter, which never breaks the stream.
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if metering:
-                try:
-                    for event in decoder.feed(chunk):
-                        if event.event == "content_block_delta":
-                            # Usage lives in message_start and message_delta: text deltas (most of a stream) are
-                            # only sized, not parsed, for the estimate used when the stream is cut short.
-                            self.text_chars += max(0, len(event.data) - _DELTA_FRAME)
-                            continue
-                        text = assembler.feed(event)
-                        if text:
-                            self.text_chars += len(text)
-                except (StreamFailed, ValueError, KeyError, IndexError, TypeError):
-                    metering = False
-            self.usage = assembler.usage() if metering else self.usage
-        self.measured = metering and assembler.complete
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Each chunk goes to the client as it arrives; the transport below has already read its usage.
+            body = chunk if hidden is None else hidden.feed(chunk)
+            if body:
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        tail = b"" if hidden is None else hidden.close()
+        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
         self.complete = True
 
     def _meter_json(self, body: bytes) -> None:
@@ -261,13 +247,19 @@ class _Exchange:
         )
 
     def _count_usage(self) -> None:
+        text_chars = 0
+        if self.meter is not None:
+            reported = self.meter.reported()
+            self.measured = reported is not None
+            self.usage = reported or self.meter.usage()
+            text_chars = self.meter.text_chars
         usage = self.usage or Usage()
         if not self.measured:
             # Cut short (the client left) or not reported (an OpenAI stream without include_usage): the input
             # was counted by the upstream, and the text seen so far is at least the output.
             usage = Usage(
                 input_tokens=max(usage.input_tokens, self.est_in if usage.total_input_tokens == 0 else 0),
-                output_tokens=max(usage.output_tokens, math.ceil(self.text_chars / 4)),
+                output_tokens=max(usage.output_tokens, math.ceil(text_chars / 4)),
                 cache_creation_input_tokens=usage.cache_creation_input_tokens,
                 cache_read_input_tokens=usage.cache_read_input_tokens,
                 cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
