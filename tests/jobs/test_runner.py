@@ -34,8 +34,16 @@ def _answer(text: str) -> bytes:
     return json.dumps(message).encode()
 
 
-def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_concurrency: int) -> JobOutcome:
-    """One `sluicegate run` job in-process, its requests answered by `handle`."""
+def _run(
+    inp: Path,
+    out: Path,
+    handle: Callable[[httpx2.Request], Any],
+    *,
+    max_concurrency: int | None = None,
+    clock: FakeClock | None = None,
+) -> JobOutcome:
+    """One `sluicegate run` job in-process on a fake clock, its requests answered by `handle`."""
+    clock = clock or FakeClock()
     config = JobConfig(
         input_path=inp,
         output_path=out,
@@ -46,7 +54,7 @@ def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_c
         max_concurrency=max_concurrency,
         transport=httpx2.MockTransport(handle),
     )
-    return anyio.run(lambda: run_job(config))
+    return clock.run(lambda: run_job(config, clock=clock))
 
 
 def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_path: Path) -> None:
@@ -58,7 +66,7 @@ def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_p
     async def handle(request: httpx2.Request) -> httpx2.Response:
         prompt = json.loads(request.content)["messages"][0]["content"]
         if prompt == "prompt 1":
-            for _ in range(200):  # bounded: 2 s at most
+            for _ in range(200):  # bounded: 2 s at most (of the fake clock's time)
                 lines = out.read_bytes().count(b"\n") if out.exists() else 0
                 if lines:
                     seen_during_lull.append(lines)
@@ -133,16 +141,7 @@ def test_a_whole_run_goes_by_the_clock_it_is_given(tmp_path: Path) -> None:
             return httpx2.Response(429, content=json.dumps(body).encode(), headers={"retry-after": "7"})
         return httpx2.Response(200, content=_answer("doc-0"), headers={"content-type": "application/json"})
 
-    config = JobConfig(
-        input_path=inp,
-        output_path=out,
-        api_key="test-key",
-        base_url="http://api.test",
-        settings_base="test",
-        defaults=Defaults(model="claude-haiku-4-5", max_tokens=16),
-        transport=httpx2.MockTransport(handle),
-    )
-    outcome = clock.run(lambda: run_job(config, clock=clock))
+    outcome = _run(inp, out, handle, clock=clock)
     assert outcome.exit_code == 0, outcome.message
     assert 7.0 <= sent[1] - sent[0] <= 7.7  # the server's 7 s plus the limiter's restart jitter (10% of the pause)
     assert outcome.wall is not None
