@@ -49,10 +49,12 @@ async def send_attempt(
     total_timeout: float,
     on_text: Callable[[str], Any] | None = None,
     on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
+    on_start: Callable[[], Any] | None = None,
 ) -> AttemptResult:
     """Send one request and classify the outcome. Transport errors become failures, never exceptions.
 
-    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body.
+    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
+    `on_start` is called once when a successful answer begins: a stream's first event, an unstreamed body's arrival.
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -72,10 +74,12 @@ async def send_attempt(
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
                 if stream and "json" not in response.headers.get("content-type", ""):
-                    await _read_stream(response, provider, out, on_text, sent)
+                    await _read_stream(response, provider, out, on_text, sent, on_start)
                 else:
                     raw = await response.aread()
                     out.first_token_after = time.monotonic() - sent
+                    if on_start is not None:
+                        on_start()
                     out.message, out.usage = provider.parse_message(json.loads(raw))
             finally:
                 await response.aclose()
@@ -129,12 +133,16 @@ async def _read_stream(
     out: AttemptResult,
     on_text: Callable[[str], Any] | None,
     sent: float,
+    on_start: Callable[[], Any] | None,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
     try:
         async for chunk in response.aiter_raw():
             for event in decoder.feed(chunk):
+                if on_start is not None:
+                    on_start()
+                    on_start = None
                 text = assembler.feed(event)
                 if text and out.first_token_after is None:
                     out.first_token_after = time.monotonic() - sent

@@ -10,7 +10,15 @@ from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
-from ._events import AttemptFailed, CooldownStarted, Event, LimitsObserved, RequestAdmitted, RequestCompleted
+from ._events import (
+    AttemptFailed,
+    CooldownStarted,
+    Event,
+    LimitsObserved,
+    RequestAdmitted,
+    RequestCompleted,
+    ResponseStarted,
+)
 from ._exceptions import InputError
 from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
@@ -126,7 +134,8 @@ class ItemRunner:
         assert wire is not None
         model = self._provider.model(item.params)
         max_tokens = self._provider.max_tokens(item.params)
-        stream = on_text is not None or self._stream_mode is True
+        # A line's own `"stream": true` is honoured (cache warm-up streams its primers to see their start).
+        stream = on_text is not None or self._stream_mode is True or item.params.get("stream") is True
         stream = stream or (self._stream_mode == "auto" and max_tokens > _STREAM_ABOVE_MAX_TOKENS)
         url = self._provider.url(self._base_url, stream=stream)
         body = self._provider.body(item.params, stream=stream)
@@ -254,6 +263,9 @@ class ItemRunner:
                 total_timeout=self._timeouts.total,
                 on_text=on_text,
                 on_headers=self._gate.headers_observer(passed),
+                on_start=lambda: self._emit(
+                    ResponseStarted(at=self._clock.now(), index=item.index, custom_id=item.custom_id, attempt=attempt)
+                ),
             )
         finally:
             self._counts.in_flight -= 1

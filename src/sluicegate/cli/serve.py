@@ -136,6 +136,7 @@ def serve(
     faults: tuple[str, ...],
     shared_limits: str | None,
     shared_limits_name: str | None,
+    shared_limits_fallback: bool | int,
 ) -> None:
     """Serve the Anthropic (or OpenAI) API on HOST:PORT in front of one shared rate limiter.
 
@@ -193,6 +194,7 @@ def serve(
             prices=prices,
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
+            shared_limits_fallback=shared_limits_fallback,
             emulated=emulated,
         )
         uv_config = uvicorn.Config(

@@ -13,6 +13,7 @@ idempotency key, so a batch created just before a crash is looked for instead of
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,24 +24,34 @@ from .._exceptions import ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
 from ..tokens import heuristic_tokens
+from ._disk import no_space_in
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
+from .batch_cap import BatchCap
 from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
-from .deadline import DeadlinePolicy, finish_online
+from .deadline import DeadlinePolicy, deadline_instant, finish_online
 from .durable import DurableJob, open_store
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
 from .reader import InputProblem
+from .store import AdmitState
+from .table_output import TableWriter, is_table_output
+from .tables import table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
 __all__ = ["BatchJobConfig", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
+# A priming batch's cache entry (1 h TTL, counted from the start of the request that wrote it, which is after the
+# submit) is reused by a later run within this long: 15 minutes of margin for the rest's batches to start reading
+# it (each read refreshes it for another hour).
+PRIMER_REUSE = 45 * 60.0
 
 
 class _BatchJob:
@@ -67,6 +78,7 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -83,7 +95,7 @@ class _BatchJob:
         config, service = self.config, self.service
         await self.reattach()
         if config.cache_warmup and service.provider == "anthropic":
-            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider, config.table)
             await self.prime()
         while True:  # again when a rejected adoption put items back to be submitted
             self.intents.released = False
@@ -93,21 +105,38 @@ class _BatchJob:
             await self.poll_all()
             if self.cancelling and not self.intents.released:
                 await self.send_rest_online()
-            if not self.intents.released:
+            # Again too when the ended batches' real costs left room under the cap for what it held back.
+            if not self.intents.released and not (self.cap is not None and self.cap.room_again()):
                 break
+        own = self.admission.kept_own_note()
+        if own is not None:
+            self.say(own)
+
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
+        config = self.config
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        return self.admission.items(config.input_path, config.defaults, config.provider, rows)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
         """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        config, service = self.config, self.service
+        service = self.service
         open_chunks: dict[str, _Chunk] = {}
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
+        self.admission.kept_own.clear()  # counted again by each full pass over the input
+        if self.cap is not None:
+            self.cap.new_pass()
+        async for parsed, state in self._items():
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue  # left pending, and named in the final message
             params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
             encoded = service.encode(parsed.custom_id, params)
             group = service.group(parsed.params)
@@ -128,28 +157,46 @@ class _BatchJob:
     async def prime(self) -> None:
         """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
         writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way."""
+        batch (an earlier run) are waited for the same way; a group an earlier run primed less than PRIMER_REUSE
+        ago is not primed again (its entry is still cached)."""
         if self.prefixes is None:
             return
         primed: set[str] = set()
-        config = self.config
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
+        reused = 0
+        if self.cap is not None:
+            self.cap.new_pass()
+        async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
                 continue
             primed.add(group)
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            earlier = self.ledger.primed_at(group)
+            now = self.config.clock()
+            if earlier is not None and now - earlier < PRIMER_REUSE:
+                reused += 1
+                continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            self.primers += 1
-        if self.changed is None and primed:
-            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+            if self.ledger.in_batch(parsed.custom_id):
+                self.ledger.record_primer(group, now)
+                self.primers += 1
+        if reused:
+            self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
+        if self.changed is None and len(primed) > reused:
+            self.say(
+                f"priming the prompt cache: {len(primed) - reused} shared prefix(es), waiting for their batches to end"
+            )
             await self.poll_all()
 
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (batch_intents.py) instead of paying for it twice.
+        # batch on the server (batch_intents.py) instead of paying for it twice. The cost cap's holds share its commit.
+        if self.cap is not None:
+            self.cap.hold(ids)
         intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
@@ -250,7 +297,7 @@ class _BatchJob:
         config = self.config
 
         async def rest() -> AsyncIterator[RequestItem]:
-            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
                     yield parsed
 
@@ -312,17 +359,24 @@ async def run_batch_job(
     """
     say = (view or JobView()).say
     clock = clock or SystemClock()
-    wrong_format = not_jsonl(config.input_path)
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
+    if config.max_cost is not None and (config.max_cost <= 0 or config.deadline is not None):
+        # A deadline sends the cancelled batches' rest online at twice the held price: the cap would not hold.
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive, and cannot be combined with --deadline yet")
     store = open_store(config.output_path, batch_settings(config), config.restart, config.resume(), clock=clock.now)
     if isinstance(store, JobOutcome):
         return store
     durable = DurableJob(
         store,
-        lambda: OutputWriter.open(config.output_path, store.output, "completion", clock=clock.now),
+        lambda: (
+            TableWriter(config.input_path, config.output_path, store.output)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store.output, "completion", clock=clock.now)
+        ),
         clock=clock,
         retry_failed=config.retry_failed,
     )
@@ -337,8 +391,11 @@ async def run_batch_job(
             async with client:
                 job = _BatchJob(config, durable, service, say)
                 if config.deadline is not None:
+                    # The instant stored by the job's first run, on the wall clock: a resume keeps it.
+                    wall_now = config.clock()
+                    left = deadline_instant(store, wall_now + config.deadline) - wall_now
                     job.deadline = DeadlinePolicy(
-                        deadline_at=clock.now() + config.deadline,
+                        deadline_at=clock.now() + left,
                         pace=config.pace,
                         cancel_allowance=config.cancel_allowance,
                     )
@@ -350,6 +407,13 @@ async def run_batch_job(
             return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
+    except (OSError, sqlite3.Error, BaseExceptionGroup) as exc:
+        # A full disk outside the saves (a batch's record, an intent's commit): every step of a batch's life was
+        # committed before the next began, so the next run re-attaches to what was created.
+        full = no_space_in(exc, store.path, config.output_path)
+        if full is None:
+            raise
+        return no_space_outcome(full, config.resume(), {})
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
@@ -390,6 +454,7 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
+    not_sent = "" if job.cap is None else job.cap.not_sent()
     if job.durable.failed is not None:
         return no_space_outcome(job.durable.failed, resume, summary)
     if job.durable.interrupts:
@@ -404,6 +469,13 @@ def _outcome(
             ExitCode.ABORTED,
             f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
             f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if not_sent and job.cap is not None:
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}. {not_sent}. {counts.pending} item(s) not finished; "
+            f"to go on, raise the cap: {with_max_cost(resume)}{note}",
             summary,
         )
     return finished_outcome(counts, config.output_path, note, summary)

@@ -19,8 +19,22 @@ from .._models import RequestItem, Result
 from ..engine import Engine
 from ..limits.limiter import Limits
 from ..pricing import PriceTable
+from .planner import format_duration
+from .store import JobStore
 
-__all__ = ["DeadlinePolicy", "OnlinePace", "finish_online"]
+__all__ = ["DeadlinePolicy", "OnlinePace", "deadline_instant", "deadline_setting", "finish_online"]
+
+
+def deadline_setting(deadline: float | None) -> dict[str, str]:
+    """The job setting a deadline makes (none without one): a resume with another --deadline is refused like any
+    changed setting, naming both values and the command that keeps the stored one."""
+    return {} if deadline is None else {"deadline": format_duration(deadline)}
+
+
+def deadline_instant(store: JobStore, proposed: float) -> float:
+    """When the job must end, on the wall clock: `proposed` on the job's first run, the stored instant on every
+    resume (a resumed run does not get the whole duration again)."""
+    return float(store.db.remember("deadline_at", repr(proposed)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
