@@ -216,8 +216,6 @@ def run(
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
-        if chosen == "batch" and max_cost is not None:
-            raise click.UsageError("--max-cost is enforced on the online and flex routes, not with the batch route")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -239,6 +237,7 @@ def run(
                 resume=resume_command(sys.argv),
                 table=table,
                 poll_interval=poll_interval,
+                max_cost=max_cost,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)

@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError
+from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
 from ._disk import no_space_in
 from ._messages import with_max_cost
 from ._sniff import not_jsonl
+from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
@@ -72,6 +73,7 @@ class _BatchJob:
         self.deadline = deadline
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.online_capped = False  # --max-cost stopped what the deadline cancel sent online
         self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
         self.submitter = BatchSubmitter(config, durable, service, self._items, say, cap=self.cap, deadline=deadline)
 
@@ -206,29 +208,41 @@ class _BatchJob:
         return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
-        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        """After a deadline cancel: every item without a result and in no batch goes online (online price). With
+        --max-cost the online engine gets what the cap leaves once the batches ended (their real costs replaced
+        their holds), and holds each request's worst cost in the store as `run` does, so the cap covers the job."""
         config = self.config
+        holds = None if self.cap is None else SpendLedger(self.store, self.prices, self.service.provider)
+        left = None if self.cap is None else self.cap.cap - self.cap.committed()
+        if left is not None and left <= 0:
+            self.online_capped = True
+            return
 
         async def rest() -> AsyncIterator[RequestItem]:
             async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
-                    yield parsed
+                    yield parsed if holds is None else holds.track(parsed)
 
         def record(result: Result) -> None:
             if self.durable.record(result):
                 self.online += 1
 
-        await finish_online(
-            rest(),
-            record,
-            provider=self.service.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            prices=self.prices,
-            minute=config.pace.minute,
-            transport=config.transport,
-        )
+        try:
+            await finish_online(
+                rest(),
+                record,
+                provider=self.service.provider,
+                api_key=config.api_key,
+                base_url=config.base_url,
+                limits=config.limits,
+                prices=self.prices,
+                minute=config.pace.minute,
+                transport=config.transport,
+                max_cost=left,
+                sinks=[] if holds is None else [holds],
+            )
+        except* BudgetExceededError:  # raised through the engine's task group, maybe grouped
+            self.online_capped = True
         self.durable.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
@@ -277,9 +291,8 @@ async def run_batch_job(
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    if config.max_cost is not None and (config.max_cost <= 0 or config.deadline is not None):
-        # A deadline sends the cancelled batches' rest online at twice the held price: the cap would not hold.
-        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive, and cannot be combined with --deadline yet")
+    if config.max_cost is not None and config.max_cost <= 0:
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive")
     store = open_store(config.output_path, batch_settings(config), config.restart, config.resume(), clock=clock.now)
     if isinstance(store, JobOutcome):
         return store
@@ -352,6 +365,12 @@ def _outcome(
     resume = config.resume()
     running = recorded - ended
     not_sent = "" if job.cap is None else job.cap.not_sent()
+    if job.online_capped:
+        online = (
+            "the rest the deadline cancel sends online stopped: the next request's worst cost at the online price "
+            "would pass the cap"
+        )
+        not_sent = f"{not_sent}; {online}" if not_sent else online
     if job.durable.failed is not None:
         return no_space_outcome(job.durable.failed, resume, summary)
     if job.durable.interrupts:
