@@ -49,6 +49,10 @@ def finished_outcome(counts: StoreCounts, output: Path, note: str, summary: dict
             f"see {output} (re-run failed ones with --retry-failed){note}",
             summary,
         )
+    if counts.total == 0:  # "all 0 item(s) succeeded" reads as a success that did something
+        return JobOutcome(
+            ExitCode.OK, f"the input has no request lines (empty, or blank lines only): nothing was sent{note}", summary
+        )
     return JobOutcome(ExitCode.OK, f"all {counts.done} item(s) succeeded; results in {output}{note}", summary)
 
 
