@@ -8,8 +8,9 @@ connection, the answer is parsed by httptools (the C parser uvicorn uses, alread
 arms a timer only when it has to wait, and whether an idle connection may be reused is read from what the
 connection already saw (the server closed it, or sent something unasked), never from a system call.
 
-What it does not do, the engine does not need: proxies (the engine uses httpx2's transport when the
-environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are made.
+What it does not do, neither the engine nor the SDK drop-in needs: proxies (the engine uses httpx2's transport
+when the environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are
+made (a body is sent whole).
 Errors are httpx2's own classes, as from httpx2's transport.
 """
 
@@ -37,6 +38,7 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False  # the server closed it, it broke, or we closed it
+        self.bodiless = False  # the current request is a HEAD
         self.idle_since = 0.0
         self._parser: httptools.HttpResponseParser | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -100,6 +102,9 @@ class _Connection(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
         self.headers_done = True
+        if self.bodiless:  # an answer to HEAD has no body whatever its length says; the parser cannot know
+            self.complete = True
+            self.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -113,10 +118,11 @@ class _Connection(asyncio.Protocol):
 
     # -- the request ----------------------------------------------------------------------------------------
 
-    async def send(self, data: bytes, read_timeout: float | None) -> None:
+    async def send(self, data: bytes, read_timeout: float | None, *, bodiless: bool = False) -> None:
         """Write a whole request at once and wait for the answer's status line and headers."""
         assert self.transport is not None
         self._begin()
+        self.bodiless = bodiless
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
         while not self.headers_done and self.error is None:
@@ -207,7 +213,7 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         read_timeout = timeouts.get("read")
         connection = await self._acquire(origin, timeouts.get("connect"))
         try:
-            await connection.send(data, read_timeout)
+            await connection.send(data, read_timeout, bodiless=request.method == "HEAD")
         except BaseException:
             self._release(connection)
             raise
