@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     # 0: values, errors, time and events that everything shares
     "_clock": 0,
     "_config": 0,
+    "_environment": 0,
     "_errors": 0,
     "_events": 0,
     "_exceptions": 0,

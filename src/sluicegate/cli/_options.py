@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -14,19 +16,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cache_warmup_option",
+    "cost_cap",
     "deadline_flag",
     "expected_output_option",
     "job_file_options",
+    "line_defaults_options",
     "prices_option",
     "provider_option",
     "rate_limit_options",
     "resume_command",
+    "shared_limits_options",
 ]
 
 Decorator = Callable[[Any], Any]
 
 # Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
 _ONCE = frozenset({"--restart", "--retry-failed"})
+
+
+def cost_cap(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A --max-cost value (a callback): a positive, finite number of USD. A cap of 0 or below would stop before the
+    first request and NaN would never stop; both are usage errors."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"the cap must be a positive number of USD, got {value:g}", ctx=ctx, param=param)
+    return value
 
 
 def resume_command(argv: list[str]) -> str:
@@ -71,6 +84,24 @@ def job_file_options(command: Any) -> Any:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Results in the Message Batches results format.",
             ),
+        ]
+    ):
+        command = option(command)
+    return line_defaults_options(command)
+
+
+def line_defaults_options(command: Any) -> Any:
+    """`--model`, `--max-tokens` and `--system` for lines that leave them out, given to the command as one
+    `defaults: Defaults`. The same words in every command's help, so the precedence reads the same everywhere."""
+
+    @functools.wraps(command)
+    def with_defaults(*args: Any, model: str | None, max_tokens: int | None, system: str | None, **kwargs: Any) -> Any:
+        from sluicegate.jobs.reader import Defaults
+
+        return command(*args, defaults=Defaults(model=model, max_tokens=max_tokens, system=system), **kwargs)
+
+    for option in reversed(
+        [
             click.option("--model", default=None, help="Model for lines that name none (a line's own wins)."),
             click.option(
                 "--max-tokens",
@@ -81,12 +112,40 @@ def job_file_options(command: Any) -> Any:
             click.option("--system", default=None, help="System prompt for lines that have none (a line's own wins)."),
         ]
     ):
-        command = option(command)
-    return command
+        with_defaults = option(with_defaults)
+    return with_defaults
+
+
+def _fallback(ctx: click.Context, param: click.Parameter, value: str | None) -> bool | int:
+    if value is None:
+        return False
+    if value == "auto":
+        return True
+    try:
+        divisor = int(value)
+    except ValueError:
+        divisor = 0
+    if divisor < 1:
+        raise click.BadParameter(f"expected a whole number of processes (1 or more), got {value!r}")
+    return divisor
 
 
 def shared_limits_options(command: Any) -> Any:
-    """`--shared-limits redis://...` and `--shared-limits-name`: one limiter in Redis for every process on a key."""
+    """`--shared-limits redis://...`, `--shared-limits-name` and `--shared-limits-fallback [N]`: one limiter in
+    Redis for every process on a key, and what to do while that Redis is unreachable."""
+    command = click.option(
+        "--shared-limits-fallback",
+        metavar="[N]",
+        is_flag=False,
+        flag_value="auto",
+        default=None,
+        callback=_fallback,
+        help=(
+            "While the shared-limits Redis is unreachable, run on 1/N of the limits locally instead of waiting "
+            "(N: the processes last seen in the pool, or the number given; a number also allows starting "
+            "without Redis)."
+        ),
+    )(command)
     command = click.option(
         "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
     )(command)

@@ -10,6 +10,7 @@ import click
 
 from sluicegate.cli._options import (
     cache_warmup_option,
+    cost_cap,
     deadline_flag,
     job_file_options,
     prices_option,
@@ -52,6 +53,14 @@ if TYPE_CHECKING:
 # For tests against a local emulator: the allowance for one online answer and for a cancel to take effect.
 @click.option("--online-latency", type=click.FloatRange(min=0), default=None, hidden=True)
 @click.option("--cancel-allowance", type=click.FloatRange(min=0), default=None, hidden=True)
+@click.option(
+    "--max-cost",
+    type=float,
+    callback=cost_cap,
+    default=None,
+    help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
+    "batch price still fits; what does not fit is not sent, and named.",
+)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
@@ -61,9 +70,7 @@ if TYPE_CHECKING:
 def batch(
     input_path: Path,
     output_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
     prices: PriceTable | None,
@@ -76,6 +83,7 @@ def batch(
     minute: float | None,
     online_latency: float | None,
     cancel_allowance: float | None,
+    max_cost: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -89,8 +97,8 @@ def batch(
     per file); each batch is recorded in the job store as soon as it is created, then
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
-    130 interrupted.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 stopped at --max-cost, 4 stopped (bad
+    key, API unreachable), 5 disk full (resume once there is space), 130 interrupted.
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
@@ -113,7 +121,7 @@ def batch(
             base_url=url or DEFAULT_URLS[provider],
             provider=provider,
             settings_base=label,
-            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            defaults=defaults,
             prices=prices,
             poll_interval=interval,
             retry_failed=retry_failed,
@@ -133,6 +141,7 @@ def batch(
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
+            max_cost=max_cost,
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
         outcome = run_async(lambda: run_batch_job(config, view=None if quiet else view))

@@ -11,6 +11,7 @@ from sluicegate.cli._options import (
     cache_warmup_option,
     deadline_flag,
     expected_output_option,
+    line_defaults_options,
     prices_option,
     provider_option,
     rate_limit_options,
@@ -23,9 +24,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
+@line_defaults_options
 @provider_option()
 @deadline_flag()
 @expected_output_option
@@ -42,9 +41,7 @@ if TYPE_CHECKING:
 @prices_option
 def plan(
     input_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     deadline: float | None,
     expected_output: float,
@@ -60,15 +57,15 @@ def plan(
     Costs use the price table; input tokens are estimated from characters and answers at --expected-output of
     max_tokens (the max column assumes every answer uses max_tokens). Durations use the given limits; a batch
     takes up to 24 h, most end within an hour. `auto` is the cheapest route that meets the deadline.
+
+    Example: sluicegate plan examples/tickets.jsonl --model claude-haiku-4-5 --deadline 6h --rpm 50
     """
     from rich.console import Console
     from rich.table import Table
 
     from sluicegate.jobs.planner import plan_file
-    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import load_prices
 
-    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
     scale = _scale(input_path, defaults, count_sample) if count_sample and provider == "anthropic" else None
     if scale is not None:
         click.echo(f"input estimate corrected by x{scale:.3f} from count_tokens on {count_sample} request(s)")

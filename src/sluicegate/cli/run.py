@@ -14,6 +14,7 @@ import click
 
 from sluicegate.cli._options import (
     cache_warmup_option,
+    cost_cap,
     deadline_flag,
     job_file_options,
     prices_option,
@@ -115,7 +116,9 @@ def _table_hint(path: Path) -> str:
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
 @rate_limit_options("of your account, a ceiling", learnt=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
-@click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@click.option(
+    "--max-cost", type=float, default=None, callback=cost_cap, help="Stop admitting before spend could pass this (USD)."
+)
 @prices_option
 @click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
 @click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")
@@ -164,9 +167,7 @@ def _table_hint(path: Path) -> str:
 def run(
     input_path: Path,
     output_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
     rpm: float | None,
@@ -186,6 +187,7 @@ def run(
     poll_interval: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
+    shared_limits_fallback: bool | int,
     template: str | None,
     id_column: str | None,
     retry_failed: bool,
@@ -215,11 +217,8 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
-        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
-        if chosen == "batch" and max_cost is not None:
-            raise click.UsageError("--max-cost is enforced on the online and flex routes, not with the batch route")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -241,6 +240,7 @@ def run(
                 resume=resume_command(sys.argv),
                 table=table,
                 poll_interval=poll_interval,
+                max_cost=max_cost,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)
@@ -251,7 +251,7 @@ def run(
             api_key=key,
             base_url=url,
             settings_base=label,
-            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            defaults=defaults,
             limits=limits,
             max_concurrency=max_concurrency,
             max_cost=max_cost,
@@ -266,6 +266,7 @@ def run(
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
+            shared_limits_fallback=shared_limits_fallback,
             table=table,
         )
         display_minute = emulator_minute if emulated else (minute or 60.0)

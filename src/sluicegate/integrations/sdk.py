@@ -117,6 +117,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         seed: int | None = None,
         shared_limits: str | None = None,
         shared_limits_name: str | None = None,
+        shared_limits_fallback: bool | int = False,
     ) -> None:
         self._provider = get_provider(provider)
         self._endpoint = _ENDPOINTS[self._provider.name]
@@ -139,7 +140,8 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         if shared_limits is not None:
             self._shared = {
                 "url": shared_limits, "name": shared_limits_name, "limits": limits,
-                "max_concurrency": max_concurrency, "minute": minute, "open": False,
+                "max_concurrency": max_concurrency, "minute": minute, "fallback": shared_limits_fallback,
+                "open": False,
             }  # fmt: skip
         self._shared_lock = anyio.Lock()
         if transport is None:  # the engine's own transport: far less CPU per request than httpx2's
@@ -195,6 +197,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             limiter = SharedLimiter(
                 self._shared["url"], name=name, limits=self._shared["limits"], clock=self._clock,
                 max_concurrency=self._shared["max_concurrency"], minute=self._shared["minute"], rng=self._rng,
+                output_accounting=self._provider.output_accounting, fallback=self._shared["fallback"],
             )  # fmt: skip
             await limiter.open()
             self.limiter = self.gate.limiter = limiter
@@ -358,13 +361,14 @@ def http_client(
     timeout: httpx2.Timeout | None = None,
     shared_limits: str | None = None,
     shared_limits_name: str | None = None,
+    shared_limits_fallback: bool | int = False,
 ) -> httpx2.AsyncClient:
     """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument (the options
     are the transport's)."""
     transport = LimitedTransport(
         provider=provider, limits=limits, max_concurrency=max_concurrency, retry=retry, minute=minute,
         output_accounting=output_accounting, smooth=smooth, shared_limits=shared_limits,
-        shared_limits_name=shared_limits_name,
+        shared_limits_name=shared_limits_name, shared_limits_fallback=shared_limits_fallback,
     )  # fmt: skip
     # The SDKs' own defaults: 10 minutes per request, 5 s to connect (they also pass a timeout per request).
     return httpx2.AsyncClient(

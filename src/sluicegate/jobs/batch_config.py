@@ -63,6 +63,7 @@ class BatchJobConfig:
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
+    max_cost: float | None = None  # the job's cap in USD, across runs (see jobs/batch_cap.py); None: no cap
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""

@@ -13,20 +13,25 @@ idempotency key, so a batch created just before a crash is looked for instead of
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError
+from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
 from ..tokens import heuristic_tokens
+from ._disk import no_space_in
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
+from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
+from .batch_cap import BatchCap
 from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
@@ -74,6 +79,8 @@ class _BatchJob:
         self.deadline: DeadlinePolicy | None = None
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.online_capped = False  # --max-cost stopped what the deadline cancel sent online
+        self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -100,8 +107,12 @@ class _BatchJob:
             await self.poll_all()
             if self.cancelling and not self.intents.released:
                 await self.send_rest_online()
-            if not self.intents.released:
+            # Again too when the ended batches' real costs left room under the cap for what it held back.
+            if not self.intents.released and not (self.cap is not None and self.cap.room_again()):
                 break
+        own = self.admission.kept_own_note()
+        if own is not None:
+            self.say(own)
 
     def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
         """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
@@ -118,11 +129,16 @@ class _BatchJob:
         (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
         service = self.service
         open_chunks: dict[str, _Chunk] = {}
+        self.admission.kept_own.clear()  # counted again by each full pass over the input
+        if self.cap is not None:
+            self.cap.new_pass()
         async for parsed, state in self._items():
             if self.deadline is not None:
                 self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
             if state == "pending" and self.ledger.in_batch(parsed.custom_id):
                 continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
+                continue  # left pending, and named in the final message
             params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
             encoded = service.encode(parsed.custom_id, params)
             group = service.group(parsed.params)
@@ -149,6 +165,8 @@ class _BatchJob:
             return
         primed: set[str] = set()
         reused = 0
+        if self.cap is not None:
+            self.cap.new_pass()
         async for parsed, state in self._items():
             params, group = self.prefixes.prepare(parsed.params, "1h")
             if group is None or group in primed:
@@ -160,6 +178,8 @@ class _BatchJob:
             now = self.config.clock()
             if earlier is not None and now - earlier < PRIMER_REUSE:
                 reused += 1
+                continue
+            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
                 continue
             await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
             if self.ledger.in_batch(parsed.custom_id):
@@ -176,7 +196,9 @@ class _BatchJob:
     async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
         ids = [custom_id for _, custom_id in members]
         # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (batch_intents.py) instead of paying for it twice.
+        # batch on the server (batch_intents.py) instead of paying for it twice. The cost cap's holds share its commit.
+        if self.cap is not None:
+            self.cap.hold(ids)
         intent = self.ledger.record_intent(ids, self.config.clock())
         try:
             batch = await self.service.submit(chunk, intent)
@@ -273,29 +295,41 @@ class _BatchJob:
         return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
-        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        """After a deadline cancel: every item without a result and in no batch goes online (online price). With
+        --max-cost the online engine gets what the cap leaves once the batches ended (their real costs replaced
+        their holds), and holds each request's worst cost in the store as `run` does, so the cap covers the job."""
         config = self.config
+        holds = None if self.cap is None else SpendLedger(self.store, self.prices, self.service.provider)
+        left = None if self.cap is None else self.cap.cap - self.cap.committed()
+        if left is not None and left <= 0:
+            self.online_capped = True
+            return
 
         async def rest() -> AsyncIterator[RequestItem]:
             async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
-                    yield parsed
+                    yield parsed if holds is None else holds.track(parsed)
 
         def record(result: Result) -> None:
             if self.durable.record(result):
                 self.online += 1
 
-        await finish_online(
-            rest(),
-            record,
-            provider=self.service.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            prices=self.prices,
-            minute=config.pace.minute,
-            transport=config.transport,
-        )
+        try:
+            await finish_online(
+                rest(),
+                record,
+                provider=self.service.provider,
+                api_key=config.api_key,
+                base_url=config.base_url,
+                limits=config.limits,
+                prices=self.prices,
+                minute=config.pace.minute,
+                transport=config.transport,
+                max_cost=left,
+                sinks=[] if holds is None else [holds],
+            )
+        except* BudgetExceededError:  # raised through the engine's task group, maybe grouped
+            self.online_capped = True
         self.durable.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
@@ -344,6 +378,8 @@ async def run_batch_job(
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
+    if config.max_cost is not None and config.max_cost <= 0:
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive")
     store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
     if isinstance(store, JobOutcome):
         return store
@@ -384,6 +420,13 @@ async def run_batch_job(
             return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
+    except (OSError, sqlite3.Error, BaseExceptionGroup) as exc:
+        # A full disk outside the saves (a batch's record, an intent's commit): every step of a batch's life was
+        # committed before the next began, so the next run re-attaches to what was created.
+        full = no_space_in(exc, store.path, config.output_path)
+        if full is None:
+            raise
+        return no_space_outcome(full, config.resume(), {})
 
 
 def _expected_output(params: Mapping[str, Any]) -> int:
@@ -424,6 +467,13 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
+    not_sent = "" if job.cap is None else job.cap.not_sent()
+    if job.online_capped:
+        online = (
+            "the rest the deadline cancel sends online stopped: the next request's worst cost at the online price "
+            "would pass the cap"
+        )
+        not_sent = f"{not_sent}; {online}" if not_sent else online
     if job.durable.failed is not None:
         return no_space_outcome(job.durable.failed, resume, summary)
     if job.durable.interrupts:
@@ -438,6 +488,13 @@ def _outcome(
             ExitCode.ABORTED,
             f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
             f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if not_sent and job.cap is not None:
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}. {not_sent}. {counts.pending} item(s) not finished; "
+            f"to go on, raise the cap: {with_max_cost(resume)}{note}",
             summary,
         )
     return finished_outcome(counts, config.output_path, note, summary)

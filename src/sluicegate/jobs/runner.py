@@ -74,6 +74,7 @@ class JobConfig:
     minute: float | None = None  # overrides the windows learnt from the headers
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
+    shared_limits_fallback: bool | int = False  # True or N: 1/N of the limits locally while Redis is lost
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -313,6 +314,7 @@ def _engines(
         "transport": config.transport,
         "sinks": sinks,
         "shared_limits": config.shared_limits,
+        "shared_limits_fallback": config.shared_limits_fallback,
         "shared_limits_name": config.shared_limits_name
         or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
     }
