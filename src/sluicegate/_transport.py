@@ -10,8 +10,7 @@ connection already saw (the server closed it, or sent something unasked), never 
 
 What it does not do, neither the engine nor the SDK drop-in needs: proxies (the engine uses httpx2's transport
 when the environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are
-made (a body is sent whole).
-Errors are httpx2's own classes, as from httpx2's transport.
+made (a body is sent whole). Errors are httpx2's own classes, as from httpx2's transport.
 """
 
 from __future__ import annotations
@@ -149,6 +148,11 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed and self.error is None
 
+    def park(self) -> None:
+        """Idle from now: any byte the server sends before the next request makes it unfit for reuse."""
+        self.idle_since = time.monotonic()
+        self._parser = None
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -184,7 +188,8 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 class EngineTransport(httpx2.AsyncBaseTransport):
     """At most `connections` HTTP/1.1 connections, idle ones kept for `keepalive_expiry` seconds. TLS is verified
-    as httpx2 verifies it unless `ssl_context` says otherwise."""
+    as httpx2 verifies it unless `ssl_context` says otherwise. `aclose` closes the idle connections; the transport
+    stays usable (a client sharing it may still send), opening new connections on demand."""
 
     def __init__(
         self, *, connections: int, keepalive_expiry: float = 5.0, ssl_context: ssl.SSLContext | None = None
@@ -193,7 +198,6 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._closed = False
         self._open = 0  # connections open or opening, idle ones included
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -225,7 +229,6 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        self._closed = True  # answers still being read close their connections when they end
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
@@ -288,9 +291,8 @@ class EngineTransport(httpx2.AsyncBaseTransport):
 
     def _release(self, connection: _Connection) -> None:
         """The answer was read to its end (kept for reuse if the server allows), or abandoned (closed)."""
-        if connection.reusable and not self._closed:
-            connection.idle_since = time.monotonic()
-            connection._parser = None
+        if connection.reusable:
+            connection.park()
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
             connection.close()
