@@ -73,6 +73,7 @@ UI_MODULES = ("rich", "sluicegate.progress")
 BATCH_MODULES = {
     "sluicegate.jobs.batch_intents",
     "sluicegate.jobs.batch_runner",
+    "sluicegate.jobs.batch_submit",
     "sluicegate.jobs.batch_service",
     "sluicegate.jobs.openai_batch",
 }

@@ -194,7 +194,8 @@ class DurableJob:
                 self.store.close()
 
     def record(self, result: Result) -> bool:
-        """Store a result and save what is due; False when the item already had its final result."""
+        """Store a result and save what is due; False when it was not stored (an outcome that is not final, such
+        as a stopped run's, or an item that already had its result)."""
         recorded = self.store.record_result(result)
         if recorded:
             self.unsaved += 1
