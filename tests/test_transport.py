@@ -309,3 +309,21 @@ async def test_a_body_ended_by_closing_the_connection_is_whole_and_an_abandoned_
         assert await _post(transport, url, b"{}") == b"chunk." * 50  # kept alive after a whole chunked answer
         await transport.aclose()
     assert connections == 3
+
+
+async def test_a_head_answer_ends_at_its_headers_whatever_its_length_says() -> None:
+    """HEAD gets the headers of what a GET would return and no body; the answer ends there instead of waiting."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    transport = EngineTransport(connections=1)
+    async with _server(handler) as url:
+        request = httpx2.Request("HEAD", url + "/v1/models", extensions={"timeout": {**TIMEOUTS, "read": 2.0}})
+        response = await transport.handle_async_request(request)
+        assert (response.status_code, response.headers["content-length"]) == (200, "5000")
+        assert await response.aread() == b""
+        await transport.aclose()

@@ -8,9 +8,9 @@ connection, the answer is parsed by httptools (the C parser uvicorn uses, alread
 arms a timer only when it has to wait, and whether an idle connection may be reused is read from what the
 connection already saw (the server closed it, or sent something unasked), never from a system call.
 
-What it does not do, the engine does not need: proxies (the engine uses httpx2's transport when the
-environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are made.
-Errors are httpx2's own classes, as from httpx2's transport.
+What it does not do, neither the engine nor the SDK drop-in needs: proxies (the engine uses httpx2's transport
+when the environment names one), HTTP/2, upgrades, `Expect: 100-continue`, request bodies streamed as they are
+made (a body is sent whole). Errors are httpx2's own classes, as from httpx2's transport.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False  # the server closed it, it broke, or we closed it
+        self.bodiless = False  # the current request is a HEAD
         self.idle_since = 0.0
         self._parser: httptools.HttpResponseParser | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -100,6 +101,9 @@ class _Connection(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
         self.headers_done = True
+        if self.bodiless:  # an answer to HEAD has no body whatever its length says; the parser cannot know
+            self.complete = True
+            self.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -113,10 +117,11 @@ class _Connection(asyncio.Protocol):
 
     # -- the request ----------------------------------------------------------------------------------------
 
-    async def send(self, data: bytes, read_timeout: float | None) -> None:
+    async def send(self, data: bytes, read_timeout: float | None, *, bodiless: bool = False) -> None:
         """Write a whole request at once and wait for the answer's status line and headers."""
         assert self.transport is not None
         self._begin()
+        self.bodiless = bodiless
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
         while not self.headers_done and self.error is None:
@@ -142,6 +147,11 @@ class _Connection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed and self.error is None
+
+    def park(self) -> None:
+        """Idle from now: any byte the server sends before the next request makes it unfit for reuse."""
+        self.idle_since = time.monotonic()
+        self._parser = None
 
     def close(self) -> None:
         self.closed = True
@@ -178,7 +188,8 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 class EngineTransport(httpx2.AsyncBaseTransport):
     """At most `connections` HTTP/1.1 connections, idle ones kept for `keepalive_expiry` seconds. TLS is verified
-    as httpx2 verifies it unless `ssl_context` says otherwise."""
+    as httpx2 verifies it unless `ssl_context` says otherwise. `aclose` closes the idle connections; the transport
+    stays usable (a client sharing it may still send), opening new connections on demand."""
 
     def __init__(
         self, *, connections: int, keepalive_expiry: float = 5.0, ssl_context: ssl.SSLContext | None = None
@@ -187,7 +198,6 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._closed = False
         self._open = 0  # connections open or opening, idle ones included
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -207,7 +217,7 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         read_timeout = timeouts.get("read")
         connection = await self._acquire(origin, timeouts.get("connect"))
         try:
-            await connection.send(data, read_timeout)
+            await connection.send(data, read_timeout, bodiless=request.method == "HEAD")
         except BaseException:
             self._release(connection)
             raise
@@ -219,7 +229,6 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        self._closed = True  # answers still being read close their connections when they end
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
@@ -282,9 +291,8 @@ class EngineTransport(httpx2.AsyncBaseTransport):
 
     def _release(self, connection: _Connection) -> None:
         """The answer was read to its end (kept for reuse if the server allows), or abandoned (closed)."""
-        if connection.reusable and not self._closed:
-            connection.idle_since = time.monotonic()
-            connection._parser = None
+        if connection.reusable:
+            connection.park()
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
             connection.close()
