@@ -23,12 +23,13 @@ def free_port() -> int:
         return port
 
 
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    """redis-server on `port`, no snapshots, no append-only file; returns once it accepts connections."""
+def start_redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """redis-server on `port`, no snapshots, no append-only file (`extra`: more options); returns once it accepts
+    connections."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server): the shared limiter needs it")
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

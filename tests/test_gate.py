@@ -84,6 +84,29 @@ def test_scattered_overloads_never_trip_the_breaker() -> None:
     assert (breaker.state, breaker.trips, breaker.held_back, clock.now()) == ("closed", 0, 0.0, 0.0)
 
 
+def test_the_retry_policy_shapes_the_gate_breaker() -> None:
+    """A gate's breaker takes its settings from RetryPolicy's breaker_* fields: 3 overloads of the last 4 trip it,
+    and the probes go out at 1, 3, 6, 9 s (interval 1 s doubled up to 3 s) while they fail."""
+    clock = FakeClock()
+    policy = RetryPolicy(
+        breaker_window=4, breaker_min_failures=3, breaker_probe_interval=1.0, breaker_max_probe_interval=3.0
+    )
+    breaker = AttemptGate(retry=policy, clock=clock, rng=random.Random(1)).breaker
+    probes: list[float] = []
+
+    async def main() -> None:
+        for overloaded in (True, False, True, True):
+            breaker.record(await breaker.wait_turn(), overloaded=overloaded, target=8)
+        assert breaker.state == "open"
+        for _ in range(4):
+            ticket = await breaker.wait_turn()
+            probes.append(clock.now())
+            breaker.record(ticket, overloaded=True, target=8)
+
+    clock.run(main)
+    assert probes == [1.0, 3.0, 6.0, 9.0]
+
+
 def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() -> None:
     """8 overloads trip it; probes go out at 0.5, 1.5, 2.5, 3.5 s while they fail (the interval doubles up to a
     second, so the end of an overload is seen within a second); a success ramps 2, 3, ... to 8."""

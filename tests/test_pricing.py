@@ -11,7 +11,7 @@ import pytest
 
 from sluicegate._exceptions import ConfigError
 from sluicegate._models import Usage
-from sluicegate.pricing import Price, PriceTable, cost, estimate_cost, price_for
+from sluicegate.pricing import Price, PriceTable, cost, default_table, estimate_cost, price_for
 
 # 1,000 input, 500 output, 2,000 cache-write and 10,000 cache-read tokens.
 USAGE = Usage(input_tokens=1000, output_tokens=500, cache_creation_input_tokens=2000, cache_read_input_tokens=10000)
@@ -207,3 +207,18 @@ def test_a_missing_user_file_is_a_config_error(tmp_path: Path) -> None:
     """A price file that does not exist is a ConfigError, not an OSError."""
     with pytest.raises(ConfigError, match="cannot read price table"):
         PriceTable.load(tmp_path / "absent.json")
+
+
+def test_a_table_at_the_batch_rate_prices_every_token_kind_as_a_batch_does() -> None:
+    """Flex answers are billed like batch ones: the derived table's plain cost is the original's batch cost."""
+    table = default_table()
+    usage = Usage(
+        input_tokens=1000, output_tokens=500, cache_read_input_tokens=4000, cache_creation_input_tokens=2000,
+        cache_creation_1h_input_tokens=800,
+    )  # fmt: skip
+    flex = table.at_batch_rate()
+    assert flex.cost("claude-sonnet-4-5", usage) == pytest.approx(table.cost("claude-sonnet-4-5", usage, batch=True))
+    standard = table.cost("gpt-4o-mini", usage)
+    assert standard is not None
+    assert flex.cost("gpt-4o-mini", usage) == pytest.approx(standard * table.batch_discount)
+    assert flex.cost("no-such-model", usage) is None

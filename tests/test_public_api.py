@@ -42,6 +42,7 @@ EXPECTED = {
     "RequestAdmitted",
     "RequestCompleted",
     "RequestItem",
+    "ResponseStarted",
     "Result",
     "RetryPolicy",
     "RunAborted",

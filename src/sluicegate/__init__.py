@@ -14,6 +14,7 @@ from ._events import (
     LimitsObserved,
     RequestAdmitted,
     RequestCompleted,
+    ResponseStarted,
     RunAborted,
 )
 from ._exceptions import (
@@ -77,6 +78,7 @@ __all__ = [
     "RequestAdmitted",
     "RequestCompleted",
     "RequestItem",
+    "ResponseStarted",
     "Result",
     "RetryPolicy",
     "RunAborted",

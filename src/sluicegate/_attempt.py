@@ -49,10 +49,12 @@ async def send_attempt(
     total_timeout: float,
     on_text: Callable[[str], Any] | None = None,
     on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
+    on_start: Callable[[], Any] | None = None,
 ) -> AttemptResult:
     """Send one request and classify the outcome. Transport errors become failures, never exceptions.
 
-    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body.
+    `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
+    `on_start` is called once when a successful answer begins: a stream's first event, an unstreamed body's arrival.
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -66,16 +68,18 @@ async def send_attempt(
                 if on_headers is not None and not out.snapshot.empty:
                     on_headers(out.snapshot)
                 if response.status_code != 200:
-                    raw = await response.aread()
+                    raw = await _read_body(response)
                     out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
                 if stream and "json" not in response.headers.get("content-type", ""):
-                    await _read_stream(response, provider, out, on_text, sent)
+                    await _read_stream(response, provider, out, on_text, sent, on_start)
                 else:
-                    raw = await response.aread()
+                    raw = await _read_body(response)
                     out.first_token_after = time.monotonic() - sent
+                    if on_start is not None:
+                        on_start()
                     out.message, out.usage = provider.parse_message(json.loads(raw))
             finally:
                 await response.aclose()
@@ -89,6 +93,16 @@ async def send_attempt(
         out.failure = Outcome(failure="truncated")
         out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
     return out
+
+
+async def _read_body(response: httpx2.Response) -> bytes:
+    """The whole body, decoded. An uncompressed one is joined straight from the transport's stream: httpx2's
+    reader passes every chunk through a decoder and a re-chunker, a noticeable share of a small answer's cost."""
+    encoding = response.headers.get("content-encoding")
+    stream = response.stream
+    if (encoding and encoding.lower() != "identity") or not isinstance(stream, httpx2.AsyncByteStream):
+        return await response.aread()
+    return b"".join([chunk async for chunk in stream])
 
 
 def status_outcome(
@@ -129,12 +143,16 @@ async def _read_stream(
     out: AttemptResult,
     on_text: Callable[[str], Any] | None,
     sent: float,
+    on_start: Callable[[], Any] | None,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
     try:
         async for chunk in response.aiter_raw():
             for event in decoder.feed(chunk):
+                if on_start is not None:
+                    on_start()
+                    on_start = None
                 text = assembler.feed(event)
                 if text and out.first_token_after is None:
                     out.first_token_after = time.monotonic() - sent

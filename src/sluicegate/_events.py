@@ -19,6 +19,7 @@ __all__ = [
     "LimitsObserved",
     "RequestAdmitted",
     "RequestCompleted",
+    "ResponseStarted",
     "RunAborted",
 ]
 
@@ -49,6 +50,17 @@ class AttemptFailed:
     will_retry: bool
     delay: float | None
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    """An attempt's answer began: a stream's first event, or an unstreamed answer's arrival. A prompt-cache entry
+    the request writes is readable by others from here on (what cache warm-up waits for)."""
+
+    at: float
+    index: int
+    custom_id: str
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,5 +95,7 @@ class RunAborted:
     reason: str
 
 
-Event = RequestAdmitted | AttemptFailed | RequestCompleted | LimitsObserved | CooldownStarted | RunAborted
+Event = (
+    RequestAdmitted | ResponseStarted | AttemptFailed | RequestCompleted | LimitsObserved | CooldownStarted | RunAborted
+)
 EventSink = Callable[[Event], None]

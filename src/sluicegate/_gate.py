@@ -78,7 +78,14 @@ class AttemptGate:
     ) -> None:
         self.retry = retry
         self.limiter = limiter
-        self.breaker = breaker or Breaker(clock)
+        self.breaker = breaker or Breaker(
+            clock,
+            window=retry.breaker_window,
+            min_failures=retry.breaker_min_failures,
+            trip_ratio=retry.breaker_trip_ratio,
+            probe_interval=retry.breaker_probe_interval,
+            max_probe_interval=retry.breaker_max_probe_interval,
+        )
         self._clock = clock
         self._rng = rng
         self.attempts = 0  # attempts sent, retries included

@@ -10,7 +10,15 @@ from ._attempt import AttemptResult, send_attempt
 from ._clock import Clock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
-from ._events import AttemptFailed, CooldownStarted, Event, LimitsObserved, RequestAdmitted, RequestCompleted
+from ._events import (
+    AttemptFailed,
+    CooldownStarted,
+    Event,
+    LimitsObserved,
+    RequestAdmitted,
+    RequestCompleted,
+    ResponseStarted,
+)
 from ._exceptions import InputError
 from ._gate import AttemptGate, Pass
 from ._models import ErrorInfo, RequestItem, Result, Usage
@@ -49,6 +57,7 @@ class ItemRunner:
         counts: Counters,
         clock: Clock,
         emit: Callable[[Event], None],
+        listening: bool = True,
         abort: Abort,
     ) -> None:
         self._provider = provider
@@ -61,6 +70,8 @@ class ItemRunner:
         self._counts = counts
         self._clock = clock
         self._emit = emit
+        # No sink listens: the events of every attempt (admitted, started, limits, completed) are not even built.
+        self._listening = listening
         self._abort = abort
         self.input_estimator = InputEstimator(provider=provider.name)
         self._output_estimator = OutputEstimator()
@@ -126,7 +137,8 @@ class ItemRunner:
         assert wire is not None
         model = self._provider.model(item.params)
         max_tokens = self._provider.max_tokens(item.params)
-        stream = on_text is not None or self._stream_mode is True
+        # A line's own `"stream": true` is honoured (cache warm-up streams its primers to see their start).
+        stream = on_text is not None or self._stream_mode is True or item.params.get("stream") is True
         stream = stream or (self._stream_mode == "auto" and max_tokens > _STREAM_ABOVE_MAX_TOKENS)
         url = self._provider.url(self._base_url, stream=stream)
         body = self._provider.body(item.params, stream=stream)
@@ -157,7 +169,8 @@ class ItemRunner:
                     ttft=outcome.first_token_after,
                 )
                 self._counts.success(usage)
-                self._emit(RequestCompleted(at=now, result=result))
+                if self._listening:
+                    self._emit(RequestCompleted(at=now, result=result))
                 return result
             assert outcome.failure is not None
             failure = replace(outcome.failure, elapsed=now - first_at)
@@ -231,7 +244,7 @@ class ItemRunner:
     ) -> AttemptResult:
         """One attempt on the wire; the limiter learns the headers as they arrive, the gate that the host answered."""
         self._counts.in_flight += 1
-        if passed.permit is not None:
+        if passed.permit is not None and self._listening:
             self._emit(
                 RequestAdmitted(
                     at=passed.admitted_at,
@@ -254,6 +267,7 @@ class ItemRunner:
                 total_timeout=self._timeouts.total,
                 on_text=on_text,
                 on_headers=self._gate.headers_observer(passed),
+                on_start=self._on_start(item, attempt),
             )
         finally:
             self._counts.in_flight -= 1
@@ -262,9 +276,20 @@ class ItemRunner:
         if outcome.responded:
             now = self._clock.now()
             self._gate.observe(None, now)  # the headers themselves were observed when they arrived
-            if outcome.snapshot is not None and not outcome.snapshot.empty:
+            if self._listening and outcome.snapshot is not None and not outcome.snapshot.empty:
                 self._emit(LimitsObserved(at=now, snapshot=outcome.snapshot))
         return outcome
+
+    def _on_start(self, item: RequestItem, attempt: int) -> Callable[[], None] | None:
+        """What tells the sinks that an attempt's answer began (nothing when no sink listens)."""
+        if not self._listening:
+            return None
+
+        def started() -> None:
+            now = self._clock.now()
+            self._emit(ResponseStarted(at=now, index=item.index, custom_id=item.custom_id, attempt=attempt))
+
+        return started
 
     def _final_error(self, run: Run, item: RequestItem, error: ErrorInfo, attempts: int, latency: float) -> Result:
         result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)

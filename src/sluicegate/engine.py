@@ -23,6 +23,7 @@ import httpx2
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
+from ._environment import resolve_endpoint
 from ._events import Event, EventSink, RunAborted
 from ._exceptions import ConfigError, InputError, SluicegateError, UsageError
 from ._gate import AttemptGate, Pass
@@ -52,18 +53,24 @@ _BACKOFF_ROOM = 1024  # items that may wait out a backoff beyond the concurrency
 class Engine:
     """Run requests at the ceiling the account's rate limits allow. Use as `async with Engine(...) as e:`.
 
+    `api_key` and `base_url` left as None are read once from the provider's SDK variables, as the official
+    clients do: ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, or OPENAI_API_KEY / OPENAI_BASE_URL. An argument wins.
+
     `prices` is the price table behind every cost (results, statistics and the `max_cost` cap): a PriceTable,
     the path of a price file in the format of the shipped `data/prices.json`, or None for the shipped table.
 
     `shared_limits="redis://HOST:PORT/DB"` keeps the limiter's buckets in Redis, shared by every process on the
     same key, base URL and rate-limit class (`shared_limits_name` names the pool explicitly instead).
+    `shared_limits_fallback`: while that Redis is unreachable, run on 1/N of the limits locally instead of
+    waiting for it (True: N = the pool's processes at the last heartbeat; an int: N itself, which also lets a run
+    start without Redis). Off by default: never a silent fall back to unshared sending.
     """
 
     def __init__(
         self,
         *,
         provider: Literal["anthropic", "openai"] | Provider = "anthropic",
-        api_key: str,
+        api_key: str | None = None,
         base_url: str | None = None,
         default_params: Mapping[str, Any] | None = None,
         limits: Limits | None = None,
@@ -82,12 +89,12 @@ class Engine:
         seed: int | None = None,
         shared_limits: str | None = None,
         shared_limits_name: str | None = None,
+        shared_limits_fallback: bool | int = False,
     ) -> None:
-        if not api_key:
-            raise ConfigError("api_key is required (the CLI reads ANTHROPIC_API_KEY / OPENAI_API_KEY)")
         if max_cost is not None and max_cost <= 0:
             raise ConfigError("max_cost must be positive")
         self._provider: Provider = get_provider(provider) if isinstance(provider, str) else provider
+        api_key, base_url = resolve_endpoint(self._provider.name, api_key, base_url)
         self._api_key = api_key
         self._base_url = base_url or _DEFAULT_BASE_URLS[self._provider.name]
         self._defaults = dict(default_params or {})
@@ -117,7 +124,7 @@ class Engine:
             )
             self.limiter = SharedLimiter(
                 shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
-                minute=minute, rng=rng,
+                minute=minute, rng=rng, output_accounting=accounting, fallback=shared_limits_fallback, smooth=smooth,
             )  # fmt: skip
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
@@ -139,6 +146,7 @@ class Engine:
             counts=self._counts,
             clock=self._clock,
             emit=self._emit,
+            listening=bool(self._sinks),
             abort=lambda run, message, everyone: self._abort(run, message, everyone=everyone),
         )
 
@@ -237,6 +245,13 @@ class Engine:
             limiter=self.limiter.statistics(),
         )
 
+    def share_cost_cap(self, other: Engine) -> None:
+        """Count this engine's spend and requests in flight against `other`'s `max_cost` instead of its own: one cap
+        over two engines (a flex engine and its standard fallback), each pricing at its own table. Call before
+        either sends anything."""
+        self._guard.budget = other._guard.budget
+        self._guard.max_cost = other._guard.max_cost
+
     @asynccontextmanager
     async def stream(self, **params: Any) -> AsyncIterator[TextStream]:
         """Stream one request: `async for text in s.text_stream`, then `await s.result()`."""
@@ -305,7 +320,10 @@ class Engine:
                                     await run.send.send(self._items.halted(run, item))
                                     continue
                                 break
-                            await outstanding.acquire()
+                            try:  # no checkpoint (a turn of the loop) per item while there is room
+                                outstanding.acquire_nowait()
+                            except anyio.WouldBlock:
+                                await outstanding.acquire()
                             self._counts.submitted += 1
                             raw_in = self._items.input_estimator.raw(item.params)
                             try:

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -121,6 +121,23 @@ class PriceTable:
             + usage.cache_read_input_tokens * price.cache_read
         ) / _MTOK
         return total * self.batch_discount if batch else total
+
+    def at_batch_rate(self) -> PriceTable:
+        """This table with every price at the batch rate (batch_discount applied): for what is billed like a
+        batch without being one, OpenAI's flex tier, so that an engine's costs and cost cap count it rightly."""
+        d = self.batch_discount
+        models = {
+            name: replace(
+                p,
+                input=p.input * d,
+                output=p.output * d,
+                cache_write_5m=p.cache_write_5m * d,
+                cache_write_1h=p.cache_write_1h * d,
+                cache_read=p.cache_read * d,
+            )
+            for name, p in self.models.items()
+        }
+        return PriceTable(models, batch_discount=1.0)
 
     def estimate_cost(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float | None:
         """USD for that many uncached input and output tokens; None for a model without a price."""

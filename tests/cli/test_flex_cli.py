@@ -71,3 +71,71 @@ def test_flex_needs_the_openai_provider(tmp_path: Path) -> None:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--provider openai" in proc.stderr
+
+
+def test_a_near_deadline_sends_a_too_slow_flex_answer_to_the_standard_tier_in_time(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """Flex answers take 12 s here; with `--deadline 2s` flex gets at most half of it (1 s), so every request is
+    answered on the standard tier well before flex would have answered."""
+    emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, first_token_latency=0.3, flex_slowdown=40.0)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "prompt": f"q {i}", "model": "gpt-4o-mini", "max_tokens": 5}) + "\n"
+            for i in range(3)
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    command = [
+        sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
+        "--route", "flex", "--deadline", "2s", "--minute", "3", "--quiet",
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = read_results(out)
+    assert sorted(line["custom_id"] for line in lines) == ["s0", "s1", "s2"]
+    assert {line["result"]["message"].get("service_tier", "default") for line in lines} == {"default"}
+
+
+def test_max_cost_caps_the_flex_route_counting_flex_answers_at_the_batch_rate(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """`--route flex --max-cost`: the run stops at the cap (exit 3) with what it spent, flex answers at half price
+    and standard fallbacks at full price, within the cap plus one request's worst cost; a resume with the same cap
+    sends nothing more."""
+    emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, flex_refusal=0.3, seed=3)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    with inp.open("w") as f:
+        for i in range(N):
+            f.write(json.dumps({"id": f"c{i}", "prompt": f"question {i}", "model": "gpt-4o-mini", "max_tokens": 30}))
+            f.write("\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    cap = 0.0002
+    command = [
+        sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
+        "--route", "flex", "--minute", "3", "--quiet", "--max-cost", str(cap),
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 3, proc.stderr
+    assert "cost cap" in proc.stderr
+    prices = default_table()
+    worst = prices.estimate_cost("gpt-4o-mini", 40, 30)
+    assert worst is not None
+    lines = read_results(out)
+    assert 0 < len(lines) < N
+    spent = 0.0
+    for line in lines:
+        message = line["result"]["message"]
+        cost = prices.cost(message["model"], usage_from_openai(message["usage"]))
+        assert cost is not None
+        spent += cost * (0.5 if message.get("service_tier") == "flex" else 1.0)
+    with sqlite3.connect(out.with_name(out.name + ".sluicegate.db")) as db:
+        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(spent)
+    assert spent <= cap + worst
+    answered = emu.stats()["endpoints"]["POST /v1/chat/completions"]["200"]
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert again.returncode == 3, again.stderr
+    assert emu.stats()["endpoints"]["POST /v1/chat/completions"]["200"] == answered

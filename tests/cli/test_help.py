@@ -20,7 +20,7 @@ from sluicegate.emulator import RunningEmulator
 
 from ._jobfiles import env_for, read_results
 
-COMMANDS = ["run", "batch", "estimate", "emulate", "demo", "serve", "report"]
+COMMANDS = main.list_commands(click.Context(main))  # every command, so a new one needs its example too
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -57,14 +57,28 @@ def test_emulate_defaults_match_runs_built_in_emulator() -> None:
     assert defaults["minute"] == _EMULATED_MINUTE
 
 
+@pytest.mark.parametrize("name", ["run", "batch", "estimate", "plan"])
+def test_line_defaults_read_the_same_in_every_command(name: str) -> None:
+    """run, batch, estimate and plan take --model/--max-tokens/--system from one option set: same help, which
+    says that a line's own value wins."""
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    helps = {p.name: p.help for p in command.params if isinstance(p, click.Option)}
+    assert helps["model"] == "Model for lines that name none (a line's own wins)."
+    assert helps["max_tokens"] == "max_tokens for lines that set none (a line's own wins)."
+    assert helps["system"] == "System prompt for lines that have none (a line's own wins)."
+
+
 @pytest.mark.e2e
-def test_a_flag_a_line_overrides_is_named(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
-    """--model and --max-tokens given while lines set their own: the run says how many lines kept their own."""
-    emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.01)
+@pytest.mark.parametrize("name", ["run", "batch"])
+def test_a_flag_a_line_overrides_is_named(emulator: Callable[..., RunningEmulator], tmp_path: Path, name: str) -> None:
+    """--model and --max-tokens given while lines set their own: the job says how many lines kept their own."""
+    emu = emulator(minute=3.0, rpm=2000, first_token_latency=0.01, batch_seconds=20.0)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = [{"id": "a", "prompt": "x", "model": "claude-haiku-4-5", "max_tokens": 5}, {"id": "b", "prompt": "y"}]
     inp.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3"]
+    cmd = [sys.executable, "-m", "sluicegate", name, str(inp), "-o", str(out)]
+    cmd += ["--minute", "3"] if name == "run" else ["--poll-interval", "0.1"]
     cmd += ["--model", "claude-sonnet-4-5", "--max-tokens", "20"]
     proc = subprocess.run(cmd, env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
@@ -72,3 +86,26 @@ def test_a_flag_a_line_overrides_is_named(emulator: Callable[..., RunningEmulato
     assert "--model did not apply to 1 line(s) that set their own value" in text
     assert "--max-tokens did not apply to 1 line(s)" in text
     assert len(read_results(out)) == 2
+
+
+def test_plan_estimate_run_and_batch_share_their_common_options() -> None:
+    """--provider, --rpm/--itpm/--otpm and (where they exist) --expected-output, --deadline and --cache-warmup are
+    declared once: the same type, default and parsing on every command that has them."""
+    from sluicegate.cli.batch import batch
+    from sluicegate.cli.estimate import estimate
+    from sluicegate.cli.plan import plan
+
+    def spec(command: click.Command, name: str) -> tuple[object, ...] | None:
+        found = next((p for p in command.params if p.name == name), None)
+        if found is None:
+            return None
+        return (str(found.type), found.default, found.callback, tuple(getattr(found, "secondary_opts", ())))
+
+    commands = [plan, estimate, run, batch]
+    for name in ("provider", "rpm", "itpm", "otpm", "expected_output", "deadline", "cache_warmup"):
+        specs = {spec(command, name) for command in commands} - {None}
+        assert len(specs) == 1, name
+    assert spec(plan, "deadline") is not None
+    assert spec(run, "deadline") is not None
+    assert spec(plan, "expected_output") is not None
+    assert spec(estimate, "expected_output") is not None

@@ -65,3 +65,28 @@ def test_two_processes_share_one_key_without_429s(
     assert emu.stats()["status"] == {"200": 300}  # no 429, nothing sent twice
     state = redis.Redis.from_url(redis_url).hgetall(f"sluicegate:{{{tmp_path.name}}}:state")
     assert state[b"lim:r"] == b"120"  # learnt from headers, kept in the shared pool
+
+
+def test_with_a_fallback_divisor_a_run_without_redis_finishes_locally(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """No Redis, `--shared-limits-fallback 2`: the run goes ahead on half the limits and answers every id once."""
+    emu = emulator(minute=3.0, rpm=600)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp, 20)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cmd = _cmd(inp, out, "--shared-limits", url, "--shared-limits-fallback", "2")
+    proc = subprocess.run(cmd, env=env_for(emu, KEY), capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line["custom_id"] for line in read_results(out)) == [f"req-{i:04d}" for i in range(20)]
+    assert emu.stats()["status"] == {"200": 20}
+
+
+def test_a_fallback_divisor_that_is_not_a_number_is_a_usage_error(tmp_path: Path) -> None:
+    """`--shared-limits-fallback zero` is refused with exit 2 and says what it expected."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp, 1)
+    cmd = _cmd(inp, out, "--shared-limits", "redis://127.0.0.1:1/0", "--shared-limits-fallback", "zero")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "whole number of processes" in proc.stderr

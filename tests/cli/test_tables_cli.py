@@ -120,3 +120,25 @@ def test_kill_9_then_resume_writes_every_row_exactly_once(
     assert [r["ticket_id"] for r in rows] == [f"T{i:05d}" for i in range(150)]
     assert all(r["status"] == "succeeded" for r in rows)
     assert sum(emu.stats()["status"].values()) - 150 == sent_first - committed  # only the uncommitted again
+
+
+def test_the_batch_route_reads_a_table_and_writes_it_back(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """`run --route batch` on Parquet: the rows go through the Message Batches API (no online call), the output
+    table keeps every input column plus the results, and a bad row is an error naming its column."""
+    emu = emulator(minute=3.0, batch_seconds=1.0)
+    inp, out = tmp_path / "tickets.parquet", tmp_path / "out.parquet"
+    table = _tickets(12, bad=frozenset({3}))
+    pq.write_table(table, inp)
+    command = _cmd(inp, out, "--route", "batch", "--poll-interval", "0.1", "--no-cache-warmup")
+    proc = subprocess.run(command, env=env_for(emu, KEY), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr  # one invalid row
+    got = pq.read_table(out)
+    assert got.select(table.schema.names).equals(table)
+    status = got.column("status").to_pylist()
+    assert status.count("succeeded") == 11
+    assert "body" in got.column("error").to_pylist()[3]
+    stats = emu.stats()
+    assert stats["batch_requests"]["succeeded"] == 11
+    assert "POST /v1/messages" not in stats["endpoints"]

@@ -3,6 +3,7 @@ connection, `stream_error` answers 500 after the work; sluicegate's engine retri
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,35 @@ async def test_truncate_cuts_a_plain_json_answer(emulator: Callable[..., Running
         with pytest.raises(anthropic.APIConnectionError):
             await sdk.messages.create(**PARAMS)
     assert emu.stats()["faults"]["truncate"] == 2  # the plain request and the SDK request
+
+
+class _Records(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_truncated_answer_is_not_logged_as_a_server_error(emulator: Callable[..., RunningEmulator]) -> None:
+    """The dropped connection is the fault itself: the server logs no "returned without completing" error for it."""
+    emu = emulator(faults=(FaultSpec(kind="truncate", start=0.0),), first_token_latency=0.0)
+    handler = _Records()
+    server_log = logging.getLogger("uvicorn.error")  # attached after the server configured its logging
+    server_log.addHandler(handler)
+    try:
+        async with anthropic.AsyncAnthropic(base_url=emu.base_url, api_key="test", max_retries=0) as sdk:
+            for _ in range(3):
+                with pytest.raises(anthropic.APIConnectionError):
+                    await sdk.messages.create(**PARAMS)
+        emu.wait_idle()
+    finally:
+        server_log.removeHandler(handler)
+    assert emu.stats()["faults"]["truncate"] == 3
+    assert [record.getMessage() for record in handler.records if record.levelno >= logging.ERROR] == []
 
 
 async def test_stream_error_fails_a_plain_call_with_a_500(emulator: Callable[..., RunningEmulator]) -> None:

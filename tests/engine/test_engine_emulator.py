@@ -273,3 +273,20 @@ def test_cancelling_a_run_leaks_no_task_and_no_slot(emulator: Callable[..., Runn
         assert len(asyncio.all_tasks()) == 1  # only this test's own task
 
     anyio.run(main)
+
+
+def test_a_streamed_line_reports_its_start_well_before_its_end(emulator: Callable[..., RunningEmulator]) -> None:
+    """A request with `"stream": true` is streamed: ResponseStarted comes at its first event, long before the
+    answer ends; an unstreamed one starts when it arrives whole. Each result is the same message either way."""
+    emu = emulator(first_token_latency=0.05, per_token_latency=0.02, min_output_tokens=30, max_output_tokens=30)
+    events: list[Any] = []
+    requests = _requests(2, max_tokens=64)
+    requests[0]["stream"] = True
+    results = _run(emu, requests, 60.0, sinks=[events.append], stream=False)
+    started = {e.custom_id: e.at for e in events if isinstance(e, sluicegate.ResponseStarted)}
+    ended = {e.result.custom_id: e.at for e in events if isinstance(e, sluicegate.RequestCompleted)}
+    assert ended["item-0"] - started["item-0"] >= 0.3  # 30 tokens at 20 ms each still to come after the start
+    assert ended["item-1"] - started["item-1"] < 0.1
+    assert [r.ok for r in results] == [True, True]
+    assert results[0].message is not None
+    assert results[0].message["type"] == "message"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from sluicegate.jobs.deadline import DeadlinePolicy, OnlinePace
+from sluicegate.jobs.deadline import DeadlinePolicy, OnlinePace, deadline_instant, deadline_setting
+from sluicegate.jobs.flex import flex_timeout_for
+from sluicegate.jobs.planner import format_duration, parse_duration
+from sluicegate.jobs.runner import ExitCode, JobOutcome, open_store
+from sluicegate.jobs.store import JobStore
 
 PACE = OnlinePace(
     requests_per_minute=60.0, input_tokens_per_minute=60_000.0, output_tokens_per_minute=6_000.0, latency=10.0
@@ -58,3 +64,47 @@ def test_fewer_unfinished_items_let_the_batch_run_longer() -> None:
     """As the batch finishes items, the latest cancel moment moves toward the deadline."""
     policy = _policy()
     assert policy.cancel_at(100) < policy.cancel_at(50) < policy.cancel_at(1) < 3600.0
+
+
+def test_a_resumed_job_keeps_the_deadline_instant_of_its_first_run(tmp_path: Path) -> None:
+    """The first run stores now + duration; a resume an hour later gets that instant back, not the whole duration."""
+    settings = {"input": "in.jsonl", **deadline_setting(6 * 3600.0)}
+    with JobStore.open(tmp_path / "job.db", settings=settings) as store:
+        assert deadline_instant(store, 1_000.0 + 6 * 3600.0) == 1_000.0 + 6 * 3600.0
+    with JobStore.open(tmp_path / "job.db", settings=settings) as store:
+        assert deadline_instant(store, 4_600.0 + 6 * 3600.0) == 1_000.0 + 6 * 3600.0
+
+
+def test_a_resume_with_another_deadline_is_refused_naming_both_and_the_command_that_keeps_the_stored_one(
+    tmp_path: Path,
+) -> None:
+    """`--deadline 6h` then `--deadline 3h` on the same output: refused, and the message says how to keep 6h."""
+    out = tmp_path / "out.jsonl"
+    first = open_store(out, {"input": "in.jsonl", **deadline_setting(6 * 3600.0)}, False, "")
+    assert isinstance(first, JobStore)
+    first.close()
+    command = "sluicegate batch in.jsonl -o out.jsonl --deadline 3h"
+    refused = open_store(out, {"input": "in.jsonl", **deadline_setting(parse_duration("180m"))}, False, command)
+    assert isinstance(refused, JobOutcome)
+    assert refused.exit_code == ExitCode.USAGE
+    assert "--deadline was '6h' in the stored job, now '3h'" in refused.message
+    assert "sluicegate batch in.jsonl -o out.jsonl --deadline 6h" in refused.message
+    again = open_store(out, {"input": "in.jsonl", **deadline_setting(parse_duration("360m"))}, False, command)
+    assert isinstance(again, JobStore)  # 360m is 6h: the same setting
+    again.close()
+
+
+@pytest.mark.parametrize(("text", "canonical"), [("6h", "6h"), ("90m", "1h30m"), ("2d", "2d"), ("45", "45s")])
+def test_durations_have_one_canonical_spelling(text: str, canonical: str) -> None:
+    """A duration is stored in one spelling, so equal durations are one setting."""
+    assert format_duration(parse_duration(text)) == canonical
+
+
+@pytest.mark.parametrize(
+    ("left", "timeout"),
+    [(None, 600.0), (6 * 3600.0, 600.0), (600.0, 300.0), (40.0, 20.0), (0.5, 1.0), (-30.0, 1.0)],
+)
+def test_the_flex_timeout_leaves_half_the_time_left_to_the_standard_tier(left: float | None, timeout: float) -> None:
+    """No deadline or a far one: the 600 s ceiling; a near one: half of what is left; past it: 1 s, so the
+    standard tier answers at once."""
+    assert flex_timeout_for(left, 600.0) == timeout

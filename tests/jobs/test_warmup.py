@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from sluicegate._events import RequestCompleted
+from sluicegate._events import RequestAdmitted, RequestCompleted, ResponseStarted
 from sluicegate._models import RequestItem, Result
+from sluicegate.jobs.reader import Defaults
+from sluicegate.jobs.tables import TableSpec
 from sluicegate.jobs.warmup import (
     OnlineWarmup,
     SharedPrefixes,
@@ -117,16 +120,41 @@ def test_place_breakpoint_copies_only_the_path(where: tuple[Any, ...], path: tup
 
 
 @pytest.mark.anyio
-async def test_the_gate_holds_the_rest_until_the_primer_is_answered() -> None:
-    """The first request of a group goes out alone; nothing more is released until its result is seen, then the
-    rest flow without waiting (one primer per group)."""
+async def test_the_gate_streams_the_primer_and_holds_the_rest_until_its_answer_starts() -> None:
+    """The first request of a group goes out alone and streamed; nothing more is released until its answer has
+    started (not ended), then the rest flow unstreamed without waiting (one primer per group)."""
     requests = [RequestItem(i, f"r{i}", _params(f"q{i}")) for i in range(4)]
     warm = OnlineWarmup(_scan(*(r.params for r in requests)))
-    released: list[str] = []
+    released: list[RequestItem] = []
     gate = warm.gate(requests)
 
     async def pull() -> None:
         async for item in gate:
+            released.append(item)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pull)
+        await anyio.wait_all_tasks_blocked()
+        assert [item.custom_id for item in released] == ["r0"]
+        warm(RequestAdmitted(at=0.0, index=0, custom_id="r0", attempt=1, input_tokens_estimate=1,
+                             output_tokens_reserved=1, in_flight=1))  # fmt: skip
+        await anyio.wait_all_tasks_blocked()
+        assert len(released) == 1  # sent is not started
+        warm(ResponseStarted(at=0.0, index=0, custom_id="r0", attempt=1))
+    assert [item.custom_id for item in released] == ["r0", "r1", "r2", "r3"]
+    assert [item.params.get("stream") for item in released] == [True, None, None, None]
+    assert warm.primers == 1
+
+
+@pytest.mark.anyio
+async def test_a_primer_that_fails_before_starting_releases_the_rest() -> None:
+    """A primer that ends in an error without an answer started (e.g. a 400) does not hold the input forever."""
+    requests = [RequestItem(i, f"r{i}", _params(f"q{i}")) for i in range(3)]
+    warm = OnlineWarmup(_scan(*(r.params for r in requests)))
+    released: list[str] = []
+
+    async def pull() -> None:
+        async for item in warm.gate(requests):
             released.append(item.custom_id)
 
     async with anyio.create_task_group() as tg:
@@ -134,5 +162,18 @@ async def test_the_gate_holds_the_rest_until_the_primer_is_answered() -> None:
         await anyio.wait_all_tasks_blocked()
         assert released == ["r0"]
         warm(RequestCompleted(at=0.0, result=Result(index=0, custom_id="r0")))
-    assert released == ["r0", "r1", "r2", "r3"]
-    assert warm.primers == 1
+    assert released == ["r0", "r1", "r2"]
+
+
+def test_a_table_s_rows_are_scanned_through_its_template(tmp_path: Path) -> None:
+    """A CSV whose rows share the --system prompt: scanned through the template, every row is in one group, so a
+    table job is warmed up like a JSONL one."""
+    inp = tmp_path / "tickets.csv"
+    inp.write_text("id,body\n" + "".join(f"T{i},printer {i} is on fire\n" for i in range(5)))
+    spec = TableSpec(template="Summarise: {body}", id_column="id")
+    found = SharedPrefixes.scan(inp, Defaults(model=MODEL, max_tokens=10, system=LONG), "anthropic", spec)
+    assert found.shared == 1
+    row = _params("Summarise: printer 0 is on fire")
+    params, group = found.prepare(row, "5m")
+    assert group is not None
+    assert params["system"][0]["cache_control"] == {"type": "ephemeral"}

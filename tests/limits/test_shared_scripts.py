@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from local_servers import free_port, start_redis
 from sluicegate.limits import _redis_lua as lua
 
 pytestmark = pytest.mark.anyio
@@ -23,15 +27,16 @@ class Pool:
         self.prefix = f"sluicegate:{{{name}}}"
 
     async def call(self, script: str, *args: Any) -> Any:
-        return await self.client.eval(getattr(lua, script), 1, self.prefix, *args)
+        keys = lua.pool_keys(self.prefix)
+        return await self.client.eval(getattr(lua, script), len(keys), *keys, *args)
 
     async def limits(self, r: float = 0, i: float = 0, o: float = 0, t: float = 0) -> None:
         """Limits per hour, buckets holding a minute: the same capacities as per-minute limits with one-second
         buckets, refilled 60 times slower, so a loaded machine's milliseconds between calls do not show."""
         window, burst = 3600.0, 60.0
-        args: list[Any] = [burst]
+        args: list[Any] = [burst, "1", ""]  # paced smoothly from the start: buckets of `burst` seconds
         for limit in (r, i, o, t):
-            args += [limit or "", window, "", 0]
+            args += [limit or "", window, "", 0, "", "", ""]
         await self.call("OBSERVE", *args)
 
     async def reserve(self, pid: str, rid: str, inp: int, out: int, lease: float = 30.0) -> tuple[int, float, str]:
@@ -112,7 +117,7 @@ async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool:
     await anyio.sleep(0.25)
     live, *_ = await pool.call("HEARTBEAT", "alive", 5.0, 0)
     assert live == b"1"  # the dead process left the pool
-    assert not await pool.client.exists(f"{pool.prefix}:res:dead")
+    assert not await pool.client.hkeys(f"{pool.prefix}:res")
     assert await pool.level("o") == pytest.approx(100, abs=0.01)  # full again: refunded, not just refilled
 
 
@@ -131,7 +136,117 @@ async def test_a_pause_stops_every_process_until_it_ends(pool: Pool) -> None:
 async def test_remaining_pulls_the_level_down_never_up(pool: Pool) -> None:
     """The server's `remaining` lowers the pool's level when lower, and is ignored when higher."""
     await pool.limits(r=600)
-    await pool.call("OBSERVE", 60.0, 600, 3600, 3, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 3, 1, "", "", "", *([""] * 21))
     assert await pool.level("r") == pytest.approx(3, abs=0.05)
-    await pool.call("OBSERVE", 60.0, 600, 3600, 500, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 500, 1, "", "", "", *([""] * 21))
     assert await pool.level("r") == pytest.approx(3, abs=0.1)
+
+
+async def test_every_script_touches_only_its_declared_keys_in_one_cluster_slot(tmp_path: Path) -> None:
+    """On a Redis Cluster node (which refuses keys of different slots), every script runs, and leaves no key
+    besides the four it declares."""
+    port = free_port()
+    # The cluster bus port is port + 10000 unless given: past 55535 that does not exist.
+    extra = ("--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--dir", str(tmp_path))
+    server = start_redis(port, *extra)
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        await client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        for _ in range(200):  # the node takes a moment to call its slots served
+            if b"cluster_state:ok" in await client.execute_command("CLUSTER", "INFO"):
+                break
+            await anyio.sleep(0.05)
+        else:
+            pytest.fail("the one-node cluster never became ready")
+        pool = Pool(client, uuid.uuid4().hex)
+        await pool.limits(r=600, i=60_000, o=60_000, t=120_000)
+        await pool.reserve("p1", "1", 10, 10)
+        await pool.reserve("dead", "1", 10, 10, lease=0.01)
+        await pool.reserve("p2", "1", 10, 10)
+        assert await pool.call("SETTLE", "p1", "1", "ok", 5, 5, 0.1) == 1
+        await pool.call("PAUSE", 0, 0)
+        await anyio.sleep(0.02)
+        await pool.call("HEARTBEAT", "p1", 5.0, 1)  # reaps "dead"
+        assert await pool.call("LEAVE", "p2") == 1
+        keys = {key if isinstance(key, str) else key.decode() for key in await client.keys("*")}
+        assert keys <= set(lua.pool_keys(pool.prefix))
+        assert await client.hkeys(f"{pool.prefix}:res") == []  # every reservation settled, reaped or left
+    finally:
+        await client.aclose()
+        server.terminate()
+        server.wait(10)
+
+
+async def _observe(pool: Pool, smooth: str, rtt: str, remaining: float) -> None:
+    """Requests only: 600 per 3,600 s window, `remaining` left by the server's count."""
+    await pool.call("OBSERVE", 1.0, smooth, rtt, 600, 3600, remaining, 1, "", "", "", *([""] * 21))
+
+
+async def test_a_bucket_holds_the_whole_window_and_starts_at_what_is_left(pool: Pool) -> None:
+    """Not smooth: the bucket's capacity is the window's limit, and the headers' `remaining` is where it starts."""
+    await _observe(pool, "0", "", 100)
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"cap:r"]) == 600
+    assert await pool.level("r") == pytest.approx(100, abs=0.1)
+    assert b"ramp" not in state  # no response yet (no round trip): nothing to ramp from
+
+
+async def test_the_ramp_spaces_admissions_and_doubles_every_round_trip(pool: Pool) -> None:
+    """The first response starts the ramp: 4 per round trip (0.25 s), so 1/16 s apart at first, then closer."""
+    await _observe(pool, "0", "0.25", 600)
+    sends: list[float] = []  # when each may go out, on this machine's clock (Redis's is the same)
+    for k in range(12):
+        called = time.time()
+        sends.append(called + (await pool.reserve("p1", str(k), 1, 1))[1])
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert gaps[0] == pytest.approx(1 / 16, abs=0.015)
+    assert all(gap > 0.005 for gap in gaps)  # spaced, never a burst
+    assert gaps[-1] < gaps[0] * 0.75  # the rate has grown
+    assert sends[-1] - sends[0] < 0.8  # 12 requests within a few round trips, not paced at 600 an hour
+
+
+async def test_smooth_shrinks_the_named_bucket_and_stops_the_ramp(pool: Pool) -> None:
+    """A short-interval 429: the bucket becomes one burst of its rate (level no higher) and the ramp ends."""
+    await _observe(pool, "0", "0.25", 600)
+    await pool.call("SMOOTH", 60.0, "r")  # a burst of 60 s at 600 an hour: 10 requests
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"cap:r"]) == pytest.approx(10)
+    assert await pool.level("r") == pytest.approx(10, abs=0.01)
+    assert state[b"ramp"] == b"0"
+    reply = await pool.call("HEARTBEAT", "p1", 5.0, 0)
+    assert [v.decode() for v in reply[-4:]] == ["1", "", "", ""]  # requests smooth, the others not
+    assert (await pool.reserve("p1", "1", 1, 1))[1] == 0.0  # no ramp spacing any more
+    assert (await pool.reserve("p1", "2", 1, 1))[1] == 0.0
+
+
+async def test_reservations_made_before_a_limit_was_known_come_off_its_start(pool: Pool) -> None:
+    """Two probes reserved while no limit was known: the first headers' `remaining` is lowered by both."""
+    await pool.reserve("p1", "1", 1, 1)
+    await pool.reserve("p2", "1", 1, 1)
+    await _observe(pool, "0", "0.1", 590)
+    assert await pool.level("r") == pytest.approx(588, abs=0.1)
+
+
+async def test_the_pool_learns_the_window_from_every_process_s_resets(pool: Pool) -> None:
+    """Two responses (from any processes) with whole-second resets narrow one shared interval; the pool paces by
+    its longest window."""
+    args = ("1.0", "0", "")
+    await pool.call("OBSERVE", *args, 600, "", 300, 1, 30, 1.0, 600, *([""] * 21))  # 57.8 to 62.2 s
+    await pool.call("OBSERVE", *args, 600, "", 100, 1, 50, 1.0, 600, *([""] * 21))  # 58.7 to 61.3 s
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"wlo:r"]) == pytest.approx(600 * 49 / 501)
+    assert float(state[b"whi:r"]) == pytest.approx(600 * 51 / 499)
+    assert float(state[b"rate:r"]) == pytest.approx(499 / 51)  # 600 per 61.3 s
+
+
+async def test_the_pool_s_own_consumption_bounds_the_window_by_flow(pool: Pool) -> None:
+    """Without a reset header, the refill seen between two responses with the pool's consumption known gives
+    the window: 10 taken and `remaining` unchanged after 1 s means 10 refilled, so 600 take 60 s."""
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    for k in range(10):
+        await pool.reserve("p1", str(k), 1, 1)
+    seconds, micros = await pool.client.time()
+    await pool.client.hset(f"{pool.prefix}:state", "fat:r", str(seconds + micros / 1e6 - 1.0))  # the anchor 1 s ago
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    fhi = float(await pool.client.hget(f"{pool.prefix}:state", "fhi:r") or 0)
+    assert fhi == pytest.approx(600 * 1.0 / 8, rel=0.1)  # 10 refilled, less twice the error of 1

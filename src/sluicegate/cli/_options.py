@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +14,32 @@ import click
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-__all__ = ["job_file_options", "prices_option", "resume_command"]
+__all__ = [
+    "cache_warmup_option",
+    "cost_cap",
+    "deadline_flag",
+    "expected_output_option",
+    "job_file_options",
+    "line_defaults_options",
+    "prices_option",
+    "provider_option",
+    "rate_limit_options",
+    "resume_command",
+    "shared_limits_options",
+]
+
+Decorator = Callable[[Any], Any]
 
 # Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
 _ONCE = frozenset({"--restart", "--retry-failed"})
+
+
+def cost_cap(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A --max-cost value (a callback): a positive, finite number of USD. A cap of 0 or below would stop before the
+    first request and NaN would never stop; both are usage errors."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"the cap must be a positive number of USD, got {value:g}", ctx=ctx, param=param)
+    return value
 
 
 def resume_command(argv: list[str]) -> str:
@@ -59,6 +84,24 @@ def job_file_options(command: Any) -> Any:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Results in the Message Batches results format.",
             ),
+        ]
+    ):
+        command = option(command)
+    return line_defaults_options(command)
+
+
+def line_defaults_options(command: Any) -> Any:
+    """`--model`, `--max-tokens` and `--system` for lines that leave them out, given to the command as one
+    `defaults: Defaults`. The same words in every command's help, so the precedence reads the same everywhere."""
+
+    @functools.wraps(command)
+    def with_defaults(*args: Any, model: str | None, max_tokens: int | None, system: str | None, **kwargs: Any) -> Any:
+        from sluicegate.jobs.reader import Defaults
+
+        return command(*args, defaults=Defaults(model=model, max_tokens=max_tokens, system=system), **kwargs)
+
+    for option in reversed(
+        [
             click.option("--model", default=None, help="Model for lines that name none (a line's own wins)."),
             click.option(
                 "--max-tokens",
@@ -69,12 +112,40 @@ def job_file_options(command: Any) -> Any:
             click.option("--system", default=None, help="System prompt for lines that have none (a line's own wins)."),
         ]
     ):
-        command = option(command)
-    return command
+        with_defaults = option(with_defaults)
+    return with_defaults
+
+
+def _fallback(ctx: click.Context, param: click.Parameter, value: str | None) -> bool | int:
+    if value is None:
+        return False
+    if value == "auto":
+        return True
+    try:
+        divisor = int(value)
+    except ValueError:
+        divisor = 0
+    if divisor < 1:
+        raise click.BadParameter(f"expected a whole number of processes (1 or more), got {value!r}")
+    return divisor
 
 
 def shared_limits_options(command: Any) -> Any:
-    """`--shared-limits redis://...` and `--shared-limits-name`: one limiter in Redis for every process on a key."""
+    """`--shared-limits redis://...`, `--shared-limits-name` and `--shared-limits-fallback [N]`: one limiter in
+    Redis for every process on a key, and what to do while that Redis is unreachable."""
+    command = click.option(
+        "--shared-limits-fallback",
+        metavar="[N]",
+        is_flag=False,
+        flag_value="auto",
+        default=None,
+        callback=_fallback,
+        help=(
+            "While the shared-limits Redis is unreachable, run on 1/N of the limits locally instead of waiting "
+            "(N: the processes last seen in the pool, or the number given; a number also allows starting "
+            "without Redis)."
+        ),
+    )(command)
     command = click.option(
         "--shared-limits-name", default=None, help="Pool name (default: a hash of key, base URL and model class)."
     )(command)
@@ -84,3 +155,60 @@ def shared_limits_options(command: Any) -> Any:
         default=None,
         help="Share one rate limiter through Redis with every process on the same key (redis extra).",
     )(command)
+
+
+_PROVIDER_HELP = "API the requests are for: Anthropic Messages or OpenAI Chat Completions."
+
+
+def provider_option(help: str = _PROVIDER_HELP) -> Decorator:
+    """`--provider anthropic|openai` (anthropic by default), with the command's own help."""
+    return click.option(
+        "--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True, help=help
+    )
+
+
+def rate_limit_options(what: str = "", *, learnt: bool = False) -> Decorator:
+    """`--rpm/--itpm/--otpm`: the account's per-minute limits, for `what` (e.g. "for the duration"); `learnt`
+    says that unset ones are learnt from the server's headers."""
+    tail = f" {what}" if what else ""
+    default = " (default: learnt from headers)" if learnt else ""
+
+    def apply(command: Any) -> Any:
+        for flag, name in (("--otpm", "Output tokens"), ("--itpm", "Input tokens"), ("--rpm", "Requests")):
+            command = click.option(flag, type=float, default=None, help=f"{name} per minute{tail}{default}.")(command)
+        return command
+
+    return apply
+
+
+def expected_output_option(command: Any) -> Any:
+    """`--expected-output`: the answer length to plan on, as a fraction of max_tokens."""
+    return click.option(
+        "--expected-output",
+        type=click.FloatRange(0, 1),
+        default=0.25,
+        show_default=True,
+        help="Expected answer length as a fraction of max_tokens.",
+    )(command)
+
+
+def cache_warmup_option(help: str) -> Decorator:
+    """`--cache-warmup/--no-cache-warmup` (on by default), with the command's own help."""
+    return click.option("--cache-warmup/--no-cache-warmup", default=True, show_default=True, help=help)
+
+
+def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A --deadline value (`6h`, `90m`, `1h30m`, `2d`) in seconds; a usage error otherwise."""
+    if value is None:
+        return None
+    from sluicegate.jobs.planner import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def deadline_flag(help: str = "When the job must be done, e.g. 6h, 90m, 2d.") -> Decorator:
+    """`--deadline DURATION`, parsed into seconds, with the command's own help."""
+    return click.option("--deadline", callback=_deadline, default=None, help=help)

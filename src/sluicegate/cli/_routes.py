@@ -10,26 +10,27 @@ import click
 if TYPE_CHECKING:
     from sluicegate.jobs.outcome import JobOutcome
     from sluicegate.jobs.reader import Defaults
+    from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
-__all__ = ["DEFAULT_URLS", "EMULATED_MINUTE", "batch_route", "deadline_option", "deadline_settings", "pick_route"]
+__all__ = [
+    "DEFAULT_URLS",
+    "EMULATED_MINUTE",
+    "EMULATED_POLL",
+    "POLL",
+    "batch_route",
+    "deadline_settings",
+    "pick_route",
+]
 
 DEFAULT_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 
+# Seconds between a batch's status checks: the built-in emulator ends a batch in a few seconds.
+POLL = 30.0
+EMULATED_POLL = 1.0
+
 # The built-in emulator's compressed time: one rate-limit minute lasts this many real seconds.
 EMULATED_MINUTE = 6.0
-
-
-def deadline_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """A --deadline value (`6h`, `90m`, `1h30m`, `2d`) in seconds; a usage error otherwise."""
-    if value is None:
-        return None
-    from sluicegate.jobs.planner import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 def deadline_settings(
@@ -74,6 +75,7 @@ def pick_route(
     limits: tuple[float | None, float | None, float | None],
     prices: PriceTable | None,
     cache_warmup: bool,
+    table: TableSpec | None = None,
 ) -> Literal["online", "batch", "flex"]:
     """The route to take: the given one, or for `auto` the planner's choice, said on stderr with its reason."""
     if route != "auto":
@@ -94,6 +96,7 @@ def pick_route(
         otpm=otpm,
         deadline=deadline,
         cache_warmup=cache_warmup,
+        table=table,
     )
     click.echo(f"route auto: {found.plan.why}.", err=True)
     return found.plan.choice
@@ -118,6 +121,9 @@ def batch_route(
     restart: bool,
     quiet: bool,
     resume: str = "",
+    table: TableSpec | None = None,
+    poll_interval: float | None = None,
+    max_cost: float | None = None,
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
     from rich.console import Console
@@ -136,12 +142,14 @@ def batch_route(
         settings_base=label,
         defaults=defaults,
         prices=prices,
-        poll_interval=1.0 if emulated else 30.0,
+        poll_interval=poll_interval if poll_interval is not None else EMULATED_POLL if emulated else POLL,
         retry_failed=retry_failed,
         restart=restart,
         cache_warmup=cache_warmup,
         forget_unknown_batches=emulated,
         resume_command=resume,
+        table=table,
+        max_cost=max_cost,
         **deadline_settings(deadline, rpm, itpm, otpm, emulated, minute=minute),
     )
     console = Console(stderr=True)

@@ -8,51 +8,42 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command
-from sluicegate.cli._routes import DEFAULT_URLS, deadline_option, deadline_settings
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    cost_cap,
+    deadline_flag,
+    job_file_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+    resume_command,
+)
+from sluicegate.cli._routes import DEFAULT_URLS, EMULATED_POLL, POLL, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
 if TYPE_CHECKING:
     from sluicegate.pricing import PriceTable
 
-_POLL_INTERVAL = 30.0
-_EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few seconds
-
 
 @click.command()
 @job_file_options
-@click.option(
-    "--provider",
-    type=click.Choice(["anthropic", "openai"]),
-    default="anthropic",
-    show_default=True,
-    help="Message Batches (anthropic) or the Batch API with file uploads (openai).",
-)
+@provider_option("Message Batches (anthropic) or the Batch API with file uploads (openai).")
 @click.option("--base-url", default=None, help="API base URL (default: the API's, or *_BASE_URL).")
 @prices_option
 @click.option(
     "--poll-interval",
     type=click.FloatRange(min=0),
     default=None,
-    help=f"Seconds between status checks (default {_POLL_INTERVAL:g}; "
-    f"{_EMULATED_POLL_INTERVAL:g} with the built-in emulator).",
+    help=f"Seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the built-in emulator).",
 )
-@click.option(
-    "--cache-warmup/--no-cache-warmup",
-    default=True,
-    show_default=True,
-    help="Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch.",
+@cache_warmup_option(
+    "Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch."
 )
-@click.option(
-    "--deadline",
-    callback=deadline_option,
-    default=None,
-    help="End by then (e.g. 6h): batches still running when only the time to finish online is left are "
-    "cancelled, what they finished is kept and the rest is sent online.",
+@deadline_flag(
+    "End by then (e.g. 6h): batches still running when only the time to finish online is left are "
+    "cancelled, what they finished is kept and the rest is sent online."
 )
-@click.option("--rpm", type=float, default=None, help="Online requests per minute, to time a deadline cancel.")
-@click.option("--itpm", type=float, default=None, help="Online input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Online output tokens per minute.")
+@rate_limit_options("online, to time a deadline cancel")
 @click.option(
     "--minute",
     type=float,
@@ -62,6 +53,14 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
 # For tests against a local emulator: the allowance for one online answer and for a cancel to take effect.
 @click.option("--online-latency", type=click.FloatRange(min=0), default=None, hidden=True)
 @click.option("--cancel-allowance", type=click.FloatRange(min=0), default=None, hidden=True)
+@click.option(
+    "--max-cost",
+    type=float,
+    callback=cost_cap,
+    default=None,
+    help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
+    "batch price still fits; what does not fit is not sent, and named.",
+)
 @click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
 @click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
 @click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
@@ -71,9 +70,7 @@ _EMULATED_POLL_INTERVAL = 1.0  # the built-in emulator ends a batch in a few sec
 def batch(
     input_path: Path,
     output_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
     prices: PriceTable | None,
@@ -86,6 +83,7 @@ def batch(
     minute: float | None,
     online_latency: float | None,
     cancel_allowance: float | None,
+    max_cost: float | None,
     retry_failed: bool,
     restart: bool,
     quiet: bool,
@@ -99,8 +97,8 @@ def batch(
     per file); each batch is recorded in the job store as soon as it is created, then
     polled until it ends and its results are stored. Re-running the same command (after Ctrl-C or a crash)
     re-attaches to the batches already submitted and submits only the rest.
-    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 4 stopped (bad key, API unreachable),
-    130 interrupted.
+    Exit codes: 0 all succeeded, 1 some items failed, 2 usage error, 3 stopped at --max-cost, 4 stopped (bad
+    key, API unreachable), 5 disk full (resume once there is space), 130 interrupted.
 
     Example: sluicegate batch examples/tickets.jsonl -o results.jsonl --model claude-haiku-4-5
     """
@@ -115,7 +113,7 @@ def batch(
     with _endpoint(provider, base_url, False, 1, _EMULATED_MINUTE, ()) as (url, key, label, emulated):
         interval = poll_interval
         if interval is None:
-            interval = _EMULATED_POLL_INTERVAL if emulated else _POLL_INTERVAL
+            interval = EMULATED_POLL if emulated else POLL
         config = BatchJobConfig(
             input_path=input_path,
             output_path=output_path,
@@ -123,7 +121,7 @@ def batch(
             base_url=url or DEFAULT_URLS[provider],
             provider=provider,
             settings_base=label,
-            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            defaults=defaults,
             prices=prices,
             poll_interval=interval,
             retry_failed=retry_failed,
@@ -143,6 +141,7 @@ def batch(
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
             resume_command=resume_command(sys.argv),
+            max_cost=max_cost,
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
         outcome = run_async(lambda: run_batch_job(config, view=None if quiet else view))

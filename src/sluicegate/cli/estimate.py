@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
+from sluicegate.cli._options import (
+    expected_output_option,
+    line_defaults_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+)
 
 if TYPE_CHECKING:
+    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import PriceTable
 
 
@@ -44,20 +51,10 @@ def _tier_limits(tier: int, models: list[str]) -> tuple[int, int, int]:
 
 @click.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option(
-    "--expected-output",
-    type=click.FloatRange(0, 1),
-    default=0.25,
-    show_default=True,
-    help="Expected answer length as a fraction of max_tokens.",
-)
-@click.option("--rpm", type=float, default=None, help="Requests per minute of your account, for the duration.")
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
+@line_defaults_options
+@provider_option()
+@expected_output_option
+@rate_limit_options("of your account, for the duration")
 @click.option(
     "--tier",
     type=click.IntRange(1, 4),
@@ -67,9 +64,7 @@ def _tier_limits(tier: int, models: list[str]) -> tuple[int, int, int]:
 @prices_option
 def estimate(
     input_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     expected_output: float,
     rpm: float | None,
@@ -90,12 +85,10 @@ def estimate(
     from rich.table import Table
 
     from sluicegate.jobs.estimate import estimate as run_estimate
-    from sluicegate.jobs.reader import Defaults, iter_lines, read_requests
+    from sluicegate.jobs.reader import iter_lines, read_requests
 
     with input_path.open("rb") as f:
-        parsed = read_requests(
-            iter_lines(f), defaults=Defaults(model=model, max_tokens=max_tokens, system=system), provider=provider
-        )
+        parsed = read_requests(iter_lines(f), defaults=defaults, provider=provider)
         est = run_estimate(parsed, expected_output_fraction=expected_output)
     table = Table(title=f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines")
     for column in ("model", "requests", "input tokens", "output tokens (expected / max)", "online cost", "batch cost"):

@@ -7,8 +7,15 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option
-from sluicegate.cli._routes import deadline_option
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    deadline_flag,
+    expected_output_option,
+    line_defaults_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+)
 
 if TYPE_CHECKING:
     from sluicegate.jobs.reader import Defaults
@@ -17,24 +24,12 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", default=None, help="Default model for lines that name none.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Default max_tokens.")
-@click.option("--system", default=None, help="Default system prompt.")
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h, 90m, 2d.")
-@click.option(
-    "--expected-output",
-    type=click.FloatRange(0, 1),
-    default=0.25,
-    show_default=True,
-    help="Expected answer length as a fraction of max_tokens.",
-)
-@click.option("--rpm", type=float, default=None, help="Requests per minute of your account.")
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute.")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute.")
-@click.option(
-    "--cache-warmup/--no-cache-warmup", default=True, show_default=True, help="Count on prompt-cache warm-up."
-)
+@line_defaults_options
+@provider_option()
+@deadline_flag()
+@expected_output_option
+@rate_limit_options("of your account")
+@cache_warmup_option("Count on prompt-cache warm-up.")
 @click.option(
     "--count-tokens",
     "count_sample",
@@ -46,9 +41,7 @@ if TYPE_CHECKING:
 @prices_option
 def plan(
     input_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     deadline: float | None,
     expected_output: float,
@@ -64,15 +57,15 @@ def plan(
     Costs use the price table; input tokens are estimated from characters and answers at --expected-output of
     max_tokens (the max column assumes every answer uses max_tokens). Durations use the given limits; a batch
     takes up to 24 h, most end within an hour. `auto` is the cheapest route that meets the deadline.
+
+    Example: sluicegate plan examples/tickets.jsonl --model claude-haiku-4-5 --deadline 6h --rpm 50
     """
     from rich.console import Console
     from rich.table import Table
 
     from sluicegate.jobs.planner import plan_file
-    from sluicegate.jobs.reader import Defaults
     from sluicegate.pricing import load_prices
 
-    defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
     scale = _scale(input_path, defaults, count_sample) if count_sample and provider == "anthropic" else None
     if scale is not None:
         click.echo(f"input estimate corrected by x{scale:.3f} from count_tokens on {count_sample} request(s)")

@@ -12,8 +12,18 @@ from urllib.parse import urlsplit
 
 import click
 
-from sluicegate.cli._options import job_file_options, prices_option, resume_command, shared_limits_options
-from sluicegate.cli._routes import batch_route, deadline_option, pick_route
+from sluicegate.cli._options import (
+    cache_warmup_option,
+    cost_cap,
+    deadline_flag,
+    job_file_options,
+    prices_option,
+    provider_option,
+    rate_limit_options,
+    resume_command,
+    shared_limits_options,
+)
+from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -102,21 +112,13 @@ def _table_hint(path: Path) -> str:
 
 @click.command()
 @job_file_options
-@click.option(
-    "--provider",
-    type=click.Choice(["anthropic", "openai"]),
-    default="anthropic",
-    show_default=True,
-    help="API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).",
-)
+@provider_option("API to call: Anthropic Messages (ANTHROPIC_API_KEY) or OpenAI Chat Completions (OPENAI_API_KEY).")
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
-@click.option(
-    "--rpm", type=float, default=None, help="Your requests-per-minute limit, a ceiling (default: learnt from headers)."
-)
-@click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
-@click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
+@rate_limit_options("of your account, a ceiling", learnt=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
-@click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@click.option(
+    "--max-cost", type=float, default=None, callback=cost_cap, help="Stop admitting before spend could pass this (USD)."
+)
 @prices_option
 @click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
 @click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")
@@ -134,12 +136,7 @@ def _table_hint(path: Path) -> str:
     multiple=True,
     help=f"Built-in emulator fault: KIND:PROB or KIND@START-END, KIND one of {', '.join(FAULT_KINDS)}.",
 )
-@click.option(
-    "--cache-warmup/--no-cache-warmup",
-    default=True,
-    show_default=True,
-    help="Mark prefixes shared by several requests for prompt caching and send one of each first.",
-)
+@cache_warmup_option("Mark prefixes shared by several requests for prompt caching and send one of each first.")
 @click.option(
     "--route",
     type=click.Choice(["online", "batch", "flex", "auto"]),
@@ -148,7 +145,13 @@ def _table_hint(path: Path) -> str:
     help="online; batch (the provider's batch API, half price); flex (OpenAI's flex tier at batch prices, "
     "standard for what it refuses); auto: the cheapest that meets --deadline.",
 )
-@click.option("--deadline", callback=deadline_option, default=None, help="When the job must be done, e.g. 6h.")
+@deadline_flag()
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Batch route: seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the emulator).",
+)
 @shared_limits_options
 @click.option(
     "--template",
@@ -164,9 +167,7 @@ def _table_hint(path: Path) -> str:
 def run(
     input_path: Path,
     output_path: Path,
-    model: str | None,
-    max_tokens: int | None,
-    system: str | None,
+    defaults: Defaults,
     provider: Literal["anthropic", "openai"],
     base_url: str | None,
     rpm: float | None,
@@ -183,8 +184,10 @@ def run(
     cache_warmup: bool,
     route: str,
     deadline: float | None,
+    poll_interval: float | None,
     shared_limits: str | None,
     shared_limits_name: str | None,
+    shared_limits_fallback: bool | int,
     template: str | None,
     id_column: str | None,
     retry_failed: bool,
@@ -214,13 +217,8 @@ def run(
     console = Console(stderr=True)
     emulator_minute = minute or _EMULATED_MINUTE
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
-        defaults = Defaults(model=model, max_tokens=max_tokens, system=system)
         given = (rpm, itpm, otpm)
-        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup)
-        if chosen != "online" and max_cost is not None:
-            raise click.UsageError(f"--max-cost is enforced on the online route only, not with the {chosen} route")
-        if chosen == "batch" and table is not None:
-            raise click.UsageError("the batch route reads JSONL requests; tables (--template) go online")
+        chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -240,6 +238,9 @@ def run(
                 restart=restart,
                 quiet=quiet,
                 resume=resume_command(sys.argv),
+                table=table,
+                poll_interval=poll_interval,
+                max_cost=max_cost,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)
@@ -250,7 +251,7 @@ def run(
             api_key=key,
             base_url=url,
             settings_base=label,
-            defaults=Defaults(model=model, max_tokens=max_tokens, system=system),
+            defaults=defaults,
             limits=limits,
             max_concurrency=max_concurrency,
             max_cost=max_cost,
@@ -260,10 +261,12 @@ def run(
             restart=restart,
             cache_warmup=cache_warmup,
             service_tier="flex" if chosen == "flex" else "standard",
+            deadline=deadline,
             minute=minute,  # None: every limit's window is learnt from the headers
             resume_command=resume_command(sys.argv),
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
+            shared_limits_fallback=shared_limits_fallback,
             table=table,
         )
         display_minute = emulator_minute if emulated else (minute or 60.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio.lowlevel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -43,3 +44,6 @@ class TruncatedJSONResponse(Response):
         transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
         if transport is not None:
             transport.abort()
+            # The server learns of the drop one loop turn later; returning before that, it would log every
+            # injected truncation as an app that "returned without completing response".
+            await anyio.lowlevel.checkpoint()

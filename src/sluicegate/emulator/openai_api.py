@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from sluicegate.emulator import openai_format as fmt
+from sluicegate.emulator import openai_validation as checks
 from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.prompt import count_tokens
 from sluicegate.emulator.stats import leave_after
@@ -81,6 +82,9 @@ def _validate(body: Any) -> tuple[str, list[Mapping[str, Any]], int, list[str]]:
     """(model, messages, max_tokens, stop) of a valid body; raises the OpenAI 400 otherwise."""
     if not isinstance(body, Mapping):
         raise _bad("We could not parse the JSON body of your request.")
+    extra = checks.unknown_field(body)
+    if extra is not None:
+        raise _bad(f"Unrecognized request argument supplied: {extra}")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model")
@@ -103,6 +107,9 @@ def _validate(body: Any) -> tuple[str, list[Mapping[str, Any]], int, list[str]]:
         raise _bad(f"Invalid 'max_completion_tokens': integer below minimum value. Got {raw_max!r}.")
     else:
         max_tokens = raw_max
+    out_of_range = checks.range_problem(body, model, max_tokens)
+    if out_of_range is not None:
+        raise _bad(*out_of_range)
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else [s for s in stop or [] if isinstance(s, str)]
     if len(stops) > 4:
@@ -303,6 +310,11 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
         except ValueError:
             raise _bad("We could not parse the JSON body of your request.") from None
         model, messages, max_tokens, stops = _validate(body)
+        prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
+        prompt_tokens = count_tokens(prompt)
+        too_long = checks.context_problem(model, prompt_tokens)
+        if too_long is not None:
+            raise _bad(*too_long)
         if status == "quota":
             # Retrying never helps; x-should-retry stops the SDK from trying anyway.
             raise _OpenAIError(
@@ -331,8 +343,6 @@ def openai_routes(state: EmulatorState, *, backend: ChatBackend | None = None) -
         stream = bool(body.get("stream"))
         include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
         n = int(body.get("n", 1))
-        prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
-        prompt_tokens = count_tokens(prompt)
         try:
             admission = core.admit(key, model, prompt_tokens, max_tokens * n)
         except Throttled as exc:
@@ -426,6 +436,10 @@ def batch_chat_completion(state: EmulatorState, body: Any, scope: str) -> tuple[
     n = int(body.get("n", 1))
     prompt = {"model": model, "messages": messages, "tools": body.get("tools") or []}
     prompt_tokens = count_tokens(prompt)
+    too_long = checks.context_problem(model, prompt_tokens)
+    if too_long is not None:
+        refused = _bad(*too_long)
+        return refused.status, refused.body
     cached_tokens, cache_commit = core.prompt_cache(scope, prompt)
     cache_commit()
     gen = core.generate({"model": model, "messages": messages, "max_tokens": max_tokens, "stop_sequences": stops})

@@ -195,6 +195,16 @@ class Database:
         self._writes += 1
         return self.conn.execute(sql, args)
 
+    def remember(self, key: str, value: str) -> str:
+        """The value stored under `key` in meta; the first call stores (and commits) `value`. For what a job keeps
+        across its runs, like a deadline's instant."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        self.write("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.commit()
+        return value
+
     def maybe_commit(self, now: float | None = None) -> bool:
         """Commit when enough records (commit_every) or time (commit_interval) piled up; True if it committed.
 

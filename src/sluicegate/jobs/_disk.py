@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-__all__ = ["NoSpace", "no_space"]
+__all__ = ["NoSpace", "no_space", "no_space_in"]
 
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _SQLITE_FULL, _SQLITE_IOERR = 13, 10
@@ -40,6 +40,15 @@ def no_space(exc: BaseException, store: Path, output: Path) -> NoSpace | None:
         if code is not None and code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
             return NoSpace(store, str(exc))
     return None
+
+
+def no_space_in(exc: BaseException, store: Path, output: Path) -> NoSpace | None:
+    """`no_space` for an error that may come wrapped in a task group's exception group: found when every error in
+    it means a full disk (anything else must still be raised)."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = [no_space_in(inner, store, output) for inner in exc.exceptions]
+        return found[0] if found and all(problem is not None for problem in found) else None
+    return no_space(exc, store, output)
 
 
 def _size(count: int) -> str:

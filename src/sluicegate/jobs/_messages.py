@@ -9,7 +9,13 @@ from collections.abc import Mapping
 __all__ = ["mismatch_message", "with_max_cost"]
 
 # Stored job settings that a flag sets, and that flag.
-_FLAGS = {"model": "--model", "max_tokens": "--max-tokens", "system": "--system", "provider": "--provider"}
+_FLAGS = {
+    "model": "--model",
+    "max_tokens": "--max-tokens",
+    "system": "--system",
+    "provider": "--provider",
+    "deadline": "--deadline",
+}
 _NAMES = {"order": "--ordered", "endpoint": "the API endpoint", "input": "the input file's path"}
 
 

@@ -19,10 +19,11 @@ from ..pricing import PriceTable
 from ..retry import RetryPolicy
 from .batch_api import BatchClient
 from .batch_service import AnthropicBatches, BatchService
-from .deadline import OnlinePace
+from .deadline import OnlinePace, deadline_setting
 from .durable import file_settings, store_path_for
 from .openai_batch import OpenAIBatchClient, OpenAIBatches
 from .reader import Defaults
+from .tables import TableSpec
 
 __all__ = ["BatchJobConfig", "batch_service_for", "batch_settings"]
 
@@ -57,10 +58,13 @@ class BatchJobConfig:
     # or workspace: submitting again could pay twice).
     forget_unknown_batches: bool = False
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
-    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at. Only that:
-    # the run's own durations (the deadline, the poll waits) are on the monotonic Clock given to run_batch_job.
+    # The wall clock (epoch seconds) for what outlives a run: the dates of create intents (compared with the server's
+    # created_at), of priming batches, and the deadline's instant. Waits and durations within a run (the poll waits,
+    # the time left to the deadline) are on the monotonic Clock given to run_batch_job.
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
+    table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
+    max_cost: float | None = None  # the job's cap in USD, across runs (see jobs/batch_cap.py); None: no cap
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -78,6 +82,8 @@ def batch_settings(config: BatchJobConfig) -> dict[str, str]:
         "endpoint": config.settings_base,
         **file_settings(config.input_path, config.defaults),
         "order": "completion",
+        **(config.table.settings() if config.table is not None else {}),
+        **deadline_setting(config.deadline),
     }
 
 

@@ -18,6 +18,7 @@ __all__ = ["BatchIntent", "BatchLedger"]
 # The SQL below names kinds and states through these (literals, so SQLite can use the partial indexes).
 _ITEM = f"kind = {EntryKind.ITEM:d}"
 _PENDING = f"state = {ItemState.PENDING:d}"
+_PRIMED = "primed:"  # meta key prefix: a shared prefix's group key -> when its priming batch was submitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +160,13 @@ class BatchLedger:
         )
         self._db.commit()
         return cur.rowcount
+
+    def record_primer(self, group: str, submitted_at: float) -> None:
+        """A priming batch for this shared prefix was submitted at this wall-clock time (committed at once)."""
+        self._db.write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_PRIMED + group, repr(submitted_at)))
+        self._db.commit()
+
+    def primed_at(self, group: str) -> float | None:
+        """When the last priming batch for this prefix was submitted, or None."""
+        row = self._db.conn.execute("SELECT value FROM meta WHERE key = ?", (_PRIMED + group,)).fetchone()
+        return None if row is None else float(row[0])

@@ -13,28 +13,34 @@ idempotency key, so a batch created just before a crash is looked for instead of
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError
+from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
-from ..tokens import heuristic_tokens
+from ._disk import no_space_in
+from ._messages import with_max_cost
 from ._sniff import not_jsonl
+from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
 from .batch_api import BatchApiError, BatchRejectedError, BatchStatus
+from .batch_cap import BatchCap
 from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
-from .deadline import DeadlinePolicy, finish_online
+from .batch_submit import BatchSubmitter
+from .deadline import DeadlinePolicy, deadline_instant, finish_online
 from .durable import DurableJob, open_store
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
 from .reader import InputProblem
+from .store import AdmitState
+from .table_output import TableWriter, is_table_output
+from .tables import table_requests
 from .warmup import SharedPrefixes
 from .writer import OutputWriter
 
@@ -47,26 +53,29 @@ class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, durable: DurableJob, service: BatchService, say: Callable[[str], None]
+        self,
+        config: BatchJobConfig,
+        durable: DurableJob,
+        service: BatchService,
+        say: Callable[[str], None],
+        deadline: DeadlinePolicy | None,
     ) -> None:
         self.config = config
         self.durable = durable
         self.store = store = durable.store
         self.ledger = BatchLedger.of(store)
         self.service = service
-        self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
-        self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
         self.say = say
         self.prices = load_prices(config.prices)
         self.admission = Admission(store, self._on_problem)
-        self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.intents = IntentRecovery(self.ledger, service, say)
-        self.prefixes: SharedPrefixes | None = None
-        self.primers = 0
-        self.deadline: DeadlinePolicy | None = None
+        self.deadline = deadline
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
+        self.online_capped = False  # --max-cost stopped what the deadline cancel sent online
+        self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
+        self.submitter = BatchSubmitter(config, durable, service, self._items, say, cap=self.cap, deadline=deadline)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -83,7 +92,9 @@ class _BatchJob:
         config, service = self.config, self.service
         await self.reattach()
         if config.cache_warmup and service.provider == "anthropic":
-            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider)
+            self.submitter.prefixes = SharedPrefixes.scan(
+                config.input_path, config.defaults, service.provider, config.table
+            )
             await self.prime()
         while True:  # again when a rejected adoption put items back to be submitted
             self.intents.released = False
@@ -93,84 +104,35 @@ class _BatchJob:
             await self.poll_all()
             if self.cancelling and not self.intents.released:
                 await self.send_rest_online()
-            if not self.intents.released:
+            # Again too when the ended batches' real costs left room under the cap for what it held back.
+            if not self.intents.released and not (self.cap is not None and self.cap.room_again()):
                 break
+        own = self.admission.kept_own_note()
+        if own is not None:
+            self.say(own)
+
+    def _items(self) -> AsyncIterator[tuple[RequestItem, AdmitState]]:
+        """The input's items still to be finished: JSONL request lines, or a table's rows through its template."""
+        config = self.config
+        rows = None
+        if config.table is not None:
+            rows = table_requests(config.input_path, config.table, config.defaults, config.provider)
+        return self.admission.items(config.input_path, config.defaults, config.provider, rows)
 
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
-        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
-        (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        config, service = self.config, self.service
-        open_chunks: dict[str, _Chunk] = {}
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, service.provider):
-            if self.deadline is not None:
-                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
-            encoded = service.encode(parsed.custom_id, params)
-            group = service.group(parsed.params)
-            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
-            if chunk.lines and (
-                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
-            ):
-                await self._submit(chunk.lines, chunk.members)
-                chunk = open_chunks[group] = _Chunk(size=service.envelope)
-            chunk.lines.append(encoded)
-            chunk.members.append((parsed.index, parsed.custom_id))
-            chunk.size += len(encoded) + 1
-        for chunk in open_chunks.values():
-            if chunk.lines:
-                await self._submit(chunk.lines, chunk.members)
-        self.durable.save(now=True)
+        """Submit every item that is in no batch yet; bad lines are recorded on the way."""
+        self.admission.kept_own.clear()  # counted again by each full pass over the input
+        await self.submitter.submit_all()
 
     async def prime(self) -> None:
-        """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
-        writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way."""
-        if self.prefixes is None:
-            return
-        primed: set[str] = set()
-        config = self.config
-        async for parsed, state in self.admission.items(config.input_path, config.defaults, self.service.provider):
-            params, group = self.prefixes.prepare(parsed.params, "1h")
-            if group is None or group in primed:
-                continue
-            primed.add(group)
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            self.primers += 1
-        if self.changed is None and primed:
-            self.say(f"priming the prompt cache: {len(primed)} shared prefix(es), waiting for their batches to end")
+        """Prime the prompt cache: each shared prefix's first request alone, then wait until those batches end, so
+        the batches of the rest read what they wrote."""
+        waiting = await self.submitter.prime()
+        if self.changed is None and waiting:
+            self.say(f"priming the prompt cache: {waiting} shared prefix(es), waiting for their batches to end")
             await self.poll_all()
-
-    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
-        ids = [custom_id for _, custom_id in members]
-        # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (batch_intents.py) instead of paying for it twice.
-        intent = self.ledger.record_intent(ids, self.config.clock())
-        try:
-            batch = await self.service.submit(chunk, intent)
-        except BatchRejectedError as exc:
-            # A final refusal of the whole batch (e.g. a 400 naming one bad request): its items fail with the
-            # reason, so the job still ends with every id once; --retry-failed sends them again.
-            for index, custom_id in members:
-                error = ErrorInfo(
-                    kind="invalid_request", message=str(exc), status=exc.status, error_type=exc.error_type
-                )
-                self.durable.record(Result(index=index, custom_id=custom_id, error=error))
-            self.durable.save(now=True)
-            self.ledger.drop_intent(intent)
-            self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
-            return
-        # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
-        # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
-        self.ledger.record_batch(batch.id, ids, intent=intent)
-        self.durable.save(now=True)
-        self.submitted += 1
-        self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
 
     async def reattach(self) -> None:
         """Resolve interrupted submits, then check the batches recorded by earlier runs before submitting, so a
@@ -246,29 +208,41 @@ class _BatchJob:
         return self.deadline.next_poll(now, self.store.counts().pending, self.config.poll_interval)
 
     async def send_rest_online(self) -> None:
-        """After a deadline cancel: every item without a result and in no batch goes online (online price)."""
+        """After a deadline cancel: every item without a result and in no batch goes online (online price). With
+        --max-cost the online engine gets what the cap leaves once the batches ended (their real costs replaced
+        their holds), and holds each request's worst cost in the store as `run` does, so the cap covers the job."""
         config = self.config
+        holds = None if self.cap is None else SpendLedger(self.store, self.prices, self.service.provider)
+        left = None if self.cap is None else self.cap.cap - self.cap.committed()
+        if left is not None and left <= 0:
+            self.online_capped = True
+            return
 
         async def rest() -> AsyncIterator[RequestItem]:
-            async for parsed, _ in self.admission.items(config.input_path, config.defaults, self.service.provider):
+            async for parsed, _ in self._items():
                 if not self.ledger.in_batch(parsed.custom_id):
-                    yield parsed
+                    yield parsed if holds is None else holds.track(parsed)
 
         def record(result: Result) -> None:
             if self.durable.record(result):
                 self.online += 1
 
-        await finish_online(
-            rest(),
-            record,
-            provider=self.service.provider,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            limits=config.limits,
-            prices=self.prices,
-            minute=config.pace.minute,
-            transport=config.transport,
-        )
+        try:
+            await finish_online(
+                rest(),
+                record,
+                provider=self.service.provider,
+                api_key=config.api_key,
+                base_url=config.base_url,
+                limits=config.limits,
+                prices=self.prices,
+                minute=config.pace.minute,
+                transport=config.transport,
+                max_cost=left,
+                sinks=[] if holds is None else [holds],
+            )
+        except* BudgetExceededError:  # raised through the engine's task group, maybe grouped
+            self.online_capped = True
         self.durable.save(now=True)
 
     async def _collect(self, batch: BatchStatus) -> None:
@@ -312,17 +286,23 @@ async def run_batch_job(
     """
     say = (view or JobView()).say
     clock = clock or SystemClock()
-    wrong_format = not_jsonl(config.input_path)
+    wrong_format = not_jsonl(config.input_path) if config.table is None else None
     if wrong_format is not None:
         return JobOutcome(ExitCode.USAGE, wrong_format)
     if (config.max_requests or 1) < 1 or (config.max_bytes or 1024) < 1024 or config.poll_interval < 0:
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
-    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
+    if config.max_cost is not None and config.max_cost <= 0:
+        return JobOutcome(ExitCode.USAGE, "--max-cost must be positive")
+    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume(), clock=clock.now)
     if isinstance(store, JobOutcome):
         return store
     durable = DurableJob(
         store,
-        lambda: OutputWriter.open(config.output_path, store.output, "completion"),
+        lambda: (
+            TableWriter(config.input_path, config.output_path, store.output)
+            if config.table is not None and is_table_output(config.output_path)
+            else OutputWriter.open(config.output_path, store.output, "completion", clock=clock.now)
+        ),
         clock=clock,
         retry_failed=config.retry_failed,
     )
@@ -335,13 +315,15 @@ async def run_batch_job(
             stop_reason: str | None = None
             client, service = batch_service_for(config, clock)
             async with client:
-                job = _BatchJob(config, durable, service, say)
+                deadline = None
                 if config.deadline is not None:
-                    job.deadline = DeadlinePolicy(
-                        deadline_at=clock.now() + config.deadline,
-                        pace=config.pace,
-                        cancel_allowance=config.cancel_allowance,
+                    # The instant stored by the job's first run, on the wall clock: a resume keeps it.
+                    wall_now = config.clock()
+                    left = deadline_instant(store, wall_now + config.deadline) - wall_now
+                    deadline = DeadlinePolicy(
+                        deadline_at=clock.now() + left, pace=config.pace, cancel_allowance=config.cancel_allowance
                     )
+                job = _BatchJob(config, durable, service, say, deadline)
                 try:
                     async with durable.running():
                         await job.run()
@@ -350,21 +332,13 @@ async def run_batch_job(
             return _outcome(config, job, clock.now() - started, stop_reason, say)
     except ConfigError as exc:
         return JobOutcome(ExitCode.USAGE, str(exc))
-
-
-def _expected_output(params: Mapping[str, Any]) -> int:
-    """Output tokens to plan for: half of max_tokens (answers rarely use all of it; the deadline errs early)."""
-    found = params.get("max_tokens") or params.get("max_completion_tokens") or 1024
-    return int(found) // 2 if isinstance(found, int) else 512
-
-
-@dataclass
-class _Chunk:
-    """A batch being filled: its encoded requests, their (index, custom_id), its size in bytes."""
-
-    size: int
-    lines: list[bytes] = field(default_factory=list)
-    members: list[tuple[int, str]] = field(default_factory=list)
+    except (OSError, sqlite3.Error, BaseExceptionGroup) as exc:
+        # A full disk outside the saves (a batch's record, an intent's commit): every step of a batch's life was
+        # committed before the next began, so the next run re-attaches to what was created.
+        full = no_space_in(exc, store.path, config.output_path)
+        if full is None:
+            raise
+        return no_space_outcome(full, config.resume(), {})
 
 
 def _outcome(
@@ -390,6 +364,13 @@ def _outcome(
     )
     resume = config.resume()
     running = recorded - ended
+    not_sent = "" if job.cap is None else job.cap.not_sent()
+    if job.online_capped:
+        online = (
+            "the rest the deadline cancel sends online stopped: the next request's worst cost at the online price "
+            "would pass the cap"
+        )
+        not_sent = f"{not_sent}; {online}" if not_sent else online
     if job.durable.failed is not None:
         return no_space_outcome(job.durable.failed, resume, summary)
     if job.durable.interrupts:
@@ -404,6 +385,13 @@ def _outcome(
             ExitCode.ABORTED,
             f"stopped: {stop_reason}. {counts.pending} item(s) pending ({running} batch(es) still running on the "
             f"server); fix the cause and resume with: {resume}",
+            summary,
+        )
+    if not_sent and job.cap is not None:
+        return JobOutcome(
+            ExitCode.BUDGET,
+            f"stopped at the cost cap: {job.cap.describe()}. {not_sent}. {counts.pending} item(s) not finished; "
+            f"to go on, raise the cap: {with_max_cost(resume)}{note}",
             summary,
         )
     return finished_outcome(counts, config.output_path, note, summary)

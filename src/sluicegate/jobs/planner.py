@@ -26,9 +26,19 @@ from .._models import RequestItem
 from ..pricing import PriceTable
 from .estimate import Estimate, estimate
 from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .tables import TableSpec, table_requests
 from .warmup import SharedPrefixes
 
-__all__ = ["CacheEstimate", "FilePlan", "Plan", "RouteEstimate", "parse_duration", "plan_file", "plan_routes"]
+__all__ = [
+    "CacheEstimate",
+    "FilePlan",
+    "Plan",
+    "RouteEstimate",
+    "format_duration",
+    "parse_duration",
+    "plan_file",
+    "plan_routes",
+]
 
 Route = Literal["online", "batch", "flex"]
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -207,6 +217,17 @@ def parse_duration(text: str) -> float:
     return days * 86_400 + hours * 3600 + minutes * 60 + seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The canonical spelling of a duration (`6h`, `1h30m`, `45s`): `6h` and `360m` are one job setting."""
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
 @dataclass(frozen=True, slots=True)
 class FilePlan:
     """The plan of an input file, with the estimate and the expected cache reads it rests on."""
@@ -229,12 +250,16 @@ def plan_file(
     cache_warmup: bool = True,
     expected_output: float = 0.25,
     input_scale: float = 1.0,
+    table: TableSpec | None = None,
 ) -> FilePlan:
     """Estimate an input file and plan its routes, in two streamed passes (memory stays flat): tokens and the
     prefixes shared, then what warm-up would read from the cache. `input_scale` corrects the character-based
-    input estimate (see `calibrate.py`)."""
+    input estimate (see `calibrate.py`). A `table` makes its rows requests through its template."""
 
     def requests() -> Iterator[RequestItem | InputProblem]:
+        if table is not None:
+            yield from table_requests(path, table, defaults, provider)
+            return
         with path.open("rb") as f:
             yield from read_requests(iter_lines(f), defaults=defaults, provider=provider)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shlex
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,8 +35,9 @@ from ._sniff import not_jsonl
 from ._spend import SpendLedger
 from ._view import JobView
 from .admission import Admission
+from .deadline import deadline_instant, deadline_setting
 from .durable import DurableJob, OutputFile, file_settings, open_store, store_path_for
-from .flex import flex_options, flex_results
+from .flex import flex_options, flex_results, flex_sinks, flex_timeout_for
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome, unfinished_count
 from .reader import Defaults, InputProblem
 from .store import JobStore
@@ -72,17 +74,22 @@ class JobConfig:
     minute: float | None = None  # overrides the windows learnt from the headers
     shared_limits: str | None = None  # redis://... : one limiter for every process on this key
     shared_limits_name: str | None = None
+    shared_limits_fallback: bool | int = False  # True or N: 1/N of the limits locally while Redis is lost
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = 30.0
     service_tier: Literal["standard", "flex"] = "standard"  # flex: OpenAI's, at batch prices (see jobs/flex.py)
     flex_timeout: float = 600.0  # a flex answer slower than this is asked again on the standard tier
+    # Seconds from the first run's start by which the job should end (kept across resumes): flex answers are given
+    # at most half the time left before they go to the standard tier. None: no deadline.
+    deadline: float | None = None
     cache_warmup: bool = True  # place breakpoints on shared prefixes and prime each one first (see jobs/warmup.py)
     # The command that resumes this job, exactly (the CLI builds it from the flags given); used in messages.
     resume_command: str = ""
     # An in-process transport instead of the network: for benchmarks and tests of the job machinery itself.
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)  # dates the deadline's instant
 
     def resume(self) -> str:
         """The command that resumes this job: the one given, else input and output alone."""
@@ -98,6 +105,7 @@ def _settings(config: JobConfig) -> dict[str, str]:
         **file_settings(config.input_path, config.defaults),
         "order": "input" if config.ordered else "completion",
         **(config.table.settings() if config.table is not None else {}),
+        **deadline_setting(config.deadline),
     }
 
 
@@ -116,7 +124,8 @@ async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Cloc
     """Run (or resume) the job described by `config`; never raises for per-item problems.
 
     The job shows nothing itself: `view` receives its events and notes (the CLI renders them), and the outcome
-    says how it ended (the CLI maps it to an exit code). `clock` times the run (the system clock by default).
+    says how it ended (the CLI maps it to an exit code). `clock` is the one time of the whole run: the engine's
+    waits, the commit windows and ticks, the drain after Ctrl-C, the timeline (the system clock by default).
     """
     walls: list[float] = []
     outcome = await _run_job(config, view or JobView(), clock or SystemClock(), walls)
@@ -132,7 +141,12 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
     store = open_store(
-        config.output_path, _settings(config), config.restart, config.resume(), commit_interval=_COMMIT_INTERVAL
+        config.output_path,
+        _settings(config),
+        config.restart,
+        config.resume(),
+        commit_interval=_COMMIT_INTERVAL,
+        clock=clock.now,
     )
     if isinstance(store, JobOutcome):
         return store
@@ -141,7 +155,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     def open_output() -> OutputFile:
         if config.table is not None and is_table_output(config.output_path):
             return TableWriter(config.input_path, config.output_path, store.output)
-        return OutputWriter.open(config.output_path, store.output, order)
+        return OutputWriter.open(config.output_path, store.output, order, clock=clock.now)
 
     job = DurableJob(
         store,
@@ -204,7 +218,11 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     sinks: list[Any] = (
         [*view.sinks, timeline] + ([] if ledger is None else [ledger]) + ([] if warmup is None else [warmup])
     )
-    engine, standard = _engines(config, sinks, engine_cap)
+    left = None
+    if config.deadline is not None:
+        wall_now = config.wall_clock()
+        left = deadline_instant(store, wall_now + config.deadline) - wall_now
+    engine, standard = _engines(config, sinks, engine_cap, priced, left, clock)
     timeline.watch(engine.statistics)
     view.engine(engine.statistics)
     started = clock.now()
@@ -234,9 +252,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
         try:
             async with job.running(on_interrupt=drain, on_tick=lambda: timeline.persist(store.commit)):
                 source = items() if warmup is None else warmup.gate(items())
-                results = (
-                    engine.as_completed(source) if standard is None else flex_results(engine, standard, source, priced)
-                )
+                results = engine.as_completed(source) if standard is None else flex_results(engine, standard, source)
                 async for result in results:
                     job.record(result)
         except BudgetExceededError as exc:
@@ -286,9 +302,17 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     return finished_outcome(counts, config.output_path, note, summary)
 
 
-def _engines(config: JobConfig, sinks: list[Any], engine_cap: float | None) -> tuple[Engine, Engine | None]:
-    """The run's engine, and with flex a second, standard engine: the first asks for flex once per item, the
-    second takes what flex did not serve."""
+def _engines(
+    config: JobConfig,
+    sinks: list[Any],
+    engine_cap: float | None,
+    priced: PriceTable,
+    left: float | None,
+    clock: Clock,
+) -> tuple[Engine, Engine | None]:
+    """The run's engine, and with flex a second, standard engine: the first asks for flex once per item (billed
+    at the batch rate, waiting at most half the time `left` before the deadline), the second takes what flex did
+    not serve. One --max-cost covers both."""
     options: dict[str, Any] = {
         "provider": config.provider,
         "api_key": config.api_key,
@@ -300,21 +324,32 @@ def _engines(config: JobConfig, sinks: list[Any], engine_cap: float | None) -> t
         "minute": config.minute,
         "transport": config.transport,
         "sinks": sinks,
+        "clock": clock,
         "shared_limits": config.shared_limits,
+        "shared_limits_fallback": config.shared_limits_fallback,
         "shared_limits_name": config.shared_limits_name
         or shared_pool_name(config.provider, config.api_key, config.base_url, config.defaults.model),
     }
     if config.service_tier != "flex":
         return Engine(**options, retry=config.retry, timeouts=config.timeouts), None
-    flex = Engine(**options, **flex_options(config.flex_timeout))
-    return flex, Engine(**options, retry=config.retry, timeouts=config.timeouts)
+    flex = Engine(
+        **{
+            **options,
+            **flex_options(flex_timeout_for(left, config.flex_timeout)),
+            "prices": priced.at_batch_rate(),
+            "sinks": flex_sinks(sinks),
+        }
+    )
+    standard = Engine(**options, retry=config.retry, timeouts=config.timeouts)
+    standard.share_cost_cap(flex)
+    return flex, standard
 
 
 def _warmup(config: JobConfig) -> OnlineWarmup | None:
     """The cache warm-up of this run, if it has one: prefixes shared by at least two requests of the input."""
-    if not config.cache_warmup or config.table is not None:
-        return None  # a table's rows become prompts through a template: not scanned here
-    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider)
+    if not config.cache_warmup:
+        return None
+    found = SharedPrefixes.scan(config.input_path, config.defaults, config.provider, config.table)
     return OnlineWarmup(found) if found.shared else None
 
 

@@ -10,10 +10,10 @@ with a shared prefix pay N cache writes. Warm-up turns that into one write and N
 - Each request's group is its longest prefix that at least two requests share. For Anthropic a `cache_control`
   breakpoint is placed on that prefix's last block, unless the request already places breakpoints (the user's
   own choice wins). OpenAI caches prefixes by itself; its requests are only grouped.
-- `OnlineWarmup` gates the stream of requests: the first request of a group goes alone, and the rest of the input
-  waits until its answer is in (a non-streamed answer's start is not visible to the client, its end is; the
-  entry is readable from the start, so this is safe and costs one round trip per group). It listens to the
-  engine's events for that answer.
+- `OnlineWarmup` gates the stream of requests: the first request of a group goes alone, streamed, and the rest of
+  the input waits until its answer has started (the engine's `ResponseStarted`, at the stream's first event): the
+  entry is readable from then on, so the fan-out does not wait for the primer's whole answer. A primer that ends
+  without starting (an error) releases the rest too; they then write the prefix themselves.
 
 The batch route uses the same groups with a 1-hour TTL and a one-request priming batch per group (see
 `batch_runner.py`): a batch does not read what an online request wrote.
@@ -30,10 +30,11 @@ from typing import Any, Literal
 
 import anyio
 
-from .._events import RequestCompleted
+from .._events import RequestCompleted, ResponseStarted
 from .._models import RequestItem
 from ..tokens import heuristic_tokens
 from .reader import Defaults, InputProblem, iter_lines, read_requests
+from .tables import TableSpec, table_requests
 
 __all__ = ["Boundary", "OnlineWarmup", "SharedPrefixes", "has_breakpoints", "min_cacheable_tokens", "place_breakpoint"]
 
@@ -184,14 +185,27 @@ class SharedPrefixes:
                 self.counts[cut.key] = 1
 
     @classmethod
-    def scan(cls, path: Path, defaults: Defaults, provider: Literal["anthropic", "openai"]) -> SharedPrefixes:
-        """Count the prefixes of every valid request of an input file (bad lines are the run's to report)."""
+    def scan(
+        cls,
+        path: Path,
+        defaults: Defaults,
+        provider: Literal["anthropic", "openai"],
+        table: TableSpec | None = None,
+    ) -> SharedPrefixes:
+        """Count the prefixes of every valid request of an input file: JSONL request lines, or a table's rows made
+        into requests by its template (bad lines are the run's to report)."""
         found = cls(provider)
+        if table is not None:
+            found.add_all(table_requests(path, table, defaults, provider))
+            return found
         with path.open("rb") as f:
-            for parsed in read_requests(iter_lines(f), defaults=defaults, provider=provider):
-                if not isinstance(parsed, InputProblem):
-                    found.add(parsed.params)
+            found.add_all(read_requests(iter_lines(f), defaults=defaults, provider=provider))
         return found
+
+    def add_all(self, parsed: Iterable[RequestItem | InputProblem]) -> None:
+        for item in parsed:
+            if not isinstance(item, InputProblem):
+                self.add(item.params)
 
     def group(self, params: Mapping[str, Any]) -> Boundary | None:
         """The longest prefix this request shares with another, or None."""
@@ -242,17 +256,23 @@ class OnlineWarmup:
     def __init__(self, prefixes: SharedPrefixes) -> None:
         self._prefixes = prefixes
         self._primed: set[str] = set()
-        self._waiting: dict[str, anyio.Event] = {}  # primer custom_id -> set when its result is in
+        self._waiting: dict[str, anyio.Event] = {}  # primer custom_id -> set when its answer has started
         self.primers = 0
 
     def __call__(self, event: object) -> None:
-        if isinstance(event, RequestCompleted):
-            found = self._waiting.pop(event.result.custom_id, None)
-            if found is not None:
-                found.set()
+        if isinstance(event, ResponseStarted):
+            custom_id = event.custom_id
+        elif isinstance(event, RequestCompleted):
+            custom_id = event.result.custom_id
+        else:
+            return
+        found = self._waiting.pop(custom_id, None)
+        if found is not None:
+            found.set()
 
     async def gate(self, items: AsyncIterator[RequestItem] | Iterable[RequestItem]) -> AsyncIterator[RequestItem]:
-        """The items with their breakpoints placed; the first of each group is followed by a wait for its answer."""
+        """The items with their breakpoints placed; the first of each group is streamed and followed by a wait for
+        its answer to start."""
         async for item in _aiter(items):
             params, group = self._prefixes.prepare(item.params, "5m")
             prepared = item if params is item.params else RequestItem(item.index, item.custom_id, params, item.line)
@@ -260,10 +280,11 @@ class OnlineWarmup:
                 yield prepared
                 continue
             self._primed.add(group)
-            done = self._waiting[item.custom_id] = anyio.Event()
+            started = self._waiting[item.custom_id] = anyio.Event()
             self.primers += 1
-            yield prepared
-            await done.wait()  # the engine keeps running the primer; the next item waits for its answer
+            # Streamed, so its start is visible: an unstreamed answer arrives whole, after the entry became readable.
+            yield RequestItem(item.index, item.custom_id, {**prepared.params, "stream": True}, item.line)
+            await started.wait()  # the engine keeps running the primer; the next item waits for its start
 
 
 async def _aiter(items: AsyncIterator[RequestItem] | Iterable[RequestItem]) -> AsyncIterator[RequestItem]:

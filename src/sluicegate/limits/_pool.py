@@ -66,6 +66,7 @@ class PoolView:
     avg_out: float | None = None
     limits: tuple[float | None, ...] = (None, None, None, None)  # per window: requests, input, output, tokens
     rates: tuple[float | None, ...] = (None, None, None, None)  # per second
+    smooth: tuple[bool, ...] = (False, False, False, False)  # paced smoothly (no longer spending the window)
 
     @classmethod
     def parse(cls, reply: Sequence[str | bytes]) -> PoolView:
@@ -79,8 +80,9 @@ class PoolView:
             latency=lat,
             avg_in=avg_i,
             avg_out=avg_o,
-            limits=tuple(dims[0::2]),
-            rates=tuple(dims[1::2]),
+            limits=tuple(dims[0:8:2]),
+            rates=tuple(dims[1:8:2]),
+            smooth=tuple(bool(v) for v in dims[8:12]),
         )
 
     def ceiling(self) -> float | None:

@@ -1,15 +1,20 @@
 """The shared pool's Lua scripts: reserve, settle, observe, pause and heartbeat, each atomic on Redis's clock.
 
-Layout of one pool, all under the prefix `P = sluicegate:{NAME}` (one hash slot):
+Layout of one pool, all under the prefix `P = sluicegate:{NAME}`. Every key a script touches is passed in KEYS
+(`pool_keys`), and the hash tag `{NAME}` puts all of them in one slot, so the scripts run on Redis Cluster too:
 
 - `P:state` hash, per dimension d in r (requests), i (input tokens), o (output tokens), t (combined tokens):
   `lim:d` (limit per window), `rate:d` (tokens per second), `cap:d` (bucket capacity), `lvl:d` and `at:d`
   (level at time `at`). Also `cool` (a 429's pause ends, server seconds), `lat`, `avg_i`, `avg_o` (smoothed
   latency and usage, for Little's law), `seen` (a response has been observed) and `aimd` (concurrency without
-  known limits).
+  known limits). As the in-process limiter does, a bucket holds the server's whole window (`cap` = `lim`) and
+  starts at what the headers say is left, spent through a slow-start ramp (`ramp`, `rstart`, `rrtt`, `rtat`:
+  the admission rate doubles every round trip, spaced as GCRA); `smooth:d` = 1 marks a bucket paced smoothly
+  instead (`cap` = one burst of its rate), from the start or since a short-interval 429 (`SMOOTH`).
 - `P:procs` sorted set: process id -> lease expiry. `P:demand` hash: process id -> items it has in flight or
   waiting.
-- `P:res:PID` hash: reservation id -> "input output" tokens reserved by that process and not yet settled.
+- `P:res` hash: "PID:RID" (process id, reservation id) -> "input output" tokens reserved and not yet settled.
+  One hash for the whole pool, not one per process: a dead process's key could not be declared in advance.
 
 A reservation is taken at once, into debt if need be, and the reply says how long to wait before sending
 (GCRA's virtual scheduling): one round trip per admission, no polling, and first come first served across
@@ -22,11 +27,16 @@ Numbers go back to Python as strings: Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "OBSERVE", "PAUSE", "RESERVE", "SETTLE"]
+__all__ = ["HEARTBEAT", "LEAVE", "OBSERVE", "PAUSE", "RESERVE", "SETTLE", "SMOOTH", "pool_keys"]
+
+
+def pool_keys(prefix: str) -> list[str]:
+    """The KEYS of every script, in order: state, procs, demand, res."""
+    return [f"{prefix}:state", f"{prefix}:procs", f"{prefix}:demand", f"{prefix}:res"]
+
 
 _PRELUDE = """
-local P = KEYS[1]
-local S = P .. ':state'
+local S, PROCS, DEMAND, RES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local DIMS = {'r', 'i', 'o', 't'}
@@ -65,24 +75,48 @@ local function charge(d, amount)
   if lvl == nil or amount == 0 then return end
   lvl = lvl - amount
   if amount < 0 then lvl = math.min(cap, lvl) end
-  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now), 'use:' .. d, tostring(num('use:' .. d, 0) + amount))
+end
+
+-- Drop process pid's reservations; return the output tokens reserved beyond the pool's average output.
+local function drop(pid)
+  local avg_o = num('avg_o', 0)
+  local back = 0
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', RES, cursor, 'MATCH', pid .. ':*', 'COUNT', 1000)
+    cursor = page[1]
+    local found = page[2]
+    for k = 1, #found, 2 do
+      local o = tonumber(string.match(found[k + 1], ' (%S+)$'))
+      back = back + math.max(0, o - avg_o)
+      redis.call('HDEL', RES, found[k])
+    end
+  until cursor == '0'
+  redis.call('ZREM', PROCS, pid)
+  redis.call('HDEL', DEMAND, pid)
+  return back
+end
+
+-- What every unsettled reservation in the pool holds of dimension d.
+local function pending(d)
+  local vals = redis.call('HVALS', RES)
+  if d == 'r' then return #vals end
+  local total = 0
+  for _, v in ipairs(vals) do
+    local ri, ro = string.match(v, '(%S+) (%S+)')
+    if d == 'i' or d == 't' then total = total + tonumber(ri) end
+    if d == 'o' or d == 't' then total = total + tonumber(ro) end
+  end
+  return total
 end
 
 local function reap()
-  local dead = redis.call('ZRANGEBYSCORE', P .. ':procs', '-inf', now, 'LIMIT', 0, 16)
-  local avg_o = num('avg_o', 0)
+  local dead = redis.call('ZRANGEBYSCORE', PROCS, '-inf', now, 'LIMIT', 0, 16)
   for _, pid in ipairs(dead) do
-    local res = redis.call('HVALS', P .. ':res:' .. pid)
-    local back = 0
-    for _, v in ipairs(res) do
-      local o = tonumber(string.match(v, ' (%S+)$'))
-      back = back + math.max(0, o - avg_o)
-    end
+    local back = drop(pid)
     charge('o', -back)
     charge('t', -back)
-    redis.call('DEL', P .. ':res:' .. pid)
-    redis.call('ZREM', P .. ':procs', pid)
-    redis.call('HDEL', P .. ':demand', pid)
   end
 end
 """
@@ -117,14 +151,25 @@ for _, d in ipairs(DIMS) do
     table.insert(writes, tostring(lvl - amount))
     table.insert(writes, 'at:' .. d)
     table.insert(writes, tostring(now))
+    table.insert(writes, 'use:' .. d)  -- the pool's consumption so far: flow evidence of the window
+    table.insert(writes, tostring(num('use:' .. d, 0) + amount))
   end
+end
+-- The slow-start ramp spaces admissions (GCRA) at a rate doubling every round trip since it began.
+if ST['ramp'] == '1' then
+  local rtt = num('rrtt', 0.25)
+  local send = math.max(now + worst, num('rtat', now))
+  local rate = 4 / rtt * 2 ^ math.min(40, math.max(0, send - num('rstart', now)) / rtt)
+  if send - now > worst then worst, binding = send - now, 'r' end
+  table.insert(writes, 'rtat')
+  table.insert(writes, tostring(send + 1 / rate))
 end
 if #writes > 0 then redis.call('HSET', S, unpack(writes)) end
 -- A process that has not sent its heartbeat yet still gets a lease, so its reservation can be reaped.
-if not redis.call('ZSCORE', P .. ':procs', pid) then
-  redis.call('ZADD', P .. ':procs', now + lease, pid)
+if not redis.call('ZSCORE', PROCS, pid) then
+  redis.call('ZADD', PROCS, now + lease, pid)
 end
-redis.call('HSET', P .. ':res:' .. pid, rid, inp .. ' ' .. out)
+redis.call('HSET', RES, pid .. ':' .. rid, inp .. ' ' .. out)
 return {1, tostring(worst), binding, '0'}
 """
 )
@@ -138,10 +183,10 @@ SETTLE = (
     + """
 local pid, rid, mode = ARGV[1], ARGV[2], ARGV[3]
 local used_i, used_o, latency = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local key = P .. ':res:' .. pid
-local v = redis.call('HGET', key, rid)
+local key = pid .. ':' .. rid
+local v = redis.call('HGET', RES, key)
 if not v then return 0 end
-redis.call('HDEL', key, rid)
+redis.call('HDEL', RES, key)
 local ri, ro = string.match(v, '(%S+) (%S+)')
 ri, ro = tonumber(ri), tonumber(ro)
 local di, dout, dr = 0, -ro, 0
@@ -172,31 +217,121 @@ return 1
 """
 )
 
-# ARGV: burst seconds, then per dimension r, i, o, t: limit, window seconds, remaining, tolerance ('' = absent).
-# A changed limit or window resizes the bucket keeping what is spent spent; `remaining` pulls the level down
-# (never up: reservations made since the server answered are not in its count yet).
+# ARGV: smooth burst seconds, '1' to pace smoothly from the start ('0' not), the round trip to the headers
+# ('' = not from a response), then per dimension r, i, o, t: limit, window seconds ('' = learn it), remaining,
+# tolerance, reset seconds, reset error, the server's own limit ('' = absent). A changed limit or window
+# resizes the bucket keeping what is spent spent; `remaining` pulls the level down (never up: reservations made
+# since the server answered are not in its count yet). The first response's headers start the ramp, unless the
+# pool paces smoothly.
+#
+# The window is learnt by the pool from every process's headers, as `window.py` learns it in one process: each
+# reset narrows an interval (`wlo`, `whi`), and the flow between two responses, with the pool's own
+# consumption (`use`) known, bounds the rate from below (`fhi`, from the anchor `fat`, `frem`, `fuse`). The
+# window paced by is the longest consistent with both (never faster than the server); a minute until any.
 OBSERVE = (
     _PRELUDE
     + """
-local burst = tonumber(ARGV[1])
+local INF = math.huge
+
+local function learn(d, limit, remaining, err, reset_in, reset_err)
+  if reset_in ~= nil then
+    local missing = limit - remaining
+    local mlo, mhi = missing - err, INF
+    if remaining > 0 then mhi = missing + err end  -- 0 may hide a debt
+    local rlo, rhi = math.max(0, reset_in - reset_err), reset_in + reset_err
+    local lo, hi = 0, INF
+    if mhi < INF then lo = limit * rlo / mhi end
+    if mlo > 0 then hi = limit * rhi / mlo end
+    if lo > 0 or hi < INF then
+      local wlo, whi = math.max(num('wlo:' .. d, 0), lo), math.min(num('whi:' .. d, INF), hi)
+      if wlo > whi then wlo, whi = lo, hi end  -- a contradiction (a changed limit): start again from this one
+      put('wlo:' .. d, tostring(wlo))
+      if whi < INF then put('whi:' .. d, tostring(whi)) else redis.call('HDEL', S, 'whi:' .. d) end
+    end
+  end
+  local use = num('use:' .. d, 0)
+  if remaining >= limit - err then
+    redis.call('HDEL', S, 'fat:' .. d)  -- full: refill was capped, the next span starts below full
+    ST['fat:' .. d] = nil
+  elseif ST['fat:' .. d] == nil then
+    put('fat:' .. d, tostring(now), 'frem:' .. d, tostring(remaining), 'fuse:' .. d, tostring(use))
+  else
+    local span = now - num('fat:' .. d, now)
+    if span >= 0.25 then
+      local refilled = (remaining - num('frem:' .. d, 0)) + (use - num('fuse:' .. d, 0)) - 2 * err
+      if refilled > 2 * err then put('fhi:' .. d, tostring(limit * span / refilled)) end
+    end
+  end
+  local hi = math.min(num('whi:' .. d, INF), num('fhi:' .. d, INF))
+  if hi == INF then return 60 end
+  return math.max(hi, num('wlo:' .. d, 0))
+end
+
+local burst, start_smooth, rtt = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3])
+local smooth_all = start_smooth
 for k, d in ipairs(DIMS) do
-  local base = 1 + (k - 1) * 4
+  local base = 3 + (k - 1) * 7
   local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local remaining, tolerance = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local reset_in, reset_err = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+  local server_limit = tonumber(ARGV[base + 7])
+  if limit ~= nil and limit > 0 and window == nil then
+    if remaining ~= nil and server_limit ~= nil and server_limit > 0 then
+      window = learn(d, server_limit, remaining, tolerance, reset_in, reset_err or 0)
+    else
+      local rate = num('rate:' .. d, 0)
+      window = 60
+      if rate > 0 and num('lim:' .. d, 0) == limit then window = limit / rate end
+    end
+  end
   if limit ~= nil and limit > 0 and window ~= nil and window > 0 then
     local rate = limit / window
     local lvl, cap, old_rate = level(d)
+    local fresh = lvl == nil
+    if start_smooth and ST['smooth:' .. d] ~= '1' then put('smooth:' .. d, '1') end
+    local smooth = ST['smooth:' .. d] == '1'
+    if not smooth then smooth_all = false end
     if lvl == nil or num('lim:' .. d, 0) ~= limit or old_rate ~= rate then
-      local new_cap = math.max(rate * burst, 1)
+      local new_cap = math.max(limit, 1)
+      if smooth then new_cap = math.max(rate * burst, 1) end
       if lvl == nil then lvl = new_cap else lvl = new_cap - (cap - lvl) end
       cap = new_cap
       put('lim:' .. d, tostring(limit), 'rate:' .. d, tostring(rate), 'cap:' .. d, tostring(cap))
     end
     if remaining ~= nil and lvl > remaining + tolerance then lvl = remaining end
+    -- A limit learnt now: what is still reserved was never charged to it and the server may not have counted
+    -- it yet, so it comes off the start (the answered request too: one too many, on the safe side). Few
+    -- reservations exist before the first limit is known.
+    if fresh then lvl = lvl - pending(d) end
     put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
   end
 end
+if rtt ~= nil and not smooth_all and ST['ramp'] == nil then
+  -- As TCP's slow start: the first round trip to the headers, at most a quarter second (a refusal's round trip).
+  local first = math.min(0.25, math.max(rtt, 0.01))
+  put('ramp', '1', 'rstart', tostring(now), 'rtat', tostring(now), 'rrtt', tostring(first))
+end
 put('seen', '1')
+return 1
+"""
+)
+
+# ARGV: smooth burst seconds, then the dimensions (r, i, o, t) a short-interval 429 named. They are paced
+# smoothly from now on (a bucket of one burst, its level no higher), and the ramp stops. -> 1.
+SMOOTH = (
+    _PRELUDE
+    + """
+local burst = tonumber(ARGV[1])
+for k = 2, #ARGV do
+  local d = ARGV[k]
+  put('smooth:' .. d, '1')
+  local lvl, cap, rate = level(d)
+  if lvl ~= nil then
+    local new_cap = math.max(rate * burst, 1)
+    put('cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+  end
+end
+put('ramp', '0')
 return 1
 """
 )
@@ -218,17 +353,18 @@ return tostring(math.max(0, cool - now))
 )
 
 # ARGV: pid, lease seconds, demand. Renews the lease, reaps lapsed processes, and returns what the pool knows:
-# {live processes, total demand, pause remaining, seen, aimd, lat, avg_i, avg_o, then lim and rate per dim}.
+# {live processes, total demand, pause remaining, seen, aimd, lat, avg_i, avg_o, then lim and rate per dim,
+# then smooth per dim}.
 HEARTBEAT = (
     _PRELUDE
     + """
 local pid, lease, demand = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 reap()
-redis.call('ZADD', P .. ':procs', now + lease, pid)
-redis.call('HSET', P .. ':demand', pid, demand)
+redis.call('ZADD', PROCS, now + lease, pid)
+redis.call('HSET', DEMAND, pid, demand)
 local total = 0
-for _, v in ipairs(redis.call('HVALS', P .. ':demand')) do total = total + tonumber(v) end
-local out = {tostring(redis.call('ZCARD', P .. ':procs')), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
+for _, v in ipairs(redis.call('HVALS', DEMAND)) do total = total + tonumber(v) end
+local out = {tostring(redis.call('ZCARD', PROCS)), tostring(total), tostring(math.max(0, num('cool', 0) - now))}
 for _, name in ipairs({'seen', 'aimd', 'lat', 'avg_i', 'avg_o'}) do
   table.insert(out, ST[name] or '')
 end
@@ -236,6 +372,19 @@ for _, d in ipairs(DIMS) do
   table.insert(out, ST['lim:' .. d] or '')
   table.insert(out, ST['rate:' .. d] or '')
 end
+for _, d in ipairs(DIMS) do table.insert(out, ST['smooth:' .. d] or '') end
 return out
+"""
+)
+
+# ARGV: pid. A process closing cleanly leaves the pool at once: its lease, demand and unsettled reservations go
+# (their output tokens refunded as a reaped process's are). -> 1.
+LEAVE = (
+    _PRELUDE
+    + """
+local back = drop(ARGV[1])
+charge('o', -back)
+charge('t', -back)
+return 1
 """
 )

@@ -9,7 +9,8 @@ from which this process takes its share of the pool's Little's-law concurrency.
 
 Redis unreachable at `open()`: `SharedLimitsUnavailableError` (a ConfigError). Lost later: nothing is admitted
 (never a silent fall back to unshared sending), the heartbeat reconnects with capped exponential backoff,
-statistics say `shared_limits_lost`, and the outbox is sent once Redis answers again.
+statistics say `shared_limits_lost`, and the outbox is sent once Redis answers again. Only with `fallback`
+(`--shared-limits-fallback`) does this process run on 1/N of the limits locally meanwhile (`_fallback.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import random
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import redis.asyncio as aioredis
@@ -30,17 +31,21 @@ from .._exceptions import ConfigError, SharedLimitsUnavailableError
 from .._models import BucketView, RateLimitSnapshot, Usage
 from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
+from ._fallback import local_limiter, scaled
 from ._fifo import FifoTurns
+from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
-from .limiter import Limits
-from .window import Window
+from .limiter import _GATE_WORDS, Limiter, Limits
+from .protocol import AdmissionPermit
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
-_DIMS = ("requests", "input_tokens", "output_tokens", "tokens")
+_DIMS: tuple[Binding, ...] = ("requests", "input_tokens", "output_tokens", "tokens")
 _BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
+_CODES = {binding: code for code, binding in _BINDINGS.items()}
 _DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _DEFAULT_CAP = 512
+_UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
 _OUTBOX_BATCH = 256
 _BACKOFF = (0.05, 2.0)  # first and largest reconnect delay, seconds
 
@@ -78,6 +83,12 @@ class SharedLimiter:
 
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
     emulators in compressed time); `lease` bounds how long a killed process's reservations stay taken.
+    `output_accounting` is the server's ("reserved": a `max_tokens` above the output limit is refused at once).
+    `smooth=True` paces every bucket at its rate from the start; otherwise, as the in-process limiter, a bucket
+    holds the server's whole window, starts at what the headers say is left and is spent through a shared
+    slow-start ramp, until a short-interval 429 makes it smooth.
+    `fallback`: while Redis is unreachable, admit locally on 1/N of the limits instead of waiting; True takes N
+    from the pool's processes at the last heartbeat, an int is N itself (needed when Redis is down at start).
     """
 
     def __init__(
@@ -92,18 +103,23 @@ class SharedLimiter:
         burst: float = 1.0,
         rng: random.Random | None = None,
         lease: float = 5.0,
+        output_accounting: Literal["produced", "reserved"] = "reserved",
+        fallback: bool | int = False,
+        smooth: bool = False,
     ) -> None:
         if (minute is not None and minute <= 0) or burst <= 0 or lease <= 0:
             raise ConfigError("minute, burst and lease must be positive")
+        if fallback is not True and fallback is not False and fallback < 1:
+            raise ConfigError(f"the shared-limits fallback divisor must be at least 1, got {fallback}")
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
         self._url = url
-        self._prefix = f"sluicegate:{{{name}}}"
+        self._prefix = f"sluicegate:{{{name}}}"  # the hash tag keeps the pool's keys in one Redis Cluster slot
+        self._keys = lua.pool_keys(self._prefix)
         self._given = limits or Limits()
         self._clock = clock or SystemClock()
         self._cap = max_concurrency or _DEFAULT_CAP
         self._minute = minute  # overrides the windows learnt from the headers
-        self._windows = [Window() for _ in _DIMS]
         self._burst = burst
         self._rng = rng or random.Random()
         self._lease = lease
@@ -126,6 +142,15 @@ class SharedLimiter:
         self._last_observe: list[Any] | None = None
         self._lost = False
         self.reconnects = 0
+        self._reserved = output_accounting == "reserved"
+        self._accounting = output_accounting
+        self._fallback = fallback
+        self._seen_limits: list[float | None] = [None] * len(_DIMS)  # per window, from this process's headers
+        self._local: Limiter | None = None  # the fallback's limiter, while Redis is lost
+        self._smooth = smooth
+        self._smoothed: set[int] = set()  # dimensions this process made smooth (the pool's view comes later)
+        self._smooth_since = -math.inf
+        self._first_admitted: float | None = None
 
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
@@ -138,21 +163,29 @@ class SharedLimiter:
         self._redis = client
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT")
+            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH")
         }
         if any(v is not None for v in self._limits_given()):
             self._last_observe = self._observe_args(None)
         try:
             await client.ping()
             if self._last_observe is not None:  # in force before the first admission
-                await self._scripts["OBSERVE"](keys=[self._prefix], args=self._last_observe)
+                await self._scripts["OBSERVE"](keys=self._keys, args=self._last_observe)
             await self._heartbeat()
         except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise SharedLimitsUnavailableError(
-                f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
-                "Start it, or run without --shared-limits (each process then has its own limiter)."
-            ) from exc
+            if self._fallback is True or self._fallback is False:
+                await client.aclose()
+                hint = (
+                    " With --shared-limits-fallback alone the number of processes is unknown at start: give it, "
+                    "as --shared-limits-fallback N."
+                    if self._fallback
+                    else ""
+                )
+                raise SharedLimitsUnavailableError(
+                    f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
+                    f"Start it, or run without --shared-limits (each process then has its own limiter).{hint}"
+                ) from exc
+            self._set_lost(True)  # the fallback's divisor is known: run locally until Redis answers
         # Plain asyncio tasks (redis.asyncio is asyncio-only anyway), not a task group: the limiter may be opened
         # in one task and closed in another, as an SDK transport opened by its first request is.
         loop = asyncio.get_running_loop()
@@ -182,9 +215,7 @@ class SharedLimiter:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
             try:
                 await self._flush()
-                await client.zrem(f"{self._prefix}:procs", self._pid)
-                await client.hdel(f"{self._prefix}:demand", self._pid)
-                await client.delete(f"{self._prefix}:res:{self._pid}")
+                await self._scripts["LEAVE"](keys=self._keys, args=[self._pid])
             except (RedisError, OSError):
                 pass  # the lease lapses on its own
         await client.aclose()
@@ -192,15 +223,42 @@ class SharedLimiter:
 
     # -- admission -----------------------------------------------------------------------------------------
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> SharedPermit:
-        """Wait for a slot of this process's share, reserve in the pool, and wait the time the pool says."""
+    async def acquire(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
+        """Wait for a slot of this process's share, reserve in the pool, and wait the time the pool says.
+
+        Raises InputError at once for a request the server would refuse forever (larger than a bucket).
+        """
+        limits = self._known_limits()
+        refuse_oversize(
+            input_tokens,
+            output_tokens,
+            input_limit=limits[1],
+            output_limit=limits[2],
+            tokens_limit=limits[3],
+            reserved=self._reserved,
+        )
+        if not self._reserved and limits[2] is not None:
+            # As the in-process limiter: the server counts output as it is produced, so an unknown (or larger
+            # than the bucket) length must not hold admission; reserve at most a quarter of the pool's bucket
+            # (`burst` seconds of the rate, where the in-process bucket holds the whole window).
+            bucket = limits[2] / self._window(2) * self._burst
+            output_tokens = max(1, min(output_tokens, math.ceil(bucket * _UNKNOWN_OUTPUT_SHARE)))
         async with self._queue.turn():
             return await self._admit(input_tokens, output_tokens)
 
-    async def _admit(self, input_tokens: int, output_tokens: int) -> SharedPermit:
+    def _known_limits(self) -> list[float | None]:
+        """Per window and dimension, the strictest of the given, this process's learnt and the pool's limits."""
+        return [
+            min((v for v in values if v is not None), default=None)
+            for values in zip(self._limits_given(), self._seen_limits, self._pool.limits, strict=True)
+        ]
+
+    async def _admit(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
         while True:
             changed = self._changed
             now = self._clock.now()
+            if self._lost and self._local is not None:
+                return await self._local.acquire(input_tokens, output_tokens)
             if self._lost:
                 # The heartbeat reconnects (with backoff) and wakes us; nothing is sent unshared meanwhile.
                 self._binding = "shared_limits_lost"
@@ -219,7 +277,7 @@ class SharedLimiter:
             rid = f"{self._seq}"
             try:
                 reply = await self._scripts["RESERVE"](
-                    keys=[self._prefix], args=[self._pid, rid, input_tokens, output_tokens, self._lease]
+                    keys=self._keys, args=[self._pid, rid, input_tokens, output_tokens, self._lease]
                 )
             except (RedisError, OSError):
                 self._set_lost(True)
@@ -244,6 +302,8 @@ class SharedLimiter:
                 raise
             self._binding = None
             permit.admitted_at = self._clock.now()
+            if self._first_admitted is None:
+                self._first_admitted = permit.admitted_at
             return permit
 
     def _finish(self, permit: SharedPermit, mode: str, used_in: int, used_out: int) -> None:
@@ -260,14 +320,19 @@ class SharedLimiter:
 
     def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
         """Send the limits, learnt windows and `remaining` of a response's headers to the pool (the stricter of
-        given and seen limits). `since` is accepted for the in-process limiter's interface; the pool only ever
-        pulls its level down, so it needs no staleness bound."""
+        given and seen limits). `since` (when the answered request was admitted) gives the round trip the ramp
+        starts from; the pool only ever pulls its level down, so it needs no staleness bound."""
         self._seen = True
+        if self._local is not None:
+            self._local.observe(scaled(snapshot, self._divisor()), now, since=since)
         views: list[BucketView | None] = [snapshot.requests, snapshot.input_tokens, snapshot.output_tokens, None]
         # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
         if snapshot.input_tokens is None and snapshot.output_tokens is None:
             views[3] = snapshot.tokens
-        args = self._observe_args(views)
+        now = self._clock.now() if now is None else now
+        # The ramp starts from the round trip to these headers (the pool ignores it once its ramp has begun).
+        started = since if since is not None else self._first_admitted
+        args = self._observe_args(views, None if started is None else now - started)
         self._last_observe = args
         self._send("OBSERVE", args)
         self._notify()
@@ -276,28 +341,29 @@ class SharedLimiter:
         g = self._given
         return (g.requests_per_minute, g.input_tokens_per_minute, g.output_tokens_per_minute, g.tokens_per_minute)
 
-    def _observe_args(self, views: list[BucketView | None] | None) -> list[Any]:
-        args: list[Any] = [self._burst]
+    def _observe_args(self, views: list[BucketView | None] | None, rtt: float | None = None) -> list[Any]:
+        args: list[Any] = [self._burst, "1" if self._smooth else "0", "" if rtt is None else f"{rtt:.6f}"]
         for k, given in enumerate(self._limits_given()):
             view = views[k] if views is not None else None
             seen = float(view.limit) if view is not None and view.limit > 0 else None
-            if view is not None and seen is not None:
-                self._windows[k].observe_reset(
-                    view.limit,
-                    view.remaining,
-                    view.reset_in,
-                    remaining_error=view.remaining_error,
-                    reset_error=view.reset_error,
-                )
+            if seen is not None:
+                self._seen_limits[k] = seen
             limit = min((v for v in (given, seen) if v is not None), default=None)
-            remaining = "" if view is None else view.remaining
-            tolerance = 1.0 if view is None else max(1.0, view.remaining_error)
-            args += ["" if limit is None else limit, self._window(k), remaining, tolerance]
+            # The pool learns the window from every process's headers; `minute` overrides it.
+            args += ["" if limit is None else limit, self._minute or ""]
+            if view is None or seen is None:
+                args += ["", 1.0, "", "", ""]
+            else:
+                tolerance = max(1.0, view.remaining_error)
+                args += [view.remaining, tolerance, view.reset_in, view.reset_error, view.limit]
         return args
 
     def _window(self, k: int) -> float:
-        """Seconds per window of dimension k: the override, else the learnt window, else a minute."""
-        return self._minute or self._windows[k].seconds() or _DEFAULT_WINDOW
+        """Seconds per window of dimension k: the override, else the pool's learnt window, else a minute."""
+        limit, rate = self._pool.limits[k], self._pool.rates[k]
+        if self._minute is None and limit is not None and rate:
+            return limit / rate
+        return self._minute or _DEFAULT_WINDOW
 
     def rate_limited(
         self,
@@ -308,23 +374,63 @@ class SharedLimiter:
         *,
         admitted_at: float | None = None,
     ) -> bool:
-        """Always False: the pool paces smoothly from the start (its buckets hold one second), so a 429 is met
-        with the shared pause (`cool_down`) rather than a switch to smooth pacing."""
-        return False
+        """A 429 while the headers said every bucket had room is a short-interval limit: the named buckets (or
+        all) are paced smoothly in the whole pool from now on and the ramp stops (True: no pause needed). False:
+        an ordinary 429 (or the pool already paces smoothly), for the shared pause (`cool_down`). The local
+        fallback answers while it runs."""
+        if self._local is not None and snapshot is not None:
+            scaled_snapshot = scaled(snapshot, self._divisor())
+            return self._local.rate_limited(
+                scaled_snapshot, input_tokens, output_tokens, message, admitted_at=admitted_at
+            )
+        views = Limiter._views(snapshot) if snapshot is not None and not self._smooth else []
+        if not views:
+            return False
+        amounts: dict[Binding, float] = {
+            "requests": 1.0,
+            "input_tokens": float(input_tokens),
+            "output_tokens": float(output_tokens),
+            "tokens": float(input_tokens + output_tokens),
+        }
+        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
+            return False  # the bucket really was empty: the pool was behind the server
+        lowered = message.lower()
+        named = [names for words, names in _GATE_WORDS.items() if words in lowered]
+        chosen = named[0] if named else tuple(_DIMS)
+        known = self._known_limits()
+        fresh = [
+            k
+            for k, name in enumerate(_DIMS)
+            if name in chosen and known[k] is not None and not (k in self._smoothed or self._pool.smooth[k])
+        ]
+        if fresh:
+            self._smoothed.update(fresh)
+            self._send("SMOOTH", [self._burst, *(_CODES[_DIMS[k]] for k in fresh)])
+            self._smooth_since = self._clock.now()
+            self._notify()
+            return True
+        # Sent before the change of pace, answered after it: already dealt with.
+        return admitted_at is not None and admitted_at <= self._smooth_since
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""
         jitter = self._rng.uniform(0.0, min(1.0, 0.1 * seconds))
         self._cooldown_until = max(self._cooldown_until, self._clock.now() + seconds + jitter)
         self._send("PAUSE", [seconds, jitter])
+        if self._local is not None:
+            self._local.cool_down(seconds)
         self._notify()
 
     def overloaded(self) -> None:
         """A 529/503: halve the pool's adaptive concurrency."""
         self._send("PAUSE", [0, 0])
+        if self._local is not None:
+            self._local.overloaded()
 
     def saw_response(self) -> None:
         """Any response ends this process's single-request probe."""
+        if self._local is not None:
+            self._local.saw_response()
         if not self._seen:
             self._seen = True
             self._notify()
@@ -346,7 +452,7 @@ class SharedLimiter:
             batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for script, args in batch:
-                    await self._scripts[script](keys=[self._prefix], args=args, client=pipe)
+                    await self._scripts[script](keys=self._keys, args=args, client=pipe)
                 await pipe.execute()
             for _ in batch:
                 self._outbox.popleft()
@@ -366,7 +472,7 @@ class SharedLimiter:
         demand = float(self._in_flight + len(self._queue))
         if self._queue:  # backlogged: ask for more than it holds, so its share can grow
             demand = max(demand, float(self.concurrency_limit() + 1))
-        reply = await self._scripts["HEARTBEAT"](keys=[self._prefix], args=[self._pid, self._lease, demand])
+        reply = await self._scripts["HEARTBEAT"](keys=self._keys, args=[self._pid, self._lease, demand])
         self._pool = PoolView.parse(reply)
         self._reported = demand
         if self._pool.pause > 0:
@@ -395,12 +501,43 @@ class SharedLimiter:
             self.reconnects += 1
         if lost != self._lost:
             self._lost = lost
+            self._local = self._start_fallback() if lost else None
             self._notify()
+
+    def _divisor(self) -> int:
+        """N of the fallback: the user's, else the processes in the pool at the last heartbeat."""
+        if self._fallback is True or self._fallback is False:
+            return self._pool.live
+        return self._fallback
+
+    def _start_fallback(self) -> Limiter | None:
+        if self._fallback is False:
+            return None
+        window = self._minute or _DEFAULT_WINDOW
+        # The pool's learnt rates (per `window`, so the local gates start at the right pace), else the given.
+        per_window = tuple(
+            given if rate is None else rate * window
+            for rate, given in zip(self._pool.rates, self._limits_given(), strict=True)
+        )
+        local = local_limiter(
+            self._divisor(),
+            per_window,
+            clock=self._clock,
+            max_concurrency=self._cap,
+            minute=self._minute,
+            output_accounting=self._accounting,
+            rng=self._rng,
+        )
+        if self._seen or self._pool.seen:
+            local.saw_response()  # the pool already knows the key works: no single-request probe again
+        return local
 
     # -- sizing and statistics -----------------------------------------------------------------------------
 
     def concurrency_limit(self) -> int:
         """This process's share of the pool's concurrency; one probe until a response has been seen."""
+        if self._local is not None:
+            return self._local.concurrency_limit()
         if not (self._seen or self._pool.seen):
             return 1
         mine = self._in_flight + len(self._queue)
@@ -408,9 +545,18 @@ class SharedLimiter:
 
     def ceiling(self) -> float | None:
         """Requests per second the pool's limits allow (None when no limit is known yet)."""
+        if self._local is not None:
+            return self._local.ceiling()
         return self._pool.ceiling()
 
+    @property
+    def local_fallback(self) -> bool:
+        """True while Redis is lost and the local fallback admits on 1/N of the limits."""
+        return self._local is not None
+
     def statistics(self) -> LimiterStatistics:
+        if self._local is not None:
+            return self._local.statistics()
         # Per real minute; rounded, since the rate went through Redis as limit / window in decimal text.
         limits = [None if rate is None else round(rate * 60.0, 6) for rate in self._pool.rates]
         return LimiterStatistics(

@@ -42,6 +42,7 @@ class GatewayConfig:
     retry: RetryPolicy | None = None
     shared_limits: str | None = None  # redis://... : one limiter shared with every process on the key
     shared_limits_name: str | None = None
+    shared_limits_fallback: bool | int = False  # True or N: 1/N of the limits locally while Redis is lost
     emulated: bool = False
 
 
@@ -61,6 +62,7 @@ class Gateway:
             retry=config.retry,
             shared_limits=config.shared_limits,
             shared_limits_name=config.shared_limits_name,
+            shared_limits_fallback=config.shared_limits_fallback,
         )
         self.scheduler = Scheduler(
             max_queue=config.max_queue,

@@ -73,7 +73,8 @@ class _Pools(httpx2.AsyncBaseTransport):
 def _pools(capacity: int) -> _Pools:
     each = -(-capacity // _POOLS)
     limits = httpx2.Limits(max_connections=each, max_keepalive_connections=each)
-    return _Pools([httpx2.AsyncHTTPTransport(limits=limits) for _ in range(_POOLS)])
+    tls = httpx2.create_ssl_context()  # one: loading the CA bundle takes tens of milliseconds each time
+    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(_POOLS)])
 
 
 class Upstream:
@@ -92,6 +93,7 @@ class Upstream:
         transport: httpx2.AsyncBaseTransport | None = None,
         shared_limits: str | None = None,
         shared_limits_name: str | None = None,
+        shared_limits_fallback: bool | int = False,
     ) -> None:
         self.provider: Provider = get_provider(provider)
         self.base_url = base_url.rstrip("/")
@@ -107,6 +109,7 @@ class Upstream:
             transport=_Announce(inner),
             shared_limits=shared_limits,
             shared_limits_name=shared_limits_name,
+            shared_limits_fallback=shared_limits_fallback,
         )
         # The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
         self.client = httpx2.AsyncClient(transport=self.transport, timeout=httpx2.Timeout(600.0, connect=10.0))
