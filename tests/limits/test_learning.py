@@ -13,7 +13,7 @@ from sluicegate import RateLimitSnapshot, Usage
 from sluicegate._exceptions import InputError
 from sluicegate._models import BucketView
 from sluicegate.limits.headers import parse_anthropic_headers, parse_openai_headers
-from sluicegate.limits.limiter import Limiter
+from sluicegate.limits.limiter import Limiter, Limits
 from sluicegate.testing import FakeClock
 
 _WALL = 1_800_000_000.37  # wall-clock seconds at fake time 0: the whole-second boundary falls mid-way
@@ -299,5 +299,26 @@ def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -
         assert limiter.cooldown_until == -math.inf
         await limiter.acquire(100, 1_000)
         assert clock.now() == 35.0
+
+    clock.run(main)
+
+
+def test_with_limits_given_the_probe_goes_out_at_once() -> None:
+    """30 requests per minute given: before any headers the client models one second of refill (half a request),
+    but the probe, alone, is not held back by it; the next request waits for the probe's headers."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (30, 60.0)})
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=30), clock=clock)
+        probe = await limiter.acquire(10, 10)
+        assert clock.now() == 0.0
+        server.admit({"requests": 1.0})
+        with anyio.move_on_after(5.0):
+            await limiter.acquire(10, 10)
+            pytest.fail("a second request went out before the probe's headers")
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        await limiter.acquire(10, 10)
+        assert clock.now() == 5.0
 
     clock.run(main)

@@ -270,6 +270,10 @@ class Limiter:
             return self._cooldown_until - now, "cooldown"
         if self._in_flight >= self.concurrency_limit():
             return math.inf, "concurrency"
+        if not self._seen_response:
+            # The probe goes out alone and at once: a fresh bucket holds far more than one request, and until its
+            # headers say what is left, the given limits' start (one second of refill) would only delay it.
+            return 0.0, "requests"
         worst = self._ramp.wait_time(now)
         binding: Binding = "requests"
         for gate, amount, pace in self._pace_amounts(input_tokens, output_tokens):
