@@ -117,14 +117,3 @@ def test_a_kill_keeps_the_running_batches_held_so_the_rerun_cannot_pass_the_cap(
     assert _batched(emu) == 3
     assert len(read_results(out)) == 3
     assert _spent(out) <= 0.035
-
-
-def test_max_cost_with_a_deadline_is_refused(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
-    """A deadline would send cancelled batches' rest online at twice the held price: the pair is a usage error."""
-    emu = emulator(**FULL)
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    _write(inp, 2)
-    proc = _run(emu, inp, out, "--max-cost", CAP, "--deadline", "1h", "--quiet")
-    assert proc.returncode == 2
-    assert "cannot be combined with --deadline" in proc.stderr
-    assert _batched(emu) == 0

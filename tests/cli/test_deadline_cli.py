@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -129,3 +130,39 @@ def test_plan_count_tokens_corrects_the_input_estimate(
     keyless = subprocess.run(command, env=env_for_none(), capture_output=True, text=True, timeout=60)
     assert keyless.returncode == 2
     assert "ANTHROPIC_API_KEY" in keyless.stderr
+
+
+def test_max_cost_covers_the_batch_and_the_online_rest_after_a_deadline_cancel(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path
+) -> None:
+    """`batch --max-cost --deadline`: the batch is submitted within the cap at the batch rate, and what the cancel
+    sends online gets only what the cap leaves, so the whole job's spend stays within the cap plus one online
+    request's worst cost; every id is either answered once or left pending for a higher cap (exit 3)."""
+    emu = emulator(minute=3.0, batch_seconds=600.0, rpm=4000, itpm=2_000_000, otpm=400_000)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = write_input(inp, N)
+    prices = default_table()
+    batch_worst = prices.estimate_cost("claude-haiku-4-5", 20, 40, batch=True)
+    online_worst = prices.estimate_cost("claude-haiku-4-5", 20, 40)
+    assert batch_worst is not None
+    assert online_worst is not None
+    cap = N * batch_worst * 1.3
+    command = [
+        sys.executable, "-m", "sluicegate", "batch", str(inp), "-o", str(out), "--deadline", f"{DEADLINE:g}s",
+        "--rpm", "4000", "--minute", "3", "--online-latency", "1", "--cancel-allowance", "1", "--poll-interval",
+        "0.2", "--max-cost", repr(cap),
+    ]  # fmt: skip
+    proc = subprocess.run(command, env=env_for(emu, "sk-test-cap"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "deadline: cancelling the batches" in proc.stderr
+    with sqlite3.connect(out.with_name(out.name + ".sluicegate.db")) as db:
+        spent = db.execute("SELECT total(cost) FROM entries").fetchone()[0]
+    assert spent <= cap + online_worst
+    lines = read_results(out)
+    stats = emu.stats()
+    billed = stats["batch_requests"]["succeeded"] + stats["endpoints"].get("POST /v1/messages", {}).get("200", 0)
+    assert billed == len(lines)  # nothing paid twice
+    if proc.returncode == 0:
+        assert sorted(line["custom_id"] for line in lines) == ids
+    else:
+        assert "raise the cap" in proc.stderr

@@ -15,6 +15,7 @@ from sluicegate._events import (
 )
 from sluicegate._models import BucketView, RateLimitSnapshot, Usage
 from sluicegate._stats import EngineStatistics, LimiterStatistics
+from sluicegate.pricing import default_table
 from sluicegate.progress import ObservedLimits, ProgressTracker
 from sluicegate.testing import FakeClock
 
@@ -182,3 +183,20 @@ def test_rejects_a_resolution_wider_than_the_window(clock: FakeClock) -> None:
     """The window must hold at least one bucket of positive width."""
     with pytest.raises(ValueError, match="resolution"):
         ProgressTracker(clock=clock, window=1.0, resolution=2.0)
+
+
+def test_the_cache_saving_of_a_discounted_answer_is_counted_at_its_own_rate() -> None:
+    """A flex or batch answer billed at half price saves half of what the cache saves at the listed price: the
+    tier's discount is not reported as the cache's saving."""
+    prices = default_table()
+    usage = Usage(input_tokens=100, cache_read_input_tokens=9000, output_tokens=50)
+    plain = Usage(input_tokens=9100, output_tokens=50)
+    listed = prices.cost("claude-sonnet-4-5", usage)
+    full = prices.cost("claude-sonnet-4-5", plain)
+    assert listed is not None
+    assert full is not None
+    for rate in (1.0, 0.5):
+        clock = FakeClock()
+        tracker = ProgressTracker(clock=clock, total=1, uncached_cost=prices.cost)
+        tracker(ok(0.1, usage=usage, cost=listed * rate, model="claude-sonnet-4-5"))
+        assert tracker.snapshot().cache_saved == pytest.approx((full - listed) * rate)

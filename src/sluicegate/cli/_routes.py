@@ -123,6 +123,7 @@ def batch_route(
     resume: str = "",
     table: TableSpec | None = None,
     poll_interval: float | None = None,
+    max_cost: float | None = None,
 ) -> JobOutcome:
     """`run --route batch`: the batch job (with the deadline fallback) on the same files."""
     from rich.console import Console
@@ -148,6 +149,7 @@ def batch_route(
         forget_unknown_batches=emulated,
         resume_command=resume,
         table=table,
+        max_cost=max_cost,
         **deadline_settings(deadline, rpm, itpm, otpm, emulated, minute=minute),
     )
     console = Console(stderr=True)

@@ -10,6 +10,7 @@ import click
 
 from sluicegate.cli._options import (
     cache_warmup_option,
+    cost_cap,
     deadline_flag,
     job_file_options,
     prices_option,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-cost",
     type=float,
+    callback=cost_cap,
     default=None,
     help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
     "batch price still fits; what does not fit is not sent, and named.",

@@ -14,6 +14,7 @@ import click
 
 from sluicegate.cli._options import (
     cache_warmup_option,
+    cost_cap,
     deadline_flag,
     job_file_options,
     prices_option,
@@ -115,7 +116,9 @@ def _table_hint(path: Path) -> str:
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
 @rate_limit_options("of your account, a ceiling", learnt=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
-@click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@click.option(
+    "--max-cost", type=float, default=None, callback=cost_cap, help="Stop admitting before spend could pass this (USD)."
+)
 @prices_option
 @click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
 @click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")
@@ -216,8 +219,6 @@ def run(
     with _endpoint(provider, base_url, emulate, tier, emulator_minute, faults) as (url, key, label, emulated):
         given = (rpm, itpm, otpm)
         chosen = pick_route(route, deadline, input_path, defaults, provider, given, prices, cache_warmup, table)
-        if chosen == "batch" and max_cost is not None:
-            raise click.UsageError("--max-cost is enforced on the online and flex routes, not with the batch route")
         if chosen == "batch":
             outcome = batch_route(
                 input_path=input_path,
@@ -239,6 +240,7 @@ def run(
                 resume=resume_command(sys.argv),
                 table=table,
                 poll_interval=poll_interval,
+                max_cost=max_cost,
             )
             click.echo(outcome.message, err=True)
             sys.exit(outcome.exit_code)

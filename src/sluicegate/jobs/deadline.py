@@ -9,12 +9,13 @@ batch never processed (canceled, hence not billed) go online. Nothing is paid tw
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx2
 
+from .._events import EventSink
 from .._models import RequestItem, Result
 from ..engine import Engine
 from ..limits.limiter import Limits
@@ -112,9 +113,12 @@ async def finish_online(
     prices: PriceTable,
     minute: float,
     transport: httpx2.AsyncBaseTransport | None = None,
+    max_cost: float | None = None,
+    sinks: Sequence[EventSink] = (),
 ) -> None:
     """Send the items through the engine at the online price, recording each result as it comes. A stop of the
-    whole run (a bad key, a spend cap) propagates as RunAbortedError; the items not finished stay pending."""
+    whole run (a bad key, a spend cap) propagates as RunAbortedError; the items not finished stay pending.
+    `max_cost` caps what these items may cost (BudgetExceededError when the next would not fit)."""
     engine = Engine(
         provider=provider,
         api_key=api_key,
@@ -123,6 +127,8 @@ async def finish_online(
         prices=prices,
         minute=minute,
         transport=transport,
+        max_cost=max_cost,
+        sinks=sinks,
     )
     async with engine:
         async for result in engine.as_completed(items):

@@ -234,10 +234,13 @@ class ProgressTracker:
             self._cost += result.cost
             cached = usage.cache_read_input_tokens or usage.cache_creation_input_tokens
             if cached and self._uncached_cost is not None and result.message is not None:
+                model = str(result.message.get("model") or "")
                 plain = Usage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
-                full = self._uncached_cost(str(result.message.get("model") or ""), plain)
-                if full is not None:
-                    self._cache_saved += full - result.cost
+                full, listed = self._uncached_cost(model, plain), self._uncached_cost(model, usage)
+                if full is not None and listed:
+                    # At the rate this answer was billed (a flex or batch answer at half the listed price), so a
+                    # tier's discount is not counted as the cache's saving.
+                    self._cache_saved += (full - listed) * result.cost / listed
         elif result.message is not None:  # an answer with no price: its cost is unknown, not 0
             self._unpriced[str(result.message.get("model") or "?")] += 1
         slot = self._slot_for(event.at)
