@@ -146,6 +146,21 @@ def _pool_size(port: int, name: str) -> int:
     return int(out.stdout.strip() or 0)
 
 
+def _pool_window(port: int, name: str) -> float | None:
+    """The requests window the pool paces by now (limit / rate), None before one is known."""
+    cli = ["redis-cli", "-p", str(port), "HMGET", f"sluicegate:{{{name}}}:state", "lim:r", "rate:r"]
+    out = subprocess.run(cli, capture_output=True, text=True).stdout.split()
+    try:
+        return round(float(out[0]) / float(out[1]), 2)
+    except (IndexError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _pool_state(port: int, name: str) -> str:
+    cli = ["redis-cli", "-p", str(port), "HGETALL", f"sluicegate:{{{name}}}:state"]
+    return subprocess.run(cli, capture_output=True, text=True).stdout.replace("\n", " ")
+
+
 def one_killed(lines: int, url: str, port: int, kill_at: float) -> dict[str, Any]:
     cfg = EmulatorConfig(tier=1, minute=MINUTE, first_token_latency=0.3, per_token_latency=0.004, jitter=0.3, seed=2)
     name = "bench-kill"
@@ -168,6 +183,10 @@ def one_killed(lines: int, url: str, port: int, kill_at: float) -> dict[str, Any
                 reaped = time.monotonic() - killed_at
                 break
             time.sleep(0.05)
+        windows = []  # the pool's learnt requests window, every 2 s after the kill until the others finish
+        while any(p.poll() is None for p in procs[1:]):
+            windows.append(_pool_window(port, name))
+            time.sleep(2.0)
         codes = [p.wait(900) for p in procs[1:]]
         others_done = time.monotonic() - started
         stats = emu.stats()
@@ -180,6 +199,9 @@ def one_killed(lines: int, url: str, port: int, kill_at: float) -> dict[str, Any
             "others_exit": codes,
             "others_done": others_done,
             "rate_after_kill": after,
+            "windows": windows,
+            "timeline": [row["ok"] for row in stats["timeline"]],
+            "state": _pool_state(port, name),
             "resume_exit": resume.returncode,
             "ok_total": status.get(200, 0),
             "429": status.get(429, 0),
@@ -282,12 +304,13 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=600)
     parser.add_argument("--kill-at", type=float, default=25.0)
     parser.add_argument("--skip-storm", action="store_true")
+    parser.add_argument("--skip-shared", action="store_true", help="only the one-killed run and the costs")
     parser.add_argument("--given-minute", action="store_true", help=f"pass --minute {MINUTE:g} (no window learning)")
     args = parser.parse_args()
     global GIVEN_MINUTE
     GIVEN_MINUTE = args.given_minute
     with redis_server() as (url, port):
-        shared = four_processes(args.lines, url)
+        shared = None if args.skip_shared else four_processes(args.lines, url)
         storm = None if args.skip_storm else four_processes(args.lines, None)
         killed = one_killed(args.lines, url, port, args.kill_at)
         cost = client_cost(url, 3000)

@@ -250,3 +250,15 @@ async def test_the_pool_s_own_consumption_bounds_the_window_by_flow(pool: Pool) 
     await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
     fhi = float(await pool.client.hget(f"{pool.prefix}:state", "fhi:r") or 0)
     assert fhi == pytest.approx(600 * 1.0 / 8, rel=0.1)  # 10 refilled, less twice the error of 1
+
+
+async def test_a_bucket_without_evidence_takes_the_window_learnt_for_the_others(pool: Pool) -> None:
+    """Output counted as produced stays full (no evidence): it is paced by the requests' learnt window, not a
+    default minute ten times too slow."""
+    requests = (600, "", 300, 1, 3.0, 0.0, 600)  # half missing, full in 3 s: a window of about 6 s
+    output = (8000, "", 8000, 1, 0.0, 0.0, 8000)  # full
+    await pool.call("OBSERVE", "1.0", "0", "", *requests, *([""] * 7), *output, *([""] * 7))
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    window = 600 / float(state[b"rate:r"])
+    assert window == pytest.approx(6.0, abs=0.05)
+    assert 8000 / float(state[b"rate:o"]) == pytest.approx(window)

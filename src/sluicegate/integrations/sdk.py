@@ -141,7 +141,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             self._shared = {
                 "url": shared_limits, "name": shared_limits_name, "limits": limits,
                 "max_concurrency": max_concurrency, "minute": minute, "fallback": shared_limits_fallback,
-                "open": False,
+                "smooth": smooth, "open": False,
             }  # fmt: skip
         self._shared_lock = anyio.Lock()
         if transport is None:  # the engine's own transport: far less CPU per request than httpx2's
@@ -197,7 +197,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             limiter = SharedLimiter(
                 self._shared["url"], name=name, limits=self._shared["limits"], clock=self._clock,
                 max_concurrency=self._shared["max_concurrency"], minute=self._shared["minute"], rng=self._rng,
-                output_accounting=self._provider.output_accounting, fallback=self._shared["fallback"],
+                output_accounting=self._accounting, fallback=self._shared["fallback"], smooth=self._shared["smooth"],
             )  # fmt: skip
             await limiter.open()
             self.limiter = self.gate.limiter = limiter

@@ -263,8 +263,31 @@ local function learn(d, limit, remaining, err, reset_in, reset_err)
     end
   end
   local hi = math.min(num('whi:' .. d, INF), num('fhi:' .. d, INF))
-  if hi == INF then return 60 end
+  if hi == INF then return nil end
   return math.max(hi, num('wlo:' .. d, 0))
+end
+
+-- A bucket that never shows evidence (output counted as produced stays nearly full) takes the longest window
+-- learnt for the others: the API's limits share one window (a minute); a minute when none is known.
+local learnt = {}
+for k, d in ipairs(DIMS) do
+  local base = 3 + (k - 1) * 7
+  local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local remaining, tolerance = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local reset_in, reset_err = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+  local server_limit = tonumber(ARGV[base + 7])
+  if limit ~= nil and limit > 0 and window == nil and remaining ~= nil and server_limit ~= nil and server_limit > 0 then
+    learnt[d] = learn(d, server_limit, remaining, tolerance, reset_in, reset_err or 0)
+  end
+end
+local shared_window = nil
+for _, d in ipairs(DIMS) do
+  local w = learnt[d]
+  if w == nil then
+    local hi = math.min(num('whi:' .. d, INF), num('fhi:' .. d, INF))
+    if hi < INF then w = math.max(hi, num('wlo:' .. d, 0)) end
+  end
+  if w ~= nil and (shared_window == nil or w > shared_window) then shared_window = w end
 end
 
 local burst, start_smooth, rtt = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3])
@@ -276,13 +299,12 @@ for k, d in ipairs(DIMS) do
   local reset_in, reset_err = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
   local server_limit = tonumber(ARGV[base + 7])
   if limit ~= nil and limit > 0 and window == nil then
-    if remaining ~= nil and server_limit ~= nil and server_limit > 0 then
-      window = learn(d, server_limit, remaining, tolerance, reset_in, reset_err or 0)
-    else
+    window = learnt[d]
+    if window == nil and remaining == nil then  -- given limits only: keep the window in force
       local rate = num('rate:' .. d, 0)
-      window = 60
       if rate > 0 and num('lim:' .. d, 0) == limit then window = limit / rate end
     end
+    if window == nil then window = shared_window or 60 end
   end
   if limit ~= nil and limit > 0 and window ~= nil and window > 0 then
     local rate = limit / window
