@@ -15,12 +15,14 @@ import click
 from sluicegate.cli._options import (
     cache_warmup_option,
     deadline_flag,
+    job_control_options,
     job_file_options,
     prices_option,
     provider_option,
     rate_limit_options,
     resume_command,
     shared_limits_options,
+    table_options,
 )
 from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, pick_route
 from sluicegate.cli.emulate import FAULT_KINDS
@@ -150,17 +152,8 @@ def _table_hint(path: Path) -> str:
     help=f"Batch route: seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the emulator).",
 )
 @shared_limits_options
-@click.option(
-    "--template",
-    default=None,
-    help="Make each row of a table (Parquet, CSV, or JSONL with any fields) a request: "
-    "'Summarise this ticket: {body}' fills {column} from the row. A table's output (.parquet/.csv) keeps the "
-    "input's columns and adds text, error, status, input_tokens, output_tokens and cost.",
-)
-@click.option("--id-column", default=None, help="With --template: the column holding each row's id (default row-N).")
-@click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
-@click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
-@click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
+@table_options
+@job_control_options("Send again the items that ended in error.", "No live progress; only the final message.")
 def run(
     input_path: Path,
     output_path: Path,
