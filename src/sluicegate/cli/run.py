@@ -25,6 +25,7 @@ from sluicegate.cli._options import (
     table_options,
 )
 from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, pick_route
+from sluicegate.cli._tables import table_spec
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -77,38 +78,12 @@ def _endpoint(
 
 def _table_spec(input_path: Path, output_path: Path, template: str | None, id_column: str | None) -> TableSpec | None:
     """The template job a table input or a --template asks for; a usage error (exit 2) when it cannot work."""
-    from sluicegate._exceptions import ConfigError
     from sluicegate.jobs.table_output import is_table_output
-    from sluicegate.jobs.tables import TableSpec, is_table
 
-    if template is None:
-        if is_table(input_path):
-            raise click.UsageError(_table_hint(input_path))
-        if id_column is not None:
-            raise click.UsageError("--id-column needs --template")
-        if is_table_output(output_path):
-            raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
-        return None
-    try:
-        return TableSpec(template=template, id_column=id_column)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--template") from exc
-
-
-def _table_hint(path: Path) -> str:
-    """What a table fed without --template looks like, and the options that run it."""
-    from sluicegate.jobs.tables import column_names
-
-    columns = column_names(path)
-    kind = {".parquet": "Parquet", ".pq": "Parquet", ".tsv": "TSV"}.get(path.suffix.lower(), "CSV")
-    text = next((c for c in columns if c.lower() in ("prompt", "text", "body")), columns[-1] if columns else "text")
-    ids = next((c for c in columns if c.lower() in ("id", "custom_id") or c.lower().endswith("_id")), None)
-    example = f"--template 'Summarise: {{{text}}}'" + (f" --id-column {ids}" if ids else "")
-    return (
-        f"{path.name} looks like {kind} ({'columns' if kind == 'Parquet' else 'first line'}: "
-        f"{','.join(columns)[:80]!r}): run it as a table, saying how a row "
-        f"becomes a prompt, e.g. {example} ({{column}} is filled from each row)"
-    )
+    spec = table_spec(input_path, template, id_column)
+    if spec is None and is_table_output(output_path):
+        raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
+    return spec
 
 
 @click.command()
