@@ -60,6 +60,7 @@ def main(spec_path: str, out_path: str) -> int:
         kwargs["limits"] = tuple(spec["limits"])
     if system.startswith("sluicegate") and system != "sluicegate_sync":
         kwargs["samples"] = samples
+    if system.startswith("sluicegate") or system == "sdk_dropin":
         # No `minute`: the engine learns each limit's window from the emulator's headers, as against any server.
         # The output accounting is the account's documented configuration, not something to learn.
         kwargs["output_accounting"] = spec.get("output_accounting", "produced")

@@ -3,7 +3,8 @@
     python -m bench.shared_limits --lines 600          # prints a Markdown section (save as bench/manual/shared.md)
 
 Needs `redis-server` and `redis-benchmark` (the OS package). One emulator with Tier 1 limits (50 RPM, 30k ITPM,
-8k OTPM) and a 6-second minute serves all four processes; each process gets a quarter of the input.
+8k OTPM) and a 6-second minute serves all four processes; each process gets a quarter of the input. The
+processes learn the window from the headers, as against the real API; `--given-minute` tells them instead.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def _write_parts(tmp: Path, lines: int) -> list[Path]:
     return parts
 
 
+GIVEN_MINUTE = False  # --given-minute: pass the emulator's minute instead of learning it from the headers
+
+
 def _command(inp: Path, out: Path, shared: str | None, name: str) -> list[str]:
     cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--model", "claude-sonnet-4-5"]
-    cmd += ["--max-tokens", "64", "--minute", str(MINUTE), "--quiet"]
+    cmd += ["--max-tokens", "64", "--quiet", *(["--minute", str(MINUTE)] if GIVEN_MINUTE else [])]
     if shared:
         cmd += ["--shared-limits", shared, "--shared-limits-name", name]
     return cmd
@@ -226,11 +230,11 @@ def redis_throughput(port: int, n: int) -> tuple[float, float]:
 
     cli = ["redis-cli", "-p", str(port)]
     sha = subprocess.run([*cli, "SCRIPT", "LOAD", lua.RESERVE], capture_output=True, text=True).stdout.strip()
-    key = "sluicegate:{bench-throughput}"
+    keys = lua.pool_keys("sluicegate:{bench-throughput}")
     observe = [lua.OBSERVE.strip()]
-    args = ["1"] + ["1e12", "60", "", "0"] * 3 + ["", "", "", ""]
-    subprocess.run([*cli, "EVAL", *observe, "1", key, *args], capture_output=True, check=True)
-    reserve = _benchmark(port, n, ["EVALSHA", sha, "1", key, "bench", "__rand_int__", "120", "64", "5"])
+    args = ["1", "1", ""] + ["1e12", "60", "", "0", "", "", ""] * 3 + [""] * 7  # smooth: no ramp spacing
+    subprocess.run([*cli, "EVAL", *observe, str(len(keys)), *keys, *args], capture_output=True, check=True)
+    reserve = _benchmark(port, n, ["EVALSHA", sha, str(len(keys)), *keys, "bench", "__rand_int__", "120", "64", "5"])
     baseline = _benchmark(port, n, ["EVAL", "return 1", "0"])
     return reserve, baseline
 
@@ -251,9 +255,11 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
     reserve, baseline = r["throughput"]
     return "\n".join(
         [
-            f"Command: `python -m bench.shared_limits --lines {args.lines} --kill-at {args.kill_at:g}`. "
+            f"Command: `python -m bench.shared_limits --lines {args.lines} --kill-at {args.kill_at:g}"
+            f"{' --given-minute' if args.given_minute else ''}`. "
             f"Four processes, {args.lines} lines in all, Tier 1 emulator (50 RPM, 6 s minute): the key's ceiling "
-            f"is {CEILING:.2f} completions/s.",
+            f"is {CEILING:.2f} completions/s. Windows: "
+            + ("given (`--minute 6`)." if args.given_minute else "learnt from the headers (no `--minute`)."),
             "",
             *rows,
             "",
@@ -276,7 +282,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=600)
     parser.add_argument("--kill-at", type=float, default=25.0)
     parser.add_argument("--skip-storm", action="store_true")
+    parser.add_argument("--given-minute", action="store_true", help=f"pass --minute {MINUTE:g} (no window learning)")
     args = parser.parse_args()
+    global GIVEN_MINUTE
+    GIVEN_MINUTE = args.given_minute
     with redis_server() as (url, port):
         shared = four_processes(args.lines, url)
         storm = None if args.skip_storm else four_processes(args.lines, None)

@@ -65,13 +65,15 @@ async def run_sdk_dropin(
     api_key: str,
     minute: float | None = None,
     max_concurrency: int | None = None,
+    output_accounting: str | None = None,
     request_timeout: float = 60.0,
     **_: Any,
 ) -> None:
     """The seed's `asyncio.gather` over every prompt with the official SDK; the one change is
     `http_client=sluicegate.integrations.http_client(...)` (plus `max_retries=0`, as its docs say).
 
-    No `minute`: the limiter learns each limit's window from the headers, as the engine does."""
+    No `minute`: the limiter learns each limit's window from the headers, as the engine does. The output-token
+    accounting is the account's documented configuration, given as to the engine."""
     import anthropic
 
     from sluicegate.integrations import http_client
@@ -81,7 +83,11 @@ async def run_sdk_dropin(
         base_url=base_url,
         max_retries=0,
         timeout=request_timeout,
-        http_client=http_client(minute=minute, max_concurrency=max_concurrency),
+        http_client=http_client(
+            minute=minute,
+            max_concurrency=max_concurrency,
+            output_accounting=output_accounting,  # type: ignore[arg-type]
+        ),
     )
 
     try:
@@ -98,6 +104,7 @@ def run_sluicegate_sync(
     api_key: str,
     limits: Sequence[int] | None = None,
     max_concurrency: int | None = None,
+    output_accounting: str | None = None,
     **_: Any,
 ) -> None:
     """The sync entry, `sluicegate.run(...)`, from plain code: what replaces the synchronous for loop."""
@@ -108,7 +115,12 @@ def run_sluicegate_sync(
         rpm, itpm, otpm = limits
         given = sluicegate.Limits(requests_per_minute=rpm, input_tokens_per_minute=itpm, output_tokens_per_minute=otpm)
     results = sluicegate.run(
-        [dict(doc) for doc in docs], api_key=api_key, base_url=base_url, limits=given, max_concurrency=max_concurrency
+        [dict(doc) for doc in docs],
+        api_key=api_key,
+        base_url=base_url,
+        limits=given,
+        max_concurrency=max_concurrency,
+        output_accounting=output_accounting,
     )
     for result in results:
         if result.ok:

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "tokens": 1,
     "_breaker": 1,
     "_loop": 1,
+    "_transport": 1,
     "_wire": 1,
     # 2: the engine and its peers that send requests
     "_attempt": 2,
@@ -72,6 +73,7 @@ UI_MODULES = ("rich", "sluicegate.progress")
 BATCH_MODULES = {
     "sluicegate.jobs.batch_intents",
     "sluicegate.jobs.batch_runner",
+    "sluicegate.jobs.batch_submit",
     "sluicegate.jobs.batch_service",
     "sluicegate.jobs.openai_batch",
 }

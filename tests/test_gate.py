@@ -84,8 +84,32 @@ def test_scattered_overloads_never_trip_the_breaker() -> None:
     assert (breaker.state, breaker.trips, breaker.held_back, clock.now()) == ("closed", 0, 0.0, 0.0)
 
 
+def test_the_retry_policy_shapes_the_gate_breaker() -> None:
+    """A gate's breaker takes its settings from RetryPolicy's breaker_* fields: 3 overloads of the last 4 trip it,
+    and the probes go out at 1, 3, 6, 9 s (interval 1 s doubled up to 3 s) while they fail."""
+    clock = FakeClock()
+    policy = RetryPolicy(
+        breaker_window=4, breaker_min_failures=3, breaker_probe_interval=1.0, breaker_max_probe_interval=3.0
+    )
+    breaker = AttemptGate(retry=policy, clock=clock, rng=random.Random(1)).breaker
+    probes: list[float] = []
+
+    async def main() -> None:
+        for overloaded in (True, False, True, True):
+            breaker.record(await breaker.wait_turn(), overloaded=overloaded, target=8)
+        assert breaker.state == "open"
+        for _ in range(4):
+            ticket = await breaker.wait_turn()
+            probes.append(clock.now())
+            breaker.record(ticket, overloaded=True, target=8)
+
+    clock.run(main)
+    assert probes == [1.0, 3.0, 6.0, 9.0]
+
+
 def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() -> None:
-    """8 overloads trip it; probes go out at 0.5, 1.5, 3.5, 5.5 s while they fail; a success ramps 2, 3, ... to 8."""
+    """8 overloads trip it; probes go out at 0.5, 1.5, 2.5, 3.5 s while they fail (the interval doubles up to a
+    second, so the end of an overload is seen within a second); a success ramps 2, 3, ... to 8."""
     clock = FakeClock()
     breaker = Breaker(clock)
     probes: list[float] = []
@@ -115,7 +139,7 @@ def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() 
         assert breaker.state == "closed"
 
     clock.run(main)
-    assert probes == [0.5, 1.5, 3.5, 5.5]
+    assert probes == [0.5, 1.5, 2.5, 3.5]
     assert breaker.trips == 1
 
 
@@ -213,5 +237,36 @@ def test_any_answer_resets_the_unreachable_clock() -> None:
                 gate.observe(None)
                 answered = clock.now()
             await clock.sleep(1.0)
+
+    clock.run(main)
+
+
+def test_after_an_overload_the_ramp_aims_at_what_the_ceiling_keeps_in_flight() -> None:
+    """600 RPM (10 per second) answered in 2 s keeps 20 in flight (Little's law): after a burst of 529s the
+    breaker's ramp starts at a quarter of twice that and closes at 40, not at the limiter's memory cap of 512."""
+    clock = FakeClock()
+    overloaded = Outcome(status=529)
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600), clock=clock, minute=60.0)
+        limiter.saw_response()
+        gate = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1), limiter=limiter)
+        answered = await gate.acquire(10, 10)
+        await anyio.sleep(2.0)
+        gate.succeeded(answered, Usage(input_tokens=10, output_tokens=10))
+        for attempt in range(8):
+            gate.failed(await gate.acquire(10, 10), overloaded, attempt + 1)
+        assert gate.breaker.state == "open"
+        probe = await gate.acquire(10, 10)
+        await anyio.sleep(2.0)
+        gate.succeeded(probe, Usage(input_tokens=10, output_tokens=10))
+        assert (gate.breaker.state, gate.breaker.allowance) == ("ramp", 10)
+        successes = 0
+        while gate.breaker.state == "ramp":
+            passed = await gate.acquire(10, 10)
+            await anyio.sleep(2.0)
+            gate.succeeded(passed, Usage(input_tokens=10, output_tokens=10))
+            successes += 1
+        assert successes == 30  # one more allowed per success: from 10 to 40
 
     clock.run(main)

@@ -248,10 +248,18 @@ def test_attempts_are_checked_before_the_retry_after_cap() -> None:
 
 def test_default_policy_values() -> None:
     """The defaults: 10 attempts, 0.5 s initial, 20 s max backoff, 900 s max server wait, no deadline, 10 s
-    of nothing but failed connections before the run stops."""
+    of nothing but failed connections before the run stops, and the breaker's thresholds and probe intervals."""
     assert RetryPolicy() == RetryPolicy(
         max_attempts=10, initial_delay=0.5, max_delay=20.0, max_retry_after=900.0, deadline=None, unreachable_after=10.0
     )
+    # The breaker: trips at 8 overloads among the last 20 answers (and half of them), probes every 0.5-1 s.
+    assert (
+        RetryPolicy().breaker_window,
+        RetryPolicy().breaker_min_failures,
+        RetryPolicy().breaker_trip_ratio,
+        RetryPolicy().breaker_probe_interval,
+        RetryPolicy().breaker_max_probe_interval,
+    ) == (20, 8, 0.5, 0.5, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -270,6 +278,16 @@ def test_default_policy_values() -> None:
         {"max_retry_after": math.nan},
         {"max_attempts": 2.5},
         {"max_attempts": True},
+        {"breaker_window": 0},
+        {"breaker_min_failures": 0},
+        {"breaker_min_failures": 21},
+        {"breaker_window": 2.5},
+        {"breaker_trip_ratio": 0.0},
+        {"breaker_trip_ratio": 1.5},
+        {"breaker_trip_ratio": math.nan},
+        {"breaker_probe_interval": 0.0},
+        {"breaker_probe_interval": math.inf},
+        {"breaker_max_probe_interval": 0.1},
     ],
 )
 def test_policy_validation(kwargs: dict[str, float]) -> None:

@@ -1,10 +1,11 @@
-"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [streams]` prints Markdown for bench/RESULTS.md.
+"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [ttft-paired] [streams]` prints Markdown.
 
 - system: the seed's naive `asyncio.gather` over 300 prompts (stock SDK, defaults) at Tier 1 in compressed time,
   straight at the API and through `sluicegate serve`, clean and with 5% 529 + 2% 500 upstream faults.
 - ttft: time to first token with 100 concurrent streams (100 clients, each streaming one answer after another),
   straight and through the gateway, rounds alternated; the limits are far above the load so only the gateway's
   own cost shows.
+- ttft-paired: the same, with 100 clients on each path at the same time (fairer on a shared, loaded machine).
 - streams: 1,000 streams held open through the gateway at once; its resident memory before and at the peak.
 
 Every server is its own process (`sluicegate emulate`, `sluicegate serve`), the clients run in this one.
@@ -165,6 +166,45 @@ def ttft(rounds: int = 4, n: int = 100, latency: float = 3.0) -> list[str]:
     return rows
 
 
+def ttft_paired(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: float = 12.0) -> list[str]:
+    """`n` clients through the gateway and `n` straight at the emulator at the same time: on a shared machine
+    both paths then see the same CPU contention at each moment, which alternating rounds do not give."""
+    emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
+    emulate += ["--latency", str(latency), "--per-token", "0.02"]
+    direct: list[float] = []
+    via: list[float] = []
+
+    async def both(base: str, gateway: str, seconds: float) -> tuple[list[float], list[float]]:
+        out: dict[str, list[float]] = {}
+
+        async def one(name: str, url: str) -> None:
+            out[name] = await _ttft_round(url, n, seconds)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "direct", base)
+            tg.start_soon(one, "via", gateway)
+        return out["direct"], out["via"]
+
+    with _process(emulate) as (emu_url, _):
+        base = emu_url.rsplit("/v1", 1)[0]
+        serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", "1000"]
+        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, _):
+            anyio.run(both, base, gw_url, 3.0)  # warm-up: the limiter's first probe and the pools
+            for _ in range(rounds):
+                d, v = anyio.run(both, base, gw_url, seconds)
+                direct += d
+                via += v
+    rows = [f"first token after {latency:g} s upstream; {n} clients on each path at the same time", ""]
+    rows += ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
+    for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
+        rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
+    rows.append(
+        f"| **added by the gateway** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
+        f"**{(_pct(via, 0.99) - _pct(direct, 0.99)) * 1000:.1f}** |"
+    )
+    return rows
+
+
 # -- streams -------------------------------------------------------------------------------------------------
 
 
@@ -220,7 +260,7 @@ def streams(n: int = 1000) -> list[str]:
 def main(parts: list[str]) -> None:
     chosen = parts or ["system", "ttft", "streams"]
     for part in chosen:
-        rows = {"system": system, "ttft": ttft, "streams": streams}[part]()
+        rows = {"system": system, "ttft": ttft, "ttft-paired": ttft_paired, "streams": streams}[part]()
         print(f"\n### {part}\n")
         print("\n".join(rows))
         sys.stdout.flush()

@@ -68,7 +68,7 @@ async def send_attempt(
                 if on_headers is not None and not out.snapshot.empty:
                     on_headers(out.snapshot)
                 if response.status_code != 200:
-                    raw = await response.aread()
+                    raw = await _read_body(response)
                     out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
@@ -76,7 +76,7 @@ async def send_attempt(
                 if stream and "json" not in response.headers.get("content-type", ""):
                     await _read_stream(response, provider, out, on_text, sent, on_start)
                 else:
-                    raw = await response.aread()
+                    raw = await _read_body(response)
                     out.first_token_after = time.monotonic() - sent
                     if on_start is not None:
                         on_start()
@@ -93,6 +93,16 @@ async def send_attempt(
         out.failure = Outcome(failure="truncated")
         out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
     return out
+
+
+async def _read_body(response: httpx2.Response) -> bytes:
+    """The whole body, decoded. An uncompressed one is joined straight from the transport's stream: httpx2's
+    reader passes every chunk through a decoder and a re-chunker, a noticeable share of a small answer's cost."""
+    encoding = response.headers.get("content-encoding")
+    stream = response.stream
+    if (encoding and encoding.lower() != "identity") or not isinstance(stream, httpx2.AsyncByteStream):
+        return await response.aread()
+    return b"".join([chunk async for chunk in stream])
 
 
 def status_outcome(

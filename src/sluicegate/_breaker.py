@@ -8,10 +8,11 @@ States:
 - closed: nothing is held back; the last `window` answers are watched.
 - open (tripped when at least `min_failures` of the last `window` answers, and at least `trip_ratio` of them,
   were overloaded): nothing goes out except one probe every `probe_interval` seconds, doubled after each failed
-  probe up to `max_probe_interval`; so the server sees well under one request per second while it is overloaded,
+  probe up to `max_probe_interval`; so the server sees at most one request per second while it is overloaded,
   and the run learns within `max_probe_interval` that it is over.
-- ramp (a probe succeeded): TCP's slow start: `allowance` attempts may be in flight, one more per success (so
-  it doubles every round trip), closed again once it reaches the concurrency the limiter wants. It opens again
+- ramp (a probe succeeded): TCP's slow start: `allowance` attempts may be in flight, a quarter of the
+  concurrency the limiter wants at first (at least 2), one more per success (so it doubles every round trip),
+  closed again once it reaches that concurrency. It opens again
   when at least two, and at least `trip_ratio`, of the ramp's answers were overloaded (a scattered 529 while
   ramping is not a new burst).
 
@@ -55,7 +56,7 @@ class Breaker:
         min_failures: int = 8,
         trip_ratio: float = 0.5,
         probe_interval: float = 0.5,
-        max_probe_interval: float = 2.0,
+        max_probe_interval: float = 1.0,
     ) -> None:
         self._clock = clock
         self._recent: deque[bool] = deque(maxlen=window)
@@ -133,7 +134,7 @@ class Breaker:
             else:
                 self._interval = self._base_interval
                 self.state = "ramp"
-                self._allowance = 2
+                self._allowance = max(2, target // 4)
                 self._recent.clear()
         else:  # ramp: a scattered 529 while ramping is not a new burst; most answers overloaded again is
             self._recent.append(overloaded)

@@ -9,6 +9,7 @@ reached), and how long one item backs off.
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -77,7 +78,14 @@ class AttemptGate:
     ) -> None:
         self.retry = retry
         self.limiter = limiter
-        self.breaker = breaker or Breaker(clock)
+        self.breaker = breaker or Breaker(
+            clock,
+            window=retry.breaker_window,
+            min_failures=retry.breaker_min_failures,
+            trip_ratio=retry.breaker_trip_ratio,
+            probe_interval=retry.breaker_probe_interval,
+            max_probe_interval=retry.breaker_max_probe_interval,
+        )
         self._clock = clock
         self._rng = rng
         self.attempts = 0  # attempts sent, retries included
@@ -251,4 +259,15 @@ class AttemptGate:
         return None
 
     def _target(self) -> int:
-        return self.limiter.concurrency_limit() if self.limiter is not None else 1
+        """The concurrency at which the breaker's ramp closes: with known limits, the cap (512) only bounds memory,
+        so the ramp would never close; what the ceiling keeps in flight (Little's law: rate x latency) is the
+        traffic the service carried before the overload, and twice that is back to normal."""
+        if self.limiter is None:
+            return 1
+        cap = self.limiter.concurrency_limit()
+        if self.breaker.closed:
+            return cap
+        rate, latency = self.limiter.ceiling(), self.limiter.statistics().latency_estimate
+        if rate is None or latency is None:
+            return cap
+        return max(2, min(cap, math.ceil(2.0 * rate * latency)))

@@ -57,6 +57,7 @@ class ItemRunner:
         counts: Counters,
         clock: Clock,
         emit: Callable[[Event], None],
+        listening: bool = True,
         abort: Abort,
     ) -> None:
         self._provider = provider
@@ -69,6 +70,8 @@ class ItemRunner:
         self._counts = counts
         self._clock = clock
         self._emit = emit
+        # No sink listens: the events of every attempt (admitted, started, limits, completed) are not even built.
+        self._listening = listening
         self._abort = abort
         self.input_estimator = InputEstimator(provider=provider.name)
         self._output_estimator = OutputEstimator()
@@ -166,7 +169,8 @@ class ItemRunner:
                     ttft=outcome.first_token_after,
                 )
                 self._counts.success(usage)
-                self._emit(RequestCompleted(at=now, result=result))
+                if self._listening:
+                    self._emit(RequestCompleted(at=now, result=result))
                 return result
             assert outcome.failure is not None
             failure = replace(outcome.failure, elapsed=now - first_at)
@@ -240,7 +244,7 @@ class ItemRunner:
     ) -> AttemptResult:
         """One attempt on the wire; the limiter learns the headers as they arrive, the gate that the host answered."""
         self._counts.in_flight += 1
-        if passed.permit is not None:
+        if passed.permit is not None and self._listening:
             self._emit(
                 RequestAdmitted(
                     at=passed.admitted_at,
@@ -263,9 +267,7 @@ class ItemRunner:
                 total_timeout=self._timeouts.total,
                 on_text=on_text,
                 on_headers=self._gate.headers_observer(passed),
-                on_start=lambda: self._emit(
-                    ResponseStarted(at=self._clock.now(), index=item.index, custom_id=item.custom_id, attempt=attempt)
-                ),
+                on_start=self._on_start(item, attempt),
             )
         finally:
             self._counts.in_flight -= 1
@@ -274,9 +276,20 @@ class ItemRunner:
         if outcome.responded:
             now = self._clock.now()
             self._gate.observe(None, now)  # the headers themselves were observed when they arrived
-            if outcome.snapshot is not None and not outcome.snapshot.empty:
+            if self._listening and outcome.snapshot is not None and not outcome.snapshot.empty:
                 self._emit(LimitsObserved(at=now, snapshot=outcome.snapshot))
         return outcome
+
+    def _on_start(self, item: RequestItem, attempt: int) -> Callable[[], None] | None:
+        """What tells the sinks that an attempt's answer began (nothing when no sink listens)."""
+        if not self._listening:
+            return None
+
+        def started() -> None:
+            now = self._clock.now()
+            self._emit(ResponseStarted(at=now, index=item.index, custom_id=item.custom_id, attempt=attempt))
+
+        return started
 
     def _final_error(self, run: Run, item: RequestItem, error: ErrorInfo, attempts: int, latency: float) -> Result:
         result = Result(index=item.index, custom_id=item.custom_id, error=error, attempts=attempts, latency=latency)

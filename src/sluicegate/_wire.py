@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import httpx2
 
 from ._config import Timeouts
+from ._transport import EngineTransport
 
 __all__ = ["Wire", "default_transport"]
 
@@ -54,12 +55,15 @@ class Wire:
         await self._transport.aclose()
 
 
-def default_transport(base_url: str, connections: int) -> httpx2.AsyncHTTPTransport:
-    """A pooled transport for `connections` at once, through the proxy the environment names for `base_url`.
-
-    An `httpx2.AsyncClient` honours HTTP(S)_PROXY / NO_PROXY by default; the engine keeps doing so."""
+def default_transport(base_url: str, connections: int) -> httpx2.AsyncBaseTransport:
+    """A pooled transport for `connections` at once: the engine's own (`_transport`), or httpx2's through the
+    proxy the environment names for `base_url` (an `httpx2.AsyncClient` honours HTTP(S)_PROXY / NO_PROXY by
+    default; the engine keeps doing so)."""
+    proxy = _environment_proxy(base_url)
+    if proxy is None:
+        return EngineTransport(connections=connections)
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx2.AsyncHTTPTransport(limits=limits, proxy=_environment_proxy(base_url))
+    return httpx2.AsyncHTTPTransport(limits=limits, proxy=proxy)
 
 
 def _environment_proxy(url: str) -> str | None:

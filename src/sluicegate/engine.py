@@ -146,6 +146,7 @@ class Engine:
             counts=self._counts,
             clock=self._clock,
             emit=self._emit,
+            listening=bool(self._sinks),
             abort=lambda run, message, everyone: self._abort(run, message, everyone=everyone),
         )
 
@@ -319,7 +320,10 @@ class Engine:
                                     await run.send.send(self._items.halted(run, item))
                                     continue
                                 break
-                            await outstanding.acquire()
+                            try:  # no checkpoint (a turn of the loop) per item while there is room
+                                outstanding.acquire_nowait()
+                            except anyio.WouldBlock:
+                                await outstanding.acquire()
                             self._counts.submitted += 1
                             raw_in = self._items.input_estimator.raw(item.params)
                             try:

@@ -28,6 +28,11 @@ class RetryPolicy:
     A server wait above `max_retry_after` fails the item instead of parking it for hours. When every connection
     fails (a name that does not resolve, a refused port) with no answer at all for `unreachable_after` seconds,
     the whole run stops with one error instead of spending every item's attempts.
+
+    The `breaker_*` settings shape the circuit breaker every attempt of one client shares (`_breaker.Breaker`): it
+    trips when at least `breaker_min_failures` of the last `breaker_window` answers, and at least
+    `breaker_trip_ratio` of them, were overloaded (529, or a refused connection); while tripped only one probe goes
+    out every `breaker_probe_interval` seconds, doubled after each failed probe up to `breaker_max_probe_interval`.
     """
 
     max_attempts: int = 10
@@ -36,6 +41,11 @@ class RetryPolicy:
     max_retry_after: float = 900.0
     deadline: float | None = None  # seconds from an item's first attempt; None = no deadline
     unreachable_after: float = 10.0
+    breaker_window: int = 20
+    breaker_min_failures: int = 8
+    breaker_trip_ratio: float = 0.5
+    breaker_probe_interval: float = 0.5
+    breaker_max_probe_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -51,6 +61,20 @@ class RetryPolicy:
             raise ConfigError("unreachable_after must not be negative")
         if self.deadline is not None and (math.isnan(self.deadline) or self.deadline <= 0):
             raise ConfigError("deadline must be positive (or None for no deadline)")
+        for name in ("breaker_window", "breaker_min_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer of at least 1")
+        if self.breaker_min_failures > self.breaker_window:
+            raise ConfigError("breaker_min_failures cannot exceed breaker_window (the breaker could never trip)")
+        if not 0 < self.breaker_trip_ratio <= 1:  # also refuses NaN
+            raise ConfigError("breaker_trip_ratio must be above 0 and at most 1")
+        for name in ("breaker_probe_interval", "breaker_max_probe_interval"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive, finite number of seconds")
+        if self.breaker_max_probe_interval < self.breaker_probe_interval:
+            raise ConfigError("breaker_max_probe_interval must not be below breaker_probe_interval")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

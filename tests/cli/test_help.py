@@ -20,7 +20,7 @@ from sluicegate.emulator import RunningEmulator
 
 from ._jobfiles import env_for, read_results
 
-COMMANDS = ["run", "batch", "estimate", "emulate", "demo", "serve", "report"]
+COMMANDS = main.list_commands(click.Context(main))  # every command, so a new one needs its example too
 
 
 @pytest.mark.parametrize("name", COMMANDS)

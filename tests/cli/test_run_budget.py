@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from sluicegate.cli import main
 from sluicegate.emulator import RunningEmulator
 
-from ._jobfiles import env_for, read_results
+from ._jobfiles import env_for, read_results, write_input
 
 pytestmark = pytest.mark.e2e
 
@@ -144,3 +146,16 @@ def test_a_changed_setting_is_named_with_the_command_that_keeps_it(
     resumed = subprocess.run(_exec(keep), env=env, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert sum(emu.stats()["status"].values()) == sent  # a finished job: nothing sent again
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "serve"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_cost_cap_that_is_not_a_positive_number_is_a_usage_error(tmp_path: Path, command: str, value: str) -> None:
+    """--max-cost 0, negative or NaN is refused while the options are read (0 and -1 ran and 'stopped' at once)."""
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 1)
+    args = [] if command == "serve" else [str(inp), "-o", str(tmp_path / "out.jsonl")]
+    result = CliRunner().invoke(main, [command, *args, "--max-cost", value])
+    assert result.exit_code == 2, result.output
+    assert "the cap must be a positive number of USD" in result.output
+    assert not (tmp_path / "out.jsonl").exists()

@@ -1,4 +1,5 @@
-"""Two paths to one output file are one job: resolved before the store is locked, and a symlink is never replaced."""
+"""Two paths to one output file are one job: resolved before the store is locked, and a symlink is never replaced;
+an output that is the input file itself is refused before it is opened."""
 
 from __future__ import annotations
 
@@ -47,3 +48,30 @@ def test_a_symlinked_output_is_the_same_job_and_stays_a_symlink(
     assert len(read_results(out)) == 30
     assert not (tmp_path / "link.jsonl.sluicegate.db").exists()
     assert json.loads(out.read_text().splitlines()[0])["result"]["type"] == "succeeded"
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
+    emulator: Callable[..., RunningEmulator], tmp_path: Path, command: str, how: str
+) -> None:
+    """-o naming the input file itself (directly, through a symlink or a hard link) is a usage error before
+    anything is opened or sent; the input is byte for byte what it was (it was cut to nothing)."""
+    emu = emulator(minute=3.0)
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 3)
+    before = inp.read_bytes()
+    out = inp
+    if how == "symlink":
+        out = tmp_path / "link.jsonl"
+        out.symlink_to(inp)
+    elif how == "hard link":
+        out = tmp_path / "hard.jsonl"
+        out.hardlink_to(inp)
+    cmd = [sys.executable, "-m", "sluicegate", command, str(inp), "-o", str(out), "--quiet"]
+    proc = subprocess.run(cmd, env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 2, proc.stderr
+    assert "is the input file itself" in proc.stderr
+    assert inp.read_bytes() == before
+    assert not list(tmp_path.glob("*.sluicegate.db"))
+    assert sum(emu.stats()["status"].values()) == 0

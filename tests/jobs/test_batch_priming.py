@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from sluicegate.jobs.batch_runner import PRIMER_REUSE, BatchJobConfig
+from sluicegate.jobs.batch_runner import BatchJobConfig
+from sluicegate.jobs.batch_submit import PRIMER_REUSE
 from sluicegate.jobs.reader import Defaults
 from sluicegate.retry import RetryPolicy
 

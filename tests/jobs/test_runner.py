@@ -15,6 +15,7 @@ from sluicegate.jobs import JobStore, OutputWriter
 from sluicegate.jobs.durable import DurableJob
 from sluicegate.jobs.reader import Defaults
 from sluicegate.jobs.runner import JobConfig, JobOutcome, run_job
+from sluicegate.testing import FakeClock
 
 from .conftest import SETTINGS, make_item, ok
 
@@ -33,8 +34,16 @@ def _answer(text: str) -> bytes:
     return json.dumps(message).encode()
 
 
-def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_concurrency: int) -> JobOutcome:
-    """One `sluicegate run` job in-process, its requests answered by `handle`."""
+def _run(
+    inp: Path,
+    out: Path,
+    handle: Callable[[httpx2.Request], Any],
+    *,
+    max_concurrency: int | None = None,
+    clock: FakeClock | None = None,
+) -> JobOutcome:
+    """One `sluicegate run` job in-process on a fake clock, its requests answered by `handle`."""
+    clock = clock or FakeClock()
     config = JobConfig(
         input_path=inp,
         output_path=out,
@@ -45,7 +54,7 @@ def _run(inp: Path, out: Path, handle: Callable[[httpx2.Request], Any], *, max_c
         max_concurrency=max_concurrency,
         transport=httpx2.MockTransport(handle),
     )
-    return anyio.run(lambda: run_job(config))
+    return clock.run(lambda: run_job(config, clock=clock))
 
 
 def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_path: Path) -> None:
@@ -57,7 +66,7 @@ def test_an_answer_before_a_lull_is_committed_without_waiting_for_the_next(tmp_p
     async def handle(request: httpx2.Request) -> httpx2.Response:
         prompt = json.loads(request.content)["messages"][0]["content"]
         if prompt == "prompt 1":
-            for _ in range(200):  # bounded: 2 s at most
+            for _ in range(200):  # bounded: 2 s at most (of the fake clock's time)
                 lines = out.read_bytes().count(b"\n") if out.exists() else 0
                 if lines:
                     seen_during_lull.append(lines)
@@ -115,3 +124,25 @@ def test_a_resumed_job_reports_what_all_its_runs_cost(tmp_path: Path) -> None:
     second = run()
     assert second.startswith("0: all 3 item(s) succeeded")
     assert "All runs of this job together: 3 item(s) finished, 15 tokens in, 6 out, $" in second
+
+
+def test_a_whole_run_goes_by_the_clock_it_is_given(tmp_path: Path) -> None:
+    """On a fake clock a 429 asking for 7 s is waited out in virtual time (the test takes a fraction of a real
+    second): the retry comes 7 s later on the job's clock, and the run's wall time is read from that clock."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"id": "doc-0", "prompt": "p"}) + "\n")
+    clock = FakeClock()
+    sent: list[float] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        sent.append(clock.now())
+        if len(sent) == 1:
+            body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+            return httpx2.Response(429, content=json.dumps(body).encode(), headers={"retry-after": "7"})
+        return httpx2.Response(200, content=_answer("doc-0"), headers={"content-type": "application/json"})
+
+    outcome = _run(inp, out, handle, clock=clock)
+    assert outcome.exit_code == 0, outcome.message
+    assert 7.0 <= sent[1] - sent[0] <= 7.7  # the server's 7 s plus the limiter's restart jitter (10% of the pause)
+    assert outcome.wall is not None
+    assert sent[1] <= outcome.wall <= sent[1] + 0.05  # the run started at 0 on this clock and ended at the answer

@@ -13,7 +13,7 @@ import pytest
 from sluicegate._exceptions import ConfigError, UsageError
 from sluicegate._models import Usage
 from sluicegate.jobs import InputProblem, JobBusyError, JobMismatchError, JobStore, StoreCounts
-from sluicegate.jobs import store as store_module
+from sluicegate.jobs import _lookups as lookups_module
 from sluicegate.jobs.batch_ledger import BatchLedger
 
 from .conftest import SETTINGS, failed, make_item, ok
@@ -333,7 +333,7 @@ def test_id_of_an_earlier_bad_line_is_a_duplicate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: int
 ) -> None:
     """A line reusing an earlier invalid line's id is "duplicate" (not sent), held in memory or looked up, on resume."""
-    monkeypatch.setattr(store_module, "_PROBLEM_IDS_IN_MEMORY", in_memory)
+    monkeypatch.setattr(lookups_module, "_PROBLEM_IDS_IN_MEMORY", in_memory)
     bad = InputProblem(line=1, index=0, custom_id="a", field="prompt", message="'prompt' must be a non-empty string")
     later = make_item(1, custom_id="a")
     dup = InputProblem.duplicate_of(later)
@@ -383,7 +383,7 @@ def test_store_of_another_format_is_refused_until_restart(tmp_path: Path) -> Non
 @pytest.mark.parametrize("block", [3, 2048])
 def test_resume_read_ahead_matches_lookups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
     """Resuming in input order (rows read ahead in blocks) gives the same states as one id lookup per line."""
-    monkeypatch.setattr(store_module, "_READ_AHEAD", block)
+    monkeypatch.setattr(lookups_module, "_BLOCK", block)
     items = [make_item(i) for i in range(10)]
     bad = InputProblem(line=12, index=11, custom_id=None, field=None, message="not valid JSON")
     with open_store(tmp_path) as store:
@@ -398,9 +398,9 @@ def test_resume_read_ahead_matches_lookups(tmp_path: Path, monkeypatch: pytest.M
     answers = []
     for read_ahead in (True, False):
         with open_store(tmp_path) as store:
-            store._read_ahead = read_ahead
+            store._ahead._on = read_ahead
             answers.append([store.admit(it) for it in resumed[:4]] + [store.admit(it) for it in resumed[5:]])
-            assert (store._ahead_end > 0) == read_ahead  # the fast path was really taken (or really not)
+            assert (store._ahead._end > 0) == read_ahead  # the fast path was really taken (or really not)
             answers.append([store.admit(resumed[4])])  # out of order: read-ahead switches itself off
     assert answers[0] == answers[2]
     expected = ["done", "pending", "done", "pending", "done", "pending", "failed", "pending", "done", "duplicate"]

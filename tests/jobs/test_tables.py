@@ -29,6 +29,14 @@ def test_templates_only_name_columns(template: str) -> None:
         TableSpec(template=template)
 
 
+@pytest.mark.parametrize("template", ["{body:>99999999999}", "{body:.1000001}", "{price:0200000.2f}"])
+def test_a_template_cannot_pad_every_prompt_to_gigabytes(template: str) -> None:
+    """A width or precision over 100,000 is refused when the spec is made (it was a MemoryError mid-job)."""
+    with pytest.raises(ConfigError, match="at most 100,000"):
+        TableSpec(template=template)
+    assert fill("{body:>20}", {"body": "x"}) == " " * 19 + "x"  # ordinary padding still works
+
+
 def test_a_row_becomes_a_request_with_the_defaults() -> None:
     """The filled template is the user message; id from the id column; model, max_tokens and system apply."""
     spec = TableSpec(template="Summarise: {body}", id_column="ticket_id")
@@ -106,3 +114,26 @@ def test_jsonl_with_any_fields_and_a_broken_line(tmp_path: Path) -> None:
     assert got[1].message.startswith("row 2: not valid JSON")
     assert isinstance(got[2], RequestItem)
     assert got[2].custom_id == "c"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "column", "custom_id"),
+    [
+        (".csv", b"id,text\na,fine\nb,bad \xff\xfe bytes\nc,fine too\n", "text", "b"),
+        (".tsv", b"id\ttext\na,\xc3\tfine\n", "id", None),
+        (".jsonl", b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad \xff"}\n', "text", "b"),
+    ],
+)
+def test_bytes_that_are_not_utf8_are_one_rows_problem(
+    tmp_path: Path, suffix: str, content: bytes, column: str, custom_id: str | None
+) -> None:
+    """A row holding bytes that are not UTF-8 is a problem naming its row, column and (if readable) id; the rows
+    around it still become requests (it ended the whole job with a UnicodeDecodeError)."""
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(content)
+    found = list(table_requests(path, TableSpec(template="Say {text}", id_column="id"), DEFAULTS))
+    bad = [f for f in found if isinstance(f, InputProblem)]
+    assert len(bad) == 1
+    assert (bad[0].field, bad[0].custom_id) == (column, custom_id)
+    assert f"column {column!r} holds bytes that are not valid UTF-8" in bad[0].message
+    assert sum(isinstance(f, RequestItem) for f in found) == len(found) - 1

@@ -9,7 +9,8 @@ from sluicegate._events import AttemptFailed, RequestAdmitted, RequestCompleted
 from sluicegate._models import Result, Usage
 from sluicegate._stats import EngineStatistics, LimiterStatistics
 from sluicegate.jobs import JobStore
-from sluicegate.jobs.timeline import TimelineRecorder, bin_lower, latency_bin, read_segments
+from sluicegate.jobs.timeline import TimelineRecorder
+from sluicegate.jobs.timeline_rows import bin_lower, latency_bin, read_segments
 
 from .conftest import SETTINGS
 

@@ -275,8 +275,8 @@ def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> N
         assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
         pace = limiter._gates["requests"].pace
         assert pace is not None
-        assert 0.3 * sending <= pace.rate <= 0.5 * sending
-        assert pace.rate > 10.0  # the learnt rate: 600 per minute
+        assert 0.3 * sending <= pace.rate(10.0) <= 0.5 * sending
+        assert pace.rate(10.0) > 10.0  # the learnt rate: 600 per minute
         assert limiter.cooldown_until == -math.inf
 
     clock.run(main)

@@ -36,7 +36,7 @@ class Pool:
         window, burst = 3600.0, 60.0
         args: list[Any] = [burst, "1", ""]  # paced smoothly from the start: buckets of `burst` seconds
         for limit in (r, i, o, t):
-            args += [limit or "", window, "", 0]
+            args += [limit or "", window, "", 0, "", "", ""]
         await self.call("OBSERVE", *args)
 
     async def reserve(self, pid: str, rid: str, inp: int, out: int, lease: float = 30.0) -> tuple[int, float, str]:
@@ -136,9 +136,9 @@ async def test_a_pause_stops_every_process_until_it_ends(pool: Pool) -> None:
 async def test_remaining_pulls_the_level_down_never_up(pool: Pool) -> None:
     """The server's `remaining` lowers the pool's level when lower, and is ignored when higher."""
     await pool.limits(r=600)
-    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 3, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 3, 1, "", "", "", *([""] * 21))
     assert await pool.level("r") == pytest.approx(3, abs=0.05)
-    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 500, 1, *([""] * 12))
+    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 500, 1, "", "", "", *([""] * 21))
     assert await pool.level("r") == pytest.approx(3, abs=0.1)
 
 
@@ -179,7 +179,7 @@ async def test_every_script_touches_only_its_declared_keys_in_one_cluster_slot(t
 
 async def _observe(pool: Pool, smooth: str, rtt: str, remaining: float) -> None:
     """Requests only: 600 per 3,600 s window, `remaining` left by the server's count."""
-    await pool.call("OBSERVE", 1.0, smooth, rtt, 600, 3600, remaining, 1, *([""] * 12))
+    await pool.call("OBSERVE", 1.0, smooth, rtt, 600, 3600, remaining, 1, "", "", "", *([""] * 21))
 
 
 async def test_a_bucket_holds_the_whole_window_and_starts_at_what_is_left(pool: Pool) -> None:
@@ -225,3 +225,28 @@ async def test_reservations_made_before_a_limit_was_known_come_off_its_start(poo
     await pool.reserve("p2", "1", 1, 1)
     await _observe(pool, "0", "0.1", 590)
     assert await pool.level("r") == pytest.approx(588, abs=0.1)
+
+
+async def test_the_pool_learns_the_window_from_every_process_s_resets(pool: Pool) -> None:
+    """Two responses (from any processes) with whole-second resets narrow one shared interval; the pool paces by
+    its longest window."""
+    args = ("1.0", "0", "")
+    await pool.call("OBSERVE", *args, 600, "", 300, 1, 30, 1.0, 600, *([""] * 21))  # 57.8 to 62.2 s
+    await pool.call("OBSERVE", *args, 600, "", 100, 1, 50, 1.0, 600, *([""] * 21))  # 58.7 to 61.3 s
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"wlo:r"]) == pytest.approx(600 * 49 / 501)
+    assert float(state[b"whi:r"]) == pytest.approx(600 * 51 / 499)
+    assert float(state[b"rate:r"]) == pytest.approx(499 / 51)  # 600 per 61.3 s
+
+
+async def test_the_pool_s_own_consumption_bounds_the_window_by_flow(pool: Pool) -> None:
+    """Without a reset header, the refill seen between two responses with the pool's consumption known gives
+    the window: 10 taken and `remaining` unchanged after 1 s means 10 refilled, so 600 take 60 s."""
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    for k in range(10):
+        await pool.reserve("p1", str(k), 1, 1)
+    seconds, micros = await pool.client.time()
+    await pool.client.hset(f"{pool.prefix}:state", "fat:r", str(seconds + micros / 1e6 - 1.0))  # the anchor 1 s ago
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    fhi = float(await pool.client.hget(f"{pool.prefix}:state", "fhi:r") or 0)
+    assert fhi == pytest.approx(600 * 1.0 / 8, rel=0.1)  # 10 refilled, less twice the error of 1

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from sluicegate.jobs.timeline import Row, latency_bin
+from sluicegate.jobs.timeline_rows import Row, latency_bin
 from sluicegate.report.why import explain, profile
 
 SECONDS = 120

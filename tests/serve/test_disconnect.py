@@ -59,27 +59,50 @@ def test_stream_closed_midway_cancels_upstream_and_counts_cost(gateway: Callable
 
 
 def test_queued_clients_that_leave_give_their_place_back(gateway: Callable[..., RunningGateway]) -> None:
-    """Requests still waiting in the queue leave it when their clients disconnect; nothing of them goes upstream."""
-    # 10 requests per 6-second minute: the limiter spends the server's 10 at once, then admits one per 0.6 s.
-    gw = gateway(emulator={"rpm": 10, "minute": 6.0}, minute=6.0)
+    """Requests still waiting when their clients disconnect leave the queue and the limiter; none goes upstream.
+
+    Ten streams hold the gateway's ten slots (their first token is 30 s away) while fifty wait behind them. The
+    fifty leave first; then the ten, which frees their slots: a ticket left behind would take one and go upstream
+    at once, or stay in the line. Every step waits on the gateway's state, never on time.
+    """
+    gw = gateway(emulator={"first_token_latency": 30.0}, max_concurrency=10)
+    scheduler, limiter = gw.state.scheduler, gw.state.upstream.transport
+
+    def waiting() -> int:
+        """Tickets in the gateway's line or inside the limiter (an entering ticket is the limiter's waiter)."""
+        line = scheduler.statistics()
+        return line.queued_interactive + line.queued_bulk + line.entering
+
+    async def until(check: Callable[[], bool]) -> None:
+        with anyio.fail_after(20):
+            while not check():  # noqa: ASYNC110 -- polls a server in another thread
+                await anyio.sleep(0.02)
 
     async def main() -> None:
-        async with httpx2.AsyncClient(timeout=60) as http, anyio.create_task_group() as tg:
+        async with httpx2.AsyncClient(timeout=60) as http:
 
             async def one(i: int) -> None:
-                await http.post(gw.base_url + "/v1/messages", content=_body(i), headers=HEADERS)
+                body = _body(i, stream=True)
+                async with http.stream("POST", gw.base_url + "/v1/messages", content=body, headers=HEADERS) as r:
+                    async for _ in r.aiter_raw():
+                        pass
 
-            for i in range(60):
-                tg.start_soon(one, i)
-            with anyio.fail_after(20):
-                while gw.stats()["queued"]["bulk"] < 15:  # noqa: ASYNC110 -- polls a server in another thread
-                    await anyio.sleep(0.05)
-            tg.cancel_scope.cancel()
+            async with anyio.create_task_group() as holders:
+                for i in range(10):
+                    holders.start_soon(one, i)
+                await until(lambda: limiter.statistics().in_flight == 10)
+                async with anyio.create_task_group() as queued:
+                    for i in range(10, 60):
+                        queued.start_soon(one, i)
+                    await until(lambda: waiting() == 50)
+                    queued.cancel_scope.cancel()
+                await until(lambda: waiting() == 0 and limiter.statistics().waiting == 0)
+                holders.cancel_scope.cancel()
+            await until(lambda: limiter.statistics().in_flight == 0)
 
     anyio.run(main)
-    _wait_until(lambda: gw.stats()["queued"]["bulk"] == 0)
-    sent = gw.stats()["upstream_attempts"]
-    time.sleep(2.5)  # four admission intervals: a ticket left behind would have gone upstream by now
-    assert gw.stats()["upstream_attempts"] == sent
-    local = next(c for c in gw.stats()["clients"] if c["name"] == "local")
-    assert local["disconnected"] >= 40  # all but the burst and the few admitted before they left
+    assert gw.stats()["upstream_attempts"] == 10  # the ten that held the slots, none of the fifty behind them
+    _wait_until(lambda: gw.state.ledger.client("local").disconnected == 60)
+    local = gw.state.ledger.client("local")
+    assert local.in_flight == 0
+    assert local.reserved == pytest.approx(0.0, abs=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cache_warmup_option",
+    "cost_cap",
     "deadline_flag",
     "expected_output_option",
     "job_control_options",
@@ -32,6 +34,14 @@ Decorator = Callable[[Any], Any]
 
 # Flags that act once: repeating them on resume would discard (restart) or resend (retry-failed) paid results.
 _ONCE = frozenset({"--restart", "--retry-failed"})
+
+
+def cost_cap(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A --max-cost value (a callback): a positive, finite number of USD. A cap of 0 or below would stop before the
+    first request and NaN would never stop; both are usage errors."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"the cap must be a positive number of USD, got {value:g}", ctx=ctx, param=param)
+    return value
 
 
 def resume_command(argv: list[str]) -> str:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-cost",
     type=float,
+    callback=options.cost_cap,
     default=None,
     help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
     "batch price still fits; what does not fit is not sent, and named.",

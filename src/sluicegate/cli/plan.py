@@ -66,6 +66,8 @@ def plan(
     Costs use the price table; input tokens are estimated from characters and answers at --expected-output of
     max_tokens (the max column assumes every answer uses max_tokens). Durations use the given limits; a batch
     takes up to 24 h, most end within an hour. `auto` is the cheapest route that meets the deadline.
+
+    Example: sluicegate plan examples/tickets.jsonl --model claude-haiku-4-5 --deadline 6h --rpm 50
     """
     from rich.console import Console
     from rich.table import Table

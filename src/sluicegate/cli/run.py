@@ -14,6 +14,7 @@ import click
 
 from sluicegate.cli._options import (
     cache_warmup_option,
+    cost_cap,
     deadline_flag,
     job_control_options,
     job_file_options,
@@ -92,7 +93,9 @@ def _table_spec(input_path: Path, output_path: Path, template: str | None, id_co
 @click.option("--base-url", default=None, help="API base URL (default: the provider's, or *_BASE_URL).")
 @rate_limit_options("of your account, a ceiling", learnt=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
-@click.option("--max-cost", type=float, default=None, help="Stop admitting before spend could pass this (USD).")
+@click.option(
+    "--max-cost", type=float, default=None, callback=cost_cap, help="Stop admitting before spend could pass this (USD)."
+)
 @prices_option
 @click.option("--ordered", is_flag=True, help="Write results in input order (default: completion order).")
 @click.option("--emulate", is_flag=True, help="Run against the built-in emulator even if a key is set.")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import prices_option, shared_limits_options
+from sluicegate.cli._options import cost_cap, prices_option, shared_limits_options
 from sluicegate.cli.run import _EMULATED_MINUTE, _endpoint
 from sluicegate.limits.limiter import Limits
 
@@ -91,7 +91,13 @@ def _announcing_server(config: uvicorn.Config, sock: socket.socket, host: str) -
 @click.option("--itpm", type=float, default=None, help="Input tokens per minute (default: learnt).")
 @click.option("--otpm", type=float, default=None, help="Output tokens per minute (default: learnt).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Cap on requests in flight.")
-@click.option("--max-cost", type=float, default=None, help="Refuse requests that could take spend past this (USD).")
+@click.option(
+    "--max-cost",
+    type=float,
+    default=None,
+    callback=cost_cap,
+    help="Refuse requests that could take spend past this (USD).",
+)
 @prices_option
 @click.option(
     "--max-wait",

@@ -50,6 +50,7 @@ import httpx2
 
 from .._attempt import status_outcome, stream_error_outcome, transport_outcome
 from .._clock import Clock, SystemClock
+from .._exceptions import InputError
 from .._gate import AttemptGate, Pass
 from .._models import RateLimitSnapshot, Usage
 from .._stats import LimiterStatistics
@@ -90,7 +91,14 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     """Wraps an `httpx2.AsyncHTTPTransport`: every generation request waits for the limiter and is retried here.
 
     `limits=None` learns the limits and their windows from the rate-limit headers; `minute` overrides the windows (for
-    emulated servers). `transport` replaces the inner transport (its pool is otherwise sized to the cap).
+    emulated servers). `output_accounting` is how the account's server counts output tokens ("produced", the
+    default for the provider, or "reserved": `max_tokens` at admission, the unused part refunded at the end);
+    `smooth=True` paces evenly from the first request instead of spending what the server says is left at once.
+    `transport` replaces the inner transport (its pool is otherwise sized to the cap).
+
+    A request no rate-limit bucket can ever hold (more input tokens, or with reserved accounting more
+    `max_tokens`, than a whole minute's limit) is answered at once with a 400 `invalid_request_error` that names
+    the limit, instead of waiting forever; the SDK raises its `BadRequestError`.
     """
 
     def __init__(
@@ -101,6 +109,8 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
         minute: float | None = None,
+        output_accounting: Literal["produced", "reserved"] | None = None,
+        smooth: bool = False,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
@@ -112,12 +122,14 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._endpoint = _ENDPOINTS[self._provider.name]
         self._clock = clock or SystemClock()
         rng = self._rng = random.Random(seed)
+        self._accounting = output_accounting or self._provider.output_accounting
         self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
             max_concurrency=max_concurrency,
             minute=minute,
-            output_accounting=self._provider.output_accounting,
+            smooth=smooth,
+            output_accounting=self._accounting,
             rng=rng,
         )
         self.gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
@@ -230,7 +242,11 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             refusal = self._refusals.get(key)
             if refusal is not None:
                 return refusal.response()
-            passed = await self.gate.acquire(self._input.estimate(params), self._reserve(max_tokens))
+            try:
+                passed = await self.gate.acquire(self._input.calibrated(raw_in), self._reserve(max_tokens))
+            except InputError as exc:  # larger than a bucket: the server would refuse it every time
+                self.gate.failures["too_large_for_rate_limit"] += 1
+                return self._too_large(str(exc), exc.field)
             refusal = self._refusals.get(key)  # the key may have been refused while this request waited
             if refusal is not None:
                 self.gate.unused(passed)
@@ -239,12 +255,12 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             try:
                 response = await self._inner.handle_async_request(request)
                 if response.is_success and stream and _is_sse(response):
-                    self._observe(response)
+                    self._observe(response, passed)
                     return self._metered(response, passed, raw_in, max_tokens)
                 body = await _read_raw(response)
                 # Only now: the first response widens the limiter's one-request probe, and waiters must not
                 # slip through while a 401 or spend-cap body is still being read.
-                snapshot = self._observe(response)
+                snapshot = self._observe(response, passed)
             except httpx2.TransportError as exc:
                 outcome, _ = transport_outcome(exc)
                 verdict = self.gate.failed(passed, replace(outcome, elapsed=self._elapsed(first_at)), attempt)
@@ -274,17 +290,31 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
     # -- accounting ----------------------------------------------------------------------------------------
 
     def _reserve(self, max_tokens: int) -> int:
-        if self._provider.output_accounting == "reserved":
+        if self._accounting == "reserved":
             return max_tokens
         return self._output.reserve(max_tokens)
 
     def _elapsed(self, first_at: float) -> float:
         return self._clock.now() - first_at
 
-    def _observe(self, response: httpx2.Response) -> RateLimitSnapshot:
+    def _observe(self, response: httpx2.Response, passed: Pass) -> RateLimitSnapshot:
+        """Learn the headers of any answer, a 200's included, as the engine does: with the admission time, so
+        buckets modelled emptier than the server says are raised to what it says is left."""
         snapshot = self._provider.rate_limits(response.headers, time.time())
-        self.gate.observe(snapshot)
+        observer = self.gate.headers_observer(passed)
+        if observer is not None and not snapshot.empty:
+            observer(snapshot)
+        self.gate.observe(None)  # the host answered
         return snapshot
+
+    def _too_large(self, message: str, field: str | None) -> httpx2.Response:
+        """The API's own 400 for a request no bucket can hold, so the SDK raises BadRequestError with the reason."""
+        if self._provider.name == "anthropic":
+            error: dict[str, Any] = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        else:
+            error = {"error": {"message": message, "type": "invalid_request_error", "param": field, "code": None}}
+        headers = {"content-type": "application/json", "x-should-retry": "false", "x-sluicegate-refused": "true"}
+        return httpx2.Response(400, headers=headers, content=json.dumps(error).encode())
 
     def _learn(self, usage: Usage, raw_in: int, max_tokens: int) -> None:
         self._input.observe(raw_in, usage.total_input_tokens)
@@ -328,16 +358,19 @@ def http_client(
     max_concurrency: int | None = None,
     retry: RetryPolicy | None = None,
     minute: float | None = None,
+    output_accounting: Literal["produced", "reserved"] | None = None,
+    smooth: bool = False,
     timeout: httpx2.Timeout | None = None,
     shared_limits: str | None = None,
     shared_limits_name: str | None = None,
     shared_limits_fallback: bool | int = False,
 ) -> httpx2.AsyncClient:
-    """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument."""
+    """An `httpx2.AsyncClient` over a new `LimitedTransport`, for an SDK's `http_client=` argument (the options
+    are the transport's)."""
     transport = LimitedTransport(
         provider=provider, limits=limits, max_concurrency=max_concurrency, retry=retry, minute=minute,
-        shared_limits=shared_limits, shared_limits_name=shared_limits_name,
-        shared_limits_fallback=shared_limits_fallback,
+        output_accounting=output_accounting, smooth=smooth, shared_limits=shared_limits,
+        shared_limits_name=shared_limits_name, shared_limits_fallback=shared_limits_fallback,
     )  # fmt: skip
     # The SDKs' own defaults: 10 minutes per request, 5 s to connect (they also pass a timeout per request).
     return httpx2.AsyncClient(

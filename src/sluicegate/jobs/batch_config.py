@@ -58,8 +58,9 @@ class BatchJobConfig:
     # or workspace: submitting again could pay twice).
     forget_unknown_batches: bool = False
     transport: httpx2.AsyncBaseTransport | None = field(default=None, repr=False)
-    # The wall clock (epoch seconds) that dates create intents; comparable with the server's created_at. Only that:
-    # the run's own durations (the deadline, the poll waits) are on the monotonic Clock given to run_batch_job.
+    # The wall clock (epoch seconds) for what outlives a run: the dates of create intents (compared with the server's
+    # created_at), of priming batches, and the deadline's instant. Waits and durations within a run (the poll waits,
+    # the time left to the deadline) are on the monotonic Clock given to run_batch_job.
     clock: Callable[[], float] = field(default=time.time, repr=False)
     resume_command: str = ""  # the exact command that resumes this job (the CLI builds it from the flags given)
     table: TableSpec | None = None  # rows of a table (or any JSONL) made into requests by a template

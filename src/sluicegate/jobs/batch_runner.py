@@ -16,14 +16,11 @@ import dataclasses
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from .._clock import Clock, SystemClock
 from .._exceptions import BudgetExceededError, ConfigError
 from .._models import ErrorInfo, RequestItem, Result
 from ..pricing import load_prices
-from ..tokens import heuristic_tokens
 from ._disk import no_space_in
 from ._messages import with_max_cost
 from ._sniff import not_jsonl
@@ -36,6 +33,7 @@ from .batch_config import BatchJobConfig, batch_service_for, batch_settings
 from .batch_intents import IntentRecovery
 from .batch_ledger import BatchLedger
 from .batch_service import BatchService, result_from_batch
+from .batch_submit import BatchSubmitter
 from .deadline import DeadlinePolicy, deadline_instant, finish_online
 from .durable import DurableJob, open_store
 from .outcome import ExitCode, JobOutcome, finished_outcome, no_space_outcome
@@ -49,38 +47,35 @@ from .writer import OutputWriter
 __all__ = ["BatchJobConfig", "run_batch_job"]
 
 _COUNTS = ("processing", "succeeded", "errored", "expired", "canceled")
-# A priming batch's cache entry (1 h TTL, counted from the start of the request that wrote it, which is after the
-# submit) is reused by a later run within this long: 15 minutes of margin for the rest's batches to start reading
-# it (each read refreshes it for another hour).
-PRIMER_REUSE = 45 * 60.0
 
 
 class _BatchJob:
     """One run of a batch job: the submit phase, then the poll phase, over one store and writer."""
 
     def __init__(
-        self, config: BatchJobConfig, durable: DurableJob, service: BatchService, say: Callable[[str], None]
+        self,
+        config: BatchJobConfig,
+        durable: DurableJob,
+        service: BatchService,
+        say: Callable[[str], None],
+        deadline: DeadlinePolicy | None,
     ) -> None:
         self.config = config
         self.durable = durable
         self.store = store = durable.store
         self.ledger = BatchLedger.of(store)
         self.service = service
-        self.max_requests = min(config.max_requests or service.max_requests, service.max_requests)
-        self.max_bytes = min(config.max_bytes or service.max_bytes, service.max_bytes)
         self.say = say
         self.prices = load_prices(config.prices)
         self.admission = Admission(store, self._on_problem)
-        self.submitted = 0
         self.ended_counts: Counter[str] = Counter()
         self.intents = IntentRecovery(self.ledger, service, say)
-        self.prefixes: SharedPrefixes | None = None
-        self.primers = 0
-        self.deadline: DeadlinePolicy | None = None
+        self.deadline = deadline
         self.cancelling = False  # the deadline came near: the batches are cancelled, their rest goes online
         self.online = 0  # items sent online after the cancel
         self.online_capped = False  # --max-cost stopped what the deadline cancel sent online
         self.cap = None if config.max_cost is None else BatchCap(store, config.max_cost, self.prices, service.provider)
+        self.submitter = BatchSubmitter(config, durable, service, self._items, say, cap=self.cap, deadline=deadline)
 
     def _on_problem(self, bad: InputProblem) -> None:
         if bad.duplicate:  # no output line of its own: told once here, counted in the summary
@@ -97,7 +92,9 @@ class _BatchJob:
         config, service = self.config, self.service
         await self.reattach()
         if config.cache_warmup and service.provider == "anthropic":
-            self.prefixes = SharedPrefixes.scan(config.input_path, config.defaults, service.provider, config.table)
+            self.submitter.prefixes = SharedPrefixes.scan(
+                config.input_path, config.defaults, service.provider, config.table
+            )
             await self.prime()
         while True:  # again when a rejected adoption put items back to be submitted
             self.intents.released = False
@@ -125,101 +122,17 @@ class _BatchJob:
     # -- submit ------------------------------------------------------------------------------------------------
 
     async def submit_all(self) -> None:
-        """Read the input; record bad lines; submit every item that is in no batch yet, in batches within limits
-        (and within its group: requests the API will not take in one batch, like two models for OpenAI)."""
-        service = self.service
-        open_chunks: dict[str, _Chunk] = {}
+        """Submit every item that is in no batch yet; bad lines are recorded on the way."""
         self.admission.kept_own.clear()  # counted again by each full pass over the input
-        if self.cap is not None:
-            self.cap.new_pass()
-        async for parsed, state in self._items():
-            if self.deadline is not None:
-                self.deadline.submitted(heuristic_tokens(parsed.params), _expected_output(parsed.params))
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
-                continue  # left pending, and named in the final message
-            params = parsed.params if self.prefixes is None else self.prefixes.prepare(parsed.params, "1h")[0]
-            encoded = service.encode(parsed.custom_id, params)
-            group = service.group(parsed.params)
-            chunk = open_chunks.setdefault(group, _Chunk(size=service.envelope))
-            if chunk.lines and (
-                len(chunk.lines) >= self.max_requests or chunk.size + len(encoded) + 1 > self.max_bytes
-            ):
-                await self._submit(chunk.lines, chunk.members)
-                chunk = open_chunks[group] = _Chunk(size=service.envelope)
-            chunk.lines.append(encoded)
-            chunk.members.append((parsed.index, parsed.custom_id))
-            chunk.size += len(encoded) + 1
-        for chunk in open_chunks.values():
-            if chunk.lines:
-                await self._submit(chunk.lines, chunk.members)
-        self.durable.save(now=True)
+        await self.submitter.submit_all()
 
     async def prime(self) -> None:
-        """Submit the first request of each shared prefix alone, then wait until those batches end: their cache
-        writes are then readable by the batches of the rest. Groups whose first pending request is already in a
-        batch (an earlier run) are waited for the same way; a group an earlier run primed less than PRIMER_REUSE
-        ago is not primed again (its entry is still cached)."""
-        if self.prefixes is None:
-            return
-        primed: set[str] = set()
-        reused = 0
-        if self.cap is not None:
-            self.cap.new_pass()
-        async for parsed, state in self._items():
-            params, group = self.prefixes.prepare(parsed.params, "1h")
-            if group is None or group in primed:
-                continue
-            primed.add(group)
-            if state == "pending" and self.ledger.in_batch(parsed.custom_id):
-                continue
-            earlier = self.ledger.primed_at(group)
-            now = self.config.clock()
-            if earlier is not None and now - earlier < PRIMER_REUSE:
-                reused += 1
-                continue
-            if self.cap is not None and not self.cap.admit(parsed.custom_id, parsed.params):
-                continue
-            await self._submit([self.service.encode(parsed.custom_id, params)], [(parsed.index, parsed.custom_id)])
-            if self.ledger.in_batch(parsed.custom_id):
-                self.ledger.record_primer(group, now)
-                self.primers += 1
-        if reused:
-            self.say(f"prompt cache: {reused} shared prefix(es) primed by an earlier run less than 45 min ago, reused")
-        if self.changed is None and len(primed) > reused:
-            self.say(
-                f"priming the prompt cache: {len(primed) - reused} shared prefix(es), waiting for their batches to end"
-            )
+        """Prime the prompt cache: each shared prefix's first request alone, then wait until those batches end, so
+        the batches of the rest read what they wrote."""
+        waiting = await self.submitter.prime()
+        if self.changed is None and waiting:
+            self.say(f"priming the prompt cache: {waiting} shared prefix(es), waiting for their batches to end")
             await self.poll_all()
-
-    async def _submit(self, chunk: list[bytes], members: list[tuple[int, str]]) -> None:
-        ids = [custom_id for _, custom_id in members]
-        # Committed before the call: if the run dies before the answer is recorded, the next run looks for the
-        # batch on the server (batch_intents.py) instead of paying for it twice. The cost cap's holds share its commit.
-        if self.cap is not None:
-            self.cap.hold(ids)
-        intent = self.ledger.record_intent(ids, self.config.clock())
-        try:
-            batch = await self.service.submit(chunk, intent)
-        except BatchRejectedError as exc:
-            # A final refusal of the whole batch (e.g. a 400 naming one bad request): its items fail with the
-            # reason, so the job still ends with every id once; --retry-failed sends them again.
-            for index, custom_id in members:
-                error = ErrorInfo(
-                    kind="invalid_request", message=str(exc), status=exc.status, error_type=exc.error_type
-                )
-                self.durable.record(Result(index=index, custom_id=custom_id, error=error))
-            self.durable.save(now=True)
-            self.ledger.drop_intent(intent)
-            self.say(f"a batch of {len(members)} request(s) was refused: {exc}")
-            return
-        # Recorded, and the intent dropped, in one commit before anything else can happen: from here a re-run
-        # polls this batch. A crash before this commit leaves the intent, which the re-run resolves.
-        self.ledger.record_batch(batch.id, ids, intent=intent)
-        self.durable.save(now=True)
-        self.submitted += 1
-        self.say(f"submitted batch {batch.id} ({len(members)} request(s))")
 
     async def reattach(self) -> None:
         """Resolve interrupted submits, then check the batches recorded by earlier runs before submitting, so a
@@ -380,7 +293,7 @@ async def run_batch_job(
         return JobOutcome(ExitCode.USAGE, "max requests and bytes per batch must be positive, the poll interval >= 0")
     if config.max_cost is not None and config.max_cost <= 0:
         return JobOutcome(ExitCode.USAGE, "--max-cost must be positive")
-    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume())
+    store = open_store(config.output_path, batch_settings(config), config.restart, config.resume(), clock=clock.now)
     if isinstance(store, JobOutcome):
         return store
     durable = DurableJob(
@@ -388,7 +301,7 @@ async def run_batch_job(
         lambda: (
             TableWriter(config.input_path, config.output_path, store.output)
             if config.table is not None and is_table_output(config.output_path)
-            else OutputWriter.open(config.output_path, store.output, "completion")
+            else OutputWriter.open(config.output_path, store.output, "completion", clock=clock.now)
         ),
         clock=clock,
         retry_failed=config.retry_failed,
@@ -402,16 +315,15 @@ async def run_batch_job(
             stop_reason: str | None = None
             client, service = batch_service_for(config, clock)
             async with client:
-                job = _BatchJob(config, durable, service, say)
+                deadline = None
                 if config.deadline is not None:
                     # The instant stored by the job's first run, on the wall clock: a resume keeps it.
                     wall_now = config.clock()
                     left = deadline_instant(store, wall_now + config.deadline) - wall_now
-                    job.deadline = DeadlinePolicy(
-                        deadline_at=clock.now() + left,
-                        pace=config.pace,
-                        cancel_allowance=config.cancel_allowance,
+                    deadline = DeadlinePolicy(
+                        deadline_at=clock.now() + left, pace=config.pace, cancel_allowance=config.cancel_allowance
                     )
+                job = _BatchJob(config, durable, service, say, deadline)
                 try:
                     async with durable.running():
                         await job.run()
@@ -427,21 +339,6 @@ async def run_batch_job(
         if full is None:
             raise
         return no_space_outcome(full, config.resume(), {})
-
-
-def _expected_output(params: Mapping[str, Any]) -> int:
-    """Output tokens to plan for: half of max_tokens (answers rarely use all of it; the deadline errs early)."""
-    found = params.get("max_tokens") or params.get("max_completion_tokens") or 1024
-    return int(found) // 2 if isinstance(found, int) else 512
-
-
-@dataclass
-class _Chunk:
-    """A batch being filled: its encoded requests, their (index, custom_id), its size in bytes."""
-
-    size: int
-    lines: list[bytes] = field(default_factory=list)
-    members: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _outcome(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import signal
 import sqlite3
 import sys
@@ -49,13 +50,32 @@ def open_store(
     output: Path, settings: dict[str, str], restart: bool, resume: str, **options: Any
 ) -> JobStore | JobOutcome:
     """The job store next to `output`, or the usage-error outcome saying why it cannot be used for this job (for a
-    changed setting: which, its stored and new values, and the command that resumes with the stored ones)."""
+    changed setting: which, its stored and new values, and the command that resumes with the stored ones, or an
+    output that is the input file itself, named in `settings["input"]` by `file_settings`)."""
+    source = settings.get("input")
+    if source is not None and _same_file(Path(source), output):
+        # Checked before anything opens the output: the writer would cut the input to the results' first line.
+        return JobOutcome(
+            ExitCode.USAGE,
+            f"refusing to run: the output {output} is the input file itself, and writing results there would "
+            f"destroy the input. Give another output file, e.g. -o {output.with_name(output.stem + '.out.jsonl')}",
+        )
     try:
         return JobStore.open(store_path_for(output), settings=settings, restart=restart, **options)
     except JobMismatchError as exc:
         return JobOutcome(ExitCode.USAGE, mismatch_message(exc.changes, resume, str(exc)))
     except ConfigError as exc:  # e.g. another run holds this job's store
         return JobOutcome(ExitCode.USAGE, str(exc))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Two paths to one file: the same path once resolved, or a hard link."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
 
 
 def input_signature(path: Path) -> str:
@@ -174,7 +194,8 @@ class DurableJob:
                 self.store.close()
 
     def record(self, result: Result) -> bool:
-        """Store a result and save what is due; False when the item already had its final result."""
+        """Store a result and save what is due; False when it was not stored (an outcome that is not final, such
+        as a stopped run's, or an item that already had its result)."""
         recorded = self.store.record_result(result)
         if recorded:
             self.unsaved += 1

@@ -124,7 +124,8 @@ async def run_job(config: JobConfig, *, view: JobView | None = None, clock: Cloc
     """Run (or resume) the job described by `config`; never raises for per-item problems.
 
     The job shows nothing itself: `view` receives its events and notes (the CLI renders them), and the outcome
-    says how it ended (the CLI maps it to an exit code). `clock` times the run (the system clock by default).
+    says how it ended (the CLI maps it to an exit code). `clock` is the one time of the whole run: the engine's
+    waits, the commit windows and ticks, the drain after Ctrl-C, the timeline (the system clock by default).
     """
     walls: list[float] = []
     outcome = await _run_job(config, view or JobView(), clock or SystemClock(), walls)
@@ -140,7 +141,12 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     # Commits every 10 ms at most: cheap with WAL, and a kill then re-sends only what was in flight plus the
     # results of the last few milliseconds.
     store = open_store(
-        config.output_path, _settings(config), config.restart, config.resume(), commit_interval=_COMMIT_INTERVAL
+        config.output_path,
+        _settings(config),
+        config.restart,
+        config.resume(),
+        commit_interval=_COMMIT_INTERVAL,
+        clock=clock.now,
     )
     if isinstance(store, JobOutcome):
         return store
@@ -149,7 +155,7 @@ async def _run_job(config: JobConfig, view: JobView, clock: Clock, walls: list[f
     def open_output() -> OutputFile:
         if config.table is not None and is_table_output(config.output_path):
             return TableWriter(config.input_path, config.output_path, store.output)
-        return OutputWriter.open(config.output_path, store.output, order)
+        return OutputWriter.open(config.output_path, store.output, order, clock=clock.now)
 
     job = DurableJob(
         store,
@@ -216,7 +222,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
     if config.deadline is not None:
         wall_now = config.wall_clock()
         left = deadline_instant(store, wall_now + config.deadline) - wall_now
-    engine, standard = _engines(config, sinks, engine_cap, priced, left)
+    engine, standard = _engines(config, sinks, engine_cap, priced, left, clock)
     timeline.watch(engine.statistics)
     view.engine(engine.statistics)
     started = clock.now()
@@ -297,7 +303,12 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
 
 
 def _engines(
-    config: JobConfig, sinks: list[Any], engine_cap: float | None, priced: PriceTable, left: float | None
+    config: JobConfig,
+    sinks: list[Any],
+    engine_cap: float | None,
+    priced: PriceTable,
+    left: float | None,
+    clock: Clock,
 ) -> tuple[Engine, Engine | None]:
     """The run's engine, and with flex a second, standard engine: the first asks for flex once per item (billed
     at the batch rate, waiting at most half the time `left` before the deadline), the second takes what flex did
@@ -313,6 +324,7 @@ def _engines(
         "minute": config.minute,
         "transport": config.transport,
         "sinks": sinks,
+        "clock": clock,
         "shared_limits": config.shared_limits,
         "shared_limits_fallback": config.shared_limits_fallback,
         "shared_limits_name": config.shared_limits_name

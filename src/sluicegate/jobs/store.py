@@ -19,6 +19,7 @@ from .._exceptions import UsageError
 from .._models import RequestItem, Result, Usage
 from ._db import Database, EntryKind, ItemState, JobBusyError, JobMismatchError
 from ._holds import SpendHolds
+from ._lookups import ProblemIds, ReadAhead
 from .output_log import OutputLog, OutputOrder, result_line
 from .reader import InputProblem, params_fingerprint
 
@@ -45,8 +46,6 @@ _STATE_NAMES: dict[int, AdmitState] = {
 # Outcomes that say "not tried to the end" rather than "this request is bad": the item stays pending so a re-run
 # (with a fixed key, a higher cap, after a spend-cap reset) sends it; nothing is written for it.
 _NOT_FINAL = frozenset({"aborted", "budget_exceeded", "authentication", "quota_exceeded", "unreachable"})
-_PROBLEM_IDS_IN_MEMORY = 100_000
-_READ_AHEAD = 2048  # stored rows read per block when resuming
 # Kinds and states go into the SQL as literals (`{EntryKind.ITEM:d}`), not parameters: SQLite uses a partial index
 # only when the query spells its condition.
 _ITEM, _PROBLEM = EntryKind.ITEM, EntryKind.PROBLEM
@@ -79,22 +78,8 @@ class JobStore:
         conn = db.conn
         top_idx = conn.execute("SELECT max(idx) FROM entries").fetchone()[0]
         self._top_at_open = -1 if top_idx is None else int(top_idx)
-        # Resume reads the stored rows ahead in position order, a block at a time, instead of one id lookup per line
-        # (several times faster over millions of done lines). Safe while admissions come in increasing position
-        # order, as a run reads its input: a row ahead of every admission so far cannot have changed since it was
-        # read, and each is used once. Any other order switches this off for good (the id lookup is always right).
-        self._ahead: dict[int, tuple[int, str | None, int | None, str | None, int]] = {}
-        self._ahead_end = 0
-        self._last_admitted = -1
-        self._read_ahead = True
-        # Ids of bad lines, so admission can refuse a later line reusing one. Usually few, so kept in memory (first
-        # position per id); past _PROBLEM_IDS_IN_MEMORY they are looked up in the database instead (memory stays
-        # bounded, admission gets slower only for inputs that are mostly bad).
-        rows = conn.execute(
-            f"SELECT custom_id, min(idx) FROM entries WHERE kind = {_PROBLEM:d} GROUP BY custom_id LIMIT ?",
-            (_PROBLEM_IDS_IN_MEMORY + 1,),
-        ).fetchall()
-        self._problem_ids: dict[str, int] | None = dict(rows) if len(rows) <= _PROBLEM_IDS_IN_MEMORY else None
+        self._ahead = ReadAhead(db, self._top_at_open)
+        self._problem_ids = ProblemIds(db)
         self.holds.settle()
 
     @classmethod
@@ -143,9 +128,7 @@ class JobStore:
         "changed": this input differs from the one the store was made from (refuse unless restarting).
         """
         fingerprint = params_fingerprint(item.params)
-        if item.index <= self._last_admitted:
-            self._stop_reading_ahead()
-        self._last_admitted = item.index
+        self._ahead.admitting(item.index)
         if item.index > self._top_at_open:
             # Past everything earlier runs stored (always, in a first run): try the insert first.
             if self._problem_before(item):
@@ -156,7 +139,7 @@ class JobStore:
             if row is None:  # the position was taken in this run already: the caller admitted it twice
                 return "changed"
         else:
-            ahead = self._row_ahead(item.index)
+            ahead = self._ahead.row(item.index)
             if ahead is not None and ahead[:3] == (_ITEM, item.custom_id, item.line):
                 return _STATE_NAMES[ahead[4]] if ahead[3] == fingerprint else "changed"
             row = self._find(item.custom_id)
@@ -173,34 +156,9 @@ class JobStore:
         # input moved.
         return "duplicate" if idx < item.index else "changed"
 
-    def _row_ahead(self, index: int) -> tuple[int, str | None, int | None, str | None, int] | None:
-        """The stored row at `index` from the read-ahead block (None when not stored or not reading ahead)."""
-        if not self._read_ahead:
-            return None
-        if index >= self._ahead_end:
-            end = min(index + _READ_AHEAD, self._top_at_open + 1)
-            rows = self.db.conn.execute(
-                "SELECT idx, kind, custom_id, line, fingerprint, state FROM entries WHERE idx >= ? AND idx < ?",
-                (index, end),
-            ).fetchall()
-            self._ahead = {row[0]: row[1:] for row in rows}
-            self._ahead_end = end
-        return self._ahead.pop(index, None)
-
-    def _stop_reading_ahead(self) -> None:
-        self._read_ahead = False
-        self._ahead = {}
-
     def _problem_before(self, item: RequestItem) -> bool:
         """An earlier bad line already carries this id (its errored result is in the output under it)."""
-        if self._problem_ids is not None:
-            first = self._problem_ids.get(item.custom_id)
-            return first is not None and first < item.index
-        row = self.db.conn.execute(
-            f"SELECT 1 FROM entries WHERE custom_id = ? AND kind = {_PROBLEM:d} AND idx < ? LIMIT 1",
-            (item.custom_id, item.index),
-        ).fetchone()
-        return row is not None
+        return self._problem_ids.before(item.custom_id, item.index)
 
     def _find(self, custom_id: str) -> tuple[int, int | None, str, int] | None:
         row: tuple[int, int | None, str, int] | None = self.db.conn.execute(
@@ -235,7 +193,7 @@ class JobStore:
         if cur.rowcount == 1:
             if not duplicate:
                 self.output.append(result)
-                self._remember_problem_id(result.custom_id, problem.index)
+                self._problem_ids.remember(result.custom_id, problem.index)
             return "new"
         row = self.db.conn.execute("SELECT kind, line, custom_id FROM entries WHERE idx = ?", (problem.index,))
         kind, line, custom_id = row.fetchone()
@@ -256,15 +214,6 @@ class JobStore:
             (custom_id, problem.index),
         ).fetchone()
         return row is not None
-
-    def _remember_problem_id(self, custom_id: str, index: int) -> None:
-        ids = self._problem_ids
-        if ids is None or index >= ids.get(custom_id, index + 1):
-            return
-        if len(ids) >= _PROBLEM_IDS_IN_MEMORY:
-            self._problem_ids = None  # too many to hold: look them up from now on
-        else:
-            ids[custom_id] = index
 
     def admit_problem(self, problem: InputProblem) -> bool:
         """`record_problem` for callers that only count: True when new; JobMismatchError when the input changed."""
@@ -355,7 +304,7 @@ class JobStore:
         count = self.db.conn.execute(
             f"UPDATE entries SET state = {_PENDING:d}, seq = NULL WHERE kind = {_ITEM:d} AND state = {_FAILED:d}"
         ).rowcount
-        self._ahead, self._ahead_end = {}, 0  # rows read ahead before this may show the old state
+        self._ahead.forget()  # rows read ahead before this may show the old state
         if count:
             self.output.renumber()
         self.commit()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ __all__ = [
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 _BATCH_ROWS = 4096
 _FIELD_RENAMES = {"id": "id_column", "prompt": "template"}
+_MAX_WIDTH = 100_000  # the widest padding or precision a template field may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,12 @@ class TableSpec:
 
     def __post_init__(self) -> None:
         try:
-            fields = [(name, conversion) for _, name, _, conversion in string.Formatter().parse(self.template)]
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(self.template)]
         except ValueError as exc:  # an unmatched brace
             raise ConfigError(
                 f"template {self.template!r:.80}: {exc} (write {{{{ and }}}} for literal braces)"
             ) from exc
-        for name, conversion in fields:
+        for name, spec, conversion in fields:
             if name is None:
                 continue
             plain = name.replace("_", "a").replace(" ", "a").replace("-", "a").isalnum()
@@ -60,6 +62,12 @@ class TableSpec:
                 raise ConfigError(
                     f"template field {{{name}}} must be a column name ({{column}}, optionally {{column:spec}}); "
                     "positional fields, attributes and indexes are not allowed"
+                )
+            # A width or precision is padding made for every row: {x:>999999999} is a GB per prompt.
+            widest = max((int(digits) for digits in re.findall(r"\d+", spec or "")), default=0)
+            if widest > _MAX_WIDTH:
+                raise ConfigError(
+                    f"template field {{{name}:{spec}}} pads to {widest:,} characters; at most {_MAX_WIDTH:,}"
                 )
 
     def settings(self) -> dict[str, str]:
@@ -123,12 +131,14 @@ def read_batches(path: Path) -> Iterator[RowBatch]:
                 yield RowBatch(start, batch.to_pylist(), batch)
                 start += batch.num_rows
         return
+    # Bytes that are not UTF-8 are kept as lone surrogates (surrogateescape) instead of ending the whole job with a
+    # UnicodeDecodeError: `row_request` names the row and column that hold them.
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
             yield from _chunks(reader)
         return
-    with path.open(encoding="utf-8-sig") as f:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as f:
         yield from _chunks(_json_rows(f))
 
 
@@ -172,6 +182,15 @@ def row_request(
     number = index + 1
     if "__problem__" in row:
         return InputProblem(number, index, None, None, str(row["__problem__"]))
+    garbled = _not_text(row)
+    if garbled is not None:
+        known: str | None = f"row-{number}"  # the row's id, unless that is what cannot be read
+        if spec.id_column is not None:
+            own = row.get(spec.id_column)
+            known = None if spec.id_column == garbled or _empty(own) else str(own)
+        return InputProblem(
+            number, index, known, garbled, f"row {number}: column {garbled!r} holds bytes that are not valid UTF-8"
+        )
     custom_id = f"row-{number}"
     if spec.id_column is not None:
         value = row.get(spec.id_column)
@@ -203,6 +222,18 @@ class _Missing(Exception):
     def __init__(self, column: str, message: str) -> None:
         super().__init__(message)
         self.column = column
+
+
+def _not_text(row: Mapping[str, Any]) -> str | None:
+    """The first column whose name or text is not valid UTF-8 (a lone surrogate, from a byte that was not text)."""
+    for key, value in row.items():
+        for text in (key, value):
+            if isinstance(text, str) and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return str(key).encode("utf-8", "replace").decode()
+    return None
 
 
 def _empty(value: Any) -> bool:

@@ -75,7 +75,7 @@ local function charge(d, amount)
   if lvl == nil or amount == 0 then return end
   lvl = lvl - amount
   if amount < 0 then lvl = math.min(cap, lvl) end
-  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
+  put('lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now), 'use:' .. d, tostring(num('use:' .. d, 0) + amount))
 end
 
 -- Drop process pid's reservations; return the output tokens reserved beyond the pool's average output.
@@ -151,6 +151,8 @@ for _, d in ipairs(DIMS) do
     table.insert(writes, tostring(lvl - amount))
     table.insert(writes, 'at:' .. d)
     table.insert(writes, tostring(now))
+    table.insert(writes, 'use:' .. d)  -- the pool's consumption so far: flow evidence of the window
+    table.insert(writes, tostring(num('use:' .. d, 0) + amount))
   end
 end
 -- The slow-start ramp spaces admissions (GCRA) at a rate doubling every round trip since it began.
@@ -216,19 +218,72 @@ return 1
 )
 
 # ARGV: smooth burst seconds, '1' to pace smoothly from the start ('0' not), the round trip to the headers
-# ('' = not from a response), then per dimension r, i, o, t: limit, window seconds, remaining, tolerance ('' =
-# absent). A changed limit or window resizes the bucket keeping what is spent spent; `remaining` pulls the level
-# down (never up: reservations made since the server answered are not in its count yet). The first response's
-# headers start the ramp, unless the pool paces smoothly.
+# ('' = not from a response), then per dimension r, i, o, t: limit, window seconds ('' = learn it), remaining,
+# tolerance, reset seconds, reset error, the server's own limit ('' = absent). A changed limit or window
+# resizes the bucket keeping what is spent spent; `remaining` pulls the level down (never up: reservations made
+# since the server answered are not in its count yet). The first response's headers start the ramp, unless the
+# pool paces smoothly.
+#
+# The window is learnt by the pool from every process's headers, as `window.py` learns it in one process: each
+# reset narrows an interval (`wlo`, `whi`), and the flow between two responses, with the pool's own
+# consumption (`use`) known, bounds the rate from below (`fhi`, from the anchor `fat`, `frem`, `fuse`). The
+# window paced by is the longest consistent with both (never faster than the server); a minute until any.
 OBSERVE = (
     _PRELUDE
     + """
+local INF = math.huge
+
+local function learn(d, limit, remaining, err, reset_in, reset_err)
+  if reset_in ~= nil then
+    local missing = limit - remaining
+    local mlo, mhi = missing - err, INF
+    if remaining > 0 then mhi = missing + err end  -- 0 may hide a debt
+    local rlo, rhi = math.max(0, reset_in - reset_err), reset_in + reset_err
+    local lo, hi = 0, INF
+    if mhi < INF then lo = limit * rlo / mhi end
+    if mlo > 0 then hi = limit * rhi / mlo end
+    if lo > 0 or hi < INF then
+      local wlo, whi = math.max(num('wlo:' .. d, 0), lo), math.min(num('whi:' .. d, INF), hi)
+      if wlo > whi then wlo, whi = lo, hi end  -- a contradiction (a changed limit): start again from this one
+      put('wlo:' .. d, tostring(wlo))
+      if whi < INF then put('whi:' .. d, tostring(whi)) else redis.call('HDEL', S, 'whi:' .. d) end
+    end
+  end
+  local use = num('use:' .. d, 0)
+  if remaining >= limit - err then
+    redis.call('HDEL', S, 'fat:' .. d)  -- full: refill was capped, the next span starts below full
+    ST['fat:' .. d] = nil
+  elseif ST['fat:' .. d] == nil then
+    put('fat:' .. d, tostring(now), 'frem:' .. d, tostring(remaining), 'fuse:' .. d, tostring(use))
+  else
+    local span = now - num('fat:' .. d, now)
+    if span >= 0.25 then
+      local refilled = (remaining - num('frem:' .. d, 0)) + (use - num('fuse:' .. d, 0)) - 2 * err
+      if refilled > 2 * err then put('fhi:' .. d, tostring(limit * span / refilled)) end
+    end
+  end
+  local hi = math.min(num('whi:' .. d, INF), num('fhi:' .. d, INF))
+  if hi == INF then return 60 end
+  return math.max(hi, num('wlo:' .. d, 0))
+end
+
 local burst, start_smooth, rtt = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3])
 local smooth_all = start_smooth
 for k, d in ipairs(DIMS) do
-  local base = 3 + (k - 1) * 4
+  local base = 3 + (k - 1) * 7
   local limit, window = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local remaining, tolerance = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local reset_in, reset_err = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+  local server_limit = tonumber(ARGV[base + 7])
+  if limit ~= nil and limit > 0 and window == nil then
+    if remaining ~= nil and server_limit ~= nil and server_limit > 0 then
+      window = learn(d, server_limit, remaining, tolerance, reset_in, reset_err or 0)
+    else
+      local rate = num('rate:' .. d, 0)
+      window = 60
+      if rate > 0 and num('lim:' .. d, 0) == limit then window = limit / rate end
+    end
+  end
   if limit ~= nil and limit > 0 and window ~= nil and window > 0 then
     local rate = limit / window
     local lvl, cap, old_rate = level(d)

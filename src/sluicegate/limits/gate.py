@@ -9,15 +9,13 @@ from collections import deque
 from .._models import BucketView
 from .._stats import Binding
 from .bucket import TokenBucket
+from .pace import Pace
 from .window import Window
 
 __all__ = ["Gate"]
 
 _DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _START_SECONDS = 1.0  # before the server has said what is left: one second of refill
-_PACE_SECONDS = 0.05  # smooth pacing lets this much of the rate through at once (and one request)
-_MAX_BOOST = 16.0
-_BOOST_DOUBLING = 1.0  # seconds per doubling of the probe while the bucket stays full
 _RECENT = 0.25  # seconds of sending that a short-interval refusal judges (the ramp's doubling time)
 _TAKES_KEPT = 4096  # recent admissions remembered, to tell how stale a response's `remaining` may be
 
@@ -27,9 +25,6 @@ class Gate:
     response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
 
     __slots__ = (
-        "_boost",
-        "_boost_at",
-        "_boost_cap",
         "_synced",
         "_takes",
         "consumed",
@@ -50,16 +45,11 @@ class Gate:
         self.limit: float | None = None  # tokens per window, in force now
         self.window = Window()
         self.mirror: TokenBucket | None = None
-        self.pace: TokenBucket | None = None
+        self.pace: Pace | None = Pace() if smooth else None
         self.smooth = smooth
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
         self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
         self._synced = False  # the first response sets the level: start from what the server says is there
-        # Smooth pacing above the learnt rate while the server's bucket stays full: a bucket that never drains
-        # teaches little about its window, so the learnt rate may be too slow; probe upwards instead.
-        self._boost = 1.0
-        self._boost_cap = _MAX_BOOST
-        self._boost_at: float | None = None
 
     # -- rates ---------------------------------------------------------------------------------------------
 
@@ -83,30 +73,24 @@ class Gate:
         elif self.mirror.capacity != limit or self.mirror.rate != limit / period:
             self.mirror.resize(limit, period=period, now=now)
         self.limit = limit
-        if self.pace is not None or self.smooth:
-            self._repace(now)
+        if self.pace is not None:
+            self.pace.apply(limit / period, now)
 
-    def refresh_rate(self, now: float, before: float | None) -> None:
-        """Re-derive the refill rates after the learnt window changed from `before` seconds. A smooth pace above
-        the learnt rate keeps its speed in tokens per second (it was measured, not derived from the window)."""
-        if self.limit is None:
-            return
-        if before is not None and self._boost > 1.0:
-            ratio = self.seconds() / before  # the same tokens per second over the new window
-            self._boost = max(1.0, self._boost * ratio)
-            if self._boost_cap < _MAX_BOOST:
-                self._boost_cap = max(1.0, self._boost_cap * ratio)
-        self.set_limit(self.limit, now)
+    def refresh_rate(self, now: float) -> None:
+        """Re-derive the refill rates after the learnt window changed."""
+        if self.limit is not None:
+            self.set_limit(self.limit, now)
 
     def go_smooth(self, now: float, refused_at: float | None = None) -> None:
-        """From now on, pace this bucket smoothly: a short-interval limit refused what went out around
-        `refused_at`. As TCP halves its window after a loss, the pace starts at half the rate we were sending
-        at then (never below the learnt rate, which may still grow: the window is learnt as responses come)."""
+        """From now on, pace this bucket smoothly (`pace.py`): a short-interval limit refused what went out
+        around `refused_at`, so the pace starts at half the rate we were sending at then."""
         self.smooth = True
+        if self.pace is None:
+            self.pace = Pace()
         rate = self.rate()
-        if refused_at is not None and rate:
-            self._boost = min(_MAX_BOOST, max(1.0, self.recent_rate(refused_at) / 2.0 / rate))
-        self._repace(now)
+        if rate is not None:
+            sent = self.recent_rate(refused_at) if refused_at is not None else 0.0
+            self.pace.start(sent, rate, now)
 
     def recent_rate(self, at: float) -> float:
         """What we took per second in the `_RECENT` seconds up to `at`."""
@@ -134,24 +118,10 @@ class Gate:
             self.mirror.set_level(left * scale, now)
 
     def slow_down(self, now: float) -> bool:
-        """Paced smoothly and still refused over a short interval: step back below the probe that was refused
-        and probe no higher. False when there is nothing to step back from (the learnt rate itself)."""
-        if self._boost <= 1.0:
-            return False
-        self._boost = self._boost_cap = max(1.0, self._boost / 1.5)  # back below where it was refused
-        self._repace(now)
-        return True
-
-    def _repace(self, now: float) -> None:
+        """Paced smoothly and still refused over a short interval: step back below the pace that was refused.
+        False when there is nothing to step back from (the learnt rate itself)."""
         rate = self.rate()
-        if rate is None:
-            return
-        rate *= self._boost
-        capacity = rate * _PACE_SECONDS
-        if self.pace is None:
-            self.pace = TokenBucket(capacity, period=_PACE_SECONDS, now=now, initial=capacity)
-        else:
-            self.pace.resize(capacity, period=_PACE_SECONDS, now=now)
+        return self.pace is not None and rate is not None and self.pace.refused(rate, now)
 
     # -- admission -----------------------------------------------------------------------------------------
 
@@ -160,7 +130,7 @@ class Gate:
         assert self.mirror is not None
         wait = self.mirror.wait_time(amount, now)
         if self.pace is not None:
-            wait = max(wait, self.pace.wait_time(pace_amount, now))
+            wait = max(wait, self.pace.wait_time(pace_amount, now, behind=wait))
         return wait
 
     def take(self, amount: float, pace_amount: float, now: float) -> None:
@@ -220,19 +190,13 @@ class Gate:
             self.mirror.set_level(low * scale, now)
             return moved
         if moved and not new_mirror:
-            self.refresh_rate(now, None if self.override is not None else before or _DEFAULT_WINDOW)
+            self.refresh_rate(now)
         assert self.mirror is not None
         level = self.mirror.level(now)
-        # Probe only while the pace is what holds requests back (its bucket drained), not while demand is low.
-        paced = self.pace is not None and self.pace.level(now) < 0.5 * self.pace.capacity
-        if self.smooth and paced and level >= 0.5 * self.mirror.capacity and self._boost < self._boost_cap:
-            if self._boost_at is not None:
-                growth = 2.0 ** ((now - self._boost_at) / _BOOST_DOUBLING)
-                self._boost = min(self._boost_cap, self._boost * growth)
-                self._repace(now)
-            self._boost_at = now
-        else:
-            self._boost_at = None
+        if self.pace is not None:
+            # Full: the refill may have been capped since the last response, hiding how fast it is.
+            full = view.remaining >= view.limit - view.remaining_error - 1.0
+            self.pace.probe(limit / self.seconds(), now, full=full)
         # Never hold more than the server says is left; and start from (catch up with) what it says is there.
         if level > high * scale:
             self.mirror.set_level(view.remaining * scale, now)

@@ -33,6 +33,7 @@ __all__ = ["Limiter", "Limits", "Permit"]
 
 _DEFAULT_CONCURRENCY_CAP = 512
 _EPSILON = 1e-6  # the shortest wait: shorter ones are float rounding that a virtual clock may not represent
+_SETTLE = 0.25  # seconds after a change of pace whose refusals still belong to the pace before (a round trip)
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
 
 _GATE_WORDS: dict[str, tuple[Binding, ...]] = {
@@ -385,8 +386,10 @@ class Limiter:
                 gate.go_smooth(now, admitted_at)
             self._ramp.stop()
             self._smooth_since = now
-        elif admitted_at is not None and admitted_at <= self._smooth_since:
-            return True  # sent before the last change of pace, answered after it: already dealt with
+        elif admitted_at is not None and admitted_at <= self._smooth_since + _SETTLE:
+            # Sent before the last change of pace (or just after it, while the server's short-interval bucket
+            # was still empty from the pace before): already dealt with.
+            return True
         else:
             slowed = [gate.slow_down(now) for gate in gates]  # every named gate, not just the first
             if not any(slowed):

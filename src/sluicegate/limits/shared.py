@@ -37,7 +37,6 @@ from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
 from .limiter import _GATE_WORDS, Limiter, Limits
 from .protocol import AdmissionPermit
-from .window import Window
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
@@ -121,7 +120,6 @@ class SharedLimiter:
         self._clock = clock or SystemClock()
         self._cap = max_concurrency or _DEFAULT_CAP
         self._minute = minute  # overrides the windows learnt from the headers
-        self._windows = [Window() for _ in _DIMS]
         self._burst = burst
         self._rng = rng or random.Random()
         self._lease = lease
@@ -348,25 +346,24 @@ class SharedLimiter:
         for k, given in enumerate(self._limits_given()):
             view = views[k] if views is not None else None
             seen = float(view.limit) if view is not None and view.limit > 0 else None
-            if view is not None and seen is not None:
-                self._windows[k].observe_reset(
-                    view.limit,
-                    view.remaining,
-                    view.reset_in,
-                    remaining_error=view.remaining_error,
-                    reset_error=view.reset_error,
-                )
             if seen is not None:
                 self._seen_limits[k] = seen
             limit = min((v for v in (given, seen) if v is not None), default=None)
-            remaining = "" if view is None else view.remaining
-            tolerance = 1.0 if view is None else max(1.0, view.remaining_error)
-            args += ["" if limit is None else limit, self._window(k), remaining, tolerance]
+            # The pool learns the window from every process's headers; `minute` overrides it.
+            args += ["" if limit is None else limit, self._minute or ""]
+            if view is None or seen is None:
+                args += ["", 1.0, "", "", ""]
+            else:
+                tolerance = max(1.0, view.remaining_error)
+                args += [view.remaining, tolerance, view.reset_in, view.reset_error, view.limit]
         return args
 
     def _window(self, k: int) -> float:
-        """Seconds per window of dimension k: the override, else the learnt window, else a minute."""
-        return self._minute or self._windows[k].seconds() or _DEFAULT_WINDOW
+        """Seconds per window of dimension k: the override, else the pool's learnt window, else a minute."""
+        limit, rate = self._pool.limits[k], self._pool.rates[k]
+        if self._minute is None and limit is not None and rate:
+            return limit / rate
+        return self._minute or _DEFAULT_WINDOW
 
     def rate_limited(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .._exceptions import ConfigError
 from ..jobs.store import ItemState
-from ..jobs.timeline import Row, Segment, read_segments
+from ..jobs.timeline_rows import Row, Segment, read_segments
 
 __all__ = ["ErrorGroup", "Point", "ReportData", "load"]
 

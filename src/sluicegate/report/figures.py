@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..jobs.timeline import LATENCY_BINS, Row, bin_lower
+from ..jobs.timeline_rows import LATENCY_BINS, Row, bin_lower
 from ..pricing import default_table
 from .charts import PALETTE, Line, bands, bars, histogram, new_figure, time_series
 from .data import Point, ReportData

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from ..jobs.timeline import Row, bin_lower
+from ..jobs.timeline_rows import Row, bin_lower
 
 __all__ = ["Bound", "Diagnosis", "Profile", "explain", "mean_latency", "profile"]
 

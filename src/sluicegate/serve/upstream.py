@@ -73,7 +73,8 @@ class _Pools(httpx2.AsyncBaseTransport):
 def _pools(capacity: int) -> _Pools:
     each = -(-capacity // _POOLS)
     limits = httpx2.Limits(max_connections=each, max_keepalive_connections=each)
-    return _Pools([httpx2.AsyncHTTPTransport(limits=limits) for _ in range(_POOLS)])
+    tls = httpx2.create_ssl_context()  # one: loading the CA bundle takes tens of milliseconds each time
+    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(_POOLS)])
 
 
 class Upstream:

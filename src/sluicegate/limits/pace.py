@@ -1,0 +1,114 @@
+"""Smooth pacing of one bucket once the server has shown that it enforces short intervals (AIMD on tokens/s).
+
+The pace is kept in tokens per second, not as a multiple of the learnt rate: the window is still being learnt while
+the pace runs, and a pace that was measured (what the server refused) must not jump when the estimate moves.
+
+- It starts at half the rate that was refused, as TCP halves its window after a loss; never below the learnt rate.
+- While the pace is what holds requests back and the server's bucket does not drain, it probes upwards: a bucket
+  that never drains teaches nothing about its window, so the learnt rate may be too slow, and only sending faster
+  can show it. A pace that ran a whole second that way without a refusal is good; the next probe is half way to
+  the slowest refused pace (a binary search), or twice as fast while none was refused. It stops when the two are
+  within a fifth of each other, so a run pays a handful of refusals, not one per probe.
+- A refusal at a pace above the learnt rate goes back to the last good pace. At the learnt rate itself there is
+  nothing to step back from: the caller pauses as the server asks.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .bucket import TokenBucket
+
+__all__ = ["Pace"]
+
+_SECONDS = 0.05  # the pace lets this much of its rate through at once (and always one request)
+_MAX_PROBE = 16.0  # with no refusal to bound it, probing stops at this multiple of the learnt rate
+_SUSTAIN = 1.0  # seconds a pace must run, holding requests back, without a refusal to count as good
+_CLOSE = 1.2  # probing stops when the slowest refused pace is within this factor of the good one
+_STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this factor
+
+
+class Pace:
+    """The pacing bucket of one gate and the rate it runs at."""
+
+    __slots__ = ("_good", "_held", "_refused", "_since", "_target", "bucket")
+
+    def __init__(self) -> None:
+        self.bucket: TokenBucket | None = None
+        self._target = 0.0  # tokens per second (below the learnt rate: the learnt rate)
+        self._good = 0.0  # the fastest pace that ran a whole second without a refusal
+        self._refused = math.inf  # the slowest pace the server refused
+        self._since: float | None = None  # since when the pace has held requests back with the bucket full
+        self._held = False  # the pace made a request wait since the last response
+
+    def rate(self, learnt: float) -> float:
+        """Tokens per second the pace lets through."""
+        return max(learnt, self._target)
+
+    def start(self, sent: float, learnt: float, now: float) -> None:
+        """A short-interval refusal of what went out at `sent` tokens per second: pace at half of it."""
+        if sent > 0:
+            self._refused = min(self._refused, sent)
+            self._good = self._target = sent / 2.0
+        self._since = None
+        self.apply(learnt, now)
+
+    def refused(self, learnt: float, now: float) -> bool:
+        """Refused while paced: back to the last good pace. False at the learnt rate (nothing to step back from)."""
+        current = self.rate(learnt)
+        if current <= learnt:
+            return False
+        self._refused = min(self._refused, current)
+        self._target = self._good if self._good < current else current / _STEP_BACK
+        self._since = None
+        self.apply(learnt, now)
+        return True
+
+    def probe(self, learnt: float, now: float, *, full: bool) -> None:
+        """A response: after a whole second in which the pace held requests back while the server's bucket
+        stayed `full` (not draining), that pace is good; try a faster one."""
+        held, self._held = self._held, False
+        if not (held and full):
+            self._since = None
+            return
+        if self._since is None:
+            self._since = now
+            return
+        if now - self._since < _SUSTAIN:
+            return
+        current = self.rate(learnt)
+        self._good = max(self._good, current)
+        self._since = now
+        if self._refused == math.inf:
+            target = min(2.0 * current, learnt * _MAX_PROBE)
+        elif self._refused > current * _CLOSE:
+            target = (current + self._refused) / 2.0
+        else:
+            return
+        if target > current:
+            self._target = target
+            self.apply(learnt, now)
+
+    def apply(self, learnt: float, now: float) -> None:
+        """Resize the pacing bucket to the pace (after it, or the learnt rate, changed)."""
+        capacity = self.rate(learnt) * _SECONDS
+        if capacity <= 0:
+            return
+        if self.bucket is None:
+            self.bucket = TokenBucket(capacity, period=_SECONDS, now=now, initial=capacity)
+        else:
+            self.bucket.resize(capacity, period=_SECONDS, now=now)
+
+    def wait_time(self, amount: float, now: float, *, behind: float) -> float:
+        """Seconds until the pace lets `amount` through; `behind` is how long the gate's other bucket holds it
+        anyway (the pace is holding requests back only where it adds to that)."""
+        if self.bucket is None:
+            return 0.0
+        wait = self.bucket.wait_time(amount, now)
+        if wait > behind:
+            self._held = True
+        return wait
+
+    def take(self, amount: float, now: float) -> None:
+        if self.bucket is not None:
+            self.bucket.take(amount, now)

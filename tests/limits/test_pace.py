@@ -1,0 +1,77 @@
+"""Smooth pacing after a short-interval refusal: half the refused rate, a binary search upwards, back on refusal."""
+
+from __future__ import annotations
+
+from sluicegate.limits.pace import Pace
+
+LEARNT = 10.0  # tokens per second the window learnt so far says
+
+
+def _held_for(pace: Pace, start: float, seconds: float, *, full: bool = True) -> float:
+    """Responses every 0.1 s while the pace holds requests back; returns the time after them."""
+    now = start
+    steps = round(seconds * 10)
+    for _ in range(steps + 1):
+        assert pace.bucket is not None
+        pace.take(pace.bucket.capacity, now)  # requests used all the pace let through
+        pace.wait_time(1.0, now, behind=0.0)  # and the next one waits for it
+        pace.probe(LEARNT, now, full=full)
+        now = round(now + 0.1, 6)
+    return now
+
+
+def test_starts_at_half_the_refused_rate_never_below_the_learnt_one() -> None:
+    """Refused while sending 64/s: the pace is 32/s; refused while sending 12/s: the learnt 10/s."""
+    fast, slow = Pace(), Pace()
+    fast.start(64.0, LEARNT, 0.0)
+    slow.start(12.0, LEARNT, 0.0)
+    assert fast.rate(LEARNT) == 32.0
+    assert slow.rate(LEARNT) == LEARNT
+
+
+def test_probes_half_way_to_the_refused_rate_after_a_good_second_and_stops_when_close() -> None:
+    """From 32/s (64/s refused): a second held back with the bucket full makes 32 good and tries 48; refused
+    there it goes back to 32, then tries 40, and stops: 48 is within a fifth of 40."""
+    pace = Pace()
+    pace.start(64.0, LEARNT, 0.0)
+    now = _held_for(pace, 0.0, 1.0)
+    assert pace.rate(LEARNT) == 48.0
+    assert pace.refused(LEARNT, now)
+    assert pace.rate(LEARNT) == 32.0
+    now = _held_for(pace, now, 1.0)
+    assert pace.rate(LEARNT) == 40.0
+    _held_for(pace, now, 3.0)
+    assert pace.rate(LEARNT) == 40.0
+
+
+def test_no_probe_while_the_bucket_drains_or_nothing_waits() -> None:
+    """A bucket that drains shows its refill (the window is learnt), and a pace nobody waits for proves nothing:
+    neither raises the pace."""
+    draining, idle = Pace(), Pace()
+    draining.start(64.0, LEARNT, 0.0)
+    idle.start(64.0, LEARNT, 0.0)
+    _held_for(draining, 0.0, 3.0, full=False)
+    now = 0.0
+    for _ in range(30):
+        idle.probe(LEARNT, now, full=True)
+        now += 0.1
+    assert draining.rate(LEARNT) == 32.0
+    assert idle.rate(LEARNT) == 32.0
+
+
+def test_a_refusal_at_the_learnt_rate_is_not_the_pace_s_to_fix() -> None:
+    """Paced at the learnt rate and still refused: nothing to step back from (the caller pauses instead)."""
+    pace = Pace()
+    pace.start(12.0, LEARNT, 0.0)
+    assert not pace.refused(LEARNT, 1.0)
+    assert pace.rate(LEARNT) == LEARNT
+
+
+def test_without_a_refusal_the_probe_doubles_up_to_sixteen_times_the_learnt_rate() -> None:
+    """Smooth from the start (no refusal known): each good second doubles the pace, up to 16x the learnt rate."""
+    pace = Pace()
+    pace.start(0.0, LEARNT, 0.0)
+    now = _held_for(pace, 0.0, 1.0)
+    assert pace.rate(LEARNT) == 20.0
+    _held_for(pace, now, 5.0)
+    assert pace.rate(LEARNT) == 160.0
