@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sluicegate.emulator import RunningEmulator
 
 
@@ -135,3 +137,16 @@ def assert_refused_key(proc: subprocess.CompletedProcess[str], variable: str, ke
     assert variable in proc.stderr
     assert key not in proc.stderr + proc.stdout
     assert read_results(out) == []
+
+
+def assert_batch_cost_and_no_key(
+    proc: subprocess.CompletedProcess[str], out: Path, key: str, expected: float, folder: Path
+) -> None:
+    """The job recorded `expected` USD and said it paid the batch price; the key is in no output nor file."""
+    with sqlite3.connect(store_of(out)) as db:
+        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
+    assert "at the batch price" in proc.stderr
+    for blob in (proc.stdout, proc.stderr):
+        assert key not in blob
+    for path in folder.iterdir():
+        assert key.encode() not in path.read_bytes()

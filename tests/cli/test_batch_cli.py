@@ -20,6 +20,7 @@ from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
 from ._jobfiles import (
+    assert_batch_cost_and_no_key,
     assert_finished,
     assert_refused_key,
     assert_ten_batches_of_three_ended,
@@ -93,13 +94,7 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
             assert usage["service_tier"] == "batch"
             expected += (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 5.0) / 1e6 * 0.5
     assert default_table().batch_discount == 0.5
-    with _db(out) as db:
-        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
-    assert "at the batch price" in proc.stderr
-    for blob in (proc.stdout, proc.stderr):
-        assert KEY not in blob
-    for path in tmp_path.iterdir():
-        assert KEY.encode() not in path.read_bytes()
+    assert_batch_cost_and_no_key(proc, out, KEY, expected, tmp_path)
     # A finished job re-run sends nothing and keeps its output.
     again = _run(emu, inp, out, "--quiet")
     assert again.returncode == 1, again.stderr

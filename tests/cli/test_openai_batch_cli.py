@@ -19,6 +19,7 @@ from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
 from ._jobfiles import (
+    assert_batch_cost_and_no_key,
     assert_refused_key,
     assert_ten_batches_of_three_ended,
     expire_part_of_a_batch,
@@ -111,13 +112,7 @@ def test_one_batch_per_model_every_id_once_at_the_batch_price(
             price = default_table().price_for(message["model"])
             assert price is not None
             expected += (usage["prompt_tokens"] * price.input + usage["completion_tokens"] * price.output) / 2e6
-    with sqlite3.connect(store_of(out)) as db:
-        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
-    assert "at the batch price" in proc.stderr
-    for blob in (proc.stdout, proc.stderr):
-        assert KEY not in blob
-    for path in tmp_path.iterdir():
-        assert KEY.encode() not in path.read_bytes()
+    assert_batch_cost_and_no_key(proc, out, KEY, expected, tmp_path)
     again = _run(emu, inp, out, "--quiet")  # a finished job: nothing is sent again
     assert again.returncode == 1, again.stderr
     assert (_count(emu, CREATE), len(read_results(out))) == (2, 14)
