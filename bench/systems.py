@@ -11,25 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from sluicegate.demo.peers import Document, Recorder
-
-
-def _split(doc: Document) -> tuple[str, dict[str, Any]]:
-    params = dict(doc)
-    return str(params.pop("custom_id")), params
-
-
-async def _create(client: Any, doc: Document, rec: Recorder) -> None:
-    """One document through an `AsyncAnthropic` client, recorded as its answer's text or its error."""
-    import anthropic
-
-    custom_id, params = _split(doc)
-    try:
-        message = await client.messages.create(**params)
-    except anthropic.APIError as exc:
-        rec.fail(custom_id, exc, None)
-    else:
-        rec.ok(custom_id, "".join(getattr(b, "text", "") for b in message.content), None)
+from sluicegate.demo.peers import Document, Recorder, send_and_record, split
 
 
 async def run_bare_loop(
@@ -49,7 +31,7 @@ async def run_bare_loop(
 
     async def one(doc: Document) -> None:
         async with semaphore:
-            await _create(client, doc, rec)
+            await send_and_record(client, doc, rec)
 
     try:
         await asyncio.gather(*(one(doc) for doc in docs))
@@ -91,7 +73,7 @@ async def run_sdk_dropin(
     )
 
     try:
-        await asyncio.gather(*(_create(client, doc, rec) for doc in docs))
+        await asyncio.gather(*(send_and_record(client, doc, rec) for doc in docs))
     finally:
         await client.close()
 
@@ -221,7 +203,7 @@ async def run_litellm(
     semaphore = asyncio.Semaphore(concurrency_hint)
 
     async def one(doc: Document) -> None:
-        custom_id, params = _split(doc)
+        custom_id, params = split(doc)
         async with semaphore:
             try:
                 response: Any = await router.acompletion(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -18,7 +19,20 @@ import pytest
 from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
-from ._jobfiles import env_for, read_results, wait_for_a_recorded_batch, write_input
+from ._jobfiles import (
+    assert_batch_cost_and_no_key,
+    assert_finished,
+    assert_refused_key,
+    assert_ten_batches_of_three_ended,
+    env_for,
+    expire_part_of_a_batch,
+    kill_once_a_batch_is_recorded,
+    read_results,
+    retry_the_expired,
+    store_of,
+    wait_for_a_recorded_batch,
+    write_input,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -80,13 +94,7 @@ def test_good_and_bad_lines_each_once_at_the_batch_price(
             assert usage["service_tier"] == "batch"
             expected += (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 5.0) / 1e6 * 0.5
     assert default_table().batch_discount == 0.5
-    with _db(out) as db:
-        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
-    assert "at the batch price" in proc.stderr
-    for blob in (proc.stdout, proc.stderr):
-        assert KEY not in blob
-    for path in tmp_path.iterdir():
-        assert KEY.encode() not in path.read_bytes()
+    assert_batch_cost_and_no_key(proc, out, KEY, expected, tmp_path)
     # A finished job re-run sends nothing and keeps its output.
     again = _run(emu, inp, out, "--quiet")
     assert again.returncode == 1, again.stderr
@@ -126,16 +134,9 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(inp, 30)
     cmd = _cmd(inp, out, "--max-batch-requests", "3", "--quiet")  # 10 batches: the kill likely lands among them
-    proc = subprocess.Popen(cmd, env=_env(emu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = out.with_name(out.name + ".sluicegate.db")
-    wait_for_a_recorded_batch(proc, store, poll=0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    emu.wait_idle()  # the server finished a create the dead client sent, so its count is final
+    store = store_of(out)
+    recorded = kill_once_a_batch_is_recorded(emu, cmd, _env(emu), store)
     created_before = _creates(emu)
-    with sqlite3.connect(store) as db:
-        recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
-    assert 1 <= recorded <= 10
     # A batch created but not recorded (the kill landed between the create's answer and its commit) is at most one,
     # and its intent is in the store.
     assert created_before - recorded in (0, 1)
@@ -145,9 +146,7 @@ def test_kill_after_the_first_batch_then_resume_resubmits_nothing(
     # The job needed ten batches of 3 and the server made exactly ten: none twice, whatever the kill hit.
     assert _creates(emu) == 10
     assert _batched(emu) == 30
-    with sqlite3.connect(store) as db:
-        assert db.execute("SELECT count(*), total(ended), total(items) FROM batches").fetchone() == (10, 10.0, 30.0)
-        assert db.execute("SELECT count(*) FROM batch_intents").fetchone() == (0,)
+    assert_ten_batches_of_three_ended(store)
 
 
 def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
@@ -164,9 +163,7 @@ def test_ctrl_c_stops_polling_and_the_rerun_reattaches(
     assert proc.returncode == 130, stderr
     assert "keep running on the server" in stderr
     assert "Resume with: sluicegate batch" in " ".join(stderr.split())
-    resumed = _run(emu, inp, out, "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    assert sorted(line["custom_id"] for line in read_results(out)) == ids
+    assert_finished(_run(emu, inp, out, "--quiet"), out, ids)
     assert _creates(emu) == 1
 
 
@@ -177,27 +174,13 @@ def test_expired_requests_fail_and_retry_failed_resubmits_only_them(
     emu = emulator(**EMU, batch_deadline=5.0)  # expires after a quarter of its processing time
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(inp, 20)
-    first = _run(emu, inp, out, "--quiet")
-    assert first.returncode == 1, first.stderr
-    lines = read_results(out)
-    expired = {
-        line["custom_id"]
-        for line in lines
-        if line["result"]["type"] == "errored" and line["result"]["error"]["error"]["type"] == "expired"
-    }
-    succeeded = {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
-    assert expired
-    assert succeeded
-    assert len(expired) + len(succeeded) == 20
+    run = functools.partial(_run, emu, inp, out)
+    expired, succeeded = expire_part_of_a_batch(run, out, ids)
     assert emu.stats()["batch_requests"]["expired"] == len(expired)
     before = _batched(emu)
-    again = _run(emu, inp, out, "--retry-failed", "--quiet")
-    assert again.returncode == 1, again.stderr  # part of the retry expires too
+    retry_the_expired(run, out, ids, succeeded)
     assert _creates(emu) == 2
     assert _batched(emu) - before == len(expired)
-    lines = read_results(out)
-    assert sorted(line["custom_id"] for line in lines) == ids
-    assert succeeded < {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
 
 
 def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., RunningEmulator], tmp_path: Path) -> None:
@@ -206,12 +189,9 @@ def test_a_refused_key_stops_with_a_clear_message(emulator: Callable[..., Runnin
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_input(inp, 5)
     proc = _run(emu, inp, out)
-    assert proc.returncode == 4, proc.stderr
-    assert "ANTHROPIC_API_KEY" in proc.stderr
+    assert_refused_key(proc, "ANTHROPIC_API_KEY", KEY, out)
     assert "401" in proc.stderr
-    assert KEY not in proc.stderr + proc.stdout
     assert emu.stats()["endpoints"][CREATE] == {"401": 1}
-    assert read_results(out) == []
 
 
 def test_without_a_key_the_built_in_emulator_runs_it_and_a_rerun_resubmits_its_lost_batches(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_run_route_batch_takes_the_batch_route_with_its_deadline(
     ids = write_input(inp, N)
     command = [
         sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--route", "batch",
-        "--deadline", "10s", "--rpm", "4000", "--minute", "3", "--quiet",
+        "--deadline", "10s", "--rpm", "4000", "--minute", "3", "--poll-interval", "0.2", "--quiet",
     ]  # fmt: skip
     proc = subprocess.run(command, env=env_for(emu, "sk-test-route"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

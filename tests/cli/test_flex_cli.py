@@ -24,6 +24,21 @@ pytestmark = pytest.mark.e2e
 N = 30
 
 
+def _write_prompts(path: Path, prefix: str, n: int, text: str, max_tokens: int) -> None:
+    """n gpt-4o-mini prompt lines with ids `prefix`0, `prefix`1, ..."""
+    with path.open("w") as f:
+        for i in range(n):
+            line = {"id": f"{prefix}{i}", "prompt": f"{text} {i}", "model": "gpt-4o-mini", "max_tokens": max_tokens}
+            f.write(json.dumps(line) + "\n")
+
+
+def _openai_env(emu: RunningEmulator) -> dict[str, str]:
+    """This environment without provider settings, pointing the OpenAI client at the emulator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    return env
+
+
 def test_flex_answers_at_batch_prices_and_refusals_fall_back_to_standard(
     emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
@@ -32,12 +47,8 @@ def test_flex_answers_at_batch_prices_and_refusals_fall_back_to_standard(
     not billed, so nothing is paid twice)."""
     emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, flex_refusal=0.35, seed=7)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    with inp.open("w") as f:
-        for i in range(N):
-            f.write(json.dumps({"id": f"f{i}", "prompt": f"question {i}", "model": "gpt-4o-mini", "max_tokens": 30}))
-            f.write("\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    _write_prompts(inp, "f", N, "question", 30)
+    env = _openai_env(emu)
     command = [
         sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
         "--route", "flex", "--minute", "3", "--quiet",
@@ -80,14 +91,8 @@ def test_a_near_deadline_sends_a_too_slow_flex_answer_to_the_standard_tier_in_ti
     answered on the standard tier well before flex would have answered."""
     emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, first_token_latency=0.3, flex_slowdown=40.0)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    inp.write_text(
-        "".join(
-            json.dumps({"id": f"s{i}", "prompt": f"q {i}", "model": "gpt-4o-mini", "max_tokens": 5}) + "\n"
-            for i in range(3)
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    _write_prompts(inp, "s", 3, "q", 5)
+    env = _openai_env(emu)
     command = [
         sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",
         "--route", "flex", "--deadline", "2s", "--minute", "3", "--quiet",
@@ -107,12 +112,8 @@ def test_max_cost_caps_the_flex_route_counting_flex_answers_at_the_batch_rate(
     sends nothing more."""
     emu = emulator(minute=3.0, rpm=4000, itpm=2_000_000, otpm=400_000, flex_refusal=0.3, seed=3)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    with inp.open("w") as f:
-        for i in range(N):
-            f.write(json.dumps({"id": f"c{i}", "prompt": f"question {i}", "model": "gpt-4o-mini", "max_tokens": 30}))
-            f.write("\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    env.update({"OPENAI_API_KEY": "sk-flex", "OPENAI_BASE_URL": emu.openai_base_url})
+    _write_prompts(inp, "c", N, "question", 30)
+    env = _openai_env(emu)
     cap = 0.0002
     command = [
         sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--provider", "openai",

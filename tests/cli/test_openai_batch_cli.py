@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,16 @@ import pytest
 from sluicegate.emulator import RunningEmulator
 from sluicegate.pricing import default_table
 
-from ._jobfiles import read_results, wait_for_a_recorded_batch
+from ._jobfiles import (
+    assert_batch_cost_and_no_key,
+    assert_refused_key,
+    assert_ten_batches_of_three_ended,
+    expire_part_of_a_batch,
+    kill_once_a_batch_is_recorded,
+    read_results,
+    retry_the_expired,
+    store_of,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,10 +80,6 @@ def _processed(emu: RunningEmulator) -> int:
     return int(emu.stats()["batch_requests"]["succeeded"]) + int(emu.stats()["batch_requests"]["errored"])
 
 
-def _store(out: Path) -> Path:
-    return out.with_name(out.name + ".sluicegate.db")
-
-
 def test_one_batch_per_model_every_id_once_at_the_batch_price(
     emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
@@ -108,13 +112,7 @@ def test_one_batch_per_model_every_id_once_at_the_batch_price(
             price = default_table().price_for(message["model"])
             assert price is not None
             expected += (usage["prompt_tokens"] * price.input + usage["completion_tokens"] * price.output) / 2e6
-    with sqlite3.connect(_store(out)) as db:
-        assert db.execute("SELECT total(cost) FROM entries").fetchone()[0] == pytest.approx(expected)
-    assert "at the batch price" in proc.stderr
-    for blob in (proc.stdout, proc.stderr):
-        assert KEY not in blob
-    for path in tmp_path.iterdir():
-        assert KEY.encode() not in path.read_bytes()
+    assert_batch_cost_and_no_key(proc, out, KEY, expected, tmp_path)
     again = _run(emu, inp, out, "--quiet")  # a finished job: nothing is sent again
     assert again.returncode == 1, again.stderr
     assert (_count(emu, CREATE), len(read_results(out))) == (2, 14)
@@ -128,7 +126,7 @@ def test_split_within_the_request_limit(emulator: Callable[..., RunningEmulator]
     proc = _run(emu, inp, out, "--max-batch-requests", "10", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert sorted(line["custom_id"] for line in read_results(out)) == ids
-    with sqlite3.connect(_store(out)) as db:
+    with sqlite3.connect(store_of(out)) as db:
         assert [row[0] for row in db.execute("SELECT items FROM batches ORDER BY seq")] == [10, 10, 5]
     assert (_count(emu, CREATE), _processed(emu)) == (3, 25)
 
@@ -139,29 +137,16 @@ def test_kill_then_resume_creates_no_batch_twice(emulator: Callable[..., Running
     emu = emulator(**EMU)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write(inp, 30)
-    proc = subprocess.Popen(
-        _cmd(inp, out, "--max-batch-requests", "3", "--quiet", "--poll-interval", "0.1"),
-        env=_env(emu),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    store = _store(out)
-    wait_for_a_recorded_batch(proc, store, poll=0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    time.sleep(0.2)  # a create the dead client sent finishes on the server
-    with sqlite3.connect(store) as db:
-        recorded = db.execute("SELECT count(*) FROM batches").fetchone()[0]
-    assert 1 <= recorded <= 10
+    store = store_of(out)
+    cmd = _cmd(inp, out, "--max-batch-requests", "3", "--quiet", "--poll-interval", "0.1")
+    recorded = kill_once_a_batch_is_recorded(emu, cmd, _env(emu), store)
     assert _count(emu, CREATE) - recorded in (0, 1)
     resumed = _run(emu, inp, out, "--max-batch-requests", "3")
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(line["custom_id"] for line in read_results(out)) == ids
     assert _count(emu, CREATE) == 10
     assert _processed(emu) == 30
-    with sqlite3.connect(store) as db:
-        assert db.execute("SELECT count(*), total(ended), total(items) FROM batches").fetchone() == (10, 10.0, 30.0)
-        assert db.execute("SELECT count(*) FROM batch_intents").fetchone() == (0,)
+    assert_ten_batches_of_three_ended(store)
 
 
 def test_expired_requests_fail_and_retry_failed_sends_only_them(
@@ -172,28 +157,11 @@ def test_expired_requests_fail_and_retry_failed_sends_only_them(
     emu = emulator(**EMU, batch_deadline=6.0)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write(inp, 20)
-    first = _run(emu, inp, out, "--quiet")
-    assert first.returncode == 1, first.stderr
-    lines = read_results(out)
-    kinds = {
-        line["custom_id"]: line["result"]["type"]
-        if line["result"]["type"] == "succeeded"
-        else line["result"]["error"]["error"]["type"]
-        for line in lines
-    }
-    expired = {cid for cid, kind in kinds.items() if kind == "expired"}
-    succeeded = {cid for cid, kind in kinds.items() if kind == "succeeded"}
-    assert expired
-    assert succeeded
-    assert expired | succeeded == set(ids)
+    run = functools.partial(_run, emu, inp, out)
+    _, succeeded = expire_part_of_a_batch(run, out, ids)
     assert _processed(emu) == len(succeeded)
-    again = _run(emu, inp, out, "--retry-failed", "--quiet")
-    assert again.returncode == 1, again.stderr  # part of the retry expires too
+    now_succeeded = retry_the_expired(run, out, ids, succeeded)
     assert _count(emu, CREATE) == 2
-    lines = read_results(out)
-    assert sorted(line["custom_id"] for line in lines) == ids
-    now_succeeded = {line["custom_id"] for line in lines if line["result"]["type"] == "succeeded"}
-    assert succeeded < now_succeeded
     assert _processed(emu) == len(now_succeeded)  # nothing answered twice
 
 
@@ -202,9 +170,5 @@ def test_a_refused_key_stops_naming_the_variable(emulator: Callable[..., Running
     emu = emulator(**EMU, invalid_keys=frozenset({KEY}))
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write(inp, 4)
-    proc = _run(emu, inp, out)
-    assert proc.returncode == 4, proc.stderr
-    assert "OPENAI_API_KEY" in proc.stderr
-    assert KEY not in proc.stderr + proc.stdout
+    assert_refused_key(_run(emu, inp, out), "OPENAI_API_KEY", KEY, out)
     assert emu.stats()["endpoints"][UPLOAD] == {"401": 1}
-    assert read_results(out) == []

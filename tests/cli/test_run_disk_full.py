@@ -1,15 +1,8 @@
-"""A disk that fills up mid-run: one line naming the file and the free space, exit 5, and a resume that finishes.
-
-The full disk is a file-size limit (RLIMIT_FSIZE) on the child process: writes past it fail with EFBIG, as they
-fail with ENOSPC on a full disk, and no mount or root is needed."""
+"""A disk that fills up mid-run: one line naming the file and the free space, exit 5, and a resume that finishes."""
 
 from __future__ import annotations
 
-import resource
-import signal
-import subprocess
 import sys
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,16 +10,10 @@ import pytest
 
 from sluicegate.emulator import RunningEmulator
 
-from ._jobfiles import env_for, read_results, write_input
+from ._diskfull import fill_the_disk_then_resume
+from ._jobfiles import write_input
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")]
-
-LIMIT = 96 * 1024
-
-
-def _limit_file_size() -> None:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead of killing
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
 def test_a_full_disk_stops_with_one_line_and_resume_finishes(
@@ -37,15 +24,4 @@ def test_a_full_disk_stops_with_one_line_and_resume_finishes(
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(inp, 400)
     cmd = [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3", "--quiet"]
-    full = subprocess.run(
-        cmd, env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90, preexec_fn=_limit_file_size
-    )
-    assert full.returncode == 5, full.stderr
-    assert "Traceback" not in full.stderr
-    message = full.stderr.strip().splitlines()[-1]
-    assert message.startswith("stopped: cannot save to ")
-    assert "free on its disk" in message
-    assert f"resume with: sluicegate run {inp} -o {out}" in message
-    done = subprocess.run(cmd, env=env_for(emu, "sk-test"), capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr
-    assert Counter(line["custom_id"] for line in read_results(out)) == Counter(ids)
+    fill_the_disk_then_resume(emu, cmd, "run", inp, out, ids)

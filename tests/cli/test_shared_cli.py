@@ -24,17 +24,24 @@ def _cmd(inp: Path, out: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "sluicegate", "run", str(inp), "-o", str(out), "--minute", "3", "--quiet", *args]
 
 
+def _run_with_no_redis(
+    emu: RunningEmulator, tmp_path: Path, n: int, *args: str
+) -> tuple[subprocess.CompletedProcess[str], Path, str]:
+    """`run` of n requests with `--shared-limits` at a port where no Redis listens: the result, output and URL."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp, n)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cmd = _cmd(inp, out, "--shared-limits", url, *args)
+    proc = subprocess.run(cmd, env=env_for(emu, KEY), capture_output=True, text=True, timeout=90)
+    return proc, out, url
+
+
 def test_unreachable_redis_at_start_exits_2_before_sending(
     emulator: Callable[..., RunningEmulator], tmp_path: Path
 ) -> None:
     """No Redis at the URL: exit 2, a message naming it, and not one request sent."""
     emu = emulator(minute=3.0, rpm=600)
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write_input(inp, 5)
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    proc = subprocess.run(
-        _cmd(inp, out, "--shared-limits", url), env=env_for(emu, KEY), capture_output=True, text=True, timeout=60
-    )
+    proc, _, url = _run_with_no_redis(emu, tmp_path, 5)
     assert proc.returncode == 2, proc.stderr
     assert f"cannot reach the shared-limits Redis at {url}" in proc.stderr
     assert sum(emu.stats()["status"].values()) == 0
@@ -72,11 +79,7 @@ def test_with_a_fallback_divisor_a_run_without_redis_finishes_locally(
 ) -> None:
     """No Redis, `--shared-limits-fallback 2`: the run goes ahead on half the limits and answers every id once."""
     emu = emulator(minute=3.0, rpm=600)
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write_input(inp, 20)
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    cmd = _cmd(inp, out, "--shared-limits", url, "--shared-limits-fallback", "2")
-    proc = subprocess.run(cmd, env=env_for(emu, KEY), capture_output=True, text=True, timeout=90)
+    proc, out, _ = _run_with_no_redis(emu, tmp_path, 20, "--shared-limits-fallback", "2")
     assert proc.returncode == 0, proc.stderr
     assert sorted(line["custom_id"] for line in read_results(out)) == [f"req-{i:04d}" for i in range(20)]
     assert emu.stats()["status"] == {"200": 20}

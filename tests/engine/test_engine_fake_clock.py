@@ -34,16 +34,21 @@ def _engine(api: MockAPI, clock: FakeClock, **kwargs: Any) -> Engine:
     )
 
 
-def test_map_returns_input_order_with_each_result_matched_to_its_input() -> None:
-    """map() gives results in input order and every answer echoes its own prompt."""
+def _map_on_a_fake_clock(api: MockAPI, n: int) -> list[sluicegate.Result]:
+    """map() of n requests to `api` with a fresh fake clock."""
     clock = FakeClock()
-    api = MockAPI(rpm=600, latency=2.0)
 
     async def main() -> list[sluicegate.Result]:
         async with _engine(api, clock) as engine:
-            return await engine.map(_requests(50))
+            return await engine.map(_requests(n))
 
-    results = clock.run(main)
+    return clock.run(main)
+
+
+def test_map_returns_input_order_with_each_result_matched_to_its_input() -> None:
+    """map() gives results in input order and every answer echoes its own prompt."""
+    api = MockAPI(rpm=600, latency=2.0)
+    results = _map_on_a_fake_clock(api, 50)
     assert [r.custom_id for r in results] == [f"r{i}" for i in range(50)]
     assert all(r.ok and r.text == f"echo: prompt number {i}" for i, r in enumerate(results))
     assert api.statuses[429] == 0
@@ -203,14 +208,8 @@ def test_400_is_not_retried_and_does_not_stop_the_run() -> None:
 def test_the_probe_asks_for_a_stream_and_a_json_answer_to_it_is_read_as_json() -> None:
     """Only the first request (the probe, alone) asks for a stream, for its early headers; a server that answers it
     with one JSON body anyway gives the same result as a plain call."""
-    clock = FakeClock()
     api = MockAPI(rpm=600, latency=1.0)
-
-    async def main() -> list[sluicegate.Result]:
-        async with _engine(api, clock) as engine:
-            return await engine.map(_requests(5))
-
-    results = clock.run(main)
+    results = _map_on_a_fake_clock(api, 5)
     assert api.streamed == [True, False, False, False, False]
     assert all(r.ok and r.text == f"echo: prompt number {i}" for i, r in enumerate(results))
     assert results[0].usage == results[1].usage

@@ -96,7 +96,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.binary(max_size=200).map(lambda b: b.replace(b"\n", b" ")), min_size=1, max_size=5))
 def test_fuzz_arbitrary_bytes_never_crash_the_reader_or_the_store(tmp_path: Path, lines: list[bytes]) -> None:
     """Arbitrary bytes in a line: the reader yields one entry per non-blank line and the store takes every one."""
@@ -106,7 +106,7 @@ def test_fuzz_arbitrary_bytes_never_crash_the_reader_or_the_store(tmp_path: Path
     _admit_all(tmp_path, parsed)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompt=_json, extra=_json, deep=st.sampled_from([0, 3, 99, 100, 101, 1000, 3000]))
 def test_fuzz_json_with_surrogates_and_depth_never_crash(tmp_path: Path, prompt: Any, extra: Any, deep: int) -> None:
     """JSON lines holding any value (surrogates, deep nesting) become an item or a problem; items are usable."""

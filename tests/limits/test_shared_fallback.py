@@ -4,9 +4,7 @@ requests larger than a bucket, against a real redis-server."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import pytest
@@ -22,17 +20,6 @@ from sluicegate.limits.shared import SharedLimiter
 pytestmark = pytest.mark.anyio
 
 LIMITS = Limits(requests_per_minute=60_000, input_tokens_per_minute=600_000)
-
-
-@pytest.fixture
-def pool(redis_url: str) -> Callable[..., SharedLimiter]:
-    """Factory of limiters that all join one fresh pool, as separate processes would."""
-    name = uuid.uuid4().hex
-
-    def make(**kwargs: Any) -> SharedLimiter:
-        return SharedLimiter(redis_url, name=name, **kwargs)
-
-    return make
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import pytest
@@ -18,17 +16,6 @@ from sluicegate.limits.limiter import Limits
 from sluicegate.limits.shared import SharedLimiter
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def pool(redis_url: str) -> Callable[..., SharedLimiter]:
-    """Factory of limiters that all join one fresh pool, as separate processes would (open them with `async with`)."""
-    name = uuid.uuid4().hex
-
-    def make(**kwargs: Any) -> SharedLimiter:
-        return SharedLimiter(redis_url, name=name, **kwargs)
-
-    return make
 
 
 async def test_unreachable_redis_at_start_is_a_clear_error_without_the_password() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "cost_cap",
     "deadline_flag",
     "expected_output_option",
+    "job_control_options",
     "job_file_options",
     "line_defaults_options",
     "prices_option",
@@ -26,6 +27,7 @@ __all__ = [
     "rate_limit_options",
     "resume_command",
     "shared_limits_options",
+    "table_options",
 ]
 
 Decorator = Callable[[Any], Any]
@@ -212,3 +214,31 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 def deadline_flag(help: str = "When the job must be done, e.g. 6h, 90m, 2d.") -> Decorator:
     """`--deadline DURATION`, parsed into seconds, with the command's own help."""
     return click.option("--deadline", callback=_deadline, default=None, help=help)
+
+
+_TEMPLATE_HELP = (
+    "Make each row of a table (Parquet, CSV, or JSONL with any fields) a request: "
+    "'Summarise this ticket: {body}' fills {column} from the row. A table's output (.parquet/.csv) keeps the "
+    "input's columns and adds text, error, status, input_tokens, output_tokens and cost."
+)
+
+
+def table_options(command: Any) -> Any:
+    """`--template` and `--id-column`: read a table's rows as requests."""
+    command = click.option(
+        "--id-column", default=None, help="With --template: the column holding each row's id (default row-N)."
+    )(command)
+    return click.option("--template", default=None, help=_TEMPLATE_HELP)(command)
+
+
+def job_control_options(retry_help: str, quiet_help: str) -> Decorator:
+    """`--retry-failed`, `--restart` and `--quiet`, the controls of a durable job, with the command's own help."""
+
+    def apply(command: Any) -> Any:
+        command = click.option("--quiet", is_flag=True, help=quiet_help)(command)
+        command = click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")(
+            command
+        )
+        return click.option("--retry-failed", is_flag=True, help=retry_help)(command)
+
+    return apply

@@ -8,16 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from sluicegate.cli._options import (
-    cache_warmup_option,
-    cost_cap,
-    deadline_flag,
-    job_file_options,
-    prices_option,
-    provider_option,
-    rate_limit_options,
-    resume_command,
-)
+from sluicegate.cli import _options as options
 from sluicegate.cli._routes import DEFAULT_URLS, EMULATED_POLL, POLL, deadline_settings
 from sluicegate.jobs.reader import Defaults
 
@@ -26,24 +17,24 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@job_file_options
-@provider_option("Message Batches (anthropic) or the Batch API with file uploads (openai).")
+@options.job_file_options
+@options.provider_option("Message Batches (anthropic) or the Batch API with file uploads (openai).")
 @click.option("--base-url", default=None, help="API base URL (default: the API's, or *_BASE_URL).")
-@prices_option
+@options.prices_option
 @click.option(
     "--poll-interval",
     type=click.FloatRange(min=0),
     default=None,
     help=f"Seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the built-in emulator).",
 )
-@cache_warmup_option(
+@options.cache_warmup_option(
     "Anthropic: mark prefixes shared by several requests for caching (1 h) and prime each in its own batch."
 )
-@deadline_flag(
+@options.deadline_flag(
     "End by then (e.g. 6h): batches still running when only the time to finish online is left are "
     "cancelled, what they finished is kept and the rest is sent online."
 )
-@rate_limit_options("online, to time a deadline cancel")
+@options.rate_limit_options("online, to time a deadline cancel")
 @click.option(
     "--minute",
     type=float,
@@ -56,14 +47,14 @@ if TYPE_CHECKING:
 @click.option(
     "--max-cost",
     type=float,
-    callback=cost_cap,
+    callback=options.cost_cap,
     default=None,
     help="The job's cap in USD, across re-runs: a batch is created only if every request's worst cost at the "
     "batch price still fits; what does not fit is not sent, and named.",
 )
-@click.option("--retry-failed", is_flag=True, help="Submit again the items that ended in error (or expired).")
-@click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
-@click.option("--quiet", is_flag=True, help="No progress lines; only the final message.")
+@options.job_control_options(
+    "Submit again the items that ended in error (or expired).", "No progress lines; only the final message."
+)
 # For tests and odd accounts: smaller batches than the API allows.
 @click.option("--max-batch-requests", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=None, hidden=True)
@@ -140,7 +131,7 @@ def batch(
             max_requests=max_batch_requests,
             max_bytes=max_batch_bytes,
             forget_unknown_batches=emulated,
-            resume_command=resume_command(sys.argv),
+            resume_command=options.resume_command(sys.argv),
             max_cost=max_cost,
         )
         view = JobView(say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))

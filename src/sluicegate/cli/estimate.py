@@ -13,7 +13,9 @@ from sluicegate.cli._options import (
     prices_option,
     provider_option,
     rate_limit_options,
+    table_options,
 )
+from sluicegate.cli._tables import table_spec
 
 if TYPE_CHECKING:
     from sluicegate.jobs.reader import Defaults
@@ -62,6 +64,7 @@ def _tier_limits(tier: int, models: list[str]) -> tuple[int, int, int]:
     help="Use an Anthropic usage tier's published limits (1-4) for the duration; --rpm/--itpm/--otpm override them.",
 )
 @prices_option
+@table_options
 def estimate(
     input_path: Path,
     defaults: Defaults,
@@ -72,6 +75,8 @@ def estimate(
     otpm: float | None,
     tier: int | None,
     prices: PriceTable | None,
+    template: str | None,
+    id_column: str | None,
 ) -> None:
     """Estimate what running INPUT_PATH will cost and take, without sending anything.
 
@@ -86,10 +91,16 @@ def estimate(
 
     from sluicegate.jobs.estimate import estimate as run_estimate
     from sluicegate.jobs.reader import iter_lines, read_requests
+    from sluicegate.jobs.tables import table_requests
 
-    with input_path.open("rb") as f:
-        parsed = read_requests(iter_lines(f), defaults=defaults, provider=provider)
-        est = run_estimate(parsed, expected_output_fraction=expected_output)
+    spec = table_spec(input_path, template, id_column)
+    if spec is not None:
+        rows = table_requests(input_path, spec, defaults, provider)
+        est = run_estimate(rows, expected_output_fraction=expected_output)
+    else:
+        with input_path.open("rb") as f:
+            parsed = read_requests(iter_lines(f), defaults=defaults, provider=provider)
+            est = run_estimate(parsed, expected_output_fraction=expected_output)
     table = Table(title=f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines")
     for column in ("model", "requests", "input tokens", "output tokens (expected / max)", "online cost", "batch cost"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")

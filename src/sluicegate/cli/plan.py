@@ -15,10 +15,16 @@ from sluicegate.cli._options import (
     prices_option,
     provider_option,
     rate_limit_options,
+    table_options,
 )
+from sluicegate.cli._tables import table_spec
 
 if TYPE_CHECKING:
-    from sluicegate.jobs.reader import Defaults
+    from collections.abc import Iterator
+
+    from sluicegate._models import RequestItem
+    from sluicegate.jobs.reader import Defaults, InputProblem
+    from sluicegate.jobs.tables import TableSpec
     from sluicegate.pricing import PriceTable
 
 
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     "ANTHROPIC_BASE_URL) to correct the character-based input estimate.",
 )
 @prices_option
+@table_options
 def plan(
     input_path: Path,
     defaults: Defaults,
@@ -51,6 +58,8 @@ def plan(
     cache_warmup: bool,
     count_sample: int,
     prices: PriceTable | None,
+    template: str | None,
+    id_column: str | None,
 ) -> None:
     """Compare the routes for INPUT_PATH without sending anything: online, batch (and flex for OpenAI).
 
@@ -66,7 +75,9 @@ def plan(
     from sluicegate.jobs.planner import plan_file
     from sluicegate.pricing import load_prices
 
-    scale = _scale(input_path, defaults, count_sample) if count_sample and provider == "anthropic" else None
+    spec = table_spec(input_path, template, id_column)
+    spec = table_spec(input_path, template, id_column)
+    scale = _scale(input_path, defaults, spec, count_sample) if count_sample and provider == "anthropic" else None
     if scale is not None:
         click.echo(f"input estimate corrected by x{scale:.3f} from count_tokens on {count_sample} request(s)")
     found = plan_file(
@@ -81,6 +92,7 @@ def plan(
         cache_warmup=cache_warmup,
         expected_output=expected_output,
         input_scale=scale or 1.0,
+        table=spec,
     )
     result, est, cache = found.plan, found.estimate, found.cache
     title = f"{input_path.name}: {est.requests:,} requests, {est.invalid:,} invalid lines"
@@ -104,21 +116,27 @@ def plan(
     console.print(f"auto: {result.why}.", highlight=False, soft_wrap=True)
 
 
-def _scale(input_path: Path, defaults: Defaults, count: int) -> float | None:
+def _scale(input_path: Path, defaults: Defaults, table: TableSpec | None, count: int) -> float | None:
     """The count_tokens correction from the first `count` valid requests, or None (no key, nothing counted)."""
+    import contextlib
     import itertools
     import os
 
     from sluicegate._loop import run_async
     from sluicegate.jobs.calibrate import count_tokens_scale
     from sluicegate.jobs.reader import InputProblem, iter_lines, read_requests
+    from sluicegate.jobs.tables import table_requests
 
     key = os.environ.get("ANTHROPIC_API_KEY", "")
     url = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
     if not key and "ANTHROPIC_BASE_URL" not in os.environ:
         raise click.UsageError("--count-tokens needs ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for an emulator)")
-    with input_path.open("rb") as f:
-        parsed = read_requests(iter_lines(f), defaults=defaults, provider="anthropic")
+    with contextlib.ExitStack() as stack:
+        if table is not None:
+            parsed: Iterator[RequestItem | InputProblem] = table_requests(input_path, table, defaults, "anthropic")
+        else:
+            f = stack.enter_context(input_path.open("rb"))
+            parsed = read_requests(iter_lines(f), defaults=defaults, provider="anthropic")
         sample = [p.params for p in itertools.islice((p for p in parsed if not isinstance(p, InputProblem)), count)]
     return run_async(lambda: count_tokens_scale(sample, api_key=key or "none", base_url=url))
 

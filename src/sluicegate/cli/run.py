@@ -16,14 +16,17 @@ from sluicegate.cli._options import (
     cache_warmup_option,
     cost_cap,
     deadline_flag,
+    job_control_options,
     job_file_options,
     prices_option,
     provider_option,
     rate_limit_options,
     resume_command,
     shared_limits_options,
+    table_options,
 )
 from sluicegate.cli._routes import EMULATED_POLL, POLL, batch_route, pick_route
+from sluicegate.cli._tables import table_spec
 from sluicegate.cli.emulate import FAULT_KINDS
 from sluicegate.jobs.reader import Defaults
 from sluicegate.limits.limiter import Limits
@@ -76,38 +79,12 @@ def _endpoint(
 
 def _table_spec(input_path: Path, output_path: Path, template: str | None, id_column: str | None) -> TableSpec | None:
     """The template job a table input or a --template asks for; a usage error (exit 2) when it cannot work."""
-    from sluicegate._exceptions import ConfigError
     from sluicegate.jobs.table_output import is_table_output
-    from sluicegate.jobs.tables import TableSpec, is_table
 
-    if template is None:
-        if is_table(input_path):
-            raise click.UsageError(_table_hint(input_path))
-        if id_column is not None:
-            raise click.UsageError("--id-column needs --template")
-        if is_table_output(output_path):
-            raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
-        return None
-    try:
-        return TableSpec(template=template, id_column=id_column)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--template") from exc
-
-
-def _table_hint(path: Path) -> str:
-    """What a table fed without --template looks like, and the options that run it."""
-    from sluicegate.jobs.tables import column_names
-
-    columns = column_names(path)
-    kind = {".parquet": "Parquet", ".pq": "Parquet", ".tsv": "TSV"}.get(path.suffix.lower(), "CSV")
-    text = next((c for c in columns if c.lower() in ("prompt", "text", "body")), columns[-1] if columns else "text")
-    ids = next((c for c in columns if c.lower() in ("id", "custom_id") or c.lower().endswith("_id")), None)
-    example = f"--template 'Summarise: {{{text}}}'" + (f" --id-column {ids}" if ids else "")
-    return (
-        f"{path.name} looks like {kind} ({'columns' if kind == 'Parquet' else 'first line'}: "
-        f"{','.join(columns)[:80]!r}): run it as a table, saying how a row "
-        f"becomes a prompt, e.g. {example} ({{column}} is filled from each row)"
-    )
+    spec = table_spec(input_path, template, id_column)
+    if spec is None and is_table_output(output_path):
+        raise click.UsageError("a table output (.parquet/.csv) needs a table job: give --template")
+    return spec
 
 
 @click.command()
@@ -153,17 +130,8 @@ def _table_hint(path: Path) -> str:
     help=f"Batch route: seconds between status checks (default {POLL:g}; {EMULATED_POLL:g} with the emulator).",
 )
 @shared_limits_options
-@click.option(
-    "--template",
-    default=None,
-    help="Make each row of a table (Parquet, CSV, or JSONL with any fields) a request: "
-    "'Summarise this ticket: {body}' fills {column} from the row. A table's output (.parquet/.csv) keeps the "
-    "input's columns and adds text, error, status, input_tokens, output_tokens and cost.",
-)
-@click.option("--id-column", default=None, help="With --template: the column holding each row's id (default row-N).")
-@click.option("--retry-failed", is_flag=True, help="Send again the items that ended in error.")
-@click.option("--restart", is_flag=True, help="Discard this job's stored progress and start over.")
-@click.option("--quiet", is_flag=True, help="No live progress; only the final message.")
+@table_options
+@job_control_options("Send again the items that ended in error.", "No live progress; only the final message.")
 def run(
     input_path: Path,
     output_path: Path,

@@ -68,13 +68,25 @@ class Recorder:
             self.listener(outcome)
 
 
-def _split(doc: Document) -> tuple[str, dict[str, Any]]:
+def split(doc: Document) -> tuple[str, dict[str, Any]]:
+    """A document's custom_id and the Messages parameters it carries."""
     params = dict(doc)
     return str(params.pop("custom_id")), params
 
 
 def _text(message: Any) -> str:
     return "".join(getattr(block, "text", "") for block in message.content)
+
+
+async def send_and_record(client: anthropic.AsyncAnthropic, doc: Document, rec: Recorder) -> None:
+    """One document through an `AsyncAnthropic` client, recorded as its answer's text or its API error."""
+    custom_id, params = split(doc)
+    try:
+        message = await client.messages.create(**params)
+    except anthropic.APIError as exc:
+        rec.fail(custom_id, exc, None)
+    else:
+        rec.ok(custom_id, _text(message), None)
 
 
 def sequential(
@@ -93,7 +105,7 @@ def sequential(
         for doc in docs:
             if time.monotonic() >= deadline:  # the demo's time cap; the tutorial loop has none
                 return
-            custom_id, params = _split(doc)
+            custom_id, params = split(doc)
             try:
                 message = client.messages.create(**params)
             except anthropic.APIError as exc:
@@ -109,18 +121,8 @@ async def gather_all(
 ) -> None:
     """Everything at once with `asyncio.gather` on `AsyncAnthropic`, relying on the SDK's default retries."""
     client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=request_timeout)
-
-    async def one(doc: Document) -> None:
-        custom_id, params = _split(doc)
-        try:
-            message = await client.messages.create(**params)
-        except anthropic.APIError as exc:
-            rec.fail(custom_id, exc, None)
-        else:
-            rec.ok(custom_id, _text(message), None)
-
     try:
-        await asyncio.gather(*(one(doc) for doc in docs))
+        await asyncio.gather(*(send_and_record(client, doc, rec) for doc in docs))
     finally:
         await client.close()
 
@@ -145,30 +147,11 @@ async def semaphore_backoff(
     `time_scale` shrinks the sleeps by the same factor the emulator compresses its minute, so the pattern keeps
     its real-world proportions.
     """
-    client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout)
-    semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(doc: Document) -> None:
-        custom_id, params = _split(doc)
-        async with semaphore:
-            for attempt in range(max_retries):
-                try:
-                    message = await client.messages.create(**params)
-                except anthropic.RateLimitError:
-                    if attempt == max_retries - 1:
-                        return  # the snippet's loop ends and returns None: the document is silently dropped
-                    await asyncio.sleep((2**attempt + random.random()) * time_scale)
-                except anthropic.APIError as exc:
-                    rec.fail(custom_id, exc, attempt + 1)
-                    return
-                else:
-                    rec.ok(custom_id, _text(message), attempt + 1)
-                    return
+    def pause(attempt: int, _: anthropic.RateLimitError) -> float:
+        return (float(2**attempt) + random.random()) * time_scale
 
-    try:
-        await asyncio.gather(*(one(doc) for doc in docs))
-    finally:
-        await client.close()
+    await _semaphore_retry(docs, rec, base_url, api_key, request_timeout, concurrency, max_retries, pause)
 
 
 async def semaphore_retry_after(
@@ -186,19 +169,38 @@ async def semaphore_retry_after(
 
     Out of retries, a document is dropped without an error, as in the snippet (see `semaphore_backoff`).
     """
+
+    def pause(_: int, exc: anthropic.RateLimitError) -> float:
+        return float(exc.response.headers.get("retry-after", "1"))
+
+    await _semaphore_retry(docs, rec, base_url, api_key, request_timeout, concurrency, max_retries, pause)
+
+
+async def _semaphore_retry(
+    docs: Sequence[Document],
+    rec: Recorder,
+    base_url: str,
+    api_key: str,
+    request_timeout: float,
+    concurrency: int,
+    max_retries: int,
+    pause: Callable[[int, anthropic.RateLimitError], float],
+) -> None:
+    """The snippet both semaphore peers share: SDK retries off, a RateLimitError sleeps `pause(attempt, error)`
+    and tries again; out of retries the document is dropped without an error, as the snippet's loop drops it."""
     client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=request_timeout)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(doc: Document) -> None:
-        custom_id, params = _split(doc)
+        custom_id, params = split(doc)
         async with semaphore:
             for attempt in range(max_retries):
                 try:
                     message = await client.messages.create(**params)
                 except anthropic.RateLimitError as exc:
                     if attempt == max_retries - 1:
-                        return  # as above: out of retries, the loop ends and the document is dropped
-                    await asyncio.sleep(float(exc.response.headers.get("retry-after", "1")))
+                        return  # the loop ends and returns None: the document is silently dropped
+                    await asyncio.sleep(pause(attempt, exc))
                 except anthropic.APIError as exc:
                     rec.fail(custom_id, exc, attempt + 1)
                     return
