@@ -11,6 +11,7 @@ Redis unreachable at `open()`: `SharedLimitsUnavailableError` (a ConfigError). L
 (never a silent fall back to unshared sending), the heartbeat reconnects with capped exponential backoff,
 statistics say `shared_limits_lost`, and the outbox is sent once Redis answers again. Only with `fallback`
 (`--shared-limits-fallback`) does this process run on 1/N of the limits locally meanwhile (`_fallback.py`).
+The link to Redis (connecting, outbox, heartbeat, loss) is in `_shared_link.py`, the permit in `_shared_permit.py`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError, SharedLimitsUnavailableError
-from .._models import BucketView, RateLimitSnapshot, Usage
+from .._exceptions import ConfigError
+from .._models import BucketView, RateLimitSnapshot
 from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
-from ._fallback import local_limiter, scaled
+from ._fallback import scaled
 from ._fifo import FifoTurns
 from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
+from ._shared_link import DEFAULT_WINDOW, PoolLink
+from ._shared_permit import SharedPermit
 from .limiter import _GATE_WORDS, Limiter, Limits
 from .protocol import AdmissionPermit
 
@@ -43,42 +46,11 @@ __all__ = ["SharedLimiter", "SharedPermit"]
 _DIMS: tuple[Binding, ...] = ("requests", "input_tokens", "output_tokens", "tokens")
 _BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
 _CODES = {binding: code for code, binding in _BINDINGS.items()}
-_DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _DEFAULT_CAP = 512
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
-_OUTBOX_BATCH = 256
-_BACKOFF = (0.05, 2.0)  # first and largest reconnect delay, seconds
 
 
-class SharedPermit:
-    """One admitted attempt, reserved in the pool under `rid`; settling is queued, never awaited."""
-
-    __slots__ = ("_done", "_limiter", "admitted_at", "input_tokens", "output_tokens", "rid")
-
-    def __init__(self, limiter: SharedLimiter, rid: str, input_tokens: int, output_tokens: int, at: float) -> None:
-        self._limiter = limiter
-        self.rid = rid
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.admitted_at = at
-        self._done = False
-
-    def settle(self, usage: Usage) -> None:
-        """Success: charge what the server counted, refund the rest, free the slot."""
-        self._finish("ok", usage.rate_limited_input_tokens, usage.output_tokens)
-
-    def release(self, *, charged: bool = False) -> None:
-        """Failure without usage: free the slot; `charged` keeps the request and input tokens spent."""
-        self._finish("charged" if charged else "refund", 0, 0)
-
-    def _finish(self, mode: str, used_in: int, used_out: int) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._limiter._finish(self, mode, used_in, used_out)
-
-
-class SharedLimiter:
+class SharedLimiter(PoolLink):
     """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after.
 
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
@@ -155,71 +127,12 @@ class SharedLimiter:
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
 
-    # -- lifecycle -----------------------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Connect, check Redis answers, join the pool and start the heartbeat and the outbox sender."""
-        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2.0, socket_timeout=2.0)
-        self._redis = client
-        self._scripts = {
-            name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH")
-        }
-        if any(v is not None for v in self._limits_given()):
-            self._last_observe = self._observe_args(None)
-        try:
-            await client.ping()
-            if self._last_observe is not None:  # in force before the first admission
-                await self._scripts["OBSERVE"](keys=self._keys, args=self._last_observe)
-            await self._heartbeat()
-        except (RedisError, OSError) as exc:
-            if self._fallback is True or self._fallback is False:
-                await client.aclose()
-                hint = (
-                    " With --shared-limits-fallback alone the number of processes is unknown at start: give it, "
-                    "as --shared-limits-fallback N."
-                    if self._fallback
-                    else ""
-                )
-                raise SharedLimitsUnavailableError(
-                    f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
-                    f"Start it, or run without --shared-limits (each process then has its own limiter).{hint}"
-                ) from exc
-            self._set_lost(True)  # the fallback's divisor is known: run locally until Redis answers
-        # Plain asyncio tasks (redis.asyncio is asyncio-only anyway), not a task group: the limiter may be opened
-        # in one task and closed in another, as an SDK transport opened by its first request is.
-        loop = asyncio.get_running_loop()
-        self._closing = False
-        self._tasks = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._outbox_loop())]
-
     async def __aenter__(self) -> SharedLimiter:
         await self.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        """Send what is queued (briefly), leave the pool and close the connection."""
-        # The flag as well as the cancel: redis-py may absorb a cancellation that lands inside one of its calls.
-        self._closing = True
-        self._outbox_ready.set()
-        for task in self._tasks:
-            task.cancel()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        client = self._redis
-        if client is None:
-            return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-            try:
-                await self._flush()
-                await self._scripts["LEAVE"](keys=self._keys, args=[self._pid])
-            except (RedisError, OSError):
-                pass  # the lease lapses on its own
-        await client.aclose()
-        self._redis = None
 
     # -- admission -----------------------------------------------------------------------------------------
 
@@ -363,7 +276,7 @@ class SharedLimiter:
         limit, rate = self._pool.limits[k], self._pool.rates[k]
         if self._minute is None and limit is not None and rate:
             return limit / rate
-        return self._minute or _DEFAULT_WINDOW
+        return self._minute or DEFAULT_WINDOW
 
     def rate_limited(
         self,
@@ -438,99 +351,6 @@ class SharedLimiter:
     @property
     def cooldown_until(self) -> float:
         return self._cooldown_until
-
-    # -- background: outbox and heartbeat ------------------------------------------------------------------
-
-    def _send(self, script: str, args: list[Any]) -> None:
-        self._outbox.append((script, args))
-        self._outbox_ready.set()
-
-    async def _flush(self) -> None:
-        """Send queued calls in one pipeline per batch; on failure they stay queued, in order."""
-        assert self._redis is not None
-        while self._outbox:
-            batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for script, args in batch:
-                    await self._scripts[script](keys=self._keys, args=args, client=pipe)
-                await pipe.execute()
-            for _ in batch:
-                self._outbox.popleft()
-
-    async def _outbox_loop(self) -> None:
-        while not self._closing:
-            await self._outbox_ready.wait()
-            self._outbox_ready = anyio.Event()
-            if self._lost:
-                continue  # the heartbeat flushes once Redis answers again
-            try:
-                await self._flush()
-            except (RedisError, OSError):
-                self._set_lost(True)
-
-    async def _heartbeat(self) -> None:
-        demand = float(self._in_flight + len(self._queue))
-        if self._queue:  # backlogged: ask for more than it holds, so its share can grow
-            demand = max(demand, float(self.concurrency_limit() + 1))
-        reply = await self._scripts["HEARTBEAT"](keys=self._keys, args=[self._pid, self._lease, demand])
-        self._pool = PoolView.parse(reply)
-        self._reported = demand
-        if self._pool.pause > 0:
-            self._cooldown_until = max(self._cooldown_until, self._clock.now() + self._pool.pause)
-        self._notify()
-
-    async def _heartbeat_loop(self) -> None:
-        delay = _BACKOFF[0]
-        while not self._closing:
-            try:
-                await self._heartbeat()
-                if self._lost:
-                    if self._last_observe is not None:  # a restarted Redis forgot the limits
-                        self._outbox.appendleft(("OBSERVE", self._last_observe))
-                    await self._flush()
-                    self._set_lost(False)
-                delay = _BACKOFF[0]
-                await self._clock.sleep(self._lease / 20)
-            except (RedisError, OSError):
-                self._set_lost(True)
-                await self._clock.sleep(delay)
-                delay = min(_BACKOFF[1], delay * 2)
-
-    def _set_lost(self, lost: bool) -> None:
-        if lost and not self._lost:
-            self.reconnects += 1
-        if lost != self._lost:
-            self._lost = lost
-            self._local = self._start_fallback() if lost else None
-            self._notify()
-
-    def _divisor(self) -> int:
-        """N of the fallback: the user's, else the processes in the pool at the last heartbeat."""
-        if self._fallback is True or self._fallback is False:
-            return self._pool.live
-        return self._fallback
-
-    def _start_fallback(self) -> Limiter | None:
-        if self._fallback is False:
-            return None
-        window = self._minute or _DEFAULT_WINDOW
-        # The pool's learnt rates (per `window`, so the local gates start at the right pace), else the given.
-        per_window = tuple(
-            given if rate is None else rate * window
-            for rate, given in zip(self._pool.rates, self._limits_given(), strict=True)
-        )
-        local = local_limiter(
-            self._divisor(),
-            per_window,
-            clock=self._clock,
-            max_concurrency=self._cap,
-            minute=self._minute,
-            output_accounting=self._accounting,
-            rng=self._rng,
-        )
-        if self._seen or self._pool.seen:
-            local.saw_response()  # the pool already knows the key works: no single-request probe again
-        return local
 
     # -- sizing and statistics -----------------------------------------------------------------------------
 
