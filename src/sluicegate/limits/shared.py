@@ -34,11 +34,12 @@ from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
 from ._fallback import scaled
 from ._fifo import FifoTurns
+from ._limiter_signals import _GATE_WORDS
 from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
 from ._shared_link import DEFAULT_WINDOW, PoolLink
 from ._shared_permit import SharedPermit
-from .limiter import _GATE_WORDS, Limiter, Limits
+from .limiter import Limiter, Limits
 from .protocol import AdmissionPermit
 
 __all__ = ["SharedLimiter", "SharedPermit"]
