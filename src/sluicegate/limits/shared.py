@@ -11,6 +11,8 @@ Redis unreachable at `open()`: `SharedLimitsUnavailableError` (a ConfigError). L
 (never a silent fall back to unshared sending), the heartbeat reconnects with capped exponential backoff,
 statistics say `shared_limits_lost`, and the outbox is sent once Redis answers again. Only with `fallback`
 (`--shared-limits-fallback`) does this process run on 1/N of the limits locally meanwhile (`_fallback.py`).
+The link to Redis (connecting, outbox, heartbeat, loss) is in `_shared_link.py`, the reactions to responses in
+`_shared_signals.py`, the permit in `_shared_permit.py`.
 """
 
 from __future__ import annotations
@@ -27,58 +29,25 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .._clock import Clock, SystemClock
-from .._exceptions import ConfigError, SharedLimitsUnavailableError
-from .._models import BucketView, RateLimitSnapshot, Usage
+from .._exceptions import ConfigError
 from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
-from ._fallback import local_limiter, scaled
 from ._fifo import FifoTurns
 from ._oversize import refuse_oversize
 from ._pool import PoolView, redacted
-from .limiter import _GATE_WORDS, Limiter, Limits
+from ._shared_link import DEFAULT_WINDOW
+from ._shared_permit import SharedPermit
+from ._shared_signals import _BINDINGS, _DIMS, SharedSignals
+from .limiter import Limiter, Limits
 from .protocol import AdmissionPermit
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
-_DIMS: tuple[Binding, ...] = ("requests", "input_tokens", "output_tokens", "tokens")
-_BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
-_CODES = {binding: code for code, binding in _BINDINGS.items()}
-_DEFAULT_WINDOW = 60.0  # until the headers say otherwise, limits are per minute
 _DEFAULT_CAP = 512
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
-_OUTBOX_BATCH = 256
-_BACKOFF = (0.05, 2.0)  # first and largest reconnect delay, seconds
 
 
-class SharedPermit:
-    """One admitted attempt, reserved in the pool under `rid`; settling is queued, never awaited."""
-
-    __slots__ = ("_done", "_limiter", "admitted_at", "input_tokens", "output_tokens", "rid")
-
-    def __init__(self, limiter: SharedLimiter, rid: str, input_tokens: int, output_tokens: int, at: float) -> None:
-        self._limiter = limiter
-        self.rid = rid
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.admitted_at = at
-        self._done = False
-
-    def settle(self, usage: Usage) -> None:
-        """Success: charge what the server counted, refund the rest, free the slot."""
-        self._finish("ok", usage.rate_limited_input_tokens, usage.output_tokens)
-
-    def release(self, *, charged: bool = False) -> None:
-        """Failure without usage: free the slot; `charged` keeps the request and input tokens spent."""
-        self._finish("charged" if charged else "refund", 0, 0)
-
-    def _finish(self, mode: str, used_in: int, used_out: int) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._limiter._finish(self, mode, used_in, used_out)
-
-
-class SharedLimiter:
+class SharedLimiter(SharedSignals):
     """The pool named `name` on the Redis at `url`; `async with`, or `open()` before use and `aclose()` after.
 
     `limits` are ceilings the headers may lower; `minute` is the refill window in real seconds (only for
@@ -155,71 +124,12 @@ class SharedLimiter:
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
 
-    # -- lifecycle -----------------------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Connect, check Redis answers, join the pool and start the heartbeat and the outbox sender."""
-        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2.0, socket_timeout=2.0)
-        self._redis = client
-        self._scripts = {
-            name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH")
-        }
-        if any(v is not None for v in self._limits_given()):
-            self._last_observe = self._observe_args(None)
-        try:
-            await client.ping()
-            if self._last_observe is not None:  # in force before the first admission
-                await self._scripts["OBSERVE"](keys=self._keys, args=self._last_observe)
-            await self._heartbeat()
-        except (RedisError, OSError) as exc:
-            if self._fallback is True or self._fallback is False:
-                await client.aclose()
-                hint = (
-                    " With --shared-limits-fallback alone the number of processes is unknown at start: give it, "
-                    "as --shared-limits-fallback N."
-                    if self._fallback
-                    else ""
-                )
-                raise SharedLimitsUnavailableError(
-                    f"cannot reach the shared-limits Redis at {redacted(self._url)}: {exc}. "
-                    f"Start it, or run without --shared-limits (each process then has its own limiter).{hint}"
-                ) from exc
-            self._set_lost(True)  # the fallback's divisor is known: run locally until Redis answers
-        # Plain asyncio tasks (redis.asyncio is asyncio-only anyway), not a task group: the limiter may be opened
-        # in one task and closed in another, as an SDK transport opened by its first request is.
-        loop = asyncio.get_running_loop()
-        self._closing = False
-        self._tasks = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._outbox_loop())]
-
     async def __aenter__(self) -> SharedLimiter:
         await self.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        """Send what is queued (briefly), leave the pool and close the connection."""
-        # The flag as well as the cancel: redis-py may absorb a cancellation that lands inside one of its calls.
-        self._closing = True
-        self._outbox_ready.set()
-        for task in self._tasks:
-            task.cancel()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        client = self._redis
-        if client is None:
-            return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-            try:
-                await self._flush()
-                await self._scripts["LEAVE"](keys=self._keys, args=[self._pid])
-            except (RedisError, OSError):
-                pass  # the lease lapses on its own
-        await client.aclose()
-        self._redis = None
 
     # -- admission -----------------------------------------------------------------------------------------
 
@@ -316,221 +226,12 @@ class SharedLimiter:
         self._changed.set()
         self._changed = anyio.Event()
 
-    # -- what the server tells us, shared with the pool ----------------------------------------------------
-
-    def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
-        """Send the limits, learnt windows and `remaining` of a response's headers to the pool (the stricter of
-        given and seen limits). `since` (when the answered request was admitted) gives the round trip the ramp
-        starts from; the pool only ever pulls its level down, so it needs no staleness bound."""
-        self._seen = True
-        if self._local is not None:
-            self._local.observe(scaled(snapshot, self._divisor()), now, since=since)
-        views: list[BucketView | None] = [snapshot.requests, snapshot.input_tokens, snapshot.output_tokens, None]
-        # Anthropic's combined "tokens" is input + output when both are reported: enforcing it adds nothing.
-        if snapshot.input_tokens is None and snapshot.output_tokens is None:
-            views[3] = snapshot.tokens
-        now = self._clock.now() if now is None else now
-        # The ramp starts from the round trip to these headers (the pool ignores it once its ramp has begun).
-        started = since if since is not None else self._first_admitted
-        args = self._observe_args(views, None if started is None else now - started)
-        self._last_observe = args
-        self._send("OBSERVE", args)
-        self._notify()
-
-    def _limits_given(self) -> tuple[float | None, ...]:
-        g = self._given
-        return (g.requests_per_minute, g.input_tokens_per_minute, g.output_tokens_per_minute, g.tokens_per_minute)
-
-    def _observe_args(self, views: list[BucketView | None] | None, rtt: float | None = None) -> list[Any]:
-        args: list[Any] = [self._burst, "1" if self._smooth else "0", "" if rtt is None else f"{rtt:.6f}"]
-        for k, given in enumerate(self._limits_given()):
-            view = views[k] if views is not None else None
-            seen = float(view.limit) if view is not None and view.limit > 0 else None
-            if seen is not None:
-                self._seen_limits[k] = seen
-            limit = min((v for v in (given, seen) if v is not None), default=None)
-            # The pool learns the window from every process's headers; `minute` overrides it.
-            args += ["" if limit is None else limit, self._minute or ""]
-            if view is None or seen is None:
-                args += ["", 1.0, "", "", ""]
-            else:
-                tolerance = max(1.0, view.remaining_error)
-                args += [view.remaining, tolerance, view.reset_in, view.reset_error, view.limit]
-        return args
-
     def _window(self, k: int) -> float:
         """Seconds per window of dimension k: the override, else the pool's learnt window, else a minute."""
         limit, rate = self._pool.limits[k], self._pool.rates[k]
         if self._minute is None and limit is not None and rate:
             return limit / rate
-        return self._minute or _DEFAULT_WINDOW
-
-    def rate_limited(
-        self,
-        snapshot: RateLimitSnapshot | None,
-        input_tokens: int,
-        output_tokens: int,
-        message: str = "",
-        *,
-        admitted_at: float | None = None,
-    ) -> bool:
-        """A 429 while the headers said every bucket had room is a short-interval limit: the named buckets (or
-        all) are paced smoothly in the whole pool from now on and the ramp stops (True: no pause needed). False:
-        an ordinary 429 (or the pool already paces smoothly), for the shared pause (`cool_down`). The local
-        fallback answers while it runs."""
-        if self._local is not None and snapshot is not None:
-            scaled_snapshot = scaled(snapshot, self._divisor())
-            return self._local.rate_limited(
-                scaled_snapshot, input_tokens, output_tokens, message, admitted_at=admitted_at
-            )
-        views = Limiter._views(snapshot) if snapshot is not None and not self._smooth else []
-        if not views:
-            return False
-        amounts: dict[Binding, float] = {
-            "requests": 1.0,
-            "input_tokens": float(input_tokens),
-            "output_tokens": float(output_tokens),
-            "tokens": float(input_tokens + output_tokens),
-        }
-        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
-            return False  # the bucket really was empty: the pool was behind the server
-        lowered = message.lower()
-        named = [names for words, names in _GATE_WORDS.items() if words in lowered]
-        chosen = named[0] if named else tuple(_DIMS)
-        known = self._known_limits()
-        fresh = [
-            k
-            for k, name in enumerate(_DIMS)
-            if name in chosen and known[k] is not None and not (k in self._smoothed or self._pool.smooth[k])
-        ]
-        if fresh:
-            self._smoothed.update(fresh)
-            self._send("SMOOTH", [self._burst, *(_CODES[_DIMS[k]] for k in fresh)])
-            self._smooth_since = self._clock.now()
-            self._notify()
-            return True
-        # Sent before the change of pace, answered after it: already dealt with.
-        return admitted_at is not None and admitted_at <= self._smooth_since
-
-    def cool_down(self, seconds: float) -> None:
-        """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""
-        jitter = self._rng.uniform(0.0, min(1.0, 0.1 * seconds))
-        self._cooldown_until = max(self._cooldown_until, self._clock.now() + seconds + jitter)
-        self._send("PAUSE", [seconds, jitter])
-        if self._local is not None:
-            self._local.cool_down(seconds)
-        self._notify()
-
-    def overloaded(self) -> None:
-        """A 529/503: halve the pool's adaptive concurrency."""
-        self._send("PAUSE", [0, 0])
-        if self._local is not None:
-            self._local.overloaded()
-
-    def saw_response(self) -> None:
-        """Any response ends this process's single-request probe."""
-        if self._local is not None:
-            self._local.saw_response()
-        if not self._seen:
-            self._seen = True
-            self._notify()
-
-    @property
-    def cooldown_until(self) -> float:
-        return self._cooldown_until
-
-    # -- background: outbox and heartbeat ------------------------------------------------------------------
-
-    def _send(self, script: str, args: list[Any]) -> None:
-        self._outbox.append((script, args))
-        self._outbox_ready.set()
-
-    async def _flush(self) -> None:
-        """Send queued calls in one pipeline per batch; on failure they stay queued, in order."""
-        assert self._redis is not None
-        while self._outbox:
-            batch = [self._outbox[i] for i in range(min(_OUTBOX_BATCH, len(self._outbox)))]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for script, args in batch:
-                    await self._scripts[script](keys=self._keys, args=args, client=pipe)
-                await pipe.execute()
-            for _ in batch:
-                self._outbox.popleft()
-
-    async def _outbox_loop(self) -> None:
-        while not self._closing:
-            await self._outbox_ready.wait()
-            self._outbox_ready = anyio.Event()
-            if self._lost:
-                continue  # the heartbeat flushes once Redis answers again
-            try:
-                await self._flush()
-            except (RedisError, OSError):
-                self._set_lost(True)
-
-    async def _heartbeat(self) -> None:
-        demand = float(self._in_flight + len(self._queue))
-        if self._queue:  # backlogged: ask for more than it holds, so its share can grow
-            demand = max(demand, float(self.concurrency_limit() + 1))
-        reply = await self._scripts["HEARTBEAT"](keys=self._keys, args=[self._pid, self._lease, demand])
-        self._pool = PoolView.parse(reply)
-        self._reported = demand
-        if self._pool.pause > 0:
-            self._cooldown_until = max(self._cooldown_until, self._clock.now() + self._pool.pause)
-        self._notify()
-
-    async def _heartbeat_loop(self) -> None:
-        delay = _BACKOFF[0]
-        while not self._closing:
-            try:
-                await self._heartbeat()
-                if self._lost:
-                    if self._last_observe is not None:  # a restarted Redis forgot the limits
-                        self._outbox.appendleft(("OBSERVE", self._last_observe))
-                    await self._flush()
-                    self._set_lost(False)
-                delay = _BACKOFF[0]
-                await self._clock.sleep(self._lease / 20)
-            except (RedisError, OSError):
-                self._set_lost(True)
-                await self._clock.sleep(delay)
-                delay = min(_BACKOFF[1], delay * 2)
-
-    def _set_lost(self, lost: bool) -> None:
-        if lost and not self._lost:
-            self.reconnects += 1
-        if lost != self._lost:
-            self._lost = lost
-            self._local = self._start_fallback() if lost else None
-            self._notify()
-
-    def _divisor(self) -> int:
-        """N of the fallback: the user's, else the processes in the pool at the last heartbeat."""
-        if self._fallback is True or self._fallback is False:
-            return self._pool.live
-        return self._fallback
-
-    def _start_fallback(self) -> Limiter | None:
-        if self._fallback is False:
-            return None
-        window = self._minute or _DEFAULT_WINDOW
-        # The pool's learnt rates (per `window`, so the local gates start at the right pace), else the given.
-        per_window = tuple(
-            given if rate is None else rate * window
-            for rate, given in zip(self._pool.rates, self._limits_given(), strict=True)
-        )
-        local = local_limiter(
-            self._divisor(),
-            per_window,
-            clock=self._clock,
-            max_concurrency=self._cap,
-            minute=self._minute,
-            output_accounting=self._accounting,
-            rng=self._rng,
-        )
-        if self._seen or self._pool.seen:
-            local.saw_response()  # the pool already knows the key works: no single-request probe again
-        return local
+        return self._minute or DEFAULT_WINDOW
 
     # -- sizing and statistics -----------------------------------------------------------------------------
 
