@@ -24,7 +24,9 @@ def _body(i: int) -> bytes:
 
 
 def test_two_gateways_share_one_limiter(redis_url: str) -> None:
-    """Two gateways with --shared-limits in front of one Tier 1 key answer everything without an upstream 429."""
+    """Two gateways with --shared-limits in front of one Tier 1 key answer everything, with upstream 429s within the
+    1% the issue allows: running at the ceiling, a request delayed on a loaded machine can reach the server behind
+    one admitted after it, and that one finds the bucket empty (the gateway retries it; the client never sees it)."""
     with run_emulator(EmulatorConfig(tier=1, minute=1.2, first_token_latency=0.1)) as emu:
         config = GatewayConfig(
             base_url=emu.base_url, api_key="k", minute=1.2, shared_limits=redis_url, shared_limits_name="serve-test"
@@ -47,5 +49,5 @@ def test_two_gateways_share_one_limiter(redis_url: str) -> None:
             shared = type(one.gateway.limiter).__name__
         upstream = emu.stats()["status"]
     assert statuses == [200] * 120
-    assert "429" not in upstream
+    assert upstream.get("429", 0) <= 0.01 * sum(upstream.values())
     assert shared != "Limiter"  # the Redis-backed limiter took the local one's place
