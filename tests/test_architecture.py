@@ -44,8 +44,10 @@ LAYERS: dict[str, int] = {
     "_attempt": 2,
     "_budget": 2,
     "_cost_guard": 2,  # holds the _budget
+    "_dispatch": 2,
     "_gate": 2,
     "_item": 2,
+    "_limiter_setup": 2,
     "_stream": 2,
     "_run": 2,
     "_sync": 2,

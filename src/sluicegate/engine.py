@@ -1,11 +1,8 @@
 """The Engine: lifecycle and dispatch of any number of requests over one HTTP client, gate and cost guard.
 
-Each piece has its own module: the attempt policy (`_gate`), one item's attempts (`_item`), the cost guard
+Each piece has its own module: the limiter and its shared pool (`_limiter_setup`), the admission and dispatch of
+each run's items (`_dispatch`), the attempt policy (`_gate`), one item's attempts (`_item`), the cost guard
 (`_cost_guard`), the counters (`_stats`) and the streaming handle (`_stream`).
-
-Consumption is lazy and bounded: a dispatcher takes one input item at a time, waits for the limiter to admit
-it, and only then starts a task for it, so live tasks are bounded by the concurrency (plus items waiting to
-retry), never by the input size.
 """
 
 from __future__ import annotations
@@ -23,18 +20,19 @@ import httpx2
 from ._clock import Clock, SystemClock
 from ._config import Timeouts
 from ._cost_guard import CostGuard
+from ._dispatch import Dispatcher
 from ._environment import resolve_endpoint
-from ._events import Event, EventSink, RunAborted
-from ._exceptions import ConfigError, InputError, SluicegateError, UsageError
-from ._gate import AttemptGate, Pass
+from ._events import Event, EventSink
+from ._exceptions import ConfigError, UsageError
+from ._gate import AttemptGate
 from ._item import ItemRunner
-from ._models import RequestItem, Result
-from ._run import Run, iterate_items
+from ._limiter_setup import DEFAULT_BASE_URLS, build_limiter, close_limiter, open_limiter, shared_pool_name
+from ._models import Result
+from ._run import Run
 from ._stats import Counters, EngineStatistics
 from ._stream import TextStream
 from ._wire import Wire, default_transport
-from .limits._pool import pool_name, rate_limit_class
-from .limits.limiter import Limiter, Limits
+from .limits.limiter import Limits
 from .limits.protocol import LimiterLike
 from .pricing import PriceTable, load_prices
 from .providers import Provider
@@ -45,9 +43,7 @@ __all__ = ["Engine", "TextStream", "shared_pool_name"]
 
 log = logging.getLogger("sluicegate")
 
-_DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1"}
 _DEFAULT_CAP = 512
-_BACKOFF_ROOM = 1024  # items that may wait out a backoff beyond the concurrency bound
 
 
 class Engine:
@@ -96,7 +92,7 @@ class Engine:
         self._provider: Provider = get_provider(provider) if isinstance(provider, str) else provider
         api_key, base_url = resolve_endpoint(self._provider.name, api_key, base_url)
         self._api_key = api_key
-        self._base_url = base_url or _DEFAULT_BASE_URLS[self._provider.name]
+        self._base_url = base_url or DEFAULT_BASE_URLS[self._provider.name]
         self._defaults = dict(default_params or {})
         self._timeouts = timeouts or Timeouts()
         self._guard = CostGuard(load_prices(prices), max_cost)
@@ -104,35 +100,22 @@ class Engine:
         rng = random.Random(seed)
         self._cap = max_concurrency or _DEFAULT_CAP
         accounting = output_accounting or self._provider.output_accounting
-        # `minute` only overrides the windows the limiter learns from the headers; `smooth` skips the burst.
-        self.limiter: LimiterLike = Limiter(
-            limits,
-            clock=self._clock,
-            max_concurrency=max_concurrency,
-            minute=minute,
-            smooth=smooth,
-            output_accounting=accounting,
-            rng=rng,
-        )
-        if shared_limits is not None:  # the same limiter, its state in a Redis pool shared by every process
-            try:
-                from .limits.shared import SharedLimiter
-            except ImportError as exc:
-                raise ConfigError("shared_limits needs the redis client: pip install 'sluicegate[redis]'") from exc
-            name = shared_limits_name or shared_pool_name(
-                self._provider.name, api_key, base_url, self._defaults.get("model")
-            )
-            self.limiter = SharedLimiter(
-                shared_limits, name=name, limits=limits, clock=self._clock, max_concurrency=max_concurrency,
-                minute=minute, rng=rng, output_accounting=accounting, fallback=shared_limits_fallback, smooth=smooth,
-            )  # fmt: skip
+
+        def pool() -> str:  # named only when the limits are shared
+            model = self._defaults.get("model")
+            return shared_limits_name or shared_pool_name(self._provider.name, api_key, base_url, model)
+
+        self.limiter: LimiterLike = build_limiter(
+            limits, clock=self._clock, max_concurrency=max_concurrency, minute=minute, smooth=smooth,
+            output_accounting=accounting, rng=rng, shared_limits=shared_limits, shared_pool=pool,
+            shared_limits_fallback=shared_limits_fallback,
+        )  # fmt: skip
         self._gate = AttemptGate(retry=retry or RetryPolicy(), clock=self._clock, rng=rng, limiter=self.limiter)
         self._transport = transport
         self._sinks = list(sinks)
         self._wire: Wire | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
-        self._runs: set[Run] = set()
         self._started = self._clock.now()
         self._counts = Counters()
         self._items = ItemRunner(
@@ -147,8 +130,12 @@ class Engine:
             clock=self._clock,
             emit=self._emit,
             listening=bool(self._sinks),
-            abort=lambda run, message, everyone: self._abort(run, message, everyone=everyone),
+            abort=lambda run, message, everyone: self._dispatcher.abort(run, message, everyone=everyone),
         )
+        self._dispatcher = Dispatcher(
+            items=self._items, guard=self._guard, provider=self._provider, defaults=self._defaults,
+            counts=self._counts, clock=self._clock, cap=self._cap, emit=self._emit,
+        )  # fmt: skip
 
     def __repr__(self) -> str:  # never shows the key
         return f"Engine(provider={self._provider.name!r}, base_url={self._base_url!r})"
@@ -158,7 +145,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         if self._state != "new":
             raise UsageError("an Engine can be opened once; create a new one")
-        await _open_limiter(self.limiter)
+        await open_limiter(self.limiter)
         headers = {"content-type": "application/json", **self._provider.auth_headers(self._api_key)}
         # Connections for `cap` attempts in flight, plus a few for retries.
         transport = self._transport or default_transport(self._base_url, self._cap + 16)
@@ -173,14 +160,13 @@ class Engine:
         assert self._tg is not None
         assert self._wire is not None
         self._state = "closed"
-        for run in list(self._runs):
-            run.scope.cancel()
+        self._dispatcher.cancel()
         try:
             await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
         finally:
             with anyio.CancelScope(shield=True):
                 await self._wire.aclose()
-            await _close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
+            await close_limiter(self.limiter)  # opened first, closed last, in the same cancel scope
 
     def _require_open(self) -> None:
         if self._state != "open":
@@ -204,7 +190,7 @@ class Engine:
                 async for result in run.receive:
                     results[result.index] = result
         finally:
-            await self._stop_run(run)
+            await self._dispatcher.stop_run(run)
         if fail_fast and run.error is not None:
             raise run.error
         return [results[i] for i in sorted(results)]
@@ -219,14 +205,13 @@ class Engine:
                 async for result in run.receive:
                     yield result
         finally:
-            await self._stop_run(run)  # the consumer stopped early: stop the run's work too
+            await self._dispatcher.stop_run(run)  # the consumer stopped early: stop the run's work too
         if run.error is not None:
             raise run.error
 
     def stop_admitting(self) -> None:
         """Graceful drain: take no new items and stop waiting retries; attempts in flight finish."""
-        for run in list(self._runs):
-            run.drain()
+        self._dispatcher.drain()
 
     def statistics(self) -> EngineStatistics:
         counts, guard = self._counts, self._guard
@@ -274,128 +259,16 @@ class Engine:
                     tg.cancel_scope.cancel()
                 handle._receive.close()
 
-    # -- dispatch ------------------------------------------------------------------------------------------
+    # -- dispatch (in `_dispatch`) -------------------------------------------------------------------------
 
     async def _one(self, params: Mapping[str, Any], on_text: Callable[[str], Awaitable[None]] | None = None) -> Result:
-        """One request outside any map(): its own single-item run, its result returned rather than streamed."""
         self._require_open()
-        run = Run(buffer=1, fill_aborted=False, fail_fast=True)
-        run.close_streams()
-        (item,) = [x async for x in iterate_items([params], self._defaults)]
-        raw_in = self._items.input_estimator.raw(item.params)
-        try:
-            passed = await self._admit(run, item, raw_in)
-        except InputError as exc:
-            return self._items.refused(item, exc, 0, 0.0)
-        if passed is None:
-            return self._items.halted(run, item)
-        return await self._items.execute(run, item, passed, raw_in, on_text=on_text)
+        return await self._dispatcher.one(params, on_text=on_text)
 
     def _start(self, requests: Iterable[Any] | AsyncIterable[Any], *, fill_aborted: bool, fail_fast: bool) -> Run:
         self._require_open()
         assert self._tg is not None
-        run = Run(buffer=256, fill_aborted=fill_aborted, fail_fast=fail_fast)
-        self._runs.add(run)
-        self._tg.start_soon(self._dispatch, run, requests)
-        return run
-
-    async def _stop_run(self, run: Run) -> None:
-        """Cancel what is left of a run and wait until its tasks have released their slots."""
-        run.scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await run.finished.wait()
-
-    async def _dispatch(self, run: Run, requests: Iterable[Any] | AsyncIterable[Any]) -> None:
-        # Admitted items plus items waiting to retry stay below this, so memory is bounded by concurrency. Items
-        # in backoff hold no concurrency slot, so the bound is wider than the cap: a few backing off must not
-        # hold up the items behind them.
-        outstanding = anyio.Semaphore(4 * self._cap + _BACKOFF_ROOM)
-        try:
-            async with run.send:
-                with run.scope:
-                    async with anyio.create_task_group() as tg:
-                        async for item in iterate_items(requests, self._defaults):
-                            if run.halted:
-                                if run.fill_aborted:
-                                    await run.send.send(self._items.halted(run, item))
-                                    continue
-                                break
-                            try:  # no checkpoint (a turn of the loop) per item while there is room
-                                outstanding.acquire_nowait()
-                            except anyio.WouldBlock:
-                                await outstanding.acquire()
-                            self._counts.submitted += 1
-                            raw_in = self._items.input_estimator.raw(item.params)
-                            try:
-                                passed = await self._admit(run, item, raw_in)
-                            except InputError as exc:  # larger than a bucket: the server would refuse it forever
-                                outstanding.release()
-                                await run.send.send(self._items.refused(item, exc, 0, 0.0))
-                                continue
-                            if passed is None:
-                                outstanding.release()
-                                await run.send.send(self._items.halted(run, item))
-                                continue
-                            tg.start_soon(self._item_task, run, item, passed, raw_in, outstanding)
-        except SluicegateError as exc:  # bad input from an iterable: stop the run and say why
-            run.abort(str(exc))
-            self._emit(RunAborted(at=self._clock.now(), reason=str(exc)))
-        finally:
-            self._runs.discard(run)
-            run.finished.set()
-
-    async def _item_task(
-        self, run: Run, item: RequestItem, passed: Pass, raw_in: int, outstanding: anyio.Semaphore
-    ) -> None:
-        try:
-            await run.send.send(await self._items.execute(run, item, passed, raw_in))
-        finally:
-            outstanding.release()
-
-    async def _admit(self, run: Run, item: RequestItem, raw_in: int) -> Pass | None:
-        """Wait for the cost cap and the gate; None when the run stopped meanwhile."""
-        est_in, reserve, max_tokens = self._items.estimates(item, raw_in)
-        guard = self._guard
-        if guard.max_cost is not None:
-            model = self._provider.model(item.params)
-            worst = guard.prices.estimate_cost(model, est_in, max_tokens)
-            if worst is None:
-                message = f"no price is known for model {model!r}, so the cost cap cannot be enforced"
-                self._abort(run, message, kind="budget_exceeded", budget=True)
-                return None
-            likely = guard.prices.estimate_cost(model, est_in, reserve) or worst
-            # Money only reserved by requests in flight is not spent: wait for their answers before deciding.
-            while (verdict := guard.budget.verdict(worst, likely)) == "wait":
-                with run.cancellable() as scope:
-                    await guard.budget.wait_settled()
-                if scope.cancelled_caught or run.halted:
-                    return None
-            if verdict == "stop":
-                message = (
-                    f"the cost cap of ${guard.max_cost:.2f} is reached: ${guard.budget.spent:.4f} spent, and the "
-                    f"next request would likely cost ${likely:.4f} (up to ${worst:.4f})"
-                )
-                self._abort(run, message, kind="budget_exceeded", budget=True)
-                return None
-            guard.budget.reserve(id(item), worst, likely)
-        passed: Pass | None = None
-        try:
-            passed = await self._items.wait_for_pass(run, item, raw_in)
-        finally:
-            if passed is None:
-                guard.budget.release(id(item))
-        return passed
-
-    def _abort(
-        self, run: Run, message: str, *, kind: Any = "aborted", budget: bool = False, everyone: bool = False
-    ) -> None:
-        if run.error is None:
-            run.abort(message, kind=kind, budget=budget)
-            self._emit(RunAborted(at=self._clock.now(), reason=message))
-        if everyone:  # a bad key, an empty account or an unreachable host is the same for every run
-            for other in list(self._runs):
-                if other.error is None:
-                    other.abort(message, kind="aborted")
+        return self._dispatcher.start(self._tg, requests, fill_aborted=fill_aborted, fail_fast=fail_fast)
 
     def _emit(self, event: Event) -> None:
         for sink in self._sinks:
@@ -403,21 +276,3 @@ class Engine:
                 sink(event)
             except Exception:  # a broken display must not break the run
                 log.exception("event sink %r failed", sink)
-
-
-def shared_pool_name(provider: str, api_key: str, base_url: str | None, model: str | None) -> str:
-    """The shared-limits pool of a key, endpoint (None: the provider's default) and model's rate-limit class."""
-    return pool_name(api_key, base_url or _DEFAULT_BASE_URLS[provider], rate_limit_class(provider, model))
-
-
-async def _open_limiter(limiter: LimiterLike) -> None:
-    """A shared limiter connects to its pool (raising SharedLimitsUnavailableError); a local one has nothing to do."""
-    opener = getattr(limiter, "open", None)
-    if opener is not None:
-        await opener()
-
-
-async def _close_limiter(limiter: LimiterLike) -> None:
-    closer = getattr(limiter, "aclose", None)
-    if closer is not None:
-        await closer()
