@@ -29,7 +29,7 @@ from typing import Literal
 
 import anyio
 
-from ._clock import Clock
+from ._clock import Clock, wait_event
 
 __all__ = ["Breaker", "BreakerState", "Ticket"]
 
@@ -93,8 +93,7 @@ class Breaker:
             wait = self._wait_time()
             if wait <= 0:
                 break
-            with anyio.move_on_after(wait):
-                await changed.wait()
+            await wait_event(self._clock, changed, wait)
         self.held_back += self._clock.now() - started
         if self.closed:  # it may have closed while this attempt waited
             return Ticket(self._epoch, tracked=False)

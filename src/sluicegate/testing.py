@@ -5,6 +5,10 @@ waiting and no I/O is ready, time jumps straight to the next timer (trio's autoj
 selector). So `anyio.sleep`, cancel scopes, `fail_after` and the engine's own waits all run on virtual time:
 a 100-second scenario takes milliseconds and asserts `clock.now() == 100.0` exactly.
 
+The loop learns its timers through its public `call_at` (which `call_later`, anyio's cancel scopes and
+`asyncio.timeout` all go through) and keeps its own heap of them, so the jump lands on a timer's exact
+deadline without reading the loop's private state.
+
 Only in-process work belongs on a fake clock (a mock transport, the limiter). Real sockets to another
 thread or process would see time jump while they work; test those against the emulator on the real clock.
 """
@@ -12,15 +16,21 @@ thread or process would see time jump while they work; test those against the em
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
+import itertools
 import selectors
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 import anyio
+
+from ._clock import loop_timed
 
 __all__ = ["DeadlockError", "FakeClock"]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # When nothing is scheduled and no I/O is ready, a helper thread may still wake the loop (getaddrinfo,
 # to_thread); give it this long in real seconds before calling the test a deadlock.
@@ -31,13 +41,47 @@ class DeadlockError(RuntimeError):
     """Every task waits for something that no timer and no I/O will ever deliver."""
 
 
+class _VirtualTime:
+    """The one reading a FakeClock and its loops share."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+
+class _Deadlines:
+    """The loop's pending timers, as seen through `call_at`: a heap of (deadline, order, handle)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._order = itertools.count()
+        self._compact_above = 64
+
+    def add(self, handle: asyncio.TimerHandle) -> None:
+        heapq.heappush(self._heap, (handle.when(), next(self._order), handle))
+        if len(self._heap) > self._compact_above:
+            # Cancelled timeouts (a wait that ended on its event) sink into the heap; drop them now and then,
+            # as asyncio does with its own heap, so a long test does not grow it without bound.
+            self._heap = [entry for entry in self._heap if not entry[2].cancelled()]
+            heapq.heapify(self._heap)
+            self._compact_above = max(64, 2 * len(self._heap))
+
+    def next_after(self, now: float) -> float | None:
+        """The earliest live deadline later than `now`; those at or before it have run or were cancelled."""
+        heap = self._heap
+        while heap and (heap[0][2].cancelled() or heap[0][0] <= now):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+
 class _JumpingSelector(selectors.DefaultSelector):
     """A selector that advances the clock instead of blocking when a timer is the next thing to happen."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, time: _VirtualTime, deadlines: _Deadlines) -> None:
         super().__init__()
-        self._clock = clock
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._time = time
+        self._deadlines = deadlines
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events = super().select(0)
@@ -49,24 +93,35 @@ class _JumpingSelector(selectors.DefaultSelector):
                 raise DeadlockError("every task is waiting and no timer is scheduled")
             return events
         if timeout > 0:
-            # Land exactly on the next timer's deadline so `now()` reads 1.5, not 1.4999999999999998.
-            scheduled = getattr(self.loop, "_scheduled", None)
-            target = scheduled[0].when() if scheduled else self._clock._now + timeout
-            self._clock._now = max(self._clock._now, target)
+            # Land exactly on the next timer's deadline so `now()` reads 1.5, not 1.4999999999999998. The loop
+            # passes a positive timeout only when no timer is due, so the next live one is the one it waits for.
+            target = self._deadlines.next_after(self._time.now)
+            self._time.now = max(self._time.now, self._time.now + timeout if target is None else target)
         return []
 
 
 class _VirtualTimeLoop(asyncio.SelectorEventLoop):
-    def __init__(self, clock: FakeClock) -> None:
-        selector = _JumpingSelector(clock)
-        super().__init__(selector)
-        selector.loop = self
-        self._fake_clock = clock
+    def __init__(self, time: _VirtualTime) -> None:
+        self._deadlines = _Deadlines()
+        super().__init__(_JumpingSelector(time, self._deadlines))
+        self._virtual_time = time
 
     def time(self) -> float:
-        return self._fake_clock._now
+        return self._virtual_time.now
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        handle = super().call_at(when, callback, *args, context=context)
+        self._deadlines.add(handle)
+        return handle
 
 
+@loop_timed
 class FakeClock:
     """A Clock on virtual time. Use `clock.run(main)` to run a test on it.
 
@@ -74,10 +129,10 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
+        self._time = _VirtualTime(float(start))
 
     def now(self) -> float:
-        return self._now
+        return self._time.now
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(max(0.0, seconds))
@@ -86,10 +141,10 @@ class FakeClock:
         """Move time forward by hand (for pure code that reads `now()` outside an event loop)."""
         if seconds < 0:
             raise ValueError("time only moves forward")
-        self._now += seconds
+        self._time.now += seconds
 
     def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run `func(*args)` to completion on an event loop driven by this clock."""
         return anyio.run(
-            func, *args, backend="asyncio", backend_options={"loop_factory": lambda: _VirtualTimeLoop(self)}
+            func, *args, backend="asyncio", backend_options={"loop_factory": lambda: _VirtualTimeLoop(self._time)}
         )

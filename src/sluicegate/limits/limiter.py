@@ -22,7 +22,7 @@ from typing import Literal
 
 import anyio
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, wait_event
 from .._exceptions import ConfigError, InputError
 from .._models import Usage
 from .._stats import Binding, LimiterStatistics
@@ -180,8 +180,7 @@ class Limiter(ServerSignals):
                 self._binding = binding
                 # Never admit early: a server computing the same refill in floats may be a hair short. A wait
                 # shorter than a virtual clock's step is stretched to one.
-                with anyio.move_on_after(max(wait, _EPSILON)):
-                    await changed.wait()
+                await wait_event(self._clock, changed, max(wait, _EPSILON))
         except BaseException:
             if waiter.permit is not None:  # admitted by the head, then cancelled before it could resume
                 waiter.permit.release()

@@ -28,7 +28,7 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, wait_event
 from .._exceptions import ConfigError
 from .._stats import Binding, LimiterStatistics
 from . import _redis_lua as lua
@@ -176,8 +176,7 @@ class SharedLimiter(SharedSignals):
                 continue
             if now < self._cooldown_until:
                 self._binding = "cooldown"
-                with anyio.move_on_after(self._cooldown_until - now):
-                    await changed.wait()
+                await wait_event(self._clock, changed, self._cooldown_until - now)
                 continue
             if self._in_flight >= self.concurrency_limit():
                 self._binding = "concurrency"

@@ -22,6 +22,7 @@ import httpx2
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .._clock import Deadline
 from .._models import Usage
 from ..integrations._metered import METER, StreamMeter
 from ._queue import Priority, Ticket
@@ -146,14 +147,14 @@ class _Exchange:
             await g.scheduler.wait_turn(ticket)
             remaining = ticket.deadline - g.clock.now()
             preemptions = ticket.preemptions
-            with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, remaining)) as entry:
+            with Deadline(g.clock, remaining) as entry:
                 g.scheduler.entering(ticket, entry.cancel)
 
-                def on_sent(entry: anyio.CancelScope = entry, ticket: Ticket = ticket) -> None:
+                def on_sent(entry: Deadline = entry, ticket: Ticket = ticket) -> None:
                     if ticket.state not in ("entering", "admitted"):
                         raise Preempted
                     if ticket.state == "entering":  # first attempt; a retry comes through here again
-                        entry.deadline = math.inf  # the deadline is for the wait, not for the answer
+                        entry.lift()  # the deadline is for the wait, not for the answer
                         g.scheduler.admitted(ticket)
                         self.queued = g.clock.now() - ticket.enqueued_at
                         self.sent_upstream = True

@@ -17,7 +17,7 @@ from typing import Literal
 
 import anyio
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, wait_event
 from ._queue import AdmissionRate, FairQueue, Priority, Ticket
 
 __all__ = ["Refused", "Scheduler", "SchedulerStatistics"]
@@ -117,10 +117,12 @@ class Scheduler:
 
     async def wait_turn(self, ticket: Ticket) -> None:
         """Return when `ticket` may enter the limiter; raise Refused if its deadline comes first."""
-        with anyio.move_on_after(max(0.0, ticket.deadline - self._clock.now())):
-            while ticket.state == "queued":
-                event = self._turns[ticket] = anyio.Event()
-                await event.wait()
+        left = ticket.deadline - self._clock.now()
+        while ticket.state == "queued" and left > 0:
+            event = self._turns[ticket] = anyio.Event()
+            if not await wait_event(self._clock, event, left):
+                break  # the deadline came first
+            left = ticket.deadline - self._clock.now()
         self._turns.pop(ticket, None)
         if ticket.state == "queued":
             raise self._expired(ticket)
