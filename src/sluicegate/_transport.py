@@ -275,7 +275,8 @@ class EngineTransport(httpx2.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         connection = _Connection(origin)
         try:
-            await asyncio.wait_for(
+            # A connect timeout bounds real network I/O: the loop's time, not the pacing Clock.
+            await asyncio.wait_for(  # noqa: TID251
                 loop.create_connection(
                     lambda: connection, hostname, port, ssl=tls, server_hostname=hostname if tls else None
                 ),

@@ -115,13 +115,14 @@ class PoolLink:
         self._outbox_ready.set()
         for task in self._tasks:
             task.cancel()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+        # Real seconds of grace for Redis I/O at shutdown, on the loop's time: nothing is paced here.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):  # noqa: TID251
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         client = self._redis
         if client is None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):  # noqa: TID251
             try:
                 await self._flush()
                 await self._scripts["LEAVE"](keys=self._keys, args=[self._pid])
