@@ -165,3 +165,20 @@ def test_a_failing_store_commit_leaves_the_rows_for_later_and_raises_nothing(tmp
     recorder.close()
     store.close()
     assert sum(r.succeeded for r in segment.rows.values()) == 1
+
+
+def test_the_run_is_dated_by_the_wall_clock_it_is_given(tmp_path: Path) -> None:
+    """The run's start and end are dated by the `wall` parameter plus the monotonic time that passed, never by
+    reading the system's wall clock inside the recorder."""
+    clock = FakeTime()
+    store = JobStore.open(tmp_path / "job.db", settings=SETTINGS)
+    recorder = TimelineRecorder(store.path, now=clock, wall=lambda: 1_700_000_000.0)
+    clock.t += 4.0
+    recorder(_success(clock.t, 0))
+    store.commit()
+    recorder.close()
+    store.close()
+    conn = sqlite3.connect(tmp_path / "job.db")
+    started, ended = conn.execute("SELECT started, ended FROM timeline_runs").fetchone()
+    conn.close()
+    assert (started, ended) == (1_700_000_000.0, 1_700_000_004.0)

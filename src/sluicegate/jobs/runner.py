@@ -205,7 +205,7 @@ async def _run(config: JobConfig, job: DurableJob, view: JobView, clock: Clock, 
                 "to go on, raise the cap: "
                 f"{with_max_cost(config.resume())}",
             )
-    timeline = TimelineRecorder(store.path, now=clock.now, prices=config.prices)
+    timeline = TimelineRecorder(store.path, now=clock.now, wall=config.wall_clock, prices=config.prices)
 
     async def items() -> AsyncIterator[RequestItem]:
         rows = None

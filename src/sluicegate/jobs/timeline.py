@@ -45,6 +45,7 @@ class TimelineRecorder:
         path: Path,
         *,
         now: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,  # dates the run's start in the report (epoch seconds)
         prices: PriceTable | None = None,
         row_budget: int = ROW_BUDGET,
     ) -> None:
@@ -53,7 +54,7 @@ class TimelineRecorder:
         self._prices = prices or default_table()
         self._budget = row_budget
         self._t0 = now()
-        self._started = time.time()
+        self._started = wall()
         self._width = 1.0
         self._rows: dict[int, Row] = {}
         self._dirty: set[int] = set()
