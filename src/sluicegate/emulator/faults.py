@@ -4,7 +4,7 @@ fault response that needs its own wire behaviour: a JSON answer cut off mid-body
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 from starlette.responses import Response
@@ -13,11 +13,14 @@ from starlette.types import Receive, Scope, Send
 from sluicegate.emulator.config import FaultSpec
 from sluicegate.emulator.transport import RAW_SEND, FastJSONResponse
 
+if TYPE_CHECKING:  # state.py imports this module: the type only, not a runtime import
+    from sluicegate.emulator.state import EmulatorState
 
-def pick_fault(state: Any) -> FaultSpec | None:
+
+def pick_fault(state: EmulatorState) -> FaultSpec | None:
     """The fault this request suffers, if any (first matching spec wins)."""
     now = state.now()
-    specs: tuple[FaultSpec, ...] = state.config.faults
+    specs = state.config.faults
     for spec in specs:
         if spec.start is not None:
             end = float("inf") if spec.end is None else spec.end

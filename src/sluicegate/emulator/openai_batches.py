@@ -24,7 +24,7 @@ import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +32,10 @@ from starlette.routing import Route
 
 from sluicegate.emulator.batch_store import Batch, BatchStore
 from sluicegate.emulator.openai_api import batch_chat_completion
-from sluicegate.emulator.openai_files import FileStore, keyed, openai_error
+from sluicegate.emulator.openai_files import keyed, openai_error
+
+if TYPE_CHECKING:  # state.py imports this module: the type only, not a runtime import
+    from sluicegate.emulator.state import EmulatorState
 
 __all__ = ["MAX_REQUESTS", "OpenAIBatch", "OpenAIBatches", "batch_api_routes", "validate_input"]
 
@@ -149,10 +152,10 @@ class OpenAIBatches:
         self.schedule.clear()
 
 
-def batch_api_routes(state: Any) -> list[Route]:
+def batch_api_routes(state: EmulatorState) -> list[Route]:
     """The `/v1/batches` routes of one emulator, over `state.openai_batches` and `state.files`."""
-    registry: OpenAIBatches = state.openai_batches
-    files: FileStore = state.files
+    registry = state.openai_batches
+    files = state.files
     scale = float(state.config.minute) / 60.0
     epoch = time.time() - float(state.emulated_now()) * scale
 

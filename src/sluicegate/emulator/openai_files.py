@@ -14,11 +14,14 @@ import string
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:  # state.py imports this module: the type only, not a runtime import
+    from sluicegate.emulator.state import EmulatorState
 
 __all__ = ["MAX_BATCH_FILE_BYTES", "FileStore", "StoredFile", "file_routes", "openai_error", "parse_multipart"]
 
@@ -124,9 +127,9 @@ def _api_key(request: Request) -> str:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
 
 
-def file_routes(state: Any) -> list[Route]:
+def file_routes(state: EmulatorState) -> list[Route]:
     """The Files routes of one emulator, over `state.files`."""
-    store: FileStore = state.files
+    store = state.files
 
     def not_found(file_id: str) -> JSONResponse:
         return openai_error(404, f"No such File object: {file_id}", param="id")
@@ -181,10 +184,10 @@ def file_routes(state: Any) -> list[Route]:
     ]
 
 
-def keyed(state: Any, method: str, path: str, handler: Handler) -> Route:
+def keyed(state: EmulatorState, method: str, path: str, handler: Handler) -> Route:
     """`handler` behind OpenAI's key check (the key in `request.state.key`), counted in the stats."""
     endpoint = f"{method} {path}"
-    invalid: frozenset[str] = getattr(state.config, "invalid_keys", frozenset())
+    invalid = state.config.invalid_keys
 
     async def wrapped(request: Request) -> Response:
         key = _api_key(request)
@@ -195,9 +198,7 @@ def keyed(state: Any, method: str, path: str, handler: Handler) -> Route:
         else:
             request.state.key = key
             response = await handler(request)
-        counters = getattr(state, "stats", None)
-        if counters is not None:
-            counters.count(endpoint, response.status_code)
+        state.stats.count(endpoint, response.status_code)
         return response
 
     return Route(path, wrapped, methods=[method])
