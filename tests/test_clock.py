@@ -9,6 +9,7 @@ import anyio.lowlevel
 import pytest
 
 from sluicegate import Clock, Usage
+from sluicegate._breaker import Breaker
 from sluicegate._clock import Deadline, wait_event
 from sluicegate.limits.limiter import Limiter, Limits
 from sluicegate.serve.scheduler import Refused, Scheduler
@@ -18,8 +19,11 @@ from sluicegate.testing import FakeClock
 class FourTimesFaster:
     """A user's clock that runs four times faster than the event loop (a power of two keeps the sums exact)."""
 
+    def __init__(self, loop: FakeClock) -> None:
+        self._loop = loop
+
     def now(self) -> float:
-        return 4.0 * anyio.current_time()
+        return 4.0 * self._loop.now()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(max(0.0, seconds) / 4.0)
@@ -59,7 +63,7 @@ class HalfSpeedFake(FakeClock):
 
 def test_user_clocks_satisfy_the_public_protocol() -> None:
     """The test's clocks are what a user writes against `sluicegate.Clock`: `now()` and `sleep()`, nothing more."""
-    assert isinstance(FourTimesFaster(), Clock)
+    assert isinstance(FourTimesFaster(FakeClock()), Clock)
     assert isinstance(ManualClock(), Clock)
 
 
@@ -67,7 +71,7 @@ def test_the_limiter_paces_by_a_users_own_clock() -> None:
     """RPM 60 on a clock four times faster than the loop: one admission per second of that clock (a quarter of a
     loop second), not one per loop second as a wait on the loop's timeouts would give."""
     loop = FakeClock()
-    user = FourTimesFaster()
+    user = FourTimesFaster(loop)
     times: list[float] = []
 
     async def main() -> None:
@@ -115,7 +119,7 @@ def test_wait_event_times_out_on_the_clock_it_is_given() -> None:
     seen: list[tuple[bool, float]] = []
 
     async def main() -> None:
-        came = await wait_event(FourTimesFaster(), anyio.Event(), 2.0)
+        came = await wait_event(FourTimesFaster(loop), anyio.Event(), 2.0)
         seen.append((came, loop.now()))
 
     loop.run(main)
@@ -136,7 +140,7 @@ def test_wait_event_returns_on_the_event_and_leaves_no_timer_behind() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(setter)
-            seen.append((await wait_event(FourTimesFaster(), event, 100.0), loop.now()))
+            seen.append((await wait_event(FourTimesFaster(loop), event, 100.0), loop.now()))
 
     loop.run(main)
     assert seen == [(True, 0.25)]
@@ -158,11 +162,11 @@ def test_a_subclass_of_a_loop_timed_clock_waits_on_its_own_time() -> None:
     assert FakeClock.now(clock) == 2.0
 
 
-@pytest.mark.parametrize("make_clock", [FakeClock, FourTimesFaster], ids=["loop-timed", "user"])
-def test_a_deadline_cancels_on_its_clock_and_lift_turns_it_off(make_clock: type[Clock]) -> None:
+@pytest.mark.parametrize("user_clock", [False, True], ids=["loop-timed", "user"])
+def test_a_deadline_cancels_on_its_clock_and_lift_turns_it_off(user_clock: bool) -> None:
     """A Deadline of 2 clock seconds cancels a block still waiting then; a lifted one lets its block finish."""
-    clock = make_clock()
-    loop = clock if isinstance(clock, FakeClock) else FakeClock()
+    loop = FakeClock()
+    clock: Clock = FourTimesFaster(loop) if user_clock else loop
     ends: list[tuple[str, float]] = []
 
     async def main() -> None:
@@ -179,11 +183,30 @@ def test_a_deadline_cancels_on_its_clock_and_lift_turns_it_off(make_clock: type[
     assert ends == [("cancelled", 2.0), ("ran", 8.0)]
 
 
+def test_an_open_breaker_probes_after_its_interval_on_the_users_clock() -> None:
+    """A breaker opened by a burst lets its probe out 0.5 s later on a clock four times faster than the loop: an
+    eighth of a loop second."""
+    loop = FakeClock()
+    user = FourTimesFaster(loop)
+    seen: list[tuple[str, float, float]] = []
+
+    async def main() -> None:
+        breaker = Breaker(user, window=4, min_failures=2, probe_interval=0.5)
+        for _ in range(2):
+            breaker.record(await breaker.wait_turn(), overloaded=True)
+        state = breaker.state
+        await breaker.wait_turn()
+        seen.append((state, user.now(), loop.now()))
+
+    loop.run(main)
+    assert seen == [("open", 0.5, 0.125)]
+
+
 def test_the_gateway_queue_deadline_is_on_the_users_clock() -> None:
     """A queued ticket whose 2 s deadline passes on a clock four times faster than the loop is refused after half
     a loop second."""
     loop = FakeClock()
-    user = FourTimesFaster()
+    user = FourTimesFaster(loop)
     seen: list[tuple[str, float]] = []
 
     async def main() -> None:
