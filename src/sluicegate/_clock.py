@@ -54,10 +54,6 @@ def loop_timed(cls: _C) -> _C:
     return cls
 
 
-def _on_loop_time(clock: Clock) -> bool:
-    return type(clock) in _LOOP_TIMED
-
-
 @loop_timed
 class SystemClock:
     """The real monotonic clock."""
@@ -73,23 +69,16 @@ async def wait_event(clock: Clock, event: anyio.Event, seconds: float) -> bool:
     """Wait until `event` is set or `seconds` have passed on `clock`, whichever comes first; True if the event
     is set. Callers that loop decide "timed out" by this answer, not by re-reading the clock, so a float hair
     left before a deadline cannot make them spin."""
-    if event.is_set():
+    if type(clock) in _LOOP_TIMED:  # the hot path (the defaults): exactly the loop's own timeout
+        with anyio.move_on_after(seconds):
+            await event.wait()
+    elif event.is_set():
         await anyio.lowlevel.checkpoint()
     elif seconds == math.inf:
         await event.wait()
-    elif _on_loop_time(clock):
-        with anyio.move_on_after(seconds):
-            await event.wait()
     else:
-        async with anyio.create_task_group() as race:
-
-            async def ring() -> None:
-                await clock.sleep(seconds)
-                race.cancel_scope.cancel()
-
-            race.start_soon(ring)
+        with Deadline(clock, seconds):
             await event.wait()
-            race.cancel_scope.cancel()
     return event.is_set()
 
 
@@ -109,7 +98,7 @@ class Deadline:
     def __enter__(self) -> Deadline:
         if self._seconds == math.inf:
             pass
-        elif _on_loop_time(self._clock):
+        elif type(self._clock) in _LOOP_TIMED:
             self.scope.deadline = anyio.current_time() + self._seconds
         else:
             # A plain task rather than a task group: a task group around the caller's block would wrap the

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
-import itertools
 import selectors
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, TypeVarTuple, Unpack
@@ -51,28 +50,27 @@ class _VirtualTime:
 
 
 class _Deadlines:
-    """The loop's pending timers, as seen through `call_at`: a heap of (deadline, order, handle)."""
+    """The loop's pending timers, as seen through `call_at`: a heap of handles (they order by deadline)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, asyncio.TimerHandle]] = []
-        self._order = itertools.count()
+        self._heap: list[asyncio.TimerHandle] = []
         self._compact_above = 64
 
     def add(self, handle: asyncio.TimerHandle) -> None:
-        heapq.heappush(self._heap, (handle.when(), next(self._order), handle))
+        heapq.heappush(self._heap, handle)
         if len(self._heap) > self._compact_above:
             # Cancelled timeouts (a wait that ended on its event) sink into the heap; drop them now and then,
             # as asyncio does with its own heap, so a long test does not grow it without bound.
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled()]
+            self._heap = [handle for handle in self._heap if not handle.cancelled()]
             heapq.heapify(self._heap)
             self._compact_above = max(64, 2 * len(self._heap))
 
     def next_after(self, now: float) -> float | None:
         """The earliest live deadline later than `now`; those at or before it have run or were cancelled."""
         heap = self._heap
-        while heap and (heap[0][2].cancelled() or heap[0][0] <= now):
+        while heap and (heap[0].cancelled() or heap[0].when() <= now):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return heap[0].when() if heap else None
 
 
 class _JumpingSelector(selectors.DefaultSelector):
