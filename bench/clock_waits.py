@@ -88,7 +88,7 @@ def main() -> None:
         return anyio.run(_admit, SystemClock(), real, w)
 
     cases = [("FakeClock", fake, n), ("user Clock on the fake loop", forwarding, n), ("SystemClock", system, real)]
-    print("| clock | admissions | CPU µs per admission (median of %d) | ends at (clock s) |" % args.repeats)
+    print(f"| clock | admissions | CPU µs per admission (median of {args.repeats}) | ends at (clock s) |")
     print("|---|---|---|---|")
     for name, run, count in cases:
         samples = [_measure(run, count) for _ in range(args.repeats)]
