@@ -40,7 +40,12 @@ _LOOP_TIMED: set[type] = set()
 
 @runtime_checkable
 class Clock(Protocol):
-    """Monotonic seconds and a sleep that honours cancellation."""
+    """Monotonic seconds and a sleep that honours cancellation.
+
+    Give one to `Engine`, `run_job` or the gateway and every pacing wait is measured on it: sleeps, backoff, and
+    the waits for capacity that end early when capacity frees. `sleep` must return once `now()` has advanced by
+    `seconds` (its own time, whatever the event loop's), and raise when cancelled.
+    """
 
     def now(self) -> float: ...
 
