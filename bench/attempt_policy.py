@@ -5,7 +5,8 @@ a run to a port that refuses every connection stops. Prints one JSON line per me
     python -m bench.attempt_policy overload --system sdk      # the SDK drop-in (asyncio.gather) over the same
     python -m bench.attempt_policy refused                    # Engine.map of 20 items to a closed port
 
-The emulator's fault window is counted from its start; every attempt's answer is logged with the time since then.
+The emulator's fault window is counted from its start; the figures come from the emulator's own log of arrivals
+and answers (`bench/overload.py` defines them).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 import anthropic
 import httpx2
 
+from bench.overload import after_window, overload_window
+from bench.runner import answer_latency, ideal_wall
 from bench.scenarios import SCENARIOS
 from sluicegate import Engine
-from sluicegate.demo.workload import make_documents
+from sluicegate.demo.workload import average_input_tokens, make_documents
 from sluicegate.emulator import run_emulator
 from sluicegate.integrations import LimitedTransport
 
@@ -80,29 +83,35 @@ def overload(system: str) -> dict[str, Any]:
     """The faults scenario (full size) through one system; the window is [10, 20) s of the emulator's clock."""
     scenario = SCENARIOS["faults"]
     docs = [{k: v for k, v in d.items() if k != "custom_id"} for d in make_documents(scenario.documents, seed=1)]
-    with run_emulator(scenario.emulator(False, 1)) as emu:
+    config = scenario.emulator(False, 1)
+    window = overload_window(config.faults)
+    assert window is not None
+    with run_emulator(config) as emu:
         t0 = time.monotonic()
         rec = _Recording(t0)
         run = _engine if system == "engine" else _sdk
         ok = asyncio.run(run(docs, emu.base_url, scenario.minute, rec))
-        end = time.monotonic() - t0
-    window = [t for t, _ in rec.log if 10.0 <= t < 20.0]
-    per_second: dict[int, int] = {}
-    for t in window:
-        per_second[int(t)] = per_second.get(int(t), 0) + 1
-    ok_before = sum(1 for t, s in rec.log if s == 200 and t < 20.0)
-    after = [t for t, s in rec.log if s == 200 and t >= 20.0]
-    best_after = (len(docs) - ok_before) * scenario.minute / scenario.rpm
+        stats = emu.stats()
+    status = {int(k): int(v) for k, v in stats["status"].items()}
+    avg_out = stats["output_tokens"] / max(1, status.get(200, 0))
+    avg_in = average_input_tokens(docs)
+    _, ceiling = ideal_wall(scenario, len(docs), avg_in, avg_out)
+    figures = after_window(
+        window,
+        stats,
+        documents=len(docs),
+        limits=(scenario.rpm, scenario.itpm, scenario.otpm),
+        minute=scenario.minute,
+        cost=(1.0, avg_in, avg_out),
+        latency=answer_latency(scenario, avg_out),
+        ceiling_per_s=ceiling,
+    )
     return {
         "system": system,
         "ok": ok,
         "requests": len(rec.log),
-        "non_200": sum(1 for _, s in rec.log if s != 200),
-        "requests_in_window": len(window),
-        "per_second_in_window": per_second,
-        "first_200_after_window_s": round(min(after) - 20.0, 2) if after else None,
-        "end_s": round(end, 1),
-        "fraction_of_best_after_window": round(best_after / (end - 20.0), 2),
+        "non_200": sum(status.values()) - status.get(200, 0),
+        **figures,
     }
 
 

@@ -58,6 +58,45 @@ def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> lis
     return lines
 
 
+def _overload_table(groups: Mapping[str, list[Run]]) -> list[str]:
+    """Per system, the recovery from the all-529 window (bench.overload), median and range over the repeats."""
+    measured = {system: [r.overload for r in runs if r.overload] for system, runs in groups.items()}
+    measured = {system: figures for system, figures in measured.items() if figures}
+    if not measured:
+        return []
+    lines = [
+        "",
+        "The all-529 window, from the emulator's own log (`bench/overload.py`): requests it saw during the window, "
+        "and from the window's end to the first success, to the steady rate and to the last answer; *of best* = "
+        "what a perfect client needs for the documents not done at the window's end (buckets full then) / the time "
+        "this system took after the window (with one answer's latency added to the perfect client's time). "
+        "Medians over the repeats, range in brackets.",
+        "",
+        "| system | requests in window (per second) | first 200 after, s | steady rate after, s | "
+        "last answer after, s | perfect client, s | of best | of best (+latency) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for system, figures in measured.items():
+        mid = sorted(figures, key=lambda f: f.get("end_s") or 0.0)[(len(figures) - 1) // 2]
+        per = ", ".join(str(x) for x in mid["window_per_second"])
+        lines.append(
+            f"| {system} | {_spread(figures, 'window_requests', 0)} ({per}) | {_spread(figures, 'first_ok_s', 2)} | "
+            f"{_spread(figures, 'steady_s', 2)} | {_spread(figures, 'end_s', 1)} | {_spread(figures, 'best_s', 1)} | "
+            f"{_spread(figures, 'of_best', 2)} | {_spread(figures, 'of_best_latency', 2)} |"
+        )
+    return lines
+
+
+def _spread(figures: Sequence[Mapping[str, Any]], key: str, digits: int) -> str:
+    values = sorted(float(f[key]) for f in figures if f.get(key) is not None)
+    if not values:
+        return "-"
+    mid = statistics.median(values)
+    if len(values) == 1 or values[0] == values[-1]:
+        return f"{mid:.{digits}f}"
+    return f"{mid:.{digits}f} ({values[0]:.{digits}f}–{values[-1]:.{digits}f})"
+
+
 def _overhead_table(groups: Mapping[str, list[Run]]) -> list[str]:
     lines = [
         "| system | status | requests ok | CPU s | CPU µs per request | vs bare loop | vs sync loop |",
@@ -149,6 +188,7 @@ def write(
         count = max(len(runs) for runs in groups.values())
         lines += [f"## {name}", "", f"{scenario.summary}; {n} documents; {count} repeat(s).", ""]
         lines += _throughput_table(name, groups, n)
+        lines += _overload_table(groups)
         png = plot(name, groups, path.parent / "plots")
         if png:
             lines += ["", f"![{name}](plots/{png})"]

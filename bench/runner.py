@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.overload import after_window, overload_window
 from bench.scenarios import Scenario
 from sluicegate.demo.peers import Outcome
 from sluicegate.demo.workload import average_input_tokens, make_documents, tally
@@ -46,6 +47,7 @@ class Run:
     rate_limited_timeline: list[tuple[int, int]] = field(default_factory=list)
     concurrency: list[tuple[float, int, int]] = field(default_factory=list)
     stderr_tail: str = ""
+    overload: dict[str, Any] = field(default_factory=dict)  # bench.overload.after_window, for a fault window
 
     @property
     def per_second(self) -> float:
@@ -163,6 +165,8 @@ def run_scenario(
                 f"429s {run.rate_limited}, util {run.utilization:.2f} (+latency {run.utilization_with_latency:.2f}), "
                 f"steady {run.steady_utilization:.2f}"
             )
+            if run.overload:
+                log(f"    after the all-529 window: {json.dumps(run.overload)}")
             runs.append(run)
     return runs
 
@@ -206,6 +210,20 @@ def _one(
     # Judged on what it completed: a system that dropped documents is not credited for their time.
     ideal, ceiling = ideal_wall(scenario, t.ok, avg_in, avg_out)
     ideal_all, _ = ideal_wall(scenario, len(docs), avg_in, avg_out)
+    window = overload_window(emu.state.config.faults)
+    overload: dict[str, Any] = {}
+    if window is not None:
+        out_cost = scenario.max_tokens if scenario.output_accounting == "reserved" else avg_out
+        overload = after_window(
+            window,
+            stats,
+            documents=len(docs),
+            limits=(scenario.rpm, scenario.itpm, scenario.otpm),
+            minute=scenario.minute,
+            cost=(1.0, avg_in, out_cost),
+            latency=answer_latency(scenario, avg_out),
+            ceiling_per_s=ceiling,
+        )
     return Run(
         scenario=scenario.name,
         system=system,
@@ -229,6 +247,7 @@ def _one(
         rate_limited_timeline=[(int(s["second"]), int(s["rate_limited"])) for s in stats["timeline"]],
         concurrency=[(float(a), int(b), int(c)) for a, b, c in data["samples"]] if data else [],
         stderr_tail=err[-600:],
+        overload=overload,
     )
 
 

@@ -108,39 +108,58 @@ def test_the_retry_policy_shapes_the_gate_breaker() -> None:
 
 
 def test_a_burst_trips_then_probes_at_growing_intervals_then_ramps_and_closes() -> None:
-    """8 overloads trip it; probes go out at 0.5, 1.5, 2.5, 3.5 s while they fail (the interval doubles up to a
-    second, so the end of an overload is seen within a second); a success ramps 2, 3, ... to 8."""
+    """8 overloads trip it; with a 1 s cap, probes go out at 0.5, 1.5, 2.5, 3.5 s while they fail (the interval
+    doubles up to the cap); a success ramps 8 (half the target), 10, 12, 14, then closes at 16."""
     clock = FakeClock()
-    breaker = Breaker(clock)
+    breaker = Breaker(clock, max_probe_interval=1.0)
     probes: list[float] = []
 
     async def main() -> None:
         for _ in range(8):
             ticket = await breaker.wait_turn()
-            breaker.record(ticket, overloaded=True, target=8)
+            breaker.record(ticket, overloaded=True, target=16)
         assert breaker.state == "open"
         for overloaded in (True, True, True, False):
             ticket = await breaker.wait_turn()
             probes.append(clock.now())
-            breaker.record(ticket, overloaded=overloaded, target=8)
+            breaker.record(ticket, overloaded=overloaded, target=16)
         assert breaker.state == "ramp"
-        # Ramp: two may be in flight, then one more per success (slow start), until the target of 8 closes it.
-        tickets = [await breaker.wait_turn(), await breaker.wait_turn()]
+        # Ramp: eight may be in flight, then two more per success, until the target of 16 closes it.
+        tickets = [await breaker.wait_turn() for _ in range(8)]
         with anyio.move_on_after(100.0):
             await breaker.wait_turn()
-            pytest.fail("a third attempt went out with an allowance of 2")
-        for allowance in range(3, 8):
-            breaker.record(tickets.pop(0), overloaded=False, target=8)
+            pytest.fail("a ninth attempt went out with an allowance of 8")
+        for allowance in (10, 12, 14):
+            breaker.record(tickets.pop(0), overloaded=False, target=16)
             assert (breaker.state, breaker.allowance) == ("ramp", allowance)
             before = clock.now()
-            tickets += [await breaker.wait_turn(), await breaker.wait_turn()]
+            tickets += [await breaker.wait_turn() for _ in range(3)]
             assert (clock.now(), len(tickets)) == (before, allowance)
-        breaker.record(tickets.pop(0), overloaded=False, target=8)
+        breaker.record(tickets.pop(0), overloaded=False, target=16)
         assert breaker.state == "closed"
 
     clock.run(main)
     assert probes == [0.5, 1.5, 2.5, 3.5]
     assert breaker.trips == 1
+
+
+def test_by_default_an_overloaded_server_sees_two_probes_a_second() -> None:
+    """RetryPolicy's defaults probe every 0.5 s, failed probes or not: the end of an overload is seen within half a
+    second, and the server sees two requests a second from this client while it lasts."""
+    clock = FakeClock()
+    breaker = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1)).breaker
+    probes: list[float] = []
+
+    async def main() -> None:
+        for _ in range(8):
+            breaker.record(await breaker.wait_turn(), overloaded=True, target=8)
+        for _ in range(6):
+            ticket = await breaker.wait_turn()
+            probes.append(clock.now())
+            breaker.record(ticket, overloaded=True, target=8)
+
+    clock.run(main)
+    assert probes == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
 
 
 def test_answers_sent_before_the_trip_do_not_move_it() -> None:
@@ -166,21 +185,22 @@ def test_answers_sent_before_the_trip_do_not_move_it() -> None:
 
 
 def test_a_scattered_overload_in_the_ramp_does_not_open_it_but_a_second_one_does() -> None:
-    """While ramping, one 529 among successes is tolerated; a second that makes half the answers 529s reopens it at
-    the base probe interval; an attempt from the ramp that ends afterwards frees its slot for the next probe."""
+    """While ramping with two allowed in flight, one 529 is tolerated; a second that makes half the answers 529s
+    reopens it at the base probe interval; an attempt from the ramp that ends afterwards frees its slot for the
+    next probe."""
     clock = FakeClock()
     breaker = Breaker(clock)
     probe_times: list[float] = []
 
     async def main() -> None:
         for _ in range(8):
-            breaker.record(await breaker.wait_turn(), overloaded=True, target=99)
-        breaker.record(await breaker.wait_turn(), overloaded=False, target=99)  # the probe: ramp, allowance 2
+            breaker.record(await breaker.wait_turn(), overloaded=True, target=4)
+        breaker.record(await breaker.wait_turn(), overloaded=False, target=4)  # the probe: ramp, allowance 2
         first, second = await breaker.wait_turn(), await breaker.wait_turn()
-        breaker.record(first, overloaded=True, target=99)
+        breaker.record(first, overloaded=True, target=4)
         assert breaker.state == "ramp"
         third = await breaker.wait_turn()
-        breaker.record(third, overloaded=True, target=99)
+        breaker.record(third, overloaded=True, target=4)
         assert breaker.state == "open"
         reopened = clock.now()
 
@@ -192,7 +212,7 @@ def test_a_scattered_overload_in_the_ramp_does_not_open_it_but_a_second_one_does
             tg.start_soon(next_probe)
             await clock.sleep(3.0)  # the probe waits for `second`, still in flight from the ramp
             assert probe_times == []
-            breaker.record(second, overloaded=False, target=99)  # stale, but its slot is free now
+            breaker.record(second, overloaded=False, target=4)  # stale, but its slot is free now
 
     clock.run(main)
     assert probe_times == [3.0]
@@ -243,7 +263,7 @@ def test_any_answer_resets_the_unreachable_clock() -> None:
 
 def test_after_an_overload_the_ramp_aims_at_what_the_ceiling_keeps_in_flight() -> None:
     """600 RPM (10 per second) answered in 2 s keeps 20 in flight (Little's law): after a burst of 529s the
-    breaker's ramp starts at a quarter of twice that and closes at 40, not at the limiter's memory cap of 512."""
+    breaker's ramp starts at half of twice that and closes at 40, not at the limiter's memory cap of 512."""
     clock = FakeClock()
     overloaded = Outcome(status=529)
 
@@ -260,13 +280,110 @@ def test_after_an_overload_the_ramp_aims_at_what_the_ceiling_keeps_in_flight() -
         probe = await gate.acquire(10, 10)
         await anyio.sleep(2.0)
         gate.succeeded(probe, Usage(input_tokens=10, output_tokens=10))
-        assert (gate.breaker.state, gate.breaker.allowance) == ("ramp", 10)
+        assert (gate.breaker.state, gate.breaker.allowance) == ("ramp", 20)
         successes = 0
         while gate.breaker.state == "ramp":
             passed = await gate.acquire(10, 10)
             await anyio.sleep(2.0)
             gate.succeeded(passed, Usage(input_tokens=10, output_tokens=10))
             successes += 1
-        assert successes == 30  # one more allowed per success: from 10 to 40
+        assert successes == 10  # two more allowed per success: from 20 to 40
+
+    clock.run(main)
+
+
+def test_a_probes_200_headers_move_the_breaker_before_its_answer_ends() -> None:
+    """With 40 in flight as the target (600 RPM, 2 s answers), the probe's 200 headers open the ramp (20 at once)
+    and the first ten of the ramp's 200 headers close it, all at the probe's time; the answers ending later change
+    nothing."""
+    clock = FakeClock()
+    overloaded = Outcome(status=529)
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600), clock=clock, minute=60.0)
+        limiter.saw_response()
+        gate = AttemptGate(retry=RetryPolicy(), clock=clock, rng=random.Random(1), limiter=limiter)
+        answered = await gate.acquire(10, 10)
+        await anyio.sleep(2.0)
+        gate.succeeded(answered, Usage(input_tokens=10, output_tokens=10))
+        for attempt in range(8):
+            gate.failed(await gate.acquire(10, 10), overloaded, attempt + 1)
+        probe = await gate.acquire(10, 10)
+        assert gate.held(probe)
+        probed_at = clock.now()
+        gate.accepted(probe)
+        assert (gate.breaker.state, gate.breaker.allowance) == ("ramp", 20)
+        ramp = [await gate.acquire(10, 10) for _ in range(20)]
+        assert all(gate.held(p) for p in ramp)
+        for p in ramp:
+            gate.accepted(p)
+        assert (gate.breaker.state, clock.now()) == ("closed", probed_at)
+        await anyio.sleep(2.0)
+        for p in (probe, *ramp):
+            gate.succeeded(p, Usage(input_tokens=10, output_tokens=10))
+        assert gate.breaker.state == "closed"
+        assert not gate.held(await gate.acquire(10, 10))
+
+    clock.run(main)
+
+
+class _CountingLimiter(Limiter):
+    """A limiter that counts the overloads it is told of (each halves its adaptive concurrency)."""
+
+    halvings = 0
+
+    def overloaded(self) -> None:
+        self.halvings += 1
+        super().overloaded()
+
+
+def test_overloads_the_breaker_holds_use_up_no_attempt_and_leave_the_concurrency_alone() -> None:
+    """20 attempts in flight all get a 529: the 7 before the trip are the items' own (a private backoff, an attempt
+    used up, the concurrency halved); the one that trips it and the 12 after are the breaker's: retried with no
+    wait and no attempt used up even on an item's last attempt, and the limiter is not told again."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = _CountingLimiter(Limits(requests_per_minute=6_000), clock=clock, minute=60.0)
+        limiter.saw_response()
+        policy = RetryPolicy()
+        gate = AttemptGate(retry=policy, clock=clock, rng=random.Random(1), limiter=limiter)
+        passes = [await gate.acquire(10, 10) for _ in range(20)]
+        verdicts = [gate.failed(p, Outcome(status=529), policy.max_attempts - 1) for p in passes]
+        assert all(v.counts and v.retry for v in verdicts[:7])
+        assert any(v.wait > 0 for v in verdicts[:7])
+        assert gate.breaker.state == "open"
+        assert all(not v.counts and v.retry and v.wait == 0.0 for v in verdicts[7:])
+        last = gate.failed(await gate.acquire(10, 10), Outcome(status=529), policy.max_attempts)
+        assert (last.retry, last.counts) == (True, False)  # the probe, on an item's last attempt
+        assert limiter.halvings == 7
+
+    clock.run(main)
+
+
+def test_a_backoff_after_an_overload_ends_when_the_breaker_opens() -> None:
+    """An item backing off from a 529 while the breaker is closed (a long private timer) stops sleeping when a
+    burst trips the breaker, and then waits for the probe instead of its timer."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        gate = AttemptGate(retry=RetryPolicy(initial_delay=10.0), clock=clock, rng=random.Random(1))
+        verdict = gate.failed(await gate.acquire(), Outcome(status=529), 3)
+        assert verdict.wait > 2.0  # this seed draws 2.7 s
+        woke: list[float] = []
+
+        async def item() -> None:
+            await gate.back_off(verdict)
+            woke.append(clock.now())
+            await gate.acquire()
+            woke.append(clock.now())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(item)
+            await clock.sleep(1.0)
+            for attempt in range(7):
+                gate.failed(await gate.acquire(), Outcome(status=529), attempt + 1)
+            assert gate.breaker.state == "open"
+        assert woke == [1.0, 1.5]  # woken at the trip, let through as the first probe
 
     clock.run(main)

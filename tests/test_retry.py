@@ -252,14 +252,14 @@ def test_default_policy_values() -> None:
     assert RetryPolicy() == RetryPolicy(
         max_attempts=10, initial_delay=0.5, max_delay=20.0, max_retry_after=900.0, deadline=None, unreachable_after=10.0
     )
-    # The breaker: trips at 8 overloads among the last 20 answers (and half of them), probes every 0.5-1 s.
+    # The breaker: trips at 8 overloads among the last 20 answers (and half of them), probes every 0.5 s.
     assert (
         RetryPolicy().breaker_window,
         RetryPolicy().breaker_min_failures,
         RetryPolicy().breaker_trip_ratio,
         RetryPolicy().breaker_probe_interval,
         RetryPolicy().breaker_max_probe_interval,
-    ) == (20, 8, 0.5, 0.5, 1.0)
+    ) == (20, 8, 0.5, 0.5, 0.5)
 
 
 @pytest.mark.parametrize(

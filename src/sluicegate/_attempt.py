@@ -50,11 +50,13 @@ async def send_attempt(
     on_text: Callable[[str], Any] | None = None,
     on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
     on_start: Callable[[], Any] | None = None,
+    on_accepted: Callable[[], Any] | None = None,
 ) -> AttemptResult:
     """Send one request and classify the outcome. Transport errors become failures, never exceptions.
 
     `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
-    `on_start` is called once when a successful answer begins: a stream's first event, an unstreamed body's arrival.
+    `on_accepted` is called when a 200's headers arrive, before its body; `on_start` is called once when a
+    successful answer begins: a stream's first event, an unstreamed body's arrival.
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -72,6 +74,8 @@ async def send_attempt(
                     raw = await _read_body(response)
                     out.failure, out.detail = status_outcome(provider, response.status_code, response.headers, raw)
                     return out
+                if on_accepted is not None:
+                    on_accepted()
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
                 if stream and "json" not in response.headers.get("content-type", ""):

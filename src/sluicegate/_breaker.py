@@ -8,16 +8,19 @@ States:
 - closed: nothing is held back; the last `window` answers are watched.
 - open (tripped when at least `min_failures` of the last `window` answers, and at least `trip_ratio` of them,
   were overloaded): nothing goes out except one probe every `probe_interval` seconds, doubled after each failed
-  probe up to `max_probe_interval`; so the server sees at most one request per second while it is overloaded,
-  and the run learns within `max_probe_interval` that it is over.
-- ramp (a probe succeeded): TCP's slow start: `allowance` attempts may be in flight, a quarter of the
-  concurrency the limiter wants at first (at least 2), one more per success (so it doubles every round trip),
-  closed again once it reaches that concurrency. It opens again
-  when at least two, and at least `trip_ratio`, of the ramp's answers were overloaded (a scattered 529 while
-  ramping is not a new burst).
+  probe up to `max_probe_interval` (both 0.5 s by default: two requests a second reach an overloaded server,
+  and the run learns within half a second that the overload is over).
+- ramp (a probe succeeded): a slow start, as TCP's but steeper: `allowance` attempts may be in flight, half
+  the concurrency the limiter wants at first (at least 2), two more per success (so it triples every round
+  trip), closed again once it reaches that concurrency; from then on the limiter paces by what the server's
+  headers say is left, which after an overload is its full buckets. It opens again when at least two, and at
+  least `trip_ratio` both of the ramp's answers and of its allowance, were overloaded (a scattered 529 while
+  ramping is not a new burst, even when it is the first answer back), and then probes at the interval it had
+  reached: a server that flaps is probed no faster than one that stays down. Only closing brings the interval
+  back to `probe_interval`.
 
 Answers to attempts sent before the breaker's last change are stale (they were in flight when it tripped) and do
-not move it. Pure state on an injected clock; the only waiting is `wait_turn`.
+not move it. Pure state on an injected clock; the only waiting is `wait_turn` and `hold`.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class Breaker:
         min_failures: int = 8,
         trip_ratio: float = 0.5,
         probe_interval: float = 0.5,
-        max_probe_interval: float = 1.0,
+        max_probe_interval: float = 0.5,
     ) -> None:
         self._clock = clock
         self._recent: deque[bool] = deque(maxlen=window)
@@ -131,21 +134,37 @@ class Breaker:
                 self._interval = min(self._max_interval, self._interval * 2)
                 self._probe_at = now + self._interval
             else:
-                self._interval = self._base_interval
                 self.state = "ramp"
-                self._allowance = max(2, target // 4)
+                self._allowance = max(2, target // 2)
                 self._recent.clear()
-        else:  # ramp: a scattered 529 while ramping is not a new burst; most answers overloaded again is
+        else:  # ramp: a scattered 529 while ramping is not a new burst; most answers overloaded again is.
             self._recent.append(overloaded)
             failures = sum(self._recent)
-            if overloaded and failures >= 2 and failures >= self._trip_ratio * len(self._recent):
+            # A 529 comes back at once and a success only after the whole answer, so the ramp's first answers are
+            # its scattered 529s: judged against the attempts let through (not the few answers back so far), two
+            # of them no longer look like "most".
+            enough = max(2.0, self._trip_ratio * self._allowance, self._trip_ratio * len(self._recent))
+            if overloaded and failures >= enough:
                 self._open(now)
             elif not overloaded:
-                self._allowance += 1
+                # Two more per success (it triples every round trip): an unstreamed answer takes a whole
+                # generation to say the service is back, and the ramp already starts at half the target.
+                self._allowance += 2
                 if self._allowance >= target:
                     self.state = "closed"
+                    self._interval = self._base_interval
                     self._recent.clear()
         self._notify()
+
+    async def hold(self, seconds: float) -> None:
+        """Sleep `seconds` unless the breaker changes state first: an item backing off from an overload then
+        waits for the breaker (`wait_turn`) instead of its own timer, which could run on long after it closed."""
+        if seconds <= 0:
+            return
+        start = (self._epoch, self.state)
+        with anyio.move_on_after(seconds):
+            while (self._epoch, self.state) == start:
+                await self._changed.wait()
 
     def current(self, ticket: Ticket) -> bool:
         """Whether the breaker has not opened (or been reset) since `ticket` was let through."""

@@ -167,23 +167,26 @@ class AttemptGate:
     # -- decide, cool down or back off -------------------------------------------------------------------------
 
     def failed(
-        self, p: Pass, outcome: Outcome, attempt: int, *, snapshot: RateLimitSnapshot | None = None, message: str = ""
+        self,
+        p: Pass,
+        outcome: Outcome,
+        attempt: int,
+        *,
+        snapshot: RateLimitSnapshot | None = None,
+        message: str = "",
     ) -> Verdict:
         """Release the pass as the failure's kind says, decide, and react for everyone (cool-down, breaker).
 
         `attempt` counts this item's attempts that used up its budget, this one included; `snapshot` and `message`
-        are the failed answer's rate-limit headers and error message (a 429's tell which limit refused it)."""
+        are the failed answer's rate-limit headers and error message (a 429's tell which limit refused it).
+        An overload the breaker holds everyone back for (it is open or ramping once this answer is recorded) is
+        the breaker's business, not the item's: no private timer, no attempt used up (a probe's neither), and the
+        limiter's concurrency is not halved for it (each of a burst's 529s would halve it again, leaving a slow
+        start from one request after the overload)."""
         now = self._clock.now()
         kind = outcome.kind
         spec = ERROR_KINDS[kind]
-        probe = p.ticket.tracked and kind in _TURNED_AWAY and outcome.should_retry is not False
         decision = self._unreachable(outcome, now)
-        if decision is None:
-            decision = (
-                RetryDecision(True, 0.0, outcome.reason, kind)
-                if probe
-                else decide(self.retry, outcome, attempt, self._rng)
-            )
         self.failures[outcome.reason] += 1
         if p.permit is not None:
             p.permit.release(charged=spec.counted)
@@ -192,6 +195,13 @@ class AttemptGate:
         else:
             self.breaker.record(p.ticket, overloaded=kind in _TURNED_AWAY, target=self._target())
             self._recall_stale()
+        held = kind in _TURNED_AWAY and outcome.should_retry is not False and not self.breaker.closed
+        if decision is None:
+            decision = (
+                RetryDecision(True, 0.0, outcome.reason, kind)
+                if held
+                else decide(self.retry, outcome, attempt, self._rng)
+            )
         cooled = False
         if kind == "rate_limited" and self._short_interval(p, snapshot, message):
             pass  # a short-interval limit: the limiter now paces that bucket smoothly; no shared pause
@@ -201,14 +211,24 @@ class AttemptGate:
             if self.limiter is not None:
                 self.limiter.cool_down(pause)
                 cooled = True
-        elif kind in _BACK_OFF and self.limiter is not None:
+        elif kind in _BACK_OFF and self.limiter is not None and not held:
             self.limiter.overloaded()
         wait = decision.delay
         if decision.cooldown and self.limiter is not None:
             wait = 0.0  # the limiter's cool-down is the wait, shared by everyone
-        elif kind in _TURNED_AWAY and not self.breaker.closed:
-            wait = 0.0  # the breaker holds everyone back and probes: no point in a private timer too
-        return Verdict(decision, wait if decision.retry else 0.0, cooled, counts=not probe)
+        return Verdict(decision, wait if decision.retry else 0.0, cooled, counts=not held)
+
+    def accepted(self, p: Pass) -> None:
+        """A 200's headers arrived for an attempt the breaker let through while open or ramping: the service is
+        taking requests again, so the breaker moves on now rather than after the whole answer (a streamed
+        answer's headers come at once). An error later in that answer no longer moves the breaker; the next
+        attempts' answers do."""
+        if p.ticket.tracked:
+            self.breaker.record(p.ticket, overloaded=False, target=self._target())
+
+    def held(self, p: Pass) -> bool:
+        """Whether the breaker let this attempt through while open or ramping (a probe, or one of the ramp's)."""
+        return p.ticket.tracked
 
     def headers_observer(self, p: Pass) -> Callable[[RateLimitSnapshot], None] | None:
         """What learns a response's rate-limit headers the moment they arrive (a stream's first byte)."""
@@ -226,7 +246,11 @@ class AttemptGate:
             return False
         permit = p.permit
         return self.limiter.rate_limited(
-            snapshot, permit.input_tokens, permit.output_tokens, message, admitted_at=p.admitted_at
+            snapshot,
+            permit.input_tokens,
+            permit.output_tokens,
+            message,
+            admitted_at=p.admitted_at,
         )
 
     def _recall_stale(self) -> None:
@@ -237,8 +261,13 @@ class AttemptGate:
                 scope.cancel()
 
     async def back_off(self, verdict: Verdict) -> None:
-        """Sleep this item's own wait (0 when a shared pause is the wait)."""
-        if verdict.wait > 0:
+        """Sleep this item's own wait (0 when a shared pause is the wait). A wait after an overload ends early when
+        the breaker changes state: it opened (the item waits for its probes instead) or closed."""
+        if verdict.wait <= 0:
+            return
+        if verdict.decision.kind in _TURNED_AWAY:
+            await self.breaker.hold(verdict.wait)
+        else:
             await self._clock.sleep(verdict.wait)
 
     def _unreachable(self, outcome: Outcome, now: float) -> RetryDecision | None:
@@ -267,7 +296,10 @@ class AttemptGate:
         cap = self.limiter.concurrency_limit()
         if self.breaker.closed:
             return cap
-        rate, latency = self.limiter.ceiling(), self.limiter.statistics().latency_estimate
+        rate, latency = (
+            self.limiter.ceiling(),
+            self.limiter.statistics().latency_estimate,
+        )
         if rate is None or latency is None:
             return cap
         return max(2, min(cap, math.ceil(2.0 * rate * latency)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
@@ -146,7 +147,7 @@ class ItemRunner:
         attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
-            if not stream and self._probing():
+            if not stream and self._probing(passed):
                 probe_url = self._provider.url(self._base_url, stream=True)
                 probe_body = self._provider.body(item.params, stream=True)
                 outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text)
@@ -218,9 +219,13 @@ class ItemRunner:
                 return self.refused(item, exc, attempts, self._clock.now() - first_at)
         return self.halted(run, item, attempts)
 
-    def _probing(self) -> bool:
-        """No answer yet: this attempt is the probe, streamed (where that is the same answer) for early headers."""
-        return self._gate.limiter is not None and not self._gate.answered and self._provider.name in _STREAMED_PROBE
+    def _probing(self, passed: Pass) -> bool:
+        """This attempt probes, streamed (where that is the same answer) for early headers: the first request
+        (no answer yet), or one the breaker let through while open or ramping, whose 200 moves it on at once."""
+        if self._provider.name not in _STREAMED_PROBE:
+            return False
+        first = self._gate.limiter is not None and not self._gate.answered
+        return first or self._gate.held(passed)
 
     def refused(self, item: RequestItem, exc: InputError, attempts: int, latency: float) -> Result:
         """A request no rate-limit bucket can ever hold: an errored result at once, never a silent stall."""
@@ -268,6 +273,7 @@ class ItemRunner:
                 on_text=on_text,
                 on_headers=self._gate.headers_observer(passed),
                 on_start=self._on_start(item, attempt),
+                on_accepted=functools.partial(self._gate.accepted, passed) if self._gate.held(passed) else None,
             )
         finally:
             self._counts.in_flight -= 1

@@ -45,7 +45,7 @@ class RetryPolicy:
     breaker_min_failures: int = 8
     breaker_trip_ratio: float = 0.5
     breaker_probe_interval: float = 0.5
-    breaker_max_probe_interval: float = 1.0
+    breaker_max_probe_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:

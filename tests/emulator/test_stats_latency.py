@@ -14,7 +14,7 @@ import pytest
 
 from sluicegate.emulator import EmulatorConfig, FaultSpec, RunningEmulator, latency
 from sluicegate.emulator.state import EmulatorState
-from sluicegate.emulator.stats import TIMELINE_SECONDS, Stats
+from sluicegate.emulator.stats import ANSWER_LOG, TIMELINE_SECONDS, Stats
 
 Factory = Callable[..., RunningEmulator]
 MODEL = "claude-haiku-4-5"
@@ -63,6 +63,38 @@ def test_stats_timeline_is_bounded() -> None:
     assert timeline[0]["second"] == 50
     assert timeline[-1]["second"] == TIMELINE_SECONDS + 49
     assert stats.status[200] + stats.status[429] == TIMELINE_SECONDS + 50
+
+
+def test_stats_count_arrivals_per_second_and_log_each_answer() -> None:
+    """The timeline counts requests by the second they arrived; `answers` keeps each answer's time and status."""
+    clock = [2.5]
+    stats = Stats(lambda: clock[0])
+    stats.enter()
+    stats.enter()
+    clock[0] = 3.25
+    stats.leave(529)
+    stats.enter()
+    clock[0] = 4.5
+    stats.leave(200)
+    stats.leave(200)
+    data = stats.as_dict()
+    assert [(row["second"], row["requests"], row["ok"]) for row in data["timeline"]] == [
+        (2, 2, 0),
+        (3, 1, 0),
+        (4, 0, 2),
+    ]
+    assert data["answers"] == [[3.25, 529], [4.5, 200], [4.5, 200]]
+
+
+def test_answer_log_is_bounded() -> None:
+    """Only the newest ANSWER_LOG answers are kept, however long the server runs."""
+    clock = [0.0]
+    stats = Stats(lambda: clock[0])
+    for i in range(ANSWER_LOG + 10):
+        clock[0] = float(i)
+        stats.leave(200)
+    assert len(stats.answers) == ANSWER_LOG
+    assert stats.answers[0] == (10.0, 200)
 
 
 @pytest.mark.e2e

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -10,6 +10,8 @@ T = TypeVar("T")
 
 # Seconds of timeline kept: memory stays bounded however long the emulator runs.
 TIMELINE_SECONDS = 3600
+# Answers whose time and status are kept (the newest): enough for a benchmark's run, bounded for a long-lived server.
+ANSWER_LOG = 100_000
 
 MESSAGES = "POST /v1/messages"
 BATCH_OUTCOMES = ("succeeded", "errored", "canceled", "expired")
@@ -43,28 +45,36 @@ class Stats:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.timeline: dict[int, list[int]] = {}
+        self.answers: deque[tuple[float, int]] = deque(maxlen=ANSWER_LOG)
 
     def enter(self) -> None:
         """A request started."""
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self._slot(int(self._now()))[2] += 1
 
     def leave(self, status: int, endpoint: str = MESSAGES) -> None:
         """A generation request to `endpoint` ended with `status`."""
         self.in_flight -= 1
         self.status[status] += 1
         self.endpoints[endpoint][status] += 1
-        second = int(self._now())
-        slot = self.timeline.get(second)
-        if slot is None:
-            slot = self.timeline[second] = [0, 0]
-            if len(self.timeline) > TIMELINE_SECONDS:
-                # Dicts keep insertion order and seconds only grow, so the first key is the oldest.
-                del self.timeline[next(iter(self.timeline))]
+        now = self._now()
+        self.answers.append((now, status))
+        slot = self._slot(int(now))
         if status == 200:
             slot[0] += 1
         elif status == 429:
             slot[1] += 1
+
+    def _slot(self, second: int) -> list[int]:
+        """The timeline's counters (ok, rate_limited, requests) of `second`."""
+        slot = self.timeline.get(second)
+        if slot is None:
+            slot = self.timeline[second] = [0, 0, 0]
+            if len(self.timeline) > TIMELINE_SECONDS:
+                # Dicts keep insertion order and seconds only grow, so the first key is the oldest.
+                del self.timeline[next(iter(self.timeline))]
+        return slot
 
     def count(self, endpoint: str, status: int) -> None:
         """A request to a non-generation endpoint (count_tokens, batches) ended with `status`."""
@@ -99,7 +109,11 @@ class Stats:
             "cache_creation_input_tokens": self.cache_write_tokens,
             "in_flight": self.in_flight,
             "peak_concurrent": self.peak_in_flight,
-            "timeline": [{"second": s, "ok": v[0], "rate_limited": v[1]} for s, v in sorted(self.timeline.items())],
+            "timeline": [
+                {"second": s, "ok": v[0], "rate_limited": v[1], "requests": v[2]}
+                for s, v in sorted(self.timeline.items())
+            ],
+            "answers": [[round(t, 4), status] for t, status in self.answers],
         }
 
 
