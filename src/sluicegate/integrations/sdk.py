@@ -30,6 +30,10 @@ Closing a client closes its transport; a shared `LimitedTransport` then drops it
 nothing is in flight through it, and stays usable (new connections are opened on demand), so one client
 closing does not break the others.
 
+Until the first answer one request goes out alone; an unstreamed Anthropic request sent then goes out streamed
+so its rate-limit headers open the limiter at the first byte, and comes back as the unstreamed Message
+(`_probe.py`).
+
 Waiting for capacity happens before the inner transport is called, so it does not count against the SDK's
 timeout; the timeout applies to each attempt on the wire. Reading, decoding and rebuilding raw responses is in
 `_sdk_wire.py`.
