@@ -26,12 +26,25 @@ def test_a_window_learnt_shorter_credits_the_refill_the_mirror_missed() -> None:
     loose = gate.seconds()
     assert loose > 30.0
     gate.take(30_000.0, 30_000.0, 0.0)
-    gate.observe(_view(20_000, 5.0), 40_000.0, 1.0, flow=True, since=0.0)
+    gate.observe(_view(20_000, 5.0), 40_000.0, 1.0, flow=True, since=0.0, credit=True)
     learnt = gate.seconds()
     assert learnt < 15.0
     mirror = gate.mirror
     assert mirror is not None
     assert mirror.level(1.0) == pytest.approx(38_501.0 - 30_000.0 + 40_000.0 / learnt)
+
+
+def test_a_window_learnt_from_estimated_charges_credits_nothing() -> None:
+    """Input tokens are charged by estimate, so a shorter window learnt from them is not trusted with back refill:
+    the mirror keeps what it refilled at the rate in force."""
+    gate = Gate("input_tokens", None, override=None, smooth=False)
+    gate.observe(_view(39_000, 0.5), 40_000.0, 0.0, flow=True)
+    loose = gate.seconds()
+    gate.take(30_000.0, 30_000.0, 0.0)
+    gate.observe(_view(20_000, 5.0), 40_000.0, 1.0, flow=True, since=0.0)
+    mirror = gate.mirror
+    assert mirror is not None
+    assert mirror.level(1.0) == pytest.approx(38_501.0 - 30_000.0 + 40_000.0 / loose)
 
 
 @pytest.mark.parametrize(("since", "expected"), [(0.0, 4_501.0), (None, 1_000.0)])

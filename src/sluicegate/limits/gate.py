@@ -118,6 +118,7 @@ class Gate:
             left -= self.taken_since(since) / scale
         if left * scale < self.mirror.level(now):
             self.mirror.set_level(left * scale, now)
+            self._rate_since = now  # the server's count holds the refill up to here
 
     def slow_down(self, now: float) -> bool:
         """Paced smoothly and still refused over a short interval: step back below the pace that was refused.
@@ -160,8 +161,21 @@ class Gate:
         i = bisect.bisect_left(self._takes, (since, -math.inf))
         return 0.0 if i >= len(self._takes) else self.consumed - self._takes[i][1]
 
-    def observe(self, view: BucketView, limit: float, now: float, *, flow: bool, since: float | None = None) -> bool:
+    def observe(
+        self,
+        view: BucketView,
+        limit: float,
+        now: float,
+        *,
+        flow: bool,
+        since: float | None = None,
+        credit: bool = False,
+    ) -> bool:
         """Learn from one response; sync the mirror to `remaining`. True when the learnt window moved.
+
+        `credit`: our charges to this bucket are exact (requests; output tokens reserved at admission), so a window
+        learnt shorter can be trusted with the refill the mirror missed; estimated charges (input tokens) can make
+        the flow evidence read a window shorter than the server's.
 
         `since`: when the request that brought this response was admitted. What we took after that may not be
         in its `remaining` yet, so the mirror is raised only to what is left after those; without `since`
@@ -195,7 +209,10 @@ class Gate:
             return moved
         if moved and not new_mirror:
             self.refresh_rate(now)
-            self._credit_refill(old_rate, now)
+            if credit:
+                self._credit_refill(old_rate, now)
+            else:
+                self._rate_since = now
         assert self.mirror is not None
         level = self.mirror.level(now)
         if self.pace is not None:
@@ -210,10 +227,12 @@ class Gate:
             ceiling += rate * max(0.0, now - since)
         if level > ceiling:
             self.mirror.set_level(view.remaining * scale, now)
+            self._rate_since = now  # the server's count holds the refill up to here
         elif since is not None:
             floor = (low - self.taken_since(since)) * scale
             if level < floor:
                 self.mirror.set_level(floor, now)
+                self._rate_since = now  # the server's count holds the refill up to here
         return moved
 
     def _credit_refill(self, old_rate: float | None, now: float) -> None:
