@@ -55,6 +55,27 @@ def _throughput_table(name: str, groups: Mapping[str, list[Run]], n: int) -> lis
             f"Ceiling: {ran[0].ceiling_per_s:.1f} completions per real second in steady state; a perfect client "
             f"needs {ran[0].ideal_all:.1f} s plus one answer's latency for the {n} requests (the buckets start full)."
         )
+    reserved = [median_run(runs) for runs in groups.values() if median_run(runs).ideal_reserved > 0]
+    if reserved:
+        lines += _reserved_table(reserved)
+    return lines
+
+
+def _reserved_table(runs: Sequence[Run]) -> list[str]:
+    """Utilization against the perfect client under the emulator's reserved output accounting (`reserved.py`)."""
+    lines = [
+        "",
+        "The perfect client above is charged the output tokens it produced; this server reserves `max_tokens` at "
+        "admission and refunds the rest at each answer's end, which bounds even a perfect client's requests in "
+        "flight. Against a perfect client under that same accounting (`bench/reserved.py`: average output and "
+        "latency per answer, each request sent the moment the bucket holds `max_tokens`), for what each completed:",
+        "",
+        "| system | perfect client (reserved) s | utilization (reserved) | util. +latency (reserved) |",
+        "|---|---|---|---|",
+    ]
+    for run in runs:
+        strict, with_latency = run.utilization_reserved
+        lines.append(f"| {run.system} | {run.ideal_reserved:.1f} | {strict:.2f} | {with_latency:.2f} |")
     return lines
 
 

@@ -17,6 +17,8 @@ from sluicegate.demo.peers import Outcome
 from sluicegate.demo.workload import average_input_tokens, make_documents, tally
 from sluicegate.emulator import RunningEmulator, run_emulator
 
+from .reserved import ideal_reserved
+
 API_KEY = "bench-key"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +45,8 @@ class Run:
     ideal_all: float = 0.0  # what a perfect client needs for every document
     start_capacity: float = 0.0  # requests the full buckets admit at once at the start
     answer_latency: float = 0.0  # real seconds of one average answer: what even a perfect client waits at the end
+    # What a perfect client needs under the emulator's reserved output accounting (0: produced accounting)
+    ideal_reserved: float = 0.0
     completion_times: list[float] = field(default_factory=list)
     rate_limited_timeline: list[tuple[int, int]] = field(default_factory=list)
     concurrency: list[tuple[float, int, int]] = field(default_factory=list)
@@ -75,6 +79,13 @@ class Run:
     def utilization_with_latency(self) -> float:
         """(ideal_wall + one answer's latency) / wall: the perfect client also waits for its last answer."""
         return (self.ideal_wall + self.answer_latency) / self.wall if self.wall > 0 and self.ok else 0.0
+
+    @property
+    def utilization_reserved(self) -> tuple[float, float]:
+        """(strict, +latency) utilization against the perfect client under reserved accounting (`reserved.py`)."""
+        if self.ideal_reserved <= 0 or self.wall <= 0 or not self.ok:
+            return 0.0, 0.0
+        return self.ideal_reserved / self.wall, (self.ideal_reserved + self.answer_latency) / self.wall
 
 
 def start_capacity(scenario: Scenario, avg_in: float, avg_out: float) -> float:
@@ -210,6 +221,7 @@ def _one(
     # Judged on what it completed: a system that dropped documents is not credited for their time.
     ideal, ceiling = ideal_wall(scenario, t.ok, avg_in, avg_out)
     ideal_all, _ = ideal_wall(scenario, len(docs), avg_in, avg_out)
+    latency = answer_latency(scenario, avg_out)
     window = overload_window(emu.state.config.faults)
     overload: dict[str, Any] = {}
     if window is not None:
@@ -221,9 +233,10 @@ def _one(
             limits=(scenario.rpm, scenario.itpm, scenario.otpm),
             minute=scenario.minute,
             cost=(1.0, avg_in, out_cost),
-            latency=answer_latency(scenario, avg_out),
+            latency=latency,
             ceiling_per_s=ceiling,
         )
+    reserved = ideal_reserved(scenario, t.ok, avg_out, latency)
     return Run(
         scenario=scenario.name,
         system=system,
@@ -242,7 +255,8 @@ def _one(
         ceiling_per_s=ceiling,
         ideal_all=ideal_all,
         start_capacity=start_capacity(scenario, avg_in, avg_out),
-        answer_latency=answer_latency(scenario, avg_out),
+        answer_latency=latency,
+        ideal_reserved=max(ideal, reserved) if reserved else 0.0,
         completion_times=sorted(o.at for o in outcomes.values() if o.text is not None),
         rate_limited_timeline=[(int(s["second"]), int(s["rate_limited"])) for s in stats["timeline"]],
         concurrency=[(float(a), int(b), int(c)) for a, b, c in data["samples"]] if data else [],

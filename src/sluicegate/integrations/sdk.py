@@ -30,6 +30,10 @@ Closing a client closes its transport; a shared `LimitedTransport` then drops it
 nothing is in flight through it, and stays usable (new connections are opened on demand), so one client
 closing does not break the others.
 
+Until the first answer one request goes out alone; an unstreamed Anthropic request sent then goes out streamed
+so its rate-limit headers open the limiter at the first byte, and comes back as the unstreamed Message
+(`_probe.py`).
+
 Waiting for capacity happens before the inner transport is called, so it does not count against the SDK's
 timeout; the timeout applies to each attempt on the wire. Reading, decoding and rebuilding raw responses is in
 `_sdk_wire.py`.
@@ -63,12 +67,15 @@ from ..providers.base import ErrorDetail
 from ..retry import RetryPolicy
 from ..tokens import InputEstimator, OutputEstimator
 from ._metered import METER, MeteredStream
+from ._probe import ProbeAssembly, probe_request, probe_response, stream_error_response
 from ._sdk_wire import _decoded, _extensions, _is_sse, _key_fingerprint, _read_raw, _rebuilt, _Refusal
 
 __all__ = ["LimitedTransport", "http_client"]
 
 _ENDPOINTS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
 _DEFAULT_CAP = 512
+# As the engine's: OpenAI-compatible servers may not report a stream's usage, so they are probed as asked.
+_STREAMED_PROBE = frozenset({"anthropic"})
 
 
 class LimitedTransport(httpx2.AsyncBaseTransport):
@@ -107,6 +114,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self._clock = clock or SystemClock()
         rng = self._rng = random.Random(seed)
         self._accounting = output_accounting or self._provider.output_accounting
+        self._streamed_probe = self._provider.name in _STREAMED_PROBE
         self.limiter: LimiterLike = Limiter(
             limits,
             clock=self._clock,
@@ -233,11 +241,25 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 self.gate.unused(passed)
                 return refusal.response()
             attempt += 1
+            # The probe (sent alone until the first answer) streams, so its headers open the limiter at once.
+            probe = not stream and self._streamed_probe and not self.gate.answered
             try:
-                response = await self._inner.handle_async_request(request)
-                if response.is_success and stream and _is_sse(response):
+                response = await self._inner.handle_async_request(probe_request(request, params) if probe else request)
+                if response.is_success and _is_sse(response):
                     self._observe(response, passed)
-                    return self._metered(response, passed, raw_in, max_tokens)
+                    if stream:
+                        return self._metered(response, passed, raw_in, max_tokens)
+                    whole = await self._assembled(response, passed, raw_in, max_tokens)
+                    if isinstance(whole, httpx2.Response):
+                        return whole
+                    if whole is None:
+                        continue  # answered in a form the assembly does not reproduce: ask again, unstreamed
+                    outcome = replace(stream_error_outcome(whole), elapsed=self._elapsed(first_at))
+                    verdict = self.gate.failed(passed, outcome, attempt)
+                    if not verdict.retry:
+                        return stream_error_response(response, whole, outcome.status or 500)
+                    await self.gate.back_off(verdict)
+                    continue
                 body = await _read_raw(response)
                 # Only now: the first response widens the limiter's one-request probe, and waiters must not
                 # slip through while a 401 or spend-cap body is still being read.
@@ -312,6 +334,27 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             return
         self.gate.succeeded(passed, usage)
         self._learn(usage, raw_in, max_tokens)
+
+    async def _assembled(
+        self, response: httpx2.Response, passed: Pass, raw_in: int, max_tokens: int
+    ) -> httpx2.Response | ErrorDetail | None:
+        """Read the streamed probe whole: the unstreamed answer, the error event it carried, or None when it
+        must be asked again unstreamed (already settled). A stream cut short raises like a broken connection."""
+        assembly = ProbeAssembly()
+        assembly.feed(_decoded(response.headers, await _read_raw(response)))
+        assembly.feed(b"", end=True)
+        if assembly.error is not None:
+            return assembly.error
+        message = assembly.message()
+        usage = assembly.usage()
+        if not assembly.complete:
+            raise httpx2.RemoteProtocolError("the streamed answer ended before message_stop")
+        if usage is None:
+            self.gate.succeeded(passed, _estimate(passed))
+        else:
+            self.gate.succeeded(passed, usage)
+            self._learn(usage, raw_in, max_tokens)
+        return None if message is None else probe_response(response, message)
 
     def _metered(self, response: httpx2.Response, passed: Pass, raw_in: int, max_tokens: int) -> httpx2.Response:
         def on_end(usage: Usage | None, error: ErrorDetail | None) -> None:

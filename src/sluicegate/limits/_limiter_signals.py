@@ -59,7 +59,8 @@ class ServerSignals:
             limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
             # Produced output tokens are charged by the server while they are generated and by us at the end,
             # so our consumption and its `remaining` disagree in flight: no flow evidence from that bucket.
-            gate.observe(view, limit, now, flow=name != "output_tokens" or self._reserved, since=since)
+            exact = name == "requests" or (name == "output_tokens" and self._reserved)
+            gate.observe(view, limit, now, flow=name != "output_tokens" or self._reserved, since=since, credit=exact)
         self._notify()
 
     @staticmethod

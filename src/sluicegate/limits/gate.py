@@ -25,6 +25,7 @@ class Gate:
     response's `remaining`), plus a pacing bucket once the server has shown it enforces short intervals."""
 
     __slots__ = (
+        "_rate_since",
         "_synced",
         "_takes",
         "consumed",
@@ -50,6 +51,7 @@ class Gate:
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
         self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
         self._synced = False  # the first response sets the level: start from what the server says is there
+        self._rate_since = 0.0  # since when the synced mirror has refilled at the rate in force
 
     # -- rates ---------------------------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class Gate:
             left -= self.taken_since(since) / scale
         if left * scale < self.mirror.level(now):
             self.mirror.set_level(left * scale, now)
+            self._rate_since = now  # the server's count holds the refill up to here
 
     def slow_down(self, now: float) -> bool:
         """Paced smoothly and still refused over a short interval: step back below the pace that was refused.
@@ -158,14 +161,28 @@ class Gate:
         i = bisect.bisect_left(self._takes, (since, -math.inf))
         return 0.0 if i >= len(self._takes) else self.consumed - self._takes[i][1]
 
-    def observe(self, view: BucketView, limit: float, now: float, *, flow: bool, since: float | None = None) -> bool:
+    def observe(
+        self,
+        view: BucketView,
+        limit: float,
+        now: float,
+        *,
+        flow: bool,
+        since: float | None = None,
+        credit: bool = False,
+    ) -> bool:
         """Learn from one response; sync the mirror to `remaining`. True when the learnt window moved.
+
+        `credit`: our charges to this bucket are exact (requests; output tokens reserved at admission), so a window
+        learnt shorter can be trusted with the refill the mirror missed; estimated charges (input tokens) can make
+        the flow evidence read a window shorter than the server's.
 
         `since`: when the request that brought this response was admitted. What we took after that may not be
         in its `remaining` yet, so the mirror is raised only to what is left after those; without `since`
         (the first response excepted) it is never raised.
         """
         before = self.window.seconds()
+        old_rate = self.rate()
         self.window.observe_reset(
             view.limit,
             view.remaining,
@@ -186,11 +203,16 @@ class Gate:
         self.set_limit(limit, now, initial=low * scale if new_mirror else None)
         if not self._synced:
             self._synced = True
+            self._rate_since = now
             assert self.mirror is not None
             self.mirror.set_level(low * scale, now)
             return moved
         if moved and not new_mirror:
             self.refresh_rate(now)
+            if credit:
+                self._credit_refill(old_rate, now)
+            else:
+                self._rate_since = now
         assert self.mirror is not None
         level = self.mirror.level(now)
         if self.pace is not None:
@@ -198,13 +220,29 @@ class Gate:
             full = view.remaining >= view.limit - view.remaining_error - 1.0
             self.pace.probe(limit / self.seconds(), now, full=full)
         # Never hold more than the server says is left; and start from (catch up with) what it says is there.
-        if level > high * scale:
+        # An unstreamed answer's headers may date from its admission (the server counts there): what the server
+        # may hold now includes the refill since, or a stale `remaining` would hold the mirror back every time.
+        ceiling, rate = high * scale, self.rate()
+        if since is not None and rate is not None:
+            ceiling += rate * max(0.0, now - since)
+        if level > ceiling:
             self.mirror.set_level(view.remaining * scale, now)
+            self._rate_since = now  # the server's count holds the refill up to here
         elif since is not None:
             floor = (low - self.taken_since(since)) * scale
             if level < floor:
                 self.mirror.set_level(floor, now)
+                self._rate_since = now  # the server's count holds the refill up to here
         return moved
+
+    def _credit_refill(self, old_rate: float | None, now: float) -> None:
+        """The learnt window just shortened: the server refilled at the faster rate all along, so the mirror is
+        given the refill it missed since it last refilled at the rate in force (a longer window credits nothing:
+        the server's answers pull a mirror that is ahead back down)."""
+        rate = self.rate()
+        if self.mirror is not None and old_rate is not None and rate is not None and rate > old_rate:
+            self.mirror.refund((rate - old_rate) * max(0.0, now - self._rate_since), now)
+        self._rate_since = now
 
     def fits(self, amount: float) -> bool:
         """Whether the server's bucket can ever hold `amount` at once."""
