@@ -1,7 +1,11 @@
-"""The road upstream: one `LimitedTransport` (the shared limiter, retry policy and cool-down) over a few pools.
+"""The road upstream: one `LimitedTransport` (the shared limiter, retry policy and cool-down) over a connection pool.
 
-A thin inner transport announces the moment a request has passed the limiter and is about to go out, which is
-when the scheduler lets the next ticket in. The upstream key is set here and nowhere else.
+The pool is the engine's own HTTP/1.1 transport (`_transport.EngineTransport`), as the engine picks it: unless
+the environment names a proxy for the upstream, when httpx2's transport is used (over a few pools, see
+`_pools`). Relaying a stream through httpx2's transport cost the gateway more CPU per request and per chunk than
+all of its own work (bench/RESULTS.md). A thin inner transport announces the moment a request has passed the
+limiter and is about to go out, which is when the scheduler lets the next ticket in. The upstream key is set
+here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Literal
 
 import httpx2
 
+from .._transport import EngineTransport
+from .._wire import _environment_proxy
 from ..integrations.sdk import LimitedTransport
 from ..limits.limiter import Limits
 from ..providers import get as get_provider
@@ -70,11 +76,19 @@ class _Pools(httpx2.AsyncBaseTransport):
             await pool.aclose()
 
 
-def _pools(capacity: int) -> _Pools:
+def _pools(capacity: int, proxy: str | None = None) -> _Pools:
     each = -(-capacity // _POOLS)
     limits = httpx2.Limits(max_connections=each, max_keepalive_connections=each)
     tls = httpx2.create_ssl_context()  # one: loading the CA bundle takes tens of milliseconds each time
-    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(_POOLS)])
+    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls, proxy=proxy) for _ in range(_POOLS)])
+
+
+def _relay_transport(base_url: str, capacity: int) -> httpx2.AsyncBaseTransport:
+    """The engine's transport, or httpx2's pools through the proxy the environment names for `base_url`."""
+    proxy = _environment_proxy(base_url)
+    if proxy is None:
+        return EngineTransport(connections=capacity)
+    return _pools(capacity, proxy)
 
 
 class Upstream:
@@ -99,7 +113,7 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self._auth = self.provider.auth_headers(api_key)
         self._key = api_key
-        inner = transport or _pools((max_concurrency or 512) + 16)
+        inner = transport or _relay_transport(self.base_url, (max_concurrency or 512) + 16)
         self.transport = LimitedTransport(
             provider=provider,
             limits=limits,
