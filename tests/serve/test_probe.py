@@ -28,11 +28,11 @@ HEADERS = {"x-api-key": "anything", "anthropic-version": "2023-06-01", "content-
 def test_the_first_plain_call_is_rebuilt_into_the_message_a_plain_call_returns(
     gateway: Callable[..., RunningGateway],
 ) -> None:
-    """The first answer (streamed upstream) and a later one (plain upstream) have the same JSON shape: the same
-    keys in the same order, one text block, stop reason and usage; the content type is JSON, not SSE."""
+    """The first answer (`"stream": false`, streamed upstream) and a later one (plain upstream) have the same JSON
+    shape: the same keys in the same order, one text block, stop reason and usage; the content type is JSON."""
     gw = gateway()
     with httpx2.Client(base_url=gw.base_url, timeout=30) as http:
-        first = http.post("/v1/messages", json=PARAMS, headers=HEADERS)
+        first = http.post("/v1/messages", json={**PARAMS, "stream": False}, headers=HEADERS)
         assert gw.state.upstream.transport.gate.answered
         later = http.post("/v1/messages", json=PARAMS, headers=HEADERS)
     assert first.status_code == later.status_code == 200

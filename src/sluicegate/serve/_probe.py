@@ -26,9 +26,9 @@ _STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429, "
 
 
 def probe_body(provider: Provider, params: Mapping[str, Any] | None) -> bytes | None:
-    """The body to stream instead of a plain Anthropic call, or None when the request is not one to convert
-    (another provider, a body that is not a JSON object, or one that says anything about streaming)."""
-    if provider.name != "anthropic" or params is None or "stream" in params:
+    """The body to stream instead of a plain Anthropic call (no `stream`, or `"stream": false`), or None when
+    the request is not one to convert (another provider, a body that is not a JSON object, a stream)."""
+    if provider.name != "anthropic" or params is None or params.get("stream", False) is not False:
         return None
     return json.dumps({**params, "stream": True}, separators=(",", ":")).encode()
 
