@@ -107,8 +107,10 @@ def system() -> list[str]:
 # -- ttft ----------------------------------------------------------------------------------------------------
 
 
-async def _ttft_round(url: str, workers: int, seconds: float = 8.0) -> list[float]:
-    """`workers` clients, each streaming one answer after another for `seconds`: TTFT of every stream."""
+async def _ttft_round(url: str, workers: int, seconds: float = 8.0, waits: list[float] | None = None) -> list[float]:
+    """`workers` clients, each streaming one answer after another for `seconds`: TTFT of every stream. Through
+    the gateway, `waits` gets its own view of each stream: `x-sluicegate-queued-ms`, from the request's arrival
+    in its queue to its leaving for the upstream."""
     body = json.dumps(
         {"model": "claude-haiku-4-5", "max_tokens": 32, "stream": True, "messages": [{"role": "user", "content": "x"}]}
     ).encode()
@@ -125,13 +127,22 @@ async def _ttft_round(url: str, workers: int, seconds: float = 8.0) -> list[floa
                     async for line in r.aiter_lines():
                         if first is None and line.startswith("event: content_block_delta"):
                             first = time.monotonic() - start
+                    queued = r.headers.get("x-sluicegate-queued-ms")
                 if first is not None:
                     out.append(first)
+                    if waits is not None and queued is not None:
+                        waits.append(float(queued) / 1000)
 
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
                 tg.start_soon(worker)
     return out
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -159,8 +170,9 @@ def ttft(rounds: int = 4, n: int = 100, latency: float = 3.0) -> list[str]:
     return rows + _ttft_table(direct, via)
 
 
-def _ttft_table(direct: list[float], via: list[float]) -> list[str]:
-    """Both paths' TTFT percentiles and what the gateway adds, as markdown rows."""
+def _ttft_table(direct: list[float], via: list[float], waits: list[float] | None = None) -> list[str]:
+    """Both paths' TTFT percentiles and what the gateway adds, as markdown rows; with `waits`, the gateway's own
+    view of the time between a request's arrival and its leaving for the upstream."""
     rows = ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
     for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
         rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
@@ -168,6 +180,11 @@ def _ttft_table(direct: list[float], via: list[float]) -> list[str]:
         f"| **added by the gateway** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
         f"**{(_pct(via, 0.99) - _pct(direct, 0.99)) * 1000:.1f}** |"
     )
+    if waits:
+        rows.append(
+            f"| of which in the gateway before sending (x-sluicegate-queued-ms) | {len(waits)} | "
+            f"{_pct(waits, 0.5) * 1000:.1f} | {_pct(waits, 0.99) * 1000:.1f} |"
+        )
     return rows
 
 
@@ -178,29 +195,42 @@ def ttft_paired(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: fl
     emulate += ["--latency", str(latency), "--per-token", "0.02"]
     direct: list[float] = []
     via: list[float] = []
+    waits: list[float] = []
 
-    async def both(base: str, gateway: str, seconds: float) -> tuple[list[float], list[float]]:
+    async def both(base: str, gateway: str, seconds: float, waits: list[float]) -> tuple[list[float], list[float]]:
         out: dict[str, list[float]] = {}
 
-        async def one(name: str, url: str) -> None:
-            out[name] = await _ttft_round(url, n, seconds)
+        async def one(name: str, url: str, waits: list[float] | None) -> None:
+            out[name] = await _ttft_round(url, n, seconds, waits)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(one, "direct", base)
-            tg.start_soon(one, "via", gateway)
+            tg.start_soon(one, "direct", base, None)
+            tg.start_soon(one, "via", gateway, waits)
         return out["direct"], out["via"]
 
-    with _process(emulate) as (emu_url, _):
+    with _process(emulate) as (emu_url, emu_pid):
         base = emu_url.rsplit("/v1", 1)[0]
         serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", "1000"]
-        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, _):
-            anyio.run(both, base, gw_url, 3.0)  # warm-up: the limiter's first probe and the pools
+        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, gw_pid):
+            anyio.run(both, base, gw_url, 3.0, [])  # warm-up: the limiter's first probe and the pools
+            cpu = (_cpu_s(gw_pid), _cpu_s(emu_pid), time.process_time())
             for _ in range(rounds):
-                d, v = anyio.run(both, base, gw_url, seconds)
+                d, v = anyio.run(both, base, gw_url, seconds, waits)
                 direct += d
                 via += v
+            gw_cpu, emu_cpu, bench_cpu = _cpu_s(gw_pid) - cpu[0], _cpu_s(emu_pid) - cpu[1], time.process_time() - cpu[2]
+    load = os.getloadavg()[0]
     rows = [f"first token after {latency:g} s upstream; {n} clients on each path at the same time", ""]
-    return rows + _ttft_table(direct, via)
+    rows += _ttft_table(direct, via, waits)
+    streams = max(1, len(via))
+    rows += [
+        "",
+        f"CPU per stream: gateway {gw_cpu * 1000 / streams:.2f} ms (through it); emulator "
+        f"{emu_cpu * 1000 / max(1, len(direct) + len(via)):.2f} ms (both paths); the bench's clients "
+        f"{bench_cpu * 1000 / max(1, len(direct) + len(via)):.2f} ms (both paths). Load average (1 min) at the end: "
+        f"{load:.2f}.",
+    ]
+    return rows
 
 
 # -- streams -------------------------------------------------------------------------------------------------

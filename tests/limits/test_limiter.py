@@ -319,3 +319,26 @@ def test_a_waiter_admitted_by_the_head_then_cancelled_gives_its_slot_back() -> N
         assert limiter.statistics().waiting == 0
 
     clock.run(main)
+
+
+def test_capacity_at_hand_is_taken_without_yielding_to_the_event_loop() -> None:
+    """With nobody waiting and room in every gate, `acquire` completes on its first step (no event-loop turn),
+    so a burst that fits passes in the turn it arrives in; one that does not fit still waits in the queue."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(Limits(requests_per_minute=600_000), clock=clock, max_concurrency=2)
+        limiter.saw_response()
+        for _ in range(2):
+            step = limiter.acquire(0, 0)
+            with pytest.raises(StopIteration) as done:  # finished without suspending once
+                step.send(None)
+            assert done.value.value.admitted_at == clock.now()
+        assert limiter.statistics().in_flight == 2
+        third = limiter.acquire(0, 0)
+        third.send(None)  # the concurrency cap is reached: it suspends, queued
+        assert limiter.statistics().waiting == 1
+        third.close()
+        assert limiter.statistics().waiting == 0
+
+    clock.run(main)

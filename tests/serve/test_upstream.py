@@ -1,4 +1,4 @@
-"""The gateway's road upstream on in-process transports: several connection pools taken in turn."""
+"""The gateway's road upstream: which transport it relays on, and httpx2's pools taken in turn (with a proxy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections import Counter
 
 import anyio
 import httpx2
+import pytest
 
-from sluicegate.serve.upstream import _Pools
+from sluicegate._transport import EngineTransport
+from sluicegate.serve.upstream import _Pools, _relay_transport
 
 
 def test_requests_take_the_pools_in_turn() -> None:
@@ -30,3 +32,23 @@ def test_requests_take_the_pools_in_turn() -> None:
     anyio.run(main)
     assert seen[:4] == [0, 1, 2, 3]
     assert Counter(seen) == {0: 4, 1: 4, 2: 4, 3: 4}
+
+
+def test_relay_uses_the_engine_transport_unless_a_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a proxy in the environment the relay runs on the engine's transport; with one, on httpx2's pools
+    through that proxy, as the engine chooses."""
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(_relay_transport("https://api.anthropic.com", 64), EngineTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert isinstance(_relay_transport("https://api.anthropic.com", 64), _Pools)
+    assert isinstance(_relay_transport("http://127.0.0.1:8080", 64), EngineTransport)  # HTTPS_PROXY is for https URLs

@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from .._clock import Deadline
 from .._models import Usage
 from ..integrations._metered import METER, StreamMeter
+from ._probe import probe_body, rebuilt_message
 from ._queue import Priority, Ticket
 from ._stream_usage import UsageChunkFilter
 from .clients import ClientSpec
@@ -100,6 +101,8 @@ class _Exchange:
         self.worst = gateway.prices.estimate_cost(self.model, self.est_in, self.max_tokens)
         self.reserved = 0.0
         self.meter: StreamMeter | None = None  # a stream's usage, read by the upstream transport as it passes
+        self.body = call.body
+        self.probe = False  # a plain call sent upstream as a stream, to open the limiter at its first byte
 
     async def run(self) -> None:
         g, call = self.g, self.call
@@ -145,6 +148,12 @@ class _Exchange:
             return await g.upstream.send(request)
         while True:
             await g.scheduler.wait_turn(ticket)
+            if not self.probe and g.take_probe():
+                streamed = probe_body(g.upstream.provider, call.params)
+                if streamed is None:
+                    g.probe_done()  # not one to convert: the next request may be
+                else:
+                    self.body, self.probe = streamed, True
             remaining = ticket.deadline - g.clock.now()
             preemptions = ticket.preemptions
             with Deadline(g.clock, remaining) as entry:
@@ -161,7 +170,7 @@ class _Exchange:
                         g.ledger.client(call.client.name).in_flight += 1
 
                 try:
-                    return await g.upstream.send(g.upstream.request(call.path, call.body, call.headers, on_sent))
+                    return await g.upstream.send(g.upstream.request(call.path, self.body, call.headers, on_sent))
                 except Preempted:
                     continue
             if ticket.preemptions != preemptions:  # sent back by an interactive ticket before anything went out
@@ -176,6 +185,16 @@ class _Exchange:
         if self.ticket is not None:
             headers["x-sluicegate-queued-ms"] = str(round(self.queued * 1000))
         sse = response.status_code == 200 and headers.get("content-type", "").startswith("text/event-stream")
+        if sse and self.probe:
+            meter = response.extensions.get(METER)
+            self.meter = meter if isinstance(meter, StreamMeter) else None
+            status, own, body = await rebuilt_message(self.g.upstream.provider, response)
+            headers.update(own)
+            headers["content-length"] = str(len(body))
+            await self._start(status, headers)
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+            self.complete = True
+            return
         if not sse:
             body = await response.aread()
             if response.status_code == 200:
@@ -224,6 +243,8 @@ class _Exchange:
         g, name = self.g, self.call.client.name
         client = g.ledger.client(name)
         now = g.clock.now()
+        if self.probe:
+            g.probe_done()
         if self.ticket is not None:
             g.scheduler.leave(self.ticket)
         client.reserved -= self.reserved

@@ -77,6 +77,18 @@ class Gateway:
             self.ledger.client(name, spec.budget if spec else None)
         self.prices = load_prices(config.prices)
         self.input_estimator = InputEstimator(provider=config.provider)
+        self._probe_out = False
+
+    def take_probe(self) -> bool:
+        """True for the one request that may go out streamed as the limiter's probe (`_probe.py`): the upstream
+        has not answered yet and no other request holds that role; `probe_done` gives it back."""
+        if self._probe_out or self.upstream.transport.gate.answered:
+            return False
+        self._probe_out = True
+        return True
+
+    def probe_done(self) -> None:
+        self._probe_out = False
 
     @property
     def limiter(self) -> LimiterLike:

@@ -1,7 +1,11 @@
-"""The road upstream: one `LimitedTransport` (the shared limiter, retry policy and cool-down) over a few pools.
+"""The road upstream: one `LimitedTransport` (the shared limiter, retry policy and cool-down) over a connection pool.
 
-A thin inner transport announces the moment a request has passed the limiter and is about to go out, which is
-when the scheduler lets the next ticket in. The upstream key is set here and nowhere else.
+The pool is the engine's own HTTP/1.1 transport (`_transport.EngineTransport`), as the engine picks it: unless
+the environment names a proxy for the upstream, when httpx2's transport is used (over a few pools, see
+`_pools`). Relaying a stream through httpx2's transport cost the gateway more CPU per request and per chunk than
+all of its own work (bench/RESULTS.md). A thin inner transport announces the moment a request has passed the
+limiter and is about to go out, which is when the scheduler lets the next ticket in. The upstream key is set
+here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Literal
 
 import httpx2
 
+from .._transport import EngineTransport
+from .._wire import _environment_proxy
 from ..integrations.sdk import LimitedTransport
 from ..limits.limiter import Limits
 from ..providers import get as get_provider
@@ -27,6 +33,8 @@ _REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "content-type", "acce
 # share of it, and the organization id is the account's: neither is passed on.
 _RESPONSE_HEADERS = ("content-type", "request-id", "x-request-id", "cache-control", "x-should-retry", "retry-after")
 _KEY_ECHO = re.compile(rb"(API key provided: )[^\s\".,]+")
+# The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
+_TIMEOUT = {"connect": 10.0, "read": 600.0, "write": 600.0, "pool": 600.0}
 # A connection pool re-examines every one of its connections and queued requests (several calls each) at every
 # checkout and every return: with hundreds of streams that is one of the gateway's hottest paths. Requests take
 # the pools in turn, so each pass covers an eighth of them.
@@ -70,11 +78,19 @@ class _Pools(httpx2.AsyncBaseTransport):
             await pool.aclose()
 
 
-def _pools(capacity: int) -> _Pools:
+def _pools(capacity: int, proxy: str | None = None) -> _Pools:
     each = -(-capacity // _POOLS)
     limits = httpx2.Limits(max_connections=each, max_keepalive_connections=each)
     tls = httpx2.create_ssl_context()  # one: loading the CA bundle takes tens of milliseconds each time
-    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(_POOLS)])
+    return _Pools([httpx2.AsyncHTTPTransport(limits=limits, verify=tls, proxy=proxy) for _ in range(_POOLS)])
+
+
+def _relay_transport(base_url: str, capacity: int) -> httpx2.AsyncBaseTransport:
+    """The engine's transport, or httpx2's pools through the proxy the environment names for `base_url`."""
+    proxy = _environment_proxy(base_url)
+    if proxy is None:
+        return EngineTransport(connections=capacity)
+    return _pools(capacity, proxy)
 
 
 class Upstream:
@@ -99,7 +115,7 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self._auth = self.provider.auth_headers(api_key)
         self._key = api_key
-        inner = transport or _pools((max_concurrency or 512) + 16)
+        inner = transport or _relay_transport(self.base_url, (max_concurrency or 512) + 16)
         self.transport = LimitedTransport(
             provider=provider,
             limits=limits,
@@ -111,8 +127,7 @@ class Upstream:
             shared_limits_name=shared_limits_name,
             shared_limits_fallback=shared_limits_fallback,
         )
-        # The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
-        self.client = httpx2.AsyncClient(transport=self.transport, timeout=httpx2.Timeout(600.0, connect=10.0))
+        self._urls: dict[str, httpx2.URL] = {}
 
     def url(self, path: str) -> str:
         """The upstream URL for a gateway path (`/v1/messages`, `/v1/messages/count_tokens`, `/v1/chat/...`)."""
@@ -133,17 +148,26 @@ class Upstream:
             outgoing[name] = value
         # Plain bytes both ways: the gateway meters what passes, and loopback bandwidth is free.
         outgoing["accept-encoding"] = "identity"
-        extensions = {_SENT: on_sent} if on_sent is not None else None
-        return self.client.build_request("POST", self.url(path), content=body, headers=outgoing, extensions=extensions)
+        extensions: dict[str, object] = {"timeout": _TIMEOUT}
+        if on_sent is not None:
+            extensions[_SENT] = on_sent
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx2.URL(self.url(path))
+        return httpx2.Request("POST", url, content=body, headers=outgoing, extensions=extensions)
 
     async def send(self, request: httpx2.Request) -> httpx2.Response:
-        return await self.client.send(request, stream=True)
+        """The response with its body unread. Straight to the transport, as the engine's wire does: an
+        `httpx2.AsyncClient` would merge default headers, run auth, redirect and cookie hooks and wrap the stream on
+        every request, none of which a relay to one upstream needs, at a cost the gateway pays per request."""
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        return response
 
     def scrub(self, body: bytes) -> bytes:
         return scrub(body, self._key)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
         await self.transport.aclose()
 
 
