@@ -32,7 +32,7 @@ from typing import Literal
 
 import anyio
 
-from ._clock import Clock, wait_event
+from ._clock import Clock, Deadline, wait_event
 
 __all__ = ["Breaker", "BreakerState", "Ticket"]
 
@@ -162,7 +162,7 @@ class Breaker:
         if seconds <= 0:
             return
         start = (self._epoch, self.state)
-        with anyio.move_on_after(seconds):
+        with Deadline(self._clock, seconds):
             while (self._epoch, self.state) == start:
                 await self._changed.wait()
 
