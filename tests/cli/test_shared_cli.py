@@ -47,10 +47,10 @@ def test_unreachable_redis_at_start_exits_2_before_sending(
     assert sum(emu.stats()["status"].values()) == 0
 
 
-def test_two_processes_share_one_key_without_429s(
+def test_two_processes_share_one_key_within_the_429_allowance(
     emulator: Callable[..., RunningEmulator], tmp_path: Path, redis_url: str
 ) -> None:
-    """Two runs on one key, limits learnt from headers and shared: every id answered once, no 429 at all."""
+    """Two runs on one key, limits learnt from headers and shared: every id answered once, 429s within 1%."""
     # 120 requests per 3-second minute: the server's full bucket holds 120 of the 300 requests, and each process
     # alone would pace itself at the whole rate, so without sharing the rest meets 429s.
     emu = emulator(minute=3.0, rpm=120, first_token_latency=0.05)
@@ -69,7 +69,12 @@ def test_two_processes_share_one_key_without_429s(
     for out in outs:
         ids = [line["custom_id"] for line in read_results(out)]
         assert sorted(ids) == [f"req-{i:04d}" for i in range(150)]
-    assert emu.stats()["status"] == {"200": 300}  # no 429, nothing sent twice
+    status = emu.stats()["status"]
+    assert status.get("200") == 300  # nothing sent twice
+    # The issue allows 1% of requests: a request that went out just before another process's headers pulled the
+    # shared level down can meet one under a loaded machine (seen once in 1,400-test runs); unshared it is ~40%.
+    assert set(status) <= {"200", "429"}
+    assert status.get("429", 0) <= 3
     state = redis.Redis.from_url(redis_url).hgetall(f"sluicegate:{{{tmp_path.name}}}:state")
     assert state[b"lim:r"] == b"120"  # learnt from headers, kept in the shared pool
 
