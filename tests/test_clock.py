@@ -15,19 +15,7 @@ from sluicegate._clock import Deadline, wait_event
 from sluicegate.limits.limiter import Limiter, Limits
 from sluicegate.serve.scheduler import Refused, Scheduler
 from sluicegate.testing import FakeClock
-
-
-class FourTimesFaster:
-    """A user's clock that runs four times faster than the event loop (a power of two keeps the sums exact)."""
-
-    def __init__(self, loop: FakeClock) -> None:
-        self._loop = loop
-
-    def now(self) -> float:
-        return 4.0 * self._loop.now()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(max(0.0, seconds) / 4.0)
+from user_clocks import FourTimesFaster
 
 
 class ManualClock:

@@ -13,6 +13,7 @@ from mock_anthropic import MockAPI, error
 import sluicegate
 from sluicegate import Engine, Limits, RetryPolicy
 from sluicegate.testing import FakeClock
+from user_clocks import FourTimesFaster
 
 
 def _requests(n: int, **extra: Any) -> list[dict[str, Any]]:
@@ -453,25 +454,12 @@ def test_without_headers_429s_halve_the_concurrency() -> None:
     clock.run(main)
 
 
-class _FourTimesFaster:
-    """A user's own Clock (not a FakeClock): four times faster than the event loop it runs on."""
-
-    def __init__(self, loop: FakeClock) -> None:
-        self._loop = loop
-
-    def now(self) -> float:
-        return 4.0 * self._loop.now()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(max(0.0, seconds) / 4.0)
-
-
 def test_the_engine_paces_by_the_users_own_clock() -> None:
     """RPM 60 on a user's clock four times faster than the loop: ten requests take 9 s of pacing plus one answer's
     latency (1/64 loop s, 1/16 s of that clock), all on that clock. Waits for capacity timed on the loop's
     clock would run four times too long between the engine's own wake-ups and end later."""
     loop = FakeClock()
-    user = _FourTimesFaster(loop)
+    user = FourTimesFaster(loop)
     api = MockAPI(latency=1 / 64, headers=False)
 
     async def main() -> list[sluicegate.Result]:
