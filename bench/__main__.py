@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import env
-from bench.scenarios import ALL_SCENARIOS, SCENARIOS
+from bench.scenarios import ALL_SCENARIOS, SCENARIOS, with_minute
 
 RUNS = env.ROOT / "bench" / "out" / "runs.json"
 LAST = env.ROOT / "bench" / "out" / "last.json"
@@ -25,6 +25,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--setup", action="store_true", help="(re)create the bench virtualenv, then exit")
     parser.add_argument("--systems", default="", help="comma-separated subset of systems to run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--minute",
+        type=float,
+        help="real seconds per emulated minute for every chosen scenario (a variant named <scenario>_minute<N>s)",
+    )
+    parser.add_argument("--documents", type=int, help="documents per chosen scenario (a variant, as --minute)")
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the last run's data")
     parser.add_argument(
         "--merge", action="store_true", help="keep the last run's other scenarios (this run replaces its own)"
@@ -35,6 +41,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(ALL_SCENARIOS)}")
     if not 1 <= args.repeats <= 10:
         parser.error("--repeats must be between 1 and 10")
+    if args.minute is not None and not 0.5 <= args.minute <= 3600:
+        parser.error("--minute must be between 0.5 and 3600 seconds")
+    if args.documents is not None and args.documents < 1:
+        parser.error("--documents must be 1 or more")
     return args
 
 
@@ -79,6 +89,8 @@ def main(argv: list[str]) -> int:
         scenario = SCENARIOS.get(name)
         if scenario is None:
             continue
+        if name != "overhead":
+            scenario = with_minute(scenario, args.minute, args.documents)
         systems = [s for s in scenario.systems if not only or s in only]
         print(f"bench: {name} ({len(systems)} systems x {args.repeats})", flush=True)
         groups: dict[str, list[Run]] = {s: [] for s in systems}
@@ -92,7 +104,7 @@ def main(argv: list[str]) -> int:
                 unavailable=unavailable,
             ):
                 groups[run.system].append(run)
-        results[name] = groups
+        results[scenario.name] = groups
     extra = cli_sections([n for n in chosen if n in ("memory", "resume")], quick=args.quick, repeats=args.repeats)
     command = ("python -m bench " + shlex.join(argv) if argv else "python -m bench").strip()
     commands = [{"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command}]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import Run
-from bench.scenarios import SCENARIOS
+from bench.scenarios import scenario_named
 
 HERE = Path(__file__).resolve().parent
 
@@ -199,7 +199,7 @@ def write(
         lines += [f"- {peer}: {why}" for peer, why in unavailable.items()]
         lines.append("")
     for name, groups in results.items():
-        scenario = SCENARIOS.get(name)
+        scenario = scenario_named(name)
         if name == "overhead":
             lines += [f"## {name}", "", scenario.summary if scenario else "", "", *_overhead_table(groups), ""]
             continue

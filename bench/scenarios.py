@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sluicegate.emulator import EmulatorConfig, FaultSpec
@@ -212,3 +213,44 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 ALL_SCENARIOS: tuple[str, ...] = (*SCENARIOS, "memory", "resume")
+
+
+def with_minute(scenario: Scenario, minute: float | None, documents: int | None) -> Scenario:
+    """`scenario` with the emulator's minute set to `minute` real seconds and/or `documents` documents.
+
+    The limits stay per emulated minute and every latency stays in emulated seconds, so only the clock's speed
+    changes; the time caps grow with it. The variant gets its own name (and is registered under it) so its
+    results sit beside the scenario's own instead of replacing them.
+    """
+    if minute is None and documents is None:
+        return scenario
+    minute = minute or scenario.minute
+    factor = minute / scenario.minute
+    suffix = (f"_minute{minute:g}s" if minute != scenario.minute else "") + (f"_{documents}docs" if documents else "")
+    variant = replace(
+        scenario,
+        name=scenario.name + suffix,
+        summary=f"{scenario.summary}; variant: one emulated minute = {minute:g} real s",
+        minute=minute,
+        documents=documents or scenario.documents,
+        quick_documents=documents or scenario.quick_documents,
+        cap=scenario.cap * max(1.0, factor),
+        quick_cap=scenario.quick_cap * max(1.0, factor),
+    )
+    SCENARIOS[variant.name] = variant
+    return variant
+
+
+_VARIANT = re.compile(r"^(?P<base>.+?)(?:_minute(?P<minute>[0-9.]+)s)?(?:_(?P<docs>[0-9]+)docs)?$")
+
+
+def scenario_named(name: str) -> Scenario | None:
+    """The scenario called `name`, a `with_minute` variant included (its name says its minute and documents)."""
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    match = _VARIANT.match(name)
+    base = SCENARIOS.get(match["base"]) if match else None
+    if match is None or base is None:
+        return None
+    minute, docs = match["minute"], match["docs"]
+    return with_minute(base, float(minute) if minute else None, int(docs) if docs else None)
