@@ -14,7 +14,7 @@ import httpx2
 from ._models import RateLimitSnapshot, Usage
 from ._wire import Wire
 from .limits.headers import parse_retry_after, parse_should_retry
-from .providers.base import ErrorDetail, Provider, StreamFailed
+from .providers.base import ErrorDetail, Provider, StreamAssembler, StreamFailed
 from .retry import Outcome
 from .sse import SSEDecoder
 
@@ -37,6 +37,7 @@ class AttemptResult:
     # Seconds from sending to the first text of a streamed answer, or to the whole of an unstreamed one (the
     # API sends that all at once): a measurement for reports, so a plain monotonic reading is enough.
     first_token_after: float | None = None
+    input_counted: bool = False  # `on_input_counted` was told the input tokens before the answer ended
 
 
 async def send_attempt(
@@ -51,12 +52,15 @@ async def send_attempt(
     on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
     on_start: Callable[[], Any] | None = None,
     on_accepted: Callable[[], Any] | None = None,
+    on_input_counted: Callable[[int], Any] | None = None,
 ) -> AttemptResult:
     """Send one request and classify the outcome. Transport errors become failures, never exceptions.
 
     `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
     `on_accepted` is called when a 200's headers arrive, before its body; `on_start` is called once when a
-    successful answer begins: a stream's first event, an unstreamed body's arrival.
+    successful answer begins: a stream's first event, an unstreamed body's arrival. `on_input_counted` gets the
+    input tokens the server counted as soon as a stream's first events say (Anthropic's `message_start`); a
+    200 stream's headers then wait for those events, so whatever the headers let in is estimated after them.
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -68,7 +72,9 @@ async def send_attempt(
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())
-                if on_headers is not None and not out.snapshot.empty:
+                streamed = stream and "json" not in response.headers.get("content-type", "")
+                hold = on_input_counted is not None and streamed and response.status_code == 200
+                if on_headers is not None and not out.snapshot.empty and not hold:
                     on_headers(out.snapshot)
                 if response.status_code != 200:
                     raw = await _read_body(response)
@@ -78,8 +84,12 @@ async def send_attempt(
                     on_accepted()
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
-                if stream and "json" not in response.headers.get("content-type", ""):
-                    await _read_stream(response, provider, out, on_text, sent, on_start)
+                if streamed:
+                    held = _Held(out.snapshot, on_headers if hold else None, on_input_counted)
+                    try:
+                        await _read_stream(response, provider, out, on_text, sent, on_start, held)
+                    finally:
+                        held.release()  # no count came (an error event, a cut stream): the headers still count
                 else:
                     raw = await _read_body(response)
                     out.first_token_after = time.monotonic() - sent
@@ -98,6 +108,39 @@ async def send_attempt(
         out.failure = Outcome(failure="truncated")
         out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
     return out
+
+
+class _Held:
+    """A 200 stream's headers held back until its first events say how many input tokens the server counted."""
+
+    __slots__ = ("_on_counted", "_on_headers", "_snapshot")
+
+    def __init__(
+        self,
+        snapshot: RateLimitSnapshot,
+        on_headers: Callable[[RateLimitSnapshot], Any] | None,
+        on_counted: Callable[[int], Any] | None,
+    ) -> None:
+        self._snapshot = snapshot
+        self._on_headers = on_headers if not snapshot.empty else None
+        self._on_counted = on_counted
+
+    def events_read(self, assembler: StreamAssembler, out: AttemptResult) -> None:
+        """After the first event (Anthropic's `message_start`): report its input count, then release the headers
+        (without a count too: the headers wait for one event, never for the whole answer)."""
+        if self._on_counted is None:
+            return
+        counted = assembler.usage().total_input_tokens
+        if counted > 0:
+            self._on_counted(counted)
+            out.input_counted = True
+        self._on_counted = None
+        self.release()
+
+    def release(self) -> None:
+        if self._on_headers is not None:
+            on_headers, self._on_headers = self._on_headers, None
+            on_headers(self._snapshot)
 
 
 async def _read_body(response: httpx2.Response) -> bytes:
@@ -149,6 +192,7 @@ async def _read_stream(
     on_text: Callable[[str], Any] | None,
     sent: float,
     on_start: Callable[[], Any] | None,
+    held: _Held,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
@@ -159,6 +203,7 @@ async def _read_stream(
                     on_start()
                     on_start = None
                 text = assembler.feed(event)
+                held.events_read(assembler, out)
                 if text and out.first_token_after is None:
                     out.first_token_after = time.monotonic() - sent
                 if text and on_text is not None:

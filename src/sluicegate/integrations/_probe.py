@@ -38,7 +38,7 @@ def probe_request(request: httpx2.Request, params: dict[str, Any]) -> httpx2.Req
 class ProbeAssembly:
     """Message events in, the unstreamed Message out: every event type the API documents, nothing guessed."""
 
-    __slots__ = ("_blocks", "_decoder", "_json", "_message", "_usage", "complete", "error", "faithful")
+    __slots__ = ("_blocks", "_decoder", "_json", "_message", "_usage", "complete", "error", "faithful", "started")
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
@@ -49,12 +49,14 @@ class ProbeAssembly:
         self.complete = False  # message_stop arrived
         self.faithful = True  # every event was one the assembly reproduces exactly
         self.error: ErrorDetail | None = None  # an error event mid-stream
+        self.started = False  # an event arrived (Anthropic's first is message_start, with the input count)
 
     def feed(self, chunk: bytes, *, end: bool = False) -> None:
         events = self._decoder.close() if end else self._decoder.feed(chunk)
         for event in events:
             if not event.data or self.error is not None:
                 continue
+            self.started = True
             if not self.faithful and event.event not in _ENDING:
                 continue  # still read to its end: the usage to settle, and whether it was cut
             try:
@@ -110,6 +112,11 @@ class ProbeAssembly:
 
     def usage(self) -> Usage | None:
         return Usage.from_anthropic(self._usage) if self._usage else None
+
+    def input_tokens(self) -> int | None:
+        """The input tokens counted so far: known from `message_start` on (None before it, or if it has none)."""
+        usage = self.usage()
+        return usage.total_input_tokens if usage is not None and usage.total_input_tokens > 0 else None
 
 
 def probe_response(streamed: httpx2.Response, message: dict[str, Any]) -> httpx2.Response:
