@@ -204,9 +204,9 @@ async def test_an_attempt_past_its_total_timeout_is_a_timeout() -> None:
     assert out.failure.failure == "timeout"
 
 
-async def test_a_streamed_answer_counts_its_input_before_its_headers_are_released() -> None:
-    """With `on_input_counted`, a 200 stream's headers wait for message_start: its input count comes first, and
-    both arrive before the rest of the answer is read."""
+async def test_a_streamed_answer_reports_its_input_count_at_its_first_event() -> None:
+    """`on_input_counted` gets message_start's input count as soon as that first event is read: after the
+    headers, before the rest of the answer."""
     log: list[str] = []
 
     class _Logged(_Chunks):
@@ -239,6 +239,6 @@ async def test_a_streamed_answer_counts_its_input_before_its_headers_are_release
         )
     finally:
         await wire.aclose()
-    assert log[:4] == ["chunk 0", "counted 3", "headers", "chunk 1"]
+    assert log[:4] == ["headers", "chunk 0", "counted 3", "chunk 1"]
     assert out.input_counted
     assert out.failure is None

@@ -14,7 +14,7 @@ import httpx2
 from ._models import RateLimitSnapshot, Usage
 from ._wire import Wire
 from .limits.headers import parse_retry_after, parse_should_retry
-from .providers.base import ErrorDetail, Provider, StreamAssembler, StreamFailed
+from .providers.base import ErrorDetail, Provider, StreamFailed
 from .retry import Outcome
 from .sse import SSEDecoder
 
@@ -59,8 +59,7 @@ async def send_attempt(
     `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
     `on_accepted` is called when a 200's headers arrive, before its body; `on_start` is called once when a
     successful answer begins: a stream's first event, an unstreamed body's arrival. `on_input_counted` gets the
-    input tokens the server counted as soon as a stream's first events say (Anthropic's `message_start`); a
-    200 stream's headers then wait for those events, so whatever the headers let in is estimated after them.
+    input tokens the server counted as soon as a stream's first event says (Anthropic's `message_start`).
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -72,9 +71,7 @@ async def send_attempt(
             try:
                 out.responded = True
                 out.snapshot = provider.rate_limits(response.headers, time.time())
-                streamed = stream and "json" not in response.headers.get("content-type", "")
-                hold = on_input_counted is not None and streamed and response.status_code == 200
-                if on_headers is not None and not out.snapshot.empty and not hold:
+                if on_headers is not None and not out.snapshot.empty:
                     on_headers(out.snapshot)
                 if response.status_code != 200:
                     raw = await _read_body(response)
@@ -84,12 +81,8 @@ async def send_attempt(
                     on_accepted()
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
-                if streamed:
-                    held = _Held(out.snapshot, on_headers if hold else None, on_input_counted)
-                    try:
-                        await _read_stream(response, provider, out, on_text, sent, on_start, held)
-                    finally:
-                        held.release()  # no count came (an error event, a cut stream): the headers still count
+                if stream and "json" not in response.headers.get("content-type", ""):
+                    await _read_stream(response, provider, out, on_text, sent, on_start, on_input_counted)
                 else:
                     raw = await _read_body(response)
                     out.first_token_after = time.monotonic() - sent
@@ -108,39 +101,6 @@ async def send_attempt(
         out.failure = Outcome(failure="truncated")
         out.detail = ErrorDetail(message=f"unreadable response body: {exc}")
     return out
-
-
-class _Held:
-    """A 200 stream's headers held back until its first events say how many input tokens the server counted."""
-
-    __slots__ = ("_on_counted", "_on_headers", "_snapshot")
-
-    def __init__(
-        self,
-        snapshot: RateLimitSnapshot,
-        on_headers: Callable[[RateLimitSnapshot], Any] | None,
-        on_counted: Callable[[int], Any] | None,
-    ) -> None:
-        self._snapshot = snapshot
-        self._on_headers = on_headers if not snapshot.empty else None
-        self._on_counted = on_counted
-
-    def events_read(self, assembler: StreamAssembler, out: AttemptResult) -> None:
-        """After the first event (Anthropic's `message_start`): report its input count, then release the headers
-        (without a count too: the headers wait for one event, never for the whole answer)."""
-        if self._on_counted is None:
-            return
-        counted = assembler.usage().total_input_tokens
-        if counted > 0:
-            self._on_counted(counted)
-            out.input_counted = True
-        self._on_counted = None
-        self.release()
-
-    def release(self) -> None:
-        if self._on_headers is not None:
-            on_headers, self._on_headers = self._on_headers, None
-            on_headers(self._snapshot)
 
 
 async def _read_body(response: httpx2.Response) -> bytes:
@@ -192,7 +152,7 @@ async def _read_stream(
     on_text: Callable[[str], Any] | None,
     sent: float,
     on_start: Callable[[], Any] | None,
-    held: _Held,
+    on_input_counted: Callable[[int], Any] | None,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
@@ -203,7 +163,12 @@ async def _read_stream(
                     on_start()
                     on_start = None
                 text = assembler.feed(event)
-                held.events_read(assembler, out)
+                if on_input_counted is not None:  # the first event: Anthropic's message_start counts the input
+                    counted = assembler.usage().total_input_tokens
+                    if counted > 0:
+                        on_input_counted(counted)
+                        out.input_counted = True
+                    on_input_counted = None
                 if text and out.first_token_after is None:
                     out.first_token_after = time.monotonic() - sent
                 if text and on_text is not None:

@@ -149,8 +149,8 @@ class ItemRunner:
         attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
-            # The probe's first event counts its input: the estimator is calibrated from it before its headers
-            # open the limiter, so the requests let in then are charged calibrated estimates.
+            # The probe's first event counts its input: the estimator is calibrated from it there, not at the end
+            # of the answer, so the requests admitted meanwhile are charged calibrated estimates.
             if not stream and self._probing(passed):
                 counted = functools.partial(self.input_estimator.observe, raw_in)
                 probe_url = self._provider.url(self._base_url, stream=True)

@@ -38,7 +38,7 @@ def probe_request(request: httpx2.Request, params: dict[str, Any]) -> httpx2.Req
 class ProbeAssembly:
     """Message events in, the unstreamed Message out: every event type the API documents, nothing guessed."""
 
-    __slots__ = ("_blocks", "_decoder", "_json", "_message", "_usage", "complete", "error", "faithful", "started")
+    __slots__ = ("_blocks", "_decoder", "_json", "_message", "_usage", "complete", "error", "faithful")
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
@@ -49,14 +49,12 @@ class ProbeAssembly:
         self.complete = False  # message_stop arrived
         self.faithful = True  # every event was one the assembly reproduces exactly
         self.error: ErrorDetail | None = None  # an error event mid-stream
-        self.started = False  # an event arrived (Anthropic's first is message_start, with the input count)
 
     def feed(self, chunk: bytes, *, end: bool = False) -> None:
         events = self._decoder.close() if end else self._decoder.feed(chunk)
         for event in events:
             if not event.data or self.error is not None:
                 continue
-            self.started = True
             if not self.faithful and event.event not in _ENDING:
                 continue  # still read to its end: the usage to settle, and whether it was cut
             try:

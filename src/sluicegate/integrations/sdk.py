@@ -252,8 +252,8 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             try:
                 response = await self._inner.handle_async_request(probe_request(request, params) if probe else request)
                 if response.is_success and _is_sse(response):
+                    self._observe(response, passed)
                     if stream:
-                        self._observe(response, passed)
                         return self._metered(response, passed, raw_in, max_tokens)
                     whole = await self._assembled(response, passed, raw_in, max_tokens)
                     if isinstance(whole, httpx2.Response):
@@ -349,27 +349,22 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         must be asked again unstreamed (already settled). A stream cut short raises like a broken connection.
 
         Its `message_start` (the first event) already counts the input tokens: the estimator is calibrated from
-        it before the headers open the limiter, so the waiters let in then are charged calibrated estimates."""
+        it then, so the requests admitted from then on are charged calibrated estimates."""
         assembly = ProbeAssembly()
-        observed = learnt = False
+        learnt = False
         stream = response.stream
-        try:
-            if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
-                assembly.feed(_decoded(response.headers, await _read_raw(response)))
-            else:
-                assert isinstance(stream, httpx2.AsyncByteStream)
+        if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+            assembly.feed(_decoded(response.headers, await _read_raw(response)))
+        else:
+            assert isinstance(stream, httpx2.AsyncByteStream)
+            try:
                 async for chunk in stream:
                     assembly.feed(chunk)
-                    if not observed and assembly.started:
-                        if (counted := assembly.input_tokens()) is not None:
-                            learnt = True
-                            self._input.observe(raw_in, counted)
-                        observed = True
-                        self._observe(response, passed)
-        finally:
-            await response.aclose()
-            if not observed:
-                self._observe(response, passed)
+                    if not learnt and (counted := assembly.input_tokens()) is not None:
+                        learnt = True
+                        self._input.observe(raw_in, counted)
+            finally:
+                await response.aclose()
         assembly.feed(b"", end=True)
         if assembly.error is not None:
             return assembly.error
