@@ -302,7 +302,8 @@ class Limiter(ServerSignals):
     def _settle(self, permit: Permit, input_tokens: int, output_tokens: int, *, success: bool) -> None:
         now = self._clock.now()
         g = self._gates
-        g["input_tokens"].adjust(input_tokens - permit.input_tokens, now)
+        # The server counts input tokens once, at admission: a `remaining` that came after is the real count.
+        g["input_tokens"].correct(input_tokens - permit.input_tokens, permit.admitted_at, now)
         g["output_tokens"].adjust(output_tokens - permit.output_tokens, now)
         g["tokens"].adjust(input_tokens + output_tokens - permit.input_tokens - permit.output_tokens, now)
         self._in_flight -= 1
@@ -313,7 +314,8 @@ class Limiter(ServerSignals):
     def _refund_all(self, permit: Permit) -> None:
         now = self._clock.now()
         for gate, amount, _ in self._pace_amounts(permit.input_tokens, permit.output_tokens):
-            gate.adjust(-amount, now)
+            # Refused: a `remaining` that came after it never held it, and the mirror set to that does not either.
+            gate.correct(-amount, permit.admitted_at, now)
         self._in_flight -= 1
         self._notify()
 
