@@ -202,3 +202,43 @@ async def test_an_attempt_past_its_total_timeout_is_a_timeout() -> None:
     out = await _attempt(handler, total_timeout=0.05)
     assert out.failure is not None
     assert out.failure.failure == "timeout"
+
+
+async def test_a_streamed_answer_reports_its_input_count_at_its_first_event() -> None:
+    """`on_input_counted` gets message_start's input count as soon as that first event is read: after the
+    headers, before the rest of the answer."""
+    log: list[str] = []
+
+    class _Logged(_Chunks):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for i, chunk in enumerate(self._chunks):
+                log.append(f"chunk {i}")
+                yield chunk
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        events = (_START, _BLOCK, _DELTA, *_END)
+        chunks = [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+        headers = {
+            "content-type": "text/event-stream",
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+        }
+        return httpx2.Response(200, headers=headers, stream=_Logged(chunks))
+
+    wire = Wire(httpx2.MockTransport(handler), headers={"x-api-key": "k"}, timeouts=Timeouts())
+    try:
+        out = await send_attempt(
+            wire,
+            AnthropicProvider(),
+            url="http://test/v1/messages",
+            body={"model": "m", "max_tokens": 5, "messages": [], "stream": True},
+            stream=True,
+            total_timeout=10.0,
+            on_headers=lambda snapshot: log.append("headers"),
+            on_input_counted=lambda tokens: log.append(f"counted {tokens}"),
+        )
+    finally:
+        await wire.aclose()
+    assert log[:4] == ["headers", "chunk 0", "counted 3", "chunk 1"]
+    assert out.input_counted
+    assert out.failure is None

@@ -37,6 +37,7 @@ class AttemptResult:
     # Seconds from sending to the first text of a streamed answer, or to the whole of an unstreamed one (the
     # API sends that all at once): a measurement for reports, so a plain monotonic reading is enough.
     first_token_after: float | None = None
+    input_counted: bool = False  # `on_input_counted` was told the input tokens before the answer ended
 
 
 async def send_attempt(
@@ -51,12 +52,14 @@ async def send_attempt(
     on_headers: Callable[[RateLimitSnapshot], Any] | None = None,
     on_start: Callable[[], Any] | None = None,
     on_accepted: Callable[[], Any] | None = None,
+    on_input_counted: Callable[[int], Any] | None = None,
 ) -> AttemptResult:
     """Send one request and classify the outcome. Transport errors become failures, never exceptions.
 
     `on_headers` gets the rate-limit headers as soon as they arrive (a stream's first byte), before the body;
     `on_accepted` is called when a 200's headers arrive, before its body; `on_start` is called once when a
-    successful answer begins: a stream's first event, an unstreamed body's arrival.
+    successful answer begins: a stream's first event, an unstreamed body's arrival. `on_input_counted` gets the
+    input tokens the server counted as soon as a stream's first event says (Anthropic's `message_start`).
     """
     out = AttemptResult()
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -79,7 +82,7 @@ async def send_attempt(
                 # A server may answer a stream request with one JSON body (a proxy, an OpenAI-compatible server
                 # that ignores `stream`): the content type says which it is.
                 if stream and "json" not in response.headers.get("content-type", ""):
-                    await _read_stream(response, provider, out, on_text, sent, on_start)
+                    await _read_stream(response, provider, out, on_text, sent, on_start, on_input_counted)
                 else:
                     raw = await _read_body(response)
                     out.first_token_after = time.monotonic() - sent
@@ -149,6 +152,7 @@ async def _read_stream(
     on_text: Callable[[str], Any] | None,
     sent: float,
     on_start: Callable[[], Any] | None,
+    on_input_counted: Callable[[int], Any] | None,
 ) -> None:
     decoder = SSEDecoder()
     assembler = provider.assembler()
@@ -159,6 +163,12 @@ async def _read_stream(
                     on_start()
                     on_start = None
                 text = assembler.feed(event)
+                if on_input_counted is not None:  # the first event: Anthropic's message_start counts the input
+                    counted = assembler.usage().total_input_tokens
+                    if counted > 0:
+                        on_input_counted(counted)
+                        out.input_counted = True
+                    on_input_counted = None
                 if text and out.first_token_after is None:
                     out.first_token_after = time.monotonic() - sent
                 if text and on_text is not None:

@@ -98,8 +98,12 @@ class AttemptGate:
 
     # -- acquire -------------------------------------------------------------------------------------------
 
-    async def acquire(self, input_tokens: int = 0, output_tokens: int = 0) -> Pass:
-        """Wait for the breaker, then the limiter; the pass ends in `succeeded`, `failed`, `cancelled` or `unused`."""
+    async def acquire(
+        self, input_tokens: int = 0, output_tokens: int = 0, *, estimate: Callable[[], int] | None = None
+    ) -> Pass:
+        """Wait for the breaker, then the limiter; the pass ends in `succeeded`, `failed`, `cancelled` or `unused`.
+
+        `estimate` re-counts the input tokens when the limiter admits (see `LimiterLike.acquire`)."""
         while True:
             ticket = await self.breaker.wait_turn()
             permit: Permit | None = None
@@ -108,7 +112,9 @@ class AttemptGate:
             try:
                 with scope:
                     if self.limiter is not None:
-                        permit = await self.limiter.acquire(input_tokens, output_tokens)
+                        if estimate is not None:
+                            input_tokens = estimate()  # after the breaker's wait, which may have been long
+                        permit = await self.limiter.acquire(input_tokens, output_tokens, estimate=estimate)
             except BaseException:
                 self.breaker.forget(ticket)
                 raise

@@ -93,9 +93,11 @@ class ItemRunner:
         if run.halted:
             return None
         passed: Pass | None = None
-        # The run cancels this scope when it stops, so a waiter leaves the limiter's queue at once.
+        # The run cancels this scope when it stops, so a waiter leaves the limiter's queue at once. The input
+        # estimate is made again at admission: the first answer may calibrate the estimator while this waits.
+        estimate = functools.partial(self.input_estimator.calibrated, raw_in)
         with run.cancellable() as scope:
-            passed = await self._gate.acquire(est_in, reserve)
+            passed = await self._gate.acquire(est_in, reserve, estimate=estimate)
         if scope.cancelled_caught:
             return None
         if passed is not None and run.halted:
@@ -147,17 +149,21 @@ class ItemRunner:
         attempts = tries = 0  # sent; and those that used up the retry budget (a breaker's probe does not)
         while passed is not None:
             attempts += 1
+            # The probe's first event counts its input: the estimator is calibrated from it there, not at the end
+            # of the answer, so the requests admitted meanwhile are charged calibrated estimates.
             if not stream and self._probing(passed):
+                counted = functools.partial(self.input_estimator.observe, raw_in)
                 probe_url = self._provider.url(self._base_url, stream=True)
                 probe_body = self._provider.body(item.params, stream=True)
-                outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text)
+                outcome = await self._send(item, passed, attempts, wire, probe_url, probe_body, True, on_text, counted)
             else:
                 outcome = await self._send(item, passed, attempts, wire, url, body, stream, on_text)
             now = self._clock.now()
             if outcome.failure is None and outcome.message is not None:
                 usage = outcome.usage or Usage()
                 self._gate.succeeded(passed, usage)
-                self.input_estimator.observe(raw_in, usage.total_input_tokens)
+                if not outcome.input_counted:
+                    self.input_estimator.observe(raw_in, usage.total_input_tokens)
                 self._output_estimator.observe(usage.output_tokens, max_tokens)
                 result = Result(
                     index=item.index,
@@ -246,6 +252,7 @@ class ItemRunner:
         body: Mapping[str, Any],
         stream: bool,
         on_text: Callable[[str], Awaitable[None]] | None,
+        on_input_counted: Callable[[int], None] | None = None,
     ) -> AttemptResult:
         """One attempt on the wire; the limiter learns the headers as they arrive, the gate that the host answered."""
         self._counts.in_flight += 1
@@ -274,6 +281,7 @@ class ItemRunner:
                 on_headers=self._gate.headers_observer(passed),
                 on_start=self._on_start(item, attempt),
                 on_accepted=functools.partial(self._gate.accepted, passed) if self._gate.held(passed) else None,
+                on_input_counted=on_input_counted,
             )
         finally:
             self._counts.in_flight -= 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import anyio
+import anyio.lowlevel
 import httpx2
 
 from sluicegate import RetryPolicy
@@ -247,3 +251,44 @@ def test_assembly_rebuilds_tool_use_thinking_and_citations() -> None:
     assert message["usage"] == {"input_tokens": 5, "output_tokens": 40, "cache_read_input_tokens": 3}
     assert message["stop_reason"] == "end_turn"
     assert anthropic.types.Message.model_validate(message).usage.output_tokens == 40
+
+
+def test_the_probe_calibrates_the_input_estimate_at_its_message_start() -> None:
+    """The streamed probe's message_start (10 tokens counted for a prompt the heuristic puts at 5) calibrates the
+    estimator while the answer is still streaming, not at its end."""
+    released = anyio.Event()
+    ended: list[bool] = []
+
+    class Paused(httpx2.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield _events(_start(input_tokens=10))
+            await released.wait()
+            yield _text_stream()[len(_events(_start())) :]
+            ended.append(True)
+
+    clock = FakeClock()
+    server = Server(httpx2.Response(200, headers=SSE, stream=Paused()))
+    transport = LimitedTransport(
+        provider="anthropic", transport=httpx2.MockTransport(server.handle), clock=clock, seed=3
+    )
+    client = anthropic.AsyncAnthropic(
+        base_url="http://api.test", api_key="k", max_retries=0, http_client=httpx2.AsyncClient(transport=transport)
+    )
+    during: list[float] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(client.messages.create, **PARAMS))
+            for _ in range(1_000):  # the probe is read on other tasks: give them turns until it calibrates
+                if transport._input.ratio != 1.0:
+                    break
+                await anyio.lowlevel.checkpoint()
+            during.append(transport._input.ratio)
+            assert not ended
+            released.set()
+        second = await client.messages.create(**PARAMS)  # unstreamed, 5 tokens counted for 5 estimated
+        assert second.content[0].text == "hello"
+
+    clock.run(main)
+    assert during == [2.0]
+    assert transport._input.ratio == 1.5  # then the second answer's 1.0, weighted a half

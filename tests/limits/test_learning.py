@@ -282,6 +282,32 @@ def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> N
     clock.run(main)
 
 
+def test_after_a_short_interval_refusal_the_next_request_waits_one_interval_of_the_pace() -> None:
+    """The server's short-interval bucket is empty after a refusal, so the pace starts empty: the next request
+    waits one interval of the new pace instead of going out at once into that bucket (a second 429)."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (600, 60.0)})
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0)
+        probe = await limiter.acquire(0, 0)
+        server.admit({"requests": 1.0})
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        probe.settle(Usage())
+        while clock.now() < 1.0:
+            last = await limiter.acquire(0, 0)
+            last.release(charged=True)
+        assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
+        pace = limiter._gates["requests"].pace
+        assert pace is not None
+        refused_at = clock.now()
+        following = await limiter.acquire(0, 0)
+        assert following.admitted_at - refused_at >= 0.999 / pace.rate(10.0)
+        assert following.admitted_at - refused_at <= 1.001 / pace.rate(10.0)
+
+    clock.run(main)
+
+
 def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -> None:
     """Our model said the output-token bucket had room, the server's headers say it is 6,000 in debt (empty, full
     again in 90 s at 200 per second): no shared pause; the bucket is synced to the debt, so the next request that

@@ -342,3 +342,31 @@ def test_capacity_at_hand_is_taken_without_yielding_to_the_event_loop() -> None:
         assert limiter.statistics().waiting == 0
 
     clock.run(main)
+
+
+def test_a_settle_after_the_mirror_took_the_servers_count_does_not_correct_it_again() -> None:
+    """Request A was charged 1,250 input tokens for 1,000 counted. A later response's `remaining` (which holds A's
+    real 1,000) raises the mirror to the server's count; A's settle then leaves the mirror alone instead of
+    refunding its 250 a second time, which would let through requests the server refuses."""
+    clock = FakeClock()
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=60.0)
+        probe = await limiter.acquire(1_000, 10)
+        view = BucketView(limit=100_000, remaining=99_000, reset_in=0.6, remaining_error=0.0)
+        limiter.observe(RateLimitSnapshot(input_tokens=view), since=probe.admitted_at)
+        probe.settle(Usage(input_tokens=1_000, output_tokens=5))
+        a = await limiter.acquire(1_250, 10)
+        b = await limiter.acquire(1_000, 10)
+        gate = limiter._gates["input_tokens"]
+        assert gate.mirror is not None
+        raised = BucketView(limit=100_000, remaining=98_000, reset_in=1.2, remaining_error=0.0)
+        limiter.observe(RateLimitSnapshot(input_tokens=raised), since=b.admitted_at)
+        level = gate.mirror.level(clock.now())
+        assert level == 98_001 - 1_000  # what the server says is left, less B's own charge (maybe not in it yet)
+        a.settle(Usage(input_tokens=1_000, output_tokens=5))
+        assert gate.mirror.level(clock.now()) == level
+        b.settle(Usage(input_tokens=1_000, output_tokens=5))
+        assert gate.mirror.level(clock.now()) == level
+
+    clock.run(main)

@@ -111,6 +111,11 @@ class ProbeAssembly:
     def usage(self) -> Usage | None:
         return Usage.from_anthropic(self._usage) if self._usage else None
 
+    def input_tokens(self) -> int | None:
+        """The input tokens counted so far: known from `message_start` on (None before it, or if it has none)."""
+        usage = self.usage()
+        return usage.total_input_tokens if usage is not None and usage.total_input_tokens > 0 else None
+
 
 def probe_response(streamed: httpx2.Response, message: dict[str, Any]) -> httpx2.Response:
     """The unstreamed answer: the streamed one's status and headers (request id, rate limits), the Message as JSON."""

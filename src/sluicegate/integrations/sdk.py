@@ -41,6 +41,7 @@ timeout; the timeout applies to each attempt on the wire. Reading, decoding and 
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -232,7 +233,12 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             if refusal is not None:
                 return refusal.response()
             try:
-                passed = await self.gate.acquire(self._input.calibrated(raw_in), self._reserve(max_tokens))
+                # Estimated again at admission: gathered requests all queue before the first answer calibrates.
+                passed = await self.gate.acquire(
+                    self._input.calibrated(raw_in),
+                    self._reserve(max_tokens),
+                    estimate=functools.partial(self._input.calibrated, raw_in),
+                )
             except InputError as exc:  # larger than a bucket: the server would refuse it every time
                 self.gate.failures["too_large_for_rate_limit"] += 1
                 return self._too_large(str(exc), exc.field)
@@ -319,8 +325,9 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         headers = {"content-type": "application/json", "x-should-retry": "false", "x-sluicegate-refused": "true"}
         return httpx2.Response(400, headers=headers, content=json.dumps(error).encode())
 
-    def _learn(self, usage: Usage, raw_in: int, max_tokens: int) -> None:
-        self._input.observe(raw_in, usage.total_input_tokens)
+    def _learn(self, usage: Usage, raw_in: int, max_tokens: int, *, input_known: bool = False) -> None:
+        if not input_known:  # a streamed probe's input count was learnt at its start
+            self._input.observe(raw_in, usage.total_input_tokens)
         self._output.observe(usage.output_tokens, max_tokens)
 
     def _settle(self, passed: Pass, headers: httpx2.Headers, body: bytes, raw_in: int, max_tokens: int) -> None:
@@ -339,9 +346,25 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self, response: httpx2.Response, passed: Pass, raw_in: int, max_tokens: int
     ) -> httpx2.Response | ErrorDetail | None:
         """Read the streamed probe whole: the unstreamed answer, the error event it carried, or None when it
-        must be asked again unstreamed (already settled). A stream cut short raises like a broken connection."""
+        must be asked again unstreamed (already settled). A stream cut short raises like a broken connection.
+
+        Its `message_start` (the first event) already counts the input tokens: the estimator is calibrated from
+        it then, so the requests admitted from then on are charged calibrated estimates."""
         assembly = ProbeAssembly()
-        assembly.feed(_decoded(response.headers, await _read_raw(response)))
+        learnt = False
+        stream = response.stream
+        if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
+            assembly.feed(_decoded(response.headers, await _read_raw(response)))
+        else:
+            assert isinstance(stream, httpx2.AsyncByteStream)
+            try:
+                async for chunk in stream:
+                    assembly.feed(chunk)
+                    if not learnt and (counted := assembly.input_tokens()) is not None:
+                        learnt = True
+                        self._input.observe(raw_in, counted)
+            finally:
+                await response.aclose()
         assembly.feed(b"", end=True)
         if assembly.error is not None:
             return assembly.error
@@ -353,7 +376,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             self.gate.succeeded(passed, _estimate(passed))
         else:
             self.gate.succeeded(passed, usage)
-            self._learn(usage, raw_in, max_tokens)
+            self._learn(usage, raw_in, max_tokens, input_known=learnt)
         return None if message is None else probe_response(response, message)
 
     def _metered(self, response: httpx2.Response, passed: Pass, raw_in: int, max_tokens: int) -> httpx2.Response:

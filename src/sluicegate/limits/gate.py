@@ -27,8 +27,10 @@ class Gate:
     __slots__ = (
         "_rate_since",
         "_synced",
+        "_taken",
         "_takes",
         "consumed",
+        "counted_before",
         "given",
         "limit",
         "mirror",
@@ -49,7 +51,11 @@ class Gate:
         self.pace: Pace | None = Pace() if smooth else None
         self.smooth = smooth
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
-        self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, consumed before the take)
+        self._taken = 0.0  # what admissions took, corrected by settles the mirror still needed
+        self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, taken before the take)
+        # Requests admitted before this had their charge replaced by the server's own count when the mirror was
+        # set to what a response said is left: correcting them again at settle would count the difference twice.
+        self.counted_before = -math.inf
         self._synced = False  # the first response sets the level: start from what the server says is there
         self._rate_since = 0.0  # since when the synced mirror has refilled at the rate in force
 
@@ -100,7 +106,7 @@ class Gate:
         end = bisect.bisect_right(self._takes, (at, math.inf))
         if start >= end:
             return 0.0
-        after = self._takes[end][1] if end < len(self._takes) else self.consumed
+        after = self._takes[end][1] if end < len(self._takes) else self._taken
         return (after - self._takes[start][1]) / _RECENT
 
     def sync_down(self, view: BucketView, limit: float, now: float, *, since: float | None) -> None:
@@ -119,6 +125,8 @@ class Gate:
         if left * scale < self.mirror.level(now):
             self.mirror.set_level(left * scale, now)
             self._rate_since = now  # the server's count holds the refill up to here
+            if since is not None:
+                self.counted_before = max(self.counted_before, since)
 
     def slow_down(self, now: float) -> bool:
         """Paced smoothly and still refused over a short interval: step back below the pace that was refused.
@@ -139,7 +147,8 @@ class Gate:
     def take(self, amount: float, pace_amount: float, now: float) -> None:
         assert self.mirror is not None
         self.mirror.take(amount, now)
-        self._takes.append((now, self.consumed))
+        self._takes.append((now, self._taken))
+        self._taken += amount
         self.consumed += amount
         if self.pace is not None:
             self.pace.take(pace_amount, now)
@@ -153,13 +162,23 @@ class Gate:
         else:
             self.mirror.refund(-delta, now)
         self.consumed += delta
+        self._taken += delta
+
+    def correct(self, delta: float, admitted_at: float, now: float) -> None:
+        """Settle a request admitted at `admitted_at`: the difference between its charge and the real count, unless
+        the mirror has since been set to the server's count, which already holds the real one."""
+        if admitted_at < self.counted_before:
+            self.consumed += delta  # the flow evidence still learns what was really used
+        else:
+            self.adjust(delta, now)
 
     # -- what the server says ------------------------------------------------------------------------------
 
     def taken_since(self, since: float) -> float:
-        """What we took from this bucket at or after `since` (all we remember, if it is older)."""
+        """What we took from this bucket at or after `since` (all we remember, if it is older). Settles of requests
+        the server had already counted when the mirror was set to its count are not in it: they changed nothing."""
         i = bisect.bisect_left(self._takes, (since, -math.inf))
-        return 0.0 if i >= len(self._takes) else self.consumed - self._takes[i][1]
+        return 0.0 if i >= len(self._takes) else self._taken - self._takes[i][1]
 
     def observe(
         self,
@@ -206,6 +225,7 @@ class Gate:
             self._rate_since = now
             assert self.mirror is not None
             self.mirror.set_level(low * scale, now)
+            self.counted_before = now  # the probe's own charge is in that count
             return moved
         if moved and not new_mirror:
             self.refresh_rate(now)
@@ -228,11 +248,14 @@ class Gate:
         if level > ceiling:
             self.mirror.set_level(view.remaining * scale, now)
             self._rate_since = now  # the server's count holds the refill up to here
+            if since is not None:
+                self.counted_before = max(self.counted_before, since)
         elif since is not None:
             floor = (low - self.taken_since(since)) * scale
             if level < floor:
                 self.mirror.set_level(floor, now)
                 self._rate_since = now  # the server's count holds the refill up to here
+                self.counted_before = max(self.counted_before, since)
         return moved
 
     def _credit_refill(self, old_rate: float | None, now: float) -> None:

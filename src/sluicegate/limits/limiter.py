@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,13 +89,19 @@ class Permit:
 class _Waiter:
     """One `acquire` in the queue: what it asks for, its wake-up, and its permit once the head admitted it."""
 
-    __slots__ = ("input_tokens", "output_tokens", "permit", "turn")
+    __slots__ = ("_estimate", "_input_tokens", "output_tokens", "permit", "turn")
 
-    def __init__(self, input_tokens: int, output_tokens: int) -> None:
-        self.input_tokens = input_tokens
+    def __init__(self, input_tokens: int, output_tokens: int, estimate: Callable[[], int] | None) -> None:
+        self._input_tokens = input_tokens
+        self._estimate = estimate
         self.output_tokens = output_tokens
         self.turn = anyio.Event()
         self.permit: Permit | None = None
+
+    @property
+    def input_tokens(self) -> int:
+        """The input tokens to charge now: the estimator may have been calibrated since this request queued."""
+        return self._input_tokens if self._estimate is None else self._estimate()
 
 
 class Limiter(ServerSignals):
@@ -151,10 +158,14 @@ class Limiter(ServerSignals):
 
     # -- admission -----------------------------------------------------------------------------------------
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> Permit:
+    async def acquire(
+        self, input_tokens: int, output_tokens: int, *, estimate: Callable[[], int] | None = None
+    ) -> Permit:
         """Wait until a slot and the tokens are available (first come, first served), then take them.
 
-        Raises InputError at once for a request the server would refuse forever (larger than a bucket).
+        `estimate`, when given, is asked for the input tokens again whenever admission is decided, so what is
+        charged is the estimator's view at admission, not at the call. Raises InputError at once for a request
+        the server would refuse forever (larger than a bucket).
         """
         if not self._queue:
             # Nobody waits and the capacity is there: taken at once, without yielding to the event loop. A burst
@@ -164,7 +175,7 @@ class Limiter(ServerSignals):
             out = self._output_charge(output_tokens)
             if self._wait_time(input_tokens, out, now)[0] <= 0.0:
                 return self._grant(input_tokens, out, now)
-        waiter = _Waiter(input_tokens, output_tokens)
+        waiter = _Waiter(input_tokens, output_tokens, estimate)
         self._queue.append(waiter)
         if len(self._queue) == 1:
             waiter.turn.set()
@@ -177,6 +188,7 @@ class Limiter(ServerSignals):
             while True:
                 changed = self._changed
                 now = self._clock.now()
+                input_tokens = waiter.input_tokens
                 self._refuse_if_oversize(input_tokens, output_tokens)
                 out = self._output_charge(output_tokens)
                 wait, binding = self._wait_time(input_tokens, out, now)
@@ -212,13 +224,12 @@ class Limiter(ServerSignals):
         while self._queue:
             waiter = self._queue[0]
             out = self._output_charge(waiter.output_tokens)
-            if self._oversize(waiter.input_tokens, waiter.output_tokens) or (
-                self._wait_time(waiter.input_tokens, out, now)[0] > 0.0
-            ):
+            input_tokens = waiter.input_tokens
+            if self._oversize(input_tokens, waiter.output_tokens) or self._wait_time(input_tokens, out, now)[0] > 0.0:
                 waiter.turn.set()  # the new head: it waits, or raises InputError in its own task
                 return
             self._queue.pop(0)
-            waiter.permit = self._grant(waiter.input_tokens, out, now)
+            waiter.permit = self._grant(input_tokens, out, now)
             waiter.turn.set()
 
     def _oversize(self, input_tokens: int, output_tokens: int) -> bool:
@@ -291,7 +302,8 @@ class Limiter(ServerSignals):
     def _settle(self, permit: Permit, input_tokens: int, output_tokens: int, *, success: bool) -> None:
         now = self._clock.now()
         g = self._gates
-        g["input_tokens"].adjust(input_tokens - permit.input_tokens, now)
+        # The server counts input tokens once, at admission: a `remaining` that came after is the real count.
+        g["input_tokens"].correct(input_tokens - permit.input_tokens, permit.admitted_at, now)
         g["output_tokens"].adjust(output_tokens - permit.output_tokens, now)
         g["tokens"].adjust(input_tokens + output_tokens - permit.input_tokens - permit.output_tokens, now)
         self._in_flight -= 1
@@ -302,7 +314,8 @@ class Limiter(ServerSignals):
     def _refund_all(self, permit: Permit) -> None:
         now = self._clock.now()
         for gate, amount, _ in self._pace_amounts(permit.input_tokens, permit.output_tokens):
-            gate.adjust(-amount, now)
+            # Refused: a `remaining` that came after it never held it, and the mirror set to that does not either.
+            gate.correct(-amount, permit.admitted_at, now)
         self._in_flight -= 1
         self._notify()
 

@@ -4,6 +4,7 @@ The pace is kept in tokens per second, not as a multiple of the learnt rate: the
 the pace runs, and a pace that was measured (what the server refused) must not jump when the estimate moves.
 
 - It starts at half the rate that was refused, as TCP halves its window after a loss; never below the learnt rate.
+  It starts empty (as the server's short-interval bucket is after a refusal), and so does every step back.
 - While the pace is what holds requests back and the server's bucket does not drain, it probes upwards: a bucket
   that never drains teaches nothing about its window, so the learnt rate may be too slow, and only sending faster
   can show it. A pace that ran a whole second that way without a refusal is good; the next probe is half way to
@@ -52,6 +53,7 @@ class Pace:
             self._good = self._target = sent / 2.0
         self._since = None
         self.apply(learnt, now)
+        self._empty(now)
 
     def refused(self, learnt: float, now: float) -> bool:
         """Refused while paced: back to the last good pace. False at the learnt rate (nothing to step back from)."""
@@ -62,7 +64,14 @@ class Pace:
         self._target = self._good if self._good < current else current / _STEP_BACK
         self._since = None
         self.apply(learnt, now)
+        self._empty(now)
         return True
+
+    def _empty(self, now: float) -> None:
+        """The server's short-interval bucket just refused a request: it is empty, so the pace's is too. A full
+        one would let the next request out at once, into that same empty bucket: a second 429 for one refusal."""
+        if self.bucket is not None:
+            self.bucket.set_level(min(0.0, self.bucket.level(now)), now)
 
     def probe(self, learnt: float, now: float, *, full: bool) -> None:
         """A response: after a whole second in which the pace held requests back while the server's bucket

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from .._models import RateLimitSnapshot, Usage
@@ -27,8 +28,14 @@ class AdmissionPermit(Protocol):
 class LimiterLike(Protocol):
     """What the engine and the SDK transport need of a limiter, wherever its state lives."""
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
-        """Wait until a slot and the tokens are available (first come, first served), then take them."""
+    async def acquire(
+        self, input_tokens: int, output_tokens: int, *, estimate: Callable[[], int] | None = None
+    ) -> AdmissionPermit:
+        """Wait until a slot and the tokens are available (first come, first served), then take them.
+
+        `estimate` (the input tokens, asked again when admission is decided) makes the charge the estimator's
+        view at admission: requests queued before the first answer calibrated it are charged the calibrated
+        count, not the guess made when they queued."""
 
     def observe(self, snapshot: RateLimitSnapshot, now: float | None = None, *, since: float | None = None) -> None:
         """Learn limits and windows from a response's rate-limit headers (`since`: when its request was admitted)."""

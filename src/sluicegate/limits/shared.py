@@ -22,6 +22,7 @@ import math
 import random
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
@@ -133,10 +134,14 @@ class SharedLimiter(SharedSignals):
 
     # -- admission -----------------------------------------------------------------------------------------
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
+    async def acquire(
+        self, input_tokens: int, output_tokens: int, *, estimate: Callable[[], int] | None = None
+    ) -> AdmissionPermit:
         """Wait for a slot of this process's share, reserve in the pool, and wait the time the pool says.
 
-        Raises InputError at once for a request the server would refuse forever (larger than a bucket).
+        `estimate`, when given, is asked for the input tokens again at each reservation, so the pool is charged
+        the estimator's view when this request reaches the head, not when it queued. Raises InputError at once
+        for a request the server would refuse forever (larger than a bucket).
         """
         limits = self._known_limits()
         refuse_oversize(
@@ -154,7 +159,7 @@ class SharedLimiter(SharedSignals):
             bucket = limits[2] / self._window(2) * self._burst
             output_tokens = max(1, min(output_tokens, math.ceil(bucket * _UNKNOWN_OUTPUT_SHARE)))
         async with self._queue.turn():
-            return await self._admit(input_tokens, output_tokens)
+            return await self._admit(input_tokens, output_tokens, estimate)
 
     def _known_limits(self) -> list[float | None]:
         """Per window and dimension, the strictest of the given, this process's learnt and the pool's limits."""
@@ -163,12 +168,16 @@ class SharedLimiter(SharedSignals):
             for values in zip(self._limits_given(), self._seen_limits, self._pool.limits, strict=True)
         ]
 
-    async def _admit(self, input_tokens: int, output_tokens: int) -> AdmissionPermit:
+    async def _admit(
+        self, input_tokens: int, output_tokens: int, estimate: Callable[[], int] | None
+    ) -> AdmissionPermit:
         while True:
             changed = self._changed
             now = self._clock.now()
+            if estimate is not None:
+                input_tokens = estimate()
             if self._lost and self._local is not None:
-                return await self._local.acquire(input_tokens, output_tokens)
+                return await self._local.acquire(input_tokens, output_tokens, estimate=estimate)
             if self._lost:
                 # The heartbeat reconnects (with backoff) and wakes us; nothing is sent unshared meanwhile.
                 self._binding = "shared_limits_lost"
