@@ -1,4 +1,5 @@
-"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [ttft-paired] [ttft-staggered] [streams]`.
+"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [ttft-paired] [ttft-staggered] [ttft-floor]
+[streams]` prints Markdown.
 
 - system: the seed's naive `asyncio.gather` over 300 prompts (stock SDK, defaults) at Tier 1 in compressed time,
   straight at the API and through `sluicegate serve`, clean and with 5% 529 + 2% 500 upstream faults.
@@ -9,6 +10,8 @@
 - ttft-staggered: ttft-paired with each client starting at its own (seeded) random moment and a short random
   pause between its streams: still about 100 streams open per path, but requests arrive spread out in time
   instead of in the synchronized waves of ttft-paired.
+- ttft-floor: ttft-paired with a bare TCP relay (tcp_relay.py) in the gateway's place: what one more process and
+  hop add in those waves, whatever that process does.
 - streams: 1,000 streams held open through the gateway at once; its resident memory before and at the peak.
 
 Every server is its own process (`sluicegate emulate`, `sluicegate serve`), the clients run in this one.
@@ -39,11 +42,13 @@ HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": 
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """Start a `sluicegate` command; yield (the URL from its first stdout line, its pid)."""
+def _process(
+    args: list[str], env: dict[str, str] | None = None, module: str = "sluicegate"
+) -> Iterator[tuple[str, int]]:
+    """Start a `sluicegate` command (or another module's); yield (the URL from its first stdout line, its pid)."""
     base_env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sluicegate", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -203,14 +208,20 @@ def ttft(rounds: int = 4, n: int = 100, latency: float = 3.0) -> list[str]:
     return rows + _ttft_table(direct, via)
 
 
-def _ttft_table(direct: list[float], via: list[float], waits: list[float] | None = None) -> list[str]:
+def _ttft_table(
+    direct: list[float],
+    via: list[float],
+    waits: list[float] | None = None,
+    via_name: str = "sluicegate serve",
+    added_by: str = "the gateway",
+) -> list[str]:
     """Both paths' TTFT percentiles and what the gateway adds, as markdown rows; with `waits`, the gateway's own
     view of the time between a request's arrival and its leaving for the upstream."""
     rows = ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
-    for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
+    for name, values in (("straight at the emulator", direct), (f"through {via_name}", via)):
         rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
     rows.append(
-        f"| **added by the gateway** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
+        f"| **added by {added_by}** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
         f"**{(_pct(via, 0.99) - _pct(direct, 0.99)) * 1000:.1f}** |"
     )
     if waits:
@@ -234,7 +245,13 @@ def ttft_staggered(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds:
     return _paired(rounds, n, latency, seconds, staggered=True)
 
 
-def _paired(rounds: int, n: int, latency: float, seconds: float, *, staggered: bool) -> list[str]:
+def ttft_floor(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: float = 12.0) -> list[str]:
+    """`ttft_paired` with a bare TCP relay (`tcp_relay.py`) where the gateway stands: the TTFT that one more
+    process and hop add in the same waves, whatever that process does, so the floor under the gateway's figure."""
+    return _paired(rounds, n, latency, seconds, staggered=False, relay=True)
+
+
+def _paired(rounds: int, n: int, latency: float, seconds: float, *, staggered: bool, relay: bool = False) -> list[str]:
     emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
     emulate += ["--latency", str(latency), "--per-token", "0.02"]
     span = latency + 32 * 0.02  # one stream: the first token, then 32 tokens
@@ -260,7 +277,8 @@ def _paired(rounds: int, n: int, latency: float, seconds: float, *, staggered: b
     with _process(emulate) as (emu_url, emu_pid):
         base = emu_url.rsplit("/v1", 1)[0]
         serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", "1000"]
-        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, gw_pid):
+        middle = _process([base.removeprefix("http://")], module="bench.serve.tcp_relay") if relay else None
+        with middle or _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, gw_pid):
             anyio.run(both, base, gw_url, 3.0, None)  # warm-up: the limiter's first probe and the pools
             waits.clear()
             counts["direct"][0] = counts["via"][0] = 0
@@ -273,11 +291,14 @@ def _paired(rounds: int, n: int, latency: float, seconds: float, *, staggered: b
     load = os.getloadavg()[0]
     how = "each client starting at a random moment, 0-0.2 s between its streams" if staggered else "at the same time"
     rows = [f"first token after {latency:g} s upstream; {n} clients on each path, {how}", ""]
-    rows += _ttft_table(direct, via, waits)
+    if relay:
+        rows += _ttft_table(direct, via, None, "a bare TCP relay", "the relay")
+    else:
+        rows += _ttft_table(direct, via, waits)
     through, total = max(1, counts["via"][0]), max(1, counts["direct"][0] + counts["via"][0])
     rows += [
         "",
-        f"CPU per stream: gateway {gw_cpu * 1000 / through:.2f} ms (through it); emulator "
+        f"CPU per stream: {'relay' if relay else 'gateway'} {gw_cpu * 1000 / through:.2f} ms (through it); emulator "
         f"{emu_cpu * 1000 / total:.2f} ms (both paths); the bench's clients "
         f"{bench_cpu * 1000 / total:.2f} ms (both paths). Load average (1 min) at the end: {load:.2f}.",
     ]
@@ -344,6 +365,7 @@ def main(parts: list[str]) -> None:
             "ttft": ttft,
             "ttft-paired": ttft_paired,
             "ttft-staggered": ttft_staggered,
+            "ttft-floor": ttft_floor,
             "streams": streams,
         }[part]()
         print(f"\n### {part}\n")
