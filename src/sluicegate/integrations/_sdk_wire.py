@@ -11,10 +11,7 @@ from typing import Any
 
 import httpx2
 
-# The response extension holding the rate-limit snapshot the limiter read from the answer's headers, so a relay
-# that shows the limits (the gateway's dashboard) does not parse every answer's headers a second time.
-LIMITS = "sluicegate.rate_limits"
-_KEEP_EXTENSIONS = ("http_version", "reason_phrase", LIMITS)
+_KEEP_EXTENSIONS = ("http_version", "reason_phrase")
 
 
 class _Refusal:

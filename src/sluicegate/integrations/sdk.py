@@ -68,7 +68,7 @@ from ..retry import RetryPolicy
 from ..tokens import InputEstimator, OutputEstimator
 from ._metered import METER, MeteredStream
 from ._probe import ProbeAssembly, probe_request, probe_response, stream_error_response
-from ._sdk_wire import LIMITS, _decoded, _extensions, _is_sse, _key_fingerprint, _read_raw, _rebuilt, _Refusal
+from ._sdk_wire import _decoded, _extensions, _is_sse, _key_fingerprint, _read_raw, _rebuilt, _Refusal
 
 __all__ = ["LimitedTransport", "http_client"]
 
@@ -304,7 +304,6 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         """Learn the headers of any answer, a 200's included, as the engine does: with the admission time, so
         buckets modelled emptier than the server says are raised to what it says is left."""
         snapshot = self._provider.rate_limits(response.headers, time.time())
-        response.extensions[LIMITS] = snapshot
         observer = self.gate.headers_observer(passed)
         if observer is not None and not snapshot.empty:
             observer(snapshot)

@@ -12,7 +12,6 @@ Order (the documented rule):
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -64,7 +63,7 @@ class _Class:
             self.seq += 1
             ticket.start_tag = start
             ticket.seq = self.seq
-            self.finish[ticket.client] = start + _step(ticket.share)
+            self.finish[ticket.client] = start + 1 / _exact(ticket.share)
             line.append(ticket)
         self.size += 1
 
@@ -108,17 +107,8 @@ class _Class:
         return count
 
 
-# Cached: a Fraction's construction and limit_denominator cost more than the rest of a push, and a gateway has a
-# handful of distinct shares.
-@functools.lru_cache(maxsize=1024)
 def _exact(share: float) -> Fraction:
     return Fraction(share).limit_denominator(10_000)
-
-
-@functools.lru_cache(maxsize=1024)
-def _step(share: float) -> Fraction:
-    """How far one ticket moves its client's virtual finish time."""
-    return 1 / _exact(share)
 
 
 class FairQueue:

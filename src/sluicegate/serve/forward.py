@@ -23,9 +23,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._clock import Deadline
-from .._models import RateLimitSnapshot, Usage
+from .._models import Usage
 from ..integrations._metered import METER, StreamMeter
-from ..integrations._sdk_wire import LIMITS
 from ._probe import probe_body, rebuilt_message
 from ._queue import Priority, Ticket
 from ._stream_usage import UsageChunkFilter
@@ -179,9 +178,7 @@ class _Exchange:
             raise g.scheduler.expired(ticket)
 
     async def _relay(self, response: httpx2.Response) -> None:
-        snapshot = response.extensions.get(LIMITS)  # the limiter's reading; count_tokens does not pass it
-        if not isinstance(snapshot, RateLimitSnapshot):
-            snapshot = self.g.upstream.provider.rate_limits(response.headers, time.time())
+        snapshot = self.g.upstream.provider.rate_limits(response.headers, time.time())
         if not snapshot.empty:
             self.g.ledger.last_limits = snapshot
         headers = response_headers(response.headers)

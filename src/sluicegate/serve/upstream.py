@@ -32,7 +32,6 @@ _REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "content-type", "acce
 # What the upstream says that a client needs. Rate-limit headers describe the gateway's account, not the client's
 # share of it, and the organization id is the account's: neither is passed on.
 _RESPONSE_HEADERS = ("content-type", "request-id", "x-request-id", "cache-control", "x-should-retry", "retry-after")
-_RESPONSE_SET = frozenset(_RESPONSE_HEADERS)
 _KEY_ECHO = re.compile(rb"(API key provided: )[^\s\".,]+")
 # The SDKs' own per-attempt budget: 10 minutes, 10 s to connect; waiting for the limiter is not counted.
 _TIMEOUT = {"connect": 10.0, "read": 600.0, "write": 600.0, "pool": 600.0}
@@ -177,10 +176,7 @@ def client_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    # One pass over the answer's headers (a dozen rate-limit ones among them): each lookup by name in httpx2's
-    # Headers is a scan of them all, and this runs for every answer.
-    found = {name: value for name, value in headers.items() if name in _RESPONSE_SET}
-    return {name: found[name] for name in _RESPONSE_HEADERS if name in found}
+    return {name: headers[name] for name in _RESPONSE_HEADERS if name in headers}
 
 
 def scrub(body: bytes, key: str) -> bytes:
