@@ -1,9 +1,9 @@
 """The API routes (`/v1/messages`, count_tokens, `/v1/chat/completions`) as plain ASGI: the gateway's hot path.
 
 FastAPI's way through a route (its middleware stack, a `Request`, dependency solving) and the wrappers it puts
-around `send` cost the gateway more CPU per request and per relayed chunk than its own routing work, and every
-millisecond of CPU during a wave of simultaneous requests is added to someone's time to first token. These routes
-read what they need from the ASGI scope and hand the exchange to `Forward`; the rest of the app stays on FastAPI.
+around every relayed chunk's `send` cost the gateway about an eighth of its CPU per stream (bench/RESULTS.md),
+and CPU spent while many requests arrive at once is added to someone's time to first token. These routes read
+what they need from the ASGI scope and hand the exchange to `Forward`; the rest of the app stays on FastAPI.
 """
 
 from __future__ import annotations
