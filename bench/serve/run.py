@@ -1,4 +1,5 @@
-"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [ttft-paired] [streams]` prints Markdown.
+"""Gateway benchmarks: `python -m bench.serve.run [system] [ttft] [ttft-paired] [ttft-staggered] [ttft-floor]
+[streams]` prints Markdown.
 
 - system: the seed's naive `asyncio.gather` over 300 prompts (stock SDK, defaults) at Tier 1 in compressed time,
   straight at the API and through `sluicegate serve`, clean and with 5% 529 + 2% 500 upstream faults.
@@ -6,6 +7,11 @@
   straight and through the gateway, rounds alternated; the limits are far above the load so only the gateway's
   own cost shows.
 - ttft-paired: the same, with 100 clients on each path at the same time (fairer on a shared, loaded machine).
+- ttft-staggered: ttft-paired with each client starting at its own (seeded) random moment and a short random
+  pause between its streams: still about 100 streams open per path, but requests arrive spread out in time
+  instead of in the synchronized waves of ttft-paired.
+- ttft-floor: ttft-paired with a bare TCP relay (tcp_relay.py) in the gateway's place: what one more process and
+  hop add in those waves, whatever that process does.
 - streams: 1,000 streams held open through the gateway at once; its resident memory before and at the peak.
 
 Every server is its own process (`sluicegate emulate`, `sluicegate serve`), the clients run in this one.
@@ -15,12 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import selectors
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +42,13 @@ HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": 
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """Start a `sluicegate` command; yield (the URL from its first stdout line, its pid)."""
+def _process(
+    args: list[str], env: dict[str, str] | None = None, module: str = "sluicegate"
+) -> Iterator[tuple[str, int]]:
+    """Start a `sluicegate` command (or another module's); yield (the URL from its first stdout line, its pid)."""
     base_env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sluicegate", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -107,19 +117,33 @@ def system() -> list[str]:
 # -- ttft ----------------------------------------------------------------------------------------------------
 
 
-async def _ttft_round(url: str, workers: int, seconds: float = 8.0, waits: list[float] | None = None) -> list[float]:
+async def _ttft_round(
+    url: str,
+    workers: int,
+    seconds: float = 8.0,
+    waits: list[float] | None = None,
+    *,
+    stagger: Stagger | None = None,
+    streams: list[int] | None = None,
+) -> list[float]:
     """`workers` clients, each streaming one answer after another for `seconds`: TTFT of every stream. Through
     the gateway, `waits` gets its own view of each stream: `x-sluicegate-queued-ms`, from the request's arrival
-    in its queue to its leaving for the upstream."""
+    in its queue to its leaving for the upstream. With `stagger`, each client starts after its own random offset
+    and thinks a little between streams; only streams started once every client is running count (the round
+    lasts `stagger.span` longer). `streams` gets the number of streams finished, counted or not."""
     body = json.dumps(
         {"model": "claude-haiku-4-5", "max_tokens": 32, "stream": True, "messages": [{"role": "user", "content": "x"}]}
     ).encode()
     out: list[float] = []
     limits = httpx2.Limits(max_connections=workers + 10, max_keepalive_connections=workers + 10)
-    end = time.monotonic() + seconds
+    begin = time.monotonic()
+    steady = begin + (stagger.span if stagger else 0.0)
+    end = steady + seconds
     async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
 
-        async def worker() -> None:
+        async def worker(rng: random.Random | None) -> None:
+            if rng is not None and stagger is not None:
+                await anyio.sleep(rng.uniform(0, stagger.span))
             while time.monotonic() < end:
                 first: float | None = None
                 start = time.monotonic()
@@ -128,15 +152,29 @@ async def _ttft_round(url: str, workers: int, seconds: float = 8.0, waits: list[
                         if first is None and line.startswith("event: content_block_delta"):
                             first = time.monotonic() - start
                     queued = r.headers.get("x-sluicegate-queued-ms")
-                if first is not None:
+                if streams is not None:
+                    streams[0] += 1
+                if first is not None and start >= steady:
                     out.append(first)
                     if waits is not None and queued is not None:
                         waits.append(float(queued) / 1000)
+                if rng is not None and stagger is not None:
+                    await anyio.sleep(rng.uniform(0, stagger.think))
 
         async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(worker)
+            for i in range(workers):
+                tg.start_soon(worker, random.Random(f"{stagger.seed}-{i}") if stagger else None)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Stagger:
+    """Clients spread in time: each starts after a uniform random offset within `span` (one stream's length),
+    then waits a uniform random `think` (at most) between streams; `seed` makes the pattern repeatable."""
+
+    seed: int
+    span: float
+    think: float = 0.2
 
 
 def _cpu_s(pid: int) -> float:
@@ -170,14 +208,20 @@ def ttft(rounds: int = 4, n: int = 100, latency: float = 3.0) -> list[str]:
     return rows + _ttft_table(direct, via)
 
 
-def _ttft_table(direct: list[float], via: list[float], waits: list[float] | None = None) -> list[str]:
+def _ttft_table(
+    direct: list[float],
+    via: list[float],
+    waits: list[float] | None = None,
+    via_name: str = "sluicegate serve",
+    added_by: str = "the gateway",
+) -> list[str]:
     """Both paths' TTFT percentiles and what the gateway adds, as markdown rows; with `waits`, the gateway's own
     view of the time between a request's arrival and its leaving for the upstream."""
     rows = ["| path | streams | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|"]
-    for name, values in (("straight at the emulator", direct), ("through sluicegate serve", via)):
+    for name, values in (("straight at the emulator", direct), (f"through {via_name}", via)):
         rows.append(f"| {name} | {len(values)} | {_pct(values, 0.5) * 1000:.1f} | {_pct(values, 0.99) * 1000:.1f} |")
     rows.append(
-        f"| **added by the gateway** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
+        f"| **added by {added_by}** | | **{(_pct(via, 0.5) - _pct(direct, 0.5)) * 1000:.1f}** | "
         f"**{(_pct(via, 0.99) - _pct(direct, 0.99)) * 1000:.1f}** |"
     )
     if waits:
@@ -191,44 +235,72 @@ def _ttft_table(direct: list[float], via: list[float], waits: list[float] | None
 def ttft_paired(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: float = 12.0) -> list[str]:
     """`n` clients through the gateway and `n` straight at the emulator at the same time: on a shared machine
     both paths then see the same CPU contention at each moment, which alternating rounds do not give."""
+    return _paired(rounds, n, latency, seconds, staggered=False)
+
+
+def ttft_staggered(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: float = 12.0) -> list[str]:
+    """As `ttft_paired`, with every client starting at its own random moment and thinking 0-0.2 s between
+    streams: about `n` streams open on each path at every moment, their requests spread out in time rather
+    than arriving in waves (the bench's clients in `ttft_paired` all start together and stay together)."""
+    return _paired(rounds, n, latency, seconds, staggered=True)
+
+
+def ttft_floor(rounds: int = 3, n: int = 100, latency: float = 3.0, seconds: float = 12.0) -> list[str]:
+    """`ttft_paired` with a bare TCP relay (`tcp_relay.py`) where the gateway stands: the TTFT that one more
+    process and hop add in the same waves, whatever that process does, so the floor under the gateway's figure."""
+    return _paired(rounds, n, latency, seconds, staggered=False, relay=True)
+
+
+def _paired(rounds: int, n: int, latency: float, seconds: float, *, staggered: bool, relay: bool = False) -> list[str]:
     emulate = ["emulate", "--rpm", "1000000", "--itpm", "1000000000", "--otpm", "1000000000"]
     emulate += ["--latency", str(latency), "--per-token", "0.02"]
+    span = latency + 32 * 0.02  # one stream: the first token, then 32 tokens
     direct: list[float] = []
     via: list[float] = []
     waits: list[float] = []
+    counts = {"direct": [0], "via": [0]}
 
-    async def both(base: str, gateway: str, seconds: float, waits: list[float]) -> tuple[list[float], list[float]]:
+    async def both(base: str, gateway: str, seconds: float, seed: int | None) -> tuple[list[float], list[float]]:
         out: dict[str, list[float]] = {}
 
-        async def one(name: str, url: str, waits: list[float] | None) -> None:
-            out[name] = await _ttft_round(url, n, seconds, waits)
+        async def one(name: str, url: str, waits: list[float] | None, stagger: Stagger | None) -> None:
+            out[name] = await _ttft_round(url, n, seconds, waits, stagger=stagger, streams=counts[name])
 
+        # Each path its own pattern: with one seed the two paths' clients would arrive in pairs.
+        direct_stagger = None if seed is None else Stagger(seed=2 * seed, span=span)
+        via_stagger = None if seed is None else Stagger(seed=2 * seed + 1, span=span)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(one, "direct", base, None)
-            tg.start_soon(one, "via", gateway, waits)
+            tg.start_soon(one, "direct", base, None, direct_stagger)
+            tg.start_soon(one, "via", gateway, waits, via_stagger)
         return out["direct"], out["via"]
 
     with _process(emulate) as (emu_url, emu_pid):
         base = emu_url.rsplit("/v1", 1)[0]
         serve = ["serve", "--port", "0", "--base-url", base, "--max-concurrency", "1000"]
-        with _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, gw_pid):
-            anyio.run(both, base, gw_url, 3.0, [])  # warm-up: the limiter's first probe and the pools
+        middle = _process([base.removeprefix("http://")], module="bench.serve.tcp_relay") if relay else None
+        with middle or _process(serve, {"ANTHROPIC_API_KEY": "k"}) as (gw_url, gw_pid):
+            anyio.run(both, base, gw_url, 3.0, None)  # warm-up: the limiter's first probe and the pools
+            waits.clear()
+            counts["direct"][0] = counts["via"][0] = 0
             cpu = (_cpu_s(gw_pid), _cpu_s(emu_pid), time.process_time())
-            for _ in range(rounds):
-                d, v = anyio.run(both, base, gw_url, seconds, waits)
+            for i in range(rounds):
+                d, v = anyio.run(both, base, gw_url, seconds, i if staggered else None)
                 direct += d
                 via += v
             gw_cpu, emu_cpu, bench_cpu = _cpu_s(gw_pid) - cpu[0], _cpu_s(emu_pid) - cpu[1], time.process_time() - cpu[2]
     load = os.getloadavg()[0]
-    rows = [f"first token after {latency:g} s upstream; {n} clients on each path at the same time", ""]
-    rows += _ttft_table(direct, via, waits)
-    streams = max(1, len(via))
+    how = "each client starting at a random moment, 0-0.2 s between its streams" if staggered else "at the same time"
+    rows = [f"first token after {latency:g} s upstream; {n} clients on each path, {how}", ""]
+    if relay:
+        rows += _ttft_table(direct, via, None, "a bare TCP relay", "the relay")
+    else:
+        rows += _ttft_table(direct, via, waits)
+    through, total = max(1, counts["via"][0]), max(1, counts["direct"][0] + counts["via"][0])
     rows += [
         "",
-        f"CPU per stream: gateway {gw_cpu * 1000 / streams:.2f} ms (through it); emulator "
-        f"{emu_cpu * 1000 / max(1, len(direct) + len(via)):.2f} ms (both paths); the bench's clients "
-        f"{bench_cpu * 1000 / max(1, len(direct) + len(via)):.2f} ms (both paths). Load average (1 min) at the end: "
-        f"{load:.2f}.",
+        f"CPU per stream: {'relay' if relay else 'gateway'} {gw_cpu * 1000 / through:.2f} ms (through it); emulator "
+        f"{emu_cpu * 1000 / total:.2f} ms (both paths); the bench's clients "
+        f"{bench_cpu * 1000 / total:.2f} ms (both paths). Load average (1 min) at the end: {load:.2f}.",
     ]
     return rows
 
@@ -288,7 +360,14 @@ def streams(n: int = 1000) -> list[str]:
 def main(parts: list[str]) -> None:
     chosen = parts or ["system", "ttft", "streams"]
     for part in chosen:
-        rows = {"system": system, "ttft": ttft, "ttft-paired": ttft_paired, "streams": streams}[part]()
+        rows = {
+            "system": system,
+            "ttft": ttft,
+            "ttft-paired": ttft_paired,
+            "ttft-staggered": ttft_staggered,
+            "ttft-floor": ttft_floor,
+            "streams": streams,
+        }[part]()
         print(f"\n### {part}\n")
         print("\n".join(rows))
         sys.stdout.flush()
