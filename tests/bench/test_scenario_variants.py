@@ -12,7 +12,8 @@ def test_a_minute_variant_keeps_limits_and_scales_time_and_caps() -> None:
     variant = with_minute(base, 60.0, None)
     assert variant.name == "rpm_bound_minute60s"
     assert (variant.rpm, variant.itpm, variant.otpm) == (base.rpm, base.itpm, base.otpm)
-    assert variant.time_scale == 1.0 and variant.quick_cap == base.quick_cap * 10
+    assert variant.time_scale == 1.0
+    assert variant.quick_cap == base.quick_cap * 10
     # A perfect client needs 10x longer for the same documents: the ideal is computed on the variant's clock.
     assert ideal_wall(variant, 400, 50.0, 30.0)[0] == 10 * ideal_wall(base, 400, 50.0, 30.0)[0]
     assert SCENARIOS["rpm_bound"] is base  # the scenario itself is untouched
