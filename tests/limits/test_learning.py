@@ -13,7 +13,7 @@ from sluicegate import RateLimitSnapshot, Usage
 from sluicegate._exceptions import InputError
 from sluicegate._models import BucketView
 from sluicegate.limits.headers import parse_anthropic_headers, parse_openai_headers
-from sluicegate.limits.limiter import Limiter, Limits
+from sluicegate.limits.limiter import Limiter, Limits, Permit
 from sluicegate.testing import FakeClock
 
 _WALL = 1_800_000_000.37  # wall-clock seconds at fake time 0: the whole-second boundary falls mid-way
@@ -256,6 +256,20 @@ def test_oversize_request_under_produced_accounting_is_admitted_and_charged_what
     clock.run(main)
 
 
+async def _a_second_into_the_ramp(clock: FakeClock, server: Server) -> tuple[Limiter, Permit]:
+    """A limiter that learnt 600 RPM from a probe, then ramped for a second; with the last request it admitted."""
+    limiter = Limiter(clock=clock, minute=60.0)
+    probe = await limiter.acquire(0, 0)
+    server.admit({"requests": 1.0})
+    limiter.observe(server.snapshot(), since=probe.admitted_at)
+    probe.settle(Usage())
+    last = probe
+    while clock.now() < 1.0:
+        last = await limiter.acquire(0, 0)
+        last.release(charged=True)
+    return limiter, last
+
+
 def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> None:
     """A refusal with room left in the headers, a second into the ramp: smooth pacing starts at half the rate the
     ramp was sending at (TCP halves its window after a loss), not at the far slower rate of the whole window."""
@@ -263,14 +277,7 @@ def test_a_short_interval_refusal_paces_at_half_the_rate_that_was_refused() -> N
     server = Server(clock, {"requests": (600, 60.0)})
 
     async def main() -> None:
-        limiter = Limiter(clock=clock, minute=60.0)
-        probe = await limiter.acquire(0, 0)
-        server.admit({"requests": 1.0})
-        limiter.observe(server.snapshot(), since=probe.admitted_at)
-        probe.settle(Usage())
-        while clock.now() < 1.0:
-            last = await limiter.acquire(0, 0)
-            last.release(charged=True)
+        limiter, last = await _a_second_into_the_ramp(clock, server)
         sending = limiter._ramp.rate(last.admitted_at)
         assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
         pace = limiter._gates["requests"].pace
@@ -289,14 +296,7 @@ def test_after_a_short_interval_refusal_the_next_request_waits_one_interval_of_t
     server = Server(clock, {"requests": (600, 60.0)})
 
     async def main() -> None:
-        limiter = Limiter(clock=clock, minute=60.0)
-        probe = await limiter.acquire(0, 0)
-        server.admit({"requests": 1.0})
-        limiter.observe(server.snapshot(), since=probe.admitted_at)
-        probe.settle(Usage())
-        while clock.now() < 1.0:
-            last = await limiter.acquire(0, 0)
-            last.release(charged=True)
+        limiter, last = await _a_second_into_the_ramp(clock, server)
         assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
         pace = limiter._gates["requests"].pace
         assert pace is not None

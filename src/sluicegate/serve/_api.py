@@ -29,6 +29,8 @@ _PRIORITIES = ("interactive", "bulk")
 
 def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The request's headers by (lower-case) name; of a repeated header the first counts, as in Starlette's."""
+    # A dict, not Starlette's `Headers`: that scans the whole list on every lookup, and a request here is looked
+    # up about a dozen times (authentication, the gateway's own headers, the ones relayed upstream).
     headers: dict[str, str] = {}
     for name, value in raw:
         key = name.decode("latin-1").lower()
