@@ -29,6 +29,32 @@ def test_starts_at_half_the_refused_rate_never_below_the_learnt_one() -> None:
     assert slow.rate(LEARNT) == LEARNT
 
 
+def test_starts_no_faster_than_the_fastest_refill_the_headers_allow() -> None:
+    """Refused while sending 64/s where the reset headers allow at most 18/s: the pace starts at 18/s, and a
+    refusal there steps back by a third (nothing was proven good), never below the learnt rate."""
+    pace = Pace()
+    pace.start(64.0, LEARNT, 0.0, fastest=18.0)
+    assert pace.rate(LEARNT) == 18.0
+    assert pace.refused(LEARNT, 0.5)
+    assert pace.rate(LEARNT) == 12.0
+    assert pace.refused(LEARNT, 1.0)
+    assert pace.rate(LEARNT) == LEARNT
+
+
+def test_probes_no_faster_than_the_headers_allow_and_not_at_all_when_they_pin_the_rate() -> None:
+    """Probing upwards stops half way to the fastest refill the headers allow, and does not start when that is
+    within a fifth of the pace: there is nothing left to find."""
+    loose, pinned = Pace(), Pace()
+    loose.start(64.0, LEARNT, 0.0, fastest=20.0)
+    loose.refused(LEARNT, 0.0)  # 20 -> 13.3
+    _held_for(loose, 0.0, 1.0)
+    assert loose.rate(LEARNT) == (20.0 / 1.5 + 20.0) / 2.0
+    pinned.start(64.0, LEARNT, 0.0, fastest=11.0)
+    pinned.refused(LEARNT, 0.0)
+    _held_for(pinned, 0.0, 5.0)
+    assert pinned.rate(LEARNT) == LEARNT
+
+
 def test_probes_half_way_to_the_refused_rate_after_a_good_second_and_stops_when_close() -> None:
     """From 32/s (64/s refused): a second held back with the bucket full makes 32 good and tries 48; refused
     there it goes back to 32, then tries 40, and stops: 48 is within a fifth of 40."""

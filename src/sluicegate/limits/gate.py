@@ -72,6 +72,14 @@ class Gate:
         """Tokens per second the server refills (None while no limit is known)."""
         return None if self.limit is None else self.limit / self.seconds()
 
+    def fastest(self) -> float:
+        """The fastest refill the evidence allows, tokens per second: the user's window if given, else the
+        shortest window the reset headers allow (unbounded while they bound nothing)."""
+        if self.limit is None:
+            return math.inf
+        shortest = self.override if self.override is not None else self.window.bounds[0]
+        return self.limit / shortest if shortest > 0 else math.inf
+
     def set_limit(self, limit: float, now: float, *, initial: float | None = None) -> None:
         """The capacity per window; a new mirror starts at `initial` (default: one second of refill)."""
         period = self.seconds()
@@ -98,7 +106,8 @@ class Gate:
         rate = self.rate()
         if rate is not None:
             sent = self.recent_rate(refused_at) if refused_at is not None else 0.0
-            self.pace.start(sent, rate, now)
+            last = self._taken - self._takes[-1][1] if self._takes else 0.0
+            self.pace.start(sent, rate, now, fastest=self.fastest(), last=last)
 
     def recent_rate(self, at: float) -> float:
         """What we took per second in the `_RECENT` seconds up to `at`."""
@@ -238,7 +247,7 @@ class Gate:
         if self.pace is not None:
             # Full: the refill may have been capped since the last response, hiding how fast it is.
             full = view.remaining >= view.limit - view.remaining_error - 1.0
-            self.pace.probe(limit / self.seconds(), now, full=full)
+            self.pace.probe(limit / self.seconds(), now, full=full, fastest=self.fastest())
         # Never hold more than the server says is left; and start from (catch up with) what it says is there.
         # An unstreamed answer's headers may date from its admission (the server counts there): what the server
         # may hold now includes the refill since, or a stale `remaining` would hold the mirror back every time.

@@ -3,13 +3,18 @@
 The pace is kept in tokens per second, not as a multiple of the learnt rate: the window is still being learnt while
 the pace runs, and a pace that was measured (what the server refused) must not jump when the estimate moves.
 
-- It starts at half the rate that was refused, as TCP halves its window after a loss; never below the learnt rate.
-  It starts empty (as the server's short-interval bucket is after a refusal), and so does every step back.
+- It starts at half the rate that was refused, as TCP halves its window after a loss; never below the learnt rate,
+  and never above the fastest refill the reset headers allow (`fastest`): a pace above it cannot last, the
+  server's short-interval bucket only hides that for a while. A ramp that was refused at 20 times the rate (a real
+  minute) would otherwise pay one refusal per step back. Half of what was refused is a guess, not a pace proven
+  good: only a second held back without a refusal proves one. It starts empty (as the server's short-interval
+  bucket is after a refusal), and so does every step back.
 - While the pace is what holds requests back and the server's bucket does not drain, it probes upwards: a bucket
   that never drains teaches nothing about its window, so the learnt rate may be too slow, and only sending faster
   can show it. A pace that ran a whole second that way without a refusal is good; the next probe is half way to
   the slowest refused pace (a binary search), or twice as fast while none was refused. It stops when the two are
-  within a fifth of each other, so a run pays a handful of refusals, not one per probe.
+  within a fifth of each other, so a run pays a handful of refusals, not one per probe, and never probes above
+  `fastest`: once the reset headers pin the window within a fifth there is nothing left to find.
 - A refusal at a pace above the learnt rate goes back to the last good pace. At the learnt rate itself there is
   nothing to step back from: the caller pauses as the server asks.
 """
@@ -32,7 +37,7 @@ _STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this fac
 class Pace:
     """The pacing bucket of one gate and the rate it runs at."""
 
-    __slots__ = ("_good", "_held", "_refused", "_since", "_target", "bucket")
+    __slots__ = ("_good", "_held", "_last", "_refused", "_since", "_target", "bucket")
 
     def __init__(self) -> None:
         self.bucket: TokenBucket | None = None
@@ -41,16 +46,19 @@ class Pace:
         self._refused = math.inf  # the slowest pace the server refused
         self._since: float | None = None  # since when the pace has held requests back with the bucket full
         self._held = False  # the pace made a request wait since the last response
+        self._last = 0.0  # what the last request took: the pace lets one through at once even above capacity
 
     def rate(self, learnt: float) -> float:
         """Tokens per second the pace lets through."""
         return max(learnt, self._target)
 
-    def start(self, sent: float, learnt: float, now: float) -> None:
-        """A short-interval refusal of what went out at `sent` tokens per second: pace at half of it."""
+    def start(self, sent: float, learnt: float, now: float, *, fastest: float = math.inf, last: float = 0.0) -> None:
+        """A short-interval refusal of what went out at `sent` tokens per second: pace at half of it, no faster
+        than `fastest` (the fastest refill the headers allow); `last` is what the last request took."""
+        self._last = max(self._last, last)
         if sent > 0:
             self._refused = min(self._refused, sent)
-            self._good = self._target = sent / 2.0
+            self._target = min(sent / 2.0, fastest)
         self._since = None
         self.apply(learnt, now)
         self._empty(now)
@@ -61,7 +69,7 @@ class Pace:
         if current <= learnt:
             return False
         self._refused = min(self._refused, current)
-        self._target = self._good if self._good < current else current / _STEP_BACK
+        self._target = self._good if 0.0 < self._good < current else current / _STEP_BACK
         self._since = None
         self.apply(learnt, now)
         self._empty(now)
@@ -69,13 +77,16 @@ class Pace:
 
     def _empty(self, now: float) -> None:
         """The server's short-interval bucket just refused a request: it is empty, so the pace's is too. A full
-        one would let the next request out at once, into that same empty bucket: a second 429 for one refusal."""
+        one would let the next request out at once, into that same empty bucket: a second 429 for one refusal.
+        At a slow pace one request is more than the bucket holds (it goes when the bucket is full), so empty
+        means a request short of full: the next one waits a whole interval of the pace either way."""
         if self.bucket is not None:
-            self.bucket.set_level(min(0.0, self.bucket.level(now)), now)
+            level = min(0.0, self.bucket.level(now), self.bucket.capacity - self._last)
+            self.bucket.set_level(level, now)
 
-    def probe(self, learnt: float, now: float, *, full: bool) -> None:
+    def probe(self, learnt: float, now: float, *, full: bool, fastest: float = math.inf) -> None:
         """A response: after a whole second in which the pace held requests back while the server's bucket
-        stayed `full` (not draining), that pace is good; try a faster one."""
+        stayed `full` (not draining), that pace is good; try a faster one, up to `fastest`."""
         held, self._held = self._held, False
         if not (held and full):
             self._since = None
@@ -88,12 +99,11 @@ class Pace:
         current = self.rate(learnt)
         self._good = max(self._good, current)
         self._since = now
-        if self._refused == math.inf:
-            target = min(2.0 * current, learnt * _MAX_PROBE)
-        elif self._refused > current * _CLOSE:
-            target = (current + self._refused) / 2.0
-        else:
+        ceiling = min(self._refused, fastest)
+        if ceiling <= current * _CLOSE:
             return
+        # Nothing bounds it: double; else a binary search below the bound.
+        target = min(2.0 * current, learnt * _MAX_PROBE) if ceiling == math.inf else (current + ceiling) / 2.0
         if target > current:
             self._target = target
             self.apply(learnt, now)
@@ -119,5 +129,6 @@ class Pace:
         return wait
 
     def take(self, amount: float, now: float) -> None:
+        self._last = amount
         if self.bucket is not None:
             self.bucket.take(amount, now)
