@@ -289,6 +289,35 @@ def test_a_short_interval_refusal_paces_no_faster_than_the_window_refills() -> N
     clock.run(main)
 
 
+def test_a_refusal_s_own_reset_header_bounds_the_pace_it_starts() -> None:
+    """No minute given and only the probe's answer seen (it bounds nothing): a 429 a second into the ramp, with
+    room left, starts smooth pacing no faster than the refill its own reset header allows (about 10/s), not at
+    half the ~250/s that was refused (every step back from there would cost one more 429)."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (600, 60.0)})
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock)
+        probe = await limiter.acquire(0, 0)
+        server.admit({"requests": 1.0})
+        limiter.observe(server.snapshot(), since=probe.admitted_at)
+        probe.settle(Usage())
+        gate = limiter._gates["requests"]
+        assert gate.fastest() == math.inf
+        last = probe
+        while clock.now() < 1.0:
+            last = await limiter.acquire(0, 0)
+            server.admit({"requests": 1.0})
+            last.release(charged=True)
+        assert limiter._ramp.rate(last.admitted_at) > 200.0
+        assert limiter.rate_limited(server.snapshot(), 0, 0, admitted_at=last.admitted_at)
+        assert gate.pace is not None
+        assert 10.0 <= gate.fastest() <= 12.0  # a whole-second reset for ~230 missing: within a fifth of 10/s
+        assert gate.pace.rate(gate.rate() or 0.0) <= gate.fastest()
+
+    clock.run(main)
+
+
 def test_after_a_short_interval_refusal_the_next_request_waits_one_interval_of_the_pace() -> None:
     """The server's short-interval bucket is empty after a refusal, so the pace starts empty: the next request
     waits one interval of the new pace instead of going out at once into that bucket (a second 429)."""

@@ -114,6 +114,12 @@ class ServerSignals:
                 gate.sync_down(view, gate.limit, now, since=admitted_at)
             self._notify()
             return True
+        # A refusal's reset headers bound the window as well as any answer's: the pace below starts no faster than
+        # the fastest refill they allow, so the tighter that bound, the fewer steps back (each one a 429).
+        for name, view in views:
+            gate = self._gates[name]
+            if gate.limit is not None and gate.observe_reset(view):
+                gate.refresh_rate(now)
         lowered = message.lower()
         named = [names for words, names in _GATE_WORDS.items() if words in lowered]
         chosen = named[0] if named else tuple(self._gates)

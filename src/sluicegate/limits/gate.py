@@ -189,6 +189,18 @@ class Gate:
         i = bisect.bisect_left(self._takes, (since, -math.inf))
         return 0.0 if i >= len(self._takes) else self._taken - self._takes[i][1]
 
+    def observe_reset(self, view: BucketView) -> bool:
+        """Only the reset evidence of `view` (a refusal's headers): True when the learnt window moved."""
+        before = self.window.seconds()
+        self.window.observe_reset(
+            view.limit,
+            view.remaining,
+            view.reset_in,
+            remaining_error=view.remaining_error,
+            reset_error=view.reset_error,
+        )
+        return self.window.seconds() != before
+
     def observe(
         self,
         view: BucketView,
