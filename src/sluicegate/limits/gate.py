@@ -223,13 +223,7 @@ class Gate:
         """
         before = self.window.seconds()
         old_rate = self.rate()
-        self.window.observe_reset(
-            view.limit,
-            view.remaining,
-            view.reset_in,
-            remaining_error=view.remaining_error,
-            reset_error=view.reset_error,
-        )
+        self.observe_reset(view)
         if flow:
             self.window.observe_flow(
                 view.limit, view.remaining, self.consumed, now, remaining_error=view.remaining_error
