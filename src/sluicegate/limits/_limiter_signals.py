@@ -127,7 +127,7 @@ class ServerSignals:
         fresh = [gate for gate in gates if not gate.smooth]
         if fresh:
             for gate in fresh:
-                gate.go_smooth(now, admitted_at)
+                gate.go_smooth(now, admitted_at, amounts[gate.name])
             self._ramp.stop()
             self._smooth_since = now
         elif admitted_at is not None and admitted_at <= self._smooth_since + _SETTLE:
@@ -135,7 +135,7 @@ class ServerSignals:
             # was still empty from the pace before): already dealt with.
             return True
         else:
-            slowed = [gate.slow_down(now) for gate in gates]  # every named gate, not just the first
+            slowed = [gate.slow_down(now, amounts[gate.name]) for gate in gates]  # every named gate, not just the first
             if not any(slowed):
                 return False  # paced at the learnt rate and still refused: pause as the server asks
             self._smooth_since = now  # the others already in flight were sent at the pace just left

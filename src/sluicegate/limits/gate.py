@@ -97,17 +97,17 @@ class Gate:
         if self.limit is not None:
             self.set_limit(self.limit, now)
 
-    def go_smooth(self, now: float, refused_at: float | None = None) -> None:
+    def go_smooth(self, now: float, refused_at: float | None = None, request: float = 0.0) -> None:
         """From now on, pace this bucket smoothly (`pace.py`): a short-interval limit refused what went out
-        around `refused_at`, so the pace starts at half the rate we were sending at then."""
+        around `refused_at`, so the pace starts at half the rate we were sending at then (`request`: the size of
+        the refused request, which the next one waits a whole interval for)."""
         self.smooth = True
         if self.pace is None:
             self.pace = Pace()
         rate = self.rate()
         if rate is not None:
             sent = self.recent_rate(refused_at) if refused_at is not None else 0.0
-            last = self._taken - self._takes[-1][1] if self._takes else 0.0
-            self.pace.start(sent, rate, now, fastest=self.fastest(), last=last)
+            self.pace.start(sent, rate, now, fastest=self.fastest(), request=request)
 
     def recent_rate(self, at: float) -> float:
         """What we took per second in the `_RECENT` seconds up to `at`."""
@@ -137,11 +137,11 @@ class Gate:
             if since is not None:
                 self.counted_before = max(self.counted_before, since)
 
-    def slow_down(self, now: float) -> bool:
+    def slow_down(self, now: float, request: float = 0.0) -> bool:
         """Paced smoothly and still refused over a short interval: step back below the pace that was refused.
         False when there is nothing to step back from (the learnt rate itself)."""
         rate = self.rate()
-        return self.pace is not None and rate is not None and self.pace.refused(rate, now)
+        return self.pace is not None and rate is not None and self.pace.refused(rate, now, request)
 
     # -- admission -----------------------------------------------------------------------------------------
 

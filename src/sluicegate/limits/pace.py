@@ -37,7 +37,7 @@ _STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this fac
 class Pace:
     """The pacing bucket of one gate and the rate it runs at."""
 
-    __slots__ = ("_good", "_held", "_last", "_refused", "_since", "_target", "bucket")
+    __slots__ = ("_good", "_held", "_refused", "_since", "_target", "bucket")
 
     def __init__(self) -> None:
         self.bucket: TokenBucket | None = None
@@ -46,24 +46,22 @@ class Pace:
         self._refused = math.inf  # the slowest pace the server refused
         self._since: float | None = None  # since when the pace has held requests back with the bucket full
         self._held = False  # the pace made a request wait since the last response
-        self._last = 0.0  # what the last request took: the pace lets one through at once even above capacity
 
     def rate(self, learnt: float) -> float:
         """Tokens per second the pace lets through."""
         return max(learnt, self._target)
 
-    def start(self, sent: float, learnt: float, now: float, *, fastest: float = math.inf, last: float = 0.0) -> None:
-        """A short-interval refusal of what went out at `sent` tokens per second: pace at half of it, no faster
-        than `fastest` (the fastest refill the headers allow); `last` is what the last request took."""
-        self._last = max(self._last, last)
+    def start(self, sent: float, learnt: float, now: float, *, fastest: float = math.inf, request: float = 0.0) -> None:
+        """A short-interval refusal of a `request` of this size, of what went out at `sent` tokens per second: pace
+        at half of it, no faster than `fastest` (the fastest refill the headers allow)."""
         if sent > 0:
             self._refused = min(self._refused, sent)
             self._target = min(sent / 2.0, fastest)
         self._since = None
         self.apply(learnt, now)
-        self._empty(now)
+        self._empty(now, request)
 
-    def refused(self, learnt: float, now: float) -> bool:
+    def refused(self, learnt: float, now: float, request: float = 0.0) -> bool:
         """Refused while paced: back to the last good pace. False at the learnt rate (nothing to step back from)."""
         current = self.rate(learnt)
         if current <= learnt:
@@ -72,16 +70,16 @@ class Pace:
         self._target = self._good if 0.0 < self._good < current else current / _STEP_BACK
         self._since = None
         self.apply(learnt, now)
-        self._empty(now)
+        self._empty(now, request)
         return True
 
-    def _empty(self, now: float) -> None:
+    def _empty(self, now: float, request: float) -> None:
         """The server's short-interval bucket just refused a request: it is empty, so the pace's is too. A full
         one would let the next request out at once, into that same empty bucket: a second 429 for one refusal.
         At a slow pace one request is more than the bucket holds (it goes when the bucket is full), so empty
-        means a request short of full: the next one waits a whole interval of the pace either way."""
+        means the refused `request` short of full: the next one waits a whole interval of the pace either way."""
         if self.bucket is not None:
-            level = min(0.0, self.bucket.level(now), self.bucket.capacity - self._last)
+            level = min(0.0, self.bucket.level(now), self.bucket.capacity - request)
             self.bucket.set_level(level, now)
 
     def probe(self, learnt: float, now: float, *, full: bool, fastest: float = math.inf) -> None:
@@ -129,6 +127,5 @@ class Pace:
         return wait
 
     def take(self, amount: float, now: float) -> None:
-        self._last = amount
         if self.bucket is not None:
             self.bucket.take(amount, now)
