@@ -7,15 +7,16 @@ from sluicegate.limits.pace import Pace
 LEARNT = 10.0  # tokens per second the window learnt so far says
 
 
-def _held_for(pace: Pace, start: float, seconds: float, *, full: bool = True) -> float:
-    """Responses every 0.1 s while the pace holds requests back; returns the time after them."""
+def _held_for(pace: Pace, start: float, seconds: float, *, drain: float = 0.0) -> float:
+    """Responses every 0.1 s while the pace holds requests back, what is left falling by `drain` each time;
+    returns the time after them."""
     now = start
     steps = round(seconds * 10)
-    for _ in range(steps + 1):
+    for step in range(steps + 1):
         assert pace.bucket is not None
         pace.take(pace.bucket.capacity, now)  # requests used all the pace let through
         pace.wait_time(1.0, now, behind=0.0)  # and the next one waits for it
-        pace.probe(LEARNT, now, full=full)
+        pace.probe(LEARNT, now, remaining=40.0 - drain * step, slack=1.0)
         now = round(now + 0.1, 6)
     return now
 
@@ -56,7 +57,7 @@ def test_probes_no_faster_than_the_headers_allow_and_not_at_all_when_they_pin_th
 
 
 def test_probes_half_way_to_the_refused_rate_after_a_good_second_and_stops_when_close() -> None:
-    """From 32/s (64/s refused): a second held back with the bucket full makes 32 good and tries 48; refused
+    """From 32/s (64/s refused): a second held back with the bucket not draining makes 32 good and tries 48; refused
     there it goes back to 32, then tries 40, and stops: 48 is within a fifth of 40."""
     pace = Pace()
     pace.start(64.0, LEARNT, 0.0)
@@ -76,13 +77,22 @@ def test_no_probe_while_the_bucket_drains_or_nothing_waits() -> None:
     draining, idle = Pace(), Pace()
     draining.start(64.0, LEARNT, 0.0)
     idle.start(64.0, LEARNT, 0.0)
-    _held_for(draining, 0.0, 3.0, full=False)
+    _held_for(draining, 0.0, 3.0, drain=0.5)
     now = 0.0
     for _ in range(30):
-        idle.probe(LEARNT, now, full=True)
+        idle.probe(LEARNT, now, remaining=40.0, slack=1.0)
         now += 0.1
     assert draining.rate(LEARNT) == 32.0
     assert idle.rate(LEARNT) == 32.0
+
+
+def test_a_bucket_refilling_below_full_proves_the_pace_too_slow() -> None:
+    """After a step back, the server's bucket refills what the refusals cost without being full yet: that is a pace
+    below the refill, so it probes after one second, not once the bucket is full again."""
+    pace = Pace()
+    pace.start(64.0, LEARNT, 0.0)
+    _held_for(pace, 0.0, 1.0, drain=-0.5)  # 40 left, then 40.5, 41, ...: rising, never full
+    assert pace.rate(LEARNT) == 48.0
 
 
 def test_a_refusal_at_the_learnt_rate_is_not_the_pace_s_to_fix() -> None:
@@ -101,3 +111,21 @@ def test_without_a_refusal_the_probe_doubles_up_to_sixteen_times_the_learnt_rate
     assert pace.rate(LEARNT) == 20.0
     _held_for(pace, now, 5.0)
     assert pace.rate(LEARNT) == 160.0
+
+
+def test_a_request_let_out_late_does_not_push_back_the_next_one() -> None:
+    """Paced at 10 requests/s with every wake-up 2 ms late, 100 requests still go out at 10/s, not 9.8/s; and after
+    a pause two requests never go out closer than 95% of one interval."""
+    pace = Pace()
+    pace.start(20.0, LEARNT, 0.0, request=1.0)  # 10/s, nothing refused below
+    now = 0.0
+    first = None
+    for _ in range(100):
+        now += pace.wait_time(1.0, now, behind=0.0) + 0.002
+        first = now if first is None else first
+        pace.take(1.0, now)
+    assert first is not None
+    assert (now - first) / 99 < 0.1005
+    now += 5.0  # idle
+    pace.take(1.0, now)
+    assert pace.wait_time(1.0, now, behind=0.0) >= 0.095

@@ -251,9 +251,14 @@ class Gate:
         assert self.mirror is not None
         level = self.mirror.level(now)
         if self.pace is not None:
-            # Full: the refill may have been capped since the last response, hiding how fast it is.
-            full = view.remaining >= view.limit - view.remaining_error - 1.0
-            self.pace.probe(limit / self.seconds(), now, full=full, fastest=self.fastest())
+            # A unit of slack besides the rounding: answers come back out of the order they went out.
+            self.pace.probe(
+                limit / self.seconds(),
+                now,
+                remaining=view.remaining * scale,
+                slack=(view.remaining_error + 1.0) * scale,
+                fastest=self.fastest(),
+            )
         # Never hold more than the server says is left; and start from (catch up with) what it says is there.
         # An unstreamed answer's headers may date from its admission (the server counts there): what the server
         # may hold now includes the refill since, or a stale `remaining` would hold the mirror back every time.

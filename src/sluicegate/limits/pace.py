@@ -9,12 +9,14 @@ the pace runs, and a pace that was measured (what the server refused) must not j
   minute) would otherwise pay one refusal per step back. Half of what was refused is a guess, not a pace proven
   good: only a second held back without a refusal proves one. It starts empty (as the server's short-interval
   bucket is after a refusal), and so does every step back.
-- While the pace is what holds requests back and the server's bucket does not drain, it probes upwards: a bucket
-  that never drains teaches nothing about its window, so the learnt rate may be too slow, and only sending faster
-  can show it. A pace that ran a whole second that way without a refusal is good; the next probe is half way to
-  the slowest refused pace (a binary search), or twice as fast while none was refused. It stops when the two are
-  within a fifth of each other, so a run pays a handful of refusals, not one per probe, and never probes above
-  `fastest`: once the reset headers pin the window within a fifth there is nothing left to find.
+- While the pace is what holds requests back and the server's bucket does not drain (what it says is left does
+  not fall), it probes upwards: a bucket that never drains teaches nothing about its window, so the learnt rate
+  may be too slow, and only sending faster can show it. (Waiting for the bucket to be full again would waste the
+  seconds it takes to refill what the refusals cost, at a pace already known to be too slow.) A pace that ran a
+  whole second that way without a refusal is good; the next probe is half way to the slowest refused pace (a
+  binary search), or twice as fast while none was refused. It stops when the two are within a fifth of each
+  other, so a run pays a handful of refusals, not one per probe, and never probes above `fastest`: once the reset
+  headers pin the window within a fifth there is nothing left to find.
 - A refusal at a pace above the learnt rate goes back to the last good pace. At the learnt rate itself there is
   nothing to step back from: the caller pauses as the server asks.
 """
@@ -28,6 +30,7 @@ from .bucket import TokenBucket
 __all__ = ["Pace"]
 
 _SECONDS = 0.05  # the pace lets this much of its rate through at once (and always one request)
+_LATE = 0.05  # of one request's interval: a request let out this late does not push back the next one
 _MAX_PROBE = 16.0  # with no refusal to bound it, probing stops at this multiple of the learnt rate
 _SUSTAIN = 1.0  # seconds a pace must run, holding requests back, without a refusal to count as good
 _CLOSE = 1.2  # probing stops when the slowest refused pace is within this factor of the good one
@@ -37,15 +40,17 @@ _STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this fac
 class Pace:
     """The pacing bucket of one gate and the rate it runs at."""
 
-    __slots__ = ("_good", "_held", "_refused", "_since", "_target", "bucket")
+    __slots__ = ("_good", "_held", "_mark", "_refused", "_since", "_target", "_unit", "bucket")
 
     def __init__(self) -> None:
         self.bucket: TokenBucket | None = None
         self._target = 0.0  # tokens per second (below the learnt rate: the learnt rate)
         self._good = 0.0  # the fastest pace that ran a whole second without a refusal
         self._refused = math.inf  # the slowest pace the server refused
-        self._since: float | None = None  # since when the pace has held requests back with the bucket full
+        self._since: float | None = None  # since when the pace has held requests back without the bucket draining
+        self._mark = 0.0  # what the server said was left at `_since`
         self._held = False  # the pace made a request wait since the last response
+        self._unit = 0.0  # the largest request paced so far
 
     def rate(self, learnt: float) -> float:
         """Tokens per second the pace lets through."""
@@ -79,24 +84,25 @@ class Pace:
         At a slow pace one request is more than the bucket holds (it goes when the bucket is full), so empty
         means the refused `request` short of full: the next one waits a whole interval of the pace either way."""
         if self.bucket is not None:
+            self._grow(request, now)
             level = min(0.0, self.bucket.level(now), self.bucket.capacity - request)
             self.bucket.set_level(level, now)
 
-    def probe(self, learnt: float, now: float, *, full: bool, fastest: float = math.inf) -> None:
-        """A response: after a whole second in which the pace held requests back while the server's bucket
-        stayed `full` (not draining), that pace is good; try a faster one, up to `fastest`."""
+    def probe(self, learnt: float, now: float, *, remaining: float, slack: float, fastest: float = math.inf) -> None:
+        """A response saying `remaining` is left (give or take `slack`): after a whole second in which the pace held
+        requests back while what is left did not fall, that pace is good; try a faster one, up to `fastest`."""
         held, self._held = self._held, False
-        if not (held and full):
+        if not held or (self._since is not None and remaining < self._mark - slack):
             self._since = None
             return
         if self._since is None:
-            self._since = now
+            self._since, self._mark = now, remaining
             return
         if now - self._since < _SUSTAIN:
             return
         current = self.rate(learnt)
         self._good = max(self._good, current)
-        self._since = now
+        self._since, self._mark = now, remaining
         ceiling = min(self._refused, fastest)
         if ceiling <= current * _CLOSE:
             return
@@ -108,13 +114,19 @@ class Pace:
 
     def apply(self, learnt: float, now: float) -> None:
         """Resize the pacing bucket to the pace (after it, or the learnt rate, changed)."""
-        capacity = self.rate(learnt) * _SECONDS
-        if capacity <= 0:
+        rate = self.rate(learnt)
+        if rate <= 0:
             return
+        # Where one request is more than `_SECONDS` of the pace, the bucket still holds a little more than it, so a
+        # request let out late (a timer, a busy event loop) is made up by the next: capped at exactly one request,
+        # every late wake-up would be lost, a few percent of a pace set right at the server's refill.
+        capacity = max(rate * _SECONDS, self._unit * (1.0 + _LATE))
         if self.bucket is None:
-            self.bucket = TokenBucket(capacity, period=_SECONDS, now=now, initial=capacity)
+            self.bucket = TokenBucket(capacity, period=capacity / rate, now=now, initial=capacity)
         else:
-            self.bucket.resize(capacity, period=_SECONDS, now=now)
+            level = self.bucket.level(now)
+            self.bucket.resize(capacity, period=capacity / rate, now=now)
+            self.bucket.set_level(level, now)  # a larger bucket must not add a burst of its own
 
     def wait_time(self, amount: float, now: float, *, behind: float) -> float:
         """Seconds until the pace lets `amount` through; `behind` is how long the gate's other bucket holds it
@@ -128,4 +140,11 @@ class Pace:
 
     def take(self, amount: float, now: float) -> None:
         if self.bucket is not None:
+            self._grow(amount, now)
             self.bucket.take(amount, now)
+
+    def _grow(self, request: float, now: float) -> None:
+        """A request larger than any before: the bucket must hold a little more than it (`apply`)."""
+        if self.bucket is not None and request > self._unit:
+            self._unit = request
+            self.apply(self.bucket.rate, now)  # the rate its bucket refills at is the pace's (at least the learnt)
