@@ -292,3 +292,32 @@ def test_the_probe_calibrates_the_input_estimate_at_its_message_start() -> None:
     clock.run(main)
     assert during == [2.0]
     assert transport._input.ratio == 1.5  # then the second answer's 1.0, weighted a half
+
+
+class _Overloaded(Server):
+    """Answers the first `failures` generation requests 529 (JSON), then as `Server` does."""
+
+    def __init__(self, failures: int, *streamed: httpx2.Response) -> None:
+        super().__init__(*streamed)
+        self.failures = failures
+
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        if self.failures > 0:
+            self.failures -= 1
+            self.log.append(json.loads(request.content).get("stream") is True)
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            return httpx2.Response(529, json=error, headers={"request-id": "req_529"})
+        return super().handle(request)
+
+
+def test_the_breaker_s_probes_and_ramp_after_an_overload_stream_and_come_back_whole() -> None:
+    """Once eight 529s trip the breaker, the attempts it lets through (its probes, then its ramp's) go out streamed,
+    so a 200's headers, not its whole answer, say the service is back; the SDK still gets each Message whole."""
+    server = _Overloaded(10, *(httpx2.Response(200, headers=SSE, content=_text_stream()) for _ in range(2)))
+    policy = RetryPolicy(max_attempts=20, initial_delay=0.01, max_delay=0.02)
+    ((first, _), (second, _)), transport = _run(server, calls=2, retry=policy)
+    # The first request's probe, its retries as asked until the breaker trips, then the breaker's probes (two
+    # more 529s and the 200) and the ramp's first request: streamed.
+    assert server.log == [True] + [False] * 7 + [True] * 4
+    assert first.content[0].text == second.content[0].text == "hello"
+    assert transport.statistics().in_flight == 0

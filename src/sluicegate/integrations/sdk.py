@@ -32,7 +32,7 @@ closing does not break the others.
 
 Until the first answer one request goes out alone; an unstreamed Anthropic request sent then goes out streamed
 so its rate-limit headers open the limiter at the first byte, and comes back as the unstreamed Message
-(`_probe.py`).
+(`_probe.py`). So do the requests the breaker lets through during an overload: their 200's headers close it.
 
 Waiting for capacity happens before the inner transport is called, so it does not count against the SDK's
 timeout; the timeout applies to each attempt on the wire. Reading, decoding and rebuilding raw responses is in
@@ -247,12 +247,16 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
                 self.gate.unused(passed)
                 return refusal.response()
             attempt += 1
-            # The probe (sent alone until the first answer) streams, so its headers open the limiter at once.
-            probe = not stream and self._streamed_probe and not self.gate.answered
+            # The probe (sent alone until the first answer) streams, so its headers open the limiter at once; so
+            # does an attempt the breaker let through while open or ramping: its 200's headers move it on.
+            held = self.gate.held(passed)
+            probe = not stream and self._streamed_probe and (held or not self.gate.answered)
             try:
                 response = await self._inner.handle_async_request(probe_request(request, params) if probe else request)
                 if response.is_success and _is_sse(response):
                     self._observe(response, passed)
+                    if held:
+                        self.gate.accepted(passed)
                     if stream:
                         return self._metered(response, passed, raw_in, max_tokens)
                     whole = await self._assembled(response, passed, raw_in, max_tokens)
