@@ -13,9 +13,8 @@ def _held_for(pace: Pace, start: float, seconds: float, *, drain: float = 0.0) -
     now = start
     steps = round(seconds * 10)
     for step in range(steps + 1):
-        assert pace.bucket is not None
-        pace.take(pace.bucket.capacity, now)  # requests used all the pace let through
-        pace.wait_time(1.0, now, behind=0.0)  # and the next one waits for it
+        while pace.wait_time(1.0, now, behind=0.0) == 0.0:  # requests go until the pace holds one back
+            pace.take(1.0, now)
         pace.probe(LEARNT, now, remaining=40.0 - drain * step, slack=1.0)
         now = round(now + 0.1, 6)
     return now
@@ -30,26 +29,26 @@ def test_starts_at_half_the_refused_rate_never_below_the_learnt_one() -> None:
     assert slow.rate(LEARNT) == LEARNT
 
 
-def test_starts_no_faster_than_the_fastest_refill_the_headers_allow() -> None:
-    """Refused while sending 64/s where the reset headers allow at most 18/s: the pace starts at 18/s, and a
-    refusal there steps back by a third (nothing was proven good), never below the learnt rate."""
+def test_starts_half_way_between_the_learnt_rate_and_the_fastest_the_headers_allow() -> None:
+    """Refused while sending 64/s where the reset headers allow 10-30/s: the pace starts at 20/s, and a refusal
+    there steps back by a third (nothing was proven good), never below the learnt rate."""
     pace = Pace()
-    pace.start(64.0, LEARNT, 0.0, fastest=18.0)
-    assert pace.rate(LEARNT) == 18.0
+    pace.start(64.0, LEARNT, 0.0, fastest=30.0)
+    assert pace.rate(LEARNT) == 20.0
     assert pace.refused(LEARNT, 0.5)
-    assert pace.rate(LEARNT) == 12.0
+    assert pace.rate(LEARNT) == 20.0 / 1.5
     assert pace.refused(LEARNT, 1.0)
     assert pace.rate(LEARNT) == LEARNT
 
 
 def test_probes_no_faster_than_the_headers_allow_and_not_at_all_when_they_pin_the_rate() -> None:
-    """Probing upwards stops half way to the fastest refill the headers allow, and does not start when that is
-    within a fifth of the pace: there is nothing left to find."""
+    """Probing upwards stops half way to the slower of the refused pace and the fastest refill the headers allow,
+    and does not start when that is within a fifth of the pace: there is nothing left to find."""
     loose, pinned = Pace(), Pace()
-    loose.start(64.0, LEARNT, 0.0, fastest=20.0)
-    loose.refused(LEARNT, 0.0)  # 20 -> 13.3
+    loose.start(64.0, LEARNT, 0.0, fastest=20.0)  # 15/s
+    loose.refused(LEARNT, 0.0)  # 15 -> the learnt 10
     _held_for(loose, 0.0, 1.0)
-    assert loose.rate(LEARNT) == (20.0 / 1.5 + 20.0) / 2.0
+    assert loose.rate(LEARNT) == (LEARNT + 15.0) / 2.0
     pinned.start(64.0, LEARNT, 0.0, fastest=11.0)
     pinned.refused(LEARNT, 0.0)
     _held_for(pinned, 0.0, 5.0)
@@ -129,3 +128,21 @@ def test_a_request_let_out_late_does_not_push_back_the_next_one() -> None:
     now += 5.0  # idle
     pace.take(1.0, now)
     assert pace.wait_time(1.0, now, behind=0.0) >= 0.095
+
+
+def test_a_slow_pace_is_proven_good_by_ten_requests_not_by_one_second() -> None:
+    """At one request a second (a real minute's 60 RPM), a second without a refusal proves nothing: the pace probes
+    only after ten requests went at it with the server's bucket not draining."""
+    learnt = 0.5
+    pace = Pace()
+    pace.start(64.0, learnt, 0.0, fastest=1.5, request=1.0)  # half way: 1/s
+    assert pace.rate(learnt) == 1.0
+    now = 0.0
+    while now < 12.0:
+        now += pace.wait_time(1.0, now, behind=0.0)
+        pace.take(1.0, now)
+        pace.wait_time(1.0, now, behind=0.0)  # the next one waits for the pace
+        pace.probe(learnt, now, remaining=40.0, slack=1.0, fastest=1.5)
+        if now < 10.0:
+            assert pace.rate(learnt) == 1.0, now
+    assert pace.rate(learnt) == (1.0 + 1.5) / 2.0

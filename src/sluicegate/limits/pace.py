@@ -4,16 +4,18 @@ The pace is kept in tokens per second, not as a multiple of the learnt rate: the
 the pace runs, and a pace that was measured (what the server refused) must not jump when the estimate moves.
 
 - It starts at half the rate that was refused, as TCP halves its window after a loss; never below the learnt rate,
-  and never above the fastest refill the reset headers allow (`fastest`): a pace above it cannot last, the
-  server's short-interval bucket only hides that for a while. A ramp that was refused at 20 times the rate (a real
-  minute) would otherwise pay one refusal per step back. Half of what was refused is a guess, not a pace proven
-  good: only a second held back without a refusal proves one. It starts empty (as the server's short-interval
-  bucket is after a refusal), and so does every step back.
+  and no faster than half way from it to the fastest refill the reset headers allow (`fastest`): a pace above
+  `fastest` cannot last (the server's short-interval bucket only hides that for a while), and the truth lies
+  between the two. A ramp that was refused at 20 times the rate (a real minute) would otherwise pay one refusal
+  per step back. Half of what was refused is a guess, not a pace proven good: only a second held back without a
+  refusal proves one. It starts empty (as the server's short-interval bucket is after a refusal), and so does
+  every step back.
 - While the pace is what holds requests back and the server's bucket does not drain (what it says is left does
   not fall), it probes upwards: a bucket that never drains teaches nothing about its window, so the learnt rate
   may be too slow, and only sending faster can show it. (Waiting for the bucket to be full again would waste the
   seconds it takes to refill what the refusals cost, at a pace already known to be too slow.) A pace that ran a
-  whole second that way without a refusal is good; the next probe is half way to the slowest refused pace (a
+  whole second that way, and ten requests, without a refusal is good (at one request a second, one second proves
+  nothing: a bucket drains too slowly to show it); the next probe is half way to the slowest refused pace (a
   binary search), or twice as fast while none was refused. It stops when the two are within a fifth of each
   other, so a run pays a handful of refusals, not one per probe, and never probes above `fastest`: once the reset
   headers pin the window within a fifth there is nothing left to find.
@@ -33,6 +35,7 @@ _SECONDS = 0.05  # the pace lets this much of its rate through at once (and alwa
 _LATE = 0.05  # of one request's interval: a request let out this late does not push back the next one
 _MAX_PROBE = 16.0  # with no refusal to bound it, probing stops at this multiple of the learnt rate
 _SUSTAIN = 1.0  # seconds a pace must run, holding requests back, without a refusal to count as good
+_SUSTAIN_REQUESTS = 10.0  # ... and at least this many of its largest requests: a slow pace proves little a second
 _CLOSE = 1.2  # probing stops when the slowest refused pace is within this factor of the good one
 _STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this factor
 
@@ -61,7 +64,9 @@ class Pace:
         at half of it, no faster than `fastest` (the fastest refill the headers allow)."""
         if sent > 0:
             self._refused = min(self._refused, sent)
-            self._target = min(sent / 2.0, fastest)
+            # Between the learnt rate (the slowest refill the headers allow) and `fastest`, start half way: the top
+            # is refused whenever the truth is below it, which costs a 429 and a step back that may still be above.
+            self._target = min(sent / 2.0, fastest if fastest == math.inf else (learnt + fastest) / 2.0)
         self._since = None
         self.apply(learnt, now)
         self._empty(now, request)
@@ -98,9 +103,9 @@ class Pace:
         if self._since is None:
             self._since, self._mark = now, remaining
             return
-        if now - self._since < _SUSTAIN:
-            return
         current = self.rate(learnt)
+        if now - self._since < max(_SUSTAIN, _SUSTAIN_REQUESTS * self._unit / current):
+            return
         self._good = max(self._good, current)
         self._since, self._mark = now, remaining
         ceiling = min(self._refused, fastest)
