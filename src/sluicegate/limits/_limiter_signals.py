@@ -17,8 +17,6 @@ from .adaptive import Adaptive
 from .gate import Gate
 from .ramp import Ramp
 
-_SETTLE = 0.25  # seconds after a change of pace whose refusals still belong to the pace before (a round trip)
-
 _GATE_WORDS: dict[str, tuple[Binding, ...]] = {
     # What a 429's message names (Anthropic: "of 50 requests per minute"; OpenAI: "on tokens per min").
     "input tokens": ("input_tokens",),
@@ -130,9 +128,10 @@ class ServerSignals:
                 gate.go_smooth(now, admitted_at, amounts[gate.name])
             self._ramp.stop()
             self._smooth_since = now
-        elif admitted_at is not None and admitted_at <= self._smooth_since + _SETTLE:
-            # Sent before the last change of pace (or just after it, while the server's short-interval bucket
-            # was still empty from the pace before): already dealt with.
+        elif admitted_at is not None and admitted_at <= self._smooth_since:
+            # Sent before the last change of pace: already dealt with. One sent after it is the new pace's: that
+            # pace starts empty (`pace.py`), so its first request found the server's bucket refilled for one at the
+            # new pace, unless the pace is faster than the server's refill (the very thing a refusal says).
             return True
         else:
             slowed = [gate.slow_down(now, amounts[gate.name]) for gate in gates]  # every named gate, not just the first
