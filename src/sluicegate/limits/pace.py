@@ -86,12 +86,11 @@ class Pace:
     def _empty(self, now: float, request: float) -> None:
         """The server's short-interval bucket just refused a request: it is empty, so the pace's is too. A full
         one would let the next request out at once, into that same empty bucket: a second 429 for one refusal.
-        At a slow pace one request is more than the bucket holds (it goes when the bucket is full), so empty
-        means the refused `request` short of full: the next one waits a whole interval of the pace either way."""
+        The bucket holds a little more than the refused `request` (`apply`), so empty, the next one that size
+        waits a whole interval of the pace."""
         if self.bucket is not None:
             self._grow(request, now)
-            level = min(0.0, self.bucket.level(now), self.bucket.capacity - request)
-            self.bucket.set_level(level, now)
+            self.bucket.set_level(min(0.0, self.bucket.level(now)), now)
 
     def probe(self, learnt: float, now: float, *, remaining: float, slack: float, fastest: float = math.inf) -> None:
         """A response saying `remaining` is left (give or take `slack`): after a whole second in which the pace held
@@ -119,7 +118,9 @@ class Pace:
 
     def apply(self, learnt: float, now: float) -> None:
         """Resize the pacing bucket to the pace (after it, or the learnt rate, changed)."""
-        rate = self.rate(learnt)
+        self._resize(self.rate(learnt), now)
+
+    def _resize(self, rate: float, now: float) -> None:
         if rate <= 0:
             return
         # Where one request is more than `_SECONDS` of the pace, the bucket still holds a little more than it, so a
@@ -152,4 +153,4 @@ class Pace:
         """A request larger than any before: the bucket must hold a little more than it (`apply`)."""
         if self.bucket is not None and request > self._unit:
             self._unit = request
-            self.apply(self.bucket.rate, now)  # the rate its bucket refills at is the pace's (at least the learnt)
+            self._resize(self.bucket.rate, now)
