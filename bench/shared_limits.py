@@ -75,6 +75,13 @@ def _write_parts(tmp: Path, lines: int) -> list[Path]:
 
 
 GIVEN_MINUTE = False  # --given-minute: pass the emulator's minute instead of learning it from the headers
+BURST: int | None = None  # --burst: the emulator also enforces the limit over short intervals, as the API may
+
+
+def _config(seed: int) -> EmulatorConfig:
+    return EmulatorConfig(
+        tier=1, minute=MINUTE, first_token_latency=0.3, per_token_latency=0.004, jitter=0.3, seed=seed, burst=BURST
+    )
 
 
 def _command(inp: Path, out: Path, shared: str | None, name: str) -> list[str]:
@@ -112,7 +119,7 @@ def _steady_rate(timeline: list[dict[str, int]], start: int | None = None) -> fl
 
 
 def four_processes(lines: int, shared: str | None) -> dict[str, Any]:
-    cfg = EmulatorConfig(tier=1, minute=MINUTE, first_token_latency=0.3, per_token_latency=0.004, jitter=0.3, seed=1)
+    cfg = _config(1)
     with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp, run_emulator(cfg) as emu:
         parts = _write_parts(Path(tmp), lines)
         outs = [Path(tmp, f"out{k}.jsonl") for k in range(PROCESSES)]
@@ -162,7 +169,7 @@ def _pool_state(port: int, name: str) -> str:
 
 
 def one_killed(lines: int, url: str, port: int, kill_at: float) -> dict[str, Any]:
-    cfg = EmulatorConfig(tier=1, minute=MINUTE, first_token_latency=0.3, per_token_latency=0.004, jitter=0.3, seed=2)
+    cfg = _config(2)
     name = "bench-kill"
     with tempfile.TemporaryDirectory(prefix="bench-kill-") as tmp, run_emulator(cfg) as emu:
         parts = _write_parts(Path(tmp), lines)
@@ -278,8 +285,10 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"Command: `python -m bench.shared_limits --lines {args.lines} --kill-at {args.kill_at:g}"
-            f"{' --given-minute' if args.given_minute else ''}`. "
-            f"Four processes, {args.lines} lines in all, Tier 1 emulator (50 RPM, 6 s minute): the key's ceiling "
+            f"{' --given-minute' if args.given_minute else ''}{f' --burst {args.burst}' if args.burst else ''}`. "
+            f"Four processes, {args.lines} lines in all, Tier 1 emulator (50 RPM, 6 s minute"
+            f"{f'; also at most {args.burst} requests per {MINUTE * args.burst / RPM:g} s' if args.burst else ''}"
+            "): the key's ceiling "
             f"is {CEILING:.2f} completions/s. Windows: "
             + ("given (`--minute 6`)." if args.given_minute else "learnt from the headers (no `--minute`)."),
             "",
@@ -306,9 +315,12 @@ def main() -> None:
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--skip-shared", action="store_true", help="only the one-killed run and the costs")
     parser.add_argument("--given-minute", action="store_true", help=f"pass --minute {MINUTE:g} (no window learning)")
+    parser.add_argument(
+        "--burst", type=int, default=None, help="the emulator also enforces the limit over short intervals (N requests)"
+    )
     args = parser.parse_args()
-    global GIVEN_MINUTE
-    GIVEN_MINUTE = args.given_minute
+    global GIVEN_MINUTE, BURST
+    GIVEN_MINUTE, BURST = args.given_minute, args.burst
     with redis_server() as (url, port):
         shared = None if args.skip_shared else four_processes(args.lines, url)
         storm = None if args.skip_storm else four_processes(args.lines, None)
