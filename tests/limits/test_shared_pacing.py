@@ -1,9 +1,11 @@
 """The shared limiter's client-side answer to a 429, on a fake clock without Redis: a short-interval limit makes
-the named buckets smooth in the whole pool (once), an ordinary 429 is left to the shared pause."""
+the named buckets smooth in the whole pool (once), an ordinary 429 is left to the shared pause; and the search of
+a smooth bucket's pace (probe upwards, step back), sent to the pool as PACE steps."""
 
 from __future__ import annotations
 
 from sluicegate._models import BucketView, RateLimitSnapshot
+from sluicegate.limits._pool import PoolView
 from sluicegate.limits.limiter import Limits
 from sluicegate.limits.shared import SharedLimiter
 from sluicegate.testing import FakeClock
@@ -47,3 +49,96 @@ def test_an_empty_bucket_or_a_smooth_pool_means_an_ordinary_pause() -> None:
     smooth = _limiter(FakeClock(), smooth=True)
     assert not smooth.rate_limited(ROOMY, 1, 1, "requests")
     assert not [call for call in smooth._outbox if call[0] == "SMOOTH"]
+
+
+def _paced(clock: FakeClock, rate: float = 10.0, **pool: object) -> SharedLimiter:
+    """A pool whose requests bucket is smooth at a learnt `rate` a second (as a heartbeat would have said)."""
+    limiter = _limiter(clock)
+    limiter._pool = PoolView(
+        limits=(600.0, 60_000.0, None, None),
+        rates=(rate, 1_000.0, None, None),
+        smooth=(True, False, False, False),
+        **pool,  # type: ignore[arg-type]
+    )
+    return limiter
+
+
+def _paces(limiter: SharedLimiter) -> list[list[object]]:
+    return [args for name, args in limiter._outbox if name == "PACE"]
+
+
+def _held_second(limiter: SharedLimiter, clock: FakeClock, snapshot: RateLimitSnapshot = ROOMY) -> None:
+    """Eleven responses over 1.1 s, each after an admission the pool's pace held back; `remaining` unchanged."""
+    for _ in range(11):
+        limiter._note_admission(10, 10, 0.05, b"r")
+        limiter.observe(snapshot)
+        clock.advance(0.11)
+
+
+def test_a_pace_that_held_requests_back_a_second_without_draining_the_bucket_is_doubled_in_the_pool() -> None:
+    """The search of `pace.py`, run on the pool's pace: good at 10/s, the step to 20/s sent as a PACE from 10."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock)
+    _held_second(limiter, clock)
+    assert _paces(limiter) == [[1.0, "r", 10.0, 20.0, 10.0, "", "0"]]
+
+
+def test_no_probe_while_the_pace_held_nothing_back_or_the_bucket_drained() -> None:
+    """Admitted at once (nothing held back), or `remaining` falling: the pace proved nothing, no step."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock)
+    for _ in range(11):
+        limiter._note_admission(10, 10, 0.0, b"r")
+        limiter.observe(ROOMY)
+        clock.advance(0.11)
+    draining = _paced(clock)
+    for k in range(11):
+        draining._note_admission(10, 10, 0.05, b"r")
+        draining.observe(RateLimitSnapshot(requests=BucketView(limit=600, remaining=500 - 10 * k, reset_in=10.0)))
+        clock.advance(0.11)
+    assert _paces(limiter) == []
+    assert _paces(draining) == []
+
+
+def test_a_refusal_above_the_learnt_rate_steps_the_pool_back_without_a_pause() -> None:
+    """Refused at the probed 20/s (headers said there was room): back to the good 10/s, in the pool; a refusal
+    of a request sent before that step is already dealt with; at the learnt rate a refusal means a pause."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock)
+    _held_second(limiter, clock)
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
+    assert _paces(limiter)[-1] == [1.0, "r", 20.0, 10.0, 10.0, 20.0, "1"]
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
+    clock.advance(0.5)
+    assert not limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
+    assert len(_paces(limiter)) == 2
+
+
+def test_an_empty_bucket_at_a_pace_above_the_refill_steps_back_and_pauses() -> None:
+    """remaining 0 while paced above the learnt rate: the pace outran the server's refill; a step back and the
+    pause the server asks for (False)."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock)
+    _held_second(limiter, clock)
+    assert not limiter.rate_limited(EMPTY, 1, 1, "requests per minute", admitted_at=clock.now() - 0.01)
+    assert _paces(limiter)[-1][-1] == "1"
+
+
+def test_the_heartbeat_brings_the_pace_another_process_found() -> None:
+    """Another process probed the pool to 30/s: this one steps back from there, not from its own 10/s."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock, paces=((30.0, 20.0, None, None), *((None,) * 4,) * 3))
+    limiter._adopt_paces()
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
+    assert _paces(limiter) == [[1.0, "r", 30.0, 20.0, 20.0, 30.0, "1"]]
+
+
+def test_the_probe_stops_at_the_fastest_refill_the_pool_s_resets_allow() -> None:
+    """The pool's shortest window (40 s for 600 requests: 15/s) bounds the search: half way to it, then within a
+    fifth of it, where the probing stops."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock, paces=((None, None, None, 40.0), *((None,) * 4,) * 3))
+    _held_second(limiter, clock)
+    _held_second(limiter, clock)
+    _held_second(limiter, clock)
+    assert _paces(limiter) == [[1.0, "r", 10.0, 12.5, 10.0, "", "0"]]

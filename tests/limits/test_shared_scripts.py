@@ -214,7 +214,7 @@ async def test_smooth_shrinks_the_named_bucket_and_stops_the_ramp(pool: Pool) ->
     assert await pool.level("r") == pytest.approx(10, abs=0.01)
     assert state[b"ramp"] == b"0"
     reply = await pool.call("HEARTBEAT", "p1", 5.0, 0)
-    assert [v.decode() for v in reply[-4:]] == ["1", "", "", ""]  # requests smooth, the others not
+    assert [v.decode() for v in reply[16:20]] == ["1", "", "", ""]  # requests smooth, the others not
     assert (await pool.reserve("p1", "1", 1, 1))[1] == 0.0  # no ramp spacing any more
     assert (await pool.reserve("p1", "2", 1, 1))[1] == 0.0
 
@@ -262,3 +262,53 @@ async def test_a_bucket_without_evidence_takes_the_window_learnt_for_the_others(
     window = 600 / float(state[b"rate:r"])
     assert window == pytest.approx(6.0, abs=0.05)
     assert 8000 / float(state[b"rate:o"]) == pytest.approx(window)
+
+
+async def _paced_pool(pool: Pool) -> None:
+    """Requests smooth from the start: 600 per 3,600 s (1/6 a second), a burst of 60 s (10 requests)."""
+    await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 600, 1, "", "", "", *([""] * 21))
+
+
+async def test_a_probe_upwards_is_taken_once_and_only_from_the_pace_it_was_decided_at(pool: Pool) -> None:
+    """Two processes decide the same probe: the pool doubles its pace once; the bucket holds a burst of it."""
+    await _paced_pool(pool)
+    step = ["r", 1 / 6, 1 / 3, 1 / 6, "", "0"]
+    assert await pool.call("PACE", 60.0, *step) == 1
+    assert await pool.call("PACE", 60.0, *step) == 0  # the pool no longer paces at 1/6
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"pace:r"]) == pytest.approx(1 / 3)
+    assert float(state[b"cap:r"]) == pytest.approx(20)
+    assert float(state[b"rate:r"]) == pytest.approx(1 / 6)  # the learnt rate is kept apart from the pace
+    reply = await pool.call("HEARTBEAT", "p1", 5.0, 0)
+    pace, good, refused, shortest = (v.decode() for v in reply[20:24])  # requests: pace, good, refused, window
+    assert (float(pace), float(good), refused, shortest) == (pytest.approx(1 / 3), pytest.approx(1 / 6), "", "")
+
+
+async def test_a_refusal_slows_the_pool_once_empties_the_bucket_and_it_refills_at_the_new_pace(pool: Pool) -> None:
+    """After a refusal the next request waits one interval of the slower pace (4 s at 1/4 a second, where the
+    learnt 1/6 would be 6 s); a second process's refusal of the same pace changes nothing."""
+    await _paced_pool(pool)
+    assert await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0") == 1
+    refusal = ["r", 1 / 3, 1 / 4, 1 / 6, 1 / 3, "1"]
+    assert await pool.call("PACE", 60.0, *refusal) == 1
+    assert await pool.call("PACE", 60.0, *refusal) == 0
+    assert await pool.level("r") == pytest.approx(0, abs=0.01)
+    assert (await pool.reserve("p1", "1", 1, 1))[1] == pytest.approx(4.0, abs=0.05)
+
+
+async def test_new_headers_keep_the_probed_pace_s_bucket(pool: Pool) -> None:
+    """A response's OBSERVE (same limit and window) leaves the bucket sized for the pace, not the learnt rate."""
+    await _paced_pool(pool)
+    await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0")
+    await _paced_pool(pool)
+    assert float(await pool.client.hget(f"{pool.prefix}:state", "cap:r") or 0) == pytest.approx(20)
+
+
+async def test_a_late_smooth_from_a_process_that_had_not_heard_keeps_the_pool_s_pace(pool: Pool) -> None:
+    """SMOOTH of a bucket already smooth changes nothing: the pace the pool's processes found stays."""
+    await _paced_pool(pool)
+    await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0")
+    await pool.call("SMOOTH", 60.0, "r")
+    state = await pool.client.hgetall(f"{pool.prefix}:state")
+    assert float(state[b"pace:r"]) == pytest.approx(1 / 3)
+    assert float(state[b"cap:r"]) == pytest.approx(20)

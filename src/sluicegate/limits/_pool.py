@@ -52,6 +52,9 @@ def _opt(value: str | bytes) -> float | None:
     return float(text) if text else None
 
 
+_NO_PACES: tuple[tuple[float | None, ...], ...] = ((None, None, None, None),) * 4
+
+
 @dataclass(frozen=True, slots=True)
 class PoolView:
     """What the pool knew at the last heartbeat: live processes, their demand, learnt limits and averages."""
@@ -67,6 +70,9 @@ class PoolView:
     limits: tuple[float | None, ...] = (None, None, None, None)  # per window: requests, input, output, tokens
     rates: tuple[float | None, ...] = (None, None, None, None)  # per second
     smooth: tuple[bool, ...] = (False, False, False, False)  # paced smoothly (no longer spending the window)
+    # Per dimension, the smooth pace's search (`pace.py`): pace, good and slowest refused pace (tokens per second),
+    # and the shortest window the reset headers allow (seconds); None where the pool has none.
+    paces: tuple[tuple[float | None, ...], ...] = _NO_PACES
 
     @classmethod
     def parse(cls, reply: Sequence[str | bytes]) -> PoolView:
@@ -83,6 +89,7 @@ class PoolView:
             limits=tuple(dims[0:8:2]),
             rates=tuple(dims[1:8:2]),
             smooth=tuple(bool(v) for v in dims[8:12]),
+            paces=tuple(tuple(dims[12 + 4 * k : 16 + 4 * k]) for k in range(4)) if len(dims) >= 28 else _NO_PACES,
         )
 
     def ceiling(self) -> float | None:

@@ -10,7 +10,10 @@ Layout of one pool, all under the prefix `P = sluicegate:{NAME}`. Every key a sc
   known limits). As the in-process limiter does, a bucket holds the server's whole window (`cap` = `lim`) and
   starts at what the headers say is left, spent through a slow-start ramp (`ramp`, `rstart`, `rrtt`, `rtat`:
   the admission rate doubles every round trip, spaced as GCRA); `smooth:d` = 1 marks a bucket paced smoothly
-  instead (`cap` = one burst of its rate), from the start or since a short-interval 429 (`SMOOTH`).
+  instead (`cap` = one burst of its rate), from the start or since a short-interval 429 (`SMOOTH`). A smooth
+  bucket's pace is searched as the in-process one's (`pace.py`): `pace:d` (tokens per second; the bucket
+  refills at the faster of it and the learnt `rate:d`), `pgood:d` and `pref:d` (its good and slowest refused
+  paces), set by whichever process decides a step (`PACE`).
 - `P:procs` sorted set: process id -> lease expiry. `P:demand` hash: process id -> items it has in flight or
   waiting.
 - `P:res` hash: "PID:RID" (process id, reservation id) -> "input output" tokens reserved and not yet settled.
@@ -27,7 +30,7 @@ Numbers go back to Python as strings: Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
-__all__ = ["HEARTBEAT", "LEAVE", "OBSERVE", "PAUSE", "RESERVE", "SETTLE", "SMOOTH", "pool_keys"]
+__all__ = ["HEARTBEAT", "LEAVE", "OBSERVE", "PACE", "PAUSE", "RESERVE", "SETTLE", "SMOOTH", "pool_keys"]
 
 
 def pool_keys(prefix: str) -> list[str]:
@@ -58,10 +61,12 @@ local function put(...)
   redis.call('HSET', S, ...)
 end
 
--- Level of dimension d now, or nil when the pool has no limit for it.
+-- Level of dimension d now, or nil when the pool has no limit for it. A smooth bucket refills at its pace
+-- when that was probed above the learnt rate.
 local function level(d)
   local rate = num('rate:' .. d, 0)
   if rate <= 0 then return nil end
+  rate = math.max(rate, num('pace:' .. d, 0))
   local cap = num('cap:' .. d, 0)
   local lvl = num('lvl:' .. d, cap)
   local at = num('at:' .. d, now)
@@ -313,9 +318,11 @@ for k, d in ipairs(DIMS) do
     if start_smooth and ST['smooth:' .. d] ~= '1' then put('smooth:' .. d, '1') end
     local smooth = ST['smooth:' .. d] == '1'
     if not smooth then smooth_all = false end
-    if lvl == nil or num('lim:' .. d, 0) ~= limit or old_rate ~= rate then
+    local paced = rate
+    if smooth then paced = math.max(rate, num('pace:' .. d, 0)) end
+    if lvl == nil or num('lim:' .. d, 0) ~= limit or old_rate ~= paced then
       local new_cap = math.max(limit, 1)
-      if smooth then new_cap = math.max(rate * burst, 1) end
+      if smooth then new_cap = math.max(paced * burst, 1) end
       if lvl == nil then lvl = new_cap else lvl = new_cap - (cap - lvl) end
       cap = new_cap
       put('lim:' .. d, tostring(limit), 'rate:' .. d, tostring(rate), 'cap:' .. d, tostring(cap))
@@ -339,22 +346,61 @@ return 1
 )
 
 # ARGV: smooth burst seconds, then the dimensions (r, i, o, t) a short-interval 429 named. They are paced
-# smoothly from now on (a bucket of one burst, its level no higher), and the ramp stops. -> 1.
+# smoothly from now on (a bucket of one burst, its level no higher), at the learnt rate until a probe (`PACE`),
+# and the ramp stops. -> 1.
 SMOOTH = (
     _PRELUDE
     + """
 local burst = tonumber(ARGV[1])
 for k = 2, #ARGV do
   local d = ARGV[k]
-  put('smooth:' .. d, '1')
-  local lvl, cap, rate = level(d)
-  if lvl ~= nil then
-    local new_cap = math.max(rate * burst, 1)
-    put('cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+  -- Already smooth: a process that had not heard yet; the pool's pace (`PACE`) stays as it is.
+  if ST['smooth:' .. d] ~= '1' then
+    put('smooth:' .. d, '1')
+    local lvl, cap, rate = level(d)
+    if lvl ~= nil then
+      local new_cap = math.max(rate * burst, 1)
+      put('cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+    end
   end
 end
 put('ramp', '0')
 return 1
+"""
+)
+
+# ARGV: smooth burst seconds, then per step: dimension, the pace it was decided at (tokens per second), the new
+# pace, the good and the slowest refused pace ('' = none), '1' for a refusal ('0' a probe upwards). A probe is
+# taken only while the pool still paces at what it was decided at (another process may have stepped first), so
+# two processes never double one pace twice; a refusal only while the pool paces faster than its new pace. A
+# refusal empties the bucket, as the server's short-interval bucket is after one. -> the number of steps taken.
+PACE = (
+    _PRELUDE
+    + """
+local burst = tonumber(ARGV[1])
+local taken = 0
+for k = 2, #ARGV, 6 do
+  local d, from, to = ARGV[k], tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
+  local lvl, cap, rate = level(d)
+  local refusal = ARGV[k + 5] == '1'
+  -- A refusal only ever slows the pool down (two processes refused at once step back once); a probe upwards
+  -- needs the pace it was decided at.
+  local current = false
+  if lvl ~= nil and refusal then
+    current = rate > to * (1 + 1e-9)
+  elseif lvl ~= nil then
+    current = math.abs(rate - from) <= 1e-6 * math.max(1, from)
+  end
+  if current and ST['smooth:' .. d] == '1' then
+    local paced = math.max(num('rate:' .. d, 0), to)
+    local new_cap = math.max(paced * burst, 1)
+    if refusal then lvl = math.min(0, lvl) end
+    put('pace:' .. d, tostring(to), 'pgood:' .. d, ARGV[k + 3], 'pref:' .. d, ARGV[k + 4],
+        'cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+    taken = taken + 1
+  end
+end
+return taken
 """
 )
 
@@ -376,7 +422,7 @@ return tostring(math.max(0, cool - now))
 
 # ARGV: pid, lease seconds, demand. Renews the lease, reaps lapsed processes, and returns what the pool knows:
 # {live processes, total demand, pause remaining, seen, aimd, lat, avg_i, avg_o, then lim and rate per dim,
-# then smooth per dim}.
+# then smooth per dim, then pace, pgood, pref and wlo per dim}.
 HEARTBEAT = (
     _PRELUDE
     + """
@@ -395,6 +441,9 @@ for _, d in ipairs(DIMS) do
   table.insert(out, ST['rate:' .. d] or '')
 end
 for _, d in ipairs(DIMS) do table.insert(out, ST['smooth:' .. d] or '') end
+for _, d in ipairs(DIMS) do
+  for _, name in ipairs({'pace:', 'pgood:', 'pref:', 'wlo:'}) do table.insert(out, ST[name .. d] or '') end
+end
 return out
 """
 )

@@ -71,6 +71,9 @@ class PoolLink:
     def _observe_args(self, views: list[Any] | None, rtt: float | None = None) -> list[Any]:
         raise NotImplementedError
 
+    def _adopt_paces(self) -> None:
+        raise NotImplementedError
+
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -79,7 +82,7 @@ class PoolLink:
         self._redis = client
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH")
+            for name in ("RESERVE", "SETTLE", "OBSERVE", "PAUSE", "HEARTBEAT", "LEAVE", "SMOOTH", "PACE")
         }
         if any(v is not None for v in self._limits_given()):
             self._last_observe = self._observe_args(None)
@@ -164,6 +167,7 @@ class PoolLink:
             demand = max(demand, float(self.concurrency_limit() + 1))
         reply = await self._scripts["HEARTBEAT"](keys=self._keys, args=[self._pid, self._lease, demand])
         self._pool = PoolView.parse(reply)
+        self._adopt_paces()
         self._reported = demand
         if self._pool.pause > 0:
             self._cooldown_until = max(self._cooldown_until, self._clock.now() + self._pool.pause)

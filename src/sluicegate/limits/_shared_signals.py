@@ -4,10 +4,15 @@ A base of `SharedLimiter` (`shared.py`) over its link to Redis (`_shared_link.py
 stays readable; it owns no state of its own. What the headers say goes to the pool through the outbox; a 429
 while the headers said every bucket had room makes the named buckets smooth in the whole pool. While Redis is
 lost, the local fallback answers, on its 1/N of the limits.
+
+A smooth bucket's pace is searched as the in-process limiter's is (`pace.py`): each process runs the search on
+what its own responses say and sends a step to the pool (`PACE`), which takes it only while the pool still paces
+at what the step was decided at; the heartbeat brings every process the pool's pace.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._models import BucketView, RateLimitSnapshot
@@ -16,6 +21,7 @@ from ._fallback import scaled
 from ._limiter_signals import _GATE_WORDS
 from ._shared_link import PoolLink
 from .limiter import Limiter, Limits
+from .pace import PaceSearch
 
 _DIMS: tuple[Binding, ...] = ("requests", "input_tokens", "output_tokens", "tokens")
 _BINDINGS: dict[str, Binding] = {"r": "requests", "i": "input_tokens", "o": "output_tokens", "t": "tokens"}
@@ -32,6 +38,9 @@ class SharedSignals(PoolLink):
     _smoothed: set[int]
     _smooth_since: float
     _first_admitted: float | None
+    _searches: list[PaceSearch]
+    _held: list[bool]
+    _units: list[float]
 
     def _known_limits(self) -> list[float | None]:
         raise NotImplementedError
@@ -53,7 +62,73 @@ class SharedSignals(PoolLink):
         args = self._observe_args(views, None if started is None else now - started)
         self._last_observe = args
         self._send("OBSERVE", args)
+        self._probe(views, now)
         self._notify()
+
+    def _paced(self, k: int) -> bool:
+        """Whether dimension k is paced smoothly in the pool (as far as this process knows)."""
+        return self._smooth or k in self._smoothed or self._pool.smooth[k]
+
+    def _probe(self, views: list[BucketView | None], now: float) -> None:
+        """After a second in which the pool's pace held this process's requests back while what the server says is
+        left did not fall, try a faster pace (`PaceSearch.probe`)."""
+        known = self._known_limits()
+        for k, view in enumerate(views):
+            held, self._held[k] = self._held[k], False
+            learnt, limit = self._pool.rates[k], known[k]
+            if view is None or view.limit <= 0 or not learnt or limit is None or not self._paced(k):
+                continue
+            search = self._searches[k]
+            current = search.rate(learnt)
+            scale = limit / view.limit
+            moved = search.probe(
+                learnt,
+                now,
+                held=held,
+                remaining=view.remaining * scale,
+                slack=(view.remaining_error + 1.0) * scale,
+                fastest=self._fastest(k),
+                unit=self._units[k],
+            )
+            if moved:
+                self._send_pace(k, current, refusal=False)
+
+    def _fastest(self, k: int) -> float:
+        """The fastest refill the evidence allows, tokens per second: the user's window if given, else the
+        shortest window the pool's reset headers allow (unbounded while they bound nothing)."""
+        limit = self._known_limits()[k]
+        shortest = self._minute if self._minute is not None else self._pool.paces[k][3]
+        return limit / shortest if limit is not None and shortest else math.inf
+
+    def _send_pace(self, k: int, current: float, *, refusal: bool) -> None:
+        search = self._searches[k]
+        refused = "" if search.refused == math.inf else search.refused
+        step = [_CODES[_DIMS[k]], current, search.target, search.good, refused, "1" if refusal else "0"]
+        self._send("PACE", [self._burst, *step])
+
+    def _adopt_paces(self) -> None:
+        """The heartbeat's view of the pool's paces: another process may have stepped since."""
+        for k, (pace, good, refused, _) in enumerate(self._pool.paces):
+            search = self._searches[k]
+            target = pace or 0.0
+            if target != search.target:
+                search.target, search.since = target, None
+            search.good = max(search.good, good or 0.0)
+            search.refused = min(search.refused, math.inf if refused is None else refused)
+
+    def _step_back(self, dims: list[int]) -> bool:
+        """Refused while paced above the learnt rate: each of `dims` back to its last good pace, in the pool."""
+        stepped = False
+        for k in dims:
+            learnt = self._pool.rates[k]
+            if not learnt or not self._paced(k):
+                continue
+            search = self._searches[k]
+            current = search.rate(learnt)
+            if search.step_back(learnt):
+                self._send_pace(k, current, refusal=True)
+                stepped = True
+        return stepped
 
     def _limits_given(self) -> tuple[float | None, ...]:
         g = self._given
@@ -94,7 +169,7 @@ class SharedSignals(PoolLink):
             return self._local.rate_limited(
                 scaled_snapshot, input_tokens, output_tokens, message, admitted_at=admitted_at
             )
-        views = Limiter._views(snapshot) if snapshot is not None and not self._smooth else []
+        views = Limiter._views(snapshot) if snapshot is not None else []
         if not views:
             return False
         amounts: dict[Binding, float] = {
@@ -103,25 +178,35 @@ class SharedSignals(PoolLink):
             "output_tokens": float(output_tokens),
             "tokens": float(input_tokens + output_tokens),
         }
-        if any(view.remaining - view.remaining_error + 1.0 < amounts[name] for name, view in views):
-            return False  # the bucket really was empty: the pool was behind the server
+        empty = [_DIMS.index(n) for n, view in views if view.remaining - view.remaining_error + 1.0 < amounts[n]]
+        if empty:
+            # The bucket really was empty: the pool was behind the server, by a pace above the refill if it was
+            # paced; a step back, and the pause the server asks for.
+            if self._step_back(empty):
+                self._smooth_since = self._clock.now()
+                self._notify()
+            return False
         lowered = message.lower()
         named = [names for words, names in _GATE_WORDS.items() if words in lowered]
         chosen = named[0] if named else tuple(_DIMS)
         known = self._known_limits()
-        fresh = [
-            k
-            for k, name in enumerate(_DIMS)
-            if name in chosen and known[k] is not None and not (k in self._smoothed or self._pool.smooth[k])
-        ]
+        named_known = [k for k, name in enumerate(_DIMS) if name in chosen and known[k] is not None]
+        fresh = [k for k in named_known if not self._paced(k)]
         if fresh:
             self._smoothed.update(fresh)
+            for k in fresh:
+                self._searches[k] = PaceSearch()  # the pool's new pace starts at the learnt rate (`SMOOTH`)
             self._send("SMOOTH", [self._burst, *(_CODES[_DIMS[k]] for k in fresh)])
             self._smooth_since = self._clock.now()
             self._notify()
             return True
-        # Sent before the change of pace, answered after it: already dealt with.
-        return admitted_at is not None and admitted_at <= self._smooth_since
+        if admitted_at is not None and admitted_at <= self._smooth_since:
+            return True  # sent before the last change of pace, answered after it: already dealt with
+        if not self._step_back(named_known):
+            return False  # paced at the learnt rate and still refused: pause as the server asks
+        self._smooth_since = self._clock.now()
+        self._notify()
+        return True
 
     def cool_down(self, seconds: float) -> None:
         """A 429: nobody in the pool is admitted for `seconds` (plus a little jitter)."""

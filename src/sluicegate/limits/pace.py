@@ -29,7 +29,7 @@ import math
 
 from .bucket import TokenBucket
 
-__all__ = ["Pace"]
+__all__ = ["Pace", "PaceSearch"]
 
 _SECONDS = 0.05  # the pace lets this much of its rate through at once (and always one request)
 _LATE = 0.05  # of one request's interval: a request let out this late does not push back the next one
@@ -40,45 +40,96 @@ _CLOSE = 1.2  # probing stops when the slowest refused pace is within this facto
 _STEP_BACK = 1.5  # a refusal with no good pace known yet steps back by this factor
 
 
-class Pace:
-    """The pacing bucket of one gate and the rate it runs at."""
+class PaceSearch:
+    """Where the pace should be, in tokens per second: the AIMD search above (`start`, `step_back`, `probe`),
+    without a bucket, so the shared pool can run the same search on a pace it keeps in Redis."""
 
-    __slots__ = ("_good", "_held", "_mark", "_refused", "_since", "_target", "_unit", "bucket")
+    __slots__ = ("good", "mark", "refused", "since", "target")
+
+    def __init__(self) -> None:
+        self.target = 0.0  # tokens per second (below the learnt rate: the learnt rate)
+        self.good = 0.0  # the fastest pace that ran a whole second without a refusal
+        self.refused = math.inf  # the slowest pace the server refused
+        self.since: float | None = None  # since when the pace has held requests back without the bucket draining
+        self.mark = 0.0  # what the server said was left at `since`
+
+    def rate(self, learnt: float) -> float:
+        """Tokens per second the pace lets through."""
+        return max(learnt, self.target)
+
+    def start(self, sent: float, learnt: float, *, fastest: float = math.inf) -> None:
+        """A short-interval refusal of what went out at `sent` tokens per second: pace at half of it, no faster
+        than half way from `learnt` to `fastest` (the fastest refill the headers allow)."""
+        if sent > 0:
+            self.refused = min(self.refused, sent)
+            # Between the learnt rate (the slowest refill the headers allow) and `fastest`, start half way: the top
+            # is refused whenever the truth is below it, which costs a 429 and a step back that may still be above.
+            self.target = min(sent / 2.0, fastest if fastest == math.inf else (learnt + fastest) / 2.0)
+        self.since = None
+
+    def step_back(self, learnt: float) -> bool:
+        """Refused while paced: back to the last good pace. False at the learnt rate (nothing to step back from)."""
+        current = self.rate(learnt)
+        if current <= learnt:
+            return False
+        self.refused = min(self.refused, current)
+        self.target = self.good if 0.0 < self.good < current else current / _STEP_BACK
+        self.since = None
+        return True
+
+    def probe(
+        self, learnt: float, now: float, *, held: bool, remaining: float, slack: float, fastest: float, unit: float
+    ) -> bool:
+        """A response saying `remaining` is left (give or take `slack`); `held`: the pace made a request wait since
+        the last one; `unit`: the largest request paced. True when the target moved up."""
+        if not held or (self.since is not None and remaining < self.mark - slack):
+            self.since = None
+            return False
+        if self.since is None:
+            self.since, self.mark = now, remaining
+            return False
+        current = self.rate(learnt)
+        if now - self.since < max(_SUSTAIN, _SUSTAIN_REQUESTS * unit / current):
+            return False
+        self.good = max(self.good, current)
+        self.since, self.mark = now, remaining
+        ceiling = min(self.refused, fastest)
+        if ceiling <= current * _CLOSE:
+            return False
+        # Nothing bounds it: double; else a binary search below the bound.
+        target = min(2.0 * current, learnt * _MAX_PROBE) if ceiling == math.inf else (current + ceiling) / 2.0
+        if target <= current:
+            return False
+        self.target = target
+        return True
+
+
+class Pace:
+    """The pacing bucket of one gate and the rate it runs at (`PaceSearch`)."""
+
+    __slots__ = ("_held", "_unit", "bucket", "search")
 
     def __init__(self) -> None:
         self.bucket: TokenBucket | None = None
-        self._target = 0.0  # tokens per second (below the learnt rate: the learnt rate)
-        self._good = 0.0  # the fastest pace that ran a whole second without a refusal
-        self._refused = math.inf  # the slowest pace the server refused
-        self._since: float | None = None  # since when the pace has held requests back without the bucket draining
-        self._mark = 0.0  # what the server said was left at `_since`
+        self.search = PaceSearch()
         self._held = False  # the pace made a request wait since the last response
         self._unit = 0.0  # the largest request paced so far
 
     def rate(self, learnt: float) -> float:
         """Tokens per second the pace lets through."""
-        return max(learnt, self._target)
+        return self.search.rate(learnt)
 
     def start(self, sent: float, learnt: float, now: float, *, fastest: float = math.inf, request: float = 0.0) -> None:
         """A short-interval refusal of a `request` of this size, of what went out at `sent` tokens per second: pace
         at half of it, no faster than `fastest` (the fastest refill the headers allow)."""
-        if sent > 0:
-            self._refused = min(self._refused, sent)
-            # Between the learnt rate (the slowest refill the headers allow) and `fastest`, start half way: the top
-            # is refused whenever the truth is below it, which costs a 429 and a step back that may still be above.
-            self._target = min(sent / 2.0, fastest if fastest == math.inf else (learnt + fastest) / 2.0)
-        self._since = None
+        self.search.start(sent, learnt, fastest=fastest)
         self.apply(learnt, now)
         self._empty(now, request)
 
     def refused(self, learnt: float, now: float, request: float = 0.0) -> bool:
         """Refused while paced: back to the last good pace. False at the learnt rate (nothing to step back from)."""
-        current = self.rate(learnt)
-        if current <= learnt:
+        if not self.search.step_back(learnt):
             return False
-        self._refused = min(self._refused, current)
-        self._target = self._good if 0.0 < self._good < current else current / _STEP_BACK
-        self._since = None
         self.apply(learnt, now)
         self._empty(now, request)
         return True
@@ -96,24 +147,10 @@ class Pace:
         """A response saying `remaining` is left (give or take `slack`): after a whole second in which the pace held
         requests back while what is left did not fall, that pace is good; try a faster one, up to `fastest`."""
         held, self._held = self._held, False
-        if not held or (self._since is not None and remaining < self._mark - slack):
-            self._since = None
-            return
-        if self._since is None:
-            self._since, self._mark = now, remaining
-            return
-        current = self.rate(learnt)
-        if now - self._since < max(_SUSTAIN, _SUSTAIN_REQUESTS * self._unit / current):
-            return
-        self._good = max(self._good, current)
-        self._since, self._mark = now, remaining
-        ceiling = min(self._refused, fastest)
-        if ceiling <= current * _CLOSE:
-            return
-        # Nothing bounds it: double; else a binary search below the bound.
-        target = min(2.0 * current, learnt * _MAX_PROBE) if ceiling == math.inf else (current + ceiling) / 2.0
-        if target > current:
-            self._target = target
+        moved = self.search.probe(
+            learnt, now, held=held, remaining=remaining, slack=slack, fastest=fastest, unit=self._unit
+        )
+        if moved:
             self.apply(learnt, now)
 
     def apply(self, learnt: float, now: float) -> None:

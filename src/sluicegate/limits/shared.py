@@ -40,6 +40,7 @@ from ._shared_link import DEFAULT_WINDOW
 from ._shared_permit import SharedPermit
 from ._shared_signals import _BINDINGS, _DIMS, SharedSignals
 from .limiter import Limiter, Limits
+from .pace import PaceSearch
 from .protocol import AdmissionPermit
 
 __all__ = ["SharedLimiter", "SharedPermit"]
@@ -121,6 +122,9 @@ class SharedLimiter(SharedSignals):
         self._smoothed: set[int] = set()  # dimensions this process made smooth (the pool's view comes later)
         self._smooth_since = -math.inf
         self._first_admitted: float | None = None
+        self._searches = [PaceSearch() for _ in _DIMS]  # the search of each smooth bucket's pace (`pace.py`)
+        self._held = [False] * len(_DIMS)  # the pool's pace made one of our requests wait since the last response
+        self._units = [0.0] * len(_DIMS)  # the largest request admitted, per dimension
 
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
@@ -207,6 +211,7 @@ class SharedLimiter(SharedSignals):
                 continue
             self._in_flight += 1
             permit = SharedPermit(self, rid, input_tokens, output_tokens, now)
+            self._note_admission(input_tokens, output_tokens, wait, binding)
             try:
                 if wait > 0:
                     self._binding = _BINDINGS.get(binding.decode() if isinstance(binding, bytes) else binding)
@@ -223,6 +228,15 @@ class SharedLimiter(SharedSignals):
             if self._first_admitted is None:
                 self._first_admitted = permit.admitted_at
             return permit
+
+    def _note_admission(self, input_tokens: int, output_tokens: int, wait: float, binding: str | bytes) -> None:
+        """What the pace search needs of an admission: the largest request, and whether the pace held it."""
+        for k, amount in enumerate((1, input_tokens, output_tokens, input_tokens + output_tokens)):
+            self._units[k] = max(self._units[k], float(amount))
+        code = binding.decode() if isinstance(binding, bytes) else binding
+        if wait > 0 and code in _BINDINGS:
+            k = _DIMS.index(_BINDINGS[code])
+            self._held[k] = self._held[k] or self._paced(k)
 
     def _finish(self, permit: SharedPermit, mode: str, used_in: int, used_out: int) -> None:
         latency = self._clock.now() - permit.admitted_at
