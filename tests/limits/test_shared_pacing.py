@@ -80,7 +80,7 @@ def test_a_pace_that_held_requests_back_a_second_without_draining_the_bucket_is_
     clock = FakeClock(100.0)
     limiter = _paced(clock)
     _held_second(limiter, clock)
-    assert _paces(limiter) == [[1.0, "r", 10.0, 20.0, 10.0, "", "0"]]
+    assert _paces(limiter) == [[1.0, "r", 0, 20.0, 10.0, "", "0"]]
 
 
 def test_no_probe_while_the_pace_held_nothing_back_or_the_bucket_drained() -> None:
@@ -107,7 +107,7 @@ def test_a_refusal_above_the_learnt_rate_steps_the_pool_back_without_a_pause() -
     limiter = _paced(clock)
     _held_second(limiter, clock)
     assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
-    assert _paces(limiter)[-1] == [1.0, "r", 20.0, 10.0, 10.0, 20.0, "1"]
+    assert _paces(limiter)[-1] == [1.0, "r", 0, 10.0, 10.0, 20.0, "1"]
     assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
     clock.advance(0.5)
     assert not limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
@@ -127,10 +127,11 @@ def test_an_empty_bucket_at_a_pace_above_the_refill_steps_back_and_pauses() -> N
 def test_the_heartbeat_brings_the_pace_another_process_found() -> None:
     """Another process probed the pool to 30/s: this one steps back from there, not from its own 10/s."""
     clock = FakeClock(100.0)
-    limiter = _paced(clock, paces=((30.0, 20.0, None, None), *((None,) * 4,) * 3))
+    limiter = _paced(clock, paces=((30.0, 20.0, None, None), *((None,) * 4,) * 3), epoch=4)
     limiter._adopt_paces()
+    limiter._epochs.append((clock.now(), 4))
     assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
-    assert _paces(limiter) == [[1.0, "r", 30.0, 20.0, 20.0, 30.0, "1"]]
+    assert _paces(limiter) == [[1.0, "r", 4, 20.0, 20.0, 30.0, "1"]]
 
 
 def test_the_probe_stops_at_the_fastest_refill_the_pool_s_resets_allow() -> None:
@@ -141,4 +142,25 @@ def test_the_probe_stops_at_the_fastest_refill_the_pool_s_resets_allow() -> None
     _held_second(limiter, clock)
     _held_second(limiter, clock)
     _held_second(limiter, clock)
-    assert _paces(limiter) == [[1.0, "r", 10.0, 12.5, 10.0, "", "0"]]
+    assert _paces(limiter) == [[1.0, "r", 0, 12.5, 10.0, "", "0"]]
+
+
+def test_a_refusal_of_a_request_admitted_before_the_pool_s_last_change_of_pace_is_not_a_step() -> None:
+    """Admitted in epoch 2, refused after another process's step made it epoch 3: already dealt with (no pause),
+    and this process's search is left as the pool's."""
+    clock = FakeClock(100.0)
+    limiter = _paced(clock, paces=((20.0, 10.0, None, None), *((None,) * 4,) * 3), epoch=2)
+    limiter._adopt_paces()
+    limiter._epochs.append((clock.now(), 2))
+    clock.advance(0.1)
+    limiter._pool = PoolView(
+        limits=(600.0, 60_000.0, None, None),
+        rates=(10.0, 1_000.0, None, None),
+        smooth=(True, False, False, False),
+        paces=((15.0, 10.0, 20.0, None), *((None,) * 4,) * 3),
+        epoch=3,
+    )
+    limiter._adopt_paces()
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=100.0)
+    assert _paces(limiter) == []
+    assert limiter._searches[0].rate(10.0) == 15.0

@@ -40,7 +40,7 @@ class Pool:
         await self.call("OBSERVE", *args)
 
     async def reserve(self, pid: str, rid: str, inp: int, out: int, lease: float = 30.0) -> tuple[int, float, str]:
-        ok, wait, binding, _ = await self.call("RESERVE", pid, rid, inp, out, lease)
+        ok, wait, binding, _, _ = await self.call("RESERVE", pid, rid, inp, out, lease)
         return int(ok), float(wait), binding.decode()
 
     async def level(self, d: str) -> float:
@@ -269,12 +269,13 @@ async def _paced_pool(pool: Pool) -> None:
     await pool.call("OBSERVE", 60.0, "1", "", 600, 3600, 600, 1, "", "", "", *([""] * 21))
 
 
-async def test_a_probe_upwards_is_taken_once_and_only_from_the_pace_it_was_decided_at(pool: Pool) -> None:
-    """Two processes decide the same probe: the pool doubles its pace once; the bucket holds a burst of it."""
+async def test_a_probe_upwards_is_taken_once_and_only_in_the_epoch_it_was_decided_in(pool: Pool) -> None:
+    """Two processes decide the same probe in epoch 0: the pool doubles its pace once; the bucket holds a burst of
+    it; admissions and the heartbeat carry the new epoch."""
     await _paced_pool(pool)
-    step = ["r", 1 / 6, 1 / 3, 1 / 6, "", "0"]
+    step = ["r", 0, 1 / 3, 1 / 6, "", "0"]
     assert await pool.call("PACE", 60.0, *step) == 1
-    assert await pool.call("PACE", 60.0, *step) == 0  # the pool no longer paces at 1/6
+    assert await pool.call("PACE", 60.0, *step) == 0  # epoch 0 is over
     state = await pool.client.hgetall(f"{pool.prefix}:state")
     assert float(state[b"pace:r"]) == pytest.approx(1 / 3)
     assert float(state[b"cap:r"]) == pytest.approx(20)
@@ -282,24 +283,31 @@ async def test_a_probe_upwards_is_taken_once_and_only_from_the_pace_it_was_decid
     reply = await pool.call("HEARTBEAT", "p1", 5.0, 0)
     pace, good, refused, shortest = (v.decode() for v in reply[20:24])  # requests: pace, good, refused, window
     assert (float(pace), float(good), refused, shortest) == (pytest.approx(1 / 3), pytest.approx(1 / 6), "", "")
+    assert reply[36] == b"1"
+    assert (await pool.call("RESERVE", "p1", "1", 1, 1, 30.0))[4] == b"1"
 
 
 async def test_a_refusal_slows_the_pool_once_empties_the_bucket_and_it_refills_at_the_new_pace(pool: Pool) -> None:
     """After a refusal the next request waits one interval of the slower pace (4 s at 1/4 a second, where the
-    learnt 1/6 would be 6 s); a second process's refusal of the same pace changes nothing."""
+    learnt 1/6 would be 6 s); a refusal of a request admitted before that step (epoch 1) changes nothing."""
     await _paced_pool(pool)
-    assert await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0") == 1
-    refusal = ["r", 1 / 3, 1 / 4, 1 / 6, 1 / 3, "1"]
-    assert await pool.call("PACE", 60.0, *refusal) == 1
-    assert await pool.call("PACE", 60.0, *refusal) == 0
+    assert await pool.call("PACE", 60.0, "r", 0, 1 / 3, 1 / 6, "", "0") == 1
+    assert await pool.call("PACE", 60.0, "r", 1, 1 / 4, 1 / 6, 1 / 3, "1") == 1
+    assert await pool.call("PACE", 60.0, "r", 1, 1 / 6, 1 / 6, 1 / 4, "1") == 0
     assert await pool.level("r") == pytest.approx(0, abs=0.01)
     assert (await pool.reserve("p1", "1", 1, 1))[1] == pytest.approx(4.0, abs=0.05)
+
+
+async def test_a_refusal_never_speeds_the_pool_up(pool: Pool) -> None:
+    """A refusal step whose new pace is not below the pool's is not taken."""
+    await _paced_pool(pool)
+    assert await pool.call("PACE", 60.0, "r", 0, 1 / 3, 1 / 6, 1 / 2, "1") == 0
 
 
 async def test_new_headers_keep_the_probed_pace_s_bucket(pool: Pool) -> None:
     """A response's OBSERVE (same limit and window) leaves the bucket sized for the pace, not the learnt rate."""
     await _paced_pool(pool)
-    await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0")
+    await pool.call("PACE", 60.0, "r", 0, 1 / 3, 1 / 6, "", "0")
     await _paced_pool(pool)
     assert float(await pool.client.hget(f"{pool.prefix}:state", "cap:r") or 0) == pytest.approx(20)
 
@@ -307,8 +315,9 @@ async def test_new_headers_keep_the_probed_pace_s_bucket(pool: Pool) -> None:
 async def test_a_late_smooth_from_a_process_that_had_not_heard_keeps_the_pool_s_pace(pool: Pool) -> None:
     """SMOOTH of a bucket already smooth changes nothing: the pace the pool's processes found stays."""
     await _paced_pool(pool)
-    await pool.call("PACE", 60.0, "r", 1 / 6, 1 / 3, 1 / 6, "", "0")
+    await pool.call("PACE", 60.0, "r", 0, 1 / 3, 1 / 6, "", "0")
     await pool.call("SMOOTH", 60.0, "r")
     state = await pool.client.hgetall(f"{pool.prefix}:state")
     assert float(state[b"pace:r"]) == pytest.approx(1 / 3)
     assert float(state[b"cap:r"]) == pytest.approx(20)
+    assert state[b"pepoch"] == b"1"

@@ -73,6 +73,7 @@ class PoolView:
     # Per dimension, the smooth pace's search (`pace.py`): pace, good and slowest refused pace (tokens per second),
     # and the shortest window the reset headers allow (seconds); None where the pool has none.
     paces: tuple[tuple[float | None, ...], ...] = _NO_PACES
+    epoch: int = 0  # the pool's changes of pace so far (`_redis_lua.PACE`)
 
     @classmethod
     def parse(cls, reply: Sequence[str | bytes]) -> PoolView:
@@ -90,6 +91,7 @@ class PoolView:
             rates=tuple(dims[1:8:2]),
             smooth=tuple(bool(v) for v in dims[8:12]),
             paces=tuple(tuple(dims[12 + 4 * k : 16 + 4 * k]) for k in range(4)) if len(dims) >= 28 else _NO_PACES,
+            epoch=int(dims[28] or 0) if len(dims) > 28 else 0,
         )
 
     def ceiling(self) -> float | None:

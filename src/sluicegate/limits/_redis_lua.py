@@ -127,7 +127,8 @@ end
 """
 
 # ARGV: pid, reservation id, input tokens, output tokens, lease seconds.
-# -> {1, wait, binding, pause} admitted (send after `wait` seconds) or {0, pause, 'cooldown', pause}.
+# -> {1, wait, binding, pause, pace epoch} admitted (send after `wait` seconds) or {0, pause, 'cooldown', pause,
+# pace epoch}.
 RESERVE = (
     _PRELUDE
     + """
@@ -135,7 +136,7 @@ local pid, rid = ARGV[1], ARGV[2]
 local inp, out, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 reap()
 local cool = num('cool', 0) - now
-if cool > 0 then return {0, tostring(cool), 'cooldown', tostring(cool)} end
+if cool > 0 then return {0, tostring(cool), 'cooldown', tostring(cool), ST['pepoch'] or '0'} end
 local amounts = {r = 1, i = inp, o = out, t = inp + out}
 local worst, binding = 0, ''
 local writes = {}  -- one HSET for every dimension: each write command costs Redis more than the Lua around it
@@ -175,7 +176,7 @@ if not redis.call('ZSCORE', PROCS, pid) then
   redis.call('ZADD', PROCS, now + lease, pid)
 end
 redis.call('HSET', RES, pid .. ':' .. rid, inp .. ' ' .. out)
-return {1, tostring(worst), binding, '0'}
+return {1, tostring(worst), binding, '0', ST['pepoch'] or '0'}
 """
 )
 
@@ -356,7 +357,7 @@ for k = 2, #ARGV do
   local d = ARGV[k]
   -- Already smooth: a process that had not heard yet; the pool's pace (`PACE`) stays as it is.
   if ST['smooth:' .. d] ~= '1' then
-    put('smooth:' .. d, '1')
+    put('smooth:' .. d, '1', 'pepoch', tostring(num('pepoch', 0) + 1))
     local lvl, cap, rate = level(d)
     if lvl ~= nil then
       local new_cap = math.max(rate * burst, 1)
@@ -369,38 +370,26 @@ return 1
 """
 )
 
-# ARGV: smooth burst seconds, then per step: dimension, the pace it was decided at (tokens per second), the new
-# pace, the good and the slowest refused pace ('' = none), '1' for a refusal ('0' a probe upwards). A probe is
-# taken only while the pool still paces at what it was decided at (another process may have stepped first), so
-# two processes never double one pace twice; a refusal only while the pool paces faster than its new pace. A
-# refusal empties the bucket, as the server's short-interval bucket is after one. -> the number of steps taken.
+# ARGV: smooth burst seconds, dimension, the pace epoch the step was decided in, the new pace (tokens per
+# second), the good and the slowest refused pace ('' = none), '1' for a refusal ('0' a probe upwards). `pepoch`
+# counts the pool's changes of pace (RESERVE answers it with each admission): a step is taken only in the epoch it
+# was decided in. So two processes never double one pace twice, and a refusal of a request admitted before the
+# last change (in flight when another process stepped back) is not a refusal of the pace in force. A refusal
+# only slows the pool down and empties the bucket, as the server's short-interval bucket is after one.
+# -> 1 when the step was taken, else 0.
 PACE = (
     _PRELUDE
     + """
-local burst = tonumber(ARGV[1])
-local taken = 0
-for k = 2, #ARGV, 6 do
-  local d, from, to = ARGV[k], tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
-  local lvl, cap, rate = level(d)
-  local refusal = ARGV[k + 5] == '1'
-  -- A refusal only ever slows the pool down (two processes refused at once step back once); a probe upwards
-  -- needs the pace it was decided at.
-  local current = false
-  if lvl ~= nil and refusal then
-    current = rate > to * (1 + 1e-9)
-  elseif lvl ~= nil then
-    current = math.abs(rate - from) <= 1e-6 * math.max(1, from)
-  end
-  if current and ST['smooth:' .. d] == '1' then
-    local paced = math.max(num('rate:' .. d, 0), to)
-    local new_cap = math.max(paced * burst, 1)
-    if refusal then lvl = math.min(0, lvl) end
-    put('pace:' .. d, tostring(to), 'pgood:' .. d, ARGV[k + 3], 'pref:' .. d, ARGV[k + 4],
-        'cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
-    taken = taken + 1
-  end
-end
-return taken
+local burst, d, epoch, to = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local refusal = ARGV[7] == '1'
+local lvl, cap, rate = level(d)
+if lvl == nil or ST['smooth:' .. d] ~= '1' or epoch ~= num('pepoch', 0) then return 0 end
+if refusal and rate <= to * (1 + 1e-9) then return 0 end
+local new_cap = math.max(math.max(num('rate:' .. d, 0), to) * burst, 1)
+if refusal then lvl = math.min(0, lvl) end
+put('pace:' .. d, tostring(to), 'pgood:' .. d, ARGV[5], 'pref:' .. d, ARGV[6], 'pepoch', tostring(epoch + 1),
+    'cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+return 1
 """
 )
 
@@ -422,7 +411,7 @@ return tostring(math.max(0, cool - now))
 
 # ARGV: pid, lease seconds, demand. Renews the lease, reaps lapsed processes, and returns what the pool knows:
 # {live processes, total demand, pause remaining, seen, aimd, lat, avg_i, avg_o, then lim and rate per dim,
-# then smooth per dim, then pace, pgood, pref and wlo per dim}.
+# then smooth per dim, then pace, pgood, pref and wlo per dim, then the pace epoch}.
 HEARTBEAT = (
     _PRELUDE
     + """
@@ -444,6 +433,7 @@ for _, d in ipairs(DIMS) do table.insert(out, ST['smooth:' .. d] or '') end
 for _, d in ipairs(DIMS) do
   for _, name in ipairs({'pace:', 'pgood:', 'pref:', 'wlo:'}) do table.insert(out, ST[name .. d] or '') end
 end
+table.insert(out, ST['pepoch'] or '0')
 return out
 """
 )

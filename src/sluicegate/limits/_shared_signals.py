@@ -12,7 +12,9 @@ at what the step was decided at; the heartbeat brings every process the pool's p
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections import deque
 from typing import Any
 
 from .._models import BucketView, RateLimitSnapshot
@@ -41,6 +43,8 @@ class SharedSignals(PoolLink):
     _searches: list[PaceSearch]
     _held: list[bool]
     _units: list[float]
+    _epoch: int
+    _epochs: deque[tuple[float, int]]
 
     def _known_limits(self) -> list[float | None]:
         raise NotImplementedError
@@ -79,7 +83,6 @@ class SharedSignals(PoolLink):
             if view is None or view.limit <= 0 or not learnt or limit is None or not self._paced(k):
                 continue
             search = self._searches[k]
-            current = search.rate(learnt)
             scale = limit / view.limit
             moved = search.probe(
                 learnt,
@@ -91,7 +94,7 @@ class SharedSignals(PoolLink):
                 unit=self._units[k],
             )
             if moved:
-                self._send_pace(k, current, refusal=False)
+                self._send_pace(k, self._epoch, refusal=False)
 
     def _fastest(self, k: int) -> float:
         """The fastest refill the evidence allows, tokens per second: the user's window if given, else the
@@ -100,33 +103,40 @@ class SharedSignals(PoolLink):
         shortest = self._minute if self._minute is not None else self._pool.paces[k][3]
         return limit / shortest if limit is not None and shortest else math.inf
 
-    def _send_pace(self, k: int, current: float, *, refusal: bool) -> None:
+    def _send_pace(self, k: int, epoch: int, *, refusal: bool) -> None:
         search = self._searches[k]
         refused = "" if search.refused == math.inf else search.refused
-        step = [_CODES[_DIMS[k]], current, search.target, search.good, refused, "1" if refusal else "0"]
+        step = [_CODES[_DIMS[k]], epoch, search.target, search.good, refused, "1" if refusal else "0"]
         self._send("PACE", [self._burst, *step])
 
     def _adopt_paces(self) -> None:
-        """The heartbeat's view of the pool's paces: another process may have stepped since."""
+        """The heartbeat's view of the pool's paces, which is the truth: another process may have stepped since,
+        and a step of ours the pool did not take (decided in an epoch already over) is undone here."""
+        self._epoch = max(self._epoch, self._pool.epoch)
         for k, (pace, good, refused, _) in enumerate(self._pool.paces):
             search = self._searches[k]
             target = pace or 0.0
             if target != search.target:
                 search.target, search.since = target, None
-            search.good = max(search.good, good or 0.0)
-            search.refused = min(search.refused, math.inf if refused is None else refused)
+            search.good = good or 0.0
+            search.refused = math.inf if refused is None else refused
 
-    def _step_back(self, dims: list[int]) -> bool:
+    def _epoch_of(self, admitted_at: float | None) -> int:
+        """The pool's pace epoch when the request admitted at `admitted_at` was reserved (the latest if unknown)."""
+        if admitted_at is None:
+            return self._epoch
+        i = bisect.bisect_right(self._epochs, (admitted_at, math.inf))
+        return self._epochs[i - 1][1] if i > 0 else self._epoch
+
+    def _step_back(self, dims: list[int], epoch: int) -> bool:
         """Refused while paced above the learnt rate: each of `dims` back to its last good pace, in the pool."""
         stepped = False
         for k in dims:
             learnt = self._pool.rates[k]
             if not learnt or not self._paced(k):
                 continue
-            search = self._searches[k]
-            current = search.rate(learnt)
-            if search.step_back(learnt):
-                self._send_pace(k, current, refusal=True)
+            if self._searches[k].step_back(learnt):
+                self._send_pace(k, epoch, refusal=True)
                 stepped = True
         return stepped
 
@@ -179,10 +189,11 @@ class SharedSignals(PoolLink):
             "tokens": float(input_tokens + output_tokens),
         }
         empty = [_DIMS.index(n) for n, view in views if view.remaining - view.remaining_error + 1.0 < amounts[n]]
+        epoch = self._epoch_of(admitted_at)
         if empty:
             # The bucket really was empty: the pool was behind the server, by a pace above the refill if it was
             # paced; a step back, and the pause the server asks for.
-            if self._step_back(empty):
+            if epoch == self._epoch and self._step_back(empty, epoch):
                 self._smooth_since = self._clock.now()
                 self._notify()
             return False
@@ -200,9 +211,9 @@ class SharedSignals(PoolLink):
             self._smooth_since = self._clock.now()
             self._notify()
             return True
-        if admitted_at is not None and admitted_at <= self._smooth_since:
+        if epoch < self._epoch or (admitted_at is not None and admitted_at <= self._smooth_since):
             return True  # sent before the last change of pace, answered after it: already dealt with
-        if not self._step_back(named_known):
+        if not self._step_back(named_known, epoch):
             return False  # paced at the learnt rate and still refused: pause as the server asks
         self._smooth_since = self._clock.now()
         self._notify()

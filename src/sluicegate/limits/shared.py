@@ -47,6 +47,7 @@ __all__ = ["SharedLimiter", "SharedPermit"]
 
 _DEFAULT_CAP = 512
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
+_EPOCHS_KEPT = 4096  # recent admissions whose pace epoch a refusal may ask for
 
 
 class SharedLimiter(SharedSignals):
@@ -125,6 +126,8 @@ class SharedLimiter(SharedSignals):
         self._searches = [PaceSearch() for _ in _DIMS]  # the search of each smooth bucket's pace (`pace.py`)
         self._held = [False] * len(_DIMS)  # the pool's pace made one of our requests wait since the last response
         self._units = [0.0] * len(_DIMS)  # the largest request admitted, per dimension
+        self._epoch = 0  # the pool's pace epoch, as far as this process has heard (`_redis_lua.PACE`)
+        self._epochs: deque[tuple[float, int]] = deque(maxlen=_EPOCHS_KEPT)  # (admitted at, epoch reserved in)
 
     def __repr__(self) -> str:
         return f"SharedLimiter({redacted(self._url)!r})"
@@ -206,6 +209,9 @@ class SharedLimiter(SharedSignals):
                 continue
             self._set_lost(False)
             admitted, wait, binding = int(reply[0]), float(reply[1]), reply[2]
+            if len(reply) > 4:
+                self._epoch = max(self._epoch, int(reply[4]))
+            epoch = self._epoch
             if not admitted:
                 self._cooldown_until = max(self._cooldown_until, self._clock.now() + wait)
                 continue
@@ -225,6 +231,7 @@ class SharedLimiter(SharedSignals):
                 raise
             self._binding = None
             permit.admitted_at = self._clock.now()
+            self._epochs.append((permit.admitted_at, epoch))
             if self._first_admitted is None:
                 self._first_admitted = permit.admitted_at
             return permit
