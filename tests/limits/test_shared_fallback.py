@@ -113,7 +113,7 @@ async def test_produced_output_is_not_refused_and_learnt_limits_count(pool: Call
         limiter.saw_response()
         with anyio.fail_after(5):
             permit = await limiter.acquire(10, 100_000)
-        assert permit.output_tokens == 250  # a quarter of the pool's bucket (a second at 1,000 a second)
+        assert permit.output_tokens == 15_000  # a quarter of the window's limit, as the in-process limiter holds
         permit.settle(Usage(input_tokens=10, output_tokens=10))
         limiter.observe(RateLimitSnapshot(input_tokens=BucketView(limit=2_000, remaining=2_000, reset_in=0.0)))
         with pytest.raises(InputError, match="2,000 input tokens"):

@@ -27,7 +27,7 @@ def test_a_429_with_room_left_makes_the_named_bucket_smooth_once() -> None:
     clock = FakeClock(100.0)
     limiter = _limiter(clock)
     assert limiter.rate_limited(ROOMY, 10, 10, "Number of requests per minute exceeded", admitted_at=99.0)
-    assert [call for call in limiter._outbox if call[0] == "SMOOTH"] == [("SMOOTH", [1.0, "r"])]
+    assert [call for call in limiter._outbox if call[0] == "SMOOTH"] == [("SMOOTH", [0.05, "r"])]
     # Another answer for a request sent before the change of pace: already dealt with, no pause.
     assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=99.5)
     clock.advance(1.0)
@@ -40,7 +40,7 @@ def test_an_unnamed_short_interval_429_smooths_every_known_bucket() -> None:
     """No bucket named in the message: every bucket with a known limit goes smooth."""
     limiter = _limiter(FakeClock())
     assert limiter.rate_limited(ROOMY, 10, 10, "rate limited")
-    assert ("SMOOTH", [1.0, "r", "i"]) in limiter._outbox
+    assert ("SMOOTH", [0.05, "r", "i"]) in limiter._outbox
 
 
 def test_an_empty_bucket_or_a_smooth_pool_means_an_ordinary_pause() -> None:
@@ -80,7 +80,7 @@ def test_a_pace_that_held_requests_back_a_second_without_draining_the_bucket_is_
     clock = FakeClock(100.0)
     limiter = _paced(clock)
     _held_second(limiter, clock)
-    assert _paces(limiter) == [[1.0, "r", 0, 20.0, 10.0, "", "0"]]
+    assert _paces(limiter) == [[0.05, "r", 0, 20.0, 10.0, "", "0"]]
 
 
 def test_no_probe_while_the_pace_held_nothing_back_or_the_bucket_drained() -> None:
@@ -100,17 +100,26 @@ def test_no_probe_while_the_pace_held_nothing_back_or_the_bucket_drained() -> No
     assert _paces(draining) == []
 
 
-def test_a_refusal_above_the_learnt_rate_steps_the_pool_back_without_a_pause() -> None:
-    """Refused at the probed 20/s (headers said there was room): back to the good 10/s, in the pool; a refusal
-    of a request sent before that step is already dealt with; at the learnt rate a refusal means a pause."""
+def _admitted_in(limiter: SharedLimiter, clock: FakeClock, epoch: int) -> None:
+    """The pool took a step: an admission now, whose RESERVE answered `epoch`."""
+    limiter._epoch = max(limiter._epoch, epoch)
+    limiter._epochs.append((clock.now(), epoch))
+
+
+def test_a_refusal_above_the_learnt_rate_steps_the_pool_back_once_without_a_pause() -> None:
+    """Refused at the probed 20/s (headers said there was room): back to the good 10/s, in the pool; another
+    refusal of a request reserved at 20/s is of the pace just left (no second step); at the learnt rate a refusal
+    means a pause."""
     clock = FakeClock(100.0)
     limiter = _paced(clock)
     _held_second(limiter, clock)
-    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
-    assert _paces(limiter)[-1] == [1.0, "r", 0, 10.0, 10.0, 20.0, "1"]
-    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
+    _admitted_in(limiter, clock, 1)  # the pool took the probe to 20/s
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
+    assert _paces(limiter)[-1] == [0.05, "r", 1, 10.0, 10.0, 20.0, "1"]
+    assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
     clock.advance(0.5)
-    assert not limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now() - 0.01)
+    _admitted_in(limiter, clock, 2)  # ... and the step back
+    assert not limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
     assert len(_paces(limiter)) == 2
 
 
@@ -131,7 +140,7 @@ def test_the_heartbeat_brings_the_pace_another_process_found() -> None:
     limiter._adopt_paces()
     limiter._epochs.append((clock.now(), 4))
     assert limiter.rate_limited(ROOMY, 10, 10, "requests per minute", admitted_at=clock.now())
-    assert _paces(limiter) == [[1.0, "r", 4, 20.0, 20.0, 30.0, "1"]]
+    assert _paces(limiter) == [[0.05, "r", 4, 20.0, 20.0, 30.0, "1"]]
 
 
 def test_the_probe_stops_at_the_fastest_refill_the_pool_s_resets_allow() -> None:
@@ -142,7 +151,7 @@ def test_the_probe_stops_at_the_fastest_refill_the_pool_s_resets_allow() -> None
     _held_second(limiter, clock)
     _held_second(limiter, clock)
     _held_second(limiter, clock)
-    assert _paces(limiter) == [[1.0, "r", 0, 12.5, 10.0, "", "0"]]
+    assert _paces(limiter) == [[0.05, "r", 0, 12.5, 10.0, "", "0"]]
 
 
 def test_a_refusal_of_a_request_admitted_before_the_pool_s_last_change_of_pace_is_not_a_step() -> None:

@@ -96,7 +96,8 @@ async def test_concurrent_reserves_are_serialised_first_come_first_served(pool: 
 
 
 async def test_settle_charges_usage_and_refunds_the_rest(pool: Pool) -> None:
-    """'ok' charges the real input and output, 'refund' gives everything back including the request."""
+    """'ok' charges the real input and output; 'refund' (a 429) gives nothing back to a smooth bucket: the refused
+    request's place in its spacing is kept, as the in-process pace keeps it."""
     await pool.limits(r=600, i=60_000, o=60_000)
     await pool.reserve("p1", "a", 500, 900)
     await pool.reserve("p1", "b", 500, 900)
@@ -104,9 +105,18 @@ async def test_settle_charges_usage_and_refunds_the_rest(pool: Pool) -> None:
     assert await pool.level("i") == pytest.approx(1000 - 400 - 500, abs=0.5)
     assert await pool.level("o") == pytest.approx(1000 - 100 - 900, abs=0.5)
     assert await pool.call("SETTLE", "p1", "b", "refund", 0, 0, 0) == 1
-    assert await pool.level("r") == pytest.approx(9, abs=0.01)
-    assert await pool.level("o") == pytest.approx(900, abs=0.5)
+    assert await pool.level("r") == pytest.approx(8, abs=0.01)
+    assert await pool.level("o") == pytest.approx(1000 - 900 - 900 + 800, abs=0.5)  # a's unused output only
     assert await pool.call("SETTLE", "p1", "b", "ok", 1, 1, 0) == 0  # settled once only
+
+
+async def test_a_refused_request_is_given_back_to_a_whole_window_bucket(pool: Pool) -> None:
+    """Not smooth: a 429's 'refund' returns the request to the bucket (the server never counted it)."""
+    await _observe(pool, "0", "", 600)
+    await pool.reserve("p1", "a", 1, 1)
+    assert await pool.level("r") == pytest.approx(599, abs=0.01)
+    assert await pool.call("SETTLE", "p1", "a", "refund", 0, 0, 0) == 1
+    assert await pool.level("r") == pytest.approx(600, abs=0.01)
 
 
 async def test_a_dead_process_reservation_comes_back_when_its_lease_lapses(pool: Pool) -> None:
@@ -206,17 +216,18 @@ async def test_the_ramp_spaces_admissions_and_doubles_every_round_trip(pool: Poo
 
 
 async def test_smooth_shrinks_the_named_bucket_and_stops_the_ramp(pool: Pool) -> None:
-    """A short-interval 429: the bucket becomes one burst of its rate (level no higher) and the ramp ends."""
+    """A short-interval 429: the bucket becomes one burst of its rate, empty as the server's, and the ramp ends:
+    requests go out one interval of the rate apart (6 s at 600 an hour), not at the ramp's spacing."""
     await _observe(pool, "0", "0.25", 600)
     await pool.call("SMOOTH", 60.0, "r")  # a burst of 60 s at 600 an hour: 10 requests
     state = await pool.client.hgetall(f"{pool.prefix}:state")
     assert float(state[b"cap:r"]) == pytest.approx(10)
-    assert await pool.level("r") == pytest.approx(10, abs=0.01)
+    assert await pool.level("r") == pytest.approx(0, abs=0.01)
     assert state[b"ramp"] == b"0"
     reply = await pool.call("HEARTBEAT", "p1", 5.0, 0)
     assert [v.decode() for v in reply[16:20]] == ["1", "", "", ""]  # requests smooth, the others not
-    assert (await pool.reserve("p1", "1", 1, 1))[1] == 0.0  # no ramp spacing any more
-    assert (await pool.reserve("p1", "2", 1, 1))[1] == 0.0
+    assert (await pool.reserve("p1", "1", 1, 1))[1] == pytest.approx(6.0, abs=0.05)
+    assert (await pool.reserve("p1", "2", 1, 1))[1] == pytest.approx(12.0, abs=0.05)
 
 
 async def test_reservations_made_before_a_limit_was_known_come_off_its_start(pool: Pool) -> None:
@@ -321,3 +332,27 @@ async def test_a_late_smooth_from_a_process_that_had_not_heard_keeps_the_pool_s_
     assert float(state[b"pace:r"]) == pytest.approx(1 / 3)
     assert float(state[b"cap:r"]) == pytest.approx(20)
     assert state[b"pepoch"] == b"1"
+
+
+async def test_no_flow_evidence_while_a_reservation_is_still_to_go_out(pool: Pool) -> None:
+    """The pool's consumption counts reservations at once; while one is scheduled in the future, it was not sent
+    yet, and the refill between two responses would read too fast: no flow bound from that span."""
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    for k in range(10):
+        await pool.reserve("p1", str(k), 1, 1)
+    seconds, micros = await pool.client.time()
+    now = seconds + micros / 1e6
+    await pool.client.hset(f"{pool.prefix}:state", mapping={"fat:r": str(now - 1.0), "sched": str(now + 5.0)})
+    await pool.call("OBSERVE", "1.0", "0", "", 600, "", 300, 1, "", "", 600, *([""] * 21))
+    assert await pool.client.hget(f"{pool.prefix}:state", "fhi:r") is None
+
+
+async def test_a_step_back_starts_after_the_reservations_made_before_it(pool: Pool) -> None:
+    """Refused at 1/3 a second with reservations out to 30 s from now: the slower pace's first request goes out one
+    interval (4 s at 1/4) after the last of them, not between them."""
+    await _paced_pool(pool)
+    await pool.call("PACE", 60.0, "r", 0, 1 / 3, 1 / 6, "", "0")
+    seconds, micros = await pool.client.time()
+    await pool.client.hset(f"{pool.prefix}:state", "sched", str(seconds + micros / 1e6 + 30.0))
+    await pool.call("PACE", 60.0, "r", 1, 1 / 4, 1 / 6, 1 / 3, "1")
+    assert (await pool.reserve("p1", "1", 1, 1))[1] == pytest.approx(34.0, abs=0.05)

@@ -170,6 +170,11 @@ if ST['ramp'] == '1' then
   table.insert(writes, 'rtat')
   table.insert(writes, tostring(send + 1 / rate))
 end
+-- When the last reservation goes out: until then the pool's consumption (`use`) counts requests not sent yet.
+if worst > 0 and now + worst > num('sched', 0) then
+  table.insert(writes, 'sched')
+  table.insert(writes, tostring(now + worst))
+end
 if #writes > 0 then redis.call('HSET', S, unpack(writes)) end
 -- A process that has not sent its heartbeat yet still gets a lease, so its reservation can be reaped.
 if not redis.call('ZSCORE', PROCS, pid) then
@@ -201,10 +206,15 @@ if mode == 'ok' then
 elseif mode == 'refund' then
   di, dr = -ri, -1
 end
-charge('r', dr)
-charge('i', di)
-charge('o', dout)
-charge('t', di + dout)
+-- A refused request's place in a smooth bucket's spacing is not given back: it would go to a request sent at the
+-- same moment as another, a burst into the short-interval bucket that just refused (as the in-process pace).
+local function settle(d, amount)
+  if not (mode == 'refund' and ST['smooth:' .. d] == '1') then charge(d, amount) end
+end
+settle('r', dr)
+settle('i', di)
+settle('o', dout)
+settle('t', di + dout)
 if mode == 'ok' then
   -- Exponentially weighted averages shared by every process: Little's law sizes the pool's concurrency.
   local function ewma(name, x)
@@ -263,7 +273,9 @@ local function learn(d, limit, remaining, err, reset_in, reset_err)
     put('fat:' .. d, tostring(now), 'frem:' .. d, tostring(remaining), 'fuse:' .. d, tostring(use))
   else
     local span = now - num('fat:' .. d, now)
-    if span >= 0.25 then
+    -- Reservations are spread into the future (the ramp's spacing, a smooth pace, a bucket in debt): while some
+    -- are not sent yet, `use` counts them and the refill would read too fast.
+    if span >= 0.25 and num('sched', 0) <= now then
       local refilled = (remaining - num('frem:' .. d, 0)) + (use - num('fuse:' .. d, 0)) - 2 * err
       if refilled > 2 * err then put('fhi:' .. d, tostring(limit * span / refilled)) end
     end
@@ -347,8 +359,8 @@ return 1
 )
 
 # ARGV: smooth burst seconds, then the dimensions (r, i, o, t) a short-interval 429 named. They are paced
-# smoothly from now on (a bucket of one burst, its level no higher), at the learnt rate until a probe (`PACE`),
-# and the ramp stops. -> 1.
+# smoothly from now on (a bucket of one burst, empty), at the learnt rate until a probe (`PACE`), and the ramp
+# stops. -> 1.
 SMOOTH = (
     _PRELUDE
     + """
@@ -360,8 +372,11 @@ for k = 2, #ARGV do
     put('smooth:' .. d, '1', 'pepoch', tostring(num('pepoch', 0) + 1))
     local lvl, cap, rate = level(d)
     if lvl ~= nil then
+      -- Empty, as the server's short-interval bucket is after the refusal, from when the reservations made
+      -- before it have gone out: a full one would send a burst into it, a 429 each.
       local new_cap = math.max(rate * burst, 1)
-      put('cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
+      lvl = math.min(0, lvl, -math.max(0, num('sched', 0) - now) * rate)
+      put('cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(lvl), 'at:' .. d, tostring(now))
     end
   end
 end
@@ -375,7 +390,8 @@ return 1
 # counts the pool's changes of pace (RESERVE answers it with each admission): a step is taken only in the epoch it
 # was decided in. So two processes never double one pace twice, and a refusal of a request admitted before the
 # last change (in flight when another process stepped back) is not a refusal of the pace in force. A refusal
-# only slows the pool down and empties the bucket, as the server's short-interval bucket is after one.
+# only slows the pool down and empties the bucket, as the server's short-interval bucket is after one, until the
+# reservations made before it have gone out (they are not taken back).
 # -> 1 when the step was taken, else 0.
 PACE = (
     _PRELUDE
@@ -385,8 +401,10 @@ local refusal = ARGV[7] == '1'
 local lvl, cap, rate = level(d)
 if lvl == nil or ST['smooth:' .. d] ~= '1' or epoch ~= num('pepoch', 0) then return 0 end
 if refusal and rate <= to * (1 + 1e-9) then return 0 end
-local new_cap = math.max(math.max(num('rate:' .. d, 0), to) * burst, 1)
-if refusal then lvl = math.min(0, lvl) end
+local paced = math.max(num('rate:' .. d, 0), to)
+local new_cap = math.max(paced * burst, 1)
+-- Reservations made before the step still go out at the old pace until `sched`: the new pace starts after them.
+if refusal then lvl = math.min(0, lvl, -math.max(0, num('sched', 0) - now) * paced) end
 put('pace:' .. d, tostring(to), 'pgood:' .. d, ARGV[5], 'pref:' .. d, ARGV[6], 'pepoch', tostring(epoch + 1),
     'cap:' .. d, tostring(new_cap), 'lvl:' .. d, tostring(math.min(lvl, new_cap)), 'at:' .. d, tostring(now))
 return 1

@@ -44,6 +44,7 @@ class SharedSignals(PoolLink):
     _held: list[bool]
     _units: list[float]
     _epoch: int
+    _stepped: int
     _epochs: deque[tuple[float, int]]
 
     def _known_limits(self) -> list[float | None]:
@@ -113,6 +114,8 @@ class SharedSignals(PoolLink):
         """The heartbeat's view of the pool's paces, which is the truth: another process may have stepped since,
         and a step of ours the pool did not take (decided in an epoch already over) is undone here."""
         self._epoch = max(self._epoch, self._pool.epoch)
+        if self._stepped >= self._pool.epoch:
+            self._stepped = -1  # our step was not taken and nobody else's was: refusals of its epoch count again
         for k, (pace, good, refused, _) in enumerate(self._pool.paces):
             search = self._searches[k]
             target = pace or 0.0
@@ -138,6 +141,10 @@ class SharedSignals(PoolLink):
             if self._searches[k].step_back(learnt):
                 self._send_pace(k, epoch, refusal=True)
                 stepped = True
+        if stepped:
+            # The pool moves on from `epoch` (by this step or another process's): the other refusals of requests
+            # reserved in it are of the pace just left.
+            self._stepped = max(self._stepped, epoch)
         return stepped
 
     def _limits_given(self) -> tuple[float | None, ...]:
@@ -193,7 +200,7 @@ class SharedSignals(PoolLink):
         if empty:
             # The bucket really was empty: the pool was behind the server, by a pace above the refill if it was
             # paced; a step back, and the pause the server asks for.
-            if epoch == self._epoch and self._step_back(empty, epoch):
+            if epoch == self._epoch and epoch > self._stepped and self._step_back(empty, epoch):
                 self._smooth_since = self._clock.now()
                 self._notify()
             return False
@@ -211,7 +218,11 @@ class SharedSignals(PoolLink):
             self._smooth_since = self._clock.now()
             self._notify()
             return True
-        if epoch < self._epoch or (admitted_at is not None and admitted_at <= self._smooth_since):
+        if (
+            epoch < self._epoch
+            or epoch <= self._stepped
+            or (admitted_at is not None and admitted_at <= self._smooth_since)
+        ):
             return True  # sent before the last change of pace, answered after it: already dealt with
         if not self._step_back(named_known, epoch):
             return False  # paced at the learnt rate and still refused: pause as the server asks

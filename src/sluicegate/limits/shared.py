@@ -47,6 +47,9 @@ __all__ = ["SharedLimiter", "SharedPermit"]
 
 _DEFAULT_CAP = 512
 _UNKNOWN_OUTPUT_SHARE = 0.25  # produced accounting: one request's unknown output holds at most this much
+# A smooth bucket lets this much of its rate through at once (and RESERVE keeps it at two requests at least): as
+# the in-process pace (`pace.py`), since a server enforcing short intervals refuses the burst a second would be.
+_SMOOTH_SECONDS = 0.05
 _EPOCHS_KEPT = 4096  # recent admissions whose pace epoch a refusal may ask for
 
 
@@ -58,7 +61,8 @@ class SharedLimiter(SharedSignals):
     `output_accounting` is the server's ("reserved": a `max_tokens` above the output limit is refused at once).
     `smooth=True` paces every bucket at its rate from the start; otherwise, as the in-process limiter, a bucket
     holds the server's whole window, starts at what the headers say is left and is spent through a shared
-    slow-start ramp, until a short-interval 429 makes it smooth.
+    slow-start ramp, until a short-interval 429 makes it smooth; a smooth bucket lets `burst` seconds of its
+    pace through at once, and its pace is searched upwards and back as the in-process one's (`pace.py`).
     `fallback`: while Redis is unreachable, admit locally on 1/N of the limits instead of waiting; True takes N
     from the pool's processes at the last heartbeat, an int is N itself (needed when Redis is down at start).
     """
@@ -72,7 +76,7 @@ class SharedLimiter(SharedSignals):
         clock: Clock | None = None,
         max_concurrency: int | None = None,
         minute: float | None = None,
-        burst: float = 1.0,
+        burst: float = _SMOOTH_SECONDS,
         rng: random.Random | None = None,
         lease: float = 5.0,
         output_accounting: Literal["produced", "reserved"] = "reserved",
@@ -127,6 +131,7 @@ class SharedLimiter(SharedSignals):
         self._held = [False] * len(_DIMS)  # the pool's pace made one of our requests wait since the last response
         self._units = [0.0] * len(_DIMS)  # the largest request admitted, per dimension
         self._epoch = 0  # the pool's pace epoch, as far as this process has heard (`_redis_lua.PACE`)
+        self._stepped = -1  # the latest epoch this process stepped back from
         self._epochs: deque[tuple[float, int]] = deque(maxlen=_EPOCHS_KEPT)  # (admitted at, epoch reserved in)
 
     def __repr__(self) -> str:
@@ -161,10 +166,8 @@ class SharedLimiter(SharedSignals):
         )
         if not self._reserved and limits[2] is not None:
             # As the in-process limiter: the server counts output as it is produced, so an unknown (or larger
-            # than the bucket) length must not hold admission; reserve at most a quarter of the pool's bucket
-            # (`burst` seconds of the rate, where the in-process bucket holds the whole window).
-            bucket = limits[2] / self._window(2) * self._burst
-            output_tokens = max(1, min(output_tokens, math.ceil(bucket * _UNKNOWN_OUTPUT_SHARE)))
+            # than the bucket) length must not hold admission; reserve at most a quarter of the window's limit.
+            output_tokens = max(1, min(output_tokens, math.ceil(limits[2] * _UNKNOWN_OUTPUT_SHARE)))
         async with self._queue.turn():
             return await self._admit(input_tokens, output_tokens, estimate)
 
@@ -209,9 +212,9 @@ class SharedLimiter(SharedSignals):
                 continue
             self._set_lost(False)
             admitted, wait, binding = int(reply[0]), float(reply[1]), reply[2]
-            if len(reply) > 4:
-                self._epoch = max(self._epoch, int(reply[4]))
-            epoch = self._epoch
+            # The epoch this request is reserved in is the reply's, whatever a heartbeat said since.
+            epoch = int(reply[4]) if len(reply) > 4 else self._epoch
+            self._epoch = max(self._epoch, epoch)
             if not admitted:
                 self._cooldown_until = max(self._cooldown_until, self._clock.now() + wait)
                 continue
