@@ -74,3 +74,15 @@ def test_parse_reads_the_heartbeat_reply() -> None:
     assert (view.latency, view.avg_in, view.avg_out) == (0.9, 120.0, None)
     assert view.limits == (50.0, None, None, None)
     assert view.rates == (0.8333, None, None, None)
+
+
+def test_parse_reads_the_smooth_paces_and_the_pace_epoch() -> None:
+    """After the smooth flags: pace, good, refused pace and shortest window per dimension, then the pace epoch."""
+    head = [b"1", b"0", b"0", b"1", b"4", b"", b"", b""] + [b"50", b"4"] + [b""] * 6
+    smooth = [b"1", b"", b"", b""]
+    paces = [b"8", b"8", b"16", b"5.5"] + [b""] * 12
+    view = PoolView.parse([*head, *smooth, *paces, b"7"])
+    assert view.smooth == (True, False, False, False)
+    assert view.paces[0] == (8.0, 8.0, 16.0, 5.5)
+    assert view.paces[1] == (None, None, None, None)
+    assert view.epoch == 7
