@@ -6,8 +6,10 @@ while the headers said every bucket had room makes the named buckets smooth in t
 lost, the local fallback answers, on its 1/N of the limits.
 
 A smooth bucket's pace is searched as the in-process limiter's is (`pace.py`): each process runs the search on
-what its own responses say and sends a step to the pool (`PACE`), which takes it only while the pool still paces
-at what the step was decided at; the heartbeat brings every process the pool's pace.
+what its own responses say and sends a step to the pool (`PACE`) with the pool's pace epoch it was decided in
+(RESERVE answers the epoch with each admission); the pool takes a step only in that epoch, so a refusal of a
+request reserved before another process's step is not a step of its own. The heartbeat brings every process the
+pool's pace search, which is the truth.
 """
 
 from __future__ import annotations
