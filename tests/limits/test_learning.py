@@ -358,6 +358,27 @@ def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -
     clock.run(main)
 
 
+def test_a_429_from_a_bucket_rounded_to_thousands_waits_for_what_is_surely_left() -> None:
+    """The server refuses 1,024 reserved output tokens and says "1000" left, which means 500 to 1,499: the next
+    request waits until even 500 has refilled to 1,024 (0.0786 s at 40,000 per 6 s). A mirror set to 1,000 lacked
+    24 tokens (3.6 ms) and let the next request go as soon as anything else allowed, into the same refusal."""
+    clock = FakeClock()
+    full = RateLimitSnapshot(output_tokens=BucketView(40_000, 40_000, reset_in=0.0, remaining_error=501.0))
+    short = RateLimitSnapshot(output_tokens=BucketView(40_000, 1_000, reset_in=5.0, remaining_error=501.0))
+
+    async def main() -> None:
+        limiter = Limiter(clock=clock, minute=6.0, output_accounting="reserved")
+        limiter.observe(full)
+        refused = await limiter.acquire(10, 1_024)
+        refused.release()
+        assert limiter.rate_limited(short, 10, 1_024, admitted_at=refused.admitted_at)
+        refused_at = clock.now()
+        await limiter.acquire(10, 1_024)
+        assert clock.now() - refused_at == pytest.approx((1_024 - 500) / (40_000 / 6.0), rel=1e-6)
+
+    clock.run(main)
+
+
 def test_with_limits_given_the_probe_goes_out_at_once() -> None:
     """30 requests per minute given: before any headers the client models one second of refill (half a request),
     but the probe, alone, is not held back by it; the next request waits for the probe's headers."""

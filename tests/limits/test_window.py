@@ -42,6 +42,23 @@ def test_flow_bounds_the_window_without_any_reset() -> None:
     assert window.seconds() == 60 * 1.5 / 15
 
 
+def test_flow_never_reads_what_we_took_while_an_answer_was_in_flight_as_refill() -> None:
+    """A 60-per-6-s bucket (10 a second): remaining 10 at 0 s; an answer admitted at 1.0 s and read at 1.5 s says 15
+    (the server counted at admission), and we took 5 by 1.0 s and 10 more in between. Read as counted at our
+    reading, the refill was 20 in 1.5 s (a 4.5 s window, faster than the server); counted at its least favourable
+    moment it was at least 10 (a window of at most 9 s): the bound is 9 s."""
+    window = Window()
+    window.observe_flow(60, 10, 0.0, 0.0, remaining_error=0.0, since=0.0, consumed_since=0.0)
+    window.observe_flow(60, 15, 15.0, 1.5, remaining_error=0.0, since=1.0, consumed_since=5.0)
+    assert window.seconds() == 60 * 1.5 / 10
+    # Nothing taken while the next answer was in flight: refill 20 in 2 s, the true window; a later, looser bound
+    # (10 taken in flight) does not replace it: the tightest recent bound is kept.
+    window.observe_flow(60, 15, 15.0, 2.0, remaining_error=0.0, since=1.9, consumed_since=15.0)
+    assert window.seconds() == 6.0
+    window.observe_flow(60, 14.5, 25.0, 2.4, remaining_error=0.0, since=1.95, consumed_since=15.0)
+    assert window.seconds() == 6.0
+
+
 def test_a_contradiction_keeps_the_newest_consistent_responses() -> None:
     """After the window changes (a limit moved), old intervals that contradict the new ones are dropped."""
     window = Window()

@@ -52,7 +52,8 @@ class Gate:
         self.smooth = smooth
         self.consumed = 0.0  # net tokens we charged (takes minus refunds): the flow evidence's "ours"
         self._taken = 0.0  # what admissions took, corrected by settles the mirror still needed
-        self._takes: deque[tuple[float, float]] = deque(maxlen=_TAKES_KEPT)  # (time, taken before the take)
+        # (time, taken before the take, consumed before the take)
+        self._takes: deque[tuple[float, float, float]] = deque(maxlen=_TAKES_KEPT)
         # Requests admitted before this had their charge replaced by the server's own count when the mirror was
         # set to what a response said is left: correcting them again at settle would count the difference twice.
         self.counted_before = -math.inf
@@ -119,13 +120,18 @@ class Gate:
         return (after - self._takes[start][1]) / _RECENT
 
     def sync_down(self, view: BucketView, limit: float, now: float, *, since: float | None) -> None:
-        """A 429 from a bucket the server says is empty: hold what it says is left (less what we sent since the
+        """A 429 from a bucket the server says is empty: hold what is surely left (less what we sent since the
         refused request, not counted in it yet), a debt included. `reset` says when the bucket is full again,
-        so a bucket driven below zero (produced output tokens) shows as the debt it is."""
+        so a bucket driven below zero (produced output tokens) shows as the debt it is.
+
+        Surely left, not `remaining`: a token count rounded to thousands says "1000" for anything from 500 to
+        1,499, and a mirror set to 1,000 lets a request of 1,024 go out a few milliseconds later, into the same
+        refusal, again and again while the refill is slower than our reading of it (seven 429s in 40 ms, seen).
+        From the low end, the next request goes out when even the emptiest bucket the headers allow holds it."""
         if self.mirror is None:
             return
         scale = limit / view.limit if view.limit > 0 else 1.0
-        left = float(view.remaining)
+        left = max(0.0, view.remaining - view.remaining_error + 1.0)
         rate = self.rate()
         if rate:
             left = min(left, view.limit - view.reset_in * rate / scale)
@@ -156,7 +162,7 @@ class Gate:
     def take(self, amount: float, pace_amount: float, now: float) -> None:
         assert self.mirror is not None
         self.mirror.take(amount, now)
-        self._takes.append((now, self._taken))
+        self._takes.append((now, self._taken, self.consumed))
         self._taken += amount
         self.consumed += amount
         if self.pace is not None:
@@ -188,6 +194,15 @@ class Gate:
         the server had already counted when the mirror was set to its count are not in it: they changed nothing."""
         i = bisect.bisect_left(self._takes, (since, -math.inf))
         return 0.0 if i >= len(self._takes) else self._taken - self._takes[i][1]
+
+    def consumed_before(self, since: float) -> float | None:
+        """Our net consumption before the first admission at or after `since` (None: older than we remember)."""
+        i = bisect.bisect_left(self._takes, (since, -math.inf))
+        if i >= len(self._takes):
+            return self.consumed
+        if i == 0 and len(self._takes) == self._takes.maxlen:
+            return None
+        return self._takes[i][2]
 
     def observe_reset(self, view: BucketView) -> bool:
         """Only the reset evidence of `view` (a refusal's headers): True when the learnt window moved."""
@@ -224,9 +239,18 @@ class Gate:
         before = self.window.seconds()
         old_rate = self.rate()
         self.observe_reset(view)
-        if flow:
+        # The server counted `remaining` somewhere between the admission and now (`window.py`): without `since`
+        # (the first response, whose admission was our first take) at our reading.
+        counted = None if since is None else self.consumed_before(since)
+        if flow and (since is None or counted is not None):
             self.window.observe_flow(
-                view.limit, view.remaining, self.consumed, now, remaining_error=view.remaining_error
+                view.limit,
+                view.remaining,
+                self.consumed,
+                now,
+                remaining_error=view.remaining_error,
+                since=since,
+                consumed_since=counted,
             )
         moved = self.window.seconds() != before
         # Rounded token counts: what is surely left, and what may be.

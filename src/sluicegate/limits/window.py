@@ -9,7 +9,12 @@ A bucket of `limit` tokens refills in `window` seconds from empty to full. Two k
 - flow: between two responses the level changed by what refilled minus what was consumed. Our own consumption
   is known, so `refill >= (remaining2 - remaining1) + ours`: a lower bound on the rate (other clients, a bucket
   that hit full or a debt shown as 0 hide refill; they never add any). Precise over long spans, whatever the
-  reset rounding.
+  reset rounding. But a server counts `remaining` at a moment we do not see, somewhere between the request's
+  admission and our reading of its answer (at admission, at the answer's end, late on a busy loop), and
+  whatever we took in that gap may or may not be in the count. Read as if counted at our reading, a burst of
+  admissions in the gap looks like refill: windows 4-10% short, seen in the start's burst. So each end is
+  taken at its least favourable moment: ours since the first response counted at the second one's admission,
+  the span from the first one's admission to our reading of the second. Loose over short spans, valid at any.
 
 The estimate is the longest window consistent with both (the slowest rate): never faster than the server.
 """
@@ -23,19 +28,23 @@ __all__ = ["Window"]
 
 _KEEP = 64  # reset intervals remembered to recover from one that contradicts the others
 _FLOW_MIN_SPAN = 0.25  # seconds: shorter spans are dominated by in-flight timing at their ends
+# Flow bounds kept: each is valid, and how loose depends on what we took while its answer was in flight, so the
+# tightest recent one is used; a bounded few, so that a limit that changed is followed.
+_FLOW_KEEP = 16
 
 
 class Window:
     """What the headers say about one bucket's window, in seconds."""
 
-    __slots__ = ("_anchor", "_flow_hi", "_hi", "_intervals", "_lo")
+    __slots__ = ("_anchor", "_flows", "_hi", "_intervals", "_lo")
 
     def __init__(self) -> None:
         self._intervals: deque[tuple[float, float]] = deque(maxlen=_KEEP)
         self._lo = 0.0
         self._hi = math.inf
-        self._flow_hi = math.inf
-        self._anchor: tuple[float, float, float] | None = None  # (time, remaining, our consumption so far)
+        self._flows: deque[float] = deque(maxlen=_FLOW_KEEP)
+        # (the earliest the server may have counted it, remaining, our consumption by our reading of it)
+        self._anchor: tuple[float, float, float] | None = None
 
     def observe_reset(
         self, limit: float, remaining: float, reset_in: float, *, remaining_error: float, reset_error: float
@@ -65,28 +74,39 @@ class Window:
             self._lo, self._hi = max(self._lo, i_lo), min(self._hi, i_hi)
 
     def observe_flow(
-        self, limit: float, remaining: float, consumed: float, now: float, *, remaining_error: float
+        self,
+        limit: float,
+        remaining: float,
+        consumed: float,
+        now: float,
+        *,
+        remaining_error: float,
+        since: float | None = None,
+        consumed_since: float | None = None,
     ) -> None:
-        """`remaining` at `now` after we had consumed `consumed` in total from this bucket."""
+        """`remaining`, counted by the server between `since` (the request's admission; default `now`) and `now`,
+        when we had consumed `consumed_since` (at `since`) and `consumed` (at `now`) in total from this bucket."""
         if limit <= 0:
             return
         if remaining >= limit - remaining_error:
             self._anchor = None  # full: refill was capped, the next span starts below full
             return
+        since = now if since is None else min(since, now)
+        consumed_since = consumed if consumed_since is None else min(consumed_since, consumed)
         if self._anchor is None:
-            self._anchor = (now, remaining, consumed)
+            self._anchor = (since, remaining, consumed)
             return
         t0, r0, c0 = self._anchor
         span = now - t0
         if span < _FLOW_MIN_SPAN:
             return
-        refilled = (remaining - r0) + (consumed - c0) - 2 * remaining_error
+        refilled = (remaining - r0) + (consumed_since - c0) - 2 * remaining_error
         if refilled > 2 * remaining_error:
-            self._flow_hi = limit * span / refilled
+            self._flows.append(limit * span / refilled)
 
     def seconds(self) -> float | None:
         """The window to pace by: the longest consistent with what was seen; None while nothing bounds it."""
-        hi = min(self._hi, self._flow_hi)
+        hi = min(self._hi, min(self._flows, default=math.inf))
         if hi == math.inf:
             return None
         return max(hi, self._lo)
