@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +34,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="real seconds per emulated minute for every chosen scenario (a variant named <scenario>_minute<N>s)",
     )
     parser.add_argument("--documents", type=int, help="documents per chosen scenario (a variant, as --minute)")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="busy-loop processes run alongside (a loaded, shared machine: answers are read late) [0]",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the last run's data")
     parser.add_argument(
         "--merge", action="store_true", help="keep the last run's other scenarios (this run replaces its own)"
@@ -43,6 +52,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         parser.error("--repeats must be between 1 and 10")
     if args.minute is not None and not 0.5 <= args.minute <= 3600:
         parser.error("--minute must be between 0.5 and 3600 seconds")
+    if not 0 <= args.busy <= 8:
+        parser.error("--busy must be between 0 and 8")
     if args.documents is not None and args.documents < 1:
         parser.error("--documents must be 1 or more")
     return args
@@ -64,8 +75,7 @@ def main(argv: list[str]) -> int:
     env.ensure(argv)  # re-executes inside the bench virtualenv when not already there
 
     from bench import report
-    from bench.cli_runs import cli_sections
-    from bench.runner import Run, load, run_scenario, save
+    from bench.runner import load
 
     unavailable = env.unavailable_peers()
     if args.report_only:
@@ -81,10 +91,31 @@ def main(argv: list[str]) -> int:
         )
         print("bench: rebuilt bench/RESULTS.md from the last run")
         return 0
+    with _busy(args.busy):
+        return _run(args, argv, unavailable)
+
+
+@contextlib.contextmanager
+def _busy(n: int) -> Iterator[None]:
+    """`n` processes spinning on the CPU while the benchmark runs; stopped (and waited for) however it ends."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+
+
+def _run(args: argparse.Namespace, argv: list[str], unavailable: dict[str, str]) -> int:
+    from bench import report
+    from bench.cli_runs import cli_sections
+    from bench.runner import Run, load, run_scenario, save
+
+    started = time.monotonic()
     chosen = args.scenarios or list(ALL_SCENARIOS)
     only = {s for s in args.systems.split(",") if s}
     results: dict[str, dict[str, list[Run]]] = {}
-    started = time.monotonic()
     for name in chosen:
         scenario = SCENARIOS.get(name)
         if scenario is None:
