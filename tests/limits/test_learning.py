@@ -337,6 +337,16 @@ def test_after_a_short_interval_refusal_the_next_request_waits_one_interval_of_t
     clock.run(main)
 
 
+async def _refused_once(
+    limiter: Limiter, full: RateLimitSnapshot, refusal: RateLimitSnapshot, input_tokens: int, output_tokens: int
+) -> None:
+    """A full bucket's headers, then one request refused with `refusal`'s: handled by the limiter, no pause."""
+    limiter.observe(full)
+    refused = await limiter.acquire(input_tokens, output_tokens)
+    refused.release()
+    assert limiter.rate_limited(refusal, input_tokens, output_tokens, admitted_at=refused.admitted_at)
+
+
 def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -> None:
     """Our model said the output-token bucket had room, the server's headers say it is 6,000 in debt (empty, full
     again in 90 s at 200 per second): no shared pause; the bucket is synced to the debt, so the next request that
@@ -347,10 +357,7 @@ def test_a_429_from_an_empty_bucket_syncs_it_down_instead_of_pausing_the_run() -
 
     async def main() -> None:
         limiter = Limiter(clock=clock, minute=60.0, output_accounting="produced")
-        limiter.observe(full)
-        refused = await limiter.acquire(100, 1_000)
-        refused.release()
-        assert limiter.rate_limited(debt, 100, 1_000, admitted_at=refused.admitted_at)
+        await _refused_once(limiter, full, debt, 100, 1_000)
         assert limiter.cooldown_until == -math.inf
         await limiter.acquire(100, 1_000)
         assert clock.now() == 35.0
@@ -368,10 +375,7 @@ def test_a_429_from_a_bucket_rounded_to_thousands_waits_for_what_is_surely_left(
 
     async def main() -> None:
         limiter = Limiter(clock=clock, minute=6.0, output_accounting="reserved")
-        limiter.observe(full)
-        refused = await limiter.acquire(10, 1_024)
-        refused.release()
-        assert limiter.rate_limited(short, 10, 1_024, admitted_at=refused.admitted_at)
+        await _refused_once(limiter, full, short, 10, 1_024)
         refused_at = clock.now()
         await limiter.acquire(10, 1_024)
         assert clock.now() - refused_at == pytest.approx((1_024 - 500) / (40_000 / 6.0), rel=1e-6)

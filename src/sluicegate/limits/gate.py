@@ -239,8 +239,8 @@ class Gate:
         before = self.window.seconds()
         old_rate = self.rate()
         self.observe_reset(view)
-        # The server counted `remaining` somewhere between the admission and now (`window.py`): without `since`
-        # (the first response, whose admission was our first take) at our reading.
+        # The server counted `remaining` somewhere between the admission and now (`window.py`); without `since`,
+        # at our reading.
         counted = None if since is None else self.consumed_before(since)
         if flow and (since is None or counted is not None):
             self.window.observe_flow(
