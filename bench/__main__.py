@@ -40,6 +40,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="busy-loop processes run alongside (a loaded, shared machine: answers are read late) [0]",
     )
+    parser.add_argument(
+        "--headers-at-admission",
+        action="store_true",
+        help="the emulator counts each answer's rate-limit headers at the request's admission, not its end "
+        "(a variant named <scenario>_admission)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the last run's data")
     parser.add_argument(
         "--merge", action="store_true", help="keep the last run's other scenarios (this run replaces its own)"
@@ -121,7 +127,9 @@ def _run(args: argparse.Namespace, argv: list[str], unavailable: dict[str, str])
         if scenario is None:
             continue
         if name != "overhead":
-            scenario = with_minute(scenario, args.minute, args.documents)
+            scenario = with_minute(
+                scenario, args.minute, args.documents, counted_at_admission=args.headers_at_admission
+            )
         systems = [s for s in scenario.systems if not only or s in only]
         print(f"bench: {name} ({len(systems)} systems x {args.repeats})", flush=True)
         groups: dict[str, list[Run]] = {s: [] for s in systems}

@@ -49,6 +49,7 @@ class Scenario:
     concurrency: int = 32  # max_concurrency for the library peers that need one
     engine_max_concurrency: int | None = None  # sluicegate's max_concurrency (None: its own choice)
     output_accounting: Literal["produced", "reserved"] = "produced"
+    headers_counted: Literal["end", "admission"] = "end"  # when the emulator counts each answer's headers
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -73,6 +74,7 @@ class Scenario:
             max_output_tokens=self.output_tokens[1],
             faults=self.quick_faults if quick and self.quick_faults else self.faults,
             output_accounting=self.output_accounting,
+            headers_counted=self.headers_counted,
         )
 
     def real_limits(self) -> tuple[float, float, float]:
@@ -215,33 +217,47 @@ SCENARIOS: dict[str, Scenario] = {
 ALL_SCENARIOS: tuple[str, ...] = (*SCENARIOS, "memory", "resume")
 
 
-def with_minute(scenario: Scenario, minute: float | None, documents: int | None) -> Scenario:
-    """`scenario` with the emulator's minute set to `minute` real seconds and/or `documents` documents.
+def with_minute(
+    scenario: Scenario, minute: float | None, documents: int | None, *, counted_at_admission: bool = False
+) -> Scenario:
+    """`scenario` with the emulator's minute set to `minute` real seconds and/or `documents` documents, and/or
+    the emulator counting each answer's rate-limit headers at the request's admission instead of its end.
 
     The limits stay per emulated minute and every latency stays in emulated seconds, so only the clock's speed
     changes; the time caps grow with it. The variant gets its own name (and is registered under it) so its
     results sit beside the scenario's own instead of replacing them.
     """
-    if minute is None and documents is None:
+    if minute is None and documents is None and not counted_at_admission:
         return scenario
     minute = minute or scenario.minute
     factor = minute / scenario.minute
-    suffix = (f"_minute{minute:g}s" if minute != scenario.minute else "") + (f"_{documents}docs" if documents else "")
+    suffix = (
+        (f"_minute{minute:g}s" if minute != scenario.minute else "")
+        + (f"_{documents}docs" if documents else "")
+        + ("_admission" if counted_at_admission else "")
+    )
+    rescaled = minute != scenario.minute or documents is not None
+    summary = scenario.summary + (f"; variant: one emulated minute = {minute:g} real s" if rescaled else "")
+    if counted_at_admission:
+        summary += "; headers counted at admission"
     variant = replace(
         scenario,
         name=scenario.name + suffix,
-        summary=f"{scenario.summary}; variant: one emulated minute = {minute:g} real s",
+        summary=summary,
         minute=minute,
         documents=documents or scenario.documents,
         quick_documents=documents or scenario.quick_documents,
         cap=scenario.cap * max(1.0, factor),
         quick_cap=scenario.quick_cap * max(1.0, factor),
+        headers_counted="admission" if counted_at_admission else scenario.headers_counted,
     )
     SCENARIOS[variant.name] = variant
     return variant
 
 
-_VARIANT = re.compile(r"^(?P<base>.+?)(?:_minute(?P<minute>[0-9.]+)s)?(?:_(?P<docs>[0-9]+)docs)?$")
+_VARIANT = re.compile(
+    r"^(?P<base>.+?)(?:_minute(?P<minute>[0-9.]+)s)?(?:_(?P<docs>[0-9]+)docs)?(?P<admission>_admission)?$"
+)
 
 
 def scenario_named(name: str) -> Scenario | None:
@@ -253,4 +269,6 @@ def scenario_named(name: str) -> Scenario | None:
     if match is None or base is None:
         return None
     minute, docs = match["minute"], match["docs"]
-    return with_minute(base, float(minute) if minute else None, int(docs) if docs else None)
+    return with_minute(
+        base, float(minute) if minute else None, int(docs) if docs else None, counted_at_admission=bool(match["admission"])
+    )

@@ -33,3 +33,15 @@ def test_the_scenarios_own_minute_keeps_its_name() -> None:
     base = SCENARIOS["rpm_bound"]
     assert with_minute(base, base.minute, None).name == "rpm_bound"
     assert with_minute(base, None, None) is base
+
+
+def test_a_variant_counting_headers_at_admission_is_named_and_found_again() -> None:
+    """`--headers-at-admission` makes a variant whose emulator counts headers at admission, found by its name."""
+    base = SCENARIOS["otpm_bound"]
+    variant = with_minute(base, None, None, counted_at_admission=True)
+    assert variant.name == "otpm_bound_admission"
+    assert variant.emulator(True, 1).headers_counted == "admission"
+    assert base.emulator(True, 1).headers_counted == "end"
+    found = scenario_named("otpm_bound_minute60s_admission")
+    assert found is not None
+    assert (found.minute, found.headers_counted) == (60.0, "admission")

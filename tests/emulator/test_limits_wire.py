@@ -199,3 +199,18 @@ async def test_resets_follow_the_compressed_minute_for_both_providers(emulator: 
             seconds = int(reset[:-2]) / 1000 if reset.endswith("ms") else int(reset[:-1])
             assert missing * 0.05 - 0.1 <= seconds <= missing * 0.05 + 1.0
         assert 20 <= missing <= 101  # 101 taken, minus the refill while they were served (a few seconds at most)
+
+
+@pytest.mark.parametrize(("counted", "remaining"), [("end", "8000"), ("admission", "4000")])
+async def test_headers_are_counted_at_the_end_or_at_admission(emulator: Factory, counted: str, remaining: str) -> None:
+    """`headers_counted`: an answer's output headers show the refund of the unused reservation only when counted
+    at its end; counted at admission, they show the bucket as the limit check left it (the whole reservation out)."""
+    emu = emulator(otpm=8_000, minute=3600.0, output_accounting="reserved", headers_counted=counted)
+    async with httpx2.AsyncClient(
+        base_url=emu.base_url, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}, timeout=10
+    ) as http:
+        answer = await http.post("/v1/messages", json=_params(max_tokens=4_000))
+        assert answer.status_code == 200
+        produced = answer.json()["usage"]["output_tokens"]
+        assert produced <= 64  # so the end's count rounds to 8,000, never to 4,000
+        assert answer.headers[H + "output-tokens-remaining"] == remaining

@@ -57,6 +57,13 @@ def _parse_fault(text: str) -> FaultSpec:
     show_default=True,
     help="Count produced output tokens, or reserve max_tokens up front.",
 )
+@click.option(
+    "--headers-counted",
+    type=click.Choice(["end", "admission"]),
+    default="end",
+    show_default=True,
+    help="When each answer's rate-limit headers are counted: as it ends, or at the request's admission.",
+)
 @click.option("--spend-cap", is_flag=True, help="Answer every request with the spend-limit 429.")
 @click.option("--invalid-key", "invalid_keys", multiple=True, help="An API key that gets 401, repeatable.")
 @click.option(
@@ -80,6 +87,7 @@ def emulate(
     jitter: float,
     burst: int | None,
     output_accounting: str,
+    headers_counted: str,
     spend_cap: bool,
     invalid_keys: tuple[str, ...],
     faults: tuple[str, ...],
@@ -104,6 +112,7 @@ def emulate(
         jitter=jitter,
         burst=burst,
         output_accounting=output_accounting,  # type: ignore[arg-type]
+        headers_counted=headers_counted,  # type: ignore[arg-type]
         spend_cap=spend_cap,
         invalid_keys=frozenset(invalid_keys),
         faults=tuple(_parse_fault(f) for f in faults),

@@ -74,6 +74,10 @@ class EmulatorConfig:
     count_tokens_rpm: int | None = None  # None = the tier's count_tokens limit
     burst: int | None = None  # max requests per emulated second-scale window; None = only the minute bucket
     output_accounting: Literal["produced", "reserved"] = "produced"
+    # When a response's rate-limit headers are counted: as the answer ends (what is left then), or at the request's
+    # admission (a server that computes them with its limit check). The API does not document which; a client
+    # must read both right.
+    headers_counted: Literal["end", "admission"] = "end"
     spend_cap: bool = False
     seed: int = 0
     first_token_latency: float = 0.0

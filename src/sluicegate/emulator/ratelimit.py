@@ -80,6 +80,11 @@ class Charge:
         self._buckets = buckets
         self._reserved = reserved
         self._finished = False
+        self._counted: dict[str, str] | None = None  # the headers as counted at admission, when the server does
+
+    def count_now(self, style: Literal["anthropic", "openai"]) -> None:
+        """Fix the headers this answer will carry as they stand now (a server counting at admission)."""
+        self._counted = self._limits.headers(self._buckets, style)
 
     def finish(self, output_tokens: int) -> None:
         """Charge produced output tokens (or refund the unused part of the reservation)."""
@@ -93,7 +98,9 @@ class Charge:
             self._buckets.output.take(output_tokens, now)
 
     def headers(self, style: Literal["anthropic", "openai"] = "anthropic") -> dict[str, str]:
-        """Rate-limit headers as they stand now."""
+        """Rate-limit headers as they stand now, or as counted at admission."""
+        if self._counted is not None:
+            return dict(self._counted)
         return self._limits.headers(self._buckets, style)
 
 
@@ -108,7 +115,7 @@ class OpenAICharge(Charge):
         self._buckets.tokens.refund(max(0, self._reserved - output_tokens), self._limits.now())
 
     def headers(self, style: Literal["anthropic", "openai"] = "openai") -> dict[str, str]:
-        return self._limits.headers(self._buckets, "openai")
+        return super().headers("openai")
 
 
 class ServerLimits:
@@ -148,7 +155,10 @@ class ServerLimits:
         b.input.take(input_tokens, now)
         if reserve:
             b.output.take(reserve, now)
-        return Charge(self, b, reserve)
+        charge = Charge(self, b, reserve)
+        if self.config.headers_counted == "admission":
+            charge.count_now("anthropic")
+        return charge
 
     def _refuse_if_short(
         self,
@@ -177,7 +187,10 @@ class ServerLimits:
         if b.burst is not None:
             b.burst.take(1, now)
         b.tokens.take(charge, now)
-        return OpenAICharge(self, b, max_tokens)
+        admitted = OpenAICharge(self, b, max_tokens)
+        if self.config.headers_counted == "admission":
+            admitted.count_now("openai")
+        return admitted
 
     def admit_count(self, api_key: str) -> None:
         """Take one count_tokens request from the key's own bucket (separate from Messages) or raise RateLimited."""
