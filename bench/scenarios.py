@@ -270,5 +270,8 @@ def scenario_named(name: str) -> Scenario | None:
         return None
     minute, docs = match["minute"], match["docs"]
     return with_minute(
-        base, float(minute) if minute else None, int(docs) if docs else None, counted_at_admission=bool(match["admission"])
+        base,
+        float(minute) if minute else None,
+        int(docs) if docs else None,
+        counted_at_admission=bool(match["admission"]),
     )

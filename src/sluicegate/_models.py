@@ -180,6 +180,9 @@ class BucketView:
     # How coarse the header's numbers are; not part of what the server said, so not compared.
     remaining_error: float = field(default=1.0, compare=False)  # +- on `remaining` (tokens rounded to thousands)
     reset_error: float = field(default=0.0, compare=False)  # +- on `reset_in` (whole-second timestamps: 1.0)
+    # `reset` was a moment (Anthropic's timestamps), not a duration from when the server counted (OpenAI's): if
+    # the server counted at the request's admission, the bucket was `reset_in` plus the answer's latency from full.
+    reset_absolute: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

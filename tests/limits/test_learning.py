@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -80,8 +81,17 @@ def _rfc3339(stamp: int) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _drive(limiter: Limiter, server: Server, n: int, *, latency: float, tokens: tuple[int, int]) -> list[float]:
-    """`n` requests through limiter and server by 64 workers; a refused one is retried. Completion times."""
+async def _drive(
+    limiter: Limiter,
+    server: Server,
+    n: int,
+    *,
+    latency: float | Callable[[], float],
+    tokens: tuple[int, int],
+    counted_at_admission: bool = False,
+) -> list[float]:
+    """`n` requests through limiter and server by 64 workers; a refused one is retried. Completion times.
+    `counted_at_admission`: each answer carries its headers as they stood when the request was admitted."""
     done: list[float] = []
     todo = list(range(n))
     input_tokens, output_tokens = tokens
@@ -100,8 +110,9 @@ async def _drive(limiter: Limiter, server: Server, n: int, *, latency: float, to
                 if not limiter.rate_limited(snapshot, input_tokens, output_tokens, admitted_at=permit.admitted_at):
                     limiter.cool_down(1.0)
                 permit.release()
-            await anyio.sleep(latency)
-            limiter.observe(server.snapshot(), since=permit.admitted_at)
+            counted = server.snapshot() if counted_at_admission else None
+            await anyio.sleep(latency if isinstance(latency, float) else latency())
+            limiter.observe(counted or server.snapshot(), since=permit.admitted_at)
             permit.settle(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
             done.append(limiter._clock.now())
 
@@ -135,6 +146,53 @@ def test_window_is_learnt_from_anthropic_headers(window: float, requests: int, n
     done = clock.run(main)
     assert server.refused == 0
     assert max(done) <= ideal * 1.10 + 2 * window / 60.0
+
+
+@pytest.mark.parametrize("style", ["anthropic", "openai"])
+def test_headers_counted_at_admission_and_read_an_answer_later_never_shorten_the_window(style: str) -> None:
+    """A server that counts its headers at admission, answers taking 0.1-1.0 s of a 6 s window: the window learnt
+    from headers read an answer late is never shorter than the server's, nothing is refused, and the run finishes
+    within 15% of a perfect client (the cost of reaching back to the admission: `test_window.py`)."""
+    clock = FakeClock()
+    server = Server(clock, {"requests": (120, 6.0)}, style=style)
+    latencies = itertools.cycle([0.1 + 0.9 * ((i * 0.618) % 1.0) for i in range(97)])
+
+    async def main() -> list[float]:
+        limiter = Limiter(clock=clock)
+        done = await _drive(
+            limiter, server, 480, latency=lambda: next(latencies), tokens=(10, 10), counted_at_admission=True
+        )
+        learnt = limiter.windows()["requests"]
+        assert 6.0 <= learnt <= 6.0 * 1.12
+        return done
+
+    done = clock.run(main)
+    assert server.refused == 0
+    assert max(done) <= (480 - 120) * 6.0 / 120 * 1.15 + 2 * 1.0
+
+
+def test_only_a_reset_moment_reaches_back_to_the_admission() -> None:
+    """An empty 120-per-6-s requests bucket counted at admission (t=0), its answer read at t=2: Anthropic's
+    timestamp (full at 6 s, "4 s" from our reading) gives a window of at least 6 s (it was 5.04 s, faster than
+    the server); OpenAI's duration ("6.000s" from the count) needs no reaching back and stays within 1%."""
+    wall = 1_800_000_000.0
+    anthropic_headers = {
+        "anthropic-ratelimit-requests-limit": "120",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": _rfc3339(int(wall) + 6),
+    }
+    openai_headers = {
+        "x-ratelimit-limit-requests": "120",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "6.000s",
+    }
+    for snapshot, longest in [
+        (parse_anthropic_headers(anthropic_headers, wall + 2.0), 120 * (4.0 + 1.0 + 2.0) / 119),
+        (parse_openai_headers(openai_headers), 120 * 6.001 / 119),
+    ]:
+        limiter = Limiter(clock=FakeClock(start=2.0))
+        limiter.observe(snapshot, since=0.0)
+        assert 6.0 <= limiter.windows()["requests"] <= longest
 
 
 def test_per_day_requests_beside_per_minute_tokens_from_openai_headers() -> None:

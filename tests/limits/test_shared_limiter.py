@@ -47,6 +47,25 @@ async def _learn(a: SharedLimiter, b: SharedLimiter) -> None:
     assert (stats.requests_per_minute, stats.output_tokens_per_minute) == (50, 8_000)
 
 
+async def test_the_pool_reads_a_reset_moment_from_the_admission_of_a_late_answer(
+    pool: Callable[..., SharedLimiter],
+) -> None:
+    """An empty 120-per-6-s bucket counted at admission, its answer read 2 s later: the timestamp says full in 4 s,
+    a window of 5.04 s read as counted at our reading (1,428 a minute, faster than the server's 1,200); the pool
+    reaches back to the admission, as one process does, and paces no faster than the server."""
+    view = BucketView(limit=120, remaining=0, reset_in=4.0, reset_error=1.0, reset_absolute=True)
+    async with pool() as a:
+        now = 100.0
+        a.observe(RateLimitSnapshot(requests=view), now, since=now - 2.0)
+        with anyio.fail_after(5):
+            while a.statistics().requests_per_minute is None:  # noqa: ASYNC110 (the outbox runs on real time)
+                await anyio.sleep(0.05)
+        per_minute = a.statistics().requests_per_minute
+        assert per_minute is not None
+        assert per_minute <= 1200.0
+        assert per_minute == pytest.approx(120 / (120 * 7.0 / 119) * 60.0, rel=1e-3)
+
+
 async def test_a_429_in_one_process_pauses_the_others(pool: Callable[..., SharedLimiter]) -> None:
     """A's cool-down holds B's next admission back until the pause ends."""
     limits = Limits(requests_per_minute=60_000)

@@ -59,6 +59,17 @@ def test_flow_never_reads_what_we_took_while_an_answer_was_in_flight_as_refill()
     assert window.seconds() == 6.0
 
 
+def test_a_reset_moment_read_an_answer_late_reaches_back_to_the_admission() -> None:
+    """A 120-per-6-s bucket counted empty at admission (full 6 s later), its answer read 2 s later: the timestamp
+    says full in 4 s. Read as counted at our reading, that bounds the window to at most 5.04 s, faster than the
+    server; reaching back to the admission (`stale`), the bound is 7.06 s and the true 6 s stays inside."""
+    window = Window()
+    window.observe_reset(120, 0, 4.0, remaining_error=1.0, reset_error=1.0, stale=2.0)
+    lo, hi = window.bounds
+    assert lo <= 6.0 <= hi
+    assert hi == 120 * (4.0 + 1.0 + 2.0) / 119
+
+
 def test_a_contradiction_keeps_the_newest_consistent_responses() -> None:
     """After the window changes (a limit moved), old intervals that contradict the new ones are dropped."""
     window = Window()

@@ -116,7 +116,7 @@ class ServerSignals:
         # the fastest refill they allow, so the tighter that bound, the fewer steps back (each one a 429).
         for name, view in views:
             gate = self._gates[name]
-            if gate.limit is not None and gate.observe_reset(view):
+            if gate.limit is not None and gate.observe_reset(view, now, admitted_at):
                 gate.refresh_rate(now)
         lowered = message.lower()
         named = [names for words, names in _GATE_WORDS.items() if words in lowered]

@@ -68,7 +68,7 @@ class PoolLink:
     def _limits_given(self) -> tuple[float | None, ...]:
         raise NotImplementedError
 
-    def _observe_args(self, views: list[Any] | None, rtt: float | None = None) -> list[Any]:
+    def _observe_args(self, views: list[Any] | None, rtt: float | None = None, stale: float = 0.0) -> list[Any]:
         raise NotImplementedError
 
     def _adopt_paces(self) -> None:

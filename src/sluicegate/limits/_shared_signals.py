@@ -66,7 +66,8 @@ class SharedSignals(PoolLink):
         now = self._clock.now() if now is None else now
         # The ramp starts from the round trip to these headers (the pool ignores it once its ramp has begun).
         started = since if since is not None else self._first_admitted
-        args = self._observe_args(views, None if started is None else now - started)
+        stale = 0.0 if since is None else max(0.0, now - since)
+        args = self._observe_args(views, None if started is None else now - started, stale)
         self._last_observe = args
         self._send("OBSERVE", args)
         self._probe(views, now)
@@ -153,7 +154,12 @@ class SharedSignals(PoolLink):
         g = self._given
         return (g.requests_per_minute, g.input_tokens_per_minute, g.output_tokens_per_minute, g.tokens_per_minute)
 
-    def _observe_args(self, views: list[BucketView | None] | None, rtt: float | None = None) -> list[Any]:
+    def _observe_args(
+        self, views: list[BucketView | None] | None, rtt: float | None = None, stale: float = 0.0
+    ) -> list[Any]:
+        """The OBSERVE script's arguments. `stale`: how much earlier than now the server may have counted the
+        headers (the request's admission): a reset given as a moment then reaches that much further (`window.py`);
+        the script's interval is symmetric, so its centre and its half-width move by half of it each."""
         args: list[Any] = [self._burst, "1" if self._smooth else "0", "" if rtt is None else f"{rtt:.6f}"]
         for k, given in enumerate(self._limits_given()):
             view = views[k] if views is not None else None
@@ -167,7 +173,8 @@ class SharedSignals(PoolLink):
                 args += ["", 1.0, "", "", ""]
             else:
                 tolerance = max(1.0, view.remaining_error)
-                args += [view.remaining, tolerance, view.reset_in, view.reset_error, view.limit]
+                late = stale / 2 if view.reset_absolute else 0.0
+                args += [view.remaining, tolerance, view.reset_in + late, view.reset_error + late, view.limit]
         return args
 
     def rate_limited(

@@ -204,8 +204,9 @@ class Gate:
             return None
         return self._takes[i][2]
 
-    def observe_reset(self, view: BucketView) -> bool:
-        """Only the reset evidence of `view` (a refusal's headers): True when the learnt window moved."""
+    def observe_reset(self, view: BucketView, now: float, since: float | None = None) -> bool:
+        """Only the reset evidence of `view` (a refusal's headers; `since`: the request's admission, the earliest
+        the server may have counted them): True when the learnt window moved."""
         before = self.window.seconds()
         self.window.observe_reset(
             view.limit,
@@ -213,6 +214,7 @@ class Gate:
             view.reset_in,
             remaining_error=view.remaining_error,
             reset_error=view.reset_error,
+            stale=now - since if since is not None and view.reset_absolute else 0.0,
         )
         return self.window.seconds() != before
 
@@ -238,7 +240,7 @@ class Gate:
         """
         before = self.window.seconds()
         old_rate = self.rate()
-        self.observe_reset(view)
+        self.observe_reset(view, now, since)
         # The server counted `remaining` somewhere between the admission and now (`window.py`); without `since`,
         # at our reading.
         counted = None if since is None else self.consumed_before(since)

@@ -162,6 +162,7 @@ def parse_anthropic_headers(headers: Mapping[str, str], now_wall: float) -> Rate
             remaining_error=1.0 if name == "requests" else 501.0,
             # Whole-second timestamps, rounded one way or another: the true time is within a second either side.
             reset_error=math.inf if reset is None else 1.0,
+            reset_absolute=True,
         )
 
     if not fields:  # no rate-limit headers at all (an emulator, a proxy): only the retry headers can matter

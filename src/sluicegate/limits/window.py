@@ -5,7 +5,12 @@ A bucket of `limit` tokens refills in `window` seconds from empty to full. Two k
 - reset: a bucket missing `M` tokens is full again in `R` seconds, so `window = limit * R / M`. `R` is coarse
   (Anthropic sends whole-second timestamps) and so is `M` (token `remaining` rounded to thousands), so each
   response gives an interval. The intersection over many responses narrows, because the rounding falls at a
-  different phase each time. A full or nearly full bucket says almost nothing and is skipped.
+  different phase each time. A full or nearly full bucket says almost nothing and is skipped. A reset given as
+  a moment (a timestamp) is counted from whenever the server counted `M`: at our reading at the latest, at the
+  request's admission at the earliest (the API does not say which; a server computing its headers with its
+  limit check does the latter). Read as if counted at our reading, an answer's latency would shorten `R`:
+  windows 18% short at a 6 s minute, seen. So `R`'s upper end reaches back to the admission (`stale`); the
+  fastest answers (streams' headers come at their first byte) keep the intersection tight.
 - flow: between two responses the level changed by what refilled minus what was consumed. Our own consumption
   is known, so `refill >= (remaining2 - remaining1) + ours`: a lower bound on the rate (other clients, a bucket
   that hit full or a debt shown as 0 hide refill; they never add any). Precise over long spans, whatever the
@@ -47,16 +52,24 @@ class Window:
         self._anchor: tuple[float, float, float] | None = None
 
     def observe_reset(
-        self, limit: float, remaining: float, reset_in: float, *, remaining_error: float, reset_error: float
+        self,
+        limit: float,
+        remaining: float,
+        reset_in: float,
+        *,
+        remaining_error: float,
+        reset_error: float,
+        stale: float = 0.0,
     ) -> None:
-        """One response's `limit`, `remaining` and `reset_in`, with how coarse the last two are."""
+        """One response's `limit`, `remaining` and `reset_in`, with how coarse the last two are; `stale`: how much
+        earlier than our reading the server may have counted them (a moment's `reset_in` is that much longer)."""
         if limit <= 0 or not math.isfinite(reset_error):
             return
         missing = limit - remaining
         missing_lo = missing - remaining_error
         # `remaining` 0 may hide a debt: the bucket may be missing any amount above the limit.
         missing_hi = math.inf if remaining <= 0 else missing + remaining_error
-        reset_lo, reset_hi = max(0.0, reset_in - reset_error), reset_in + reset_error
+        reset_lo, reset_hi = max(0.0, reset_in - reset_error), reset_in + reset_error + max(0.0, stale)
         lo = 0.0 if missing_hi == math.inf else limit * reset_lo / missing_hi
         hi = limit * reset_hi / missing_lo if missing_lo > 0 else math.inf
         if lo <= 0.0 and hi == math.inf:
