@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sluicegate.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
@@ -76,11 +76,19 @@ def _write_parts(tmp: Path, lines: int) -> list[Path]:
 
 GIVEN_MINUTE = False  # --given-minute: pass the emulator's minute instead of learning it from the headers
 BURST: int | None = None  # --burst: the emulator also enforces the limit over short intervals, as the API may
+COUNTED: Literal["end", "admission"] = "end"  # --headers-at-admission: when the emulator counts its headers
 
 
 def _config(seed: int) -> EmulatorConfig:
     return EmulatorConfig(
-        tier=1, minute=MINUTE, first_token_latency=0.3, per_token_latency=0.004, jitter=0.3, seed=seed, burst=BURST
+        tier=1,
+        minute=MINUTE,
+        first_token_latency=0.3,
+        per_token_latency=0.004,
+        jitter=0.3,
+        seed=seed,
+        burst=BURST,
+        headers_counted=COUNTED,
     )
 
 
@@ -285,9 +293,11 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"Command: `python -m bench.shared_limits --lines {args.lines} --kill-at {args.kill_at:g}"
-            f"{' --given-minute' if args.given_minute else ''}{f' --burst {args.burst}' if args.burst else ''}`. "
+            f"{' --given-minute' if args.given_minute else ''}{f' --burst {args.burst}' if args.burst else ''}"
+            f"{' --headers-at-admission' if args.headers_at_admission else ''}`. "
             f"Four processes, {args.lines} lines in all, Tier 1 emulator (50 RPM, 6 s minute"
             f"{f'; also at most {args.burst} requests per {MINUTE * args.burst / RPM:g} s' if args.burst else ''}"
+            f"{'; headers counted at admission' if args.headers_at_admission else ''}"
             "): the key's ceiling "
             f"is {CEILING:.2f} completions/s. Windows: "
             + ("given (`--minute 6`)." if args.given_minute else "learnt from the headers (no `--minute`)."),
@@ -318,9 +328,15 @@ def main() -> None:
     parser.add_argument(
         "--burst", type=int, default=None, help="the emulator also enforces the limit over short intervals (N requests)"
     )
+    parser.add_argument(
+        "--headers-at-admission",
+        action="store_true",
+        help="the emulator counts each answer's rate-limit headers at the request's admission, not its end",
+    )
     args = parser.parse_args()
-    global GIVEN_MINUTE, BURST
+    global GIVEN_MINUTE, BURST, COUNTED
     GIVEN_MINUTE, BURST = args.given_minute, args.burst
+    COUNTED = "admission" if args.headers_at_admission else "end"
     with redis_server() as (url, port):
         shared = None if args.skip_shared else four_processes(args.lines, url)
         storm = None if args.skip_storm else four_processes(args.lines, None)
