@@ -8,12 +8,14 @@ the shared pause (`cool_down`) is left for 429s that the headers do not explain.
 
 from __future__ import annotations
 
+import math
 import random
 
 from .._clock import Clock
 from .._models import BucketView, RateLimitSnapshot
 from .._stats import Binding
 from .adaptive import Adaptive
+from .counting import CountingMoment
 from .gate import Gate
 from .ramp import Ramp
 
@@ -24,6 +26,9 @@ _GATE_WORDS: dict[str, tuple[Binding, ...]] = {
     "requests": ("requests",),
     "tokens": ("tokens", "input_tokens", "output_tokens"),
 }
+
+
+_RATE_SLACK = 1.25  # the fastest refill a vote on the counting moment allows for, against the slowest learnt
 
 
 class ServerSignals:
@@ -39,6 +44,7 @@ class ServerSignals:
     _seen_response: bool
     _cooldown_until: float
     _smooth_since: float
+    _counting: CountingMoment
 
     def _notify(self) -> None:
         raise NotImplementedError
@@ -52,13 +58,25 @@ class ServerSignals:
         """
         now = self._clock.now() if now is None else now
         self._first_response(now, ramp=True)
+        requests = snapshot.requests
+        if since is not None and requests is not None and requests.limit > 0:
+            gate = self._gates["requests"]
+            # The refill lies between the slowest rate the evidence allows and the fastest; while the latter is
+            # unbounded (a bucket reported empty bounds nothing from below), within a quarter of the former.
+            shortest, longest = gate.window_range()
+            slow = requests.limit / longest
+            fast = min(requests.limit / shortest if shortest > 0 else math.inf, slow * _RATE_SLACK)
+            rates = (slow, fast if slow > 0 else math.inf)
+            self._counting.observe(requests, since, now, rates=rates, taken_by=gate.taken_by)
+        at_end = self._counting.at_end
         for name, view in self._views(snapshot):
             gate = self._gates[name]
             limit = float(view.limit) if gate.given is None else min(gate.given, float(view.limit))
             # Produced output tokens are charged by the server while they are generated and by us at the end,
             # so our consumption and its `remaining` disagree in flight: no flow evidence from that bucket.
             exact = name == "requests" or (name == "output_tokens" and self._reserved)
-            gate.observe(view, limit, now, flow=name != "output_tokens" or self._reserved, since=since, credit=exact)
+            flow = name != "output_tokens" or self._reserved
+            gate.observe(view, limit, now, flow=flow, since=since, credit=exact, counted_at_end=at_end)
         self._notify()
 
     @staticmethod

@@ -195,6 +195,18 @@ class Gate:
         i = bisect.bisect_left(self._takes, (since, -math.inf))
         return 0.0 if i >= len(self._takes) else self._taken - self._takes[i][1]
 
+    def taken_by(self, at: float) -> float:
+        """What we had taken from this bucket by `at`, its takes at `at` included."""
+        i = bisect.bisect_right(self._takes, (at, math.inf))
+        return self._taken if i >= len(self._takes) else self._takes[i][1]
+
+    def window_range(self) -> tuple[float, float]:
+        """The shortest and the longest window the evidence allows (0 and inf while nothing bounds them)."""
+        if self.override is not None:
+            return self.override, self.override
+        learnt = self.window.seconds()
+        return self.window.bounds[0], math.inf if learnt is None else learnt
+
     def consumed_before(self, since: float) -> float | None:
         """Our net consumption before the first admission at or after `since` (None: older than we remember)."""
         i = bisect.bisect_left(self._takes, (since, -math.inf))
@@ -227,6 +239,7 @@ class Gate:
         flow: bool,
         since: float | None = None,
         credit: bool = False,
+        counted_at_end: bool = False,
     ) -> bool:
         """Learn from one response; sync the mirror to `remaining`. True when the learnt window moved.
 
@@ -237,10 +250,13 @@ class Gate:
         `since`: when the request that brought this response was admitted. What we took after that may not be
         in its `remaining` yet, so the mirror is raised only to what is left after those; without `since`
         (the first response excepted) it is never raised.
+
+        `counted_at_end`: the server was seen to count its headers as each answer ends (`counting.py`), so a reset
+        timestamp counts from our reading, not from the admission.
         """
         before = self.window.seconds()
         old_rate = self.rate()
-        self.observe_reset(view, now, since)
+        self.observe_reset(view, now, None if counted_at_end else since)
         # The server counted `remaining` somewhere between the admission and now (`window.py`); without `since`,
         # at our reading.
         counted = None if since is None else self.consumed_before(since)

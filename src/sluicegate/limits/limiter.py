@@ -29,6 +29,7 @@ from .._models import Usage
 from .._stats import Binding, LimiterStatistics
 from ._limiter_signals import ServerSignals
 from .adaptive import Adaptive
+from .counting import CountingMoment
 from .gate import Gate
 from .ramp import Ramp
 
@@ -147,6 +148,7 @@ class Limiter(ServerSignals):
             if gate.given is not None:
                 gate.set_limit(gate.given, now)
         self._ramp = Ramp()
+        self._counting = CountingMoment()
         self._adaptive = Adaptive()
         self._in_flight = 0
         self._seen_response = False
