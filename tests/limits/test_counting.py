@@ -53,3 +53,19 @@ def test_a_bucket_that_may_have_refilled_to_full_casts_no_vote() -> None:
     counting = CountingMoment()
     _feed(counting, "end", (50.0, 60.0))
     assert counting.at_end is False
+
+
+def test_predictions_a_few_requests_apart_cast_no_vote() -> None:
+    """Seen on an emulator counting at admission: 10 requests out in 60 ms before the answer's admission, 7 in the
+    21 ms before our reading of it, and the count 5 lower. A burst's requests reach the server in a few ms and not
+    always in order, so predictions 2 requests apart (admission 8.6 lower, end 6.5) decide nothing."""
+    takes = [0.006 * k for k in range(1, 11)] + [0.3 + 0.003 * k for k in range(1, 8)]
+
+    def taken_by(at: float) -> float:
+        return float(bisect.bisect_right(takes, at + 1e-12))
+
+    counting = CountingMoment()
+    rates = (19.4, 24.2)
+    counting.observe(BucketView(limit=120, remaining=81, reset_in=0.0), 0.0, 0.3, rates=rates, taken_by=taken_by)
+    counting.observe(BucketView(limit=120, remaining=76, reset_in=0.0), 0.06, 0.321, rates=rates, taken_by=taken_by)
+    assert not counting._votes

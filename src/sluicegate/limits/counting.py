@@ -23,8 +23,10 @@ from .._models import BucketView
 
 __all__ = ["CountingMoment"]
 
-_FITS = 1.5  # requests: a prediction this close matches the count (floored, and our takes' timing)
-_DECISIVE = 3.0  # requests: a prediction this far off is refuted
+_DECISIVE = 6.0  # requests between the two predictions, at the least, for a vote
+_NEAR = 0.25  # of that gap (plus a unit for the floored count): the count matches a prediction
+_FAR = 0.75  # of that gap: the count refutes a prediction
+_FLOOR = 1.0
 _SPAN = 16  # answers back that each one is compared with
 _VOTES_KEPT = 32  # recent votes: a server behind a changed gateway is followed
 _VOTES_NEEDED = 8  # decisive votes before anything is decided
@@ -72,17 +74,25 @@ class CountingMoment:
         if max(rem0, view.remaining) + fast * span >= view.limit - 1:
             return
         seen = view.remaining - rem0
-        # What each moment predicts for the change, over the refill rates the evidence allows, and how far the
-        # count is from it (`remaining` is floored: a unit either way).
-        far_admission = _distance(seen, since - a0, taken_by(since) - taken_by(a0), slow, fast)
-        far_end = _distance(seen, now - r0, taken_by(now) - taken_by(r0), slow, fast)
-        if far_end <= _FITS and far_admission >= _DECISIVE:
+        # What each moment predicts for the change, over the refill rates allowed. A burst's requests reach the
+        # server a few milliseconds after we take them, not always in the order taken, so a prediction is good to
+        # a few requests only: a vote needs the two far apart, the count near one of them and far from the other.
+        admission = _predicted(since - a0, taken_by(since) - taken_by(a0), slow, fast)
+        end = _predicted(now - r0, taken_by(now) - taken_by(r0), slow, fast)
+        apart = max(admission[0], end[0]) - min(admission[1], end[1])
+        if apart < _DECISIVE:
+            return
+        near, far = _NEAR * apart + _FLOOR, _FAR * apart
+        if _distance(seen, end) <= near and _distance(seen, admission) >= far:
             self._votes.append(True)
-        elif far_admission <= _FITS and far_end >= _DECISIVE:
+        elif _distance(seen, admission) <= near and _distance(seen, end) >= far:
             self._votes.append(False)
 
 
-def _distance(seen: float, span: float, taken: float, slow: float, fast: float) -> float:
-    """How far `seen` is from `rate * span - taken` for every rate between `slow` and `fast`."""
-    ends = (slow * span - taken, fast * span - taken)
-    return max(0.0, min(ends) - seen, seen - max(ends))
+def _predicted(span: float, taken: float, slow: float, fast: float) -> tuple[float, float]:
+    """The change of `remaining` over `span` seconds in which `taken` went out, at every rate from slow to fast."""
+    return slow * span - taken, fast * span - taken
+
+
+def _distance(seen: float, predicted: tuple[float, float]) -> float:
+    return max(0.0, predicted[0] - seen, seen - predicted[1])
