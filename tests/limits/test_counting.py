@@ -22,12 +22,12 @@ def _level(at: float) -> float:
     return min(100.0, 100.0 + at - _taken_by(at))
 
 
-def _feed(counting: CountingMoment, moment: str, rates: tuple[float, float]) -> None:
+def _feed(counting: CountingMoment, moment: str, windows: tuple[float, float]) -> None:
     for admitted in _TAKES:
         read = admitted + 2.0  # every answer takes 2 s
         left = math.floor(_level(admitted if moment == "admission" else read))
         counting.observe(
-            BucketView(limit=100, remaining=left, reset_in=0.0), admitted, read, rates=rates, taken_by=_taken_by
+            BucketView(limit=100, remaining=left, reset_in=0.0), admitted, read, windows=windows, taken_by=_taken_by
         )
 
 
@@ -36,7 +36,7 @@ def test_a_burst_in_flight_tells_the_end_from_the_admission(moment: str) -> None
     """Answers to a burst, each 2 s late: counted at the end, their `remaining` shows the whole burst taken; counted at
     admission, only what was taken before each. The votes say which, and only the end drops the loosening."""
     counting = CountingMoment()
-    _feed(counting, moment, (1.0, 1.25))
+    _feed(counting, moment, (80.0, 100.0))  # refills of 1-1.25 a second
     assert counting.at_end is (moment == "end")
 
 
@@ -51,7 +51,7 @@ def test_a_bucket_that_may_have_refilled_to_full_casts_no_vote() -> None:
     """A fast refill (50 a second) could have filled the bucket between two counts, losing refill to the cap: no
     prediction holds, so no vote, and the least favourable reading stays."""
     counting = CountingMoment()
-    _feed(counting, "end", (50.0, 60.0))
+    _feed(counting, "end", (100 / 60, 100 / 50))  # refills of 50-60 a second
     assert counting.at_end is False
 
 
@@ -65,7 +65,7 @@ def test_predictions_a_few_requests_apart_cast_no_vote() -> None:
         return float(bisect.bisect_right(takes, at + 1e-12))
 
     counting = CountingMoment()
-    rates = (19.4, 24.2)
-    counting.observe(BucketView(limit=120, remaining=81, reset_in=0.0), 0.0, 0.3, rates=rates, taken_by=taken_by)
-    counting.observe(BucketView(limit=120, remaining=76, reset_in=0.0), 0.06, 0.321, rates=rates, taken_by=taken_by)
+    windows = (120 / 24.2, 120 / 19.4)
+    counting.observe(BucketView(limit=120, remaining=81, reset_in=0.0), 0.0, 0.3, windows=windows, taken_by=taken_by)
+    counting.observe(BucketView(limit=120, remaining=76, reset_in=0.0), 0.06, 0.321, windows=windows, taken_by=taken_by)
     assert not counting._votes

@@ -8,7 +8,6 @@ the shared pause (`cool_down`) is left for 429s that the headers do not explain.
 
 from __future__ import annotations
 
-import math
 import random
 
 from .._clock import Clock
@@ -26,9 +25,6 @@ _GATE_WORDS: dict[str, tuple[Binding, ...]] = {
     "requests": ("requests",),
     "tokens": ("tokens", "input_tokens", "output_tokens"),
 }
-
-
-_RATE_SLACK = 1.25  # the fastest refill a vote on the counting moment allows for, against the slowest learnt
 
 
 class ServerSignals:
@@ -61,13 +57,7 @@ class ServerSignals:
         requests = snapshot.requests
         if since is not None and requests is not None and requests.limit > 0:
             gate = self._gates["requests"]
-            # The refill lies between the slowest rate the evidence allows and the fastest; while the latter is
-            # unbounded (a bucket reported empty bounds nothing from below), within a quarter of the former.
-            shortest, longest = gate.window_range()
-            slow = requests.limit / longest
-            fast = min(requests.limit / shortest if shortest > 0 else math.inf, slow * _RATE_SLACK)
-            rates = (slow, fast if slow > 0 else math.inf)
-            self._counting.observe(requests, since, now, rates=rates, taken_by=gate.taken_by)
+            self._counting.observe(requests, since, now, windows=gate.window_range(), taken_by=gate.taken_by)
         at_end = self._counting.at_end
         for name, view in self._views(snapshot):
             gate = self._gates[name]

@@ -27,6 +27,7 @@ _DECISIVE = 6.0  # requests between the two predictions, at the least, for a vot
 _NEAR = 0.25  # of that gap (plus a unit for the floored count): the count matches a prediction
 _FAR = 0.75  # of that gap: the count refutes a prediction
 _FLOOR = 1.0
+_RATE_SLACK = 1.25  # the fastest refill allowed for, against the slowest learnt, while nothing bounds it better
 _SPAN = 16  # answers back that each one is compared with
 _VOTES_KEPT = 32  # recent votes: a server behind a changed gateway is followed
 _VOTES_NEEDED = 8  # decisive votes before anything is decided
@@ -57,16 +58,16 @@ class CountingMoment:
         since: float,
         now: float,
         *,
-        rates: tuple[float, float],
+        windows: tuple[float, float],
         taken_by: Callable[[float], float],
     ) -> None:
-        """An answer admitted at `since` and read at `now` says `view` of the requests bucket. `rates`: the slowest
-        and the fastest refill to allow for, requests per second (a prediction must hold for all of them);
+        """An answer admitted at `since` and read at `now` says `view` of the requests bucket. `windows`: the shortest
+        and the longest window the evidence allows (a prediction must hold for every refill in between);
         `taken_by(t)`: what we had taken from the bucket by `t`, its takes at `t` included."""
         oldest = self._recent[0] if self._recent else None
         self._recent.append((since, now, float(view.remaining)))
-        slow, fast = rates
-        if oldest is None or not 0.0 <= slow <= fast < math.inf:
+        slow, fast = _rates(view.limit, *windows)
+        if oldest is None or not 0.0 < slow <= fast < math.inf:
             return
         a0, r0, rem0 = oldest
         # A bucket that may have reached full in between lost refill to the cap: neither moment predicts it.
@@ -87,6 +88,14 @@ class CountingMoment:
             self._votes.append(True)
         elif _distance(seen, admission) <= near and _distance(seen, end) >= far:
             self._votes.append(False)
+
+
+def _rates(limit: float, shortest: float, longest: float) -> tuple[float, float]:
+    """The slowest and the fastest refill to allow for, per second: while the fastest the evidence allows is
+    unbounded (a bucket reported empty bounds nothing from below), within `_RATE_SLACK` of the slowest."""
+    slow = limit / longest
+    fast = min(limit / shortest if shortest > 0 else math.inf, slow * _RATE_SLACK)
+    return slow, fast
 
 
 def _predicted(span: float, taken: float, slow: float, fast: float) -> tuple[float, float]:
